@@ -1,0 +1,29 @@
+"""perfkit: the performance layer for Python web backends.
+
+Importing perfkit has no side effects: no cache, connection, thread or metric is created until you
+create one.
+"""
+
+from perfkit._version import __version__
+from perfkit.errors import (
+    BackendError,
+    BackendUnavailableError,
+    ConfigurationError,
+    InvalidKeyError,
+    MissingDependencyError,
+    PerfkitError,
+    SerializationError,
+    ValueTooLargeError,
+)
+
+__all__ = [
+    "BackendError",
+    "BackendUnavailableError",
+    "ConfigurationError",
+    "InvalidKeyError",
+    "MissingDependencyError",
+    "PerfkitError",
+    "SerializationError",
+    "ValueTooLargeError",
+    "__version__",
+]

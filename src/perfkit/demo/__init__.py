@@ -1,0 +1,1 @@
+"""perfkit's demonstration (`perfkit demo`)."""

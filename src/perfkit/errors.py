@@ -1,0 +1,59 @@
+"""perfkit's exception hierarchy: everything perfkit raises on purpose derives from `PerfkitError`.
+
+    PerfkitError
+    ├── ConfigurationError        a setting has a value perfkit cannot use (names the setting)
+    │   └── MissingDependencyError an optional extra is not installed (carries the pip hint)
+    ├── BackendError              a storage backend (Redis, PostgreSQL, SQLite) failed
+    │   └── BackendUnavailableError  it is down or did not answer within its timeout
+    ├── InvalidKeyError           a cache key is empty or not a string (also ValueError/TypeError)
+    ├── SerializationError        a value cannot be encoded (also a TypeError) or decoded
+    └── ValueTooLargeError        a value is over the configured maximum size (also ValueError)
+
+Driver exceptions (redis-py, asyncpg, sqlite3) are translated at the backend boundary so that
+application code catches one family, whatever backend the URL picked.
+"""
+
+from __future__ import annotations
+
+
+class PerfkitError(Exception):
+    """Base class of every error perfkit raises on purpose."""
+
+
+class ConfigurationError(PerfkitError, ValueError):
+    """A setting has a value perfkit cannot use; the message names the setting and what it accepts."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        self.setting = setting
+        super().__init__(f"{setting}: {message}")
+
+
+class MissingDependencyError(ConfigurationError, ImportError):
+    """An optional dependency is missing; the message carries the `pip install` line that fixes it."""
+
+    def __init__(self, setting: str, module: str, extra: str) -> None:
+        self.module = module
+        self.extra = extra
+        ConfigurationError.__init__(
+            self, setting, f"needs the '{module}' package: pip install 'perfkit[{extra}]'"
+        )
+
+
+class BackendError(PerfkitError):
+    """A storage backend failed; `__cause__` holds the driver's exception."""
+
+
+class BackendUnavailableError(BackendError):
+    """A backend is down, refused the connection or did not answer within its timeout."""
+
+
+class InvalidKeyError(PerfkitError, ValueError):
+    """A cache key is empty or is not a string."""
+
+
+class SerializationError(PerfkitError, TypeError):
+    """A value could not be serialized (names the key and the type) or stored bytes could not be read."""
+
+
+class ValueTooLargeError(PerfkitError, ValueError):
+    """A serialized value is larger than the configured maximum."""
