@@ -4,6 +4,8 @@ Importing perfkit has no side effects: no cache, connection, thread or metric is
 create one.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from perfkit._version import __version__
 from perfkit.errors import (
     BackendError,
@@ -26,4 +28,22 @@ __all__ = [
     "SerializationError",
     "ValueTooLargeError",
     "__version__",
+    "instrument",
 ]
+
+if TYPE_CHECKING:
+    from perfkit.web.instrument import instrument
+
+_LAZY = {"instrument": "perfkit.web.instrument"}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the heavier parts (the web layer needs starlette) only when they are used."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'perfkit' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,142 @@
+"""Conditional requests: a strong ETag from the body on GET/HEAD, 304 on If-None-Match/If-Modified-Since.
+
+Only complete (single-message) 200 responses are hashed; a streamed body passes through untouched, so
+streaming stays streaming. An ETag set by the app is kept and compared without buffering. If-None-Match
+uses the weak comparison RFC 9110 prescribes for GET, and ignores the coding suffix the compression
+layer adds (`"abc-br"` matches `"abc"`). Malformed validators are ignored, never an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from email.utils import parsedate_to_datetime
+
+from perfkit.web._asgi import ASGIApp, Headers, Message, Receive, Scope, Send, get
+from perfkit.web.config import WebConfig
+from perfkit.web.routing import RouteResolver
+
+_SUFFIXES = (b"-zstd", b"-br", b"-gzip")
+# headers a 304 keeps (RFC 9110 15.4.5); the body-describing ones are dropped
+_KEEP_304 = {b"cache-control", b"content-location", b"date", b"etag", b"expires", b"vary",
+             b"last-modified", b"x-request-id", b"server-timing", b"x-cache"}  # fmt: skip
+
+
+def body_etag(body: bytes) -> bytes:
+    """A strong validator from the body bytes (SHA-1 used as a fast fingerprint, not for security)."""
+    return b'"' + hashlib.sha1(body, usedforsecurity=False).hexdigest()[:27].encode() + b'"'
+
+
+def _opaque(tag: bytes) -> bytes:
+    tag = tag.strip()
+    if tag.startswith(b"W/"):
+        tag = tag[2:]
+    if len(tag) < 2 or not (tag.startswith(b'"') and tag.endswith(b'"')):
+        return b""
+    inner = tag[1:-1]
+    for suffix in _SUFFIXES:
+        if inner.endswith(suffix):
+            return inner[: -len(suffix)]
+    return inner
+
+
+def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
+    """Weak comparison of `etag` against an If-None-Match list (`*` matches anything)."""
+    if if_none_match.strip() == b"*":
+        return True
+    mine = _opaque(etag)
+    if not mine:
+        return False
+    return any(_opaque(tag) == mine for tag in if_none_match.split(b",")[:64])
+
+
+def not_modified_since(if_modified_since: bytes, last_modified: bytes) -> bool:
+    try:
+        since = parsedate_to_datetime(if_modified_since.decode("latin-1"))
+        modified = parsedate_to_datetime(last_modified.decode("latin-1"))
+        return modified <= since
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return False
+
+
+class ConditionalMiddleware:
+    def __init__(
+        self, app: ASGIApp, *, config: WebConfig | None = None, resolver: RouteResolver | None = None
+    ) -> None:
+        self.app = app
+        self.config = config or WebConfig()
+        self.resolver = resolver or RouteResolver(app, self.config)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD") or not self.config.etag:
+            await self.app(scope, receive, send)
+            return
+        rule = self.resolver.resolve(scope).rule
+        if rule is not None and rule.etag is False:
+            await self.app(scope, receive, send)
+            return
+        inm = ims = None
+        for key, value in scope["headers"]:
+            if key == b"if-none-match":
+                inm = value
+            elif key == b"if-modified-since":
+                ims = value
+        start: Message | None = None
+        state = "start"
+
+        async def send_conditional(message: Message) -> None:
+            nonlocal start, state
+            if state == "passthrough":
+                await send(message)
+                return
+            if message["type"] == "http.response.start":
+                headers = message.get("headers", ())
+                if message["status"] != 200:
+                    state = "passthrough"
+                    await send(message)
+                    return
+                etag = get(list(headers), b"etag")
+                if etag is not None:  # the app has its own validator: compare without buffering
+                    state = "passthrough"
+                    if self._fresh(inm, ims, list(headers)):
+                        await self._send_304(send, message, list(headers))
+                        state = "drop"
+                        return
+                    await send(message)
+                    return
+                start = message
+                return
+            if message["type"] != "http.response.body" or state == "drop" or start is None:
+                if state != "drop":
+                    await send(message)
+                return
+            if message.get("more_body", False):  # streaming: no ETag, send as it comes
+                state = "passthrough"
+                await send(start)
+                await send(message)
+                return
+            headers = list(start.get("headers", ()))
+            headers.append((b"etag", body_etag(message.get("body", b""))))
+            state = "drop"
+            if self._fresh(inm, ims, headers):
+                await self._send_304(send, start, headers)
+                return
+            await send({**start, "headers": headers})
+            await send(message)
+
+        await self.app(scope, receive, send_conditional)
+
+    @staticmethod
+    def _fresh(inm: bytes | None, ims: bytes | None, headers: Headers) -> bool:
+        if inm is not None:  # If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2)
+            etag = get(headers, b"etag")
+            return etag is not None and etag_matches(inm, etag)
+        if ims is not None:
+            modified = get(headers, b"last-modified")
+            return modified is not None and not_modified_since(ims, modified)
+        return False
+
+    @staticmethod
+    async def _send_304(send: Send, start: Message, headers: Headers) -> None:
+        kept = [(k, v) for k, v in headers if k.lower() in _KEEP_304]
+        await send({"type": "http.response.start", "status": 304, "headers": kept})
+        await send({"type": "http.response.body", "body": b""})
