@@ -9,6 +9,7 @@ scripts and tests, wrap the work in `with perfkit.db.track(): ...` to get the sa
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,9 +20,10 @@ from perfkit.db.pool import pool_status, sync_engine, track_pool_wait
 from perfkit.db.queries import QueryHooks
 from perfkit.metrics import Collector, RequestStats, default_collector, end_request, start_request
 
-__all__ = ["DbConfig", "Instrumented", "instrument_engine", "pool_status", "track"]
+__all__ = ["DbConfig", "Instrumented", "instrument_engine", "pool_status", "track", "uninstrument_engine"]
 
-_detectors: dict[int, NPlusOneDetector] = {}
+_detectors: weakref.WeakKeyDictionary[Collector, NPlusOneDetector] = weakref.WeakKeyDictionary()
+_instrumented: weakref.WeakKeyDictionary[Any, Instrumented] = weakref.WeakKeyDictionary()
 
 
 class Instrumented:
@@ -34,11 +36,15 @@ class Instrumented:
         return pool_status(self.engine)
 
     def remove(self) -> None:
+        """Take the hooks off; safe to call twice."""
+        if _instrumented.get(sync_engine(self.engine)) is not self:
+            return
         self.hooks.detach()
-        sync_engine(self.engine).info.pop("perfkit", None)
-        if _detectors.get(id(self.detector.collector)) is self.detector:
+        _instrumented.pop(sync_engine(self.engine), None)
+        self.detector.users -= 1
+        if self.detector.users <= 0:
             self.detector.detach()
-            del _detectors[id(self.detector.collector)]
+            _detectors.pop(self.detector.collector, None)
 
 
 def instrument_engine(
@@ -46,21 +52,29 @@ def instrument_engine(
 ) -> Instrumented:
     """Instrument a sync `Engine` or an `AsyncEngine`; calling it twice on one engine is a no-op."""
     target = sync_engine(engine)
-    existing: Instrumented | None = target.info.get("perfkit")
+    existing = _instrumented.get(target)
     if existing is not None:
         return existing
     config = config or DbConfig()
     collector = collector or default_collector()
     hooks = QueryHooks(target, config, collector)
     hooks.attach()
-    detector = _detectors.get(id(collector))
+    detector = _detectors.get(collector)
     if detector is None:  # one Session-wide listener per collector, however many engines
-        detector = _detectors[id(collector)] = NPlusOneDetector(config, collector)
+        detector = _detectors[collector] = NPlusOneDetector(config, collector)
         detector.attach()
+    detector.users += 1
     track_pool_wait(target, collector)
     done = Instrumented(engine, hooks, detector)
-    target.info["perfkit"] = done
+    _instrumented[target] = done
     return done
+
+
+def uninstrument_engine(engine: Any) -> None:
+    """Remove perfkit's hooks from `engine` (whatever instrumented it last); a no-op if none."""
+    current = _instrumented.get(sync_engine(engine))
+    if current is not None:
+        current.remove()
 
 
 @contextmanager

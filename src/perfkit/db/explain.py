@@ -46,6 +46,14 @@ def run_explain(cursor: Any, dialect: str, statement: str, parameters: Any, anal
     return [" | ".join(str(c) for c in row) for row in rows]
 
 
+_PLAN_LITERAL = re.compile(r"'(?:[^']|'')*'")
+
+
+def redact_plan(plan: list[str]) -> list[str]:
+    """PostgreSQL plans quote the parameter values in Filter lines; replace them with '?'."""
+    return [_PLAN_LITERAL.sub("'?'", line) for line in plan]
+
+
 def suggest_indexes(dialect: str, statement: str, plan: list[str]) -> list[dict[str, Any]]:
     """Index suggestions: tables read by a full scan while filtered on columns."""
     out: list[dict[str, Any]] = []

@@ -25,6 +25,7 @@ class NPlusOneDetector:
         self.threshold = int(config.nplusone_threshold or 3)
         self.total = collector.counter("db_nplusone_total", ("relationship",), "N+1 patterns found")
         self.attached = False
+        self.users = 0  # engines sharing this detector (one per collector)
 
     def attach(self) -> None:
         from sqlalchemy import event

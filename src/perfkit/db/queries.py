@@ -13,7 +13,7 @@ from time import perf_counter
 from typing import Any
 
 from perfkit.db.config import DbConfig
-from perfkit.db.explain import explainable, run_explain, suggest_indexes
+from perfkit.db.explain import explainable, redact_plan, run_explain, suggest_indexes
 from perfkit.db.statements import clip, params_key, redact, shape
 from perfkit.metrics import Collector, _current
 
@@ -102,6 +102,8 @@ class QueryHooks:
             if len(self._explained) >= self.config.max_shapes:
                 self._explained.pop(next(iter(self._explained)))
             plan = self._explain(cursor, statement, parameters)
+            if plan is not None and not self.config.log_params:
+                plan = redact_plan(plan)
             self._explained[key] = plan
             if plan is not None:
                 finding["explain"] = plan

@@ -59,7 +59,7 @@ class TimingMiddleware:
         if request_id is None:
             request_id = new_request_id()
         scope[REQUEST_ID_KEY] = request_id
-        stats, token = start_request()
+        stats, token = start_request(self.resolver.template(scope))
         status = 500
 
         async def send_timed(message: Message) -> None:
