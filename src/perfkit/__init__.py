@@ -5,10 +5,12 @@ create one.
 """
 
 from perfkit._version import __version__
+from perfkit.cache import Cache, SyncCache
 from perfkit.errors import (
     BackendError,
     BackendUnavailableError,
     ConfigurationError,
+    InvalidArgumentError,
     InvalidKeyError,
     MissingDependencyError,
     PerfkitError,
@@ -19,11 +21,14 @@ from perfkit.errors import (
 __all__ = [
     "BackendError",
     "BackendUnavailableError",
+    "Cache",
     "ConfigurationError",
+    "InvalidArgumentError",
     "InvalidKeyError",
     "MissingDependencyError",
     "PerfkitError",
     "SerializationError",
+    "SyncCache",
     "ValueTooLargeError",
     "__version__",
 ]
