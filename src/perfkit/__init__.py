@@ -7,10 +7,12 @@ create one.
 from typing import TYPE_CHECKING, Any
 
 from perfkit._version import __version__
+from perfkit.cache import Cache, SyncCache
 from perfkit.errors import (
     BackendError,
     BackendUnavailableError,
     ConfigurationError,
+    InvalidArgumentError,
     InvalidKeyError,
     MissingDependencyError,
     PerfkitError,
@@ -21,11 +23,14 @@ from perfkit.errors import (
 __all__ = [
     "BackendError",
     "BackendUnavailableError",
+    "Cache",
     "ConfigurationError",
+    "InvalidArgumentError",
     "InvalidKeyError",
     "MissingDependencyError",
     "PerfkitError",
     "SerializationError",
+    "SyncCache",
     "ValueTooLargeError",
     "__version__",
     "instrument",

@@ -5,7 +5,8 @@
     │   └── MissingDependencyError an optional extra is not installed (carries the pip hint)
     ├── BackendError              a storage backend (Redis, PostgreSQL, SQLite) failed
     │   └── BackendUnavailableError  it is down or did not answer within its timeout
-    ├── InvalidKeyError           a cache key is empty or not a string (also ValueError/TypeError)
+    ├── InvalidArgumentError      an argument is out of range: a negative TTL, a bad tag (also ValueError)
+    │   └── InvalidKeyError       a cache key is empty or not a string (also TypeError)
     ├── SerializationError        a value cannot be encoded (also a TypeError) or decoded
     └── ValueTooLargeError        a value is over the configured maximum size (also ValueError)
 
@@ -47,7 +48,11 @@ class BackendUnavailableError(BackendError):
     """A backend is down, refused the connection or did not answer within its timeout."""
 
 
-class InvalidKeyError(PerfkitError, ValueError):
+class InvalidArgumentError(PerfkitError, ValueError):
+    """An argument is out of its accepted range; the message names the argument and the key."""
+
+
+class InvalidKeyError(InvalidArgumentError, TypeError):
     """A cache key is empty or is not a string."""
 
 

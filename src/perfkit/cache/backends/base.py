@@ -1,0 +1,47 @@
+"""The contract every cache backend implements.
+
+Keys arrive fully qualified (namespace prefix included, validated, hashed when long) and tags arrive
+namespaced too: backends store and index, nothing more. Byte backends (SQLite, Redis) store what the
+codec produced; the memory backend stores Python objects (`stores_objects`), so an in-process hit
+costs a dict lookup, not a decode. Backends raise `BackendUnavailableError` when the store is down or
+slow and `BackendError` for other driver failures, never a driver's own exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+
+class CacheBackend(Protocol):
+    kind: str  # "memory", "sqlite", "redis": reported per tier in stats
+    stores_objects: bool
+    shared: bool  # visible to other processes, so stampede locks and coherence go through it
+
+    async def get(self, key: str) -> Any | None: ...
+
+    async def get_many(self, keys: Sequence[str]) -> list[Any | None]: ...
+
+    async def set(self, key: str, value: Any, ttl: float | None, tags: Sequence[str] = ()) -> None: ...
+
+    async def set_many(self, items: Sequence[tuple[str, Any]], ttl: float | None, tags: Sequence[str] = ()) -> None: ...
+
+    async def delete(self, keys: Sequence[str]) -> int: ...
+
+    async def exists(self, key: str) -> bool: ...
+
+    async def incr(self, key: str, delta: int, ttl: float | None) -> int: ...
+
+    async def invalidate_tags(self, tags: Sequence[str]) -> int: ...
+
+    async def delete_match(self, pattern: str) -> int: ...
+
+    async def clear(self, prefix: str) -> int: ...
+
+    async def acquire_lock(self, key: str, token: str, ttl: float) -> bool: ...
+
+    async def release_lock(self, key: str, token: str) -> None: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...

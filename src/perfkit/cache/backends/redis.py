@@ -1,0 +1,199 @@
+"""Shared backend on Redis (redis-py asyncio with hiredis).
+
+A hit is one GET: nothing else rides on the hot path. Tag invalidation and pattern deletion work in
+chunks (SCAN, never KEYS; ZRANGE pages of 1,000) so that invalidating 100k keys never holds Redis for
+long. Timeouts are the client's socket timeouts, not `asyncio.wait_for`, which would add a task per
+call; retries are off so an outage costs one timeout, and the cache front decides how to degrade.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from perfkit.backends import BackendURL
+from perfkit.cache.backends import redis_keys as K
+from perfkit.errors import BackendError, BackendUnavailableError, SerializationError
+
+_CHUNK = 1000
+
+
+def translate(exc: RedisError, url: str) -> BackendError:
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+        return BackendUnavailableError(f"Redis at {url} is unavailable: {exc}")
+    return BackendError(f"Redis at {url}: {exc}")
+
+
+def client_from_url(url: BackendURL, *, timeout: float, max_connections: int | None = None,
+                    protocol: int | None = None) -> aioredis.Redis:
+    kwargs: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 0),
+        "max_connections": max_connections or int(url.options.get("max_connections", 64)),
+        "timeout": timeout,  # a burst waits this long for a free connection instead of failing at once
+    }
+    if protocol is not None:
+        kwargs["protocol"] = protocol
+    clean = url.raw.split("?", 1)[0]
+    pool = aioredis.BlockingConnectionPool.from_url(clean, **kwargs)
+    return aioredis.Redis(connection_pool=pool)
+
+
+async def close_client(client: aioredis.Redis) -> None:
+    await client.aclose()
+    await client.connection_pool.disconnect()
+
+
+class RedisBackend:
+    kind = "redis"
+    stores_objects = False
+    shared = True
+
+    def __init__(self, url: BackendURL, *, timeout: float = 0.5, origin: str = "") -> None:
+        self.url = url
+        self.where = url.redacted()
+        self.timeout = timeout
+        self.client = client_from_url(url, timeout=timeout)
+        self._set_tagged = self.client.register_script(K.SET_TAGGED)
+        self._incr = self.client.register_script(K.INCR)
+        self._release = self.client.register_script(K.RELEASE_LOCK)
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            return await self.client.get(key)  # type: ignore[no-any-return]
+        except (RedisError, OSError) as exc:
+            raise translate(exc, self.where) from exc
+
+    async def get_many(self, keys: Sequence[str]) -> list[Any | None]:
+        try:
+            return await self.client.mget(keys)  # type: ignore[no-any-return]
+        except (RedisError, OSError) as exc:
+            raise translate(exc, self.where) from exc
+
+    async def set(self, key: str, value: Any, ttl: float | None, tags: Sequence[str] = ()) -> None:
+        try:
+            if not tags:
+                await self.client.set(key, value, px=_ms(ttl))
+            else:
+                await self._set_tagged(
+                    keys=[key, *map(K.tag_key, tags)],
+                    args=[value, _ms(ttl) or "", int(time.time() * 1000)],
+                )
+        except (RedisError, OSError) as exc:
+            raise translate(exc, self.where) from exc
+
+    async def set_many(self, items: Sequence[tuple[str, Any]], ttl: float | None, tags: Sequence[str] = ()) -> None:
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                now = int(time.time() * 1000)
+                for key, value in items:
+                    if tags:
+                        await self._set_tagged(
+                            keys=[key, *map(K.tag_key, tags)], args=[value, _ms(ttl) or "", now], client=pipe
+                        )
+                    else:
+                        pipe.set(key, value, px=_ms(ttl))
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise translate(exc, self.where) from exc
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        try:
+            return await self.client.delete(*keys)  # type: ignore[no-any-return]
+        except (RedisError, OSError) as exc:
+            raise translate(exc, self.where) from exc
+
+    async def exists(self, key: str) -> bool:
+        try:
+            return bool(await self.client.exists(key))
+        except (RedisError, OSError) as exc:
+            raise translate(exc, self.where) from exc
+
+    async def incr(self, key: str, delta: int, ttl: float | None) -> int:
+        try:
+            return int(await self._incr(keys=[key], args=[delta, _ms(ttl) or ""]))
+        except ResponseError as exc:
+            if "not an integer" in str(exc):
+                raise SerializationError(f"cannot incr key {key!r}: it does not hold an integer") from None
+            raise translate(exc, self.where) from exc
+        except (RedisError, OSError) as exc:
+            raise translate(exc, self.where) from exc
+
+    async def invalidate_tags(self, tags: Sequence[str]) -> int:
+        removed = 0
+        try:
+            for tag in tags:
+                tkey = K.tag_key(tag)
+                while True:
+                    members = await self.client.zrange(tkey, 0, _CHUNK - 1)
+                    if not members:
+                        break
+                    async with self.client.pipeline(transaction=False) as pipe:
+                        pipe.delete(*members)
+                        pipe.zrem(tkey, *members)
+                        deleted, _ = await pipe.execute()
+                    removed += deleted
+                await self.client.delete(tkey)
+        except (RedisError, OSError) as exc:
+            raise translate(exc, self.where) from exc
+        return removed
+
+    async def delete_match(self, pattern: str) -> int:
+        removed = 0
+        try:
+            batch: list[bytes] = []
+            async for key in self.client.scan_iter(match=pattern, count=_CHUNK):
+                batch.append(key)
+                if len(batch) >= _CHUNK:
+                    removed += await self.client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                removed += await self.client.unlink(*batch)
+        except (RedisError, OSError) as exc:
+            raise translate(exc, self.where) from exc
+        return removed
+
+    async def clear(self, prefix: str) -> int:
+        removed = await self.delete_match(_glob_escape(prefix) + "*")
+        await self.delete_match(_glob_escape(K.tag_key(prefix)) + "*")
+        return removed
+
+    async def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
+        try:
+            return bool(await self.client.set(K.lock_key(key), token, nx=True, px=_ms(ttl)))
+        except (RedisError, OSError) as exc:
+            raise translate(exc, self.where) from exc
+
+    async def release_lock(self, key: str, token: str) -> None:
+        try:
+            await self._release(keys=[K.lock_key(key)], args=[token])
+        except (RedisError, OSError) as exc:
+            raise translate(exc, self.where) from exc
+
+    async def ping(self) -> None:
+        try:
+            await self.client.ping()
+        except (RedisError, OSError) as exc:
+            raise translate(exc, self.where) from exc
+
+    async def close(self) -> None:
+        await close_client(self.client)
+
+
+def _ms(ttl: float | None) -> int | None:
+    return max(1, int(ttl * 1000)) if ttl is not None else None
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)

@@ -1,0 +1,320 @@
+"""Embedded backend: one SQLite file in WAL mode, shared by every process on the machine.
+
+Statements run inline on the caller's thread under a lock rather than in a thread pool: an indexed
+read or a WAL write takes microseconds, far less than a thread hop. The busy timeout bounds how long
+a writer may wait for another process's lock.
+
+Other processes' L1 copies are kept coherent through a change log (key, tag, pattern or prefix per
+row). Readers call `changes_since()` at most every few tens of milliseconds; `PRAGMA data_version`
+tells them for free whether anyone else wrote at all.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from perfkit.backends import BackendURL
+from perfkit.errors import BackendError, BackendUnavailableError, ConfigurationError, SerializationError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS perfkit_cache (
+    key TEXT PRIMARY KEY, value BLOB NOT NULL, expires_at REAL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS perfkit_cache_expiry ON perfkit_cache(expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS perfkit_cache_tags (
+    tag TEXT NOT NULL, key TEXT NOT NULL, expires_at REAL, PRIMARY KEY (tag, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS perfkit_cache_locks (
+    key TEXT PRIMARY KEY, token TEXT NOT NULL, expires_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS perfkit_cache_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, origin TEXT NOT NULL, op TEXT NOT NULL, arg TEXT NOT NULL,
+    at REAL NOT NULL
+);
+"""
+LOG_RETENTION = 60.0  # seconds of change log kept for other processes' L1 coherence
+_SWEEP_EVERY = 1000
+_CHUNK = 500
+
+
+def sqlite_path(url: BackendURL) -> str:
+    """SQLAlchemy's convention: `sqlite:///rel.db` is relative, `sqlite:////abs.db` absolute."""
+    path = url.path[1:] if url.path.startswith("/") else url.path
+    if url.host:  # sqlite://host/... is a typo for sqlite:///...
+        raise ConfigurationError("url", f"{url.raw!r}: a SQLite URL has no host; write sqlite:///path/to/cache.db")
+    if not path:
+        raise ConfigurationError("url", f"{url.raw!r} names no file; write sqlite:///path/to/cache.db")
+    return path
+
+
+class SQLiteBackend:
+    kind = "sqlite"
+    stores_objects = False
+    shared = True
+
+    def __init__(self, url: BackendURL, *, timeout: float = 1.0, origin: str = "") -> None:
+        self.path = sqlite_path(url)
+        self.timeout = timeout
+        self.origin = origin or os.urandom(8).hex()
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._writes = 0
+        self._last_seq = 0
+        self._data_version = -1
+
+    # -- connection ---------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
+        row = conn.execute("SELECT coalesce(max(seq), 0) FROM perfkit_cache_log").fetchone()
+        self._last_seq = row[0]
+        self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+        return conn
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = self._connect()
+                yield self._conn
+            except sqlite3.OperationalError as exc:
+                if self._conn is not None and self._conn.in_transaction:
+                    self._conn.rollback()
+                if "locked" in str(exc) or "busy" in str(exc) or "unable to open" in str(exc):
+                    raise BackendUnavailableError(f"SQLite cache {self.path!r}: {exc}") from exc
+                raise BackendError(f"SQLite cache {self.path!r}: {exc}") from exc
+            except sqlite3.Error as exc:
+                if self._conn is not None and self._conn.in_transaction:
+                    self._conn.rollback()
+                raise BackendError(f"SQLite cache {self.path!r}: {exc}") from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._db() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+        self._writes += 1
+        if self._writes % _SWEEP_EVERY == 0:
+            self.sweep()
+
+    def _log(self, conn: sqlite3.Connection, op: str, args: Sequence[str]) -> None:
+        now = time.time()
+        conn.executemany(
+            "INSERT INTO perfkit_cache_log (origin, op, arg, at) VALUES (?, ?, ?, ?)",
+            [(self.origin, op, arg, now) for arg in args],
+        )
+
+    # -- coherence ---------------------------------------------------------------------------------
+
+    def changes_since_last(self) -> list[tuple[str, str]] | None:
+        """Other processes' changes since the last call; None means "too far behind: drop all of L1"."""
+        with self._db() as conn:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            if version == self._data_version:
+                return []
+            self._data_version = version
+            rows = conn.execute(
+                "SELECT seq, origin, op, arg FROM perfkit_cache_log WHERE seq > ? ORDER BY seq", (self._last_seq,)
+            ).fetchall()
+        if not rows:
+            return []
+        gap = self._last_seq and rows[0][0] > self._last_seq + 1
+        self._last_seq = rows[-1][0]
+        if gap:
+            return None
+        return [(op, arg) for _, origin, op, arg in rows if origin != self.origin]
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        with self._db() as conn:
+            row = conn.execute(
+                "SELECT value FROM perfkit_cache WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
+                (key, time.time()),
+            ).fetchone()
+        return row[0] if row else None
+
+    async def get_many(self, keys: Sequence[str]) -> list[Any | None]:
+        found: dict[str, bytes] = {}
+        now = time.time()
+        with self._db() as conn:
+            for i in range(0, len(keys), _CHUNK):
+                chunk = list(keys[i : i + _CHUNK])
+                marks = ",".join("?" * len(chunk))
+                for key, value in conn.execute(
+                    f"SELECT key, value FROM perfkit_cache WHERE key IN ({marks})"  # noqa: S608 - placeholders only
+                    " AND (expires_at IS NULL OR expires_at > ?)",
+                    [*chunk, now],
+                ):
+                    found[key] = value
+        return [found.get(k) for k in keys]
+
+    async def exists(self, key: str) -> bool:
+        return await self.get(key) is not None
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    def _put(self, conn: sqlite3.Connection, items: Sequence[tuple[str, Any]], ttl: float | None,
+             tags: Sequence[str]) -> None:
+        expires_at = time.time() + ttl if ttl is not None else None
+        conn.executemany(
+            "INSERT INTO perfkit_cache (key, value, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+            [(k, v, expires_at) for k, v in items],
+        )
+        if tags:
+            conn.executemany(
+                "INSERT INTO perfkit_cache_tags (tag, key, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(tag, key) DO UPDATE SET expires_at = excluded.expires_at",
+                [(tag, k, expires_at) for k, _ in items for tag in tags],
+            )
+        self._log(conn, "k", [k for k, _ in items])
+
+    async def set(self, key: str, value: Any, ttl: float | None, tags: Sequence[str] = ()) -> None:
+        with self._write() as conn:
+            self._put(conn, [(key, value)], ttl, tags)
+
+    async def set_many(self, items: Sequence[tuple[str, Any]], ttl: float | None, tags: Sequence[str] = ()) -> None:
+        with self._write() as conn:
+            self._put(conn, items, ttl, tags)
+
+    def _delete_keys(self, conn: sqlite3.Connection, keys: Sequence[str]) -> int:
+        removed = 0
+        for i in range(0, len(keys), _CHUNK):
+            chunk = list(keys[i : i + _CHUNK])
+            marks = ",".join("?" * len(chunk))
+            removed += conn.execute(f"DELETE FROM perfkit_cache WHERE key IN ({marks})", chunk).rowcount  # noqa: S608
+        return removed
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        with self._write() as conn:
+            removed = self._delete_keys(conn, keys)
+            self._log(conn, "k", keys)
+        return removed
+
+    async def incr(self, key: str, delta: int, ttl: float | None) -> int:
+        now = time.time()
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT value FROM perfkit_cache WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
+                (key, now),
+            ).fetchone()
+            if row is None:
+                value = delta
+                conn.execute(
+                    "INSERT OR REPLACE INTO perfkit_cache (key, value, expires_at) VALUES (?, ?, ?)",
+                    (key, str(value).encode(), now + ttl if ttl is not None else None),
+                )
+            else:
+                try:
+                    value = int(row[0]) + delta
+                except ValueError:
+                    raise SerializationError(f"cannot incr key {key!r}: it does not hold an integer") from None
+                conn.execute("UPDATE perfkit_cache SET value = ? WHERE key = ?", (str(value).encode(), key))
+            self._log(conn, "k", [key])
+        return value
+
+    async def invalidate_tags(self, tags: Sequence[str]) -> int:
+        removed = 0
+        with self._write() as conn:
+            for tag in tags:
+                keys = [r[0] for r in conn.execute("SELECT key FROM perfkit_cache_tags WHERE tag = ?", (tag,))]
+                removed += self._delete_keys(conn, keys)
+                conn.execute("DELETE FROM perfkit_cache_tags WHERE tag = ?", (tag,))
+                # L1 copies filled from reads carry no tags, so other processes are told the keys
+                self._log(conn, "k", keys)
+        return removed
+
+    async def delete_match(self, pattern: str) -> int:
+        head = _literal_head(pattern)
+        with self._write() as conn:
+            if head:
+                removed = conn.execute(
+                    "DELETE FROM perfkit_cache WHERE key >= ? AND key < ? AND key GLOB ?",
+                    (head, head + "\U0010ffff", pattern),
+                ).rowcount
+            else:
+                removed = conn.execute("DELETE FROM perfkit_cache WHERE key GLOB ?", (pattern,)).rowcount
+            self._log(conn, "p", [pattern])
+        return removed
+
+    async def clear(self, prefix: str) -> int:
+        with self._write() as conn:
+            removed = conn.execute(
+                "DELETE FROM perfkit_cache WHERE key >= ? AND key < ?", (prefix, prefix + "\U0010ffff")
+            ).rowcount
+            conn.execute(
+                "DELETE FROM perfkit_cache_tags WHERE tag >= ? AND tag < ?", (prefix, prefix + "\U0010ffff")
+            )
+            self._log(conn, "c", [prefix])
+        return removed
+
+    # -- locks -------------------------------------------------------------------------------------
+
+    async def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
+        now = time.time()
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO perfkit_cache_locks (key, token, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at "
+                "WHERE perfkit_cache_locks.expires_at <= ? OR perfkit_cache_locks.token = excluded.token",
+                (key, token, now + ttl, now),
+            )
+            return cur.rowcount == 1
+
+    async def release_lock(self, key: str, token: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM perfkit_cache_locks WHERE key = ? AND token = ?", (key, token))
+
+    # -- upkeep ------------------------------------------------------------------------------------
+
+    def sweep(self) -> None:
+        """Delete expired values, tag rows, locks and old log rows: bookkeeping stays bounded."""
+        now = time.time()
+        with self._db() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "DELETE FROM perfkit_cache WHERE key IN "
+                "(SELECT key FROM perfkit_cache WHERE expires_at <= ? LIMIT 10000)",
+                (now,),
+            )
+            conn.execute("DELETE FROM perfkit_cache_tags WHERE expires_at <= ?", (now,))
+            conn.execute("DELETE FROM perfkit_cache_locks WHERE expires_at <= ?", (now,))
+            conn.execute("DELETE FROM perfkit_cache_log WHERE at < ?", (now - LOG_RETENTION,))
+            conn.commit()
+
+    async def ping(self) -> None:
+        with self._db() as conn:
+            conn.execute("SELECT 1").fetchone()
+
+    async def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def _literal_head(pattern: str) -> str:
+    """The part of a glob before its first wildcard, used to turn a scan into an index range."""
+    for i, ch in enumerate(pattern):
+        if ch in "*?[":
+            return pattern[:i]
+    return pattern

@@ -1,0 +1,609 @@
+"""`Cache`: the one async implementation of perfkit's cache; `SyncCache` is a facade over it.
+
+A cache is one or two tiers. `Cache("memory://")` is a single in-process tier; `Cache("redis://…")` or
+`Cache("sqlite:///…")` a single shared tier; `l1="memory://…"` puts an in-process tier in front of the
+shared one, kept coherent across processes (see `coherence`). Reads try L1 then L2 and copy L2 hits
+into L1; writes go to L2 then L1. Every tier operation is reported once to the observers (`stats`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from perfkit.backends import parse_url
+from perfkit.cache.backends import registry
+from perfkit.cache.backends.base import CacheBackend
+from perfkit.cache.backends.memory import Item, MemoryBackend
+from perfkit.cache.codec import Codec
+from perfkit.cache.coherence import Coherence, RedisTracker, SQLiteWatcher
+from perfkit.cache.crypto import Encryptor
+from perfkit.cache.faults import Health
+from perfkit.cache.keys import DEFAULT_MAX_KEY_LENGTH, TTL, UNSET, _Unset, check_tags, make_key, ttl_seconds
+from perfkit.cache.stats import ERROR, HIT, MISS, OK, CacheObserver, CacheStats, StatsCounter
+from perfkit.config import parse_choice, parse_duration, parse_size, parse_str, setting
+from perfkit.errors import BackendError, ConfigurationError, SerializationError
+from perfkit.serialization import Serializer, get_serializer
+
+if TYPE_CHECKING:
+    from perfkit.cache.decorator import CachedFunction
+    from perfkit.cache.sync import SyncCache
+
+T = TypeVar("T")
+log = logging.getLogger("perfkit.cache")
+_perf = time.perf_counter
+_monotonic = time.monotonic
+_now = time.time
+_MISSING: Any = object()
+
+
+@dataclass(frozen=True)
+class _LoadOptions:
+    ttl: float | None
+    tags: tuple[str, ...]
+    stale_ttl: float | None
+    sensitive: bool
+    serve_stale_on_error: bool
+
+
+class Cache:
+    """An async cache over one or two tiers, chosen by URL scheme.
+
+    Settings not given fall back to `PERFKIT_CACHE_*` environment variables, then to the defaults:
+    `memory://`, namespace `default`, `default_ttl` 300 s, msgpack, zstd above 1 KiB, 16 MiB values,
+    a 0.5 s L2 timeout and `on_error="degrade"` (an L2 failure is a miss, never an exception).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        l1: str | None = None,
+        namespace: str | None = None,
+        default_ttl: TTL | _Unset = UNSET,
+        serializer: str | Serializer | None = None,
+        pickle_key: bytes | str | None = None,
+        compression: str | None | _Unset = UNSET,
+        compress_threshold: int | str | None = None,
+        encryption_keys: Sequence[str | bytes] | None = None,
+        encrypt_all: bool = True,
+        max_value_size: int | str | None = None,
+        max_key_length: int = DEFAULT_MAX_KEY_LENGTH,
+        timeout: float | str | None = None,
+        on_error: str | None = None,
+        lock_timeout: float = 10.0,
+        l1_ttl: float | None = None,
+        coherence_interval: float = 0.05,
+        observers: Iterable[CacheObserver] = (),
+        _shared: Cache | None = None,
+    ) -> None:
+        self._config: dict[str, Any] = {k: v for k, v in locals().items() if k not in ("self", "_shared", "__class__")}
+        self.url = setting("cache_url", url, "memory://", parse_str)
+        self.namespace = setting("cache_namespace", namespace, "default", parse_str)
+        if not self.namespace or not isinstance(self.namespace, str):
+            raise ConfigurationError("namespace", "must be a non-empty string")
+        self._prefix = self.namespace + ":"
+        env_ttl = setting("cache_default_ttl", None, 300.0, parse_duration)
+        self.default_ttl = ttl_seconds(env_ttl if isinstance(default_ttl, _Unset) else default_ttl, "*", "default_ttl")
+        self.on_error = parse_choice("on_error", setting("cache_on_error", on_error, "degrade", parse_str),
+                                     ("degrade", "raise"))
+        self.timeout = parse_duration("timeout", setting("cache_timeout", timeout, 0.5, parse_duration))
+        self.lock_timeout = lock_timeout
+        self.l1_ttl = l1_ttl
+        self.max_key_length = max_key_length
+        self._max_direct = max_key_length - len(self._prefix)
+
+        primary = parse_url(self.url, "url")
+        self._l1: MemoryBackend | None
+        self._l2: CacheBackend | None
+        origin = os.urandom(6).hex()
+        if primary.scheme == "memory":
+            if l1 is not None:
+                raise ConfigurationError("l1", "an in-process cache needs no l1; give l1= only with a shared L2")
+            self._l1 = _shared._l1 if _shared else registry.create(self.url)  # type: ignore[assignment]
+            self._l2 = None
+        else:
+            self._l2 = registry.create(self.url, timeout=self.timeout, origin=origin)
+            if l1 is not None:
+                l1_url = parse_url(l1, "l1")
+                if l1_url.scheme != "memory":
+                    raise ConfigurationError("l1", f"{l1!r}: the L1 tier must be a memory:// URL")
+                self._l1 = _shared._l1 if _shared else registry.create(l1)  # type: ignore[assignment]
+            else:
+                self._l1 = None
+
+        self._coherence: Coherence | None = None
+        if self._l1 is not None and self._l2 is not None:
+            if self._l2.kind == "redis":
+                self._coherence = RedisTracker(primary, self._prefix, self._l1, self.timeout)
+            elif self._l2.kind == "sqlite":
+                self._coherence = SQLiteWatcher(self._l2, self._prefix, self._l1, coherence_interval)
+
+        compression_value = setting("cache_compression", None, "zstd", parse_str)
+        if not isinstance(compression, _Unset):
+            compression_value = compression  # type: ignore[assignment]
+        self._codec = Codec(
+            get_serializer(setting("cache_serializer", serializer, "msgpack", parse_str), pickle_key=pickle_key),
+            compression=None if compression_value in (None, "none") else compression_value,
+            compress_threshold=parse_size("compress_threshold", compress_threshold if compress_threshold is not None
+                                          else 1024),
+            encryptor=Encryptor(encryption_keys) if encryption_keys is not None else None,
+            encrypt_all=encrypt_all,
+            max_value_size=parse_size("max_value_size", setting("cache_max_value_size", max_value_size,
+                                                                16 * 1024 * 1024, parse_size)),
+        )
+        self._health = Health(primary.redacted(), self.namespace)
+        self._stats: StatsCounter = _shared._stats if _shared else StatsCounter()
+        self._observers: list[CacheObserver] = _shared._observers if _shared else [self._stats, *observers]
+        self._observe: CacheObserver = self._stats if len(self._observers) == 1 else self._fanout
+        if self._l1 is not None and _shared is None:
+            self._l1.on_evict = self._on_evict
+        self._inflight: dict[str, asyncio.Task[Any]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._sync: SyncCache | None = None
+
+    # -- observation ----------------------------------------------------------------------------------
+
+    def add_observer(self, observer: CacheObserver) -> None:
+        """Also report every tier operation to `observer` (used by perfkit's monitoring)."""
+        self._observers.append(observer)
+        self._observe = self._fanout
+
+    def _fanout(self, namespace: str, tier: str, op: str, outcome: str, seconds: float) -> None:
+        for observer in self._observers:
+            observer(namespace, tier, op, outcome, seconds)
+
+    def _on_evict(self, count: int) -> None:
+        for _ in range(count):
+            self._observe(self.namespace, "l1", "evict", OK, 0.0)
+
+    def stats(self) -> CacheStats:
+        """Hits, misses, sets, deletes, evictions, errors and mean latency per tier, and the hit ratio."""
+        tiers: dict[str, str] = {}
+        if self._l1 is not None:
+            tiers["l1"] = "memory"
+        if self._l2 is not None:
+            tiers["l2"] = self._l2.kind
+        return self._stats.snapshot(self.namespace, tiers)
+
+    # -- keys and options -----------------------------------------------------------------------------
+
+    def _key(self, key: object) -> str:
+        if type(key) is str and key and len(key) <= self._max_direct:
+            return self._prefix + key
+        return make_key(self._prefix, key, self.max_key_length)
+
+    def _ttl(self, ttl: object, key: str) -> float | None:
+        return self.default_ttl if ttl is UNSET else ttl_seconds(ttl, key)
+
+    def _tags(self, tags: Iterable[str] | None, key: str = "") -> tuple[str, ...]:
+        return tuple(self._prefix + t for t in check_tags(tags, key))
+
+    # -- tier plumbing --------------------------------------------------------------------------------
+
+    def _l1_lookup(self, k: str) -> Item | None:
+        l1 = self._l1
+        if l1 is None:
+            return None
+        coherence = self._coherence
+        if coherence is not None:
+            coherence.poll()
+            if not coherence.ready:
+                return None
+        t0 = _perf()
+        item = l1.lookup(k)
+        self._observe(self.namespace, "l1", "get", MISS if item is None else HIT, _perf() - t0)
+        return item
+
+    def _failed(self, exc: BackendError, op: str) -> None:
+        self._observe(self.namespace, "l2", op, ERROR, 0.0)
+        self._health.failed(exc, op)
+        if self.on_error == "raise":
+            raise exc
+
+    async def _l2_get(self, k: str) -> tuple[bool, Any, bool]:
+        """(found, value, fresh) from L2, copying a hit into L1 unless an invalidation raced it."""
+        l2 = self._l2
+        if l2 is None:
+            return False, None, False
+        if self._health.skip():
+            self._observe(self.namespace, "l2", "get", ERROR, 0.0)
+            return False, None, False
+        coherence = self._coherence
+        if coherence is not None:
+            coherence.start()
+        token = coherence.token() if coherence is not None else 0
+        t0 = _perf()
+        try:
+            raw = await l2.get(k)
+        except BackendError as exc:
+            self._failed(exc, "get")
+            return False, None, False
+        if self._health.down:
+            self._health.ok()
+        if raw is None:
+            self._observe(self.namespace, "l2", "get", MISS, _perf() - t0)
+            return False, None, False
+        try:
+            value, expires_at, fresh_until = self._codec.decode(k, raw)
+        except SerializationError as exc:
+            log.warning("cache %r: ignoring unreadable value: %s", self.namespace, exc)
+            self._observe(self.namespace, "l2", "get", ERROR, _perf() - t0)
+            return False, None, False
+        self._observe(self.namespace, "l2", "get", HIT, _perf() - t0)
+        now = _now()
+        if self._l1 is not None and (coherence is None or coherence.may_fill(k, token)):
+            left = expires_at - now if expires_at is not None else None
+            if self.l1_ttl is not None:
+                left = self.l1_ttl if left is None else min(left, self.l1_ttl)
+            if left is None or left > 0:
+                mono = _monotonic()
+                self._l1.store_item(k, Item(
+                    value,
+                    mono + left if left is not None else None,
+                    mono + (fresh_until - now) if fresh_until is not None else None,
+                    (),
+                ))
+        return True, value, fresh_until is None or fresh_until > now
+
+    async def _store(self, k: str, value: Any, ttl: float | None, tags: tuple[str, ...],
+                     stale_ttl: float | None = None, sensitive: bool = False) -> None:
+        storage_ttl = ttl + stale_ttl if (ttl is not None and stale_ttl) else ttl
+        l2 = self._l2
+        if l2 is not None:
+            now = _now()
+            blob = self._codec.encode(
+                k, value,
+                expires_at=now + storage_ttl if storage_ttl is not None else None,
+                fresh_until=now + ttl if (stale_ttl and ttl is not None) else None,
+                sensitive=sensitive,
+            )
+            if not self._health.skip():
+                t0 = _perf()
+                try:
+                    await l2.set(k, blob, storage_ttl, tags)
+                    self._observe(self.namespace, "l2", "set", OK, _perf() - t0)
+                    if self._health.down:
+                        self._health.ok()
+                except BackendError as exc:
+                    self._failed(exc, "set")
+            else:
+                self._observe(self.namespace, "l2", "set", ERROR, 0.0)
+        l1 = self._l1
+        if l1 is not None:
+            l1_ttl = storage_ttl
+            if self.l1_ttl is not None:
+                l1_ttl = self.l1_ttl if l1_ttl is None else min(l1_ttl, self.l1_ttl)
+            l1.store(k, value, l1_ttl, tags, fresh_for=ttl if stale_ttl else None)
+            self._observe(self.namespace, "l1", "set", OK, 0.0)
+
+    async def _l2_call(self, op: str, call: Callable[[CacheBackend], Awaitable[T]], fallback: T) -> T:
+        l2 = self._l2
+        if l2 is None:
+            return fallback
+        if self._health.skip():
+            self._observe(self.namespace, "l2", op, ERROR, 0.0)
+            if self.on_error == "raise":
+                from perfkit.errors import BackendUnavailableError
+
+                raise BackendUnavailableError(f"cache L2 {self._health.where} is down")
+            return fallback
+        t0 = _perf()
+        try:
+            result = await call(l2)
+        except BackendError as exc:
+            self._failed(exc, op)
+            return fallback
+        if self._health.down:
+            self._health.ok()
+        self._observe(self.namespace, "l2", op, OK, _perf() - t0)
+        return result
+
+    # -- the public API -------------------------------------------------------------------------------
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        """The cached value, or `default`. A cached None is a hit and returns None."""
+        k = self._key(key)
+        item = self._l1_lookup(k)
+        if item is not None:
+            return item.value
+        if self._l2 is None:
+            return default
+        found, value, _ = await self._l2_get(k)
+        return value if found else default
+
+    async def exists(self, key: str) -> bool:
+        k = self._key(key)
+        if self._l1_lookup(k) is not None:
+            return True
+        return await self._l2_call("exists", lambda b: b.exists(k), False)
+
+    async def set(self, key: str, value: Any, ttl: TTL | _Unset = UNSET, *, tags: Iterable[str] | None = None,
+                  sensitive: bool = False) -> None:
+        """Store `value` for `ttl` seconds (None: no expiry; default: the cache's `default_ttl`)."""
+        k = self._key(key)
+        await self._store(k, value, self._ttl(ttl, key), self._tags(tags, key), sensitive=sensitive)
+
+    async def delete(self, key: str) -> bool:
+        """Remove `key`; True when it was there."""
+        k = self._key(key)
+        removed = self._l1.remove((k,)) if self._l1 is not None else 0
+        removed2 = await self._l2_call("delete", lambda b: b.delete([k]), 0)
+        return bool(removed or removed2)
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The cached values of `keys` that are present, as {key: value}; absent keys are left out."""
+        keys = list(keys)
+        out: dict[str, Any] = {}
+        pending: list[tuple[str, str]] = []
+        for key in keys:
+            k = self._key(key)
+            item = self._l1_lookup(k)
+            if item is not None:
+                out[key] = item.value
+            else:
+                pending.append((key, k))
+        if pending and self._l2 is not None:
+            raws = await self._l2_call("get", lambda b: b.get_many([k for _, k in pending]), [None] * len(pending))
+            for (key, k), raw in zip(pending, raws, strict=True):
+                if raw is None:
+                    continue
+                try:
+                    out[key] = self._codec.decode(k, raw)[0]
+                except SerializationError as exc:
+                    log.warning("cache %r: ignoring unreadable value: %s", self.namespace, exc)
+        return out
+
+    async def set_many(self, mapping: Mapping[str, Any], ttl: TTL | _Unset = UNSET, *,
+                       tags: Iterable[str] | None = None, sensitive: bool = False) -> None:
+        """Store every item of `mapping` with the same ttl and tags, in one round trip on Redis."""
+        ttl_s = self._ttl(ttl, "*")
+        tag_t = self._tags(tags)
+        items = [(self._key(key), value) for key, value in mapping.items()]
+        if self._l2 is not None:
+            now = _now()
+            blobs = [(k, self._codec.encode(k, v, expires_at=now + ttl_s if ttl_s else None, sensitive=sensitive))
+                     for k, v in items]
+            await self._l2_call("set", lambda b: b.set_many(blobs, ttl_s, tag_t), None)
+        if self._l1 is not None:
+            for k, v in items:
+                self._l1.store(k, v, ttl_s if self.l1_ttl is None else min(ttl_s or self.l1_ttl, self.l1_ttl), tag_t)
+
+    async def incr(self, key: str, delta: int = 1, ttl: TTL | _Unset = UNSET) -> int:
+        """Add `delta` to the integer at `key` (created at `delta`, with `ttl`); atomic on every backend."""
+        if not isinstance(delta, int) or isinstance(delta, bool):
+            raise TypeError(f"incr delta for key {key!r} must be an int, not {type(delta).__name__}")
+        k = self._key(key)
+        ttl_s = self._ttl(ttl, key)
+        if self._l2 is None:
+            assert self._l1 is not None  # noqa: S101 - a cache always has at least one tier
+            return await self._l1.incr(k, delta, ttl_s)
+        if self._l1 is not None:
+            self._l1.remove((k,))
+        if self._health.skip():
+            from perfkit.errors import BackendUnavailableError
+
+            raise BackendUnavailableError(f"cache L2 {self._health.where} is down; incr cannot be answered")
+        try:
+            return await self._l2.incr(k, delta, ttl_s)
+        except BackendError as exc:
+            self._health.failed(exc, "incr")
+            raise
+
+    async def invalidate_tags(self, tags: Iterable[str]) -> int:
+        """Remove every key carrying any of `tags`; returns how many were removed."""
+        tag_t = self._tags(tags)
+        removed = self._l1.remove_tags(tag_t) if self._l1 is not None else 0
+        t0 = _perf()
+        removed2 = await self._l2_call("invalidate", lambda b: b.invalidate_tags(tag_t), 0)
+        self._observe(self.namespace, "all", "invalidate", OK, _perf() - t0)
+        return max(removed, removed2)
+
+    async def delete_match(self, pattern: str) -> int:
+        """Remove the keys of this namespace matching a glob (`*`, `?`, `[...]`); SCAN-based on Redis."""
+        if not isinstance(pattern, str) or not pattern:
+            raise TypeError("delete_match pattern must be a non-empty string")
+        full = _glob_escape(self._prefix) + pattern
+        removed = self._l1.remove_match(full) if self._l1 is not None else 0
+        removed2 = await self._l2_call("delete", lambda b: b.delete_match(full), 0)
+        return max(removed, removed2)
+
+    async def clear(self) -> int:
+        """Remove every key of this namespace (and nothing outside it)."""
+        removed = self._l1.remove_prefix(self._prefix) if self._l1 is not None else 0
+        removed2 = await self._l2_call("delete", lambda b: b.clear(self._prefix), 0)
+        return max(removed, removed2)
+
+    async def get_or_set(
+        self,
+        key: str,
+        loader: Callable[[], T | Awaitable[T]],
+        ttl: TTL | _Unset = UNSET,
+        *,
+        tags: Iterable[str] | None = None,
+        stale_ttl: TTL = None,
+        serve_stale_on_error: bool = False,
+        sensitive: bool = False,
+    ) -> T:
+        """The cached value, else `loader()` (sync or async) run once per key however many callers miss.
+
+        Concurrent misses in this process share one loader call; with a shared L2 a lock (which
+        expires after `lock_timeout`) makes it once across processes. With `stale_ttl`, a value past
+        its `ttl` is still served for `stale_ttl` more seconds while one caller refreshes it in the
+        background; `serve_stale_on_error` keeps serving it if that refresh fails.
+        """
+        k = self._key(key)
+        item = self._l1_lookup(k)
+        opts: _LoadOptions | None = None
+        if item is not None:
+            if item.fresh_until is None or item.fresh_until > _monotonic():
+                return item.value  # type: ignore[no-any-return]
+            opts = self._options(key, ttl, tags, stale_ttl, sensitive, serve_stale_on_error)
+            self._refresh(k, loader, opts, item.value)  # stale: answer now, refresh once in the background
+            return item.value  # type: ignore[no-any-return]
+        task = self._inflight.get(k)
+        if task is None:
+            opts = self._options(key, ttl, tags, stale_ttl, sensitive, serve_stale_on_error)
+            task = self._start(k, self._fetch_or_load(k, loader, opts))
+        # shield: a caller that is cancelled (its client went away) must not cancel everyone's load
+        return await asyncio.shield(task)  # type: ignore[no-any-return]
+
+    def _options(self, key: str, ttl: object, tags: Iterable[str] | None, stale_ttl: TTL, sensitive: bool,
+                 serve_stale_on_error: bool) -> _LoadOptions:
+        return _LoadOptions(self._ttl(ttl, key), self._tags(tags, key), ttl_seconds(stale_ttl, key, "stale_ttl"),
+                            sensitive, serve_stale_on_error)
+
+    async def _fetch_or_load(self, k: str, loader: Callable[[], Any], opts: _LoadOptions) -> Any:
+        """One per key at a time: the L2 read (so 1,000 callers make one round trip), then the load."""
+        found, value, fresh = await self._l2_get(k)
+        if found:
+            if not fresh:
+                self._inflight.pop(k, None)  # let the refresh take this key's slot
+                self._refresh(k, loader, opts, value)
+            return value
+        return await self._load(k, loader, opts, _MISSING)
+
+    # -- stampede protection --------------------------------------------------------------------------
+
+    def _start(self, k: str, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._inflight[k] = task
+
+        def done(t: asyncio.Task[Any]) -> None:
+            if self._inflight.get(k) is t:
+                del self._inflight[k]
+
+        task.add_done_callback(done)
+        return task
+
+    def _refresh(self, k: str, loader: Callable[[], Any], opts: _LoadOptions, stale: Any) -> None:
+        if k in self._inflight:
+            return
+        task = self._start(k, self._load(k, loader, opts, stale))
+        self._background.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._background.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.warning("cache %r: background refresh of %r failed: %s", self.namespace, k, t.exception())
+
+        task.add_done_callback(done)
+
+    async def _load(self, k: str, loader: Callable[[], Any], opts: _LoadOptions, stale: Any) -> Any:
+        l2 = self._l2
+        if l2 is None or not l2.shared or self._health.skip():
+            return await self._compute(k, loader, opts, stale)
+        token = secrets.token_hex(8)
+        deadline = _monotonic() + 2 * self.lock_timeout
+        delay = 0.002
+        while True:
+            try:
+                got = await l2.acquire_lock(k, token, self.lock_timeout)
+            except BackendError as exc:
+                self._failed(exc, "lock")
+                return await self._compute(k, loader, opts, stale)
+            if got:
+                try:
+                    if stale is _MISSING:  # someone may have filled it while we queued for the lock
+                        found, value, fresh = await self._l2_get(k)
+                        if found and fresh:
+                            return value
+                    return await self._compute(k, loader, opts, stale)
+                finally:
+                    with contextlib.suppress(BackendError):
+                        await l2.release_lock(k, token)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+            found, value, fresh = await self._l2_get(k)
+            if found and fresh:
+                return value
+            if _monotonic() > deadline:  # the holder is stuck: load rather than wait forever
+                return await self._compute(k, loader, opts, stale)
+
+    async def _compute(self, k: str, loader: Callable[[], Any], opts: _LoadOptions, stale: Any) -> Any:
+        try:
+            value = loader()
+            if inspect.isawaitable(value):
+                value = await value
+        except Exception:
+            if opts.serve_stale_on_error and stale is not _MISSING:
+                log.warning("cache %r: loader for %r failed; serving the stale value", self.namespace, k,
+                            exc_info=True)
+                return stale
+            raise
+        await self._store(k, value, opts.ttl, opts.tags, opts.stale_ttl, opts.sensitive)
+        return value
+
+    # -- decorator, sync facade, lifecycle ------------------------------------------------------------
+
+    def cached(
+        self,
+        ttl: TTL | _Unset = UNSET,
+        *,
+        key: str | None = None,
+        key_prefix: str | None = None,
+        tags: Iterable[str] | None = None,
+        stale_ttl: TTL = None,
+        serve_stale_on_error: bool = False,
+        sensitive: bool = False,
+    ) -> Callable[[Callable[..., Any]], CachedFunction]:
+        """Cache a function's result, for async and plain functions alike (see `perfkit.cache.decorator`)."""
+        from perfkit.cache.decorator import make_cached
+
+        return make_cached(self, ttl=ttl, key=key, key_prefix=key_prefix, tags=tags, stale_ttl=stale_ttl,
+                           serve_stale_on_error=serve_stale_on_error, sensitive=sensitive)
+
+    @property
+    def sync(self) -> SyncCache:
+        """A blocking facade over this cache for code that is not async (shares its L1 and stats)."""
+        if self._sync is None:
+            from perfkit.cache.sync import SyncCache
+
+            self._sync = SyncCache(self)
+        return self._sync
+
+    def _sibling(self) -> Cache:
+        """Same configuration and L1, own L2 connections: for use from another event loop."""
+        return Cache(**self._config, _shared=self)
+
+    async def ping(self) -> None:
+        """Raise `BackendUnavailableError` unless the L2 answers (for health checks)."""
+        if self._l2 is not None:
+            await self._l2.ping()
+
+    async def close(self) -> None:
+        """Stop background work and close connections; safe to call twice."""
+        for task in list(self._background) + list(self._inflight.values()):
+            task.cancel()
+        for task in list(self._background) + list(self._inflight.values()):
+            with contextlib.suppress(BaseException):
+                await task
+        if self._coherence is not None:
+            await self._coherence.close()
+        if self._l2 is not None:
+            await self._l2.close()
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+
+    async def __aenter__(self) -> Cache:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        tiers = f"l1=memory, l2={self._l2.kind}" if self._l1 and self._l2 else (self._l2 or self._l1).kind  # type: ignore[union-attr]
+        return f"<Cache {self.namespace!r} {tiers}>"
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("[" + ch + "]" if ch in "*?[]" else ch for ch in text)

@@ -1,0 +1,202 @@
+"""Keeping every process's L1 coherent with the shared L2.
+
+Redis: client-side tracking in broadcast mode. One connection per cache subscribes to
+`__redis__:invalidate` and asks Redis to report every change under the namespace prefix, whoever made
+it (another perfkit process, a script, an expiry), so writers pay nothing. Until that subscription is
+live, and whenever it drops, the L1 is emptied and bypassed: a process never serves an L1 copy it could
+not have heard about.
+
+SQLite: the backend's change log, read at most every `interval` seconds before an L1 lookup;
+`PRAGMA data_version` makes the common "nobody wrote" case one cheap statement.
+
+Both guard the fill race: a reader that fetched a value from L2 does not copy it into L1 if an
+invalidation for that key arrived while it was reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from typing import Protocol
+
+from perfkit.backends import BackendURL
+from perfkit.cache.backends.memory import MemoryBackend
+from perfkit.errors import BackendError
+
+log = logging.getLogger("perfkit.cache")
+_RECENT = 4096
+
+
+class Coherence(Protocol):
+    ready: bool
+
+    def poll(self) -> None: ...
+
+    def start(self) -> None: ...
+
+    def token(self) -> int: ...
+
+    def may_fill(self, key: str, token: int) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class _FillGuard:
+    """Remembers the last invalidation of recently invalidated keys, so a late fill can be refused."""
+
+    def __init__(self) -> None:
+        self._seq = 0
+        self._floor = 0
+        self._recent: OrderedDict[str, int] = OrderedDict()
+
+    def token(self) -> int:
+        return self._seq
+
+    def invalidated(self, key: str | None) -> None:
+        self._seq += 1
+        if key is None:  # everything
+            self._floor = self._seq
+            self._recent.clear()
+            return
+        self._recent[key] = self._seq
+        self._recent.move_to_end(key)
+        if len(self._recent) > _RECENT:
+            _, seq = self._recent.popitem(last=False)
+            self._floor = max(self._floor, seq)
+
+    def may_fill(self, key: str, token: int) -> bool:
+        return token >= self._floor and self._recent.get(key, 0) <= token
+
+
+class RedisTracker(_FillGuard):
+    def __init__(self, url: BackendURL, prefix: str, l1: MemoryBackend, timeout: float) -> None:
+        super().__init__()
+        self.url, self.prefix, self.l1, self.timeout = url, prefix, l1, timeout
+        self.ready = False
+        self._task: asyncio.Task[None] | None = None
+
+    def poll(self) -> None:
+        return None
+
+    def may_fill(self, key: str, token: int) -> bool:
+        return self.ready and super().may_fill(key, token)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="perfkit-cache-tracking")
+
+    def _drop_all(self) -> None:
+        self.ready = False
+        self.l1.remove_prefix(self.prefix)
+        self.invalidated(None)
+
+    async def _run(self) -> None:
+        from perfkit.cache.backends.redis import client_from_url, close_client
+        from perfkit.cache.backends.redis_keys import INVALIDATE_CHANNEL
+
+        backoff, outage_logged = 0.05, False
+        while True:
+            client = client_from_url(self.url, timeout=self.timeout, max_connections=1, protocol=2)
+            try:
+                conn = await client.connection_pool.get_connection()
+                await conn.send_command("CLIENT", "ID")
+                cid = await conn.read_response()
+                await conn.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", cid, "BCAST", "PREFIX", self.prefix)
+                await conn.read_response()
+                await conn.send_command("SUBSCRIBE", INVALIDATE_CHANNEL)
+                await conn.read_response()
+                self._drop_all()  # anything cached before the subscription may have been missed
+                self.ready, backoff = True, 0.05
+                if outage_logged:
+                    log.info("cache L1 coherence for %r restored", self.prefix)
+                    outage_logged = False
+                await self._listen(conn)
+            except asyncio.CancelledError:
+                self._drop_all()
+                await close_client(client)
+                raise
+            except Exception as exc:  # any failure: L1 off until the subscription is back
+                self._drop_all()
+                if not outage_logged:
+                    log.warning("cache L1 coherence for %r lost (%s); L1 bypassed until Redis is back",
+                                self.prefix, exc)
+                    outage_logged = True
+            with contextlib.suppress(Exception):
+                await close_client(client)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def _listen(self, conn: object) -> None:
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        idle = 0
+        while True:
+            try:
+                msg = await conn.read_response(timeout=5.0, disconnect_on_error=False)  # type: ignore[attr-defined]
+            except (TimeoutError, RedisTimeoutError):
+                idle += 1
+                if idle > 1:
+                    raise
+                await conn.send_command("PING")  # type: ignore[attr-defined]
+                continue
+            idle = 0
+            if not isinstance(msg, list) or len(msg) < 3 or msg[0] != b"message":
+                continue
+            keys = msg[2]
+            if keys is None:  # FLUSHDB / FLUSHALL
+                self.l1.remove_prefix(self.prefix)
+                self.invalidated(None)
+                continue
+            for raw in keys:
+                key = raw.decode("utf-8", "surrogateescape")
+                self.l1.remove((key,))
+                self.invalidated(key)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+
+
+class SQLiteWatcher(_FillGuard):
+    ready = True
+
+    def __init__(self, backend: object, prefix: str, l1: MemoryBackend, interval: float) -> None:
+        super().__init__()
+        self.backend, self.prefix, self.l1, self.interval = backend, prefix, l1, interval
+        self._next = 0.0
+
+    def start(self) -> None:
+        return None
+
+    def poll(self) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.interval
+        try:
+            changes = self.backend.changes_since_last()  # type: ignore[attr-defined]
+        except BackendError:
+            changes = None
+        if changes is None:
+            self.l1.remove_prefix(self.prefix)
+            self.invalidated(None)
+            return
+        for op, arg in changes:
+            if op == "k":
+                self.l1.remove((arg,))
+                self.invalidated(arg)
+            else:
+                if op == "p":
+                    self.l1.remove_match(arg)
+                else:  # "c": a namespace cleared
+                    self.l1.remove_prefix(arg)
+                self.invalidated(None)
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,81 @@
+"""Key rules: validation, namespacing, hashing of over-long keys, TTL and tag checks.
+
+Keys are validated at the front door so that a bad key fails the same way on every backend and never
+reaches storage. Over-long keys are not refused: they keep a readable head and a BLAKE2 digest of the
+whole, so the same long key always maps to the same stored key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Final
+
+from perfkit.errors import InvalidArgumentError, InvalidKeyError
+
+
+class _Unset:
+    """Sentinel type for "argument not given" where None already means something (ttl=None: no expiry)."""
+
+    _instance: _Unset | None = None
+
+    def __new__(cls) -> _Unset:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+UNSET: Final = _Unset()
+TTL = float | int | timedelta | None
+
+DEFAULT_MAX_KEY_LENGTH: Final = 250
+_HEAD: Final = 180
+
+
+def make_key(prefix: str, key: object, max_length: int) -> str:
+    """The stored key for a user key: `prefix + key`, hashed past `max_length` characters."""
+    if type(key) is not str:
+        if not isinstance(key, str):
+            raise InvalidKeyError(f"cache key must be a str, not {type(key).__name__}: {key!r:.80}")
+    if not key:
+        raise InvalidKeyError("cache key must not be empty")
+    full = prefix + key
+    if len(full) <= max_length:
+        return full
+    digest = hashlib.blake2b(full.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return f"{full[:_HEAD]}#{digest}"
+
+
+def ttl_seconds(ttl: object, key: str, name: str = "ttl") -> float | None:
+    """Seconds for a ttl argument (number or timedelta; None = no expiry); refuses <= 0."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, timedelta):
+        value = ttl.total_seconds()
+    elif isinstance(ttl, int | float) and not isinstance(ttl, bool):
+        value = float(ttl)
+    else:
+        raise InvalidArgumentError(f"{name} for key {key!r} must be seconds or a timedelta, not {ttl!r}")
+    if not value > 0:  # also refuses NaN
+        raise InvalidArgumentError(f"{name} for key {key!r} must be > 0 seconds or None (got {ttl!r})")
+    return value
+
+
+def check_tags(tags: Iterable[str] | None, key: str = "") -> tuple[str, ...]:
+    """Tags as a tuple; a bare string is refused (it would otherwise be read as one tag per letter)."""
+    if not tags:
+        return ()
+    if isinstance(tags, str | bytes):
+        raise InvalidArgumentError(f"tags for key {key!r} must be a list of strings, not one string: {tags!r}")
+    out = tuple(tags)
+    for tag in out:
+        if not isinstance(tag, str) or not tag:
+            raise InvalidArgumentError(f"tags for key {key!r} must be non-empty strings, got {tag!r}")
+    return out

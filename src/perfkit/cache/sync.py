@@ -1,0 +1,92 @@
+"""`SyncCache`: the cache for code that is not async (Django views, scripts, sync FastAPI routes).
+
+It is a facade, not a second implementation: an L1 hit is answered in the calling thread (a dict
+lookup), everything else runs the async `Cache` on a private event loop thread (`perfkit._portal`),
+which owns its own L2 connections and shares the L1 and the statistics with the async cache. A plain
+loader runs in a worker thread, so one slow loader does not hold up other threads' cache calls, and
+concurrent misses from many threads still share one loader call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from perfkit._portal import Portal
+from perfkit.cache.cache import Cache
+from perfkit.cache.keys import TTL, UNSET, _Unset
+from perfkit.cache.stats import CacheStats
+
+T = TypeVar("T")
+_monotonic = __import__("time").monotonic
+
+
+class SyncCache:
+    """Blocking cache API: `SyncCache("sqlite:///cache.db")` or `cache.sync` for an existing `Cache`."""
+
+    def __init__(self, url: str | Cache | None = None, **options: Any) -> None:
+        self.cache = url if isinstance(url, Cache) else Cache(url, **options)
+        self._inner = self.cache._sibling()
+        self._portal = Portal("perfkit-cache-sync")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        item = self._inner._l1_lookup(self._inner._key(key))
+        if item is not None:
+            return item.value
+        if self._inner._l2 is None:
+            return default
+        return self._portal.call(self._inner.get(key, default))
+
+    def get_or_set(self, key: str, loader: Callable[[], T], ttl: TTL | _Unset = UNSET, **options: Any) -> T:
+        item = self._inner._l1_lookup(self._inner._key(key))
+        if item is not None and (item.fresh_until is None or item.fresh_until > _monotonic()):
+            return item.value  # type: ignore[no-any-return]
+        return self._portal.call(
+            self._inner.get_or_set(key, lambda: asyncio.to_thread(loader), ttl, **options)
+        )
+
+    def set(self, key: str, value: Any, ttl: TTL | _Unset = UNSET, **options: Any) -> None:
+        self._portal.call(self._inner.set(key, value, ttl, **options))
+
+    def delete(self, key: str) -> bool:
+        return self._portal.call(self._inner.delete(key))
+
+    def exists(self, key: str) -> bool:
+        return self._portal.call(self._inner.exists(key))
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        return self._portal.call(self._inner.get_many(list(keys)))
+
+    def set_many(self, mapping: Mapping[str, Any], ttl: TTL | _Unset = UNSET, **options: Any) -> None:
+        self._portal.call(self._inner.set_many(mapping, ttl, **options))
+
+    def incr(self, key: str, delta: int = 1, ttl: TTL | _Unset = UNSET) -> int:
+        return self._portal.call(self._inner.incr(key, delta, ttl))
+
+    def invalidate_tags(self, tags: Iterable[str]) -> int:
+        return self._portal.call(self._inner.invalidate_tags(list(tags)))
+
+    def delete_match(self, pattern: str) -> int:
+        return self._portal.call(self._inner.delete_match(pattern))
+
+    def clear(self) -> int:
+        return self._portal.call(self._inner.clear())
+
+    def stats(self) -> CacheStats:
+        return self.cache.stats()
+
+    def cached(self, *args: Any, **kwargs: Any) -> Any:
+        return self.cache.cached(*args, **kwargs)
+
+    def close(self) -> None:
+        """Close the private loop's connections and stop its thread."""
+        if self._portal._loop is not None:
+            self._portal.call(self._inner.close())
+        self._portal.close()
+
+    def __enter__(self) -> SyncCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
