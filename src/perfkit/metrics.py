@@ -269,6 +269,22 @@ def add_cache_time(seconds: float) -> None:
         stats.cache_time += seconds
 
 
+def cache_observer(collector: Collector) -> Any:
+    """An observer for `Cache.add_observer`: counts cache operations and adds their time to the request."""
+    ops = collector.counter(
+        "cache_operations_total", ("namespace", "tier", "op", "outcome"), "Cache tier operations"
+    )
+
+    def observe(namespace: str, tier: str, op: str, outcome: str, seconds: float) -> None:
+        ops.inc((namespace, tier, op, outcome))
+        stats = _current.get()
+        if stats is not None:
+            stats.cache_count += 1
+            stats.cache_time += seconds
+
+    return observe
+
+
 _default: Collector | None = None
 
 

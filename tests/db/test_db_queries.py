@@ -44,9 +44,12 @@ def test_slow_query_logged_redacted_with_explain(sync_db: SyncDb, caplog: pytest
     """A slow statement is logged with redacted parameters, its route, and an EXPLAIN plan."""
     slow_everything(sync_db)
     m = sync_db.models
-    with caplog.at_level(logging.WARNING, logger="perfkit.db"):
-        with Session(sync_db.engine) as session, track("/tickets/open"):
-            session.scalars(select(m.Ticket).where(m.Ticket.status == "secret-value")).all()
+    with (
+        caplog.at_level(logging.WARNING, logger="perfkit.db"),
+        Session(sync_db.engine) as session,
+        track("/tickets/open"),
+    ):
+        session.scalars(select(m.Ticket).where(m.Ticket.status == "secret-value")).all()
     [finding] = [f for f in sync_db.collector.findings("slow_query") if "tickets.status" in f["statement"]]
     assert finding["route"] == "/tickets/open"
     assert "secret-value" not in repr(finding)

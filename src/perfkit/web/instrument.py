@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from perfkit.metrics import Collector, default_collector
+from perfkit.metrics import Collector, cache_observer, default_collector
 from perfkit.web._asgi import ASGIApp, Receive, Scope, Send
 from perfkit.web.cache_control import CacheControlMiddleware
 from perfkit.web.compression import CompressionMiddleware
@@ -100,6 +100,8 @@ def instrument(
         config=config or WebConfig(), collector=collector or default_collector(),
         cache=cache, jobs=jobs, engine=engine,
     )  # fmt: skip
+    if cache is not None and hasattr(cache, "add_observer"):
+        cache.add_observer(cache_observer(handle.collector))
     if engine is not None:
         from perfkit.db import instrument_engine
 
