@@ -19,7 +19,6 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any
 
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -65,7 +64,18 @@ class Counter(Family):
 
 
 class Gauge(Counter):
+    """A value per label set; `track(fn)` makes the unlabelled value read from `fn` at snapshot time."""
+
     kind = "gauge"
+    _fn: Any = None
+
+    def track(self, fn: Any) -> None:
+        self._fn = fn
+
+    def value(self, values: Labels = ()) -> float:
+        if self._fn is not None and values == ():
+            return float(self._fn())
+        return self.series.get(values, 0.0)
 
     def set(self, values: Labels, value: float) -> None:
         with self._lock:
@@ -190,6 +200,8 @@ class Collector:
             if isinstance(family, Histogram):
                 entry["buckets"] = list(family.buckets)
             series = family.series  # type: ignore[attr-defined]  # every concrete family has series
+            if isinstance(family, Gauge) and family._fn is not None:
+                series = {**series, (): family.value()}
             entry["series"] = [[list(k), list(v) if isinstance(v, list) else v] for k, v in series.items()]
             metrics[name] = entry
         findings = {kind: list(ring) for kind, ring in self._findings.items()}
@@ -229,18 +241,19 @@ def merge(snapshots: Iterable[Mapping[str, Any]], ring_size: int = 500) -> dict[
     return {"started": started, "metrics": metrics, "findings": findings}
 
 
-@dataclass
 class RequestStats:
     """What one request spent in the database and the cache; filled by hooks, read by middleware."""
 
-    route: str = ""
-    db_count: int = 0
-    db_time: float = 0.0
-    cache_count: int = 0
-    cache_time: float = 0.0
-    lazy_loads: dict[tuple[str, str], int] = field(default_factory=dict)
-    statements: dict[int, int] = field(default_factory=dict)
-    reported: set[Any] = field(default_factory=set)
+    __slots__ = ("cache_count", "cache_time", "db_count", "db_time", "lazy_loads", "route", "statements")
+
+    def __init__(self, route: str = "") -> None:
+        self.route = route
+        self.db_count = 0
+        self.db_time = 0.0
+        self.cache_count = 0
+        self.cache_time = 0.0
+        self.lazy_loads: dict[tuple[str, str], int] = {}
+        self.statements: dict[int, int] = {}
 
 
 _current: ContextVar[RequestStats | None] = ContextVar("perfkit_request", default=None)

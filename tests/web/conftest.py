@@ -118,3 +118,9 @@ def as_json(body: bytes) -> Any:
 
 
 Factory = Callable[..., Starlette]
+
+
+def requests(collector: Collector) -> dict[tuple[str, ...], float]:
+    """Requests per (method, route, status class): the count of the latency histogram."""
+    rows = series(collector, "http_request_duration_seconds") if collector.families else {}
+    return {labels: float(sum(row[:-1])) for labels, row in rows.items()}

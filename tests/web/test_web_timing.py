@@ -29,10 +29,10 @@ def test_server_timing_has_total_app_db_cache() -> None:
 
 
 def test_request_id_generated_when_missing() -> None:
-    """A request without an id gets a fresh 16-hex-digit X-Request-ID, different per request."""
+    """A request without an id gets a fresh X-Request-ID (process prefix + counter), different per request."""
     c = client()
     first, second = c.get("/").headers["x-request-id"], c.get("/").headers["x-request-id"]
-    assert re.fullmatch(r"[0-9a-f]{16}", first)
+    assert re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", first)
     assert first != second
 
 
@@ -47,7 +47,7 @@ def test_malformed_request_id_replaced(bad: str) -> None:
     """An overlong or unsafe X-Request-ID is replaced by a generated one, never echoed."""
     response = client().get("/", headers={"X-Request-ID": bad.encode("utf-8")})
     assert response.status_code == 200
-    assert re.fullmatch(r"[0-9a-f]{16}", response.headers["x-request-id"])
+    assert re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", response.headers["x-request-id"])
 
 
 def test_slow_request_logged_and_recorded(caplog: pytest.LogCaptureFixture) -> None:

@@ -21,9 +21,12 @@ log = logging.getLogger("perfkit.db")
 _START = "_perfkit_start"
 
 
-def _operation(statement: str) -> str:
+_OPS = {op: (op,) for op in ("SELECT", "INSERT", "UPDATE", "DELETE")}
+
+
+def _operation(statement: str) -> tuple[str]:
     head = statement.lstrip()[:6].upper()
-    return head if head in ("SELECT", "INSERT", "UPDATE", "DELETE") else "OTHER"
+    return _OPS.get(head, ("OTHER",))
 
 
 class QueryHooks:
@@ -54,15 +57,17 @@ class QueryHooks:
         event.remove(self.engine, "after_cursor_execute", self.after)
 
     def before(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
-        conn.info.setdefault(_START, []).append(perf_counter())
+        context._perfkit_start = perf_counter()  # one attribute on SQLAlchemy's per-execution context
 
     def after(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
         parameters = params
-        starts = conn.info.get(_START)
-        if not starts:
+        start = getattr(context, _START, None)
+        if start is None:
             return
-        elapsed = perf_counter() - starts.pop()
-        self.latency.observe((_operation(statement),), elapsed)
+        elapsed = perf_counter() - start
+        head = statement[:6]
+        op = _OPS.get(head) or _operation(statement)
+        self.latency.observe(op, elapsed)
         stats = _current.get()
         if stats is not None:
             stats.db_count += 1

@@ -4,7 +4,7 @@ from perfkit.web.cache_control import CacheControlMiddleware
 from perfkit.web.compression import CompressionMiddleware
 from perfkit.web.conditional import ConditionalMiddleware
 from perfkit.web.config import RateLimit, Rule, WebConfig
-from perfkit.web.instrument import Instrumentation, PerfkitStack, instrument
+from perfkit.web.instrument import Instrumentation, PerfkitStack, build_stack, instrument
 from perfkit.web.metrics import MetricsMiddleware
 from perfkit.web.ratelimit import RateLimitMiddleware
 from perfkit.web.timing import TimingMiddleware
@@ -21,5 +21,6 @@ __all__ = [
     "Rule",
     "TimingMiddleware",
     "WebConfig",
+    "build_stack",
     "instrument",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -21,7 +21,7 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-def get(headers: Headers, name: bytes) -> bytes | None:
+def get(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
     for key, value in headers:
         if key.lower() == name:
             return value

@@ -9,9 +9,10 @@ layer adds (`"abc-br"` matches `"abc"`). Malformed validators are ignored, never
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from email.utils import parsedate_to_datetime
 
-from perfkit.web._asgi import ASGIApp, Headers, Message, Receive, Scope, Send, get
+from perfkit.web._asgi import ASGIApp, Message, Receive, Scope, Send, get
 from perfkit.web.config import WebConfig
 from perfkit.web.routing import RouteResolver
 
@@ -80,45 +81,44 @@ class ConditionalMiddleware:
                 inm = value
             elif key == b"if-modified-since":
                 ims = value
+        conditional = inm is not None or ims is not None
         start: Message | None = None
-        state = "start"
+        state = 0  # 0: waiting for the start, 1: pass everything through, 2: done (drop the rest)
 
         async def send_conditional(message: Message) -> None:
             nonlocal start, state
-            if state == "passthrough":
+            if state == 1:
                 await send(message)
                 return
             if message["type"] == "http.response.start":
                 headers = message.get("headers", ())
                 if message["status"] != 200:
-                    state = "passthrough"
+                    state = 1
                     await send(message)
                     return
-                etag = get(list(headers), b"etag")
-                if etag is not None:  # the app has its own validator: compare without buffering
-                    state = "passthrough"
-                    if self._fresh(inm, ims, list(headers)):
-                        await self._send_304(send, message, list(headers))
-                        state = "drop"
+                if get(headers, b"etag") is not None:  # the app has a validator: compare, don't buffer
+                    state = 1
+                    if conditional and self._fresh(inm, ims, headers):
+                        state = 2
+                        await self._send_304(send, headers)
                         return
                     await send(message)
                     return
                 start = message
                 return
-            if message["type"] != "http.response.body" or state == "drop" or start is None:
-                if state != "drop":
+            if state == 2 or start is None or message["type"] != "http.response.body":
+                if state != 2:
                     await send(message)
                 return
+            state = 1
             if message.get("more_body", False):  # streaming: no ETag, send as it comes
-                state = "passthrough"
                 await send(start)
                 await send(message)
                 return
-            headers = list(start.get("headers", ()))
-            headers.append((b"etag", body_etag(message.get("body", b""))))
-            state = "drop"
-            if self._fresh(inm, ims, headers):
-                await self._send_304(send, start, headers)
+            headers = [*start.get("headers", ()), (b"etag", body_etag(message.get("body", b"")))]
+            if conditional and self._fresh(inm, ims, headers):
+                state = 2
+                await self._send_304(send, headers)
                 return
             await send({**start, "headers": headers})
             await send(message)
@@ -126,7 +126,7 @@ class ConditionalMiddleware:
         await self.app(scope, receive, send_conditional)
 
     @staticmethod
-    def _fresh(inm: bytes | None, ims: bytes | None, headers: Headers) -> bool:
+    def _fresh(inm: bytes | None, ims: bytes | None, headers: Iterable[tuple[bytes, bytes]]) -> bool:
         if inm is not None:  # If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2)
             etag = get(headers, b"etag")
             return etag is not None and etag_matches(inm, etag)
@@ -136,7 +136,7 @@ class ConditionalMiddleware:
         return False
 
     @staticmethod
-    async def _send_304(send: Send, start: Message, headers: Headers) -> None:
+    async def _send_304(send: Send, headers: Iterable[tuple[bytes, bytes]]) -> None:
         kept = [(k, v) for k, v in headers if k.lower() in _KEEP_304]
         await send({"type": "http.response.start", "status": 304, "headers": kept})
         await send({"type": "http.response.body", "body": b""})

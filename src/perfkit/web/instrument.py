@@ -40,45 +40,60 @@ class Instrumentation:
             await self.rate_limiter.close()
 
 
-class PerfkitStack:
-    """The composed stack as one ASGI app; excluded paths go straight to the wrapped app."""
+def build_stack(app: ASGIApp, handle: Instrumentation, router_app: Any = None) -> ASGIApp:
+    """Compose the layers around `app`; returns the outermost layer (no extra hop of its own)."""
+    config, collector = handle.config, handle.collector
+    resolver = RouteResolver(router_app if router_app is not None else app, config)
+    inner: ASGIApp = app
+    if handle.cache is not None and any(r.cache_ttl is not None for r in config.rules):
+        from perfkit.web.response_cache import ResponseCacheMiddleware
 
-    def __init__(self, app: ASGIApp, *, handle: Instrumentation, router_app: Any = None) -> None:
-        config, collector = handle.config, handle.collector
-        resolver = RouteResolver(router_app if router_app is not None else app, config)
-        self.bare = app
-        self.exclude = bool(config.exclude)
-        self.config = config
-        self.resolver = resolver
-        inner: ASGIApp = app
-        if handle.cache is not None and any(r.cache_ttl is not None for r in config.rules):
-            from perfkit.web.response_cache import ResponseCacheMiddleware
+        inner = ResponseCacheMiddleware(
+            inner, cache=handle.cache, config=config, collector=collector, resolver=resolver
+        )
+    elif config.coalesce and any(r.coalesce for r in config.rules):
+        from perfkit.web.coalesce import CoalesceMiddleware
 
-            inner = ResponseCacheMiddleware(
-                inner, cache=handle.cache, config=config, collector=collector, resolver=resolver
-            )
-        elif config.coalesce and any(r.coalesce for r in config.rules):
-            from perfkit.web.coalesce import CoalesceMiddleware
+        inner = CoalesceMiddleware(inner, config=config, resolver=resolver)
+    if any(r.cache_control for r in config.rules):
+        inner = CacheControlMiddleware(inner, config=config, resolver=resolver)
+    if config.etag:
+        inner = ConditionalMiddleware(inner, config=config, resolver=resolver)
+    if config.compress:
+        inner = CompressionMiddleware(inner, config=config, resolver=resolver)
+    limiter = None
+    if config.default_limit is not None or any(r.limit for r in config.rules):
+        limiter = RateLimitMiddleware(inner, config=config, collector=collector, resolver=resolver)
+        handle.rate_limiter = limiter.backend
+    # timing, metrics and the rate limit share one ASGI layer (one send wrapper per request)
+    metrics = MetricsMiddleware(inner, config=config, collector=collector, resolver=resolver)
+    outer: ASGIApp = TimingMiddleware(
+        inner, config=config, collector=collector, resolver=resolver, metrics=metrics, limiter=limiter
+    )
+    if config.exclude:
+        outer = _Exclude(outer, app, config)
+    return outer
 
-            inner = CoalesceMiddleware(inner, config=config, resolver=resolver)
-        if any(r.cache_control for r in config.rules):
-            inner = CacheControlMiddleware(inner, config=config, resolver=resolver)
-        if config.etag:
-            inner = ConditionalMiddleware(inner, config=config, resolver=resolver)
-        if config.compress:
-            inner = CompressionMiddleware(inner, config=config, resolver=resolver)
-        if config.default_limit is not None or any(r.limit for r in config.rules):
-            limiter = RateLimitMiddleware(inner, config=config, collector=collector, resolver=resolver)
-            handle.rate_limiter = limiter.backend
-            inner = limiter
-        inner = MetricsMiddleware(inner, config=config, collector=collector, resolver=resolver)
-        self.app: ASGIApp = TimingMiddleware(inner, config=config, collector=collector, resolver=resolver)
+
+class _Exclude:
+    """Excluded paths (e.g. the monitoring endpoints) go straight to the app, past every layer."""
+
+    def __init__(self, stack: ASGIApp, bare: ASGIApp, config: WebConfig) -> None:
+        self.stack, self.bare, self.config = stack, bare, config
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.exclude and scope["type"] == "http" and self.config.excluded(scope["path"]):
+        if scope["type"] == "http" and self.config.excluded(scope["path"]):
             await self.bare(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        await self.stack(scope, receive, send)
+
+
+class PerfkitStack:
+    """Starlette middleware factory: `add_middleware(PerfkitStack, handle=...)` inserts the composed
+    stack itself (`__new__` returns its outer layer, so there is no extra ASGI hop)."""
+
+    def __new__(cls, app: ASGIApp, *, handle: Instrumentation, router_app: Any = None) -> Any:
+        return build_stack(app, handle, router_app)
 
 
 def instrument(
@@ -110,6 +125,6 @@ def instrument(
         app.add_middleware(PerfkitStack, handle=handle, router_app=app)
         app.state.perfkit = handle
         return app
-    stack = PerfkitStack(app, handle=handle)
+    stack = build_stack(app, handle)
     stack.perfkit = handle  # type: ignore[attr-defined]  # documented attribute on the wrapper
     return stack

@@ -30,12 +30,14 @@ class MetricsMiddleware:
         self.resolver = resolver or RouteResolver(app, self.config)
         c = self.collector = collector or default_collector()
         labels = ("method", "route", "status")
-        self.requests = c.counter("http_requests_total", labels, "HTTP requests served")
-        self.latency = c.histogram("http_request_duration_seconds", labels, "Time to the last body byte")
+        # the request count is this histogram's count (Prometheus `_count`): one write per request, not two
+        self.latency = c.histogram("http_request_duration_seconds", labels, "Requests and their duration")
         self.sizes = c.histogram(
             "http_response_size_bytes", ("method", "route"), "Response body bytes", buckets=SIZE_BUCKETS
         )
         self.in_flight = c.gauge("http_requests_in_flight", (), "Requests being served")
+        self.active = 0
+        self.in_flight.track(lambda: self.active)
         self.db_queries = c.counter("http_db_queries_total", ("route",), "SQL queries run by requests")
         self.db_time = c.counter("http_db_seconds_total", ("route",), "Seconds in SQL per route")
 
@@ -55,18 +57,20 @@ class MetricsMiddleware:
                 size += len(message.get("body", b""))
             await send(message)
 
-        self.in_flight.inc((), 1)
+        self.active += 1
         try:
             await self.app(scope, receive, send_counted)
         finally:
-            self.in_flight.inc((), -1)
-            elapsed = perf_counter() - start
-            method, route = scope["method"], self.resolver.template(scope)
-            labels = (method, route, _CLASSES[min(status // 100, 5)])
-            self.requests.inc(labels)
-            self.latency.observe(labels, elapsed)
-            self.sizes.observe((method, route), size)
-            stats = current_request()
-            if stats is not None and stats.db_count:
-                self.db_queries.inc((route,), stats.db_count)
-                self.db_time.inc((route,), stats.db_time)
+            self.active -= 1
+            self.record(scope, status, size, perf_counter() - start)
+
+    def record(self, scope: Scope, status: int, size: int, elapsed: float) -> None:
+        """Account one finished request (also called by the fused timing layer of `instrument()`)."""
+        method, route = scope["method"], self.resolver.template(scope)
+        labels = (method, route, _CLASSES[min(status // 100, 5)])
+        self.latency.observe(labels, elapsed)
+        self.sizes.observe((method, route), size)
+        stats = current_request()
+        if stats is not None and stats.db_count:
+            self.db_queries.inc((route,), stats.db_count)
+            self.db_time.inc((route,), stats.db_time)

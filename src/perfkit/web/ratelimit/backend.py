@@ -8,15 +8,13 @@ Memory is O(1) per key and the check is one read and one write, which Redis does
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from perfkit.backends import Registry
 from perfkit.web.config import RateLimit
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     allowed: bool
     remaining: int
     reset: float  # seconds until the full quota is available again

@@ -17,12 +17,13 @@ from typing import Any
 
 from perfkit.errors import BackendError
 from perfkit.metrics import Collector, default_collector
-from perfkit.web._asgi import ASGIApp, Message, Receive, Scope, Send
+from perfkit.web._asgi import ASGIApp, Headers, Message, Receive, Scope, Send
 from perfkit.web.config import RateLimit, WebConfig
 from perfkit.web.ratelimit.backend import Decision, RateLimitBackend, create_backend
 from perfkit.web.routing import RouteResolver
 
 log = logging.getLogger("perfkit.web.ratelimit")
+Refusal = tuple[int, bytes, Headers]  # status, detail text, headers
 
 
 def _client_ip(scope: Scope) -> str:
@@ -53,31 +54,18 @@ class RateLimitMiddleware:
             "ratelimit_decisions_total", ("class", "decision"), "Rate limiter decisions"
         )
         self._down = False
+        self._policies: dict[tuple[str, RateLimit], tuple[bytes, bytes]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        info = self.resolver.resolve(scope)
-        rule = info.rule
-        limit = (rule.limit if rule is not None else None) or self.config.default_limit
-        if limit is None:
+        headers, refusal = await self.admit(scope)
+        if refusal is not None:
+            await refuse(send, refusal)
+            return
+        if headers is None:
             await self.app(scope, receive, send)
-            return
-        client = await self._client(scope)
-        if client is None:
-            await self.app(scope, receive, send)
-            return
-        policy = (rule.rate_class if rule is not None else None) or info.template or "default"
-        key = f"{policy}:{client}"
-        decision = await self._decide(key, limit, policy)
-        if decision is None:  # backend down, failing closed
-            await self._refuse(send, 503, b"rate limiter unavailable", [(b"retry-after", b"1")])
-            return
-        headers = self._headers(policy, limit, decision)
-        if not decision.allowed:
-            retry = str(max(1, math.ceil(decision.retry_after))).encode()
-            await self._refuse(send, 429, b"rate limit exceeded", [*headers, (b"retry-after", retry)])
             return
 
         async def send_headers(message: Message) -> None:
@@ -86,6 +74,36 @@ class RateLimitMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_headers)
+
+    async def admit(self, scope: Scope) -> tuple[Headers | None, Refusal | None]:
+        """Decide one request: (headers to add, None) when allowed, (None, None) when not limited,
+        (headers, refusal) when refused. Used by this middleware and by the fused stack."""
+        info = self.resolver.resolve(scope)
+        rule = info.rule
+        limit = (rule.limit if rule is not None else None) or self.config.default_limit
+        if limit is None:
+            return None, None
+        if self.key_func is None:
+            peer = scope.get("client")
+            client: str | None = peer[0] if peer else "unknown"
+        else:
+            client = await self._client(scope)
+            if client is None:
+                return None, None
+        policy = (rule.rate_class if rule is not None else None) or info.template or "default"
+        key = f"{policy}:{client}"
+        if self._sync_hit is not None:  # memory backend: no coroutine, no await
+            decision: Decision | None = self._sync_hit(key, limit)
+            self.decisions.inc((policy, "allowed" if decision.allowed else "limited"))  # type: ignore[union-attr]
+        else:
+            decision = await self._decide(key, limit, policy)
+        if decision is None:  # backend down, failing closed
+            return None, (503, b"rate limiter unavailable", [(b"retry-after", b"1")])
+        headers = self._headers(policy, limit, decision)
+        if not decision.allowed:
+            retry = str(max(1, math.ceil(decision.retry_after))).encode()
+            return headers, (429, b"rate limit exceeded", [*headers, (b"retry-after", retry)])
+        return headers, None
 
     async def _client(self, scope: Scope) -> str | None:
         if self.key_func is None:
@@ -116,22 +134,30 @@ class RateLimitMiddleware:
         self.decisions.inc((policy, "allowed" if decision.allowed else "limited"))
         return decision
 
-    @staticmethod
-    def _headers(policy: str, limit: RateLimit, decision: Decision) -> list[tuple[bytes, bytes]]:
-        name = policy.replace("\\", "").replace('"', "")
-        window = max(1, math.ceil(limit.period))
+    def _headers(self, policy: str, limit: RateLimit, decision: Decision) -> Headers:
+        cached = self._policies.get((policy, limit))
+        if cached is None:
+            name = policy.replace("\\", "").replace('"', "")
+            window = max(1, math.ceil(limit.period))
+            value = f'"{name}";q={limit.limit};w={window}'.encode("latin-1", "replace")
+            prefix = f'"{name}";r='.encode("latin-1", "replace")
+            if len(self._policies) > 1024:
+                self._policies.clear()
+            cached = self._policies[(policy, limit)] = (value, prefix)
         if decision.allowed:
             reset = max(0, math.ceil(decision.reset))
         else:
             reset = max(1, math.ceil(decision.retry_after))
         return [
-            (b"ratelimit-policy", f'"{name}";q={limit.limit};w={window}'.encode("latin-1", "replace")),
-            (b"ratelimit", f'"{name}";r={decision.remaining};t={reset}'.encode("latin-1", "replace")),
+            (b"ratelimit-policy", cached[0]),
+            (b"ratelimit", cached[1] + f"{decision.remaining};t={reset}".encode()),
         ]
 
-    @staticmethod
-    async def _refuse(send: Send, status: int, text: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        body = b'{"detail":"' + text + b'"}'
-        base = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": [*base, *headers]})
-        await send({"type": "http.response.body", "body": body})
+
+async def refuse(send: Send, refusal: Refusal) -> None:
+    """Send a 429/503 refusal as a small JSON body."""
+    status, text, headers = refusal
+    body = b'{"detail":"' + text + b'"}'
+    base = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": [*base, *headers]})
+    await send({"type": "http.response.body", "body": body})
