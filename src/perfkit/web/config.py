@@ -105,7 +105,7 @@ class WebConfig:
     # compression
     compress: bool | None = None
     compress_min_size: int | None = None  # PERFKIT_COMPRESS_MIN_SIZE, default 500 bytes
-    gzip_level: int = 6
+    gzip_level: int = 5
     brotli_quality: int = 4
     zstd_level: int = 3
     # conditional
