@@ -30,7 +30,7 @@ from perfkit.cache.faults import Health
 from perfkit.cache.keys import DEFAULT_MAX_KEY_LENGTH, TTL, UNSET, _Unset, check_tags, make_key, ttl_seconds
 from perfkit.cache.stats import ERROR, HIT, MISS, OK, CacheObserver, CacheStats, StatsCounter
 from perfkit.config import parse_choice, parse_duration, parse_size, parse_str, setting
-from perfkit.errors import BackendError, ConfigurationError, SerializationError
+from perfkit.errors import BackendError, BackendUnavailableError, ConfigurationError, SerializationError
 from perfkit.serialization import Serializer, get_serializer
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ _MISSING: Any = object()
 
 @dataclass(frozen=True)
 class _LoadOptions:
+    key: str  # as the caller wrote it, for error messages
     ttl: float | None
     tags: tuple[str, ...]
     stale_ttl: float | None
@@ -255,7 +256,7 @@ class Cache:
         return True, value, fresh_until is None or fresh_until > now
 
     async def _store(self, k: str, value: Any, ttl: float | None, tags: tuple[str, ...],
-                     stale_ttl: float | None = None, sensitive: bool = False) -> None:
+                     stale_ttl: float | None = None, sensitive: bool = False, name: str = "") -> None:
         storage_ttl = ttl + stale_ttl if (ttl is not None and stale_ttl) else ttl
         l2 = self._l2
         if l2 is not None:
@@ -265,6 +266,7 @@ class Cache:
                 expires_at=now + storage_ttl if storage_ttl is not None else None,
                 fresh_until=now + ttl if (stale_ttl and ttl is not None) else None,
                 sensitive=sensitive,
+                name=name,
             )
             if not self._health.skip():
                 t0 = _perf()
@@ -292,8 +294,6 @@ class Cache:
         if self._health.skip():
             self._observe(self.namespace, "l2", op, ERROR, 0.0)
             if self.on_error == "raise":
-                from perfkit.errors import BackendUnavailableError
-
                 raise BackendUnavailableError(f"cache L2 {self._health.where} is down")
             return fallback
         t0 = _perf()
@@ -330,7 +330,7 @@ class Cache:
                   sensitive: bool = False) -> None:
         """Store `value` for `ttl` seconds (None: no expiry; default: the cache's `default_ttl`)."""
         k = self._key(key)
-        await self._store(k, value, self._ttl(ttl, key), self._tags(tags, key), sensitive=sensitive)
+        await self._store(k, value, self._ttl(ttl, key), self._tags(tags, key), sensitive=sensitive, name=key)
 
     async def delete(self, key: str) -> bool:
         """Remove `key`; True when it was there."""
@@ -370,8 +370,9 @@ class Cache:
         items = [(self._key(key), value) for key, value in mapping.items()]
         if self._l2 is not None:
             now = _now()
-            blobs = [(k, self._codec.encode(k, v, expires_at=now + ttl_s if ttl_s else None, sensitive=sensitive))
-                     for k, v in items]
+            blobs = [(k, self._codec.encode(k, v, expires_at=now + ttl_s if ttl_s else None, sensitive=sensitive,
+                                            name=key))
+                     for (k, v), key in zip(items, mapping, strict=True)]
             await self._l2_call("set", lambda b: b.set_many(blobs, ttl_s, tag_t), None)
         if self._l1 is not None:
             for k, v in items:
@@ -383,20 +384,21 @@ class Cache:
             raise TypeError(f"incr delta for key {key!r} must be an int, not {type(delta).__name__}")
         k = self._key(key)
         ttl_s = self._ttl(ttl, key)
-        if self._l2 is None:
-            assert self._l1 is not None  # noqa: S101 - a cache always has at least one tier
-            return await self._l1.incr(k, delta, ttl_s)
-        if self._l1 is not None:
-            self._l1.remove((k,))
-        if self._health.skip():
-            from perfkit.errors import BackendUnavailableError
-
-            raise BackendUnavailableError(f"cache L2 {self._health.where} is down; incr cannot be answered")
         try:
-            return await self._l2.incr(k, delta, ttl_s)
-        except BackendError as exc:
-            self._health.failed(exc, "incr")
-            raise
+            if self._l2 is None:
+                assert self._l1 is not None  # noqa: S101 - a cache always has at least one tier
+                return await self._l1.incr(k, delta, ttl_s)
+            if self._l1 is not None:
+                self._l1.remove((k,))
+            if self._health.skip():
+                raise BackendUnavailableError(f"cache L2 {self._health.where} is down; incr cannot be answered")
+            try:
+                return await self._l2.incr(k, delta, ttl_s)
+            except BackendError as exc:
+                self._health.failed(exc, "incr")
+                raise
+        except SerializationError:
+            raise SerializationError(f"cannot incr key {key!r}: it does not hold an integer") from None
 
     async def invalidate_tags(self, tags: Iterable[str]) -> int:
         """Remove every key carrying any of `tags`; returns how many were removed."""
@@ -458,7 +460,7 @@ class Cache:
 
     def _options(self, key: str, ttl: object, tags: Iterable[str] | None, stale_ttl: TTL, sensitive: bool,
                  serve_stale_on_error: bool) -> _LoadOptions:
-        return _LoadOptions(self._ttl(ttl, key), self._tags(tags, key), ttl_seconds(stale_ttl, key, "stale_ttl"),
+        return _LoadOptions(key, self._ttl(ttl, key), self._tags(tags, key), ttl_seconds(stale_ttl, key, "stale_ttl"),
                             sensitive, serve_stale_on_error)
 
     async def _fetch_or_load(self, k: str, loader: Callable[[], Any], opts: _LoadOptions) -> Any:
@@ -539,7 +541,7 @@ class Cache:
                             exc_info=True)
                 return stale
             raise
-        await self._store(k, value, opts.ttl, opts.tags, opts.stale_ttl, opts.sensitive)
+        await self._store(k, value, opts.ttl, opts.tags, opts.stale_ttl, opts.sensitive, name=opts.key)
         return value
 
     # -- decorator, sync facade, lifecycle ------------------------------------------------------------
