@@ -31,7 +31,9 @@ def _reachable(url: str, default_port: int) -> str | None:
 def require_redis() -> None:
     err = _reachable(REDIS_URL, 6379)
     if err:
-        pytest.skip(f"REDIS NOT REACHABLE at {REDIS_URL} ({err}): start it (bash .ci/run does) to run Redis tests")
+        pytest.skip(
+            f"REDIS NOT REACHABLE at {REDIS_URL} ({err}): start it (bash .ci/run does) to run Redis tests"
+        )
 
 
 def require_postgres() -> None:
@@ -62,7 +64,11 @@ def cache_url(kind: str, tmp_path: Any) -> tuple[str, str | None]:
     """(url, l1) for a matrix kind."""
     if "redis" in kind:
         require_redis()
-    l2 = {"memory": "memory://?max_size=100000", "sqlite": f"sqlite:///{tmp_path}/cache.db", "redis": REDIS_URL}
+    l2 = {
+        "memory": "memory://?max_size=100000",
+        "sqlite": f"sqlite:///{tmp_path}/cache.db",
+        "redis": REDIS_URL,
+    }
     base = kind.split("+")[-1]
     return l2[base], ("memory://?max_size=100000" if "+" in kind else None)
 
@@ -104,7 +110,9 @@ async def cache(make_cache: CacheFactory) -> Cache:
     return make_cache()
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 3.0, what: str = "condition") -> float:
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout: float = 3.0, what: str = "condition"
+) -> float:
     """Poll `check` until it is true; returns the seconds it took. For effects in another process or task."""
     start = time.monotonic()
     while not await check():

@@ -14,8 +14,15 @@ from tests.conftest import CacheFactory, pass_time
 
 async def test_set_get_roundtrip(cache: Cache) -> None:
     """Values of the common web types come back equal."""
-    value = {"id": 7, "name": "Ticket ✓", "tags": ["a", "b"], "score": 1.5, "raw": b"\x00\x01", "ok": True,
-             "at": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)}
+    value = {
+        "id": 7,
+        "name": "Ticket ✓",
+        "tags": ["a", "b"],
+        "score": 1.5,
+        "raw": b"\x00\x01",
+        "ok": True,
+        "at": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+    }
     await cache.set("k", value, ttl=60)
     got = await cache.get("k")
     assert got == value
@@ -28,8 +35,10 @@ async def test_json_like_types_come_back_as_documented(cache: Cache, cache_kind:
     if cache_kind == "memory":
         assert got == {"uid": uuid.UUID(int=5), "pair": (1, 2)}
     else:
-        assert got in ({"uid": "00000000-0000-0000-0000-000000000005", "pair": [1, 2]},
-                       {"uid": uuid.UUID(int=5), "pair": (1, 2)})  # an L1 copy from this process's own set
+        assert got in (
+            {"uid": "00000000-0000-0000-0000-000000000005", "pair": [1, 2]},
+            {"uid": uuid.UUID(int=5), "pair": (1, 2)},
+        )  # an L1 copy from this process's own set
 
 
 async def test_missing_key_returns_default(cache: Cache) -> None:
@@ -229,7 +238,7 @@ async def test_long_keys_are_hashed_deterministically(cache: Cache) -> None:
 
 async def test_bad_ttl_and_tags_are_refused(cache: Cache) -> None:
     """Negative or zero TTLs and a bare-string tags argument are refused with the key named."""
-    with pytest.raises(InvalidArgumentError, match="'k'.*> 0"):
+    with pytest.raises(InvalidArgumentError, match=r"'k'.*> 0"):
         await cache.set("k", 1, ttl=-1)
     with pytest.raises(InvalidArgumentError):
         await cache.set("k", 1, ttl=0)
@@ -271,8 +280,9 @@ async def test_observer_hook_sees_every_tier_operation(make_cache: CacheFactory)
 
 
 @pytest.mark.parametrize("payload", [object(), {1, 2}.__iter__()])
-async def test_unserializable_value_is_a_clear_type_error(make_cache: CacheFactory, cache_kind: str,
-                                                          payload: object) -> None:
+async def test_unserializable_value_is_a_clear_type_error(
+    make_cache: CacheFactory, cache_kind: str, payload: object
+) -> None:
     """A value the serializer cannot encode raises a TypeError naming the key and the type."""
     cache = make_cache()
     if cache_kind == "memory":
@@ -282,13 +292,15 @@ async def test_unserializable_value_is_a_clear_type_error(make_cache: CacheFacto
     assert not await cache.exists("bad")
 
 
-async def test_value_over_max_size_is_refused_and_harms_nothing(make_cache: CacheFactory, cache_kind: str) -> None:
+async def test_value_over_max_size_is_refused_and_harms_nothing(
+    make_cache: CacheFactory, cache_kind: str
+) -> None:
     """A value over max_value_size raises ValueTooLargeError; other keys are intact."""
     cache = make_cache(max_value_size=1000)
     if cache_kind == "memory":
         pytest.skip("the memory tier stores objects as they are; sizes are measured when serialized")
     await cache.set("ok", "small")
-    with pytest.raises(ValueTooLargeError, match="'big'.*max_value_size=1000"):
+    with pytest.raises(ValueTooLargeError, match=r"'big'.*max_value_size=1000"):
         await cache.set("big", "x" * 5000)
     assert await cache.get("ok") == "small"
     assert not await cache.exists("big")

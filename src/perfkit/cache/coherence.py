@@ -102,10 +102,12 @@ class RedisTracker(_FillGuard):
         while not self._closing:
             client = client_from_url(self.url, timeout=self.timeout, max_connections=1, protocol=2)
             try:
-                conn = await client.connection_pool.get_connection()
+                conn = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
                 await conn.send_command("CLIENT", "ID")
                 cid = await conn.read_response()
-                await conn.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", cid, "BCAST", "PREFIX", self.prefix)
+                await conn.send_command(
+                    "CLIENT", "TRACKING", "ON", "REDIRECT", cid, "BCAST", "PREFIX", self.prefix
+                )
                 await conn.read_response()
                 await conn.send_command("SUBSCRIBE", INVALIDATE_CHANNEL)
                 await conn.read_response()
@@ -122,8 +124,11 @@ class RedisTracker(_FillGuard):
             except Exception as exc:  # any failure: L1 off until the subscription is back
                 self._drop_all()
                 if not outage_logged:
-                    log.warning("cache L1 coherence for %r lost (%s); L1 bypassed until Redis is back",
-                                self.prefix, exc)
+                    log.warning(
+                        "cache L1 coherence for %r lost (%s); L1 bypassed until Redis is back",
+                        self.prefix,
+                        exc,
+                    )
                     outage_logged = True
             with contextlib.suppress(Exception):
                 await close_client(client)
