@@ -115,4 +115,7 @@ def test_cli_console_script() -> None:
 
 def test_repr_names_both_tiers(tmp_path: object) -> None:
     """A tiered cache's repr names both tiers even while its L1 is empty (regression: empty L1 was falsy)."""
-    assert repr(Cache(f"sqlite:///{tmp_path}/r.db", l1="memory://", namespace="r")) == "<Cache 'r' l1=memory, l2=sqlite>"
+    assert (
+        repr(Cache(f"sqlite:///{tmp_path}/r.db", l1="memory://", namespace="r"))
+        == "<Cache 'r' l1=memory, l2=sqlite>"
+    )

@@ -682,7 +682,9 @@ class Cache:
         await self.close()
 
     def __repr__(self) -> str:
-        kinds = ([] if self._l1 is None else ["l1=memory"]) + ([] if self._l2 is None else [f"l2={self._l2.kind}"])
+        kinds = ([] if self._l1 is None else ["l1=memory"]) + (
+            [] if self._l2 is None else [f"l2={self._l2.kind}"]
+        )
         return f"<Cache {self.namespace!r} {', '.join(kinds)}>"
 
 

@@ -113,11 +113,6 @@ def make_cached(
         def tags_for(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
             return [b(args, kwargs) for b in tag_builders]
 
-        options = {
-            "stale_ttl": stale_ttl,
-            "serve_stale_on_error": serve_stale_on_error,
-            "sensitive": sensitive,
-        }
         wrapper: Any
         if inspect.iscoroutinefunction(fn):
 
