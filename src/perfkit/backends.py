@@ -87,7 +87,8 @@ class Registry(Generic[T]):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if entry.extra is None or (exc.name or "").startswith("perfkit"):
+            missing = exc.name or ""
+            if entry.extra is None or missing == "perfkit" or missing.startswith("perfkit."):
                 raise
             raise MissingDependencyError(setting, exc.name or module_name, entry.extra) from exc
         factory: Callable[..., T] = getattr(module, attr)

@@ -7,5 +7,13 @@ from perfkit.cache.keys import UNSET
 from perfkit.cache.stats import CacheObserver, CacheStats, TierStats
 from perfkit.cache.sync import SyncCache
 
-__all__ = ["UNSET", "Cache", "CacheObserver", "CacheStats", "CachedFunction", "SyncCache", "TierStats",
-           "generate_key"]
+__all__ = [
+    "UNSET",
+    "Cache",
+    "CacheObserver",
+    "CacheStats",
+    "CachedFunction",
+    "SyncCache",
+    "TierStats",
+    "generate_key",
+]

@@ -30,7 +30,7 @@ from perfkit.cache.faults import Health
 from perfkit.cache.keys import DEFAULT_MAX_KEY_LENGTH, TTL, UNSET, _Unset, check_tags, make_key, ttl_seconds
 from perfkit.cache.stats import ERROR, HIT, MISS, OK, CacheObserver, CacheStats, StatsCounter
 from perfkit.config import parse_choice, parse_duration, parse_size, parse_str, setting
-from perfkit.errors import BackendError, ConfigurationError, SerializationError
+from perfkit.errors import BackendError, BackendUnavailableError, ConfigurationError, SerializationError
 from perfkit.serialization import Serializer, get_serializer
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ _MISSING: Any = object()
 
 @dataclass(frozen=True)
 class _LoadOptions:
+    key: str  # as the caller wrote it, for error messages
     ttl: float | None
     tags: tuple[str, ...]
     stale_ttl: float | None
@@ -71,7 +72,7 @@ class Cache:
         default_ttl: TTL | _Unset = UNSET,
         serializer: str | Serializer | None = None,
         pickle_key: bytes | str | None = None,
-        compression: str | None | _Unset = UNSET,
+        compression: str | _Unset | None = UNSET,
         compress_threshold: int | str | None = None,
         encryption_keys: Sequence[str | bytes] | None = None,
         encrypt_all: bool = True,
@@ -85,17 +86,26 @@ class Cache:
         observers: Iterable[CacheObserver] = (),
         _shared: Cache | None = None,
     ) -> None:
-        self._config: dict[str, Any] = {k: v for k, v in locals().items() if k not in ("self", "_shared", "__class__")}
+        self._config: dict[str, Any] = {
+            k: v for k, v in locals().items() if k not in ("self", "_shared", "__class__")
+        }
         self.url = setting("cache_url", url, "memory://", parse_str)
         self.namespace = setting("cache_namespace", namespace, "default", parse_str)
         if not self.namespace or not isinstance(self.namespace, str):
             raise ConfigurationError("namespace", "must be a non-empty string")
         self._prefix = self.namespace + ":"
         env_ttl = setting("cache_default_ttl", None, 300.0, parse_duration)
-        self.default_ttl = ttl_seconds(env_ttl if isinstance(default_ttl, _Unset) else default_ttl, "*", "default_ttl")
-        self.on_error = parse_choice("on_error", setting("cache_on_error", on_error, "degrade", parse_str),
-                                     ("degrade", "raise"))
-        self.timeout = parse_duration("timeout", setting("cache_timeout", timeout, 0.5, parse_duration))
+        self.default_ttl = ttl_seconds(
+            env_ttl if isinstance(default_ttl, _Unset) else default_ttl, "*", "default_ttl"
+        )
+        self.on_error = parse_choice(
+            "on_error", setting("cache_on_error", on_error, "degrade", parse_str), ("degrade", "raise")
+        )
+        self.timeout = (
+            parse_duration("timeout", timeout)
+            if timeout is not None
+            else setting("cache_timeout", None, 0.5, parse_duration)
+        )
         self.lock_timeout = lock_timeout
         self.l1_ttl = l1_ttl
         self.max_key_length = max_key_length
@@ -107,7 +117,9 @@ class Cache:
         origin = os.urandom(6).hex()
         if primary.scheme == "memory":
             if l1 is not None:
-                raise ConfigurationError("l1", "an in-process cache needs no l1; give l1= only with a shared L2")
+                raise ConfigurationError(
+                    "l1", "an in-process cache needs no l1; give l1= only with a shared L2"
+                )
             self._l1 = _shared._l1 if _shared else registry.create(self.url)  # type: ignore[assignment]
             self._l2 = None
         else:
@@ -131,14 +143,21 @@ class Cache:
         if not isinstance(compression, _Unset):
             compression_value = compression  # type: ignore[assignment]
         self._codec = Codec(
-            get_serializer(setting("cache_serializer", serializer, "msgpack", parse_str), pickle_key=pickle_key),
+            get_serializer(
+                serializer
+                if serializer is not None
+                else setting("cache_serializer", None, "msgpack", parse_str),
+                pickle_key=pickle_key,
+            ),
             compression=None if compression_value in (None, "none") else compression_value,
-            compress_threshold=parse_size("compress_threshold", compress_threshold if compress_threshold is not None
-                                          else 1024),
+            compress_threshold=parse_size(
+                "compress_threshold", compress_threshold if compress_threshold is not None else 1024
+            ),
             encryptor=Encryptor(encryption_keys) if encryption_keys is not None else None,
             encrypt_all=encrypt_all,
-            max_value_size=parse_size("max_value_size", setting("cache_max_value_size", max_value_size,
-                                                                16 * 1024 * 1024, parse_size)),
+            max_value_size=parse_size("max_value_size", max_value_size)
+            if max_value_size is not None
+            else setting("cache_max_value_size", None, 16 * 1024 * 1024, parse_size),
         )
         self._health = Health(primary.redacted(), self.namespace)
         self._stats: StatsCounter = _shared._stats if _shared else StatsCounter()
@@ -246,25 +265,38 @@ class Cache:
                 left = self.l1_ttl if left is None else min(left, self.l1_ttl)
             if left is None or left > 0:
                 mono = _monotonic()
-                self._l1.store_item(k, Item(
-                    value,
-                    mono + left if left is not None else None,
-                    mono + (fresh_until - now) if fresh_until is not None else None,
-                    (),
-                ))
+                self._l1.store_item(
+                    k,
+                    Item(
+                        value,
+                        mono + left if left is not None else None,
+                        mono + (fresh_until - now) if fresh_until is not None else None,
+                        (),
+                    ),
+                )
         return True, value, fresh_until is None or fresh_until > now
 
-    async def _store(self, k: str, value: Any, ttl: float | None, tags: tuple[str, ...],
-                     stale_ttl: float | None = None, sensitive: bool = False) -> None:
+    async def _store(
+        self,
+        k: str,
+        value: Any,
+        ttl: float | None,
+        tags: tuple[str, ...],
+        stale_ttl: float | None = None,
+        sensitive: bool = False,
+        name: str = "",
+    ) -> None:
         storage_ttl = ttl + stale_ttl if (ttl is not None and stale_ttl) else ttl
         l2 = self._l2
         if l2 is not None:
             now = _now()
             blob = self._codec.encode(
-                k, value,
+                k,
+                value,
                 expires_at=now + storage_ttl if storage_ttl is not None else None,
                 fresh_until=now + ttl if (stale_ttl and ttl is not None) else None,
                 sensitive=sensitive,
+                name=name,
             )
             if not self._health.skip():
                 t0 = _perf()
@@ -292,8 +324,6 @@ class Cache:
         if self._health.skip():
             self._observe(self.namespace, "l2", op, ERROR, 0.0)
             if self.on_error == "raise":
-                from perfkit.errors import BackendUnavailableError
-
                 raise BackendUnavailableError(f"cache L2 {self._health.where} is down")
             return fallback
         t0 = _perf()
@@ -326,11 +356,18 @@ class Cache:
             return True
         return await self._l2_call("exists", lambda b: b.exists(k), False)
 
-    async def set(self, key: str, value: Any, ttl: TTL | _Unset = UNSET, *, tags: Iterable[str] | None = None,
-                  sensitive: bool = False) -> None:
+    async def set(
+        self,
+        key: str,
+        value: Any,
+        ttl: TTL | _Unset = UNSET,
+        *,
+        tags: Iterable[str] | None = None,
+        sensitive: bool = False,
+    ) -> None:
         """Store `value` for `ttl` seconds (None: no expiry; default: the cache's `default_ttl`)."""
         k = self._key(key)
-        await self._store(k, value, self._ttl(ttl, key), self._tags(tags, key), sensitive=sensitive)
+        await self._store(k, value, self._ttl(ttl, key), self._tags(tags, key), sensitive=sensitive, name=key)
 
     async def delete(self, key: str) -> bool:
         """Remove `key`; True when it was there."""
@@ -352,7 +389,8 @@ class Cache:
             else:
                 pending.append((key, k))
         if pending and self._l2 is not None:
-            raws = await self._l2_call("get", lambda b: b.get_many([k for _, k in pending]), [None] * len(pending))
+            nothing: list[Any] = [None] * len(pending)
+            raws = await self._l2_call("get", lambda b: b.get_many([k for _, k in pending]), nothing)
             for (key, k), raw in zip(pending, raws, strict=True):
                 if raw is None:
                     continue
@@ -362,20 +400,35 @@ class Cache:
                     log.warning("cache %r: ignoring unreadable value: %s", self.namespace, exc)
         return out
 
-    async def set_many(self, mapping: Mapping[str, Any], ttl: TTL | _Unset = UNSET, *,
-                       tags: Iterable[str] | None = None, sensitive: bool = False) -> None:
+    async def set_many(
+        self,
+        mapping: Mapping[str, Any],
+        ttl: TTL | _Unset = UNSET,
+        *,
+        tags: Iterable[str] | None = None,
+        sensitive: bool = False,
+    ) -> None:
         """Store every item of `mapping` with the same ttl and tags, in one round trip on Redis."""
         ttl_s = self._ttl(ttl, "*")
         tag_t = self._tags(tags)
         items = [(self._key(key), value) for key, value in mapping.items()]
         if self._l2 is not None:
             now = _now()
-            blobs = [(k, self._codec.encode(k, v, expires_at=now + ttl_s if ttl_s else None, sensitive=sensitive))
-                     for k, v in items]
+            blobs = [
+                (
+                    k,
+                    self._codec.encode(
+                        k, v, expires_at=now + ttl_s if ttl_s else None, sensitive=sensitive, name=key
+                    ),
+                )
+                for (k, v), key in zip(items, mapping, strict=True)
+            ]
             await self._l2_call("set", lambda b: b.set_many(blobs, ttl_s, tag_t), None)
         if self._l1 is not None:
             for k, v in items:
-                self._l1.store(k, v, ttl_s if self.l1_ttl is None else min(ttl_s or self.l1_ttl, self.l1_ttl), tag_t)
+                self._l1.store(
+                    k, v, ttl_s if self.l1_ttl is None else min(ttl_s or self.l1_ttl, self.l1_ttl), tag_t
+                )
 
     async def incr(self, key: str, delta: int = 1, ttl: TTL | _Unset = UNSET) -> int:
         """Add `delta` to the integer at `key` (created at `delta`, with `ttl`); atomic on every backend."""
@@ -383,20 +436,23 @@ class Cache:
             raise TypeError(f"incr delta for key {key!r} must be an int, not {type(delta).__name__}")
         k = self._key(key)
         ttl_s = self._ttl(ttl, key)
-        if self._l2 is None:
-            assert self._l1 is not None  # noqa: S101 - a cache always has at least one tier
-            return await self._l1.incr(k, delta, ttl_s)
-        if self._l1 is not None:
-            self._l1.remove((k,))
-        if self._health.skip():
-            from perfkit.errors import BackendUnavailableError
-
-            raise BackendUnavailableError(f"cache L2 {self._health.where} is down; incr cannot be answered")
         try:
-            return await self._l2.incr(k, delta, ttl_s)
-        except BackendError as exc:
-            self._health.failed(exc, "incr")
-            raise
+            if self._l2 is None:
+                assert self._l1 is not None
+                return await self._l1.incr(k, delta, ttl_s)
+            if self._l1 is not None:
+                self._l1.remove((k,))
+            if self._health.skip():
+                raise BackendUnavailableError(
+                    f"cache L2 {self._health.where} is down; incr cannot be answered"
+                )
+            try:
+                return await self._l2.incr(k, delta, ttl_s)
+            except BackendError as exc:
+                self._health.failed(exc, "incr")
+                raise
+        except SerializationError:
+            raise SerializationError(f"cannot incr key {key!r}: it does not hold an integer") from None
 
     async def invalidate_tags(self, tags: Iterable[str]) -> int:
         """Remove every key carrying any of `tags`; returns how many were removed."""
@@ -454,12 +510,25 @@ class Cache:
             opts = self._options(key, ttl, tags, stale_ttl, sensitive, serve_stale_on_error)
             task = self._start(k, self._fetch_or_load(k, loader, opts))
         # shield: a caller that is cancelled (its client went away) must not cancel everyone's load
-        return await asyncio.shield(task)  # type: ignore[no-any-return]
+        return await asyncio.shield(task)
 
-    def _options(self, key: str, ttl: object, tags: Iterable[str] | None, stale_ttl: TTL, sensitive: bool,
-                 serve_stale_on_error: bool) -> _LoadOptions:
-        return _LoadOptions(self._ttl(ttl, key), self._tags(tags, key), ttl_seconds(stale_ttl, key, "stale_ttl"),
-                            sensitive, serve_stale_on_error)
+    def _options(
+        self,
+        key: str,
+        ttl: object,
+        tags: Iterable[str] | None,
+        stale_ttl: TTL,
+        sensitive: bool,
+        serve_stale_on_error: bool,
+    ) -> _LoadOptions:
+        return _LoadOptions(
+            key,
+            self._ttl(ttl, key),
+            self._tags(tags, key),
+            ttl_seconds(stale_ttl, key, "stale_ttl"),
+            sensitive,
+            serve_stale_on_error,
+        )
 
     async def _fetch_or_load(self, k: str, loader: Callable[[], Any], opts: _LoadOptions) -> Any:
         """One per key at a time: the L2 read (so 1,000 callers make one round trip), then the load."""
@@ -535,11 +604,15 @@ class Cache:
                 value = await value
         except Exception:
             if opts.serve_stale_on_error and stale is not _MISSING:
-                log.warning("cache %r: loader for %r failed; serving the stale value", self.namespace, k,
-                            exc_info=True)
+                log.warning(
+                    "cache %r: loader for %r failed; serving the stale value",
+                    self.namespace,
+                    k,
+                    exc_info=True,
+                )
                 return stale
             raise
-        await self._store(k, value, opts.ttl, opts.tags, opts.stale_ttl, opts.sensitive)
+        await self._store(k, value, opts.ttl, opts.tags, opts.stale_ttl, opts.sensitive, name=opts.key)
         return value
 
     # -- decorator, sync facade, lifecycle ------------------------------------------------------------
@@ -558,8 +631,16 @@ class Cache:
         """Cache a function's result, for async and plain functions alike (see `perfkit.cache.decorator`)."""
         from perfkit.cache.decorator import make_cached
 
-        return make_cached(self, ttl=ttl, key=key, key_prefix=key_prefix, tags=tags, stale_ttl=stale_ttl,
-                           serve_stale_on_error=serve_stale_on_error, sensitive=sensitive)
+        return make_cached(
+            self,
+            ttl=ttl,
+            key=key,
+            key_prefix=key_prefix,
+            tags=tags,
+            stale_ttl=stale_ttl,
+            serve_stale_on_error=serve_stale_on_error,
+            sensitive=sensitive,
+        )
 
     @property
     def sync(self) -> SyncCache:
@@ -601,8 +682,10 @@ class Cache:
         await self.close()
 
     def __repr__(self) -> str:
-        tiers = f"l1=memory, l2={self._l2.kind}" if self._l1 and self._l2 else (self._l2 or self._l1).kind  # type: ignore[union-attr]
-        return f"<Cache {self.namespace!r} {tiers}>"
+        kinds = ([] if self._l1 is None else ["l1=memory"]) + (
+            [] if self._l2 is None else [f"l2={self._l2.kind}"]
+        )
+        return f"<Cache {self.namespace!r} {', '.join(kinds)}>"
 
 
 def _glob_escape(text: str) -> str:

@@ -62,7 +62,7 @@ class Codec:
         pair = getattr(self._local, "zstd", None)
         if pair is None:
             pair = self._local.zstd = (zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor())
-        return pair  # type: ignore[no-any-return]
+        return pair
 
     def encode(
         self,
@@ -72,28 +72,36 @@ class Codec:
         expires_at: float | None = None,
         fresh_until: float | None = None,
         sensitive: bool = False,
+        name: str = "",
     ) -> bytes:
+        """The stored bytes for `value` under stored key `key`; errors name `name`, the caller's key."""
+        name = name or key
         try:
             payload = self.serializer.dumps(value)
         except (TypeError, ValueError, OverflowError) as exc:
             raise SerializationError(
-                f"cannot cache key {key!r}: a value of type {type(value).__name__} is not serializable "
+                f"cannot cache key {name!r}: a value of type {type(value).__name__} is not serializable "
                 f"with {self.serializer.name} ({exc})"
             ) from exc
         size = len(payload)
         if size > self.max_value_size:
             raise ValueTooLargeError(
-                f"value for key {key!r} is {size} bytes serialized, over max_value_size={self.max_value_size}"
+                f"value for key {name!r} is {size} bytes serialized, "
+                f"over max_value_size={self.max_value_size}"
             )
         flags = MARK | self._ser_bits
         if self.compression is not None and size >= self.compress_threshold:
-            packed = self._zstd()[0].compress(payload) if self.compression == "zstd" else gzip.compress(payload, 6)
+            packed = (
+                self._zstd()[0].compress(payload) if self.compression == "zstd" else gzip.compress(payload, 6)
+            )
             if len(packed) < size:
                 payload = packed
                 flags |= ZSTD if self.compression == "zstd" else GZIP
         if sensitive or self.encrypt_all:
             if self.encryptor is None:
-                raise ConfigurationError("encryption_keys", f"sensitive=True for key {key!r} needs encryption_keys=")
+                raise ConfigurationError(
+                    "encryption_keys", f"sensitive=True for key {name!r} needs encryption_keys="
+                )
             payload = self.encryptor.encrypt(payload, key.encode("utf-8", "surrogatepass"))
             flags |= ENCRYPTED
         head = bytearray((flags,))
@@ -124,10 +132,14 @@ class Codec:
         payload = data[pos:]
         if flags & ENCRYPTED:
             if self.encryptor is None:
-                raise SerializationError(f"cached value for key {key!r} is encrypted but no encryption_keys are set")
+                raise SerializationError(
+                    f"cached value for key {key!r} is encrypted but no encryption_keys are set"
+                )
             payload = self.encryptor.decrypt(payload, key.encode("utf-8", "surrogatepass"))
         elif self.encrypt_all:
-            raise SerializationError(f"refusing unencrypted value for key {key!r}: this cache encrypts everything")
+            raise SerializationError(
+                f"refusing unencrypted value for key {key!r}: this cache encrypts everything"
+            )
         limit = self.max_value_size
         if flags & ZSTD:
             try:

@@ -76,6 +76,7 @@ class RedisTracker(_FillGuard):
         super().__init__()
         self.url, self.prefix, self.l1, self.timeout = url, prefix, l1, timeout
         self.ready = False
+        self._closing = False
         self._task: asyncio.Task[None] | None = None
 
     def poll(self) -> None:
@@ -98,13 +99,15 @@ class RedisTracker(_FillGuard):
         from perfkit.cache.backends.redis_keys import INVALIDATE_CHANNEL
 
         backoff, outage_logged = 0.05, False
-        while True:
+        while not self._closing:
             client = client_from_url(self.url, timeout=self.timeout, max_connections=1, protocol=2)
             try:
-                conn = await client.connection_pool.get_connection()
+                conn = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
                 await conn.send_command("CLIENT", "ID")
                 cid = await conn.read_response()
-                await conn.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", cid, "BCAST", "PREFIX", self.prefix)
+                await conn.send_command(
+                    "CLIENT", "TRACKING", "ON", "REDIRECT", cid, "BCAST", "PREFIX", self.prefix
+                )
                 await conn.read_response()
                 await conn.send_command("SUBSCRIBE", INVALIDATE_CHANNEL)
                 await conn.read_response()
@@ -121,8 +124,11 @@ class RedisTracker(_FillGuard):
             except Exception as exc:  # any failure: L1 off until the subscription is back
                 self._drop_all()
                 if not outage_logged:
-                    log.warning("cache L1 coherence for %r lost (%s); L1 bypassed until Redis is back",
-                                self.prefix, exc)
+                    log.warning(
+                        "cache L1 coherence for %r lost (%s); L1 bypassed until Redis is back",
+                        self.prefix,
+                        exc,
+                    )
                     outage_logged = True
             with contextlib.suppress(Exception):
                 await close_client(client)
@@ -133,7 +139,7 @@ class RedisTracker(_FillGuard):
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
         idle = 0
-        while True:
+        while not self._closing:
             try:
                 msg = await conn.read_response(timeout=5.0, disconnect_on_error=False)  # type: ignore[attr-defined]
             except (TimeoutError, RedisTimeoutError):
@@ -156,11 +162,14 @@ class RedisTracker(_FillGuard):
                 self.invalidated(key)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        self._closing = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            # bounded: a cancellation that lands as a read timeout expires is swallowed (CPython 3.11)
+            await asyncio.wait({task}, timeout=2.0)
+            if not task.done():
+                task.cancel()
 
 
 class SQLiteWatcher(_FillGuard):

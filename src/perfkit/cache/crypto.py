@@ -33,12 +33,15 @@ def _parse_key(index: int, key: str | bytes) -> bytes:
             raw = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
         except (binascii.Error, ValueError):
             raise ConfigurationError(
-                "encryption_keys", f"key #{index} is not URL-safe base64 (make one with perfkit.cache.generate_key())"
+                "encryption_keys",
+                f"key #{index} is not URL-safe base64 (make one with perfkit.cache.generate_key())",
             ) from None
     elif isinstance(key, bytes):
         raw = key
     else:
-        raise ConfigurationError("encryption_keys", f"key #{index} must be str or bytes, not {type(key).__name__}")
+        raise ConfigurationError(
+            "encryption_keys", f"key #{index} must be str or bytes, not {type(key).__name__}"
+        )
     if len(raw) not in (16, 24, 32):
         raise ConfigurationError(
             "encryption_keys", f"key #{index} is {len(raw)} bytes; AES-GCM needs 16, 24 or 32 bytes"
@@ -73,4 +76,6 @@ class Encryptor:
         try:
             return cipher.decrypt(nonce, body, aad)
         except InvalidTag:
-            raise SerializationError("cached value failed authentication (tampered, or moved between keys)") from None
+            raise SerializationError(
+                "cached value failed authentication (tampered, or moved between keys)"
+            ) from None

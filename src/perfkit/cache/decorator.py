@@ -113,15 +113,19 @@ def make_cached(
         def tags_for(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
             return [b(args, kwargs) for b in tag_builders]
 
-        options = {"stale_ttl": stale_ttl, "serve_stale_on_error": serve_stale_on_error, "sensitive": sensitive}
         wrapper: Any
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 return await cache.get_or_set(
-                    build(args, kwargs), lambda: fn(*args, **kwargs), ttl,
-                    tags=tags_for(args, kwargs) if tag_builders else None, **options,
+                    build(args, kwargs),
+                    lambda: fn(*args, **kwargs),
+                    ttl,
+                    tags=tags_for(args, kwargs) if tag_builders else None,
+                    stale_ttl=stale_ttl,
+                    serve_stale_on_error=serve_stale_on_error,
+                    sensitive=sensitive,
                 )
 
             async def invalidate(*args: Any, **kwargs: Any) -> bool:
@@ -133,8 +137,13 @@ def make_cached(
             @functools.wraps(fn)
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
                 return cache.sync.get_or_set(
-                    build(args, kwargs), lambda: fn(*args, **kwargs), ttl,
-                    tags=tags_for(args, kwargs) if tag_builders else None, **options,
+                    build(args, kwargs),
+                    lambda: fn(*args, **kwargs),
+                    ttl,
+                    tags=tags_for(args, kwargs) if tag_builders else None,
+                    stale_ttl=stale_ttl,
+                    serve_stale_on_error=serve_stale_on_error,
+                    sensitive=sensitive,
                 )
 
             def invalidate(*args: Any, **kwargs: Any) -> bool:  # type: ignore[misc]

@@ -32,8 +32,12 @@ class Health:
             return
         if not self.down:
             self.down = True
-            log.warning("cache %r: %s is unavailable (%s); serving without it until it is back",
-                        self.namespace, self.where, exc)
+            log.warning(
+                "cache %r: %s is unavailable (%s); serving without it until it is back",
+                self.namespace,
+                self.where,
+                exc,
+            )
         else:
             self._backoff = min(self._backoff * 2, 5.0)
         self._retry_at = time.monotonic() + self._backoff

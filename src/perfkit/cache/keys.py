@@ -41,9 +41,8 @@ _HEAD: Final = 180
 
 def make_key(prefix: str, key: object, max_length: int) -> str:
     """The stored key for a user key: `prefix + key`, hashed past `max_length` characters."""
-    if type(key) is not str:
-        if not isinstance(key, str):
-            raise InvalidKeyError(f"cache key must be a str, not {type(key).__name__}: {key!r:.80}")
+    if not isinstance(key, str):
+        raise InvalidKeyError(f"cache key must be a str, not {type(key).__name__}: {key!r:.80}")
     if not key:
         raise InvalidKeyError("cache key must not be empty")
     full = prefix + key
@@ -73,7 +72,9 @@ def check_tags(tags: Iterable[str] | None, key: str = "") -> tuple[str, ...]:
     if not tags:
         return ()
     if isinstance(tags, str | bytes):
-        raise InvalidArgumentError(f"tags for key {key!r} must be a list of strings, not one string: {tags!r}")
+        raise InvalidArgumentError(
+            f"tags for key {key!r} must be a list of strings, not one string: {tags!r}"
+        )
     out = tuple(tags)
     for tag in out:
         if not isinstance(tag, str) or not tag:

@@ -54,18 +54,25 @@ class MemoryBackend:
             self._remove(key)
             return None
         if self.max_size is not None:
-            try:
+            try:  # noqa: SIM105 - try/except is cheaper than contextlib.suppress on the hit path
                 self._data.move_to_end(key)
             except KeyError:  # removed by another thread between get and move
                 pass
         return item
 
     def store(
-        self, key: str, value: Any, ttl: float | None, tags: Sequence[str] = (), fresh_for: float | None = None
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None,
+        tags: Sequence[str] = (),
+        fresh_for: float | None = None,
     ) -> None:
         now = _monotonic()
         expires_at = now + ttl if ttl is not None else None
-        self.store_item(key, Item(value, expires_at, now + fresh_for if fresh_for is not None else None, tuple(tags)))
+        self.store_item(
+            key, Item(value, expires_at, now + fresh_for if fresh_for is not None else None, tuple(tags))
+        )
 
     def store_item(self, key: str, item: Item) -> None:
         old = self._data.get(key)
@@ -131,7 +138,7 @@ class MemoryBackend:
                     del self._tags[tag]
 
     def _evict(self) -> None:
-        assert self.max_size is not None  # noqa: S101 - internal invariant, not input validation
+        assert self.max_size is not None
         evicted = 0
         while len(self._data) > self.max_size:
             key, item = self._data.popitem(last=False)
@@ -152,7 +159,9 @@ class MemoryBackend:
     async def set(self, key: str, value: Any, ttl: float | None, tags: Sequence[str] = ()) -> None:
         self.store(key, value, ttl, tags)
 
-    async def set_many(self, items: Sequence[tuple[str, Any]], ttl: float | None, tags: Sequence[str] = ()) -> None:
+    async def set_many(
+        self, items: Sequence[tuple[str, Any]], ttl: float | None, tags: Sequence[str] = ()
+    ) -> None:
         for key, value in items:
             self.store(key, value, ttl, tags)
 
@@ -168,7 +177,9 @@ class MemoryBackend:
             self.store(key, delta, ttl)
             return delta
         if not isinstance(item.value, int) or isinstance(item.value, bool):
-            raise SerializationError(f"cannot incr key {key!r}: it holds a {type(item.value).__name__}, not an int")
+            raise SerializationError(
+                f"cannot incr key {key!r}: it holds a {type(item.value).__name__}, not an int"
+            )
         value = item.value + delta
         self.store_item(key, item._replace(value=value))
         return value

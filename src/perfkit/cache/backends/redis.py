@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -26,14 +26,15 @@ from perfkit.errors import BackendError, BackendUnavailableError, SerializationE
 _CHUNK = 1000
 
 
-def translate(exc: RedisError, url: str) -> BackendError:
+def translate(exc: RedisError | OSError, url: str) -> BackendError:
     if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
         return BackendUnavailableError(f"Redis at {url} is unavailable: {exc}")
     return BackendError(f"Redis at {url}: {exc}")
 
 
-def client_from_url(url: BackendURL, *, timeout: float, max_connections: int | None = None,
-                    protocol: int | None = None) -> aioredis.Redis:
+def client_from_url(
+    url: BackendURL, *, timeout: float, max_connections: int | None = None, protocol: int | None = None
+) -> aioredis.Redis:
     kwargs: dict[str, Any] = {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
@@ -69,13 +70,13 @@ class RedisBackend:
 
     async def get(self, key: str) -> bytes | None:
         try:
-            return await self.client.get(key)  # type: ignore[no-any-return]
+            return cast("bytes | None", await self.client.get(key))
         except (RedisError, OSError) as exc:
             raise translate(exc, self.where) from exc
 
     async def get_many(self, keys: Sequence[str]) -> list[Any | None]:
         try:
-            return await self.client.mget(keys)  # type: ignore[no-any-return]
+            return cast("list[Any | None]", await self.client.mget(keys))
         except (RedisError, OSError) as exc:
             raise translate(exc, self.where) from exc
 
@@ -91,7 +92,9 @@ class RedisBackend:
         except (RedisError, OSError) as exc:
             raise translate(exc, self.where) from exc
 
-    async def set_many(self, items: Sequence[tuple[str, Any]], ttl: float | None, tags: Sequence[str] = ()) -> None:
+    async def set_many(
+        self, items: Sequence[tuple[str, Any]], ttl: float | None, tags: Sequence[str] = ()
+    ) -> None:
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 now = int(time.time() * 1000)
@@ -110,7 +113,7 @@ class RedisBackend:
         if not keys:
             return 0
         try:
-            return await self.client.delete(*keys)  # type: ignore[no-any-return]
+            return int(await self.client.delete(*keys))
         except (RedisError, OSError) as exc:
             raise translate(exc, self.where) from exc
 

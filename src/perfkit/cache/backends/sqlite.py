@@ -48,7 +48,9 @@ def sqlite_path(url: BackendURL) -> str:
     """SQLAlchemy's convention: `sqlite:///rel.db` is relative, `sqlite:////abs.db` absolute."""
     path = url.path[1:] if url.path.startswith("/") else url.path
     if url.host:  # sqlite://host/... is a typo for sqlite:///...
-        raise ConfigurationError("url", f"{url.raw!r}: a SQLite URL has no host; write sqlite:///path/to/cache.db")
+        raise ConfigurationError(
+            "url", f"{url.raw!r}: a SQLite URL has no host; write sqlite:///path/to/cache.db"
+        )
     if not path:
         raise ConfigurationError("url", f"{url.raw!r} names no file; write sqlite:///path/to/cache.db")
     return path
@@ -132,7 +134,8 @@ class SQLiteBackend:
                 return []
             self._data_version = version
             rows = conn.execute(
-                "SELECT seq, origin, op, arg FROM perfkit_cache_log WHERE seq > ? ORDER BY seq", (self._last_seq,)
+                "SELECT seq, origin, op, arg FROM perfkit_cache_log WHERE seq > ? ORDER BY seq",
+                (self._last_seq,),
             ).fetchall()
         if not rows:
             return []
@@ -172,8 +175,13 @@ class SQLiteBackend:
 
     # -- writes ------------------------------------------------------------------------------------
 
-    def _put(self, conn: sqlite3.Connection, items: Sequence[tuple[str, Any]], ttl: float | None,
-             tags: Sequence[str]) -> None:
+    def _put(
+        self,
+        conn: sqlite3.Connection,
+        items: Sequence[tuple[str, Any]],
+        ttl: float | None,
+        tags: Sequence[str],
+    ) -> None:
         expires_at = time.time() + ttl if ttl is not None else None
         conn.executemany(
             "INSERT INTO perfkit_cache (key, value, expires_at) VALUES (?, ?, ?) "
@@ -192,7 +200,9 @@ class SQLiteBackend:
         with self._write() as conn:
             self._put(conn, [(key, value)], ttl, tags)
 
-    async def set_many(self, items: Sequence[tuple[str, Any]], ttl: float | None, tags: Sequence[str] = ()) -> None:
+    async def set_many(
+        self, items: Sequence[tuple[str, Any]], ttl: float | None, tags: Sequence[str] = ()
+    ) -> None:
         with self._write() as conn:
             self._put(conn, items, ttl, tags)
 
@@ -227,7 +237,9 @@ class SQLiteBackend:
                 try:
                     value = int(row[0]) + delta
                 except ValueError:
-                    raise SerializationError(f"cannot incr key {key!r}: it does not hold an integer") from None
+                    raise SerializationError(
+                        f"cannot incr key {key!r}: it does not hold an integer"
+                    ) from None
                 conn.execute("UPDATE perfkit_cache SET value = ? WHERE key = ?", (str(value).encode(), key))
             self._log(conn, "k", [key])
         return value
@@ -236,7 +248,9 @@ class SQLiteBackend:
         removed = 0
         with self._write() as conn:
             for tag in tags:
-                keys = [r[0] for r in conn.execute("SELECT key FROM perfkit_cache_tags WHERE tag = ?", (tag,))]
+                keys = [
+                    r[0] for r in conn.execute("SELECT key FROM perfkit_cache_tags WHERE tag = ?", (tag,))
+                ]
                 removed += self._delete_keys(conn, keys)
                 conn.execute("DELETE FROM perfkit_cache_tags WHERE tag = ?", (tag,))
                 # L1 copies filled from reads carry no tags, so other processes are told the keys

@@ -1,0 +1,118 @@
+"""When Redis is down or goes away, the cache degrades instead of raising, and recovers by itself."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from perfkit import BackendUnavailableError, Cache
+from tests.conftest import eventually
+
+pytestmark = pytest.mark.redis
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_closed_port_degrades_to_misses(caplog: pytest.LogCaptureFixture) -> None:
+    """Against a closed port: misses, silent sets, the loader runs, and one log line for the outage."""
+    caplog.set_level(logging.WARNING, "perfkit.cache")
+    async with Cache(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2, namespace="down") as cache:
+        start = time.monotonic()
+        for _ in range(20):
+            assert await cache.get("k", "default") == "default"
+            await cache.set("k", 1)
+        assert await cache.get_or_set("k", lambda: "from-loader") == "from-loader"
+        assert await cache.exists("k") is False
+        assert time.monotonic() - start < 3
+        with pytest.raises(BackendUnavailableError):
+            await cache.incr("n")
+        assert cache.stats().tiers["l2"].errors >= 20
+    outage_lines = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(outage_lines) == 1
+
+
+async def test_tiered_cache_over_dead_redis_still_answers() -> None:
+    """A tiered cache whose Redis is down serves from the loader and never raises."""
+    async with Cache(
+        f"redis://127.0.0.1:{free_port()}/0", l1="memory://", timeout=0.2, namespace="down"
+    ) as cache:
+        await cache.set("k", "v")
+        assert await cache.get_or_set("k2", lambda: "loaded") == "loaded"
+
+
+async def test_on_error_raise() -> None:
+    """on_error='raise' surfaces the outage as BackendUnavailableError."""
+    async with Cache(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2, on_error="raise") as cache:
+        with pytest.raises(BackendUnavailableError, match=r"unavailable|down"):
+            await cache.get("k")
+
+
+@pytest.fixture
+def redis_server() -> Iterator[tuple[int, list[subprocess.Popen[bytes]]]]:
+    """A private redis-server on a spare port that the test may stop and restart."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("REDIS-SERVER BINARY NOT INSTALLED: cannot run the restart test")
+    port = free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+    yield port, procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(5)
+
+
+def start_redis(port: int, procs: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    procs.append(proc)
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+@pytest.mark.slow
+async def test_redis_restart_degrades_then_recovers(
+    redis_server: tuple[int, list[subprocess.Popen[bytes]]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real redis-server stopped mid-use: calls degrade; restarted: the cache works again by itself."""
+    caplog.set_level(logging.WARNING, "perfkit.cache")
+    port, procs = redis_server
+    proc = start_redis(port, procs)
+    async with Cache(f"redis://127.0.0.1:{port}/0", l1="memory://", timeout=0.2, namespace="rs") as cache:
+        await cache.set("k", "before")
+        assert await cache.get("k") == "before"
+        proc.terminate()
+        proc.wait(5)
+        for _ in range(10):
+            assert await cache.get("k", "degraded") == "degraded"  # L1 is bypassed while coherence is lost
+            await cache.set("k2", 1)
+        start_redis(port, procs)
+
+        async def works() -> bool:
+            await cache.set("k3", "after")
+            return bool(await cache.get("k3") == "after" and cache.stats().tiers["l2"].errors > 0)
+
+        await eventually(works, timeout=10, what="recovery after restart")
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("unavailable" in m for m in messages) == 1
+    assert any("is back" in m for m in messages)

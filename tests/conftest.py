@@ -1,0 +1,127 @@
+"""Shared fixtures: the real services and the backend matrix every shared cache behaviour runs on."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from perfkit import Cache
+
+REDIS_URL = os.environ.get("PERFKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get("PERFKIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _reachable(url: str, default_port: int) -> str | None:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=1):
+            return None
+    except OSError as exc:
+        return str(exc)
+
+
+def require_redis() -> None:
+    err = _reachable(REDIS_URL, 6379)
+    if err:
+        pytest.skip(
+            f"REDIS NOT REACHABLE at {REDIS_URL} ({err}): start it (bash .ci/run does) to run Redis tests"
+        )
+
+
+def require_postgres() -> None:
+    err = _reachable(POSTGRES_URL, 5432)
+    if err:
+        pytest.skip(f"POSTGRESQL NOT REACHABLE at {POSTGRES_URL} ({err}): start it to run PostgreSQL tests")
+
+
+CACHE_KINDS = [
+    pytest.param("memory", marks=pytest.mark.memory, id="memory"),
+    pytest.param("sqlite", marks=pytest.mark.sqlite, id="sqlite"),
+    pytest.param("redis", marks=pytest.mark.redis, id="redis"),
+    pytest.param("memory+redis", marks=[pytest.mark.redis, pytest.mark.tiered], id="memory+redis"),
+    pytest.param("memory+sqlite", marks=[pytest.mark.sqlite, pytest.mark.tiered], id="memory+sqlite"),
+]
+_EXPECTED_TIERS = {
+    "memory": {"l1": "memory"},
+    "sqlite": {"l2": "sqlite"},
+    "redis": {"l2": "redis"},
+    "memory+redis": {"l1": "memory", "l2": "redis"},
+    "memory+sqlite": {"l1": "memory", "l2": "sqlite"},
+}
+
+CacheFactory = Callable[..., Cache]
+
+
+def cache_url(kind: str, tmp_path: Any) -> tuple[str, str | None]:
+    """(url, l1) for a matrix kind."""
+    if "redis" in kind:
+        require_redis()
+    l2 = {
+        "memory": "memory://?max_size=100000",
+        "sqlite": f"sqlite:///{tmp_path}/cache.db",
+        "redis": REDIS_URL,
+    }
+    base = kind.split("+")[-1]
+    return l2[base], ("memory://?max_size=100000" if "+" in kind else None)
+
+
+@pytest.fixture(params=CACHE_KINDS)
+def cache_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def make_cache(cache_kind: str, tmp_path: Any, namespace: str) -> AsyncIterator[CacheFactory]:
+    """Builds caches of the matrix kind in a namespace of this test's own, cleared and closed afterwards."""
+    made: list[Cache] = []
+
+    def make(**options: Any) -> Cache:
+        url, l1 = cache_url(cache_kind, tmp_path)
+        options.setdefault("namespace", namespace)
+        cache = Cache(url, l1=l1, **options)
+        tiers = {name: t.backend for name, t in cache.stats().tiers.items()}
+        assert tiers == _EXPECTED_TIERS[cache_kind], f"asked for {cache_kind}, got {tiers}"
+        made.append(cache)
+        return cache
+
+    yield make
+    for cache in made:
+        try:
+            await cache.clear()
+        finally:
+            await cache.close()
+
+
+@pytest.fixture
+async def cache(make_cache: CacheFactory) -> Cache:
+    return make_cache()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout: float = 3.0, what: str = "condition"
+) -> float:
+    """Poll `check` until it is true; returns the seconds it took. For effects in another process or task."""
+    start = time.monotonic()
+    while not await check():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        await asyncio.sleep(0.002)
+    return time.monotonic() - start
+
+
+async def pass_time(seconds: float) -> None:
+    """Let wall-clock time pass, for TTL expiry: nothing to await but the clock."""
+    await asyncio.sleep(seconds)
