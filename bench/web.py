@@ -107,7 +107,9 @@ def build(variant: str) -> Any:
 def serve(variant: str, port: int) -> None:
     import uvicorn
 
-    uvicorn.run(build(variant), host="127.0.0.1", port=port, log_level="error", access_log=False, lifespan="off")
+    uvicorn.run(
+        build(variant), host="127.0.0.1", port=port, log_level="error", access_log=False, lifespan="off"
+    )
 
 
 def free_port() -> int:
@@ -131,7 +133,9 @@ def wrk(port: int, path: str, headers: dict[str, str], duration: float, connecti
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s"]
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]
-    out = subprocess.run([*cmd, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [*cmd, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True
+    ).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
@@ -139,7 +143,9 @@ def wrk(port: int, path: str, headers: dict[str, str], duration: float, connecti
     return float(match.group(1)) if match else 0.0
 
 
-def load(variant: str, cases: list[tuple[str, str, dict[str, str]]], args: argparse.Namespace) -> dict[str, float]:
+def load(
+    variant: str, cases: list[tuple[str, str, dict[str, str]]], args: argparse.Namespace
+) -> dict[str, float]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, __file__, "--serve", variant, "--port", str(port)])
     try:
@@ -154,7 +160,9 @@ def load(variant: str, cases: list[tuple[str, str, dict[str, str]]], args: argpa
 # -- in-process ---------------------------------------------------------------------------------------
 
 
-async def per_request_us(app: Any, path: str, n: int, headers: list[tuple[bytes, bytes]] | None = None) -> float:
+async def per_request_us(
+    app: Any, path: str, n: int, headers: list[tuple[bytes, bytes]] | None = None
+) -> float:
     scope_base = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
         "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
@@ -275,7 +283,10 @@ def main() -> None:
         "perfkit": hello,
         "instrumentator": hello,
         "starlette-exporter": hello,
-        "perfkit-gzip": [("gzip", "/json", {"accept-encoding": "gzip"}), ("br", "/json", {"accept-encoding": "br"})],
+        "perfkit-gzip": [
+            ("gzip", "/json", {"accept-encoding": "gzip"}),
+            ("br", "/json", {"accept-encoding": "br"}),
+        ],
         "starlette-gzip": [("gzip", "/json", {"accept-encoding": "gzip"})],
         "brotli-asgi": [("br", "/json", {"accept-encoding": "br"})],
     }
@@ -284,22 +295,29 @@ def main() -> None:
         for variant, cases in plans.items():
             for name, rps in load(variant, cases, args).items():
                 best[(variant, name)] = max(best.get((variant, name), 0.0), rps)
-    print(f"\nThroughput under uvicorn (wrk -t1 -c{args.connections} -d{args.duration}s, best of {args.rounds})")
+    print(
+        f"\nThroughput under uvicorn (wrk -t1 -c{args.connections} -d{args.duration}s, best of {args.rounds})"
+    )
     for (variant, name), rps in best.items():
         print(f"  {variant:20s} {name:6s} {rps:9.0f} req/s")
-    bare_h, bare_j = best[("bare", "hello")], best[("bare", "json")]
-    sg = best[("starlette-gzip", "gzip")]
+
+    def ratio(a: tuple[str, str], b: tuple[str, str]) -> float:
+        return best[a] / best[b]
+
+    hello, json_ = ("bare", "hello"), ("bare", "json")
     rows = [
-        ("timing+metrics+ETag+rate limit / bare, hello", best[("perfkit-core", "hello")] / bare_h, ">= 0.8"),
-        ("full stack incl. compression / bare, hello", best[("perfkit", "hello")] / bare_h, ""),
-        ("full stack / bare, 4 KB JSON (compressed)", best[("perfkit", "json")] / bare_j, ""),
-        ("instrumentator / bare, hello", best[("instrumentator", "hello")] / bare_h, ""),
-        ("starlette-exporter / bare, hello", best[("starlette-exporter", "hello")] / bare_h, ""),
-        ("full stack / instrumentator, hello", best[("perfkit", "hello")] / best[("instrumentator", "hello")], ""),
-        ("full stack / starlette-exporter, hello",
-         best[("perfkit", "hello")] / best[("starlette-exporter", "hello")], ""),
-        ("perfkit gzip / Starlette GZip, 4 KB", best[("perfkit-gzip", "gzip")] / sg, ">= 1.5"),
-        ("perfkit br / brotli-asgi, 4 KB", best[("perfkit-gzip", "br")] / best[("brotli-asgi", "br")], ""),
+        ("timing+metrics+ETag+rate limit / bare, hello", ratio(("perfkit-core", "hello"), hello), ">= 0.8"),
+        ("full stack incl. compression / bare, hello", ratio(("perfkit", "hello"), hello), ""),
+        ("full stack / bare, 4 KB JSON (compressed)", ratio(("perfkit", "json"), json_), ""),
+        ("instrumentator / bare, hello", ratio(("instrumentator", "hello"), hello), ""),
+        ("starlette-exporter / bare, hello", ratio(("starlette-exporter", "hello"), hello), ""),
+        ("perfkit core / instrumentator, hello",
+         ratio(("perfkit-core", "hello"), ("instrumentator", "hello")), ""),
+        ("perfkit core / starlette-exporter, hello",
+         ratio(("perfkit-core", "hello"), ("starlette-exporter", "hello")), ""),
+        ("perfkit gzip / Starlette GZip, 4 KB",
+         ratio(("perfkit-gzip", "gzip"), ("starlette-gzip", "gzip")), ">= 1.5"),
+        ("perfkit br / brotli-asgi, 4 KB", ratio(("perfkit-gzip", "br"), ("brotli-asgi", "br")), ""),
         ("perfkit gzip size / Starlette GZip size",
          sizes["perfkit-gzip (gzip)"] / sizes["starlette-gzip (gzip)"], "<= 1.05"),
         ("perfkit br size / brotli-asgi size", sizes["perfkit-gzip (br)"] / sizes["brotli-asgi (br)"], ""),
