@@ -167,3 +167,20 @@ def test_instrumenting_twice_is_noop(sync_db: SyncDb) -> None:
         conn.execute(text("SELECT 1"))
     assert stats.db_count == 1
     assert again.engine is sync_db.engine
+
+
+def test_explain_analyze_opt_in(sync_db: SyncDb) -> None:
+    """With explain_analyze on, PostgreSQL plans carry actual timings; SQLite keeps its query plan."""
+    uninstrument_engine(sync_db.engine)
+    instrument_engine(
+        sync_db.engine, config=DbConfig(slow_query=1e-9, explain_analyze=True), collector=sync_db.collector
+    )
+    m = sync_db.models
+    with Session(sync_db.engine) as session, track():
+        session.scalars(select(m.Ticket).where(m.Ticket.status == "open")).all()
+    [finding] = [f for f in sync_db.collector.findings("slow_query") if "tickets.status" in f["statement"]]
+    plan = " ".join(finding["explain"])
+    if sync_db.engine.dialect.name == "postgresql":
+        assert "actual time" in plan
+    else:
+        assert "SCAN" in plan
