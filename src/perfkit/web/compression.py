@@ -84,8 +84,7 @@ class _Encoder:
 
     def whole(self, body: bytes) -> bytes:
         if self.coding == "gzip":
-            c = zlib.compressobj(self.config.gzip_level, zlib.DEFLATED, 31)
-            return c.compress(body) + c.flush()
+            return zlib.compress(body, self.config.gzip_level, 31)  # gzip framing, no mtime
         if self.coding == "br":
             import brotli
 
