@@ -105,7 +105,7 @@ def _config() -> DbConfig:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, needs_pg])])
 def sync_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SyncDb]:
-    """A seeded, instrumented sync engine on SQLite or PostgreSQL (psycopg 3)."""
+    """A seeded, instrumented sync engine on SQLite or PostgreSQL (psycopg 3); its schema is dropped after."""
     schema = None
     if request.param == "sqlite":
         engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
@@ -114,14 +114,14 @@ def sync_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SyncDb]:
         engine = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
         with engine.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    assert engine.dialect.name == ("sqlite" if request.param == "sqlite" else "postgresql")
-    models = make_models(schema)
-    models.Base.metadata.create_all(engine)
-    with Session(engine) as session:
-        seed(session, models)
-    collector = Collector()
-    instrument_engine(engine, config=_config(), collector=collector)
     try:
+        assert engine.dialect.name == ("sqlite" if request.param == "sqlite" else "postgresql")
+        models = make_models(schema)
+        models.Base.metadata.create_all(engine)
+        with Session(engine) as session:
+            seed(session, models)
+        collector = Collector()
+        instrument_engine(engine, config=_config(), collector=collector)
         yield SyncDb(engine, models, collector)
     finally:
         uninstrument_engine(engine)
@@ -133,7 +133,7 @@ def sync_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SyncDb]:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, needs_pg])])
 async def async_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncDb]:
-    """A seeded, instrumented AsyncEngine on SQLite (aiosqlite) or PostgreSQL (asyncpg)."""
+    """A seeded, instrumented AsyncEngine on SQLite (aiosqlite) or PostgreSQL (asyncpg); schema dropped."""
     schema = None
     if request.param == "sqlite":
         engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
@@ -142,13 +142,14 @@ async def async_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         engine = create_async_engine(PG_URL.replace("postgresql://", "postgresql+asyncpg://"))
         async with engine.begin() as conn:
             await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    models = make_models(schema)
-    async with engine.begin() as conn:
-        await conn.run_sync(models.Base.metadata.create_all)
-        await conn.run_sync(lambda sync_conn: seed(Session(bind=sync_conn), models))
-    collector = Collector()
-    instrument_engine(engine, config=_config(), collector=collector)
     try:
+        assert engine.dialect.name == ("sqlite" if request.param == "sqlite" else "postgresql")
+        models = make_models(schema)
+        async with engine.begin() as conn:
+            await conn.run_sync(models.Base.metadata.create_all)
+            await conn.run_sync(lambda sync_conn: seed(Session(bind=sync_conn), models))
+        collector = Collector()
+        instrument_engine(engine, config=_config(), collector=collector)
         yield AsyncDb(engine, models, collector)
     finally:
         uninstrument_engine(engine)
