@@ -96,3 +96,10 @@ def test_etag_matches_unit() -> None:
     assert etag_matches(b'"abc-gzip"', b'"abc"')
     assert not etag_matches(b'"abd"', b'"abc"')
     assert not etag_matches(b"abc", b'"abc"')
+
+
+def test_head_gets_no_body_hash_etag() -> None:
+    """HEAD is not given the hash of its empty body (it would not match the GET's ETag)."""
+    c = client()
+    assert "etag" not in c.head("/items").headers
+    assert c.head("/items").status_code == 200

@@ -1,5 +1,6 @@
-"""Conditional requests: a strong ETag from the body on GET/HEAD, 304 on If-None-Match/If-Modified-Since.
+"""Conditional requests: a strong ETag from the body on GET, 304 on If-None-Match/If-Modified-Since.
 
+HEAD gets validators only when the app sets them (its empty body cannot be hashed into the GET's ETag).
 Only complete (single-message) 200 responses are hashed; a streamed body passes through untouched, so
 streaming stays streaming. An ETag set by the app is kept and compared without buffering. If-None-Match
 uses the weak comparison RFC 9110 prescribes for GET, and ignores the coding suffix the compression
@@ -82,6 +83,7 @@ class ConditionalMiddleware:
             elif key == b"if-modified-since":
                 ims = value
         conditional = inm is not None or ims is not None
+        head = scope["method"] == "HEAD"
         start: Message | None = None
         state = 0  # 0: waiting for the start, 1: pass everything through, 2: done (drop the rest)
 
@@ -102,6 +104,10 @@ class ConditionalMiddleware:
                         state = 2
                         await self._send_304(send, headers)
                         return
+                    await send(message)
+                    return
+                if head:  # a HEAD body is empty: its hash would not be the GET's validator
+                    state = 1
                     await send(message)
                     return
                 start = message
