@@ -28,7 +28,7 @@ from perfkit.cache.coherence import Coherence, RedisTracker, SQLiteWatcher
 from perfkit.cache.crypto import Encryptor
 from perfkit.cache.faults import Health
 from perfkit.cache.keys import DEFAULT_MAX_KEY_LENGTH, TTL, UNSET, _Unset, check_tags, make_key, ttl_seconds
-from perfkit.cache.stats import ERROR, HIT, MISS, OK, CacheObserver, CacheStats, StatsCounter
+from perfkit.cache.stats import DROPPED, ERROR, HIT, MISS, OK, CacheObserver, CacheStats, StatsCounter
 from perfkit.config import parse_choice, parse_duration, parse_size, parse_str, setting
 from perfkit.errors import BackendError, BackendUnavailableError, ConfigurationError, SerializationError
 from perfkit.serialization import Serializer, get_serializer
@@ -285,7 +285,10 @@ class Cache:
         stale_ttl: float | None = None,
         sensitive: bool = False,
         name: str = "",
-    ) -> None:
+        expect: list[int] | None = None,
+    ) -> bool:
+        """Write to L2 then L1. With `expect` (the tag versions read before loading) a value whose tags
+        were invalidated meanwhile is dropped, not stored: it may come from pre-commit data."""
         storage_ttl = ttl + stale_ttl if (ttl is not None and stale_ttl) else ttl
         l2 = self._l2
         if l2 is not None:
@@ -301,14 +304,19 @@ class Cache:
             if not self._health.skip():
                 t0 = _perf()
                 try:
-                    await l2.set(k, blob, storage_ttl, tags)
-                    self._observe(self.namespace, "l2", "set", OK, _perf() - t0)
+                    stored = await l2.set(k, blob, storage_ttl, tags, expect)
+                    self._observe(self.namespace, "l2", "set", OK if stored else DROPPED, _perf() - t0)
                     if self._health.down:
                         self._health.ok()
+                    if not stored:
+                        return False
                 except BackendError as exc:
                     self._failed(exc, "set")
             else:
                 self._observe(self.namespace, "l2", "set", ERROR, 0.0)
+        elif expect is not None and self._l1 is not None and self._l1.versions(tags) != expect:
+            self._observe(self.namespace, "l1", "set", DROPPED, 0.0)
+            return False
         l1 = self._l1
         if l1 is not None:
             l1_ttl = storage_ttl
@@ -316,6 +324,7 @@ class Cache:
                 l1_ttl = self.l1_ttl if l1_ttl is None else min(l1_ttl, self.l1_ttl)
             l1.store(k, value, l1_ttl, tags, fresh_for=ttl if stale_ttl else None)
             self._observe(self.namespace, "l1", "set", OK, 0.0)
+        return True
 
     async def _l2_call(self, op: str, call: Callable[[CacheBackend], Awaitable[T]], fallback: T) -> T:
         l2 = self._l2
@@ -597,7 +606,16 @@ class Cache:
             if _monotonic() > deadline:  # the holder is stuck: load rather than wait forever
                 return await self._compute(k, loader, opts, stale)
 
+    async def _tag_versions(self, tags: tuple[str, ...]) -> list[int] | None:
+        if not tags:
+            return None
+        if self._l2 is None:
+            return self._l1.versions(tags) if self._l1 is not None else None
+        nothing: list[int] | None = None
+        return await self._l2_call("versions", lambda b: b.tag_versions(tags), nothing)
+
     async def _compute(self, k: str, loader: Callable[[], Any], opts: _LoadOptions, stale: Any) -> Any:
+        expect = await self._tag_versions(opts.tags)
         try:
             value = loader()
             if inspect.isawaitable(value):
@@ -612,7 +630,9 @@ class Cache:
                 )
                 return stale
             raise
-        await self._store(k, value, opts.ttl, opts.tags, opts.stale_ttl, opts.sensitive, name=opts.key)
+        await self._store(
+            k, value, opts.ttl, opts.tags, opts.stale_ttl, opts.sensitive, name=opts.key, expect=expect
+        )
         return value
 
     # -- decorator, sync facade, lifecycle ------------------------------------------------------------

@@ -11,8 +11,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Protocol
 
-# ops: get, set, delete, incr, invalidate, evict, lock; outcomes: hit, miss, ok, error
-HIT, MISS, OK, ERROR = "hit", "miss", "ok", "error"
+# ops: get, set, delete, incr, invalidate, evict, lock; outcomes: hit, miss, ok, error, dropped
+# (dropped: a load's result not stored because its tags were invalidated while it ran)
+HIT, MISS, OK, ERROR, DROPPED = "hit", "miss", "ok", "error", "dropped"
 
 
 class CacheObserver(Protocol):

@@ -80,17 +80,35 @@ class RedisBackend:
         except (RedisError, OSError) as exc:
             raise translate(exc, self.where) from exc
 
-    async def set(self, key: str, value: Any, ttl: float | None, tags: Sequence[str] = ()) -> None:
+    async def set(
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None,
+        tags: Sequence[str] = (),
+        expect: Sequence[int] | None = None,
+    ) -> bool:
         try:
             if not tags:
                 await self.client.set(key, value, px=_ms(ttl))
-            else:
-                await self._set_tagged(
-                    keys=[key, *map(K.tag_key, tags)],
-                    args=[value, _ms(ttl) or "", int(time.time() * 1000)],
-                )
+                return True
+            keys = [key, *map(K.tag_key, tags)]
+            args: list[Any] = [value, _ms(ttl) or "", int(time.time() * 1000)]
+            if expect is not None:
+                keys += map(K.version_key, tags)
+                args += [len(tags), *expect]
+            return bool(await self._set_tagged(keys=keys, args=args))
         except (RedisError, OSError) as exc:
             raise translate(exc, self.where) from exc
+
+    async def tag_versions(self, tags: Sequence[str]) -> list[int]:
+        if not tags:
+            return []
+        try:
+            values = await self.client.mget([K.version_key(t) for t in tags])
+        except (RedisError, OSError) as exc:
+            raise translate(exc, self.where) from exc
+        return [int(v) if v is not None else 0 for v in values]
 
     async def set_many(
         self, items: Sequence[tuple[str, Any]], ttl: float | None, tags: Sequence[str] = ()
@@ -136,6 +154,13 @@ class RedisBackend:
     async def invalidate_tags(self, tags: Sequence[str]) -> int:
         removed = 0
         try:
+            # versions first: a reader that loads from now on sees the new version, and one that
+            # loaded before cannot store its (possibly stale) value any more
+            async with self.client.pipeline(transaction=False) as pipe:
+                for tag in tags:
+                    pipe.incr(K.version_key(tag))
+                    pipe.expire(K.version_key(tag), K.VERSION_TTL)
+                await pipe.execute()
             for tag in tags:
                 tkey = K.tag_key(tag)
                 while True:
