@@ -8,6 +8,7 @@ call; retries are off so an outage costs one timeout, and the cache front decide
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any, cast
@@ -45,8 +46,40 @@ def client_from_url(
     if protocol is not None:
         kwargs["protocol"] = protocol
     clean = url.raw.split("?", 1)[0]
-    pool = aioredis.BlockingConnectionPool.from_url(clean, **kwargs)
+    pool = BoundedPool.from_url(clean, **kwargs)
     return aioredis.Redis(connection_pool=pool)
+
+
+class BoundedPool(aioredis.ConnectionPool):
+    """At most `max_connections`; a burst past that waits up to `timeout` for a free one.
+
+    redis-py's plain pool raises at once when full, and its BlockingConnectionPool takes a Condition,
+    a timeout and a `wait_for` on every command (7-13 us on a 60 us GET, measured in bench/cache.py).
+    A semaphore costs nothing while connections are free and only waits when they are not.
+    """
+
+    def __init__(self, *args: Any, timeout: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = asyncio.Semaphore(self.max_connections)
+        self._wait = timeout
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        if self._slots.locked():
+            async with asyncio.timeout(self._wait):  # TimeoutError is an OSError: "unavailable"
+                await self._slots.acquire()
+        else:
+            await self._slots.acquire()
+        try:
+            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except BaseException:
+            self._slots.release()
+            raise
+
+    async def release(self, connection: Any) -> None:
+        try:
+            await super().release(connection)
+        finally:
+            self._slots.release()
 
 
 async def close_client(client: aioredis.Redis) -> None:
@@ -168,7 +201,7 @@ class RedisBackend:
                     if not members:
                         break
                     async with self.client.pipeline(transaction=False) as pipe:
-                        pipe.delete(*members)
+                        pipe.unlink(*members)
                         pipe.zrem(tkey, *members)
                         deleted, _ = await pipe.execute()
                     removed += deleted
