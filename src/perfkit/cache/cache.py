@@ -668,6 +668,25 @@ class Cache:
         )
         return value
 
+    async def query(
+        self,
+        session: Any,
+        statement: Any,
+        ttl: TTL | _Unset = UNSET,
+        *,
+        key: str | None = None,
+        tags: Iterable[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The rows of a SQLAlchemy `select()` as dicts, cached with dependencies inferred from it, so a
+        `CacheInvalidator` invalidates them when rows they read change (see `perfkit.cache.orm.query`)."""
+        from perfkit.cache.orm.query import dependency_tags, query_key, run_query
+
+        all_tags = [*dependency_tags(statement), *check_tags(tags)]
+        rows: list[dict[str, Any]] = await self.get_or_set(
+            key or query_key(statement), lambda: run_query(session, statement), ttl, tags=all_tags
+        )
+        return rows
+
     # -- decorator, sync facade, lifecycle ------------------------------------------------------------
 
     def cached(
@@ -680,12 +699,18 @@ class Cache:
         stale_ttl: TTL = None,
         serve_stale_on_error: bool = False,
         sensitive: bool = False,
+        depends_on: Iterable[Any] | None = None,
     ) -> Callable[[Callable[..., Any]], CachedFunction]:
-        """Cache a function's result, for async and plain functions alike (see `perfkit.cache.decorator`)."""
+        """Cache a function's result, for async and plain functions alike (see `perfkit.cache.decorator`).
+
+        `depends_on` lists what the result reads, for `perfkit.cache.orm.CacheInvalidator`: mapped
+        classes (any change to the table) or `Model.column == "{param}"` / `.in_([...])` (changes to rows
+        whose column had or gets that value)."""
         from perfkit.cache.decorator import make_cached
 
         return make_cached(
             self,
+            depends_on=depends_on,
             ttl=ttl,
             key=key,
             key_prefix=key_prefix,

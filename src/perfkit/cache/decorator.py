@@ -139,15 +139,28 @@ def make_cached(
     stale_ttl: TTL,
     serve_stale_on_error: bool,
     sensitive: bool,
+    depends_on: Iterable[Any] | None = None,
 ) -> Callable[[Callable[..., Any]], CachedFunction]:
     tag_list = check_tags(tags, key or "")
+    dep_tags = None
+    if depends_on:
+        from perfkit.cache.orm.deps import compile_dependencies  # SQLAlchemy only when asked for
+
+        dep_tags = compile_dependencies(depends_on)
 
     def decorate(fn: Callable[..., Any]) -> CachedFunction:
         build = key_builder(fn, key, key_prefix)
         tag_builders = [_template(fn, t, "tag") if "{" in t else (lambda a, k, t=t: t) for t in tag_list]
+        if dep_tags is not None:
+            bind, deps = _binder(fn), dep_tags
+            tag_builders.append(lambda a, k: deps(bind(a, k)))  # type: ignore[arg-type]
 
         def tags_for(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
-            return [b(args, kwargs) for b in tag_builders]
+            out: list[str] = []
+            for build_tag in tag_builders:
+                tag = build_tag(args, kwargs)
+                out.extend(tag) if isinstance(tag, list) else out.append(tag)
+            return out
 
         wrapper: Any
         if inspect.iscoroutinefunction(fn):
