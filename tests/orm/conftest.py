@@ -21,8 +21,9 @@ from tests.orm.models import Base, Organization, Ticket, User
 class DB:
     """One database, one cache, one invalidator; `run(fn)` runs fn(session) in a session and commits."""
 
-    def __init__(self, kind: str, mode: str, engine: Any, factory: Any, cache: Cache,
-                 invalidator: CacheInvalidator) -> None:
+    def __init__(
+        self, kind: str, mode: str, engine: Any, factory: Any, cache: Cache, invalidator: CacheInvalidator
+    ) -> None:
         self.kind, self.mode, self.engine, self.factory = kind, mode, engine, factory
         self.cache, self.invalidator = cache, invalidator
 
@@ -52,20 +53,24 @@ class DB:
 def _seed(session: Session) -> None:
     session.add_all([Organization(id=7, name="seven"), Organization(id=8, name="eight")])
     session.add_all([User(id=1, organization_id=7, name="ann"), User(id=2, organization_id=8, name="bob")])
-    session.add_all([
-        Ticket(id=1, organization_id=7, title="a", status="open"),
-        Ticket(id=2, organization_id=7, title="b", status="open"),
-        Ticket(id=3, organization_id=8, title="c", status="open"),
-    ])
+    session.add_all(
+        [
+            Ticket(id=1, organization_id=7, title="a", status="open"),
+            Ticket(id=2, organization_id=7, title="b", status="open"),
+            Ticket(id=3, organization_id=8, title="c", status="open"),
+        ]
+    )
     session.commit()
 
 
-@pytest.fixture(params=[
-    pytest.param(("sqlite", "sync"), marks=pytest.mark.sqlite, id="sqlite-sync"),
-    pytest.param(("sqlite", "async"), marks=pytest.mark.sqlite, id="sqlite-async"),
-    pytest.param(("postgres", "sync"), marks=pytest.mark.postgres, id="postgres-sync"),
-    pytest.param(("postgres", "async"), marks=pytest.mark.postgres, id="postgres-async"),
-])
+@pytest.fixture(
+    params=[
+        pytest.param(("sqlite", "sync"), marks=pytest.mark.sqlite, id="sqlite-sync"),
+        pytest.param(("sqlite", "async"), marks=pytest.mark.sqlite, id="sqlite-async"),
+        pytest.param(("postgres", "sync"), marks=pytest.mark.postgres, id="postgres-sync"),
+        pytest.param(("postgres", "async"), marks=pytest.mark.postgres, id="postgres-async"),
+    ]
+)
 async def db(request: pytest.FixtureRequest, tmp_path: Path, namespace: str) -> AsyncIterator[DB]:
     kind, mode = request.param
     schema = None

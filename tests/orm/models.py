@@ -30,7 +30,9 @@ class Ticket(Base):
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     status: Mapped[str] = mapped_column(String(20), default="open")
     title: Mapped[str] = mapped_column(String(200), default="")
-    comments: Mapped[list[TicketComment]] = relationship(back_populates="ticket", cascade="all, delete-orphan")
+    comments: Mapped[list[TicketComment]] = relationship(
+        back_populates="ticket", cascade="all, delete-orphan"
+    )
 
 
 class TicketComment(Base):

@@ -27,8 +27,14 @@ def org_open_count(db: DB, counter: Counted) -> Any:
     @db.cache.cached(ttl=300, key="org:{org_id}:open", depends_on=[Ticket.organization_id == "{org_id}"])
     async def open_tickets(org_id: int) -> int:
         counter.calls += 1
-        return int(await db.run(lambda s: s.scalar(
-            select(func.count()).where(Ticket.organization_id == org_id, Ticket.status == "open")), commit=False))
+        return int(
+            await db.run(
+                lambda s: s.scalar(
+                    select(func.count()).where(Ticket.organization_id == org_id, Ticket.status == "open")
+                ),
+                commit=False,
+            )
+        )
 
     return open_tickets
 
@@ -159,7 +165,9 @@ async def test_bulk_update_and_delete(db: DB) -> None:
     open_tickets = org_open_count(db, counter)
     await open_tickets(7)
     await open_tickets(8)
-    await db.run(lambda s: s.execute(update(Ticket).where(Ticket.organization_id == 7).values(status="closed")))
+    await db.run(
+        lambda s: s.execute(update(Ticket).where(Ticket.organization_id == 7).values(status="closed"))
+    )
     assert not await db.cache.exists("org:7:open")
     assert await db.cache.exists("org:8:open")
     assert await open_tickets(7) == 0
@@ -204,8 +212,11 @@ async def test_delayed_strategy_coalesces(db: DB) -> None:
 
     await user(1)
     for title in ("x", "y", "z"):
-        await db.run(lambda s, title=title: setattr(s.get(Ticket, 1), "assignee_id", 1) or
-                     setattr(s.get(Ticket, 1), "title", title))
+        await db.run(
+            lambda s, title=title: (
+                setattr(s.get(Ticket, 1), "assignee_id", 1) or setattr(s.get(Ticket, 1), "title", title)
+            )
+        )
     assert await db.cache.exists("user:1")  # not yet: coalescing
     await eventually(lambda: _gone(db, "user:1"), timeout=2, what="delayed invalidation")
     assert db.invalidator.stats()["User"]["delayed"]["invalidations"] == 1
@@ -229,8 +240,12 @@ async def test_stale_set_race_with_a_real_commit(db: DB) -> None:
 
     @db.cache.cached(ttl=300, key="org:{org_id}:titles", depends_on=[Ticket.organization_id == "{org_id}"])
     async def titles(org_id: int) -> list[str]:
-        rows = await db.run(lambda s: list(s.scalars(select(Ticket.title).where(Ticket.organization_id == org_id)
-                                                     .order_by(Ticket.id))), commit=False)
+        rows = await db.run(
+            lambda s: list(
+                s.scalars(select(Ticket.title).where(Ticket.organization_id == org_id).order_by(Ticket.id))
+            ),
+            commit=False,
+        )
         read_done.set()
         await writer_done.wait()  # the writer commits while we hold pre-commit data
         return rows  # type: ignore[no-any-return]
