@@ -294,3 +294,42 @@ def test_bad_dependency_and_strategy_are_refused() -> None:
 
 async def _gone(db: DB, key: str) -> bool:
     return not await db.cache.exists(key)
+
+
+@pytest.mark.redis
+@pytest.mark.sqlite
+async def test_invalidation_reaches_the_shared_l2(tmp_path: Any, namespace: str) -> None:
+    """With a tiered Redis cache, a commit here removes the value from Redis, so every process misses."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    from perfkit import Cache
+    from tests.conftest import REDIS_URL, require_redis
+    from tests.orm.conftest import _seed
+    from tests.orm.models import Base
+
+    require_redis()
+    engine = create_engine(f"sqlite:///{tmp_path}/app.db")
+    Base.metadata.create_all(engine)
+    with Session(engine) as s:
+        _seed(s)
+    here = Cache(REDIS_URL, l1="memory://", namespace=namespace)
+    elsewhere = Cache(REDIS_URL, namespace=namespace)  # another process's view of the shared L2
+    invalidator = CacheInvalidator(here)
+    factory = sessionmaker(engine)
+    invalidator.instrument(factory)
+    try:
+        await here.set("org:7", "cached", tags=["dep:tickets.organization_id=7"])
+        assert await elsewhere.get("org:7") == "cached"
+        with factory() as session:
+            session.get(Ticket, 1).status = "closed"  # type: ignore[union-attr]
+            session.commit()
+        assert await elsewhere.get("org:7") is None
+        assert await here.get("org:7") is None
+    finally:
+        invalidator.close()
+        await here.clear()
+        await here.close()
+        await elsewhere.close()
+        here.sync.close()
+        engine.dispose()
