@@ -485,13 +485,13 @@ async def tag_invalidation(url: str, sizes_: list[int], value: Any) -> list[Row]
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="3 short rounds; tag sizes 1k and 10k only")
+    ap.add_argument("--quick", action="store_true", help="5 short rounds; tag sizes 1k and 10k only")
     ap.add_argument("--redis", default=os.environ.get("PERFKIT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/9"))
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--only", default="", help="comma list of sections: raw,dec,redis,tier,tags")
     args = ap.parse_args()
-    rounds = args.rounds or (3 if args.quick else 5)
-    sample = 0.04 if args.quick else 0.1
+    rounds = args.rounds or (5 if args.quick else 9)
+    sample = 0.025 if args.quick else 0.06
     tag_sizes = [1000, 10_000] if args.quick else [1000, 10_000, 100_000]
     only = set(filter(None, args.only.split(",")))
     logging.basicConfig(level=logging.WARNING)

@@ -304,3 +304,22 @@ async def test_value_over_max_size_is_refused_and_harms_nothing(
         await cache.set("big", "x" * 5000)
     assert await cache.get("ok") == "small"
     assert not await cache.exists("big")
+
+
+async def test_load_overlapping_an_invalidation_is_not_stored(cache: Cache) -> None:
+    """The stale-set race: a value loaded while its tag was invalidated is returned but not cached."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def loader() -> str:
+        started.set()
+        await release.wait()  # the reader has read pre-commit data and is about to store it
+        return "old"
+
+    task = asyncio.ensure_future(cache.get_or_set("k", loader, tags=["org:7"]))
+    await started.wait()
+    await cache.invalidate_tags(["org:7"])  # the writer commits and invalidates meanwhile
+    release.set()
+    assert await task == "old"
+    assert not await cache.exists("k")
+    assert await cache.get_or_set("k", lambda: "new", tags=["org:7"]) == "new"
+    assert await cache.get("k") == "new"

@@ -28,7 +28,7 @@ from perfkit.cache.coherence import Coherence, RedisTracker, SQLiteWatcher
 from perfkit.cache.crypto import Encryptor
 from perfkit.cache.faults import Health
 from perfkit.cache.keys import DEFAULT_MAX_KEY_LENGTH, TTL, UNSET, _Unset, check_tags, make_key, ttl_seconds
-from perfkit.cache.stats import ERROR, HIT, MISS, OK, CacheObserver, CacheStats, StatsCounter
+from perfkit.cache.stats import DROPPED, ERROR, HIT, MISS, OK, CacheObserver, CacheStats, StatsCounter
 from perfkit.config import parse_choice, parse_duration, parse_size, parse_str, setting
 from perfkit.errors import BackendError, BackendUnavailableError, ConfigurationError, SerializationError
 from perfkit.serialization import Serializer, get_serializer
@@ -43,6 +43,7 @@ _perf = time.perf_counter
 _monotonic = time.monotonic
 _now = time.time
 _MISSING: Any = object()
+_L1_HIT, _L1_MISS = ("l1", "get", HIT), ("l1", "get", MISS)
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,8 @@ class Cache:
         self._stats: StatsCounter = _shared._stats if _shared else StatsCounter()
         self._observers: list[CacheObserver] = _shared._observers if _shared else [self._stats, *observers]
         self._observe: CacheObserver = self._stats if len(self._observers) == 1 else self._fanout
+        self._counts = self._stats.counts if len(self._observers) == 1 else None
+        self._poll = self._coherence.poll if isinstance(self._coherence, SQLiteWatcher) else None
         if self._l1 is not None and _shared is None:
             self._l1.on_evict = self._on_evict
         self._inflight: dict[str, asyncio.Task[Any]] = {}
@@ -175,6 +178,9 @@ class Cache:
         """Also report every tier operation to `observer` (used by perfkit's monitoring)."""
         self._observers.append(observer)
         self._observe = self._fanout
+        self._counts = None
+        if self._sync is not None:
+            self._sync._inner._observe, self._sync._inner._counts = self._fanout, None
 
     def _fanout(self, namespace: str, tier: str, op: str, outcome: str, seconds: float) -> None:
         for observer in self._observers:
@@ -209,17 +215,23 @@ class Cache:
     # -- tier plumbing --------------------------------------------------------------------------------
 
     def _l1_lookup(self, k: str) -> Item | None:
+        # the hot path: an L1 hit is a dict lookup, so it is counted but not timed (two perf_counter
+        # calls and an observer call would triple its cost, bench/cache.py), and when the built-in
+        # counter is the only observer it is bumped inline
         l1 = self._l1
         if l1 is None:
             return None
+        if self._poll is not None:
+            self._poll()
         coherence = self._coherence
-        if coherence is not None:
-            coherence.poll()
-            if not coherence.ready:
-                return None
-        t0 = _perf()
+        if coherence is not None and not coherence.ready:
+            return None
         item = l1.lookup(k)
-        self._observe(self.namespace, "l1", "get", MISS if item is None else HIT, _perf() - t0)
+        counts = self._counts
+        if counts is not None:
+            counts[_L1_MISS if item is None else _L1_HIT] += 1
+        else:
+            self._observe(self.namespace, "l1", "get", MISS if item is None else HIT, 0.0)
         return item
 
     def _failed(self, exc: BackendError, op: str) -> None:
@@ -285,7 +297,10 @@ class Cache:
         stale_ttl: float | None = None,
         sensitive: bool = False,
         name: str = "",
-    ) -> None:
+        expect: list[int] | None = None,
+    ) -> bool:
+        """Write to L2 then L1. With `expect` (the tag versions read before loading) a value whose tags
+        were invalidated meanwhile is dropped, not stored: it may come from pre-commit data."""
         storage_ttl = ttl + stale_ttl if (ttl is not None and stale_ttl) else ttl
         l2 = self._l2
         if l2 is not None:
@@ -301,14 +316,19 @@ class Cache:
             if not self._health.skip():
                 t0 = _perf()
                 try:
-                    await l2.set(k, blob, storage_ttl, tags)
-                    self._observe(self.namespace, "l2", "set", OK, _perf() - t0)
+                    stored = await l2.set(k, blob, storage_ttl, tags, expect)
+                    self._observe(self.namespace, "l2", "set", OK if stored else DROPPED, _perf() - t0)
                     if self._health.down:
                         self._health.ok()
+                    if not stored:
+                        return False
                 except BackendError as exc:
                     self._failed(exc, "set")
             else:
                 self._observe(self.namespace, "l2", "set", ERROR, 0.0)
+        elif expect is not None and self._l1 is not None and self._l1.versions(tags) != expect:
+            self._observe(self.namespace, "l1", "set", DROPPED, 0.0)
+            return False
         l1 = self._l1
         if l1 is not None:
             l1_ttl = storage_ttl
@@ -316,6 +336,7 @@ class Cache:
                 l1_ttl = self.l1_ttl if l1_ttl is None else min(l1_ttl, self.l1_ttl)
             l1.store(k, value, l1_ttl, tags, fresh_for=ttl if stale_ttl else None)
             self._observe(self.namespace, "l1", "set", OK, 0.0)
+        return True
 
     async def _l2_call(self, op: str, call: Callable[[CacheBackend], Awaitable[T]], fallback: T) -> T:
         l2 = self._l2
@@ -498,13 +519,34 @@ class Cache:
         """
         k = self._key(key)
         item = self._l1_lookup(k)
-        opts: _LoadOptions | None = None
-        if item is not None:
-            if item.fresh_until is None or item.fresh_until > _monotonic():
-                return item.value  # type: ignore[no-any-return]
-            opts = self._options(key, ttl, tags, stale_ttl, sensitive, serve_stale_on_error)
-            self._refresh(k, loader, opts, item.value)  # stale: answer now, refresh once in the background
+        if item is not None and (item.fresh_until is None or item.fresh_until > _monotonic()):
             return item.value  # type: ignore[no-any-return]
+        value: T = await self._get_or_load(
+            k, item, key, loader, ttl, tags, stale_ttl, sensitive, serve_stale_on_error
+        )
+        return value
+
+    async def _get_or_load(
+        self,
+        k: str,
+        item: Item | None,
+        key: str,
+        loader: Callable[[], Any],
+        ttl: object,
+        tags: Iterable[str] | None,
+        stale_ttl: TTL,
+        sensitive: bool,
+        serve_stale_on_error: bool,
+    ) -> Any:
+        """get_or_set past a fresh L1 hit (shared with the decorator's own fast path)."""
+        if item is not None:  # stale: answer now, refresh once in the background
+            self._refresh(
+                k,
+                loader,
+                self._options(key, ttl, tags, stale_ttl, sensitive, serve_stale_on_error),
+                item.value,
+            )
+            return item.value
         task = self._inflight.get(k)
         if task is None:
             opts = self._options(key, ttl, tags, stale_ttl, sensitive, serve_stale_on_error)
@@ -597,7 +639,16 @@ class Cache:
             if _monotonic() > deadline:  # the holder is stuck: load rather than wait forever
                 return await self._compute(k, loader, opts, stale)
 
+    async def _tag_versions(self, tags: tuple[str, ...]) -> list[int] | None:
+        if not tags:
+            return None
+        if self._l2 is None:
+            return self._l1.versions(tags) if self._l1 is not None else None
+        nothing: list[int] | None = None
+        return await self._l2_call("versions", lambda b: b.tag_versions(tags), nothing)
+
     async def _compute(self, k: str, loader: Callable[[], Any], opts: _LoadOptions, stale: Any) -> Any:
+        expect = await self._tag_versions(opts.tags)
         try:
             value = loader()
             if inspect.isawaitable(value):
@@ -612,8 +663,29 @@ class Cache:
                 )
                 return stale
             raise
-        await self._store(k, value, opts.ttl, opts.tags, opts.stale_ttl, opts.sensitive, name=opts.key)
+        await self._store(
+            k, value, opts.ttl, opts.tags, opts.stale_ttl, opts.sensitive, name=opts.key, expect=expect
+        )
         return value
+
+    async def query(
+        self,
+        session: Any,
+        statement: Any,
+        ttl: TTL | _Unset = UNSET,
+        *,
+        key: str | None = None,
+        tags: Iterable[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The rows of a SQLAlchemy `select()` as dicts, cached with dependencies inferred from it, so a
+        `CacheInvalidator` invalidates them when rows they read change (see `perfkit.cache.orm.query`)."""
+        from perfkit.cache.orm.query import dependency_tags, query_key, run_query
+
+        all_tags = [*dependency_tags(statement), *check_tags(tags)]
+        rows: list[dict[str, Any]] = await self.get_or_set(
+            key or query_key(statement), lambda: run_query(session, statement), ttl, tags=all_tags
+        )
+        return rows
 
     # -- decorator, sync facade, lifecycle ------------------------------------------------------------
 
@@ -627,12 +699,18 @@ class Cache:
         stale_ttl: TTL = None,
         serve_stale_on_error: bool = False,
         sensitive: bool = False,
+        depends_on: Iterable[Any] | None = None,
     ) -> Callable[[Callable[..., Any]], CachedFunction]:
-        """Cache a function's result, for async and plain functions alike (see `perfkit.cache.decorator`)."""
+        """Cache a function's result, for async and plain functions alike (see `perfkit.cache.decorator`).
+
+        `depends_on` lists what the result reads, for `perfkit.cache.orm.CacheInvalidator`: mapped
+        classes (any change to the table) or `Model.column == "{param}"` / `.in_([...])` (changes to rows
+        whose column had or gets that value)."""
         from perfkit.cache.decorator import make_cached
 
         return make_cached(
             self,
+            depends_on=depends_on,
             ttl=ttl,
             key=key,
             key_prefix=key_prefix,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import string
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from perfkit.cache.cache import Cache
 
 KeyBuilder = Callable[[tuple[Any, ...], dict[str, Any]], str]
+_monotonic = time.monotonic
 
 
 def _template_fields(template: str) -> set[str]:
@@ -54,6 +56,29 @@ def _binder(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]
     return bind
 
 
+def _positional(fn: Callable[..., Any], template: str) -> str | None:
+    """`"user:{user_id}"` as `"user:{0}"` when every parameter is positional, for `str.format(*args)`."""
+    params = list(inspect.signature(fn).parameters.values())
+    if any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params):
+        return None
+    index = {p.name: i for i, p in enumerate(params)}
+    out = []
+    for literal, field, spec, conversion in string.Formatter().parse(template):
+        out.append(literal.replace("{", "{{").replace("}", "}}"))
+        if field is None:
+            continue
+        head = field.split(".", 1)[0].split("[", 1)[0]
+        out.append(
+            "{"
+            + str(index[head])
+            + field[len(head) :]
+            + (f"!{conversion}" if conversion else "")
+            + (f":{spec}" if spec else "")
+            + "}"
+        )
+    return "".join(out)
+
+
 def _template(fn: Callable[..., Any], template: str, what: str) -> KeyBuilder:
     missing = _template_fields(template) - set(inspect.signature(fn).parameters)
     if missing:
@@ -62,7 +87,18 @@ def _template(fn: Callable[..., Any], template: str, what: str) -> KeyBuilder:
         )
     bind = _binder(fn)
     fmt = template.format_map
-    return lambda args, kwargs: fmt(bind(args, kwargs))
+    positional = _positional(fn, template)
+    if positional is None:
+        return lambda args, kwargs: fmt(bind(args, kwargs))
+    n = len(inspect.signature(fn).parameters)
+    fast = positional.format
+
+    def build(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        if not kwargs and len(args) == n:  # the common call: every argument given positionally
+            return fast(*args)
+        return fmt(bind(args, kwargs))
+
+    return build
 
 
 def key_builder(fn: Callable[..., Any], key: str | None, key_prefix: str | None) -> KeyBuilder:
@@ -103,29 +139,49 @@ def make_cached(
     stale_ttl: TTL,
     serve_stale_on_error: bool,
     sensitive: bool,
+    depends_on: Iterable[Any] | None = None,
 ) -> Callable[[Callable[..., Any]], CachedFunction]:
     tag_list = check_tags(tags, key or "")
+    dep_tags = None
+    if depends_on:
+        from perfkit.cache.orm.deps import compile_dependencies  # SQLAlchemy only when asked for
+
+        dep_tags = compile_dependencies(depends_on)
 
     def decorate(fn: Callable[..., Any]) -> CachedFunction:
         build = key_builder(fn, key, key_prefix)
         tag_builders = [_template(fn, t, "tag") if "{" in t else (lambda a, k, t=t: t) for t in tag_list]
+        if dep_tags is not None:
+            bind, deps = _binder(fn), dep_tags
+            tag_builders.append(lambda a, k: deps(bind(a, k)))  # type: ignore[arg-type]
 
         def tags_for(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
-            return [b(args, kwargs) for b in tag_builders]
+            out: list[str] = []
+            for build_tag in tag_builders:
+                tag = build_tag(args, kwargs)
+                out.extend(tag) if isinstance(tag, list) else out.append(tag)
+            return out
 
         wrapper: Any
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await cache.get_or_set(
-                    build(args, kwargs),
+                key = build(args, kwargs)
+                k = cache._key(key)
+                item = cache._l1_lookup(k)  # an L1 hit returns before any loader is built
+                if item is not None and (item.fresh_until is None or item.fresh_until > _monotonic()):
+                    return item.value
+                return await cache._get_or_load(
+                    k,
+                    item,
+                    key,
                     lambda: fn(*args, **kwargs),
                     ttl,
-                    tags=tags_for(args, kwargs) if tag_builders else None,
-                    stale_ttl=stale_ttl,
-                    serve_stale_on_error=serve_stale_on_error,
-                    sensitive=sensitive,
+                    tags_for(args, kwargs) if tag_builders else None,
+                    stale_ttl,
+                    sensitive,
+                    serve_stale_on_error,
                 )
 
             async def invalidate(*args: Any, **kwargs: Any) -> bool:

@@ -11,8 +11,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Protocol
 
-# ops: get, set, delete, incr, invalidate, evict, lock; outcomes: hit, miss, ok, error
-HIT, MISS, OK, ERROR = "hit", "miss", "ok", "error"
+# ops: get, set, delete, incr, invalidate, evict, lock; outcomes: hit, miss, ok, error, dropped
+# (dropped: a load's result not stored because its tags were invalidated while it ran)
+HIT, MISS, OK, ERROR, DROPPED = "hit", "miss", "ok", "error", "dropped"
 
 
 class CacheObserver(Protocol):
@@ -86,12 +87,12 @@ class StatsCounter:
     """The default observer: counters and latency sums, per tier."""
 
     def __init__(self) -> None:
-        self._counts: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+        self.counts: defaultdict[tuple[str, str, str], int] = defaultdict(int)
         self._time: defaultdict[str, float] = defaultdict(float)
         self._ops: defaultdict[str, int] = defaultdict(int)
 
     def __call__(self, namespace: str, tier: str, op: str, outcome: str, seconds: float) -> None:
-        self._counts[tier, op, outcome] += 1
+        self.counts[tier, op, outcome] += 1
         if seconds:
             self._time[tier] += seconds
             self._ops[tier] += 1
@@ -99,7 +100,7 @@ class StatsCounter:
     def snapshot(self, namespace: str, backends: dict[str, str]) -> CacheStats:
         tiers = {}
         for tier, backend in backends.items():
-            c = self._counts
+            c = self.counts
             ops = self._ops[tier]
             tiers[tier] = TierStats(
                 backend=backend,
@@ -114,6 +115,6 @@ class StatsCounter:
         return CacheStats(namespace=namespace, tiers=tiers)
 
     def reset(self) -> None:
-        self._counts.clear()
+        self.counts.clear()
         self._time.clear()
         self._ops.clear()

@@ -22,7 +22,20 @@ class CacheBackend(Protocol):
 
     async def get_many(self, keys: Sequence[str]) -> list[Any | None]: ...
 
-    async def set(self, key: str, value: Any, ttl: float | None, tags: Sequence[str] = ()) -> None: ...
+    async def set(
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None,
+        tags: Sequence[str] = (),
+        expect: Sequence[int] | None = None,
+    ) -> bool:
+        """Store; with `expect`, only if every tag's version still equals it (else False, nothing written)."""
+        ...
+
+    async def tag_versions(self, tags: Sequence[str]) -> list[int]:
+        """The current version of each tag; `invalidate_tags` bumps them (the stale-set race guard)."""
+        ...
 
     async def set_many(
         self, items: Sequence[tuple[str, Any]], ttl: float | None, tags: Sequence[str] = ()

@@ -20,6 +20,7 @@ from perfkit.config import parse_int
 from perfkit.errors import SerializationError
 
 _monotonic = time.monotonic
+_MAX_VERSIONS = 100_000
 
 
 class Item(NamedTuple):
@@ -41,6 +42,8 @@ class MemoryBackend:
         self._data: OrderedDict[str, Item] = OrderedDict()
         self._tags: dict[str, set[str]] = {}
         self._locks: dict[str, tuple[str, float]] = {}
+        self._versions: OrderedDict[str, int] = OrderedDict()  # bounded; forgetting bumps the epoch
+        self._epoch = 0
         self._sets_since_sweep = 0
         self.on_evict: Callable[[int], None] | None = None  # told how many keys LRU evicted
 
@@ -92,7 +95,20 @@ class MemoryBackend:
     def remove(self, keys: Sequence[str]) -> int:
         return sum(1 for key in keys if self._remove(key))
 
+    def versions(self, tags: Sequence[str]) -> list[int]:
+        base = self._epoch << 40
+        return [base | self._versions.get(tag, 0) for tag in tags]
+
+    def _bump(self, tags: Sequence[str]) -> None:
+        for tag in tags:
+            self._versions[tag] = self._versions.get(tag, 0) + 1
+            self._versions.move_to_end(tag)
+        while len(self._versions) > _MAX_VERSIONS:
+            self._versions.popitem(last=False)
+            self._epoch += 1  # a forgotten version must not compare equal to an old reading
+
     def remove_tags(self, tags: Sequence[str]) -> int:
+        self._bump(tags)
         removed = 0
         for tag in tags:
             for key in list(self._tags.get(tag, ())):
@@ -156,8 +172,21 @@ class MemoryBackend:
     async def get_many(self, keys: Sequence[str]) -> list[Any | None]:
         return [self.lookup(k) for k in keys]
 
-    async def set(self, key: str, value: Any, ttl: float | None, tags: Sequence[str] = ()) -> None:
+    async def set(
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None,
+        tags: Sequence[str] = (),
+        expect: Sequence[int] | None = None,
+    ) -> bool:
+        if expect is not None and self.versions(tags) != list(expect):
+            return False
         self.store(key, value, ttl, tags)
+        return True
+
+    async def tag_versions(self, tags: Sequence[str]) -> list[int]:
+        return self.versions(tags)
 
     async def set_many(
         self, items: Sequence[tuple[str, Any]], ttl: float | None, tags: Sequence[str] = ()

@@ -12,6 +12,8 @@ from typing import Final
 
 TAG_PREFIX: Final = "perfkit:tag:"
 LOCK_PREFIX: Final = "perfkit:lock:"
+VERSION_PREFIX: Final = "perfkit:tagv:"
+VERSION_TTL: Final = 86400  # seconds: a tag version outlives any load that could have read it
 INVALIDATE_CHANNEL: Final = "__redis__:invalidate"
 FOREVER: Final = "+inf"
 
@@ -24,8 +26,22 @@ def lock_key(key: str) -> str:
     return LOCK_PREFIX + key
 
 
-# KEYS: value key, tag keys...; ARGV: value, ttl ms ('' = none), now ms
+def version_key(tag: str) -> str:
+    return VERSION_PREFIX + tag
+
+
+# KEYS: value key, n tag keys, then (when ARGV[4] = n) n tag-version keys;
+# ARGV: value, ttl ms ('' = none), now ms, [n, expected version per tag...].
+# Returns 0 without writing when a tag was invalidated since the caller read its version.
 SET_TAGGED: Final = """
+local n = tonumber(ARGV[4])
+if n then
+  for i = 1, n do
+    local v = tonumber(redis.call('GET', KEYS[1 + n + i]) or '0')
+    if v ~= tonumber(ARGV[4 + i]) then return 0 end
+  end
+end
+local last = n and (1 + n) or #KEYS
 local ttl = tonumber(ARGV[2])
 if ttl then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
@@ -34,7 +50,7 @@ else
 end
 local now = tonumber(ARGV[3])
 local score = ttl and (now + ttl) or '+inf'
-for i = 2, #KEYS do
+for i = 2, last do
   local existed = redis.call('EXISTS', KEYS[i])
   redis.call('ZADD', KEYS[i], score, KEYS[1])
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)

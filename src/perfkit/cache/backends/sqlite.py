@@ -34,12 +34,16 @@ CREATE TABLE IF NOT EXISTS perfkit_cache_tags (
 CREATE TABLE IF NOT EXISTS perfkit_cache_locks (
     key TEXT PRIMARY KEY, token TEXT NOT NULL, expires_at REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS perfkit_cache_tagv (
+    tag TEXT PRIMARY KEY, version INTEGER NOT NULL, at REAL NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS perfkit_cache_log (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, origin TEXT NOT NULL, op TEXT NOT NULL, arg TEXT NOT NULL,
     at REAL NOT NULL
 );
 """
 LOG_RETENTION = 60.0  # seconds of change log kept for other processes' L1 coherence
+VERSION_RETENTION = 86400.0  # a tag version outlives any load that could have read it
 _SWEEP_EVERY = 1000
 _CHUNK = 500
 
@@ -196,9 +200,34 @@ class SQLiteBackend:
             )
         self._log(conn, "k", [k for k, _ in items])
 
-    async def set(self, key: str, value: Any, ttl: float | None, tags: Sequence[str] = ()) -> None:
+    def _versions(self, conn: sqlite3.Connection, tags: Sequence[str]) -> list[int]:
+        found = dict(
+            conn.execute(
+                f"SELECT tag, version FROM perfkit_cache_tagv WHERE tag IN ({','.join('?' * len(tags))})",  # noqa: S608
+                list(tags),
+            ).fetchall()
+        )
+        return [found.get(tag, 0) for tag in tags]
+
+    async def tag_versions(self, tags: Sequence[str]) -> list[int]:
+        if not tags:
+            return []
+        with self._db() as conn:
+            return self._versions(conn, tags)
+
+    async def set(
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None,
+        tags: Sequence[str] = (),
+        expect: Sequence[int] | None = None,
+    ) -> bool:
         with self._write() as conn:
+            if expect is not None and tags and self._versions(conn, tags) != list(expect):
+                return False
             self._put(conn, [(key, value)], ttl, tags)
+        return True
 
     async def set_many(
         self, items: Sequence[tuple[str, Any]], ttl: float | None, tags: Sequence[str] = ()
@@ -246,15 +275,27 @@ class SQLiteBackend:
 
     async def invalidate_tags(self, tags: Sequence[str]) -> int:
         removed = 0
+        now = time.time()
         with self._write() as conn:
             for tag in tags:
-                keys = [
-                    r[0] for r in conn.execute("SELECT key FROM perfkit_cache_tags WHERE tag = ?", (tag,))
-                ]
-                removed += self._delete_keys(conn, keys)
-                conn.execute("DELETE FROM perfkit_cache_tags WHERE tag = ?", (tag,))
+                # set-based, in SQL: 100k keys never pass through Python (bench/cache.py)
+                removed += conn.execute(
+                    "DELETE FROM perfkit_cache WHERE key IN "
+                    "(SELECT key FROM perfkit_cache_tags WHERE tag = ?)",
+                    (tag,),
+                ).rowcount
                 # L1 copies filled from reads carry no tags, so other processes are told the keys
-                self._log(conn, "k", keys)
+                conn.execute(
+                    "INSERT INTO perfkit_cache_log (origin, op, arg, at) "
+                    "SELECT ?, 'k', key, ? FROM perfkit_cache_tags WHERE tag = ?",
+                    (self.origin, now, tag),
+                )
+                conn.execute("DELETE FROM perfkit_cache_tags WHERE tag = ?", (tag,))
+                conn.execute(
+                    "INSERT INTO perfkit_cache_tagv (tag, version, at) VALUES (?, 1, ?) "
+                    "ON CONFLICT(tag) DO UPDATE SET version = version + 1, at = excluded.at",
+                    (tag, now),
+                )
         return removed
 
     async def delete_match(self, pattern: str) -> int:
@@ -313,6 +354,7 @@ class SQLiteBackend:
             conn.execute("DELETE FROM perfkit_cache_tags WHERE expires_at <= ?", (now,))
             conn.execute("DELETE FROM perfkit_cache_locks WHERE expires_at <= ?", (now,))
             conn.execute("DELETE FROM perfkit_cache_log WHERE at < ?", (now - LOG_RETENTION,))
+            conn.execute("DELETE FROM perfkit_cache_tagv WHERE at < ?", (now - VERSION_RETENTION,))
             conn.commit()
 
     async def ping(self) -> None:

@@ -1,0 +1,11 @@
+"""Cache invalidation driven by SQLAlchemy writes (`pip install 'perfkit[sqlalchemy]'`).
+
+Cached values declare what they read (`depends_on=[Ticket]`, `[Ticket.organization_id == "{org_id}"]`,
+or inferred by `cache.query(session, select(...))`); `CacheInvalidator` watches sessions and engines
+and, after each commit, invalidates exactly the dependents of the rows that changed.
+"""
+
+from perfkit.cache.orm.deps import column_tag, table_tag, unknown_rows_tag
+from perfkit.cache.orm.invalidator import CacheInvalidator
+
+__all__ = ["CacheInvalidator", "column_tag", "table_tag", "unknown_rows_tag"]
