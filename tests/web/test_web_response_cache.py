@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -16,11 +19,13 @@ from starlette.routing import Route
 
 import perfkit
 from perfkit import Cache
+from perfkit.cache.orm import CacheInvalidator
 from perfkit.metrics import Collector
 from perfkit.web import Rule, WebConfig
 from perfkit.web.coalesce import CoalesceMiddleware
 from perfkit.web.response_cache import ResponseCacheMiddleware
 
+from ..db.conftest import make_models, seed
 from .conftest import REDIS_URL, series
 
 RULES = [
@@ -264,3 +269,52 @@ async def test_broken_cache_degrades(endpoints: Endpoints) -> None:
         responses = [await c.get("/tickets/3") for _ in range(2)]
     assert [r.status_code for r in responses] == [200, 200]
     assert endpoints.calls["ticket"] == 2
+
+
+async def test_orm_write_evicts_dependent_response(tmp_path: Path) -> None:
+    """With cache_depends_on, committing a change to that row (and only that row) evicts the response."""
+    m = make_models()
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'orm.db'}")
+    async with engine.begin() as conn:
+        await conn.run_sync(m.Base.metadata.create_all)
+        await conn.run_sync(lambda sync_conn: seed(Session(bind=sync_conn), m))
+    factory = async_sessionmaker(engine, expire_on_commit=False)
+    cache = Cache("memory://?max_size=1000", namespace=f"perfkit-test-{uuid.uuid4().hex}")
+    invalidator = CacheInvalidator(cache)
+    invalidator.instrument(factory)
+    runs = 0
+
+    async def ticket(request: Request) -> Response:
+        nonlocal runs
+        runs += 1
+        async with factory() as session:
+            row = await session.get(m.Ticket, int(request.path_params["ticket_id"]))
+            return JSONResponse({"status": row.status})
+
+    rule = Rule(path="/tickets/{ticket_id}", cache_ttl=300, cache_depends_on=(m.Ticket.id == "{ticket_id}",))
+    app = perfkit.instrument(
+        Starlette(routes=[Route("/tickets/{ticket_id}", ticket)]),
+        cache=cache,
+        config=WebConfig(rules=[rule]),
+        collector=Collector(),
+    )
+
+    async def set_status(ticket_id: int, status: str) -> None:
+        async with factory() as session:
+            (await session.get(m.Ticket, ticket_id)).status = status
+            await session.commit()
+
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
+            assert (await c.get("/tickets/1")).headers["x-cache"] == "MISS"
+            assert (await c.get("/tickets/1")).headers["x-cache"] == "HIT"
+            await set_status(2, "other row")
+            assert (await c.get("/tickets/1")).headers["x-cache"] == "HIT"
+            await set_status(1, "reopened")
+            fresh = await c.get("/tickets/1")
+        assert fresh.headers["x-cache"] == "MISS"
+        assert fresh.json() == {"status": "reopened"}
+        assert runs == 2
+    finally:
+        await cache.close()
+        await engine.dispose()

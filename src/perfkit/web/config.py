@@ -58,6 +58,9 @@ class Rule:
     cache_per_user: bool = False
     cache_query: bool = True
     cache_tags: tuple[str, ...] = ()
+    # ORM dependencies (`Ticket`, `Ticket.id == "{ticket_id}"`) as perfkit.cache.orm tags, so the
+    # CacheInvalidator evicts the cached response when those rows change
+    cache_depends_on: tuple[Any, ...] = ()
     coalesce: bool | None = None
     rate_limit: RateLimit | str | None = None
     rate_class: str | None = None  # routes sharing a class share one budget

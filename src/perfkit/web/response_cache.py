@@ -3,8 +3,10 @@
 A route is cached when its rule sets `cache_ttl`. The key is the method, path, query (unless
 `cache_query=False`), the request headers in `cache_vary`, and the user (`config.user(scope)`) when
 `cache_per_user` is set. Entries carry the rule's `cache_tags` (formatted with path parameters, e.g.
-`ticket:{ticket_id}`) plus any the endpoint lists in an `X-Cache-Tags` response header (removed before
-sending), so `cache.invalidate_tags([...])` from ORM hooks evicts them. Only complete 2xx responses
+`ticket:{ticket_id}`), the ORM dependency tags of `cache_depends_on` (`Ticket.id == "{ticket_id}"`: the
+`perfkit.cache.orm.CacheInvalidator` evicts the response when that row changes), and any tags the
+endpoint lists in an `X-Cache-Tags` response header (removed before sending); `cache.invalidate_tags`
+evicts them. Only complete 2xx responses
 without Set-Cookie and without `no-store` (or `private`, unless cached per user) are stored. A miss is
 coalesced: concurrent identical requests share one run of the endpoint.
 """
@@ -43,9 +45,23 @@ def cacheable(recorded: Recorded, rule: Rule) -> bool:
     return True
 
 
+_DEPENDENCIES: dict[int, tuple[Rule, Any]] = {}
+
+
+def _dependency_tags(rule: Rule, params: dict[str, str]) -> list[str]:
+    """Tags of the rule's `cache_depends_on`, in the ORM invalidator's format (compiled once per rule)."""
+    entry = _DEPENDENCIES.get(id(rule))
+    if entry is None or entry[0] is not rule:
+        from perfkit.cache.orm.deps import compile_dependencies
+
+        entry = _DEPENDENCIES[id(rule)] = (rule, compile_dependencies(rule.cache_depends_on))
+    tags: list[str] = entry[1](params)
+    return tags
+
+
 def tags_for(rule: Rule, scope: Scope, headers: Headers) -> list[str]:
     params = {k: str(v) for k, v in (scope.get("path_params") or {}).items()}
-    tags = []
+    tags = _dependency_tags(rule, params) if rule.cache_depends_on else []
     for tag in rule.cache_tags:
         try:
             tags.append(tag.format(**params))
