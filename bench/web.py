@@ -6,7 +6,8 @@
    hello-world and a ~4 KB JSON endpoint; bare Starlette, perfkit's full stack (timing + metrics +
    ETag + rate limit + compression), prometheus-fastapi-instrumentator, starlette-exporter; and
    compression of the 4 KB body: perfkit gzip/br vs Starlette GZipMiddleware (default level 9) and
-   brotli-asgi. Each variant runs in its own uvicorn process; the best of `--rounds` is kept.
+   brotli-asgi. Each variant runs in its own uvicorn process; every round runs all variants, and each
+   ratio is the median over rounds of the ratio within a round (the shared machine's load drifts).
 2. Microseconds added per request, calling the ASGI app in-process (no network).
 3. Microseconds added per SQL query by perfkit's SQLAlchemy instrumentation (SQLite in memory).
 Ratios are printed against the peers measured in the same run.
@@ -22,6 +23,7 @@ import random
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -251,8 +253,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--serve")
     parser.add_argument("--port", type=int)
-    parser.add_argument("--duration", type=float, default=3)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--duration", type=float, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--n", type=int, default=20000)
     args = parser.parse_args()
@@ -290,23 +292,33 @@ def main() -> None:
         "starlette-gzip": [("gzip", "/json", {"accept-encoding": "gzip"})],
         "brotli-asgi": [("br", "/json", {"accept-encoding": "br"})],
     }
-    best: dict[tuple[str, str], float] = {}
-    for _ in range(args.rounds):
+    runs: list[dict[tuple[str, str], float]] = []
+    for _ in range(args.rounds):  # every round runs every variant; ratios are taken within a round
+        current: dict[tuple[str, str], float] = {}
         for variant, cases in plans.items():
             for name, rps in load(variant, cases, args).items():
-                best[(variant, name)] = max(best.get((variant, name), 0.0), rps)
+                current[(variant, name)] = rps
+        runs.append(current)
+    best = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
     print(
-        f"\nThroughput under uvicorn (wrk -t1 -c{args.connections} -d{args.duration}s, best of {args.rounds})"
+        f"\nThroughput under uvicorn (wrk -t1 -c{args.connections} -d{args.duration:g}s, "
+        f"median of {args.rounds} rounds)"
     )
     for (variant, name), rps in best.items():
         print(f"  {variant:20s} {name:6s} {rps:9.0f} req/s")
 
     def ratio(a: tuple[str, str], b: tuple[str, str]) -> float:
-        return best[a] / best[b]
+        """Median over rounds of the ratio measured within each round (the load on the box drifts)."""
+        return statistics.median(r[a] / r[b] for r in runs)
+
+    def spread(a: tuple[str, str], b: tuple[str, str]) -> str:
+        values = [r[a] / r[b] for r in runs]
+        return f"(rounds {min(values):.2f}-{max(values):.2f})"
 
     hello, json_ = ("bare", "hello"), ("bare", "json")
     rows = [
-        ("timing+metrics+ETag+rate limit / bare, hello", ratio(("perfkit-core", "hello"), hello), ">= 0.8"),
+        ("timing+metrics+ETag+rate limit / bare, hello", ratio(("perfkit-core", "hello"), hello),
+         ">= 0.8 " + spread(("perfkit-core", "hello"), hello)),
         ("full stack incl. compression / bare, hello", ratio(("perfkit", "hello"), hello), ""),
         ("full stack / bare, 4 KB JSON (compressed)", ratio(("perfkit", "json"), json_), ""),
         ("instrumentator / bare, hello", ratio(("instrumentator", "hello"), hello), ""),
@@ -315,8 +327,8 @@ def main() -> None:
          ratio(("perfkit-core", "hello"), ("instrumentator", "hello")), ""),
         ("perfkit core / starlette-exporter, hello",
          ratio(("perfkit-core", "hello"), ("starlette-exporter", "hello")), ""),
-        ("perfkit gzip / Starlette GZip, 4 KB",
-         ratio(("perfkit-gzip", "gzip"), ("starlette-gzip", "gzip")), ">= 1.5"),
+        ("perfkit gzip / Starlette GZip, 4 KB", ratio(("perfkit-gzip", "gzip"), ("starlette-gzip", "gzip")),
+         ">= 1.5 " + spread(("perfkit-gzip", "gzip"), ("starlette-gzip", "gzip"))),
         ("perfkit br / brotli-asgi, 4 KB", ratio(("perfkit-gzip", "br"), ("brotli-asgi", "br")), ""),
         ("perfkit gzip size / Starlette GZip size",
          sizes["perfkit-gzip (gzip)"] / sizes["starlette-gzip (gzip)"], "<= 1.05"),
