@@ -197,6 +197,24 @@ def in_process(n: int, rounds: int = 7) -> dict[str, float]:
     return results
 
 
+def in_process_compression(n: int, rounds: int = 5) -> dict[str, float]:
+    """us per request for the 4 KB JSON endpoint with each compressor, called in-process."""
+    cases = {
+        "bare (identity)": ("bare", b"gzip"),
+        "perfkit gzip": ("perfkit-gzip", b"gzip"),
+        "starlette GZip": ("starlette-gzip", b"gzip"),
+        "perfkit br": ("perfkit-gzip", b"br"),
+        "brotli-asgi br": ("brotli-asgi", b"br"),
+    }
+    apps = {name: build(variant) for name, (variant, _) in cases.items()}
+    results = dict.fromkeys(cases, float("inf"))
+    for _ in range(rounds):
+        for name, (_, accept) in cases.items():
+            us = asyncio.run(per_request_us(apps[name], "/json", n, [(b"accept-encoding", accept)]))
+            results[name] = min(results[name], us)
+    return results
+
+
 def compressed_sizes() -> dict[str, int]:
     out: dict[str, int] = {}
     for variant, accept in (
@@ -265,10 +283,18 @@ def main() -> None:
     print(f"web benchmark: python {sys.version.split()[0]}, {os.cpu_count()} cores, body {len(BODY_4K)} B")
     us = in_process(args.n // 4)
     sizes = compressed_sizes()
+    packing = in_process_compression(args.n // 10)
     sql = sql_us(args.n // 4)
     print("\nIn-process, hello-world, us per request (lower is better)")
     for k, v in us.items():
         print(f"  {k:22s} {v:7.2f} us   (+{v - us['bare']:.2f} us over bare)")
+    print("\nIn-process, 4 KB JSON endpoint with compression, us per request")
+    for k, v in packing.items():
+        print(f"  {k:22s} {v:7.2f} us")
+    print(
+        f"  perfkit gzip / Starlette GZip speed: {packing['starlette GZip'] / packing['perfkit gzip']:.2f}x, "
+        f"perfkit br / brotli-asgi: {packing['brotli-asgi br'] / packing['perfkit br']:.2f}x"
+    )
     print("\nCompressed size of the 4 KB JSON body")
     for k, v in sizes.items():
         print(f"  {k:26s} {v:6d} B")
