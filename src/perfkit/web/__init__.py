@@ -1,16 +1,19 @@
 """perfkit's web layer: pure-ASGI middleware, each usable alone, composed by `instrument()`."""
 
 from perfkit.web.cache_control import CacheControlMiddleware
+from perfkit.web.coalesce import CoalesceMiddleware
 from perfkit.web.compression import CompressionMiddleware
 from perfkit.web.conditional import ConditionalMiddleware
 from perfkit.web.config import RateLimit, Rule, WebConfig
 from perfkit.web.instrument import Instrumentation, PerfkitStack, build_stack, instrument
 from perfkit.web.metrics import MetricsMiddleware
 from perfkit.web.ratelimit import RateLimitMiddleware
+from perfkit.web.response_cache import ResponseCacheMiddleware
 from perfkit.web.timing import TimingMiddleware
 
 __all__ = [
     "CacheControlMiddleware",
+    "CoalesceMiddleware",
     "CompressionMiddleware",
     "ConditionalMiddleware",
     "Instrumentation",
@@ -18,6 +21,7 @@ __all__ = [
     "PerfkitStack",
     "RateLimit",
     "RateLimitMiddleware",
+    "ResponseCacheMiddleware",
     "Rule",
     "TimingMiddleware",
     "WebConfig",

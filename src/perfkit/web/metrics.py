@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from time import perf_counter
 
-from perfkit.metrics import SIZE_BUCKETS, Collector, current_request, default_collector
+from perfkit.metrics import SIZE_BUCKETS, Collector, RequestStats, current_request, default_collector
 from perfkit.web._asgi import ASGIApp, Message, Receive, Scope, Send
 from perfkit.web.config import WebConfig
-from perfkit.web.routing import RouteResolver
+from perfkit.web.routing import UNMATCHED, RouteResolver
 
 _CLASSES = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
 
@@ -64,13 +64,20 @@ class MetricsMiddleware:
             self.active -= 1
             self.record(scope, status, size, perf_counter() - start)
 
-    def record(self, scope: Scope, status: int, size: int, elapsed: float) -> None:
-        """Account one finished request (also called by the fused timing layer of `instrument()`)."""
-        method, route = scope["method"], self.resolver.template(scope)
+    def record(
+        self, scope: Scope, status: int, size: int, elapsed: float, stats: RequestStats | None = None
+    ) -> None:
+        """Account one finished request (also called by the fused timing layer of `instrument()`,
+        which passes the request's stats and their route)."""
+        route = (
+            stats.route if stats is not None and stats.route != UNMATCHED else self.resolver.template(scope)
+        )
+        method = scope["method"]
         labels = (method, route, _CLASSES[min(status // 100, 5)])
         self.latency.observe(labels, elapsed)
         self.sizes.observe((method, route), size)
-        stats = current_request()
+        if stats is None:
+            stats = current_request()
         if stats is not None and stats.db_count:
             self.db_queries.inc((route,), stats.db_count)
             self.db_time.inc((route,), stats.db_time)

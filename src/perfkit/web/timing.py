@@ -120,7 +120,7 @@ class TimingMiddleware:
             elapsed = perf_counter() - start
             if metrics is not None:
                 metrics.active -= 1
-                metrics.record(scope, status, size, elapsed)
+                metrics.record(scope, status, size, elapsed, stats)
             _current.reset(token)
             if self.slow and elapsed >= self.slow:
                 self._slow(scope, stats, status, elapsed, request_id)
