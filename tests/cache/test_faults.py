@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import socket
@@ -116,3 +117,30 @@ async def test_redis_restart_degrades_then_recovers(
     messages = [r.getMessage() for r in caplog.records]
     assert sum("unavailable" in m for m in messages) == 1
     assert any("is back" in m for m in messages)
+
+
+async def test_slow_redis_is_bounded_by_the_timeout() -> None:
+    """A Redis that accepts connections but never answers costs one timeout, then calls skip it."""
+    hang = asyncio.Event()
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await hang.wait()  # read nothing, answer nothing
+        writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with Cache(f"redis://127.0.0.1:{port}/0", timeout=0.2, namespace="slow") as cache:
+            start = time.monotonic()
+            assert await cache.get("k", "default") == "default"
+            first = time.monotonic() - start
+            start = time.monotonic()
+            for _ in range(50):
+                assert await cache.get("k", "default") == "default"
+            rest = time.monotonic() - start
+        assert 0.15 < first < 1.0
+        assert rest < 1.0  # skipped while known down, not 50 more timeouts
+    finally:
+        hang.set()
+        server.close()
+        await server.wait_closed()

@@ -228,6 +228,8 @@ class RedisBackend:
     async def clear(self, prefix: str) -> int:
         removed = await self.delete_match(_glob_escape(prefix) + "*")
         await self.delete_match(_glob_escape(K.tag_key(prefix)) + "*")
+        # versions may go too: a load that read one now finds 0 and is dropped, the safe side
+        await self.delete_match(_glob_escape(K.version_key(prefix)) + "*")
         return removed
 
     async def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
