@@ -35,6 +35,7 @@ lint: $(STAMP)
 
 bench: $(BSTAMP)
 	$(BVENV)/bin/python bench/cache.py
+	$(BVENV)/bin/python bench/orm.py
 
 clean:
 	rm -rf $(VENV) $(BVENV) .pytest_cache .mypy_cache .ruff_cache

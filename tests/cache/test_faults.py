@@ -144,3 +144,33 @@ async def test_slow_redis_is_bounded_by_the_timeout() -> None:
         hang.set()
         server.close()
         await server.wait_closed()
+
+
+async def test_value_tagged_during_an_invalidation_stays_invalidatable(namespace: str) -> None:
+    """A value tagged right after invalidate_tags read the tag's page keeps its tag entry
+    (regression: the tag index was deleted at the end, so the next invalidation missed the value)."""
+    from tests.conftest import REDIS_URL, require_redis
+
+    require_redis()
+    async with Cache(REDIS_URL, namespace=namespace) as cache:
+        backend = cache._l2
+        read_pages = backend._read_pages  # type: ignore[union-attr]
+        injected = False
+
+        async def read_then_a_writer_tags_a_value(tag_keys: list[str]) -> dict[str, list[bytes]]:
+            nonlocal injected
+            pages = await read_pages(tag_keys)
+            if pages and not injected:
+                injected = True
+                await cache.set("late", "v", tags=["t"])  # another writer, after the page was read
+            return pages
+
+        await cache.set("early", 1, tags=["t"])
+        backend._read_pages = read_then_a_writer_tags_a_value  # type: ignore[union-attr]
+        await cache.invalidate_tags(["t"])
+        assert injected
+        assert await cache.get("early") is None
+        assert await cache.get("late") == "v"
+        assert await cache.invalidate_tags(["t"]) == 1
+        assert await cache.get("late") is None
+        await cache.clear()
