@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# benchmarks run in their own environment with the peer libraries (see pyproject's `bench` extra)
+BVENV  := .venv-bench
+BSTAMP := $(BVENV)/.installed
 
 .PHONY: demo test lint bench clean
 
@@ -12,6 +15,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[all,dev]'
 	@touch $(STAMP)
+
+$(BSTAMP): pyproject.toml
+	@test -x $(BVENV)/bin/python || $(PYTHON) -m venv $(BVENV)
+	$(BVENV)/bin/python -m pip install -q --upgrade pip
+	$(BVENV)/bin/python -m pip install -q -e '.[all,bench]'
+	@touch $(BSTAMP)
 
 demo: $(STAMP)
 	$(BIN)/perfkit demo
@@ -24,9 +33,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-bench: $(STAMP)
-	$(BIN)/python bench/cache.py
-	$(BIN)/python bench/web.py
+bench: $(BSTAMP)
+	$(BVENV)/bin/python bench/cache.py
+	$(BVENV)/bin/python bench/orm.py
+	$(BVENV)/bin/python bench/web.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BVENV) .pytest_cache .mypy_cache .ruff_cache

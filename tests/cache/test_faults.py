@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import socket
@@ -116,3 +117,60 @@ async def test_redis_restart_degrades_then_recovers(
     messages = [r.getMessage() for r in caplog.records]
     assert sum("unavailable" in m for m in messages) == 1
     assert any("is back" in m for m in messages)
+
+
+async def test_slow_redis_is_bounded_by_the_timeout() -> None:
+    """A Redis that accepts connections but never answers costs one timeout, then calls skip it."""
+    hang = asyncio.Event()
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await hang.wait()  # read nothing, answer nothing
+        writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with Cache(f"redis://127.0.0.1:{port}/0", timeout=0.2, namespace="slow") as cache:
+            start = time.monotonic()
+            assert await cache.get("k", "default") == "default"
+            first = time.monotonic() - start
+            start = time.monotonic()
+            for _ in range(50):
+                assert await cache.get("k", "default") == "default"
+            rest = time.monotonic() - start
+        assert 0.15 < first < 1.0
+        assert rest < 1.0  # skipped while known down, not 50 more timeouts
+    finally:
+        hang.set()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_value_tagged_during_an_invalidation_stays_invalidatable(namespace: str) -> None:
+    """A value tagged right after invalidate_tags read the tag's page keeps its tag entry
+    (regression: the tag index was deleted at the end, so the next invalidation missed the value)."""
+    from tests.conftest import REDIS_URL, require_redis
+
+    require_redis()
+    async with Cache(REDIS_URL, namespace=namespace) as cache:
+        backend = cache._l2
+        read_pages = backend._read_pages  # type: ignore[union-attr]
+        injected = False
+
+        async def read_then_a_writer_tags_a_value(tag_keys: list[str]) -> dict[str, list[bytes]]:
+            nonlocal injected
+            pages = await read_pages(tag_keys)
+            if pages and not injected:
+                injected = True
+                await cache.set("late", "v", tags=["t"])  # another writer, after the page was read
+            return pages
+
+        await cache.set("early", 1, tags=["t"])
+        backend._read_pages = read_then_a_writer_tags_a_value  # type: ignore[union-attr]
+        await cache.invalidate_tags(["t"])
+        assert injected
+        assert await cache.get("early") is None
+        assert await cache.get("late") == "v"
+        assert await cache.invalidate_tags(["t"]) == 1
+        assert await cache.get("late") is None
+        await cache.clear()

@@ -204,7 +204,9 @@ async def test_core_dml_on_the_engine_is_table_wide(db: DB) -> None:
 
 async def test_delayed_strategy_coalesces(db: DB) -> None:
     """'delayed' applies several commits' invalidations once, after the delay."""
-    db.invalidator.register(User, related=[Ticket], strategy="delayed")
+    invalidator = CacheInvalidator(db.cache, delay=0.3)  # a window wide enough for three commits
+    invalidator.instrument(db.factory)
+    invalidator.register(User, related=[Ticket], strategy="delayed")
 
     @db.cache.cached(ttl=300, key="user:{user_id}", depends_on=[User.id == "{user_id}"])
     async def user(user_id: int) -> int:
@@ -218,8 +220,10 @@ async def test_delayed_strategy_coalesces(db: DB) -> None:
             )
         )
     assert await db.cache.exists("user:1")  # not yet: coalescing
-    await eventually(lambda: _gone(db, "user:1"), timeout=2, what="delayed invalidation")
-    assert db.invalidator.stats()["User"]["delayed"]["invalidations"] == 1
+    await eventually(lambda: _gone(db, "user:1"), timeout=3, what="delayed invalidation")
+    await eventually(lambda: _true("User" in invalidator.stats()), timeout=3, what="recorded stats")
+    assert invalidator.stats()["User"]["delayed"]["invalidations"] == 1
+    invalidator.close()
 
 
 async def test_batch_strategy(db: DB) -> None:
@@ -231,6 +235,7 @@ async def test_batch_strategy(db: DB) -> None:
     await db.run(lambda s: setattr(s.get(Ticket, 1), "status", "closed"))
     await db.run(lambda s: setattr(s.get(Ticket, 2), "status", "closed"))
     await eventually(lambda: _gone(db, "org:7:open"), timeout=2, what="batched invalidation")
+    await eventually(lambda: _true("Ticket" in db.invalidator.stats()), timeout=3, what="recorded stats")
     assert db.invalidator.stats()["Ticket"]["batch"]["keys_removed"] >= 1
 
 
@@ -290,6 +295,10 @@ def test_bad_dependency_and_strategy_are_refused() -> None:
         cache.cached(depends_on=[Ticket.status > "a"])(lambda: 1)
     with pytest.raises(ConfigurationError, match="strategy"):
         CacheInvalidator(cache).register(Ticket, strategy="eventually")
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def _gone(db: DB, key: str) -> bool:

@@ -65,6 +65,8 @@ class SyncCache:
         return self._portal.call(self._inner.incr(key, delta, ttl))
 
     def invalidate_tags(self, tags: Iterable[str]) -> int:
+        if self._inner._l2 is None and self._inner._l1 is not None:  # in-process only: no thread hop
+            return self._inner._l1.remove_tags(self._inner._tags(list(tags)))
         return self._portal.call(self._inner.invalidate_tags(list(tags)))
 
     def delete_match(self, pattern: str) -> int:

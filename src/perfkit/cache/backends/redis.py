@@ -185,30 +185,45 @@ class RedisBackend:
             raise translate(exc, self.where) from exc
 
     async def invalidate_tags(self, tags: Sequence[str]) -> int:
+        """Bump the tags' versions, then delete their keys page by page, all tags per round trip.
+
+        Versions first: a load that starts from now on sees the new version, and one that loaded
+        before cannot store its (possibly stale) value any more. The tag index is never deleted as a
+        whole: ZREM removes what was read, Redis drops the set when it is empty, and a value tagged
+        meanwhile keeps its entry, so the next invalidation still finds it.
+        """
         removed = 0
+        tag_keys = [K.tag_key(t) for t in tags]
         try:
-            # versions first: a reader that loads from now on sees the new version, and one that
-            # loaded before cannot store its (possibly stale) value any more
             async with self.client.pipeline(transaction=False) as pipe:
                 for tag in tags:
                     pipe.incr(K.version_key(tag))
                     pipe.expire(K.version_key(tag), K.VERSION_TTL)
                 await pipe.execute()
-            for tag in tags:
-                tkey = K.tag_key(tag)
-                while True:
-                    members = await self.client.zrange(tkey, 0, _CHUNK - 1)
-                    if not members:
-                        break
-                    async with self.client.pipeline(transaction=False) as pipe:
-                        pipe.unlink(*members)
-                        pipe.zrem(tkey, *members)
-                        deleted, _ = await pipe.execute()
-                    removed += deleted
-                await self.client.delete(tkey)
+            pages = await self._read_pages(tag_keys)
+            while pages:
+                members = list({m for page in pages.values() for m in page})
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for i in range(0, len(members), _CHUNK):
+                        pipe.unlink(*members[i : i + _CHUNK])
+                    for tkey, page in pages.items():
+                        pipe.zrem(tkey, *page)
+                    replies = await pipe.execute()
+                removed += sum(replies[: -len(pages)])
+                pages = await self._read_pages([t for t, page in pages.items() if len(page) >= _CHUNK])
         except (RedisError, OSError) as exc:
             raise translate(exc, self.where) from exc
         return removed
+
+    async def _read_pages(self, tag_keys: Sequence[str]) -> dict[str, list[bytes]]:
+        """The next page of members of each tag, in one round trip; tags with none left are omitted."""
+        if not tag_keys:
+            return {}
+        async with self.client.pipeline(transaction=False) as pipe:
+            for tkey in tag_keys:
+                pipe.zrange(tkey, 0, _CHUNK - 1)
+            replies = await pipe.execute()
+        return {tkey: page for tkey, page in zip(tag_keys, replies, strict=True) if page}
 
     async def delete_match(self, pattern: str) -> int:
         removed = 0
@@ -228,6 +243,8 @@ class RedisBackend:
     async def clear(self, prefix: str) -> int:
         removed = await self.delete_match(_glob_escape(prefix) + "*")
         await self.delete_match(_glob_escape(K.tag_key(prefix)) + "*")
+        # versions may go too: a load that read one now finds 0 and is dropped, the safe side
+        await self.delete_match(_glob_escape(K.version_key(prefix)) + "*")
         return removed
 
     async def acquire_lock(self, key: str, token: str, ttl: float) -> bool:

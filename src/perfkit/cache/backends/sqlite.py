@@ -316,9 +316,11 @@ class SQLiteBackend:
             removed = conn.execute(
                 "DELETE FROM perfkit_cache WHERE key >= ? AND key < ?", (prefix, prefix + "\U0010ffff")
             ).rowcount
-            conn.execute(
-                "DELETE FROM perfkit_cache_tags WHERE tag >= ? AND tag < ?", (prefix, prefix + "\U0010ffff")
-            )
+            for table in ("perfkit_cache_tags", "perfkit_cache_tagv"):
+                conn.execute(
+                    f"DELETE FROM {table} WHERE tag >= ? AND tag < ?",  # noqa: S608 - two fixed names
+                    (prefix, prefix + "\U0010ffff"),
+                )
             self._log(conn, "c", [prefix])
         return removed
 

@@ -28,6 +28,8 @@ TagBuilder = Callable[[Mapping[str, Any]], list[str]]
 
 _lock = threading.Lock()
 _columns: dict[str, set[str]] = {}
+_version = 0  # bumped by note_column; invalidates the per-table cache below
+_cached: dict[Table, tuple[int, frozenset[str]]] = {}
 
 
 def table_tag(table: str) -> str:
@@ -44,16 +46,24 @@ def column_tag(table: str, column: str, value: Any) -> str:
 
 def note_column(table: str, column: str) -> None:
     """Record that some cached value depends on `table.column`, so writers report its values."""
+    global _version
     with _lock:
-        _columns.setdefault(table, set()).add(column)
+        known = _columns.setdefault(table, set())
+        if column not in known:
+            known.add(column)
+            _version += 1
 
 
 def dependency_columns(table: Table) -> set[str]:
     """The columns whose old and new values a write to `table` must report."""
-    cols = {c.name for c in table.primary_key.columns}
-    cols.update(fk.parent.name for fk in table.foreign_keys)
+    hit = _cached.get(table)
+    if hit is not None and hit[0] == _version:  # every flushed row asks: answer from a cache
+        return set(hit[1])
     with _lock:
+        cols = {c.name for c in table.primary_key.columns}
+        cols.update(fk.parent.name for fk in table.foreign_keys)
         cols.update(_columns.get(table.name, ()))
+        _cached[table] = (_version, frozenset(cols))
     return cols
 
 
