@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -22,7 +22,29 @@ REDIS_URL = os.environ.get("PERFKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PAYLOAD = [{"id": i, "name": f"item {i}", "tags": ["a", "b"], "price": i * 1.5} for i in range(80)]
 
 
+_FRAMEWORK = ["starlette"]
+
+
+@pytest.fixture(params=["starlette", "fastapi"])
+def framework(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test on a Starlette app and on a FastAPI app with the same routes."""
+    _FRAMEWORK[0] = request.param
+    yield request.param
+    _FRAMEWORK[0] = "starlette"
+
+
 def make_starlette(gate: asyncio.Event | None = None) -> Starlette:
+    """The test app: plain Starlette, or FastAPI (a Starlette subclass with its own router and
+    exception handling) when the `framework` fixture says so."""
+    app = _make_starlette(gate)
+    if _FRAMEWORK[0] == "fastapi":
+        from fastapi import FastAPI
+
+        return FastAPI(routes=app.routes)
+    return app
+
+
+def _make_starlette(gate: asyncio.Event | None = None) -> Starlette:
     async def hello(request: Request) -> Response:
         return PlainTextResponse("hello")
 

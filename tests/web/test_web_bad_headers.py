@@ -11,6 +11,8 @@ from perfkit.web import Rule, WebConfig
 
 from .conftest import make_starlette
 
+pytestmark = pytest.mark.usefixtures("framework")
+
 BAD = [
     ("accept-encoding", b"gzip;q=NaN, br;q=-1, zstd;q=1e999, ;;;, \xff\xfe"),
     ("accept-encoding", b"*;q=0"),

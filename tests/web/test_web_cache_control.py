@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from starlette.testclient import TestClient
 
 from perfkit.web import CacheControlMiddleware, Rule, WebConfig
 
 from .conftest import make_starlette
+
+pytestmark = pytest.mark.usefixtures("framework")
 
 RULES = [
     Rule(path="/static/*", cache_control="public, max-age=31536000, immutable"),

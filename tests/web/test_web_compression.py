@@ -16,6 +16,8 @@ from perfkit.web.compression import negotiate
 
 from .conftest import PAYLOAD, make_starlette
 
+pytestmark = pytest.mark.usefixtures("framework")
+
 
 def client(config: WebConfig | None = None, etag: bool = False) -> TestClient:
     app = make_starlette()

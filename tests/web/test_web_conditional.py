@@ -10,6 +10,8 @@ from perfkit.web.conditional import etag_matches
 
 from .conftest import make_starlette
 
+pytestmark = pytest.mark.usefixtures("framework")
+
 
 def client(config: WebConfig | None = None) -> TestClient:
     app = make_starlette()

@@ -12,6 +12,8 @@ from perfkit.web import MetricsMiddleware, WebConfig
 
 from .conftest import make_starlette, requests, series
 
+pytestmark = pytest.mark.usefixtures("framework")
+
 
 def client(collector: Collector) -> TestClient:
     app = make_starlette()

@@ -13,6 +13,8 @@ from perfkit.web import TimingMiddleware, WebConfig
 
 from .conftest import make_starlette
 
+pytestmark = pytest.mark.usefixtures("framework")
+
 
 def client(config: WebConfig | None = None, collector: Collector | None = None) -> TestClient:
     app = make_starlette()
