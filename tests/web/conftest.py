@@ -126,7 +126,8 @@ def collector() -> Collector:
 
 
 def series(collector: Collector, name: str) -> dict[tuple[str, ...], Any]:
-    return dict(getattr(collector.families[name], "series", {}))
+    family = collector.families.get(name)
+    return dict(getattr(family, "series", {})) if family is not None else {}
 
 
 def free_port() -> int:

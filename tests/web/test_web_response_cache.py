@@ -213,18 +213,21 @@ async def test_post_not_cached(client: httpx.AsyncClient, endpoints: Endpoints) 
     assert "ticket" not in endpoints.calls
 
 
-async def test_concurrent_misses_coalesced(client: httpx.AsyncClient, endpoints: Endpoints) -> None:
+async def test_concurrent_misses_coalesced(
+    client: httpx.AsyncClient, endpoints: Endpoints, collector: Collector
+) -> None:
     """50 concurrent GETs of a cold key run the endpoint once and all get its answer."""
     tasks = [asyncio.create_task(client.get("/slow")) for _ in range(50)]
-    while endpoints.calls.get("slow", 0) == 0:  # wait until the leader is inside the endpoint
-        await asyncio.sleep(0)
-    for _ in range(20):  # let the followers reach the in-flight table
-        await asyncio.sleep(0)
+    # every request has looked the key up (a Redis round trip each) and reached the in-flight table
+    # once the miss counter reads 50: the counter is bumped right before joining, with no await between
+    while series(collector, "http_response_cache_total").get(("/slow", "miss"), 0) < 50:
+        await asyncio.sleep(0.001)
     endpoints.gate.set()
     responses = await asyncio.gather(*tasks)
     assert {r.status_code for r in responses} == {200}
     assert {r.json()["run"] for r in responses} == {1}
     assert endpoints.calls["slow"] == 1
+    assert series(collector, "http_response_cache_total")[("/slow", "coalesced")] == 49
 
 
 async def test_cache_operations_observed(client: httpx.AsyncClient, collector: Collector) -> None:
