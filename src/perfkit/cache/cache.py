@@ -169,6 +169,7 @@ class Cache:
         if self._l1 is not None and _shared is None:
             self._l1.on_evict = self._on_evict
         self._inflight: dict[str, asyncio.Task[Any]] = {}
+        self._refreshing: dict[str, asyncio.Task[Any]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._sync: SyncCache | None = None
 
@@ -315,6 +316,7 @@ class Cache:
             )
             if not self._health.skip():
                 t0 = _perf()
+                token = self._coherence.token() if self._coherence is not None else 0
                 try:
                     stored = await l2.set(k, blob, storage_ttl, tags, expect)
                     self._observe(self.namespace, "l2", "set", OK if stored else DROPPED, _perf() - t0)
@@ -322,6 +324,8 @@ class Cache:
                         self._health.ok()
                     if not stored:
                         return False
+                    if self._coherence is not None and not self._coherence.may_fill(k, token):
+                        return True  # a newer write was reported while ours was in flight: no L1 copy
                 except BackendError as exc:
                     self._failed(exc, "set")
             else:
@@ -338,11 +342,15 @@ class Cache:
             self._observe(self.namespace, "l1", "set", OK, 0.0)
         return True
 
-    async def _l2_call(self, op: str, call: Callable[[CacheBackend], Awaitable[T]], fallback: T) -> T:
+    async def _l2_call(
+        self, op: str, call: Callable[[CacheBackend], Awaitable[T]], fallback: T, *, always: bool = False
+    ) -> T:
+        """One L2 operation through the health check and the metrics hook. `always`: removals are sent
+        even while the L2 is in its post-failure backoff, since skipping one leaves stale data behind."""
         l2 = self._l2
         if l2 is None:
             return fallback
-        if self._health.skip():
+        if self._health.skip() and not always:
             self._observe(self.namespace, "l2", op, ERROR, 0.0)
             if self.on_error == "raise":
                 raise BackendUnavailableError(f"cache L2 {self._health.where} is down")
@@ -394,7 +402,7 @@ class Cache:
         """Remove `key`; True when it was there."""
         k = self._key(key)
         removed = self._l1.remove((k,)) if self._l1 is not None else 0
-        removed2 = await self._l2_call("delete", lambda b: b.delete([k]), 0)
+        removed2 = await self._l2_call("delete", lambda b: b.delete([k]), 0, always=True)
         return bool(removed or removed2)
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
@@ -480,7 +488,16 @@ class Cache:
         tag_t = self._tags(tags)
         removed = self._l1.remove_tags(tag_t) if self._l1 is not None else 0
         t0 = _perf()
-        removed2 = await self._l2_call("invalidate", lambda b: b.invalidate_tags(tag_t), 0)
+        gone: list[str] = []
+        removed2 = await self._l2_call("invalidate", lambda b: b.invalidate_tags(tag_t, gone), 0, always=True)
+        if self._l1 is not None and self._l2 is not None:
+            # L1 copies filled from L2 reads carry no tags: evict the removed keys by name, now,
+            # rather than when the coherence channel reports them (read-your-invalidation)
+            self._l1.remove(gone)
+            if self._coherence is not None:
+                for key in gone:
+                    self._coherence.invalidated(key)
+                self._coherence.poll(force=True)  # SQLite: apply the change log rows just written
         self._observe(self.namespace, "all", "invalidate", OK, _perf() - t0)
         return max(removed, removed2)
 
@@ -490,13 +507,13 @@ class Cache:
             raise TypeError("delete_match pattern must be a non-empty string")
         full = _glob_escape(self._prefix) + pattern
         removed = self._l1.remove_match(full) if self._l1 is not None else 0
-        removed2 = await self._l2_call("delete", lambda b: b.delete_match(full), 0)
+        removed2 = await self._l2_call("delete", lambda b: b.delete_match(full), 0, always=True)
         return max(removed, removed2)
 
     async def clear(self) -> int:
         """Remove every key of this namespace (and nothing outside it)."""
         removed = self._l1.remove_prefix(self._prefix) if self._l1 is not None else 0
-        removed2 = await self._l2_call("delete", lambda b: b.clear(self._prefix), 0)
+        removed2 = await self._l2_call("delete", lambda b: b.clear(self._prefix), 0, always=True)
         return max(removed, removed2)
 
     async def get_or_set(
@@ -577,7 +594,6 @@ class Cache:
         found, value, fresh = await self._l2_get(k)
         if found:
             if not fresh:
-                self._inflight.pop(k, None)  # let the refresh take this key's slot
                 self._refresh(k, loader, opts, value)
             return value
         return await self._load(k, loader, opts, _MISSING)
@@ -596,13 +612,17 @@ class Cache:
         return task
 
     def _refresh(self, k: str, loader: Callable[[], Any], opts: _LoadOptions, stale: Any) -> None:
-        if k in self._inflight:
+        # kept apart from _inflight: readers of a stale value must not queue behind its refresh
+        if k in self._refreshing:
             return
-        task = self._start(k, self._load(k, loader, opts, stale))
+        task = asyncio.ensure_future(self._load(k, loader, opts, stale))
+        self._refreshing[k] = task
         self._background.add(task)
 
         def done(t: asyncio.Task[Any]) -> None:
             self._background.discard(t)
+            if self._refreshing.get(k) is t:
+                del self._refreshing[k]
             if not t.cancelled() and t.exception() is not None:
                 log.warning("cache %r: background refresh of %r failed: %s", self.namespace, k, t.exception())
 

@@ -33,7 +33,9 @@ _RECENT = 4096
 class Coherence(Protocol):
     ready: bool
 
-    def poll(self) -> None: ...
+    def poll(self, force: bool = False) -> None: ...
+
+    def invalidated(self, key: str | None) -> None: ...
 
     def start(self) -> None: ...
 
@@ -79,15 +81,20 @@ class RedisTracker(_FillGuard):
         self._closing = False
         self._task: asyncio.Task[None] | None = None
 
-    def poll(self) -> None:
+    def poll(self, force: bool = False) -> None:
         return None
 
     def may_fill(self, key: str, token: int) -> bool:
         return self.ready and super().may_fill(key, token)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="perfkit-cache-tracking")
+        loop = asyncio.get_running_loop()
+        task = self._task
+        if task is None or task.done() or task.get_loop() is not loop:  # first use, or a new event loop
+            if task is not None:
+                self._drop_all()
+            self._closing = False
+            self._task = loop.create_task(self._run(), name="perfkit-cache-tracking")
 
     def _drop_all(self) -> None:
         self.ready = False
@@ -183,13 +190,13 @@ class SQLiteWatcher(_FillGuard):
     def start(self) -> None:
         return None
 
-    def poll(self) -> None:
+    def poll(self, force: bool = False) -> None:
         now = time.monotonic()
-        if now < self._next:
+        if now < self._next and not force:
             return
         self._next = now + self.interval
         try:
-            changes = self.backend.changes_since_last()  # type: ignore[attr-defined]
+            changes = self.backend.changes_since_last(force)  # type: ignore[attr-defined]
         except BackendError:
             changes = None
         if changes is None:

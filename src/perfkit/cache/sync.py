@@ -29,6 +29,8 @@ class SyncCache:
         self.cache = url if isinstance(url, Cache) else Cache(url, **options)
         self._inner = self.cache._sibling()
         self._portal = Portal("perfkit-cache-sync")
+        if self.cache._sync is None:
+            self.cache._sync = self  # `.cached` on plain functions must reuse this facade, not start another
 
     def get(self, key: str, default: Any = None) -> Any:
         item = self._inner._l1_lookup(self._inner._key(key))

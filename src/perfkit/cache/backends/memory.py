@@ -213,7 +213,7 @@ class MemoryBackend:
         self.store_item(key, item._replace(value=value))
         return value
 
-    async def invalidate_tags(self, tags: Sequence[str]) -> int:
+    async def invalidate_tags(self, tags: Sequence[str], removed_keys: list[str] | None = None) -> int:
         return self.remove_tags(tags)
 
     async def delete_match(self, pattern: str) -> int:

@@ -96,18 +96,33 @@ class RedisBackend:
         self.url = url
         self.where = url.redacted()
         self.timeout = timeout
-        self.client = client_from_url(url, timeout=timeout)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connect()
+
+    def _connect(self) -> None:
+        self.client = client_from_url(self.url, timeout=self.timeout)
         self._set_tagged = self.client.register_script(K.SET_TAGGED)
         self._incr = self.client.register_script(K.INCR)
         self._release = self.client.register_script(K.RELEASE_LOCK)
 
+    def _bind(self) -> None:
+        """Connections belong to one event loop: used from another (a second `asyncio.run()`, a worker
+        process's loop), the client is rebuilt instead of failing with "Event loop is closed"."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            if self._loop is not None:
+                self._connect()  # the old pool's sockets belong to the other loop; let them go
+            self._loop = loop
+
     async def get(self, key: str) -> bytes | None:
+        self._bind()
         try:
             return cast("bytes | None", await self.client.get(key))
         except (RedisError, OSError) as exc:
             raise translate(exc, self.where) from exc
 
     async def get_many(self, keys: Sequence[str]) -> list[Any | None]:
+        self._bind()
         try:
             return cast("list[Any | None]", await self.client.mget(keys))
         except (RedisError, OSError) as exc:
@@ -121,6 +136,7 @@ class RedisBackend:
         tags: Sequence[str] = (),
         expect: Sequence[int] | None = None,
     ) -> bool:
+        self._bind()
         try:
             if not tags:
                 await self.client.set(key, value, px=_ms(ttl))
@@ -135,6 +151,7 @@ class RedisBackend:
             raise translate(exc, self.where) from exc
 
     async def tag_versions(self, tags: Sequence[str]) -> list[int]:
+        self._bind()
         if not tags:
             return []
         try:
@@ -146,6 +163,7 @@ class RedisBackend:
     async def set_many(
         self, items: Sequence[tuple[str, Any]], ttl: float | None, tags: Sequence[str] = ()
     ) -> None:
+        self._bind()
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 now = int(time.time() * 1000)
@@ -161,6 +179,7 @@ class RedisBackend:
             raise translate(exc, self.where) from exc
 
     async def delete(self, keys: Sequence[str]) -> int:
+        self._bind()
         if not keys:
             return 0
         try:
@@ -169,12 +188,14 @@ class RedisBackend:
             raise translate(exc, self.where) from exc
 
     async def exists(self, key: str) -> bool:
+        self._bind()
         try:
             return bool(await self.client.exists(key))
         except (RedisError, OSError) as exc:
             raise translate(exc, self.where) from exc
 
     async def incr(self, key: str, delta: int, ttl: float | None) -> int:
+        self._bind()
         try:
             return int(await self._incr(keys=[key], args=[delta, _ms(ttl) or ""]))
         except ResponseError as exc:
@@ -184,7 +205,7 @@ class RedisBackend:
         except (RedisError, OSError) as exc:
             raise translate(exc, self.where) from exc
 
-    async def invalidate_tags(self, tags: Sequence[str]) -> int:
+    async def invalidate_tags(self, tags: Sequence[str], removed_keys: list[str] | None = None) -> int:
         """Bump the tags' versions, then delete their keys page by page, all tags per round trip.
 
         Versions first: a load that starts from now on sees the new version, and one that loaded
@@ -192,6 +213,7 @@ class RedisBackend:
         whole: ZREM removes what was read, Redis drops the set when it is empty, and a value tagged
         meanwhile keeps its entry, so the next invalidation still finds it.
         """
+        self._bind()
         removed = 0
         tag_keys = [K.tag_key(t) for t in tags]
         try:
@@ -203,7 +225,10 @@ class RedisBackend:
             pages = await self._read_pages(tag_keys)
             while pages:
                 members = list({m for page in pages.values() for m in page})
-                async with self.client.pipeline(transaction=False) as pipe:
+                if removed_keys is not None:
+                    removed_keys.extend(m.decode("utf-8", "surrogateescape") for m in members)
+                # MULTI/EXEC: a value re-set between our UNLINK and ZREM would otherwise lose its entry
+                async with self.client.pipeline(transaction=True) as pipe:
                     for i in range(0, len(members), _CHUNK):
                         pipe.unlink(*members[i : i + _CHUNK])
                     for tkey, page in pages.items():
@@ -217,6 +242,7 @@ class RedisBackend:
 
     async def _read_pages(self, tag_keys: Sequence[str]) -> dict[str, list[bytes]]:
         """The next page of members of each tag, in one round trip; tags with none left are omitted."""
+        self._bind()
         if not tag_keys:
             return {}
         async with self.client.pipeline(transaction=False) as pipe:
@@ -226,6 +252,7 @@ class RedisBackend:
         return {tkey: page for tkey, page in zip(tag_keys, replies, strict=True) if page}
 
     async def delete_match(self, pattern: str) -> int:
+        self._bind()
         removed = 0
         try:
             batch: list[bytes] = []
@@ -248,18 +275,21 @@ class RedisBackend:
         return removed
 
     async def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
+        self._bind()
         try:
             return bool(await self.client.set(K.lock_key(key), token, nx=True, px=_ms(ttl)))
         except (RedisError, OSError) as exc:
             raise translate(exc, self.where) from exc
 
     async def release_lock(self, key: str, token: str) -> None:
+        self._bind()
         try:
             await self._release(keys=[K.lock_key(key)], args=[token])
         except (RedisError, OSError) as exc:
             raise translate(exc, self.where) from exc
 
     async def ping(self) -> None:
+        self._bind()
         try:
             await self.client.ping()
         except (RedisError, OSError) as exc:

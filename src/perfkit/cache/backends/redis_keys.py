@@ -48,7 +48,8 @@ if ttl then
 else
   redis.call('SET', KEYS[1], ARGV[1])
 end
-local now = tonumber(ARGV[3])
+local t = redis.call('TIME')  -- the server's clock: writers' clocks may disagree
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local score = ttl and (now + ttl) or '+inf'
 for i = 2, last do
   local existed = redis.call('EXISTS', KEYS[i])

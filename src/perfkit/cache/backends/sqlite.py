@@ -130,11 +130,12 @@ class SQLiteBackend:
 
     # -- coherence ---------------------------------------------------------------------------------
 
-    def changes_since_last(self) -> list[tuple[str, str]] | None:
-        """Other processes' changes since the last call; None means "too far behind: drop all of L1"."""
+    def changes_since_last(self, force: bool = False) -> list[tuple[str, str]] | None:
+        """Other processes' changes since the last call; None means "too far behind: drop all of L1".
+        `force` reads the log even when no other connection wrote (for rows this process just wrote)."""
         with self._db() as conn:
             version = conn.execute("PRAGMA data_version").fetchone()[0]
-            if version == self._data_version:
+            if version == self._data_version and not force:
                 return []
             self._data_version = version
             rows = conn.execute(
@@ -273,7 +274,7 @@ class SQLiteBackend:
             self._log(conn, "k", [key])
         return value
 
-    async def invalidate_tags(self, tags: Sequence[str]) -> int:
+    async def invalidate_tags(self, tags: Sequence[str], removed_keys: list[str] | None = None) -> int:
         removed = 0
         now = time.time()
         with self._write() as conn:
@@ -287,8 +288,8 @@ class SQLiteBackend:
                 # L1 copies filled from reads carry no tags, so other processes are told the keys
                 conn.execute(
                     "INSERT INTO perfkit_cache_log (origin, op, arg, at) "
-                    "SELECT ?, 'k', key, ? FROM perfkit_cache_tags WHERE tag = ?",
-                    (self.origin, now, tag),
+                    "SELECT '', 'k', key, ? FROM perfkit_cache_tags WHERE tag = ?",
+                    (now, tag),  # origin '': this process's own L1 applies these rows too
                 )
                 conn.execute("DELETE FROM perfkit_cache_tags WHERE tag = ?", (tag,))
                 conn.execute(
