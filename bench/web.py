@@ -80,6 +80,18 @@ def build(variant: str) -> Any:
         from perfkit.web import WebConfig
 
         return perfkit.instrument(app, config=WebConfig(rate_limit="1000000/second", compress=False))
+    if variant == "perfkit-timing":  # timing + metrics only (for breakdowns)
+        import perfkit
+        from perfkit.web import WebConfig
+
+        return perfkit.instrument(app, config=WebConfig(compress=False, etag=False))
+    if variant == "perfkit-no-etag":  # timing + metrics + rate limit
+        import perfkit
+        from perfkit.web import WebConfig
+
+        return perfkit.instrument(
+            app, config=WebConfig(rate_limit="1000000/second", compress=False, etag=False)
+        )
     if variant == "instrumentator":
         from prometheus_fastapi_instrumentator import Instrumentator
 
@@ -330,6 +342,8 @@ def main() -> None:
     pairs: list[tuple[str, Case, Case, str]] = [
         ("timing+metrics+ETag+rate limit / bare, hello",
          ("perfkit-core", "/", {}), ("bare", "/", {}), ">= 0.8"),
+        ("  of which timing+metrics / bare, hello", ("perfkit-timing", "/", {}), ("bare", "/", {}), ""),
+        ("  of which +rate limit / bare, hello", ("perfkit-no-etag", "/", {}), ("bare", "/", {}), ""),
         ("full stack incl. compression / bare, hello", ("perfkit", "/", {}), ("bare", "/", {}), ""),
         ("instrumentator / bare, hello", ("instrumentator", "/", {}), ("bare", "/", {}), ""),
         ("starlette-exporter / bare, hello", ("starlette-exporter", "/", {}), ("bare", "/", {}), ""),
