@@ -134,3 +134,17 @@ def test_sync_cache_decorator_does_not_start_a_second_portal(tmp_path: Path) -> 
     import threading
 
     assert not [t for t in threading.enumerate() if t.name == "perfkit-cache-sync" and t.is_alive()]
+
+
+@pytest.mark.sqlite
+async def test_sqlite_sweep_drops_tag_rows_of_deleted_keys(tmp_path: Path) -> None:
+    """Tag rows of keys deleted before expiring (ttl=None) do not accumulate: the sweep removes them."""
+    import sqlite3
+
+    async with Cache(f"sqlite:///{tmp_path}/c.db", namespace="sw") as cache:
+        for i in range(50):
+            await cache.set(f"k{i}", i, ttl=None, tags=["t"])
+        await cache.delete_match("k*")
+        cache._l2.sweep()  # type: ignore[union-attr]
+    with sqlite3.connect(tmp_path / "c.db") as conn:
+        assert conn.execute("SELECT count(*) FROM perfkit_cache_tags").fetchone()[0] == 0

@@ -65,3 +65,20 @@ class WorkOrder(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     status: Mapped[str] = mapped_column(String(20), default="new")
+
+
+class Employee(Base):
+    """Joined-table inheritance: a Manager row spans `employees` and `managers`."""
+
+    __tablename__ = "employees"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+    kind: Mapped[str] = mapped_column(String(20))
+    __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "employee"}
+
+
+class Manager(Employee):
+    __tablename__ = "managers"
+    id: Mapped[int] = mapped_column(ForeignKey("employees.id"), primary_key=True)
+    level: Mapped[int] = mapped_column(default=1)
+    __mapper_args__ = {"polymorphic_identity": "manager"}

@@ -699,8 +699,10 @@ class Cache:
     ) -> list[dict[str, Any]]:
         """The rows of a SQLAlchemy `select()` as dicts, cached with dependencies inferred from it, so a
         `CacheInvalidator` invalidates them when rows they read change (see `perfkit.cache.orm.query`)."""
-        from perfkit.cache.orm.query import dependency_tags, query_key, run_query
+        from perfkit.cache.orm.query import dependency_tags, has_writes, query_key, run_query
 
+        if has_writes(session):  # it would read (and we would share) its own uncommitted rows
+            return await run_query(session, statement)
         all_tags = [*dependency_tags(statement), *check_tags(tags)]
         rows: list[dict[str, Any]] = await self.get_or_set(
             key or query_key(statement), lambda: run_query(session, statement), ttl, tags=all_tags

@@ -355,6 +355,12 @@ class SQLiteBackend:
                 (now,),
             )
             conn.execute("DELETE FROM perfkit_cache_tags WHERE expires_at <= ?", (now,))
+            # tag rows of keys deleted by hand (delete, delete_match) before they expired, in bounded steps
+            conn.execute(
+                "DELETE FROM perfkit_cache_tags WHERE (tag, key) IN "
+                "(SELECT t.tag, t.key FROM perfkit_cache_tags t LEFT JOIN perfkit_cache c ON c.key = t.key "
+                "WHERE c.key IS NULL LIMIT 10000)"
+            )
             conn.execute("DELETE FROM perfkit_cache_locks WHERE expires_at <= ?", (now,))
             conn.execute("DELETE FROM perfkit_cache_log WHERE at < ?", (now - LOG_RETENTION,))
             conn.execute("DELETE FROM perfkit_cache_tagv WHERE at < ?", (now - VERSION_RETENTION,))

@@ -15,11 +15,12 @@ Strategies, per registered model:
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import Table, event, inspect, select
@@ -60,6 +61,7 @@ class CacheInvalidator:
         self._scheduler = _Scheduler(self, delay, batch_interval, batch_size)
         self._stats: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0.0])
         self._key = f"{_PENDING}.{id(self):x}"  # several invalidators may watch one session
+        atexit.register(self._scheduler.close)  # delayed/batched invalidations must not die with us
         self._lock = threading.Lock()
 
     # -- declaration ----------------------------------------------------------------------------------
@@ -139,13 +141,19 @@ class CacheInvalidator:
                 continue
             name = mapper.class_.__name__
             tags = groups[name, self._strategy(name)]
-            tags.add(table_tag(table.name))
-            values = _row_values(state, mapper, table, obj in new)
-            for col, vals in values.items():
-                if vals is None:
-                    tags.add(unknown_rows_tag(table.name))
-                else:
-                    tags.update(column_tag(table.name, col, v) for v in vals)
+            values: dict[str, list[Any] | None] = {}
+            for each in mapper.tables:  # joined inheritance: the row spans the base tables too
+                if not isinstance(each, Table):
+                    continue
+                tags.add(table_tag(each.name))
+                each_values = _row_values(state, mapper, each, obj in new)
+                if each is table:
+                    values = each_values
+                for col, vals in each_values.items():
+                    if vals is None:
+                        tags.add(unknown_rows_tag(each.name))
+                    else:
+                        tags.update(column_tag(each.name, col, v) for v in vals)
             for parent_name, strategy in self._parents.get(name, ()):
                 parent = self._mapper(session, parent_name, mapper)
                 if parent is None:
@@ -157,6 +165,9 @@ class CacheInvalidator:
                 ptags.add(table_tag(ptable.name))
                 for fk in table.foreign_keys:
                     if fk.column.table is not ptable:
+                        continue
+                    if values.get(fk.parent.name, ()) is None:  # the old parent is not known
+                        ptags.add(unknown_rows_tag(ptable.name))
                         continue
                     for v in values.get(fk.parent.name) or ():
                         if v is None:
@@ -185,10 +196,18 @@ class CacheInvalidator:
         return tags
 
     def _on_before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
-        session.connection().info[_IN_ORM] = True
+        conn = session.connection()
+        conn.info[_IN_ORM] = True
+        session.info[self._key + ".conn"] = conn
+
+    def _end_flush(self, session: Session) -> None:
+        """Unmark the flush's connection; also on a failed flush (rollback), where postexec never runs."""
+        conn = session.info.pop(self._key + ".conn", None)
+        if conn is not None:
+            conn.info.pop(_IN_ORM, None)
 
     def _on_after_flush_postexec(self, session: Session, flush_context: Any) -> None:
-        session.connection().info.pop(_IN_ORM, None)
+        self._end_flush(session)
 
     def _on_orm_execute(self, state: ORMExecuteState) -> Any:
         if not (state.is_update or state.is_delete or state.is_insert):
@@ -203,14 +222,21 @@ class CacheInvalidator:
         tags = {table_tag(table.name)}
         cols = sorted(dependency_columns(table))
         where = getattr(stmt, "whereclause", None)
-        if state.is_insert or where is None:
-            tags.add(unknown_rows_tag(table.name))
-        else:  # read the affected rows' values with the statement's own WHERE, before it runs
-            rows = state.session.execute(select(*[table.c[c] for c in cols]).distinct().where(where)).all()
+        raw_params = state.parameters
+        params: dict[str, Any] = dict(raw_params) if isinstance(raw_params, Mapping) else {}
+        if state.is_insert or where is None or not isinstance(raw_params, Mapping | None):
+            tags.add(unknown_rows_tag(table.name))  # no WHERE, or one statement per parameter set
+        else:  # read the affected rows' values with the statement's own WHERE (and parameters) first
+            pre_read = select(*[table.c[c] for c in cols]).distinct().where(where)
+            rows = state.session.execute(pre_read, params).all()
             for row in rows:
                 tags.update(column_tag(table.name, c, v) for c, v in zip(cols, row, strict=True))
-            for target, value in (getattr(stmt, "_values", None) or {}).items():
-                col = getattr(target, "name", target)
+            assigned: dict[str, Any] = {
+                str(getattr(target, "name", target)): value
+                for target, value in (getattr(stmt, "_values", None) or {}).items()
+            }
+            assigned.update({k: BindParameter(k, v) for k, v in params.items() if k in cols})
+            for col, value in assigned.items():
                 if col in cols:
                     if isinstance(value, BindParameter) and value.value is not None:
                         tags.add(column_tag(table.name, col, value.value))
@@ -237,13 +263,15 @@ class CacheInvalidator:
     # their chain, and a rollback drops every change whose chain holds the rolled-back transaction.
 
     def _on_soft_rollback(self, session: Session, previous_transaction: Any) -> None:
+        self._end_flush(session)
         store = session.info.get(self._key)
         if not store:
             return
         if previous_transaction.nested:
             store[:] = [(chain, g) for chain, g in store if previous_transaction not in chain]
-        else:
+        elif previous_transaction.parent is None:  # the outermost transaction
             store.clear()
+        # else: a failed flush's own subtransaction; what it would have changed was never recorded
 
     def _on_transaction_end(self, session: Session, transaction: Any) -> None:
         store = session.info.get(self._key)
@@ -265,6 +293,11 @@ class CacheInvalidator:
         table = clause.table
         if isinstance(table, Table):
             tags = {table_tag(table.name), unknown_rows_tag(table.name)}
+            if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+                self._dispatch(
+                    [(table.name, "immediate", tags)]
+                )  # already committed; no commit event follows
+                return
             conn.info.setdefault(self._key, []).append((table.name, "immediate", tags))
 
     def _on_core_commit(self, conn: Connection) -> None:
@@ -353,6 +386,9 @@ def _row_values(state: Any, mapper: Mapper[Any], table: Table, new: bool) -> dic
             out[col] = None
             continue
         hist = state.attrs[prop.key].history
+        if not new and hist.added and not hist.deleted:
+            out[col] = None  # set without its old value loaded (expired): which rows had it is unknown
+            continue
         vals = [*hist.deleted, *hist.added, *hist.unchanged]
         if not vals and prop.key in state.dict:
             vals = [state.dict[prop.key]]

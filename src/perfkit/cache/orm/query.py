@@ -48,11 +48,21 @@ def _pinned(where: ColumnElement[Any] | None) -> dict[tuple[str, str], list[Any]
 def dependency_tags(stmt: Select[Any]) -> list[str]:
     pinned = _pinned(stmt.whereclause)
     tags: list[str] = []
-    for table in find_tables(stmt, include_joins=True, include_aliases=True):
-        if not isinstance(table, Table):
-            continue
+    # a table also read through an alias (a self-join) depends on all its rows: the pinned condition
+    # constrains only one of its occurrences
+    tables: dict[str, Table] = {}
+    aliased: set[str] = set()
+    for found in find_tables(stmt, include_joins=True, include_aliases=True):
+        if isinstance(found, Table):
+            tables.setdefault(found.fullname, found)
+        else:
+            element = getattr(found, "element", None)
+            if isinstance(element, Table):
+                tables.setdefault(element.fullname, element)
+                aliased.add(element.fullname)
+    for name, table in tables.items():
         cols = [(col, vals) for (t, col), vals in pinned.items() if t == table.name]
-        if not cols:
+        if not cols or name in aliased:
             tags.append(table_tag(table.name))
             continue
         col, vals = cols[0]  # one pinned column is enough to scope the dependency
@@ -78,6 +88,14 @@ def _as_dicts(result: Any) -> list[dict[str, Any]]:
         else:
             out.append(dict(row._mapping))
     return out
+
+
+def has_writes(session: Any) -> bool:
+    """True when the session holds changes not yet committed: its answer must not be shared."""
+    sync = getattr(session, "sync_session", session)
+    if sync.new or sync.dirty or sync.deleted:
+        return True
+    return any(key.startswith("perfkit.pending") and pending for key, pending in sync.info.items())
 
 
 async def run_query(session: Any, stmt: Select[Any]) -> list[dict[str, Any]]:
