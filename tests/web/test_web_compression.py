@@ -119,6 +119,8 @@ def test_etag_gets_coding_suffix() -> None:
     assert packed["etag"] == plain["etag"][:-1] + '-br"'
     response = c.get("/items", headers={"accept-encoding": "br", "if-none-match": packed["etag"]})
     assert response.status_code == 304
+    assert response.headers["etag"] == packed["etag"]  # the validator the client holds, suffix included
+    assert "accept-encoding" in response.headers["vary"].lower()
 
 
 def test_head_not_compressed() -> None:

@@ -159,7 +159,12 @@ class CompressionMiddleware:
             await self.app(scope, receive, self._vary_only(send))
             return
         encoder = _Encoder(coding, self.config, self._zstd_cctx() if coding == "zstd" else None)
-        await self.app(scope, receive, _Responder(send, encoder, self.min_size).send)
+        inm = None
+        for key, value in scope["headers"]:
+            if key == b"if-none-match":
+                inm = value
+                break
+        await self.app(scope, receive, _Responder(send, encoder, self.min_size, inm).send)
 
     @staticmethod
     def _vary_only(send: Send) -> Callable[[Message], Any]:
@@ -175,10 +180,11 @@ class CompressionMiddleware:
 
 
 class _Responder:
-    __slots__ = ("_send", "encoder", "min_size", "start", "state")
+    __slots__ = ("_send", "encoder", "if_none_match", "min_size", "start", "state")
 
-    def __init__(self, send: Send, encoder: _Encoder, min_size: int) -> None:
+    def __init__(self, send: Send, encoder: _Encoder, min_size: int, if_none_match: bytes | None) -> None:
         self._send, self.encoder, self.min_size = send, encoder, min_size
+        self.if_none_match = if_none_match
         self.start: Message | None = None
         self.state = "start"  # start -> (passthrough | stream | done)
 
@@ -186,7 +192,11 @@ class _Responder:
         kind = message["type"]
         if kind == "http.response.start":
             headers = list(message.get("headers", ()))
-            if message["status"] < 200 or message["status"] in (204, 304) or not _compressible(headers):
+            if message["status"] == 304:
+                self.state = "passthrough"
+                await self._send(self._not_modified(message, headers))
+                return
+            if message["status"] < 200 or message["status"] == 204 or not _compressible(headers):
                 self.state = "passthrough"
                 await self._send(message)
                 return
@@ -224,6 +234,17 @@ class _Responder:
                 await self._send({"type": "http.response.body", "body": out, "more_body": more})
             if not more:
                 self.state = "done"
+
+    def _not_modified(self, message: Message, headers: Headers) -> Message:
+        """A 304 carries the validator and Vary the encoded 200 would have had (RFC 9110 15.4.5): the
+        ETag gets this coding's suffix when that is the tag the client holds."""
+        add_vary(headers, b"Accept-Encoding")
+        etag = get(headers, b"etag")
+        if etag is not None and self.if_none_match and etag.endswith(b'"'):
+            suffixed = etag[:-1] + b"-" + self.encoder.coding.encode() + b'"'
+            if suffixed.removeprefix(b"W/") in self.if_none_match:
+                headers = [*without(headers, b"etag"), (b"etag", suffixed)]
+        return {**message, "headers": headers}
 
     def _encoded(self, headers: Headers, length: int | None) -> None:
         coding = self.encoder.coding.encode()
