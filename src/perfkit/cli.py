@@ -18,13 +18,16 @@ from perfkit.errors import ConfigurationError, PerfkitError
 # name -> (module implementing it, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("perfkit.demo.command", "run perfkit's demonstration on the embedded default"),
+    "worker": ("perfkit.jobs.cli", "run a background job worker for MODULE:ATTR (a JobQueue)"),
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="perfkit", description="The performance layer for Python web backends.")
+    parser = argparse.ArgumentParser(
+        prog="perfkit", description="The performance layer for Python web backends."
+    )
     parser.add_argument("--version", action="version", version=f"perfkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():

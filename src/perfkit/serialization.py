@@ -79,7 +79,9 @@ class SignedPickleSerializer:
         return pickle.loads(body)  # noqa: S301 - the payload's HMAC was verified above
 
 
-def get_serializer(name: str | Serializer = "msgpack", *, pickle_key: bytes | str | None = None) -> Serializer:
+def get_serializer(
+    name: str | Serializer = "msgpack", *, pickle_key: bytes | str | None = None
+) -> Serializer:
     """The serializer for a name; pickle requires `pickle_key` (it is never enabled implicitly)."""
     if not isinstance(name, str):
         return name
@@ -90,7 +92,8 @@ def get_serializer(name: str | Serializer = "msgpack", *, pickle_key: bytes | st
     if name == "pickle":
         if pickle_key is None:
             raise ConfigurationError(
-                "serializer", "'pickle' needs pickle_key= (payloads are HMAC-signed; unsigned pickle is unsafe)"
+                "serializer",
+                "'pickle' needs pickle_key= (payloads are HMAC-signed; unsigned pickle is unsafe)",
             )
         return SignedPickleSerializer(pickle_key)
     raise ConfigurationError("serializer", f"{name!r} is not one of ['msgpack', 'json', 'pickle']")
