@@ -75,7 +75,8 @@ class JobQueue:
     @property
     def backend(self) -> JobBackend:
         if self._backend is None:
-            self._backend = registry.create(self.url, "jobs_url", **self._backend_options)
+            options = {"retention": self.retention, **self._backend_options}
+            self._backend = registry.create(self.url, "jobs_url", **options)
         return self._backend
 
     # -- registration --------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ _IDLE_POLL = 0.005
 class SQLiteBackend:
     kind = "sqlite"
 
-    def __init__(self, url: BackendURL, *, busy_timeout: float = 10.0) -> None:
+    def __init__(self, url: BackendURL, *, busy_timeout: float = 10.0, retention: float = 0.0) -> None:
         path = url.path[1:] if url.path.startswith("/") else url.path
         self.path = path or ":memory:"
         self.url = url
