@@ -130,6 +130,9 @@ class Worker:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
+            # burst mode must not leave while an outcome (maybe a retry) is unrecorded or was recorded
+            # after this claim started: snapshot both before claiming
+            unacked_before, recorded_before = self._unacked, self.stats.finished
             try:
                 records = await backend.claim(self.queues, free, self.jobs.lease, time.time())
                 self._fail_streak = 0
@@ -148,7 +151,7 @@ class Worker:
             if records:
                 continue
             if self.burst and not self.running:
-                if not self._unacked:
+                if not unacked_before and not self._unacked and recorded_before == self.stats.finished:
                     return
                 await self._flush()  # a retry may be among them: look again once it is recorded
                 continue
