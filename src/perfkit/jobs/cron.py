@@ -11,7 +11,7 @@ _FIELDS = (
     ("hour", 0, 23),
     ("day of month", 1, 31),
     ("month", 1, 12),
-    ("day of week", 0, 6),
+    ("day of week", 0, 7),  # 0 and 7 are both Sunday
 )
 
 
@@ -34,12 +34,12 @@ def _parse_field(text: str, name: str, low: int, high: int, expr: str) -> frozen
             raise ConfigurationError(
                 "cron", f"{expr!r}: {name} field {text!r} is not a number, range or */n"
             ) from None
-        if name == "day of week" and stop == 7:  # 7 is Sunday too
-            values.add(0)
-            stop = 6 if start <= 6 else 7
         if step < 1 or start < low or stop > high or start > stop:
             raise ConfigurationError("cron", f"{expr!r}: {name} field {text!r} is outside {low}-{high}")
         values.update(range(start, stop + 1, step))
+    if name == "day of week" and 7 in values:
+        values.discard(7)
+        values.add(0)
     return frozenset(values)
 
 

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from perfkit.errors import PerfkitError
 from perfkit.jobs.hooks import JobEvent
 
 if TYPE_CHECKING:
@@ -74,6 +73,6 @@ class LeaseKeeper:
                 if time.monotonic() - last_sweep >= self.sweep_every:
                     last_sweep = time.monotonic()
                     await self.sweep_once()
-            except (PerfkitError, OSError) as exc:
+            except Exception as exc:  # PerfkitError, OSError, or a driver error not translated yet
                 self._on_error(exc)
             await asyncio.sleep(self.heartbeat)

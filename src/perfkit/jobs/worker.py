@@ -139,6 +139,10 @@ class Worker:
             except (PerfkitError, OSError) as exc:
                 await self._pause_after_error(exc)
                 continue
+            except Exception as exc:  # a driver error perfkit does not translate yet: keep working
+                logger.exception("worker %s: unexpected error while claiming", self.id)
+                await self._pause_after_error(exc)
+                continue
             if self._stop.is_set() and records:  # stopped while claiming: hand them straight back
                 await backend.release([(r.id, r.token) for r in records], time.time())
                 self.stats.handed_back += len(records)
@@ -164,8 +168,12 @@ class Worker:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
-            with contextlib.suppress(asyncio.CancelledError, PerfkitError, OSError):
+            try:
                 await waiters[0]
+            except asyncio.CancelledError:
+                pass
+            except Exception as exc:  # the wake-up channel is down: pause, then claim again
+                await self._pause_after_error(exc)
 
     async def _execute(self, job: Running) -> None:
         try:
@@ -197,7 +205,7 @@ class Worker:
             except asyncio.CancelledError:
                 self._acks[:0] = batch  # finishing twice is harmless: the second write matches nothing
                 raise
-            except (PerfkitError, OSError) as exc:
+            except Exception as exc:  # PerfkitError, OSError, or a driver error not translated yet
                 self._acks[:0] = batch
                 await self._pause_after_error(exc)
                 if self._stop.is_set() and self._fail_streak > len(_RETRY_PAUSE) * 2:

@@ -30,6 +30,7 @@ _UNAVAILABLE = (
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,  # pg_terminate_backend, admin shutdown
     asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.InternalClientError,  # a connection killed under a query, seen on the pool's reset
 )
 
 
