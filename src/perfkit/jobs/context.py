@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import TYPE_CHECKING, Any
 
 from perfkit.errors import ConfigurationError
@@ -26,13 +25,13 @@ class Context:
         self.attempt = record.attempts
         self.max_attempts = record.max_attempts
         self._loop = loop
-        self._cancelled = threading.Event()
+        self._cancelled = False  # set by the worker's lease keeper; a bool is enough across threads
         self.state: dict[str, Any] = {}
 
     @property
     def cancelled(self) -> bool:
         """True once cancellation was requested: long sync tasks should check it and return."""
-        return self._cancelled.is_set()
+        return self._cancelled
 
     async def progress(self, value: float, message: str | None = None) -> None:
         """Record progress in [0, 1] and an optional message; visible through `JobQueue.get()`."""

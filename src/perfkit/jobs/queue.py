@@ -174,7 +174,7 @@ class JobQueue:
                 return existing
         if self.hooks:
             self.hooks.emit(JobEvent("enqueued", record.id, t.name, q, record.priority))
-        return self._info(record)
+        return self._info(record, tuple(args), kwargs or {})
 
     def _dump_payload(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
         try:
@@ -258,14 +258,16 @@ class JobQueue:
 
         return Worker(self, queues, **options)
 
-    def _info(self, r: JobRecord) -> JobInfo:
-        args: tuple[Any, ...] = ()
-        kwargs: dict[str, Any] = {}
-        try:
-            raw_args, kwargs = self.serializer.loads(r.payload)
-            args = tuple(raw_args)
-        except Exception:  # noqa: S110 - an unreadable payload is reported by the worker, not here
-            pass
+    def _info(
+        self, r: JobRecord, args: tuple[Any, ...] | None = None, kwargs: dict[str, Any] | None = None
+    ) -> JobInfo:
+        if args is None or kwargs is None:
+            args, kwargs = (), {}
+            try:
+                raw_args, kwargs = self.serializer.loads(r.payload)
+                args = tuple(raw_args)
+            except Exception:  # noqa: S110 - an unreadable payload is reported by the worker, not here
+                pass
         result = None
         if r.result is not None:
             try:

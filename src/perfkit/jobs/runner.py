@@ -17,6 +17,7 @@ from perfkit.jobs.models import JobRecord, Outcome, Status
 
 if TYPE_CHECKING:
     from perfkit.jobs.queue import JobQueue
+    from perfkit.jobs.task import Task
 
 
 class Running:
@@ -34,7 +35,7 @@ class Running:
         if self.stop_reason is None:
             self.stop_reason = reason
             if self.context is not None:
-                self.context._cancelled.set()
+                self.context._cancelled = True
             if self.task is not None:
                 self.task.cancel()
 
@@ -65,32 +66,28 @@ class Runner:
         started = time.monotonic()
         if hooks:
             self._event("started", r, wait=max(0.0, time.time() - max(r.run_at, r.queued_at)))
+        deadline: asyncio.Timeout | None = None
         try:
-            async with asyncio.timeout(r.timeout) as deadline:
-                try:
-                    if task.is_async:
-                        value = await task.func(ctx, *args, **kwargs)
-                    else:
-                        call = functools.partial(
-                            contextvars.copy_context().run, task.func, ctx, *args, **kwargs
-                        )
-                        value = await loop.run_in_executor(self.threads, call)
-                except asyncio.CancelledError:
-                    if job.stop_reason is None or deadline.expired():
-                        raise  # the timeout's own cancellation, or someone else's
-                    current = asyncio.current_task()
-                    if current is not None:
-                        current.uncancel()
-                    if job.stop_reason != "cancelled":
-                        return None
-                    if hooks:
-                        self._event("cancelled", r, duration=time.monotonic() - started)
-                    return Outcome(
-                        r.id, r.token, Status.CANCELLED, error="cancelled", completed_at=time.time()
-                    )
+            try:
+                if r.timeout is None:
+                    value = await self._invoke(task, ctx, args, kwargs, loop)
+                else:
+                    async with asyncio.timeout(r.timeout) as deadline:
+                        value = await self._invoke(task, ctx, args, kwargs, loop)
+            except asyncio.CancelledError:
+                if job.stop_reason is None:
+                    raise  # not ours to handle (the worker itself is being torn down)
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
+                if job.stop_reason != "cancelled":
+                    return None
+                if hooks:
+                    self._event("cancelled", r, duration=time.monotonic() - started)
+                return Outcome(r.id, r.token, Status.CANCELLED, error="cancelled", completed_at=time.time())
         except TimeoutError as exc:
-            if not deadline.expired():
-                return self._failure(r, exc, started)
+            if deadline is None or not deadline.expired():
+                return self._failure(r, exc, started)  # the task raised TimeoutError itself
             kind = "async task cancelled" if task.is_async else "sync task abandoned on its thread"
             return self._failure(r, TimeoutError(f"timed out after {r.timeout}s ({kind})"), started)
         except Exception as exc:
@@ -103,6 +100,19 @@ class Runner:
         if hooks:
             self._event("succeeded", r, duration=time.monotonic() - started)
         return Outcome(r.id, r.token, Status.SUCCEEDED, result=result, completed_at=time.time())
+
+    async def _invoke(
+        self,
+        task: Task,
+        ctx: Context,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        loop: asyncio.AbstractEventLoop,
+    ) -> Any:
+        if task.is_async:
+            return await task.func(ctx, *args, **kwargs)
+        call = functools.partial(contextvars.copy_context().run, task.func, ctx, *args, **kwargs)
+        return await loop.run_in_executor(self.threads, call)
 
     def _failure(self, r: JobRecord, exc: BaseException, started: float) -> Outcome:
         error = f"{type(exc).__name__}: {exc}"

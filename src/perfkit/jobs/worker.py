@@ -62,6 +62,7 @@ class Worker:
             raise ConfigurationError("queues", "no queues given and no task registered")
         self.queues = names
         self.concurrency = concurrency
+        self._low_water = max(1, concurrency // 4)
         self.burst = burst
         self.grace = grace
         self.idle_wait = idle_wait
@@ -126,7 +127,7 @@ class Worker:
         backend = self.jobs.backend
         while not self._stop.is_set():
             free = self.concurrency - len(self.running)
-            if free <= 0:
+            if free < self._low_water and self.running:  # claim in batches, not one slot at a time
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import msgspec
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
@@ -38,9 +39,12 @@ _SCRIPTS = (
     "PROGRESS",
     "CLEANUP",
 )
-_FLOATS = ("timeout", "run_at", "queued_at", "started_at", "completed_at", "progress", "lease_until")
-_INTS = ("priority", "attempts", "max_attempts", "token", "stalls")
-_TEXTS = ("id", "queue", "task", "status", "key", "progress_message", "error", "traceback")
+_FLOATS = ("run_at", "started_at", "completed_at", "progress", "lease_until")
+_INTS = ("priority", "attempts", "token", "stalls")
+_TEXTS = ("id", "status", "key", "progress_message", "error", "traceback")
+# the immutable part of a job, one msgpack blob: (task, payload, max_attempts, timeout, queued_at)
+_encode_spec = msgspec.msgpack.Encoder().encode
+_decode_spec = msgspec.msgpack.Decoder(tuple[str, bytes, int, float | None, float]).decode
 _STATUS_KEYS = {
     Status.QUEUED: ("ready",),
     Status.SCHEDULED: ("delayed",),
@@ -56,7 +60,12 @@ def _driver_url(url: BackendURL) -> str:
 
 def _record(flat: Sequence[bytes]) -> JobRecord:
     raw = {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
-    values: dict[str, Any] = {"payload": raw.get("payload", b""), "result": raw.get("result")}
+    values: dict[str, Any] = {"result": raw.get("result")}
+    task, values["payload"], values["max_attempts"], values["timeout"], values["queued_at"] = _decode_spec(
+        raw["spec"]
+    )
+    values["task"] = task
+    values["queue"] = queue_of(raw["id"].decode())
     for name in _TEXTS:
         if name in raw:
             values[name] = raw[name].decode()
@@ -68,6 +77,18 @@ def _record(flat: Sequence[bytes]) -> JobRecord:
             values[name] = int(raw[name])
     values["cancel_requested"] = raw.get("cancel_requested") == b"1"
     return JobRecord(**values)
+
+
+def _claimed(queue: str, f: Sequence[Any], now: float, lease: float) -> JobRecord:
+    """A claimed job from CLAIM's HMGET: id, spec, priority, attempts, key, run_at."""
+    task, payload, max_attempts, timeout, queued_at = _decode_spec(f[1])
+    attempts = int(f[3])
+    return JobRecord(
+        id=f[0].decode(), queue=queue, task=task, payload=payload, priority=int(f[2]), status=Status.RUNNING,
+        attempts=attempts, max_attempts=max_attempts, timeout=timeout,
+        key=None if f[4] is None else f[4].decode(),
+        run_at=float(f[5]), queued_at=queued_at, started_at=now, token=attempts, lease_until=now + lease,
+    )  # fmt: skip
 
 
 class RedisBackend:
@@ -115,14 +136,11 @@ class RedisBackend:
     # -- the contract --------------------------------------------------------------------------------
     async def enqueue(self, record: JobRecord) -> tuple[str, bool]:
         k = self._k(record.queue)
-        fields: list[Any] = []
-        for name in ("id", "queue", "task", "payload", "priority", "status", "attempts", "max_attempts",
-                     "timeout", "key", "run_at", "queued_at"):  # fmt: skip
-            value = getattr(record, name)
-            if value is not None:
-                fields += (name, value)
+        spec = _encode_spec(
+            (record.task, record.payload, record.max_attempts, record.timeout, record.queued_at)
+        )
         args = [k.tag, record.id, record.key or "", int(record.run_at * 1000), int(time.time() * 1000),
-                record.priority, *fields]  # fmt: skip
+                record.priority, spec, repr(record.run_at)]  # fmt: skip
         if record.queue not in self._known_queues:
             await self._call(self.client.sadd(queues_key(self.prefix), record.queue))
             self._known_queues.add(record.queue)
@@ -136,7 +154,7 @@ class RedisBackend:
             k = self._k(queue)
             args_tail[1] = limit - len(out)
             rows = await self._script("CLAIM", [k.ready, k.delayed, k.active], [k.tag, *args_tail])
-            out.extend(_record(r) for r in rows)
+            out.extend(_claimed(queue, r, now, lease) for r in rows)
             if len(out) >= limit:
                 break
         return out

@@ -31,7 +31,8 @@ local function finish(id, j, status, now_s, retention)
 end
 """
 
-# KEYS: ready, delayed, keys. ARGV: tag, id, key or '', run_at ms, now ms, priority, field, value, ...
+# KEYS: ready, delayed, keys. ARGV: tag, id, key or '', run_at ms, now ms, priority, spec, run_at s.
+# `spec` is the job's immutable part in one msgpack blob (task, payload, max_attempts, timeout, queued_at).
 ENQUEUE = (
     _PRELUDE
     + """
@@ -45,7 +46,9 @@ if key ~= '' then
   redis.call('HSET', KEYS[3], key, id)
 end
 local j = jk(id)
-redis.call('HSET', j, unpack(ARGV, 7))
+redis.call('HSET', j, 'id', id, 'spec', ARGV[7], 'priority', ARGV[6], 'status', 'queued', 'attempts', 0,
+           'run_at', ARGV[8])
+if key ~= '' then redis.call('HSET', j, 'key', key) end
 if tonumber(ARGV[4]) > tonumber(ARGV[5]) then
   redis.call('ZADD', KEYS[2], ARGV[4], id)
 else
@@ -59,7 +62,8 @@ return {id, 1}
 )
 
 # KEYS: ready, delayed, active. ARGV: tag, now ms, limit, lease ms, now_s.
-# Promotes due delayed jobs, then pops up to `limit` ready jobs under a lease; returns their records.
+# Promotes due delayed jobs, then pops up to `limit` ready jobs under a lease; returns the fields a
+# worker needs of each (see redis.py `_claimed`).
 CLAIM = (
     _PRELUDE
     + """
@@ -81,7 +85,7 @@ for i = 1, #popped, 2 do
     redis.call('HSET', j, 'status', 'running', 'token', attempts, 'started_at', ARGV[5],
                'lease_until', until_ms / 1000, 'score', popped[i + 1])
     redis.call('ZADD', KEYS[3], until_ms, id)
-    out[#out + 1] = redis.call('HGETALL', j)
+    out[#out + 1] = redis.call('HMGET', j, 'id', 'spec', 'priority', 'attempts', 'key', 'run_at')
   end
 end
 if redis.call('ZCARD', KEYS[1]) > 0 then wake() else redis.call('DEL', tag .. 'wake') end
