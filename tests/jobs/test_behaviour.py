@@ -455,3 +455,28 @@ async def test_job_ids_name_their_queue(jobs: JobQueue) -> None:
     assert await jobs.get(new_job_id("nowhere")) is None
     with pytest.raises(ConfigurationError, match="job id"):
         await jobs.get("no-queue-here")
+
+
+async def test_sync_facade_enqueues_and_reads(jobs: JobQueue) -> None:
+    """The blocking facade enqueues, reads, lists and cancels through its own connection."""
+
+    @jobs.task(queue="facade", name="facade.job")
+    async def job(ctx: Context, n: int) -> int:
+        return n
+
+    with jobs.sync() as facade:
+        info = facade.enqueue(job, 7, key="k7")
+        assert facade.enqueue("facade.job", 8, key="k7").id == info.id
+        got = facade.get(info.id)
+        assert got is not None
+        assert got.args == (7,)
+        assert facade.depth() == {("facade", Priority.MEDIUM): 1}
+        assert [j.id for j in facade.list(queue="facade")[0]] == [info.id]
+        cancelled = facade.cancel(info.id)
+        assert cancelled is not None
+        assert cancelled.status is Status.CANCELLED
+        assert facade.retry(info.id) is True
+    await run_burst(jobs)
+    done = await jobs.get(info.id)
+    assert done is not None
+    assert done.result == 7

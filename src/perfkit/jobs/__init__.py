@@ -13,6 +13,7 @@ from perfkit.jobs.hooks import JobEvent
 from perfkit.jobs.models import JobInfo, Priority, Status
 from perfkit.jobs.queue import JobQueue
 from perfkit.jobs.retry import Exponential, Fixed, RetryPolicy
+from perfkit.jobs.sync import SyncJobQueue
 from perfkit.jobs.task import Task
 from perfkit.jobs.worker import Worker, WorkerStats
 
@@ -26,6 +27,7 @@ __all__ = [
     "Priority",
     "RetryPolicy",
     "Status",
+    "SyncJobQueue",
     "Task",
     "Worker",
     "WorkerStats",

@@ -20,6 +20,7 @@ from perfkit.jobs.task import Task, TaskOptions
 from perfkit.serialization import Serializer, get_serializer
 
 if TYPE_CHECKING:
+    from perfkit.jobs.sync import SyncJobQueue
     from perfkit.jobs.worker import Worker
 
 DEFAULT_URL = "sqlite:///perfkit-jobs.db"
@@ -61,6 +62,7 @@ class JobQueue:
         if self.lease < 0.5:
             raise ConfigurationError("lease", f"{self.lease}s is too short; use at least 0.5s")
         self.default_queue = _check_queue(default_queue)
+        self._serializer_spec = (serializer, pickle_key)
         self.tasks: dict[str, Task] = {}
         self.periodic_tasks: list[Periodic] = []
         self.hooks = Hooks()
@@ -251,6 +253,23 @@ class JobQueue:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    def sync(self) -> SyncJobQueue:
+        """A blocking facade for synchronous code: `jobs.sync().enqueue(send_email, "a@example.com")`."""
+        from perfkit.jobs.sync import SyncJobQueue
+
+        return SyncJobQueue(self)
+
+    def _clone(self) -> JobQueue:
+        """The same queue (tasks, settings, hooks) with its own backend connection."""
+        serializer, pickle_key = self._serializer_spec
+        twin = JobQueue(
+            self.url, serializer=serializer, pickle_key=pickle_key, max_payload=self.max_payload,
+            retention=self.retention, lease=self.lease, default_queue=self.default_queue,
+            **self._backend_options,
+        )  # fmt: skip
+        twin.tasks, twin.periodic_tasks, twin.hooks = self.tasks, self.periodic_tasks, self.hooks
+        return twin
 
     def worker(self, queues: Sequence[str] | None = None, **options: Any) -> Worker:
         """A worker for `queues` (all queues with registered tasks by default); `await worker.run()`."""
