@@ -135,6 +135,27 @@ async def test_sigterm_lets_running_jobs_finish_and_loses_nothing(url: str, tmp_
         await _drop(jobs)
 
 
+async def test_two_worker_processes_share_the_queue(url: str, tmp_path: Path) -> None:
+    """Two worker processes on one queue run every job exactly once between them."""
+    jobs, log, total = producer(url), tmp_path / "runs.log", 500
+    try:
+        await enqueue_many(jobs, range(total))
+        with (
+            worker_process(url, log, "--concurrency", "8", sleep=0.002) as a,
+            worker_process(url, log, "--concurrency", "8", sleep=0.002) as b,
+        ):
+            await eventually(lambda: all_succeeded(jobs, total), within=40, what="both workers to finish")
+            for proc in (a, b):
+                proc.send_signal(signal.SIGTERM)
+            assert a.wait(20) == 0
+            assert b.wait(20) == 0
+        runs = executions(log)
+        assert set(runs) == set(range(total))
+        assert max(runs.values()) == 1
+    finally:
+        await _drop(jobs)
+
+
 @pytest.mark.postgres
 async def test_postgres_connections_dropped_workers_carry_on(tmp_path: Path) -> None:
     """pg_terminate_backend on every worker connection mid-work: it reconnects and finishes the jobs."""

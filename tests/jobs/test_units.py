@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -11,7 +13,7 @@ import pytest
 
 import perfkit
 from perfkit.cli import build_parser
-from perfkit.errors import ConfigurationError, MissingDependencyError
+from perfkit.errors import BackendUnavailableError, ConfigurationError, MissingDependencyError
 from perfkit.jobs import Exponential, Fixed, JobQueue, Priority, Status
 from perfkit.jobs.cron import Cron
 from perfkit.jobs.models import queue_of
@@ -112,3 +114,30 @@ def test_worker_command_runs_a_burst(tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert "has no attribute 'nothing'" in bad.stderr
     assert "worker" in build_parser().format_help()
+
+
+@pytest.mark.parametrize("scheme", ["redis", "postgresql"])
+async def test_backend_down_fails_clearly_and_worker_keeps_trying(scheme: str) -> None:
+    """Server down: enqueue raises BackendUnavailableError; a worker retries instead of crashing."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once the socket is closed
+    jobs = JobQueue(f"{scheme}://127.0.0.1:{port}/0", lease=1)
+
+    @jobs.task(queue="down")
+    async def nothing(ctx: object) -> None: ...
+
+    try:
+        with pytest.raises(BackendUnavailableError):
+            await nothing.enqueue()
+        worker = jobs.worker()
+        run = asyncio.create_task(worker.run())
+        async with asyncio.timeout(10):
+            while worker.stats.errors < 2:
+                await asyncio.sleep(0.05)  # the worker's own retry pauses: nothing to await on
+        worker.stop()
+        stats = await run
+        assert stats.errors >= 2
+        assert stats.claimed == 0
+    finally:
+        await jobs.close()
