@@ -7,6 +7,7 @@ workers block on BLPOP of the queues' wake lists instead of polling.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import defaultdict
@@ -185,15 +186,17 @@ class RedisBackend:
         groups: dict[str, list[Outcome]] = defaultdict(list)
         for o in outcomes:
             groups[o.queue].append(o)
-        async with self.client.pipeline(transaction=False) as pipe:
-            for queue, items in groups.items():
-                k = self._k(queue)
-                args: list[Any] = [k.tag, repr(time.time()), self._retention_s]
-                for o in items:
-                    args += (o.id, o.token, o.status.value, o.result or b"", o.error or "", o.traceback or "",
-                             int(o.run_at * 1000))  # fmt: skip
-                await self._scripts["FINISH"](keys=[k.active, k.delayed], args=args, client=pipe)
-            await self._call(pipe.execute())
+        now = repr(time.time())
+        # one call per queue, concurrently: a pipeline would first check SCRIPT EXISTS, one more round trip
+        calls = []
+        for queue, items in groups.items():
+            k = self._k(queue)
+            args: list[Any] = [k.tag, now, self._retention_s]
+            for o in items:
+                args += (o.id, o.token, o.status.value, o.result or b"", o.error or "", o.traceback or "",
+                         int(o.run_at * 1000))  # fmt: skip
+            calls.append(self._script("FINISH", [k.active, k.delayed], args))
+        await asyncio.gather(*calls)
 
     async def reap(self, queues: Sequence[str], now: float) -> list[JobRecord]:
         dead: list[JobRecord] = []
