@@ -33,6 +33,7 @@ _SCRIPTS = (
     "CLAIM",
     "RENEW",
     "FINISH",
+    "FINISH_OK",
     "RELEASE",
     "REAP",
     "CANCEL",
@@ -191,11 +192,18 @@ class RedisBackend:
         calls = []
         for queue, items in groups.items():
             k = self._k(queue)
-            args: list[Any] = [k.tag, now, self._retention_s]
+            ok: list[Any] = [k.tag, now, self._retention_s]
+            other: list[Any] = [k.tag, now, self._retention_s]
             for o in items:
-                args += (o.id, o.token, o.status.value, o.result or b"", o.error or "", o.traceback or "",
-                         int(o.run_at * 1000))  # fmt: skip
-            calls.append(self._script("FINISH", [k.active, k.delayed], args))
+                if o.status is Status.SUCCEEDED and o.error is None:
+                    ok += (o.id, o.token, o.result or b"")
+                else:
+                    other += (o.id, o.token, o.status.value, o.result or b"", o.error or "",
+                              o.traceback or "", int(o.run_at * 1000))  # fmt: skip
+            if len(ok) > 3:
+                calls.append(self._script("FINISH_OK", [k.active], ok))
+            if len(other) > 3:
+                calls.append(self._script("FINISH", [k.active, k.delayed], other))
         await asyncio.gather(*calls)
 
     async def reap(self, queues: Sequence[str], now: float) -> list[JobRecord]:

@@ -148,6 +148,31 @@ return 1
 """
 )
 
+# KEYS: active. ARGV: tag, now_s, retention s, then id, token, result triples: the common case of FINISH
+# (succeeded), with 3 arguments per job instead of 7 and one HSET.
+FINISH_OK = (
+    _PRELUDE
+    + """
+local now_s, retention = ARGV[2], tonumber(ARGV[3])
+local done = tag .. 'done:succeeded'
+for i = 4, #ARGV, 3 do
+  local id = ARGV[i]
+  local j = jk(id)
+  local v = redis.call('HMGET', j, 'status', 'token', 'key')
+  if v[1] == 'running' and v[2] == ARGV[i + 1] then
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('HSET', j, 'status', 'succeeded', 'completed_at', now_s, 'result', ARGV[i + 2],
+               'progress', '1.0')
+    redis.call('HDEL', j, 'lease_until')
+    redis.call('ZADD', done, now_s, id)
+    if v[3] then release_key(id, j) end
+    redis.call('EXPIRE', j, retention)
+  end
+end
+return 1
+"""
+)
+
 # KEYS: active. ARGV: tag, now_s, retention s, then id, token pairs. Hands jobs back (shutdown).
 RELEASE = (
     _PRELUDE
