@@ -480,3 +480,36 @@ async def test_sync_facade_enqueues_and_reads(jobs: JobQueue) -> None:
     done = await jobs.get(info.id)
     assert done is not None
     assert done.result == 7
+
+
+async def test_cancel_prefetched_job_never_starts(jobs: JobQueue, events: EventLog) -> None:
+    """A job leased ahead (prefetched) and cancelled before a slot frees up never runs."""
+    gate = asyncio.Event()
+    ran: list[str] = []
+
+    @jobs.task(queue="pre")
+    async def step(ctx: Context, name: str) -> None:
+        ran.append(name)
+        if name == "first":
+            await gate.wait()
+
+    first = await step.enqueue("first")
+    second = await step.enqueue("second")
+    worker = jobs.worker(concurrency=1, prefetch=1, heartbeat=0.05)
+    run = asyncio.create_task(worker.run())
+    try:
+        await events.wait("started", first.id)
+        assert second.id in worker.running  # leased, waiting for the slot
+        await jobs.cancel(second.id)
+        async with asyncio.timeout(10):
+            while worker.running[second.id].stop_reason is None:
+                await asyncio.sleep(0.02)  # the heartbeat runs on its own clock
+        gate.set()
+        await events.wait("cancelled", second.id)
+    finally:
+        worker.stop()
+        await run
+    info = await jobs.get(second.id)
+    assert info is not None
+    assert info.status is Status.CANCELLED
+    assert ran == ["first"]

@@ -18,6 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--queues", help="comma-separated queues (default: every queue with a registered task)"
     )
     parser.add_argument("--concurrency", type=int, default=32, help="jobs run at once (default 32)")
+    parser.add_argument(
+        "--prefetch",
+        type=int,
+        default=None,
+        help="jobs leased ahead of free slots (default: concurrency; 0 for long jobs)",
+    )
     parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
     parser.add_argument("--grace", type=float, default=30.0, help="seconds running jobs get on SIGTERM (30)")
     parser.add_argument("--log-level", default="INFO", help="logging level (INFO)")
@@ -56,7 +62,9 @@ async def _serve(jobs: object, queues: list[str] | None, args: argparse.Namespac
     from perfkit.jobs.queue import JobQueue
 
     assert isinstance(jobs, JobQueue)  # checked by run(); narrows the type for mypy
-    worker = jobs.worker(queues, concurrency=args.concurrency, burst=args.burst, grace=args.grace)
+    worker = jobs.worker(
+        queues, concurrency=args.concurrency, prefetch=args.prefetch, burst=args.burst, grace=args.grace
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)  # a second signal hurries: see Worker.stop

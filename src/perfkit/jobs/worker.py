@@ -14,14 +14,16 @@ import contextlib
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from perfkit.errors import ConfigurationError, PerfkitError
+from perfkit.jobs.hooks import JobEvent
 from perfkit.jobs.lease import LeaseKeeper
-from perfkit.jobs.models import Outcome
+from perfkit.jobs.models import Outcome, Status
 from perfkit.jobs.runner import Runner, Running
 from perfkit.jobs.scheduler import run_periodic
 
@@ -47,6 +49,7 @@ class Worker:
         queues: Sequence[str] | None = None,
         *,
         concurrency: int = 32,
+        prefetch: int | None = None,
         burst: bool = False,
         grace: float = 30.0,
         heartbeat: float | None = None,
@@ -62,7 +65,13 @@ class Worker:
             raise ConfigurationError("queues", "no queues given and no task registered")
         self.queues = names
         self.concurrency = concurrency
-        self._low_water = max(1, concurrency // 4)
+        self.prefetch = concurrency if prefetch is None else prefetch
+        if isinstance(self.prefetch, bool) or not isinstance(self.prefetch, int) or self.prefetch < 0:
+            raise ConfigurationError("prefetch", f"{prefetch!r} is not a count >= 0")
+        self._capacity = concurrency + self.prefetch  # leased jobs held at once: running + waiting
+        self._low_water = max(1, self._capacity // 4)
+        self._waiting: deque[Running] = deque()
+        self._executing = 0
         self.burst = burst
         self.grace = grace
         self.idle_wait = idle_wait
@@ -126,7 +135,7 @@ class Worker:
     async def _fetch_loop(self) -> None:
         backend = self.jobs.backend
         while not self._stop.is_set():
-            free = self.concurrency - len(self.running)
+            free = self._capacity - len(self.running)
             if free < self._low_water and self.running:  # claim in batches, not one slot at a time
                 self._slot_free.clear()
                 await self._slot_free.wait()
@@ -151,7 +160,8 @@ class Worker:
             for record in records:
                 job = Running(record)
                 self.running[record.id] = job
-                job.task = asyncio.create_task(self._execute(job))
+                self._waiting.append(job)
+            self._start_waiting()
             self.stats.claimed += len(records)
             if records:
                 continue
@@ -176,6 +186,31 @@ class Worker:
             except Exception as exc:  # the wake-up channel is down: pause, then claim again
                 await self._pause_after_error(exc)
 
+    def _start_waiting(self) -> None:
+        """Start prefetched jobs while there are free slots (never once stopping: they go back)."""
+        while self._waiting and self._executing < self.concurrency and not self._stop.is_set():
+            job = self._waiting.popleft()
+            if job.stop_reason is not None:  # cancelled, or its lease lost, while it waited here
+                self.running.pop(job.record.id, None)
+                self._slot_free.set()
+                if job.stop_reason == "cancelled":
+                    r = job.record
+                    if self.jobs.hooks:
+                        self.jobs.hooks.emit(
+                            JobEvent("cancelled", r.id, r.task, r.queue, r.priority, r.attempts)
+                        )
+                    self._record(
+                        Outcome(r.id, r.token, Status.CANCELLED, error="cancelled", completed_at=time.time())
+                    )
+                continue
+            self._executing += 1
+            job.task = asyncio.create_task(self._execute(job))
+
+    def _record(self, outcome: Outcome) -> None:
+        self._acks.append(outcome)
+        self._unacked += 1
+        self._ack_ready.set()
+
     async def _execute(self, job: Running) -> None:
         try:
             outcome = await self._runner.run(job)
@@ -185,12 +220,12 @@ class Worker:
             logger.exception("worker %s: internal error running %s", self.id, job.record.id)
             outcome = None
         finally:
+            self._executing -= 1
             self.running.pop(job.record.id, None)
             self._slot_free.set()
         if outcome is not None:
-            self._acks.append(outcome)
-            self._unacked += 1
-            self._ack_ready.set()
+            self._record(outcome)
+        self._start_waiting()
 
     async def _ack_loop(self) -> None:
         while True:
