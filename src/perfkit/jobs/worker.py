@@ -154,8 +154,9 @@ class Worker:
                 await self._pause_after_error(exc)
                 continue
             if self._stop.is_set() and records:  # stopped while claiming: hand them straight back
-                await backend.release([(r.id, r.token) for r in records], time.time())
-                self.stats.handed_back += len(records)
+                with contextlib.suppress(Exception):  # if this fails too, their leases lapse instead
+                    await backend.release([(r.id, r.token) for r in records], time.time())
+                    self.stats.handed_back += len(records)
                 return
             for record in records:
                 job = Running(record)
