@@ -60,6 +60,8 @@ class Status(enum.StrEnum):
             ) from None
 
 
+MAX_STALLS = 3  # a job that loses its lease this many times is dead: it probably takes its worker down
+
 _TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.DEAD, Status.CANCELLED})
 
 

@@ -16,7 +16,6 @@ COLUMNS = (
 )  # fmt: skip
 SELECT_LIST = ", ".join(COLUMNS)
 TERMINAL = tuple(s.value for s in Status if s.terminal)
-MAX_STALLS = 3  # a job that loses its lease this many times is dead: it probably takes its worker down
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 

@@ -18,8 +18,8 @@ import asyncpg
 
 from perfkit.backends import BackendURL
 from perfkit.errors import BackendError, BackendUnavailableError
-from perfkit.jobs.backends._sql import COLUMNS, MAX_STALLS, SELECT_LIST, TERMINAL, record_from_row, table_name
-from perfkit.jobs.models import JobRecord, Outcome, Status
+from perfkit.jobs.backends._sql import COLUMNS, SELECT_LIST, TERMINAL, record_from_row, table_name
+from perfkit.jobs.models import MAX_STALLS, JobRecord, Outcome, Status
 
 T = TypeVar("T")
 _OUR_OPTIONS = {"table", "pool_size"}

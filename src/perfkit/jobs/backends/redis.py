@@ -22,9 +22,8 @@ from redis import exceptions as rexc
 from perfkit.backends import BackendURL
 from perfkit.errors import BackendError, BackendUnavailableError, ConfigurationError
 from perfkit.jobs.backends import redis_lua as lua
-from perfkit.jobs.backends._sql import MAX_STALLS
 from perfkit.jobs.backends.redis_keys import BAND, QueueKeys, once_key, queues_key
-from perfkit.jobs.models import JobRecord, Outcome, Status, queue_of
+from perfkit.jobs.models import MAX_STALLS, JobRecord, Outcome, Status, queue_of
 
 T = TypeVar("T")
 _OUR_OPTIONS = {"prefix"}

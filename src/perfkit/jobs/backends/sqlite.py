@@ -20,7 +20,6 @@ from perfkit.backends import BackendURL
 from perfkit.errors import BackendError, BackendUnavailableError
 from perfkit.jobs.backends._sql import (
     COLUMNS,
-    MAX_STALLS,
     SELECT_LIST,
     TERMINAL,
     record_from_row,
@@ -28,7 +27,7 @@ from perfkit.jobs.backends._sql import (
     status_filter,
     table_name,
 )
-from perfkit.jobs.models import JobRecord, Outcome, Status
+from perfkit.jobs.models import MAX_STALLS, JobRecord, Outcome, Status
 
 T = TypeVar("T")
 _IDLE_POLL = 0.005
