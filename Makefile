@@ -37,6 +37,7 @@ bench: $(BSTAMP)
 	$(BVENV)/bin/python bench/cache.py
 	$(BVENV)/bin/python bench/orm.py
 	$(BVENV)/bin/python bench/web.py
+	$(BVENV)/bin/python bench/jobs.py
 
 clean:
 	rm -rf $(VENV) $(BVENV) .pytest_cache .mypy_cache .ruff_cache

@@ -27,6 +27,7 @@ __all__ = [
     "ConfigurationError",
     "InvalidArgumentError",
     "InvalidKeyError",
+    "JobQueue",
     "MissingDependencyError",
     "PerfkitError",
     "SerializationError",
@@ -37,13 +38,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from perfkit.jobs import JobQueue
     from perfkit.web.instrument import instrument
 
-_LAZY = {"instrument": "perfkit.web.instrument"}
+_LAZY = {"JobQueue": "perfkit.jobs", "instrument": "perfkit.web.instrument"}
 
 
 def __getattr__(name: str) -> Any:
-    """Import the heavier parts (the web layer needs starlette) only when they are used."""
+    """Import the heavier parts (jobs, the web layer) on first access, so `import perfkit` stays cheap."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'perfkit' has no attribute {name!r}")

@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from perfkit._cancel import cancelling
 from perfkit.backends import BackendURL
 from perfkit.cache.backends import redis_keys as K
 from perfkit.errors import BackendError, BackendUnavailableError, SerializationError
@@ -27,7 +28,9 @@ from perfkit.errors import BackendError, BackendUnavailableError, SerializationE
 _CHUNK = 1000
 
 
-def translate(exc: RedisError | OSError, url: str) -> BackendError:
+def translate(exc: RedisError | OSError, url: str) -> BaseException:
+    if cancelling():  # a cancel reported as a read timeout stays a cancel (see perfkit._cancel)
+        return asyncio.CancelledError()
     if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
         return BackendUnavailableError(f"Redis at {url} is unavailable: {exc}")
     return BackendError(f"Redis at {url}: {exc}")
