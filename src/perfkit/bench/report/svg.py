@@ -89,7 +89,7 @@ def chart(
             d = " ".join(f"{'M' if j == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for j, (x, y) in enumerate(s))
             out.append(f'<path class="series" d="{d}" fill="none" stroke="{color}" stroke-width="2"/>')
         out.append(
-            f'<text x="{W - MR - 4}" y="{MT + 14 + 14 * i}" text-anchor="end" fill="{color}">'
+            f'<text x="{W - MR - 4}" y="{MT + 14 + 14 * i}" text-anchor="end" style="fill:{color}">'
             f"{escape(label)}</text>"
         )
     out.append("</svg>")
