@@ -65,6 +65,7 @@ class Recorder:
     def _second(self, t: float) -> Second:
         i = int(t - self.start)
         if i != self._cur_i:
+            self.flush()  # once a second: fold buffered samples into the histograms
             i = max(i, 0)
             while len(self.seconds) <= i:
                 self.seconds.append(Second())
@@ -93,6 +94,13 @@ class Recorder:
         sec = self._second(end)
         sec.requests += 1
         sec.errors += 1
+
+    def flush(self) -> None:
+        self._cur.latency.flush()
+        for st in self.names.values():
+            st.latency.flush()
+            if st.uncorrected is not None:
+                st.uncorrected.flush()
 
     def check(self, name: str, ok: bool) -> None:
         counts = self.checks.get(name)
