@@ -2,10 +2,10 @@
 
     python _server.py PORTFILE [--stall-after N --stall-for SECONDS]
 
-Routes: `/` 200 "hello"; `/status/NNN`; `/chunked` (a chunked body); `/close` (Connection: close);
-`/slow?ms=N`; `/json`; `/__count` (requests seen before it, excluding itself). With `--stall-after`,
-after N requests the whole server stops answering for `--stall-for` seconds (a GC pause, a stuck
-event loop), then answers everything that queued up.
+Routes: `/` 200 "hello"; `/status/NNN`; `/garbage` (not HTTP); `/chunked` (a chunked body);
+`/close` (Connection: close); `/slow?ms=N`; `/json`; `/__count` (requests seen before it, excluding
+itself). With `--stall-after`, after N requests the whole server stops answering for `--stall-for`
+seconds (a GC pause, a stuck event loop), then answers everything that queued up.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class Handler(asyncio.Protocol):
         self.args = args
         self.buf = b""
         self.transport: asyncio.Transport | None = None
-        self.queue: list[bytes] = []
+        self.head_only = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -44,6 +44,7 @@ class Handler(asyncio.Protocol):
             if len(self.buf) < end + 4 + length:
                 return
             self.buf = self.buf[end + 4 + length :]
+            self.head_only = head.startswith("HEAD ")
             self.handle(head.split(" ")[1])
 
     def handle(self, path: str) -> None:
@@ -71,6 +72,9 @@ class Handler(asyncio.Protocol):
             self.transport.write(
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
             )
+        elif path == "/garbage":
+            assert self.transport is not None
+            self.transport.write(b"SSH-2.0-nonsense\r\n\r\n")
         elif path == "/close":
             self.send(200, b"bye", close=True)
         elif path == "/json":
@@ -83,7 +87,13 @@ class Handler(asyncio.Protocol):
             return
         self.transport.write(
             b"HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n%s"
-            % (status, ctype, len(body), b"Connection: close\r\n" if close else b"", body)
+            % (
+                status,
+                ctype,
+                len(body),
+                b"Connection: close\r\n" if close else b"",
+                b"" if self.head_only else body,
+            )
         )
         if close:
             self.transport.close()

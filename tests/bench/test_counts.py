@@ -62,6 +62,14 @@ def test_errors_by_kind(server: Server, tmp_path: Path) -> None:
     assert _all(doc)["errors_by_kind"]["connection"] == 20 == doc["sent"]
 
 
+def test_protocol_errors_are_their_own_kind(server: Server, tmp_path: Path) -> None:
+    """A reply that is not HTTP is a protocol error; the connection is replaced and the run goes on."""
+    code, doc = bench(tmp_path, f"{server.url}/garbage", "--users", "2", "--max-requests", "30")
+    assert code == 1
+    assert _all(doc)["errors_by_kind"] == {"status": 0, "timeout": 0, "connection": 0, "protocol": 30}
+    assert server.count() == 30
+
+
 def test_timeout_is_recorded(server: Server, tmp_path: Path) -> None:
     """A response slower than --timeout is a timeout error, and the run still ends on time."""
     code, doc = bench(
@@ -70,3 +78,18 @@ def test_timeout_is_recorded(server: Server, tmp_path: Path) -> None:
     assert code == 1
     assert _all(doc)["errors_by_kind"]["timeout"] == doc["sent"] >= 2  # one per user per 0.3 s
     assert doc["duration_s"] < 2
+
+
+def test_head_requests_have_no_body(server: Server, tmp_path: Path) -> None:
+    """-X HEAD: a Content-Length without a body is not waited for; keep-alive continues."""
+    code, doc = bench(tmp_path, f"{server.url}/", "-X", "HEAD", "--users", "2", "--max-requests", "100")
+    assert code == 0
+    assert _all(doc)["status_codes"] == {"200": 100} and "HEAD /" in doc["names"]
+
+
+def test_closed_model_user_stages(server: Server, tmp_path: Path) -> None:
+    """User stages ramp the closed model up and down; every request is still counted exactly."""
+    code, doc = bench(tmp_path, f"{server.url}/", "--stage", "0.5s:4", "--stage", "0.5s:1")
+    assert code == 0
+    assert doc["config"]["model"] == "closed" and doc["config"]["connections"] == 4
+    assert doc["sent"] == _all(doc)["requests"] == server.count() > 0

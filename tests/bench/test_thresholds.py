@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from perfkit.bench.report.baseline import compare
 from perfkit.bench.thresholds import evaluate, parse_threshold
 from perfkit.cli import main
 from perfkit.errors import ConfigurationError
@@ -123,7 +124,13 @@ def test_baseline_regression(server: Server, tmp_path: Path) -> None:
     assert {("*", "p50"), ("*", "p95"), ("*", "p99")} <= flagged
     code, _ = bench(tmp_path, *args, "--fail-on-regression")
     assert code == 1
-    same = tmp_path / "same.json"
-    same.write_text(json.dumps(doc))
-    code, doc = bench(tmp_path, *args[:-1], str(same), "--fail-on-regression", "--tolerance", "50%")
-    assert code == 0, [r for r in doc["baseline"]["comparisons"] if r["regression"]]
+    assert not any(r["regression"] for r in compare(doc, doc))
+    tiny = json.loads(json.dumps(doc))
+    for key in ("p50", "p95", "p99"):
+        tiny["names"]["*"]["latency_ms"][key] = 0.5  # +100 % but only 0.5 ms: under the 1 ms floor
+    slower = json.loads(json.dumps(tiny))
+    for key in ("p50", "p95", "p99"):
+        slower["names"]["*"]["latency_ms"][key] = 1.0
+    assert not any(
+        r["regression"] for r in compare(slower, tiny) if r["name"] == "*" and r["metric"][0] == "p"
+    )

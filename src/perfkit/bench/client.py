@@ -72,8 +72,24 @@ class Connection(asyncio.Protocol):
         if self._waiter is None:
             return  # unsolicited bytes (e.g. after a timeout); dropped
         buf = self._buf
-        buf += data
-        if not self._in_body:
+        if self._in_body:
+            buf += data
+        elif not buf and data[9:10] != b"1":  # the usual case: a whole head (often all) in one packet
+            end = data.find(_HEAD_END)
+            if end < 0:
+                buf += data
+                return
+            if not self._parse_head(data[: end + 2]):
+                return
+            if not self._chunked and self._remaining == len(data) - end - 4:
+                if self._keep_body:
+                    self._body += data[end + 4 :]
+                self._finish()  # the whole response in one packet: no buffering at all
+                return
+            buf += data[end + 4 :]
+            self._in_body = True
+        else:
+            buf += data
             end = buf.find(_HEAD_END)
             if end < 0:
                 return

@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from perfkit.bench.client import Connection, RawResponse, open_connection
+from perfkit.bench.client import Connection, HttpProtocolError, RawResponse, open_connection
 from perfkit.bench.metrics import NameStats, Recorder
 from perfkit.bench.plan import Plan
 from perfkit.bench.scheduler import ArrivalSchedule, Stage, UserSchedule
@@ -51,6 +51,7 @@ async def send(
     st: NameStats,
     intended: float,
     sweeper: Sweeper,
+    no_body: bool = False,
 ) -> Connection | None:
     """Send one request (opening a connection if needed), record the outcome, return the connection."""
     perf = time.perf_counter
@@ -64,9 +65,12 @@ async def send(
             )
             sweeper.connections.add(conn)
         now = perf()
-        resp: RawResponse = await conn.request(data, now)
+        resp: RawResponse = await conn.request(data, now, no_body)
     except TimeoutError:
         rec.error(st, "timeout", perf())
+        return conn
+    except HttpProtocolError:
+        rec.error(st, "protocol", perf())
         return conn
     except ConnectionError:
         rec.error(st, "connection", perf())
@@ -84,6 +88,7 @@ async def open_loop(
     """One connection of the open model; `slots[0]` is the shared next-arrival counter."""
     assert plan.target is not None  # the caller dispatches URL plans only
     data = plan.target.raw
+    head = plan.target.method == "HEAD"  # the response to a HEAD has no body, whatever its headers say
     st = rec.stats(plan.target.name)
     start = rec.start
     perf = time.perf_counter
@@ -101,7 +106,7 @@ async def open_loop(
             wait = intended - perf()
             if wait > EARLY:
                 await asyncio.sleep(wait)
-            conn = await send(conn, plan, data, rec, st, intended, sweeper)
+            conn = await send(conn, plan, data, rec, st, intended, sweeper, head)
     finally:
         if conn is not None:
             sweeper.connections.discard(conn)
@@ -119,13 +124,14 @@ async def closed_user(
     """One user of the closed model: requests back to back until the deadline or the cap."""
     assert plan.target is not None  # the caller dispatches URL plans only
     data = plan.target.raw
+    head = plan.target.method == "HEAD"  # the response to a HEAD has no body, whatever its headers say
     st = rec.stats(plan.target.name)
     perf = time.perf_counter
     conn: Connection | None = None
     try:
         while perf() < deadline and counter[0] < plan.max_requests and not (stop and stop.is_set()):
             counter[0] += 1
-            conn = await send(conn, plan, data, rec, st, perf(), sweeper)
+            conn = await send(conn, plan, data, rec, st, perf(), sweeper, head)
     finally:
         if conn is not None:
             sweeper.connections.discard(conn)
@@ -154,7 +160,7 @@ async def run_url(plan: Plan, rec: Recorder) -> None:
                     *(closed_user(plan, rec, deadline, counter, sweeper, None) for _ in range(plan.users))
                 )
             else:
-                users = UserSchedule(list(plan.stages), plan.users if plan.users > 1 else 0)
+                users = UserSchedule(list(plan.stages), plan.users)
                 await ramp_users(
                     users, lambda stop: closed_user(plan, rec, deadline, counter, sweeper, stop), rec.start
                 )

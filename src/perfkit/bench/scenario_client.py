@@ -7,7 +7,7 @@ import json as _json
 import time
 from typing import Any
 
-from perfkit.bench.client import RawResponse
+from perfkit.bench.client import HttpProtocolError, RawResponse
 from perfkit.bench.metrics import Recorder
 from perfkit.bench.pool import Pool
 from perfkit.bench.target import encode_request
@@ -102,6 +102,9 @@ class ScenarioClient:
         except TimeoutError:
             rec.error(st, "timeout", perf())
             return Response(0, error="timeout")
+        except HttpProtocolError as exc:
+            rec.error(st, "protocol", perf())
+            return Response(0, error=f"protocol: {exc}")
         except OSError as exc:
             rec.error(st, "connection", perf())
             return Response(0, error=f"{type(exc).__name__}: {exc}")

@@ -65,7 +65,7 @@ async def run_scenario(plan: Plan, rec: Recorder, scenario: Scenario) -> None:
                         return
 
             if plan.stages:
-                await ramp_users(UserSchedule(list(plan.stages), 0), user, rec.start)
+                await ramp_users(UserSchedule(list(plan.stages), plan.users), user, rec.start)
             else:
                 await _bounded(
                     asyncio.gather(*(user(None) for _ in range(plan.users))), deadline + plan.timeout
