@@ -60,6 +60,13 @@ class Histogram:
         """The value at percentile `p` (0-100) in microseconds; 0 when empty."""
         return float(self._h.get_value_at_percentile(p)) if self.count else 0.0
 
+    def percentiles(self, ps: list[float]) -> dict[float, float]:
+        """Several percentiles in one pass over the histogram (µs); zeros when empty."""
+        if not self.count:
+            return dict.fromkeys(ps, 0.0)
+        found = self._h.get_percentile_to_value_dict(ps)
+        return {p: float(found[p]) for p in ps}
+
     @property
     def max(self) -> float:
         return float(self._h.get_max_value()) if self.count else 0.0
@@ -90,9 +97,7 @@ class Histogram:
         """(percentile, value µs) pairs from 0 to 99.999 on a log scale of 1/(1-p), for the report plot."""
         if not self.count:
             return []
-        points: list[tuple[float, float]] = []
-        for tail in (1.0, 0.5, 0.25, 0.1, 0.05, 0.025, 0.01, 0.005, 0.0025, 0.001, 0.0005, 0.0001, 0.00001):
-            p = (1.0 - tail) * 100.0
-            points.append((round(p, 4), self.percentile(p)))
-        points.append((100.0, self.max))
-        return points
+        tails = (1.0, 0.5, 0.25, 0.1, 0.05, 0.025, 0.01, 0.005, 0.0025, 0.001, 0.0005, 0.0001, 0.00001)
+        ps = [round((1.0 - tail) * 100.0, 4) for tail in tails]
+        values = self.percentiles(ps)
+        return [(p, values[p]) for p in ps] + [(100.0, self.max)]

@@ -27,8 +27,9 @@ def latency_block(h: Histogram | None) -> dict[str, Any] | None:
     if h is None:
         return None
     block: dict[str, Any] = {"count": h.count, "min": h.min / 1000, "mean": round(h.mean / 1000, 4)}
+    values = h.percentiles(list(PERCENTILES))
     for p in PERCENTILES:
-        block[pct_key(p)] = h.percentile(p) / 1000
+        block[pct_key(p)] = values[p] / 1000
     block["max"] = h.max / 1000
     return block
 
@@ -81,18 +82,20 @@ def build(rec: Recorder, plan: Plan, target: str, started_at: str, elapsed: floa
     for name in sorted(rec.names):
         st = rec.names[name]
         names[name] = _name_block(st.requests, st.errors, st.status, st.latency, st.uncorrected, elapsed)
-    timeline = [
-        {
-            "t": i,
-            "requests": s.requests,
-            "errors": s.errors,
-            "p50_ms": s.latency.percentile(50) / 1000,
-            "p95_ms": s.latency.percentile(95) / 1000,
-            "p99_ms": s.latency.percentile(99) / 1000,
-            "max_ms": s.latency.max / 1000,
-        }
-        for i, s in enumerate(rec.seconds)
-    ]
+    timeline = []
+    for i, s in enumerate(rec.seconds):
+        values = s.latency.percentiles([50.0, 95.0, 99.0])
+        timeline.append(
+            {
+                "t": i,
+                "requests": s.requests,
+                "errors": s.errors,
+                "p50_ms": values[50.0] / 1000,
+                "p95_ms": values[95.0] / 1000,
+                "p99_ms": values[99.0] / 1000,
+                "max_ms": s.latency.max / 1000,
+            }
+        )
     return {
         "schema": SCHEMA,
         "perfkit_version": __version__,
