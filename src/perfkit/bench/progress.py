@@ -1,4 +1,8 @@
-"""Live progress on the terminal (rich): elapsed and remaining, current rate, recent p95, errors."""
+"""Live progress on the terminal (rich): elapsed and remaining, current rate, recent p95, errors.
+
+The p95 is that of the last complete second, from the slowest worker process (percentiles of
+separate processes cannot be combined without their histograms, which only travel at the end).
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ class Progress:
         self.total = plan.run_duration
         self._last: tuple[float, float] | None = None
         self._live: Any = Live(
-            "starting...", console=Console(stderr=True), refresh_per_second=4, transient=True
+            "starting...", console=Console(stderr=True, highlight=False), refresh_per_second=4, transient=True
         )
         self._live.start()
 
@@ -40,8 +44,7 @@ class Progress:
         err_pct = errors / done * 100 if done else 0.0
         return (
             f"[bold]{elapsed:5.1f}s[/] elapsed, {remaining:5.1f}s left | {rate:8.0f} req/s | "
-            f"p95 {p95 / 1000:7.2f} ms (p95 of the slowest worker) | sent {sent:.0f} | "
-            f"errors {errors:.0f} ({err_pct:.2f}%)"
+            f"p95 {p95 / 1000:7.2f} ms | sent {sent:.0f} | errors {errors:.0f} ({err_pct:.2f}%)"
         )
 
     def tick(self, elapsed: float, live: list[float]) -> None:
