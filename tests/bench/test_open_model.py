@@ -24,6 +24,15 @@ def test_rate_within_five_percent(server: Server, tmp_path: Path) -> None:
     assert all(380 <= n <= 420 for n in per_second), per_second
 
 
+def test_rate_split_over_processes(server: Server, tmp_path: Path) -> None:
+    """--rate 400/s over two processes still sends 400/s in total (+-5 %), merged exactly."""
+    code, doc = bench(tmp_path, f"{server.url}/", "--rate", "400/s", "--duration", "2s", "--processes", "2")
+    total = doc["names"]["*"]
+    assert code == 0
+    assert total["requests"] == doc["sent"] == server.count() == total["uncorrected_latency_ms"]["count"]
+    assert 760 <= total["requests"] <= 840
+
+
 def test_schedule_constant_and_ramp() -> None:
     """A ramp from 0 to 100/s over 10 s has 500 arrivals, spaced ever closer; the end is exclusive."""
     constant = ArrivalSchedule([Stage(2, 100, True)])

@@ -1,7 +1,8 @@
 """Running a plan: in this process, or split over worker processes whose results merge exactly.
 
-Workers are started with the `spawn` method (no inherited event loop or sockets), agree on a common
-wall-clock start so their timelines line up second by second, and send back their recorder in wire
+Workers are started with the `spawn` method (no inherited event loop or sockets), import everything,
+report ready, and are then given one common wall-clock start so their timelines line up second by
+second and none loses part of the run to a slow start; and send back their recorder in wire
 form (counts plus HdrHistogram's encoding), which the parent adds up. While they run, each worker
 publishes four numbers (sent, completed, errors, recent p95) into shared memory for the live view.
 """
@@ -23,7 +24,7 @@ from perfkit.errors import PerfkitError
 
 LIVE_FIELDS = 4  # sent, completed, errors, p95 of the last full second (µs)
 START_DELAY = 0.05  # single process: time zero is this far after setup
-SPAWN_DELAY = 1.5  # worker processes: time to import before the common start
+READY_TIMEOUT = 60.0  # worker processes: time to start and import before the run is abandoned
 
 
 @dataclass
@@ -93,13 +94,23 @@ async def run_async(
     return rec
 
 
-def _worker(plan: Plan, start_at: float, results: Any, live: Any, index: int) -> None:
+def _worker(plan: Plan, start_at: Any, go: Any, results: Any, live: Any, index: int) -> None:
+    """A worker process: import and load everything, say ready, wait for the common start, run."""
     try:
+        from perfkit.bench import drivers, scenario_driver  # noqa: F401 - imported before the start
+
+        if plan.scenario is not None:
+            from perfkit.bench.scenario import load_scenario
+
+            load_scenario(plan.scenario)
+        results.put((index, "ready", None))
+        if not go.wait(READY_TIMEOUT):
+            return
         with asyncio.Runner(loop_factory=_new_loop) as runner:
-            rec = runner.run(run_async(plan, start_at, live, index * LIVE_FIELDS))
-        results.put((index, rec.to_wire(), None))
+            rec = runner.run(run_async(plan, start_at.value, live, index * LIVE_FIELDS))
+        results.put((index, "result", rec.to_wire()))
     except BaseException as exc:  # reported to the parent, which raises it
-        results.put((index, None, f"{type(exc).__name__}: {exc}"))
+        results.put((index, "error", f"{type(exc).__name__}: {exc}"))
 
 
 def run(plan: Plan, on_tick: Callable[[float, list[float]], None] | None = None) -> RunResult:
@@ -142,44 +153,56 @@ def _run_here(plan: Plan, on_tick: Callable[[float, list[float]], None] | None, 
 def _run_processes(
     plan: Plan, on_tick: Callable[[float, list[float]], None] | None, started: str
 ) -> RunResult:
+    """Start the workers, wait until all are ready, give them one start time, merge their results."""
     ctx = mp.get_context("spawn")
     n = plan.processes
     live = ctx.Array("d", LIVE_FIELDS * n, lock=False)
     results = ctx.Queue()
-    start_at = time.time() + SPAWN_DELAY
+    start_at = ctx.Value("d", 0.0, lock=False)
+    go = ctx.Event()
     procs = [
-        ctx.Process(target=_worker, args=(plan.share(i), start_at, results, live, i), daemon=True)
+        ctx.Process(target=_worker, args=(plan.share(i), start_at, go, results, live, i), daemon=True)
         for i in range(n)
     ]
     for p in procs:
         p.start()
+    ready: set[int] = set()
     wires: dict[int, dict[str, Any]] = {}
     errors: list[str] = []
-    hard_deadline = start_at + plan.run_duration + plan.timeout + 30
+    deadline = time.time() + READY_TIMEOUT
     try:
         while len(wires) + len(errors) < n:
-            if time.time() > hard_deadline:
+            if time.time() > deadline:
                 raise PerfkitError("bench worker processes did not finish in time")
             try:
-                index, wire, err = results.get(timeout=0.25)
+                index, kind, payload = results.get(timeout=0.25)
             except queue.Empty:
-                if on_tick is not None:
-                    on_tick(time.time() - start_at, list(live))
+                if on_tick is not None and go.is_set():
+                    on_tick(time.time() - start_at.value, list(live))
                 if not any(p.is_alive() for p in procs) and results.empty():
                     raise PerfkitError("a bench worker process died without a result") from None
                 continue
-            if err is not None:
-                errors.append(f"worker {index}: {err}")
+            if kind == "ready":
+                ready.add(index)
+                if len(ready) == n:  # everyone imported: start together, shortly
+                    start_at.value = time.time() + START_DELAY
+                    go.set()
+                    deadline = start_at.value + plan.run_duration + plan.timeout + 30
+            elif kind == "error":
+                errors.append(f"worker {index}: {payload}")
+                go.set()  # let the others run (their results are discarded) rather than hang
             else:
-                wires[index] = wire
+                wires[index] = payload
     finally:
+        go.set()
         for p in procs:
             p.join(timeout=5)
             if p.is_alive():
                 p.kill()
+                p.join()
     if errors:
         raise PerfkitError("; ".join(errors))
     merged = Recorder(0.0, plan.open_model)
     for i in sorted(wires):
         merged.merge_wire(wires[i])
-    return RunResult(merged, started, max(time.time() - start_at, 0.0), n)
+    return RunResult(merged, started, max(time.time() - start_at.value, 0.0), n)
