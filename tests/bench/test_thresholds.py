@@ -134,3 +134,14 @@ def test_baseline_regression(server: Server, tmp_path: Path) -> None:
     assert not any(
         r["regression"] for r in compare(slower, tiny) if r["name"] == "*" and r["metric"][0] == "p"
     )
+
+
+def test_library_run_refuses_remote_targets() -> None:
+    """The runner itself refuses a non-loopback endpoint unless the plan allows remote targets."""
+    from perfkit.bench.plan import Plan
+    from perfkit.bench.runner import run
+    from perfkit.bench.target import make_target
+
+    target = make_target("http://192.0.2.1/")
+    with pytest.raises(ConfigurationError, match="--allow-remote"):
+        run(Plan(endpoint=target.endpoint, target=target, duration=1))

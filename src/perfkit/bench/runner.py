@@ -118,6 +118,9 @@ def run(plan: Plan, on_tick: Callable[[float, list[float]], None] | None = None)
 
     `on_tick(elapsed, live)` is called about 4 times a second with the workers' live numbers.
     """
+    from perfkit.bench.target import check_loopback
+
+    check_loopback(plan.endpoint.host, plan.allow_remote)  # the library path is guarded as the CLI is
     started = datetime.now(UTC).isoformat(timespec="seconds")
     if plan.processes <= 1:
         return _run_here(plan, on_tick, started)

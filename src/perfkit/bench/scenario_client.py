@@ -86,12 +86,13 @@ class ScenarioClient:
         rec = self._rec
         st = rec.stats(name or f"{method} {path.split('?')[0]}")
         perf = time.perf_counter
-        rec.sent += 1
         try:
             conn = await self._pool.acquire()
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:  # a failed connect counts as a request sent and failed
+            rec.sent += 1
             rec.error(st, "timeout" if isinstance(exc, TimeoutError) else "connection", perf())
             return Response(0, error=f"connect: {type(exc).__name__}")
+        rec.sent += 1
         try:
             now = perf()
             resp: RawResponse = await conn.request(data, now, no_body=method == "HEAD")
