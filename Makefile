@@ -38,6 +38,7 @@ bench: $(BSTAMP)
 	$(BVENV)/bin/python bench/orm.py
 	$(BVENV)/bin/python bench/web.py
 	$(BVENV)/bin/python bench/jobs.py
+	$(BVENV)/bin/python bench/loadgen.py
 
 clean:
 	rm -rf $(VENV) $(BVENV) .pytest_cache .mypy_cache .ruff_cache

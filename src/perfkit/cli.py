@@ -19,6 +19,8 @@ from perfkit.errors import ConfigurationError, PerfkitError
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("perfkit.demo.command", "run perfkit's demonstration on the embedded default"),
     "worker": ("perfkit.jobs.cli", "run a background job worker for MODULE:ATTR (a JobQueue)"),
+    "bench": ("perfkit.bench.command", "load-test an HTTP target with latency budgets for CI"),
+    "assets": ("perfkit.assets.command", "check static asset sizes (raw, gzip, brotli) against budgets"),
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

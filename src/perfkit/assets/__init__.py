@@ -1,0 +1,1 @@
+"""`perfkit assets DIR`: raw, gzip and brotli sizes of static files, budgets per glob, growth alerts."""

@@ -1,0 +1,67 @@
+"""Fixtures for the bench tests: a real HTTP server on 127.0.0.1 in a subprocess, stopped by pid."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.request import urlopen
+
+import pytest
+
+from perfkit.cli import main
+
+SERVER = Path(__file__).with_name("_server.py")
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen[bytes], port: int) -> None:
+        self.proc = proc
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+
+    def count(self) -> int:
+        """Requests the server has seen (its own counter, excluding this query)."""
+        with urlopen(f"{self.url}/__count", timeout=5) as r:  # noqa: S310 - a loopback URL we built
+            return int(r.read())
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start test servers (optionally stalling); each is terminated by pid at the end of the test."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*extra: str) -> Server:
+        portfile = tmp_path / f"port{len(started)}"
+        proc = subprocess.Popen([sys.executable, str(SERVER), str(portfile), *extra])
+        started.append(proc)
+        deadline = time.monotonic() + 10
+        while not portfile.exists():  # a file written by another process: nothing to await
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("test server did not start")
+            time.sleep(0.02)
+        return Server(proc, int(portfile.read_text()))
+
+    yield start
+    for proc in started:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def server(start_server: Callable[..., Server]) -> Server:
+    return start_server()
+
+
+def bench(tmp_path: Path, *argv: str) -> tuple[int, dict[str, object]]:
+    """Run `perfkit bench ... --json FILE -q`; (exit code, report or {} when none was written)."""
+    out = tmp_path / f"report{time.monotonic_ns()}.json"
+    code = main(["bench", *argv, "-q", "--json", str(out)])
+    return code, (json.loads(out.read_text()) if out.exists() else {})
