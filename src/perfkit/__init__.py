@@ -4,6 +4,8 @@ Importing perfkit has no side effects: no cache, connection, thread or metric is
 create one.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from perfkit._version import __version__
 from perfkit.cache import Cache, SyncCache
 from perfkit.errors import (
@@ -25,6 +27,7 @@ __all__ = [
     "ConfigurationError",
     "InvalidArgumentError",
     "InvalidKeyError",
+    "JobQueue",
     "MissingDependencyError",
     "PerfkitError",
     "SerializationError",
@@ -32,3 +35,17 @@ __all__ = [
     "ValueTooLargeError",
     "__version__",
 ]
+
+if TYPE_CHECKING:
+    from perfkit.jobs import JobQueue
+
+_LAZY = {"JobQueue": "perfkit.jobs"}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the heavier parts on first access, so `import perfkit` stays cheap."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'perfkit' has no attribute {name!r}")

@@ -18,6 +18,7 @@ from perfkit.errors import ConfigurationError, PerfkitError
 # name -> (module implementing it, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("perfkit.demo.command", "run perfkit's demonstration on the embedded default"),
+    "worker": ("perfkit.jobs.cli", "run a background job worker for MODULE:ATTR (a JobQueue)"),
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

@@ -1,0 +1,306 @@
+"""Redis job backend: atomic Lua scripts per queue, blocking wake-up, leases in a sorted set.
+
+Each operation is one script call on one queue's hash tag (see `redis_keys.py`), so a claim of a
+whole batch, the acknowledgement of a whole batch, or a lease renewal is one round trip. Idle
+workers block on BLPOP of the queues' wake lists instead of polling.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import msgspec
+import redis.asyncio as aioredis
+from redis import exceptions as rexc
+
+from perfkit.backends import BackendURL
+from perfkit.errors import BackendError, BackendUnavailableError, ConfigurationError
+from perfkit.jobs.backends import redis_lua as lua
+from perfkit.jobs.backends._sql import MAX_STALLS
+from perfkit.jobs.backends.redis_keys import BAND, QueueKeys, once_key, queues_key
+from perfkit.jobs.models import JobRecord, Outcome, Status, queue_of
+
+T = TypeVar("T")
+_OUR_OPTIONS = {"prefix"}
+_SCRIPTS = (
+    "ENQUEUE",
+    "CLAIM",
+    "RENEW",
+    "FINISH",
+    "RELEASE",
+    "REAP",
+    "CANCEL",
+    "RETRY",
+    "PROGRESS",
+    "CLEANUP",
+)
+_FLOATS = ("run_at", "started_at", "completed_at", "progress", "lease_until")
+_INTS = ("priority", "attempts", "token", "stalls")
+_TEXTS = ("id", "status", "key", "progress_message", "error", "traceback")
+# the immutable part of a job, one msgpack blob: (task, payload, max_attempts, timeout, queued_at)
+_encode_spec = msgspec.msgpack.Encoder().encode
+_decode_spec = msgspec.msgpack.Decoder(tuple[str, bytes, int, float | None, float]).decode
+_STATUS_KEYS = {
+    Status.QUEUED: ("ready",),
+    Status.SCHEDULED: ("delayed",),
+    Status.RUNNING: ("active",),
+}
+
+
+def _driver_url(url: BackendURL) -> str:
+    parts = urlsplit(url.raw)
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in _OUR_OPTIONS])
+    return urlunsplit(parts._replace(query=query))
+
+
+def _record(flat: Sequence[bytes]) -> JobRecord:
+    raw = {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
+    values: dict[str, Any] = {"result": raw.get("result")}
+    task, values["payload"], values["max_attempts"], values["timeout"], values["queued_at"] = _decode_spec(
+        raw["spec"]
+    )
+    values["task"] = task
+    values["queue"] = queue_of(raw["id"].decode())
+    for name in _TEXTS:
+        if name in raw:
+            values[name] = raw[name].decode()
+    for name in _FLOATS:
+        if name in raw:
+            values[name] = float(raw[name])
+    for name in _INTS:
+        if name in raw:
+            values[name] = int(raw[name])
+    values["cancel_requested"] = raw.get("cancel_requested") == b"1"
+    return JobRecord(**values)
+
+
+def _claimed(queue: str, f: Sequence[Any], now: float, lease: float) -> JobRecord:
+    """A claimed job from CLAIM's HMGET: id, spec, priority, attempts, key, run_at."""
+    task, payload, max_attempts, timeout, queued_at = _decode_spec(f[1])
+    attempts = int(f[3])
+    return JobRecord(
+        id=f[0].decode(), queue=queue, task=task, payload=payload, priority=int(f[2]), status=Status.RUNNING,
+        attempts=attempts, max_attempts=max_attempts, timeout=timeout,
+        key=None if f[4] is None else f[4].decode(),
+        run_at=float(f[5]), queued_at=queued_at, started_at=now, token=attempts, lease_until=now + lease,
+    )  # fmt: skip
+
+
+class RedisBackend:
+    kind = "redis"
+
+    def __init__(self, url: BackendURL, *, retention: float = 7 * 86400.0, max_connections: int = 64) -> None:
+        self.url = url
+        self.prefix = url.options.get("prefix", "perfkit")
+        if not self.prefix or any(c in self.prefix for c in "{}: "):
+            raise ConfigurationError(
+                "prefix", f"{self.prefix!r} must be non-empty, without braces, ':' or spaces"
+            )
+        self.retention = retention
+        self.client = aioredis.Redis.from_url(
+            _driver_url(url),
+            max_connections=max_connections,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+        )
+        self._scripts = {name: self.client.register_script(getattr(lua, name)) for name in _SCRIPTS}
+        self._keys: dict[str, QueueKeys] = {}
+        self._known_queues: set[str] = set()
+
+    def _k(self, queue: str) -> QueueKeys:
+        keys = self._keys.get(queue)
+        if keys is None:
+            keys = self._keys[queue] = QueueKeys(self.prefix, queue)
+        return keys
+
+    @property
+    def _retention_s(self) -> int:
+        return max(60, math.ceil(self.retention) + 60)  # a safety net; cleanup() deletes on time
+
+    async def _call(self, awaitable: Awaitable[T]) -> T:
+        try:
+            return await awaitable
+        except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
+            raise BackendUnavailableError(f"Redis {self.url.redacted()} unavailable: {exc}") from exc
+        except rexc.RedisError as exc:
+            raise BackendError(f"Redis {self.url.redacted()}: {exc}") from exc
+
+    async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        return await self._call(self._scripts[name](keys=list(keys), args=list(args)))
+
+    # -- the contract --------------------------------------------------------------------------------
+    async def enqueue(self, record: JobRecord) -> tuple[str, bool]:
+        k = self._k(record.queue)
+        spec = _encode_spec(
+            (record.task, record.payload, record.max_attempts, record.timeout, record.queued_at)
+        )
+        args = [k.tag, record.id, record.key or "", int(record.run_at * 1000), int(time.time() * 1000),
+                record.priority, spec, repr(record.run_at)]  # fmt: skip
+        if record.queue not in self._known_queues:
+            await self._call(self.client.sadd(queues_key(self.prefix), record.queue))
+            self._known_queues.add(record.queue)
+        job_id, created = await self._script("ENQUEUE", [k.ready, k.delayed, k.keys], args)
+        return job_id.decode(), bool(created)
+
+    async def claim(self, queues: Sequence[str], limit: int, lease: float, now: float) -> list[JobRecord]:
+        out: list[JobRecord] = []
+        args_tail = [int(now * 1000), 0, int(lease * 1000), repr(now)]
+        for queue in queues:  # in the order given: earlier queues first
+            k = self._k(queue)
+            args_tail[1] = limit - len(out)
+            rows = await self._script("CLAIM", [k.ready, k.delayed, k.active], [k.tag, *args_tail])
+            out.extend(_claimed(queue, r, now, lease) for r in rows)
+            if len(out) >= limit:
+                break
+        return out
+
+    async def wait(self, queues: Sequence[str], idle: float) -> None:
+        keys = [self._k(q).wake for q in queues]
+        await self._call(self.client.blpop(keys, timeout=max(0.01, idle)))
+
+    async def renew(self, leases: Sequence[tuple[str, int]], lease: float, now: float) -> set[str]:
+        stop: set[str] = set()
+        for queue, items in _by_queue(leases).items():
+            k = self._k(queue)
+            args: list[Any] = [k.tag, int(now * 1000), int(lease * 1000)]
+            for job_id, token in items:
+                args += (job_id, token)
+            stop.update(i.decode() for i in await self._script("RENEW", [k.active], args))
+        return stop
+
+    async def release(self, leases: Sequence[tuple[str, int]], now: float) -> None:
+        for queue, items in _by_queue(leases).items():
+            k = self._k(queue)
+            args: list[Any] = [k.tag, repr(now), self._retention_s]
+            for job_id, token in items:
+                args += (job_id, token)
+            await self._script("RELEASE", [k.active], args)
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> None:
+        groups: dict[str, list[Outcome]] = defaultdict(list)
+        for o in outcomes:
+            groups[o.queue].append(o)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for queue, items in groups.items():
+                k = self._k(queue)
+                args: list[Any] = [k.tag, repr(time.time()), self._retention_s]
+                for o in items:
+                    args += (o.id, o.token, o.status.value, o.result or b"", o.error or "", o.traceback or "",
+                             int(o.run_at * 1000))  # fmt: skip
+                await self._scripts["FINISH"](keys=[k.active, k.delayed], args=args, client=pipe)
+            await self._call(pipe.execute())
+
+    async def reap(self, queues: Sequence[str], now: float) -> list[JobRecord]:
+        dead: list[JobRecord] = []
+        for queue in queues:
+            k = self._k(queue)
+            rows = await self._script(
+                "REAP", [k.active], [k.tag, int(now * 1000), repr(now), self._retention_s, MAX_STALLS]
+            )
+            dead.extend(_record(r) for r in rows)
+        return dead
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        flat = await self._call(
+            self.client.execute_command("HGETALL", self._k(queue_of(job_id)).job + job_id)
+        )
+        return _record(_flatten(flat)) if flat else None
+
+    async def list(
+        self, status: Status | None, queue: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[JobRecord], str | None]:
+        offset = int(cursor) if cursor else 0
+        queues = [queue] if queue else sorted(await self._queues())
+        statuses = [status] if status else list(Status)
+        candidates: list[bytes] = []  # each index read one past the page: is there a next page?
+        async with self.client.pipeline(transaction=False) as pipe:
+            for q in queues:
+                k = self._k(q)
+                for st in statuses:
+                    for name in _STATUS_KEYS.get(st, ()):
+                        pipe.zrange(getattr(k, name), 0, offset + limit, desc=True)
+                    if st.terminal:
+                        pipe.zrange(k.done + st.value, 0, offset + limit, desc=True)
+            results = await self._call(pipe.execute())
+        for ids in results:
+            candidates.extend(ids)
+        candidates = sorted(set(candidates), key=lambda i: i.rpartition(b":")[2], reverse=True)
+        page = candidates[offset : offset + limit]
+        records: list[JobRecord] = []
+        if page:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for job_id in page:
+                    text = job_id.decode()
+                    pipe.execute_command("HGETALL", self._k(queue_of(text)).job + text)
+                rows = await self._call(pipe.execute())
+            records = [_record(_flatten(r)) for r in rows if r]
+        more = len(candidates) > offset + limit
+        return records, str(offset + limit) if more else None
+
+    async def cancel(self, job_id: str, now: float) -> JobRecord | None:
+        k = self._k(queue_of(job_id))
+        flat = await self._script(
+            "CANCEL", [k.ready, k.delayed], [k.tag, job_id, repr(now), self._retention_s]
+        )
+        return _record(flat) if flat else None
+
+    async def retry(self, job_id: str, now: float) -> bool:
+        k = self._k(queue_of(job_id))
+        return bool(await self._script("RETRY", [k.keys], [k.tag, job_id, repr(now)]))
+
+    async def progress(self, job_id: str, value: float, message: str | None) -> None:
+        key = self._k(queue_of(job_id)).job + job_id
+        await self._script("PROGRESS", [key], [repr(value), message or ""])
+
+    async def cleanup(self, before: float) -> int:
+        removed = 0
+        for queue in await self._queues():
+            k = self._k(queue)
+            removed += int(await self._script("CLEANUP", [k.ready], [k.tag, repr(before)]))
+        return removed
+
+    async def depth(self) -> dict[tuple[str, int], int]:
+        queues = sorted(await self._queues())
+        async with self.client.pipeline(transaction=False) as pipe:
+            for q in queues:
+                for prio in range(4):
+                    pipe.zcount(self._k(q).ready, prio * BAND, (prio + 1) * BAND - 1)
+            counts = await self._call(pipe.execute())
+        it = iter(counts)
+        return {(q, p): n for q in queues for p in range(4) if (n := int(next(it)))}
+
+    async def claim_once(self, name: str, ttl: float) -> bool:
+        key = once_key(self.prefix, name)
+        return bool(await self._call(self.client.set(key, b"1", nx=True, px=max(1, int(ttl * 1000)))))
+
+    async def _queues(self) -> set[str]:
+        members = await self._call(self.client.smembers(queues_key(self.prefix)))
+        return {m.decode() for m in members}
+
+    async def drop(self) -> None:
+        """Delete every key under this backend's prefix (tests use a unique prefix each)."""
+        for pattern in (f"{{{self.prefix}:q:*", f"{self.prefix}:*"):
+            batch = [key async for key in self.client.scan_iter(match=pattern, count=500)]
+            if batch:
+                await self._call(self.client.delete(*batch))
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _by_queue(leases: Sequence[tuple[str, int]]) -> dict[str, list[tuple[str, int]]]:
+    groups: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for job_id, token in leases:
+        groups[queue_of(job_id)].append((job_id, token))
+    return groups
+
+
+def _flatten(reply: Any) -> list[bytes]:
+    if isinstance(reply, dict):  # RESP3 or a client that parses HGETALL into a dict
+        return [x for pair in reply.items() for x in pair]
+    return list(reply)

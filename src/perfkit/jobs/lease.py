@@ -1,0 +1,78 @@
+"""Lease upkeep: renew the leases of running jobs, and sweep jobs whose worker stopped renewing.
+
+The BullMQ model: a job is held by a lease (expiry + token) that the worker extends every
+`heartbeat` seconds while the job runs. A renewal also tells the worker which of its jobs to stop:
+cancellation was requested, or the lease lapsed and the job went to someone else. Every worker also
+sweeps lapsed leases, so a job whose worker was killed is queued again after at most `lease` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from perfkit.jobs.hooks import JobEvent
+
+if TYPE_CHECKING:
+    from perfkit.jobs.queue import JobQueue
+    from perfkit.jobs.runner import Running
+
+logger = logging.getLogger("perfkit.jobs")
+
+
+class LeaseKeeper:
+    def __init__(
+        self,
+        jobs: JobQueue,
+        queues: Sequence[str],
+        running: dict[str, Running],
+        lease: float,
+        heartbeat: float,
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        self.jobs = jobs
+        self.queues = list(queues)
+        self.running = running
+        self.lease = lease
+        self.heartbeat = heartbeat
+        self.sweep_every = max(heartbeat, lease / 2)
+        self._on_error = on_error
+
+    async def renew_once(self) -> None:
+        leases = [
+            (job_id, job.record.token) for job_id, job in self.running.items() if job.stop_reason is None
+        ]
+        if not leases:
+            return
+        stop = await self.jobs.backend.renew(leases, self.lease, time.time())
+        for job_id in stop:
+            job = self.running.get(job_id)
+            if job is None:
+                continue
+            current = await self.jobs.backend.get(job_id)
+            lost = current is None or current.token != job.record.token or current.status != "running"
+            job.stop("lost" if lost else "cancelled")
+
+    async def sweep_once(self) -> int:
+        dead = await self.jobs.backend.reap(self.queues, time.time())
+        for r in dead:
+            if self.jobs.hooks:
+                self.jobs.hooks.emit(
+                    JobEvent("dead", r.id, r.task, r.queue, r.priority, r.attempts, error=r.error)
+                )
+        return len(dead)
+
+    async def run(self) -> None:
+        last_sweep = 0.0
+        while True:
+            try:
+                await self.renew_once()
+                if time.monotonic() - last_sweep >= self.sweep_every:
+                    last_sweep = time.monotonic()
+                    await self.sweep_once()
+            except Exception as exc:  # PerfkitError, OSError, or a driver error not translated yet
+                self._on_error(exc)
+            await asyncio.sleep(self.heartbeat)

@@ -1,0 +1,316 @@
+"""`JobQueue`: register tasks, enqueue them, and look jobs up, whatever backend the URL picked."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from perfkit.config import parse_duration, parse_size, parse_str, setting
+from perfkit.errors import ConfigurationError, SerializationError, ValueTooLargeError
+from perfkit.jobs.backends import JobBackend, registry
+from perfkit.jobs.cron import Cron
+from perfkit.jobs.hooks import Hook, Hooks, JobEvent
+from perfkit.jobs.models import JobInfo, JobRecord, Priority, Status, new_job_id, queue_of
+from perfkit.jobs.retry import BackoffSpec, make_policy
+from perfkit.jobs.task import Task, TaskOptions
+from perfkit.serialization import Serializer, get_serializer
+
+if TYPE_CHECKING:
+    from perfkit.jobs.sync import SyncJobQueue
+    from perfkit.jobs.worker import Worker
+
+DEFAULT_URL = "sqlite:///perfkit-jobs.db"
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Periodic:
+    task: Task
+    cron: Cron
+
+
+class JobQueue:
+    """A job queue on `url` (`sqlite:///jobs.db`, `postgresql://...`, `redis://...`).
+
+    Nothing connects until the first call that needs storage. Settings not given here come from
+    `PERFKIT_JOBS_URL`, `PERFKIT_JOBS_MAX_PAYLOAD`, `PERFKIT_JOBS_RETENTION`, `PERFKIT_JOBS_LEASE`.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        serializer: str | Serializer = "msgpack",
+        pickle_key: bytes | str | None = None,
+        max_payload: int | str | None = None,
+        retention: float | str | None = None,
+        lease: float | str | None = None,
+        default_queue: str = "default",
+        **backend_options: Any,
+    ) -> None:
+        self.url = setting("jobs_url", url, DEFAULT_URL, parse_str)
+        self.serializer = get_serializer(serializer, pickle_key=pickle_key)
+        self.max_payload = setting("jobs_max_payload", _size("max_payload", max_payload), 1024**2, parse_size)
+        self.retention = setting(
+            "jobs_retention", _seconds("retention", retention), 7 * 86400.0, parse_duration
+        )
+        self.lease = setting("jobs_lease", _seconds("lease", lease), 30.0, parse_duration)
+        if self.lease < 0.5:
+            raise ConfigurationError("lease", f"{self.lease}s is too short; use at least 0.5s")
+        self.default_queue = _check_queue(default_queue)
+        self._serializer_spec = (serializer, pickle_key)
+        self.tasks: dict[str, Task] = {}
+        self.periodic_tasks: list[Periodic] = []
+        self.hooks = Hooks()
+        self._backend_options = backend_options
+        self._backend: JobBackend | None = None
+
+    def __repr__(self) -> str:
+        from perfkit.backends import parse_url
+
+        return f"JobQueue({parse_url(self.url, 'jobs_url').redacted()!r})"
+
+    @property
+    def backend(self) -> JobBackend:
+        if self._backend is None:
+            options = {"retention": self.retention, **self._backend_options}
+            self._backend = registry.create(self.url, "jobs_url", **options)
+        return self._backend
+
+    # -- registration --------------------------------------------------------------------------------
+    def task(
+        self,
+        func: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        priority: Priority | str | int = Priority.MEDIUM,
+        retries: int = 0,
+        backoff: BackoffSpec = "exponential",
+        timeout: float | str | None = None,
+    ) -> Any:
+        """Register `func(ctx, ...)` as a task; usable as `@jobs.task` or `@jobs.task(queue=..., ...)`."""
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ConfigurationError("retries", f"{retries!r} is not a count >= 0")
+        options = TaskOptions(
+            queue=_check_queue(queue or self.default_queue),
+            priority=Priority.parse(priority),
+            retries=retries,
+            backoff=make_policy(backoff),
+            timeout=None if timeout is None else parse_duration("timeout", timeout) or None,
+        )
+
+        def register(f: Callable[..., Any]) -> Task:
+            task_name = name or f"{f.__module__}.{f.__qualname__}"
+            if task_name in self.tasks and self.tasks[task_name].func is not f:
+                raise ConfigurationError("name", f"a different task is already registered as {task_name!r}")
+            t = Task(self, f, task_name, options)
+            self.tasks[task_name] = t
+            return t
+
+        return register if func is None else register(func)
+
+    def periodic(self, cron: str, **task_options: Any) -> Callable[[Callable[..., Any]], Task]:
+        """Register a task run on a cron schedule (UTC); each tick runs once across all workers."""
+        parsed = Cron(cron)
+
+        def register(f: Callable[..., Any]) -> Task:
+            t: Task = self.task(**task_options)(f)
+            self.periodic_tasks.append(Periodic(t, parsed))
+            return t
+
+        return register
+
+    def on_event(self, hook: Hook) -> Hook:
+        """Call `hook(JobEvent)` on every job event seen in this process (usable as a decorator)."""
+        return self.hooks.add(hook)
+
+    # -- producing -----------------------------------------------------------------------------------
+    async def enqueue(
+        self,
+        task: Task | str,
+        *,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        delay: float | str | None = None,
+        at: datetime | float | None = None,
+        priority: Priority | str | int | None = None,
+        key: str | None = None,
+        queue: str | None = None,
+    ) -> JobInfo:
+        """Queue `task` (a Task or a registered name); see `Task.enqueue`."""
+        t = task if isinstance(task, Task) else self._task_named(task)
+        now = time.time()
+        run_at = now
+        if delay is not None and at is not None:
+            raise ConfigurationError("delay", "give delay= or at=, not both")
+        if delay is not None:
+            run_at = now + parse_duration("delay", delay)
+        elif at is not None:
+            if isinstance(at, datetime):
+                if at.tzinfo is None:
+                    raise ConfigurationError("at", f"{at!r} has no timezone; pass an aware datetime")
+                run_at = at.timestamp()
+            elif isinstance(at, int | float) and not isinstance(at, bool):
+                run_at = float(at)
+            else:
+                raise ConfigurationError("at", f"{at!r} is not a datetime or a UNIX timestamp")
+        if key is not None and (not isinstance(key, str) or not key or len(key) > 200):
+            raise ConfigurationError("key", f"{key!r} is not a non-empty string of at most 200 characters")
+        prio = t.options.priority if priority is None else Priority.parse(priority)
+        q = t.options.queue if queue is None else _check_queue(queue)
+        payload = self._dump_payload(t.name, tuple(args), kwargs or {})
+        record = JobRecord(
+            id=new_job_id(q), queue=q, task=t.name, payload=payload, priority=int(prio),
+            max_attempts=t.options.retries + 1, timeout=t.options.timeout, key=key,
+            run_at=run_at, queued_at=now,
+        )  # fmt: skip
+        job_id, created = await self.backend.enqueue(record)
+        if not created:
+            existing = await self.get(job_id)
+            if existing is not None:
+                return existing
+        if self.hooks:
+            self.hooks.emit(JobEvent("enqueued", record.id, t.name, q, record.priority))
+        return self._info(record, tuple(args), kwargs or {})
+
+    def _dump_payload(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+        try:
+            data = self.serializer.dumps([list(args), kwargs])
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SerializationError(
+                f"task {task_name!r}: arguments cannot be serialized with {self.serializer.name}: {exc}"
+            ) from exc
+        if len(data) > self.max_payload:
+            raise ValueTooLargeError(
+                f"task {task_name!r}: payload is {len(data)} bytes, over max_payload={self.max_payload} bytes"
+            )
+        return data
+
+    def _task_named(self, name: str) -> Task:
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise ConfigurationError(
+                "task", f"no task named {name!r}; registered: {sorted(self.tasks)}"
+            ) from None
+
+    # -- reading and managing ------------------------------------------------------------------------
+    async def get(self, job_id: str) -> JobInfo | None:
+        """The job's status, progress, attempts, result or error and timestamps; None if unknown."""
+        queue_of(job_id)  # a clear error for a malformed id, whatever the backend
+        record = await self.backend.get(job_id)
+        return None if record is None else self._info(record)
+
+    async def list(
+        self,
+        status: Status | str | None = None,
+        queue: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[JobInfo], str | None]:
+        """Jobs newest first, filtered; returns the page and the cursor of the next one (None at the end)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise ConfigurationError("limit", f"{limit!r} is not between 1 and 1000")
+        st = None if status is None else Status.parse(status)
+        records, nxt = await self.backend.list(st, queue, limit, cursor)
+        return [self._info(r) for r in records], nxt
+
+    async def cancel(self, job_id: str) -> JobInfo | None:
+        """Queued: it never runs. Running: cancelled cooperatively, then reported as cancelled."""
+        queue_of(job_id)
+        record = await self.backend.cancel(job_id, time.time())
+        if record is None:
+            return None
+        if record.status == Status.CANCELLED and self.hooks:
+            self.hooks.emit(JobEvent("cancelled", record.id, record.task, record.queue, record.priority))
+        return self._info(record)
+
+    async def retry(self, job_id: str) -> bool:
+        """Queue a failed, dead or cancelled job again, with a fresh set of attempts."""
+        queue_of(job_id)
+        return await self.backend.retry(job_id, time.time())
+
+    async def depth(self) -> dict[tuple[str, int], int]:
+        """Ready jobs per (queue, priority)."""
+        return await self.backend.depth()
+
+    async def cleanup(self) -> int:
+        """Delete finished jobs older than the retention; workers call this on their own."""
+        return await self.backend.cleanup(time.time() - self.retention)
+
+    async def close(self) -> None:
+        if self._backend is not None:
+            backend, self._backend = self._backend, None
+            await backend.close()
+
+    async def __aenter__(self) -> JobQueue:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def sync(self) -> SyncJobQueue:
+        """A blocking facade for synchronous code: `jobs.sync().enqueue(send_email, "a@example.com")`."""
+        from perfkit.jobs.sync import SyncJobQueue
+
+        return SyncJobQueue(self)
+
+    def _clone(self) -> JobQueue:
+        """The same queue (tasks, settings, hooks) with its own backend connection."""
+        serializer, pickle_key = self._serializer_spec
+        twin = JobQueue(
+            self.url, serializer=serializer, pickle_key=pickle_key, max_payload=self.max_payload,
+            retention=self.retention, lease=self.lease, default_queue=self.default_queue,
+            **self._backend_options,
+        )  # fmt: skip
+        twin.tasks, twin.periodic_tasks, twin.hooks = self.tasks, self.periodic_tasks, self.hooks
+        return twin
+
+    def worker(self, queues: Sequence[str] | None = None, **options: Any) -> Worker:
+        """A worker for `queues` (all queues with registered tasks by default); `await worker.run()`."""
+        from perfkit.jobs.worker import Worker
+
+        return Worker(self, queues, **options)
+
+    def _info(
+        self, r: JobRecord, args: tuple[Any, ...] | None = None, kwargs: dict[str, Any] | None = None
+    ) -> JobInfo:
+        if args is None or kwargs is None:
+            args, kwargs = (), {}
+            try:
+                raw_args, kwargs = self.serializer.loads(r.payload)
+                args = tuple(raw_args)
+            except Exception:  # noqa: S110 - an unreadable payload is reported by the worker, not here
+                pass
+        result = None
+        if r.result is not None:
+            try:
+                result = self.serializer.loads(r.result)
+            except Exception:
+                result = r.result
+        return JobInfo(
+            id=r.id, type=r.task, queue=r.queue, priority=Priority(r.priority), status=r.effective_status(),
+            args=args, kwargs=kwargs, progress=r.progress, progress_message=r.progress_message, result=result,
+            error=r.error, traceback=r.traceback, attempts=r.attempts, max_attempts=r.max_attempts, key=r.key,
+            queued_at=r.queued_at, run_at=r.run_at, started_at=r.started_at, completed_at=r.completed_at,
+            cancel_requested=r.cancel_requested,
+        )  # fmt: skip
+
+
+def _check_queue(name: str) -> str:
+    if not isinstance(name, str) or not _QUEUE_NAME.match(name):
+        raise ConfigurationError("queue", f"{name!r} is not a queue name (1-64 of letters, digits, _ . -)")
+    return name
+
+
+def _size(name: str, value: int | str | None) -> int | None:
+    return None if value is None else parse_size(name, value)
+
+
+def _seconds(name: str, value: float | str | None) -> float | None:
+    return None if value is None else parse_duration(name, value)

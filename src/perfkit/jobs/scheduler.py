@@ -1,0 +1,39 @@
+"""Periodic tasks: at each cron tick one worker (whichever claims the tick first) enqueues the task."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from perfkit.errors import PerfkitError
+
+if TYPE_CHECKING:
+    from perfkit.jobs.queue import JobQueue, Periodic
+
+logger = logging.getLogger("perfkit.jobs")
+
+
+async def tick(jobs: JobQueue, periodic: Periodic, when: float) -> bool:
+    """Enqueue `periodic` for the tick at `when` unless another worker already did; True if we did."""
+    name = f"periodic:{periodic.task.name}:{int(when)}"
+    if not await jobs.backend.claim_once(name, ttl=max(3600.0, jobs.retention)):
+        return False
+    await jobs.enqueue(periodic.task)
+    return True
+
+
+async def run_periodic(jobs: JobQueue, entries: list[Periodic]) -> None:
+    """Sleep to the next tick of each entry and fire it; runs until cancelled."""
+    if not entries:
+        return
+    due = {i: p.cron.next_after(time.time()) for i, p in enumerate(entries)}
+    while True:
+        index = min(due, key=due.__getitem__)
+        await asyncio.sleep(max(0.0, due[index] - time.time()))
+        try:
+            await tick(jobs, entries[index], due[index])
+        except PerfkitError as exc:
+            logger.warning("periodic task %s missed its tick: %s", entries[index].task.name, exc)
+        due[index] = entries[index].cron.next_after(due[index])

@@ -1,0 +1,114 @@
+"""Backend-independent pieces: cron, retry policies, settings, the public API and the CLI wiring."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+import perfkit
+from perfkit.cli import build_parser
+from perfkit.errors import ConfigurationError, MissingDependencyError
+from perfkit.jobs import Exponential, Fixed, JobQueue, Priority, Status
+from perfkit.jobs.cron import Cron
+from perfkit.jobs.models import queue_of
+from perfkit.jobs.retry import make_policy
+
+
+def ts(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+def test_cron_next_tick() -> None:
+    """Cron expressions find the next matching minute, strictly after the given time."""
+    assert Cron("*/5 * * * *").next_after(ts("2026-01-01T10:02:30")) == ts("2026-01-01T10:05:00")
+    assert Cron("*/5 * * * *").next_after(ts("2026-01-01T10:05:00")) == ts("2026-01-01T10:10:00")
+    assert Cron("0 3 * * 1").next_after(ts("2026-01-01T00:00:00")) == ts("2026-01-05T03:00:00")  # a Monday
+    assert Cron("30 8 1 * *").next_after(ts("2026-01-15T00:00:00")) == ts("2026-02-01T08:30:00")
+    assert Cron("0 0 * * 7").next_after(ts("2026-01-01T00:00:00")) == ts("2026-01-04T00:00:00")  # Sunday
+
+
+@pytest.mark.parametrize("expr", ["* * * *", "61 * * * *", "*/0 * * * *", "a * * * *", "0 0 31 2 *"])
+def test_cron_rejects_bad_expressions(expr: str) -> None:
+    """Malformed or impossible cron expressions fail with a ConfigurationError naming 'cron'."""
+    with pytest.raises(ConfigurationError, match="cron"):
+        Cron(expr).next_after(0)
+
+
+def test_retry_policies() -> None:
+    """Exponential backoff doubles with jitter up to its cap; fixed and custom policies are honoured."""
+    policy = Exponential(base=1, cap=10)
+    delays = [policy.delay(n) for n in range(1, 8)]
+    assert 0.5 <= delays[0] <= 1
+    assert 4 <= delays[3] <= 8
+    assert all(d <= 10 for d in delays)
+    assert Exponential(base=1, cap=10, jitter=False).delay(3) == 4
+    assert make_policy("fixed").delay(5) == Fixed().delay(1) == 1.0
+    assert make_policy(lambda n: n * 3).delay(2) == 6
+    with pytest.raises(ConfigurationError, match="backoff"):
+        make_policy("sometimes")
+
+
+def test_settings_and_registration_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bad settings name the setting; PERFKIT_JOBS_* variables are read when no argument is given."""
+    monkeypatch.setenv("PERFKIT_JOBS_URL", f"sqlite:///{tmp_path}/env.db")
+    monkeypatch.setenv("PERFKIT_JOBS_LEASE", "45s")
+    jobs = JobQueue()
+    assert jobs.url.endswith("env.db")
+    assert jobs.lease == 45.0
+    with pytest.raises(ConfigurationError, match="retries"):
+        jobs.task(retries=-1)
+    with pytest.raises(ConfigurationError, match="queue"):
+        jobs.task(queue="bad name")
+    with pytest.raises(ConfigurationError, match="lease"):
+        JobQueue("sqlite:///x.db", lease=0.1)
+    with pytest.raises(ConfigurationError, match="jobs_url"):
+        _ = JobQueue("nosuch://x").backend
+    with pytest.raises(ConfigurationError, match="job_id"):
+        queue_of("plain")
+    assert Priority.parse("critical") is Priority.CRITICAL
+    assert Status.parse("dead") is Status.DEAD
+
+
+def test_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backend whose driver is missing fails at first use with the pip install hint."""
+    monkeypatch.setitem(sys.modules, "asyncpg", None)
+    monkeypatch.delitem(sys.modules, "perfkit.jobs.backends.postgres", raising=False)
+    with pytest.raises(MissingDependencyError, match=r"perfkit\[postgres\]"):
+        _ = JobQueue("postgresql://127.0.0.1/x").backend
+
+
+def test_public_api_is_exported_lazily() -> None:
+    """`perfkit.JobQueue` is in the sorted __all__ and importing perfkit does not import the jobs part."""
+    assert "JobQueue" in perfkit.__all__
+    assert perfkit.__all__ == sorted(perfkit.__all__)
+    code = "import sys, perfkit; assert 'perfkit.jobs' not in sys.modules; print(perfkit.JobQueue.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "JobQueue"
+
+
+def test_worker_command_runs_a_burst(tmp_path: Path) -> None:
+    """`perfkit worker MODULE:ATTR --burst` runs the queued jobs and exits 0; a bad target exits 2."""
+    (tmp_path / "burst_app.py").write_text(
+        "from perfkit.jobs import JobQueue\n"
+        f"jobs = JobQueue('sqlite:///{tmp_path}/cli.db')\n"
+        "@jobs.task(queue='cli', name='cli.double')\n"
+        "def double(ctx, n):\n    return n * 2\n"
+        "if __name__ == '__main__':\n"
+        "    import asyncio\n"
+        "    asyncio.run(double.enqueue(21))\n"
+    )
+    subprocess.run([sys.executable, "burst_app.py"], cwd=tmp_path, check=True)
+    cmd = [sys.executable, "-m", "perfkit.cli", "worker", "burst_app:jobs", "--burst", "--queues", "cli"]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "finished=1" in done.stderr
+    bad = subprocess.run(
+        [*cmd[:4], "burst_app:nothing"], cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
+    assert bad.returncode == 2
+    assert "has no attribute 'nothing'" in bad.stderr
+    assert "worker" in build_parser().format_help()
