@@ -34,18 +34,23 @@ __all__ = [
     "SyncCache",
     "ValueTooLargeError",
     "__version__",
+    "instrument",
 ]
 
 if TYPE_CHECKING:
     from perfkit.jobs import JobQueue
+    from perfkit.web.instrument import instrument
 
-_LAZY = {"JobQueue": "perfkit.jobs"}
+_LAZY = {"JobQueue": "perfkit.jobs", "instrument": "perfkit.web.instrument"}
 
 
 def __getattr__(name: str) -> Any:
-    """Import the heavier parts on first access, so `import perfkit` stays cheap."""
-    if name in _LAZY:
-        import importlib
+    """Import the heavier parts (jobs, the web layer) on first access, so `import perfkit` stays cheap."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'perfkit' has no attribute {name!r}")
+    import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'perfkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,87 @@
+"""SQLAlchemy instrumentation: per-request query counts, slow queries with EXPLAIN, N+1, pool status.
+
+    engine = create_engine(...)            # or create_async_engine(...)
+    perfkit.db.instrument_engine(engine)   # perfkit.instrument(app, engine=engine) does this for you
+
+Inside a request served by perfkit's middleware, queries and lazy loads are counted per request; in
+scripts and tests, wrap the work in `with perfkit.db.track(): ...` to get the same accounting.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from perfkit.db.config import DbConfig
+from perfkit.db.nplusone import NPlusOneDetector
+from perfkit.db.pool import pool_status, sync_engine, track_pool_wait
+from perfkit.db.queries import QueryHooks
+from perfkit.metrics import Collector, RequestStats, default_collector, end_request, start_request
+
+__all__ = ["DbConfig", "Instrumented", "instrument_engine", "pool_status", "track", "uninstrument_engine"]
+
+_detectors: weakref.WeakKeyDictionary[Collector, NPlusOneDetector] = weakref.WeakKeyDictionary()
+_instrumented: weakref.WeakKeyDictionary[Any, Instrumented] = weakref.WeakKeyDictionary()
+
+
+class Instrumented:
+    """The hooks installed on one engine; `remove()` takes them off again."""
+
+    def __init__(self, engine: Any, hooks: QueryHooks, detector: NPlusOneDetector) -> None:
+        self.engine, self.hooks, self.detector = engine, hooks, detector
+
+    def status(self) -> dict[str, Any]:
+        return pool_status(self.engine)
+
+    def remove(self) -> None:
+        """Take the hooks off; safe to call twice."""
+        if _instrumented.get(sync_engine(self.engine)) is not self:
+            return
+        self.hooks.detach()
+        _instrumented.pop(sync_engine(self.engine), None)
+        self.detector.users -= 1
+        if self.detector.users <= 0:
+            self.detector.detach()
+            _detectors.pop(self.detector.collector, None)
+
+
+def instrument_engine(
+    engine: Any, *, config: DbConfig | None = None, collector: Collector | None = None
+) -> Instrumented:
+    """Instrument a sync `Engine` or an `AsyncEngine`; calling it twice on one engine is a no-op."""
+    target = sync_engine(engine)
+    existing = _instrumented.get(target)
+    if existing is not None:
+        return existing
+    config = config or DbConfig()
+    collector = collector or default_collector()
+    hooks = QueryHooks(target, config, collector)
+    hooks.attach()
+    detector = _detectors.get(collector)
+    if detector is None:  # one Session-wide listener per collector, however many engines
+        detector = _detectors[collector] = NPlusOneDetector(config, collector)
+        detector.attach()
+    detector.users += 1
+    track_pool_wait(target, collector)
+    done = Instrumented(engine, hooks, detector)
+    _instrumented[target] = done
+    return done
+
+
+def uninstrument_engine(engine: Any) -> None:
+    """Remove perfkit's hooks from `engine` (whatever instrumented it last); a no-op if none."""
+    current = _instrumented.get(sync_engine(engine))
+    if current is not None:
+        current.remove()
+
+
+@contextmanager
+def track(route: str = "") -> Iterator[RequestStats]:
+    """Count queries and lazy loads of the enclosed block as one request (for scripts and tests)."""
+    stats, token = start_request(route)
+    try:
+        yield stats
+    finally:
+        end_request(token)

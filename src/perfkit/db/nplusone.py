@@ -1,0 +1,74 @@
+"""N+1 detection: the same relationship lazily loaded N or more times in one request.
+
+Listens to `do_orm_execute` on the Session class (which also covers AsyncSession, whose work runs in a
+sync Session). A lazy load is an ORM execution with `lazy_loaded_from` set; its loader path names the
+relationship. When one relationship reaches the threshold inside one request (or `track()` block), one
+finding is recorded with the fix: `selectinload(Ticket.comments)` for collections, `joinedload(...)` for
+many-to-one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from perfkit.db.config import DbConfig
+from perfkit.metrics import Collector, _current
+
+log = logging.getLogger("perfkit.db")
+
+
+class NPlusOneDetector:
+    def __init__(self, config: DbConfig, collector: Collector) -> None:
+        self.config = config
+        self.collector = collector
+        self.threshold = int(config.nplusone_threshold or 3)
+        self.total = collector.counter("db_nplusone_total", ("relationship",), "N+1 patterns found")
+        self.attached = False
+        self.users = 0  # engines sharing this detector (one per collector)
+
+    def attach(self) -> None:
+        from sqlalchemy import event
+        from sqlalchemy.orm import Session
+
+        event.listen(Session, "do_orm_execute", self.on_execute)
+        self.attached = True
+
+    def detach(self) -> None:
+        from sqlalchemy import event
+        from sqlalchemy.orm import Session
+
+        if self.attached:
+            event.remove(Session, "do_orm_execute", self.on_execute)
+            self.attached = False
+
+    def on_execute(self, state: Any) -> None:
+        if state.lazy_loaded_from is None:
+            return
+        stats = _current.get()
+        if stats is None:
+            return
+        path = state.loader_strategy_path
+        prop = getattr(path, "prop", None) if path is not None else None
+        if prop is None:
+            return
+        key = (prop.parent.class_.__name__, prop.key)
+        count = stats.lazy_loads.get(key, 0) + 1
+        stats.lazy_loads[key] = count
+        if count == self.threshold:
+            self._report(prop, key, count, stats.route)
+
+    def _report(self, prop: Any, key: tuple[str, str], count: int, route: str) -> None:
+        name = f"{key[0]}.{key[1]}"
+        option = "selectinload" if prop.uselist else "joinedload"
+        hint = f"{option}({name})"
+        self.total.inc((name,))
+        finding = {
+            "relationship": name,
+            "count": count,
+            "route": route,
+            "fix": hint,
+            "message": f"N+1 on {name}: {count}+ lazy loads in one request; add .options({hint})",
+        }
+        self.collector.record("n_plus_one", finding)
+        log.warning("%s (route %s)", finding["message"], route or "-", extra={"perfkit": finding})

@@ -1,0 +1,69 @@
+"""Statement text helpers: the shape of a statement (for EXPLAIN-once) and redacted parameters."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+_SPACE = re.compile(r"\s+")
+_IN_LIST = re.compile(r"\((?:\s*(?:\?|%s|%\(\w+\)s|\$\d+|:\w+)\s*,)+\s*(?:\?|%s|%\(\w+\)s|\$\d+|:\w+)\s*\)")
+_LITERAL = re.compile(r"'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b")
+_MAX_STATEMENT = 2000
+
+
+def shape(statement: str) -> str:
+    """The statement with literals, IN-lists and whitespace normalized: one shape per query kind."""
+    text = _SPACE.sub(" ", statement.strip())
+    text = _LITERAL.sub("?", text)
+    return _IN_LIST.sub("(?...)", text)
+
+
+def clip(statement: str) -> str:
+    text = _SPACE.sub(" ", statement.strip())
+    return text if len(text) <= _MAX_STATEMENT else text[:_MAX_STATEMENT] + "..."
+
+
+def _redact_value(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    return f"<{type(value).__name__}>"
+
+
+def redact(parameters: Any, show: bool = False) -> Any:
+    """Parameters with every value replaced by its type (`<str>`), unless `show` is set."""
+    if show:
+        return _plain(parameters)
+    if isinstance(parameters, Mapping):
+        return {str(k): _redact_value(v) for k, v in list(parameters.items())[:100]}
+    if isinstance(parameters, Sequence) and not isinstance(parameters, str | bytes):
+        if (
+            parameters
+            and isinstance(parameters[0], Mapping | Sequence)
+            and not isinstance(parameters[0], str | bytes)
+        ):
+            return [redact(p) for p in parameters[:3]] + (["..."] if len(parameters) > 3 else [])
+        return [_redact_value(v) for v in parameters[:100]]
+    return _redact_value(parameters)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, int | float | str | bool):
+        return value
+    return repr(value)
+
+
+def params_key(statement: str, parameters: Any) -> int | None:
+    """A hash of statement and parameters for spotting identical repeated queries; None if unhashable."""
+    try:
+        if isinstance(parameters, Mapping):
+            return hash((statement, tuple(parameters.items())))
+        if isinstance(parameters, list):
+            return hash((statement, tuple(parameters)))
+        return hash((statement, parameters))
+    except TypeError:
+        return None

@@ -1,0 +1,76 @@
+"""Request metrics: count and latency by method, route template and status class; in-flight; sizes.
+
+Route labels are templates (`/items/{id}`), never raw paths, so the number of series stays bounded;
+the collector caps it anyway. Per-route database totals come from the request's `RequestStats`.
+"""
+
+from __future__ import annotations
+
+from time import perf_counter
+
+from perfkit.metrics import SIZE_BUCKETS, Collector, current_request, default_collector
+from perfkit.web._asgi import ASGIApp, Message, Receive, Scope, Send
+from perfkit.web.config import WebConfig
+from perfkit.web.routing import RouteResolver
+
+_CLASSES = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
+
+
+class MetricsMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        config: WebConfig | None = None,
+        collector: Collector | None = None,
+        resolver: RouteResolver | None = None,
+    ) -> None:
+        self.app = app
+        self.config = config or WebConfig()
+        self.resolver = resolver or RouteResolver(app, self.config)
+        c = self.collector = collector or default_collector()
+        labels = ("method", "route", "status")
+        # the request count is this histogram's count (Prometheus `_count`): one write per request, not two
+        self.latency = c.histogram("http_request_duration_seconds", labels, "Requests and their duration")
+        self.sizes = c.histogram(
+            "http_response_size_bytes", ("method", "route"), "Response body bytes", buckets=SIZE_BUCKETS
+        )
+        self.in_flight = c.gauge("http_requests_in_flight", (), "Requests being served")
+        self.active = 0
+        self.in_flight.track(lambda: self.active)
+        self.db_queries = c.counter("http_db_queries_total", ("route",), "SQL queries run by requests")
+        self.db_time = c.counter("http_db_seconds_total", ("route",), "Seconds in SQL per route")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = perf_counter()
+        status = 500
+        size = 0
+
+        async def send_counted(message: Message) -> None:
+            nonlocal status, size
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                size += len(message.get("body", b""))
+            await send(message)
+
+        self.active += 1
+        try:
+            await self.app(scope, receive, send_counted)
+        finally:
+            self.active -= 1
+            self.record(scope, status, size, perf_counter() - start)
+
+    def record(self, scope: Scope, status: int, size: int, elapsed: float) -> None:
+        """Account one finished request (also called by the fused timing layer of `instrument()`)."""
+        method, route = scope["method"], self.resolver.template(scope)
+        labels = (method, route, _CLASSES[min(status // 100, 5)])
+        self.latency.observe(labels, elapsed)
+        self.sizes.observe((method, route), size)
+        stats = current_request()
+        if stats is not None and stats.db_count:
+            self.db_queries.inc((route,), stats.db_count)
+            self.db_time.inc((route,), stats.db_time)

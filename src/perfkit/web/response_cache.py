@@ -1,0 +1,159 @@
+"""Response cache: GET responses of chosen routes kept in a perfkit `Cache`, with tags and `X-Cache`.
+
+A route is cached when its rule sets `cache_ttl`. The key is the method, path, query (unless
+`cache_query=False`), the request headers in `cache_vary`, and the user (`config.user(scope)`) when
+`cache_per_user` is set. Entries carry the rule's `cache_tags` (formatted with path parameters, e.g.
+`ticket:{ticket_id}`), the ORM dependency tags of `cache_depends_on` (`Ticket.id == "{ticket_id}"`: the
+`perfkit.cache.orm.CacheInvalidator` evicts the response when that row changes), and any tags the
+endpoint lists in an `X-Cache-Tags` response header (removed before sending); `cache.invalidate_tags`
+evicts them. Only complete 2xx responses
+without Set-Cookie and without `no-store` (or `private`, unless cached per user) are stored. A miss is
+coalesced: concurrent identical requests share one run of the endpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from perfkit.errors import PerfkitError
+from perfkit.metrics import Collector, default_collector
+from perfkit.web._asgi import ASGIApp, Headers, Message, Receive, Scope, Send, get, without
+from perfkit.web.coalesce import Coalescer, Recorded, Recorder, replay, request_key
+from perfkit.web.config import Rule, WebConfig
+from perfkit.web.routing import RouteResolver
+
+log = logging.getLogger("perfkit.web.cache")
+_MISSING: Any = object()
+HIT = [(b"x-cache", b"HIT")]
+MISS = [(b"x-cache", b"MISS")]
+
+
+def cacheable(recorded: Recorded, rule: Rule) -> bool:
+    status, headers, _ = recorded
+    if not 200 <= status < 300:
+        return False
+    for key, value in headers:
+        k = key.lower()
+        if k == b"set-cookie":
+            return False
+        if k == b"cache-control":
+            policy = value.lower()
+            if b"no-store" in policy or (b"private" in policy and not rule.cache_per_user):
+                return False
+    return True
+
+
+_DEPENDENCIES: dict[int, tuple[Rule, Any]] = {}
+
+
+def _dependency_tags(rule: Rule, params: dict[str, str]) -> list[str]:
+    """Tags of the rule's `cache_depends_on`, in the ORM invalidator's format (compiled once per rule)."""
+    entry = _DEPENDENCIES.get(id(rule))
+    if entry is None or entry[0] is not rule:
+        from perfkit.cache.orm.deps import compile_dependencies
+
+        entry = _DEPENDENCIES[id(rule)] = (rule, compile_dependencies(rule.cache_depends_on))
+    tags: list[str] = entry[1](params)
+    return tags
+
+
+def tags_for(rule: Rule, scope: Scope, headers: Headers) -> list[str]:
+    params = {k: str(v) for k, v in (scope.get("path_params") or {}).items()}
+    tags = _dependency_tags(rule, params) if rule.cache_depends_on else []
+    for tag in rule.cache_tags:
+        try:
+            tags.append(tag.format(**params))
+        except (KeyError, IndexError, ValueError):
+            tags.append(tag)
+    extra = get(headers, b"x-cache-tags")
+    if extra:
+        tags.extend(t.strip() for t in extra.decode("latin-1").split(",") if t.strip())
+    return tags
+
+
+class ResponseCacheMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        cache: Any,
+        config: WebConfig | None = None,
+        collector: Collector | None = None,
+        resolver: RouteResolver | None = None,
+    ) -> None:
+        self.app = app
+        self.cache = cache
+        self.config = config or WebConfig()
+        self.resolver = resolver or RouteResolver(app, self.config)
+        self.coalescer = Coalescer()
+        self.results = (collector or default_collector()).counter(
+            "http_response_cache_total", ("route", "result"), "Response cache lookups by result"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        info = self.resolver.resolve(scope)
+        rule = info.rule
+        if rule is None or rule.cache_ttl is None:
+            await self.app(scope, receive, send)
+            return
+        route = info.template or "<unmatched>"
+        key = await request_key(scope, rule, self.config, "response:")
+        entry = await self._lookup(key)
+        if entry is not None:
+            self.results.inc((route, "hit"))
+            age = str(max(0, int(time.time() - entry["t"]))).encode()
+            await replay(send, (entry["s"], [(bytes(k), bytes(v)) for k, v in entry["h"]], entry["b"]),
+                         [*HIT, (b"age", age)])  # fmt: skip
+            return
+
+        async def leader() -> Recorded | None:
+            recorder = Recorder(_to_client(send), self.config.cache_max_body)
+            await self.app(scope, receive, recorder.send)
+            recorded = recorder.result()
+            if recorded is None or not cacheable(recorded, rule):
+                return None
+            status, headers, body = recorded
+            clean = (status, without(headers, b"x-cache-tags"), body)
+            await self._store(key, clean, rule, tags_for(rule, scope, headers))
+            return clean
+
+        async def follower(recorded: Recorded) -> None:
+            self.results.inc((route, "coalesced"))
+            await replay(send, recorded, MISS)
+
+        self.results.inc((route, "miss"))
+        if await self.coalescer.run(key, leader, follower) is False:
+            await self.app(scope, receive, _to_client(send))
+
+    async def _lookup(self, key: str) -> dict[str, Any] | None:
+        try:
+            entry = await self.cache.get(key, _MISSING)
+        except PerfkitError as exc:  # a broken cache is a miss, never an error page
+            log.warning("response cache lookup failed: %s", exc)
+            return None
+        return entry if isinstance(entry, dict) else None
+
+    async def _store(self, key: str, recorded: Recorded, rule: Rule, tags: list[str]) -> None:
+        status, headers, body = recorded
+        entry = {"s": status, "h": [[k, v] for k, v in headers], "b": body, "t": time.time()}
+        try:
+            await self.cache.set(key, entry, ttl=rule.cache_ttl, tags=tags)
+        except PerfkitError as exc:
+            log.warning("response cache store failed: %s", exc)
+
+
+def _to_client(send: Send) -> Send:
+    """Drops `X-Cache-Tags` (it is for the cache, not the client) and adds `X-Cache: MISS`."""
+
+    async def send_miss(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = without(list(message.get("headers", ())), b"x-cache-tags")
+            message = {**message, "headers": [*headers, *MISS]}
+        await send(message)
+
+    return send_miss

@@ -1,0 +1,97 @@
+"""N+1 detection from lazy loads, on SQLite and PostgreSQL, sync and async sessions."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, selectinload
+
+from perfkit.db import track
+
+from .conftest import AsyncDb, SyncDb
+
+
+def test_sync_lazy_collection_flagged_with_fix(sync_db: SyncDb) -> None:
+    """Lazy-loading Ticket.comments for every ticket is one N+1 finding naming selectinload."""
+    m = sync_db.models
+    with Session(sync_db.engine) as session, track("/tickets") as stats:
+        tickets = session.scalars(select(m.Ticket)).all()
+        total = sum(len(t.comments) for t in tickets)
+    assert total == 12
+    assert stats.lazy_loads[("Ticket", "comments")] == 6
+    [finding] = sync_db.collector.findings("n_plus_one")
+    assert finding["relationship"] == "Ticket.comments"
+    assert finding["fix"] == "selectinload(Ticket.comments)"
+    assert finding["route"] == "/tickets"
+    assert stats.db_count == 7  # 1 + N: the accounting the Server-Timing header shows
+
+
+def test_sync_many_to_one_suggests_joinedload(sync_db: SyncDb) -> None:
+    """A lazy many-to-one (Ticket.author) is flagged with joinedload."""
+    m = sync_db.models
+    with Session(sync_db.engine) as session, track():
+        names = [t.author.name for t in session.scalars(select(m.Ticket)).all()]
+    assert len(names) == 6
+    [finding] = sync_db.collector.findings("n_plus_one")
+    assert finding["fix"] == "joinedload(Ticket.author)"
+
+
+def test_eager_loading_is_not_flagged(sync_db: SyncDb) -> None:
+    """With selectinload there are no lazy loads and no finding (no false positive)."""
+    m = sync_db.models
+    with Session(sync_db.engine) as session, track() as stats:
+        tickets = session.scalars(select(m.Ticket).options(selectinload(m.Ticket.comments))).all()
+        assert sum(len(t.comments) for t in tickets) == 12
+    assert stats.db_count == 2
+    assert sync_db.collector.findings("n_plus_one") == []
+
+
+def test_below_threshold_not_flagged(sync_db: SyncDb) -> None:
+    """Two lazy loads (threshold 3) are not an N+1."""
+    m = sync_db.models
+    with Session(sync_db.engine) as session, track():
+        for ticket in session.scalars(select(m.Ticket).limit(2)).all():
+            assert len(ticket.comments) == 2
+    assert sync_db.collector.findings("n_plus_one") == []
+
+
+async def test_async_session_lazy_loads_flagged(async_db: AsyncDb) -> None:
+    """AsyncSession lazy loads through awaitable_attrs are detected the same way."""
+    m = async_db.models
+    async with AsyncSession(async_db.engine) as session:
+        with track("/async") as stats:
+            tickets = (await session.scalars(select(m.Ticket))).all()
+            total = sum([len(await t.awaitable_attrs.comments) for t in tickets])
+    assert total == 12
+    assert stats.db_count == 7
+    [finding] = async_db.collector.findings("n_plus_one")
+    assert finding["fix"] == "selectinload(Ticket.comments)"
+    assert finding["route"] == "/async"
+
+
+async def test_concurrent_requests_counted_apart(async_db: AsyncDb) -> None:
+    """Two concurrent requests with 2 lazy loads each are not summed into one N+1 (contextvars)."""
+    m = async_db.models
+
+    async def request(ids: list[int]) -> int:
+        async with AsyncSession(async_db.engine) as session:
+            with track() as stats:
+                tickets = (await session.scalars(select(m.Ticket).where(m.Ticket.id.in_(ids)))).all()
+                for t in tickets:
+                    await t.awaitable_attrs.comments
+                return stats.db_count
+
+    counts = await asyncio.gather(request([1, 2]), request([3, 4]))
+    assert counts == [3, 3]
+    assert async_db.collector.findings("n_plus_one") == []
+
+
+def test_no_request_no_tracking(sync_db: SyncDb) -> None:
+    """Outside a request or track() block nothing is counted per request (no global state grows)."""
+    m = sync_db.models
+    with Session(sync_db.engine) as session:
+        for t in session.scalars(select(m.Ticket)).all():
+            assert len(t.comments) == 2
+    assert sync_db.collector.findings("n_plus_one") == []

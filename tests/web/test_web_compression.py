@@ -1,0 +1,126 @@
+"""Compression: negotiation, codings, skips, Vary, ETag suffix."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+
+import brotli
+import pytest
+import zstandard
+from starlette.testclient import TestClient
+
+from perfkit.web import CompressionMiddleware, ConditionalMiddleware, Rule, WebConfig
+from perfkit.web.compression import negotiate
+
+from .conftest import PAYLOAD, make_starlette
+
+
+def client(config: WebConfig | None = None, etag: bool = False) -> TestClient:
+    app = make_starlette()
+    cfg = config or WebConfig()
+    if etag:
+        app.add_middleware(ConditionalMiddleware, config=cfg)
+    app.add_middleware(CompressionMiddleware, config=cfg)
+    return TestClient(app)
+
+
+def raw(c: TestClient, path: str, accept: str | bytes) -> tuple[int, dict[str, str], bytes]:
+    with c.stream("GET", path, headers={"accept-encoding": accept}) as response:
+        body = b"".join(response.iter_raw())
+        return response.status_code, dict(response.headers), body
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        ("gzip", "gzip"),
+        ("gzip, br", "br"),
+        ("gzip, br, zstd", "zstd"),
+        ("br;q=0.5, gzip;q=0.9", "gzip"),
+        ("zstd;q=0, br;q=0, gzip", "gzip"),
+        ("*", "zstd"),
+        ("*;q=0.1, gzip;q=0", "zstd"),
+        ("identity", None),
+        ("gzip;q=0", None),
+        ("gzip;q=abc, br;q=7, ,;;,", None),
+        ("", None),
+    ],
+)
+def test_negotiation_with_q_values(accept: str, expected: str | None) -> None:
+    """Accept-Encoding q-values pick the coding; malformed entries are ignored, never raise."""
+    assert negotiate(accept.encode()) == expected
+
+
+@pytest.mark.parametrize(
+    ("coding", "decode"),
+    [("gzip", gzip.decompress), ("br", brotli.decompress), ("zstd", zstandard.ZstdDecompressor().decompress)],
+)
+def test_each_coding_round_trips(coding: str, decode: object) -> None:
+    """A 4 KB JSON body comes back encoded, smaller by more than 40 %, and decodes to the original."""
+    status, headers, body = raw(client(), "/items", coding)
+    assert status == 200
+    assert headers["content-encoding"] == coding
+    assert "accept-encoding" in headers["vary"].lower()
+    original = json.dumps(PAYLOAD, separators=(",", ":")).encode()
+    assert int(headers["content-length"]) == len(body) < 0.6 * len(original)
+    assert json.loads(decode(body)) == PAYLOAD  # type: ignore[operator]
+
+
+def test_small_body_not_compressed() -> None:
+    """Bodies under the minimum size go out as they are (with Vary)."""
+    _status, headers, body = raw(client(), "/", "gzip")
+    assert body == b"hello"
+    assert "content-encoding" not in headers
+    assert headers["vary"] == "Accept-Encoding"
+
+
+def test_compressed_media_and_existing_encoding_skipped() -> None:
+    """image/png and responses that already have Content-Encoding pass through untouched."""
+    c = client()
+    _, headers, body = raw(c, "/image", "gzip")
+    assert "content-encoding" not in headers
+    assert body.startswith(b"\x89PNG")
+    _, headers, body = raw(c, "/encoded", "br")
+    assert headers["content-encoding"] == "gzip"
+    assert body == b"already" * 200
+
+
+def test_route_rule_disables_compression() -> None:
+    """A rule with compress=False leaves that route uncompressed."""
+    c = client(WebConfig(rules=[Rule(path="/items", compress=False)]))
+    _, headers, _ = raw(c, "/items", "gzip")
+    assert "content-encoding" not in headers
+
+
+def test_streaming_body_compressed_per_chunk() -> None:
+    """A streamed response is compressed chunk by chunk, without Content-Length, and decodes whole."""
+    _, headers, body = raw(client(), "/stream", "gzip")
+    assert headers["content-encoding"] == "gzip"
+    assert "content-length" not in headers
+    assert zlib.decompress(body, 31) == b"first chunk " * 100 + b"second chunk " * 100
+
+
+def test_sse_not_compressed() -> None:
+    """Server-Sent Events pass through uncompressed."""
+    _, headers, body = raw(client(), "/events", "gzip")
+    assert "content-encoding" not in headers
+    assert body == b"data: one\n\ndata: two\n\n"
+
+
+def test_etag_gets_coding_suffix() -> None:
+    """The strong ETag of the identity body gets a coding suffix on the compressed representation."""
+    c = client(etag=True)
+    _, plain, _ = raw(c, "/items", "identity")
+    _, packed, _ = raw(c, "/items", "br")
+    assert packed["etag"] == plain["etag"][:-1] + '-br"'
+    response = c.get("/items", headers={"accept-encoding": "br", "if-none-match": packed["etag"]})
+    assert response.status_code == 304
+
+
+def test_head_not_compressed() -> None:
+    """HEAD responses keep their headers and are not compressed."""
+    response = client().head("/items", headers={"accept-encoding": "gzip"})
+    assert response.status_code == 200
+    assert "content-encoding" not in response.headers

@@ -1,0 +1,120 @@
+"""perfkit.instrument(): the whole stack on Starlette, FastAPI and plain ASGI apps."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import zstandard
+from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+import perfkit
+from perfkit.metrics import Collector
+from perfkit.web import Rule, WebConfig
+
+from .conftest import make_starlette, requests
+
+
+def test_starlette_full_stack(collector: Collector) -> None:
+    """On a Starlette app every layer answers: timing, metrics, compression, ETag, Cache-Control."""
+    config = WebConfig(
+        rules=[Rule(path="/items", cache_control="public, max-age=60")], rate_limit="1000/minute"
+    )
+    app = perfkit.instrument(make_starlette(), config=config, collector=collector)
+    c = TestClient(app)
+    response = c.get("/items", headers={"accept-encoding": "gzip"})
+    assert response.status_code == 200
+    h = response.headers
+    assert h["content-encoding"] == "gzip"
+    assert h["etag"].endswith('-gzip"')
+    assert h["cache-control"] == "public, max-age=60"
+    assert "server-timing" in h
+    assert "x-request-id" in h
+    assert "ratelimit" in h
+    again = c.get("/items", headers={"accept-encoding": "gzip", "if-none-match": h["etag"]})
+    assert again.status_code == 304
+    assert requests(collector)[("GET", "/items", "2xx")] == 1
+    assert requests(collector)[("GET", "/items", "3xx")] == 1
+    assert app.state.perfkit.collector is collector
+
+
+def test_fastapi_route_templates(collector: Collector) -> None:
+    """FastAPI path parameters are labelled by template and route-name rules apply."""
+    api = FastAPI()
+
+    @api.get("/users/{user_id}", name="user")
+    async def user(user_id: int) -> dict[str, Any]:
+        return {"id": user_id, "bio": "x" * 2000}
+
+    config = WebConfig(rules=[Rule(name="user", cache_control="private, no-cache")])
+    perfkit.instrument(api, config=config, collector=collector)
+    c = TestClient(api)
+    for i in range(3):
+        response = c.get(f"/users/{i}", headers={"accept-encoding": "br"})
+        assert response.json()["id"] == i
+    assert response.headers["content-encoding"] == "br"
+    assert response.headers["cache-control"] == "private, no-cache"
+    assert requests(collector) == {("GET", "/users/{user_id}", "2xx"): 3.0}
+
+
+def test_plain_asgi_callable(collector: Collector) -> None:
+    """A bare ASGI callable is wrapped and the wrapper exposes .perfkit."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+        )
+        await send({"type": "http.response.body", "body": b"plain " * 200})
+
+    config = WebConfig(route_name=lambda scope: "plain")
+    wrapped = perfkit.instrument(app, config=config, collector=collector)
+    with TestClient(wrapped).stream("GET", "/anything/123", headers={"accept-encoding": "zstd"}) as response:
+        body = b"".join(response.iter_raw())
+    assert response.headers["content-encoding"] == "zstd"
+    assert zstandard.ZstdDecompressor().decompress(body) == b"plain " * 200
+    assert wrapped.perfkit.collector is collector
+    assert requests(collector) == {("GET", "plain", "2xx"): 1.0}
+
+
+def test_websocket_and_lifespan_pass_through(collector: Collector) -> None:
+    """Websocket and lifespan scopes reach the app untouched through the whole stack."""
+    events: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        events.append("startup")
+        yield
+        events.append("shutdown")
+
+    app = Starlette(routes=make_starlette().routes, lifespan=lifespan)
+    perfkit.instrument(app, config=WebConfig(rate_limit="1/minute"), collector=collector)
+    with TestClient(app) as c, c.websocket_connect("/ws") as ws:
+        ws.send_text("you")
+        assert ws.receive_text() == "hi you"
+    assert events == ["startup", "shutdown"]
+    assert not requests(collector)
+
+
+def test_excluded_paths_bypass_stack(collector: Collector) -> None:
+    """Excluded path patterns skip every layer (no headers, no metrics)."""
+    app = perfkit.instrument(make_starlette(), config=WebConfig(exclude=["/items*"]), collector=collector)
+    response = TestClient(app).get("/items")
+    assert "server-timing" not in response.headers
+    assert "etag" not in response.headers
+    assert not requests(collector)
+
+
+def test_import_has_no_side_effects() -> None:
+    """`import perfkit` imports neither starlette nor sqlalchemy; `perfkit.instrument` loads lazily."""
+    code = (
+        "import sys, perfkit; assert 'starlette' not in sys.modules and 'sqlalchemy' not in sys.modules;"
+        "f = perfkit.instrument; print(f.__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "perfkit.web.instrument"

@@ -1,0 +1,245 @@
+"""Rate limiting: GCRA on memory and Redis, IETF headers, 429, per client and route class, Redis down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from perfkit.metrics import Collector
+from perfkit.web import RateLimit, RateLimitMiddleware, Rule, WebConfig
+from perfkit.web.ratelimit.backend import gcra
+
+from .conftest import REDIS_URL, free_port, make_starlette
+
+RULES = [
+    Rule(path="/items*", rate_limit="5/minute", rate_class="catalog"),
+    Rule(path="/", rate_limit="3/minute"),
+]
+
+
+def redis_available() -> bool:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        return False
+    return True
+
+
+needs_redis = pytest.mark.skipif(not redis_available(), reason=f"Redis not reachable at {REDIS_URL}")
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    """A unique key prefix per test; its keys are deleted afterwards."""
+    value = f"perfkit:test:{uuid.uuid4().hex}:"
+    yield value
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=value + "*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def make_app(url: str = "memory://", fail: str = "open", **config: Any) -> RateLimitMiddleware:
+    """The limiter wrapped directly around a Starlette app, so the test can close its backend."""
+    cfg = WebConfig(rules=RULES, rate_limit_url=url, rate_limit_fail=fail, **config)
+    return RateLimitMiddleware(make_starlette(), config=cfg, collector=Collector())
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=[pytest.mark.redis, needs_redis])])
+async def limited(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[httpx.AsyncClient]:
+    url = "memory://" if request.param == "memory" else f"{REDIS_URL}?prefix={prefix}"
+    app = make_app(url)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+        yield client
+    await app.backend.close()
+
+
+async def test_limit_then_429_with_headers(limited: httpx.AsyncClient) -> None:
+    """Within the limit: 200 with RateLimit headers counting down; over it: 429 with Retry-After."""
+    remaining = []
+    for _ in range(3):
+        response = await limited.get("/")
+        assert response.status_code == 200
+        assert response.headers["ratelimit-policy"] == '"/";q=3;w=60'
+        remaining.append(response.headers["ratelimit"])
+    assert [r.split(";")[1] for r in remaining] == ["r=2", "r=1", "r=0"]
+    refused = await limited.get("/")
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["retry-after"]) <= 20
+    assert refused.json() == {"detail": "rate limit exceeded"}
+    assert refused.headers["ratelimit"].startswith('"/";r=0;t=')
+
+
+async def test_route_class_shares_budget(limited: httpx.AsyncClient) -> None:
+    """Routes in one rate class draw from one budget (5 over /items and /items/1 together)."""
+    codes = [(await limited.get(p)).status_code for p in ["/items", "/items/1"] * 3]
+    assert codes == [200] * 5 + [429]
+
+
+async def test_per_client_budgets() -> None:
+    """Each API key has its own budget; None from the key function exempts the request."""
+
+    def key(scope: dict[str, Any]) -> str | None:
+        headers = dict(scope["headers"])
+        return None if b"x-admin" in headers else headers.get(b"x-api-key", b"anon").decode()
+
+    app = make_app(rate_limit_key=key)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
+        a = [(await c.get("/", headers={"x-api-key": "a"})).status_code for _ in range(4)]
+        b = [(await c.get("/", headers={"x-api-key": "b"})).status_code for _ in range(4)]
+        admin = [(await c.get("/", headers={"x-admin": "1"})).status_code for _ in range(10)]
+    await app.backend.close()
+    assert a == b == [200, 200, 200, 429]
+    assert admin == [200] * 10
+
+
+async def test_unlimited_routes_untouched() -> None:
+    """A route without a rule and no default limit gets no headers and no limit."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(make_app()), base_url="http://t") as c:
+        responses = [await c.get("/image") for _ in range(20)]
+    assert {r.status_code for r in responses} == {200}
+    assert "ratelimit" not in responses[0].headers
+
+
+def test_gcra_refills_over_time() -> None:
+    """GCRA: a burst of `limit`, then one request per period/limit as time passes."""
+    limit = RateLimit.parse("10/second")
+    tat = 0.0
+    for _ in range(10):
+        decision, tat = gcra(tat, 100.0, limit)
+        assert decision.allowed
+    refused, tat = gcra(tat, 100.0, limit)
+    assert not refused.allowed
+    assert refused.retry_after == pytest.approx(0.1)
+    later, _ = gcra(tat, 100.1, limit)
+    assert later.allowed
+
+
+@pytest.mark.parametrize("text", ["", "100", "x/minute", "0/minute", "5/fortnight", "-1/second"])
+def test_bad_rate_strings_rejected(text: str) -> None:
+    """Unparseable rates raise ConfigurationError naming the setting."""
+    from perfkit.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="rate_limit"):
+        RateLimit.parse(text)
+
+
+@pytest.mark.redis
+async def test_redis_down_fails_open(caplog: pytest.LogCaptureFixture) -> None:
+    """With Redis unreachable (closed port) requests pass, with one warning for the outage."""
+    app = make_app(f"redis://127.0.0.1:{free_port()}/0")
+    with caplog.at_level(logging.WARNING, logger="perfkit.web.ratelimit"):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
+            codes = [(await c.get("/")).status_code for _ in range(6)]
+    await app.backend.close()
+    assert codes == [200] * 6
+    assert len([r for r in caplog.records if "backend down" in r.getMessage()]) == 1
+
+
+@pytest.mark.redis
+async def test_redis_down_fails_closed() -> None:
+    """Configured to fail closed, an unreachable Redis gives 503 with Retry-After."""
+    app = make_app(f"redis://127.0.0.1:{free_port()}/0", fail="closed")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
+        response = await c.get("/")
+    await app.backend.close()
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server binary not installed")
+async def test_hung_redis_does_not_block_event_loop(prefix: str) -> None:
+    """A Redis that stops answering costs one timeout per request, and the event loop keeps running."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        probe = aioredis.Redis(port=port)
+        for _ in range(200):  # wait until it accepts connections
+            try:
+                await probe.ping()
+                break
+            except redis.ConnectionError:
+                await asyncio.sleep(0.02)
+        await probe.aclose()
+        app = make_app(f"redis://127.0.0.1:{port}/0?prefix={prefix}", rate_limit_timeout=0.2)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
+            assert (await c.get("/")).status_code == 200  # connected and counting
+            os.kill(proc.pid, signal.SIGSTOP)
+            ticks = 0
+
+            async def ticker() -> None:
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0.01)
+                    ticks += 1
+
+            task = asyncio.create_task(ticker())
+            start = time.perf_counter()
+            response = await c.get("/")
+            elapsed = time.perf_counter() - start
+            task.cancel()
+            os.kill(proc.pid, signal.SIGCONT)
+            await app.backend.close()
+        assert response.status_code == 200  # failed open
+        assert elapsed < 1.0
+        assert ticks >= 5  # the loop ran other work while waiting on Redis
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _worker(url: str, barrier: Any, results: Any) -> None:
+    async def main() -> int:
+        config = WebConfig(
+            rules=[Rule(path="/", rate_limit="100/hour", rate_class="shared")], rate_limit_url=url
+        )
+        app = RateLimitMiddleware(make_starlette(), config=config, collector=Collector())
+        ok = 0
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
+            barrier.wait()
+            for _ in range(5):
+                batch = await asyncio.gather(*(c.get("/") for _ in range(20)))
+                ok += sum(r.status_code == 200 for r in batch)
+        await app.backend.close()
+        return ok
+
+    results.put(asyncio.run(main()))
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+@needs_redis
+def test_four_processes_share_one_budget(prefix: str) -> None:
+    """Four processes hammering one Redis-backed limit of 100 get 100 +-2 % successes in total."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    url = f"{REDIS_URL}?prefix={prefix}"
+    procs = [ctx.Process(target=_worker, args=(url, barrier, results)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    counts = [results.get(timeout=50) for _ in procs]
+    for p in procs:
+        p.join(timeout=10)
+    assert 98 <= sum(counts) <= 102, counts
+    assert len(counts) == 4  # separate budgets would have let 400 through

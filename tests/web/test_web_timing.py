@@ -1,0 +1,78 @@
+"""Timing middleware: Server-Timing, X-Request-ID, slow-request log."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+from starlette.testclient import TestClient
+
+from perfkit.metrics import Collector
+from perfkit.web import TimingMiddleware, WebConfig
+
+from .conftest import make_starlette
+
+
+def client(config: WebConfig | None = None, collector: Collector | None = None) -> TestClient:
+    app = make_starlette()
+    app.add_middleware(TimingMiddleware, config=config or WebConfig(), collector=collector or Collector())
+    return TestClient(app)
+
+
+def test_server_timing_has_total_app_db_cache() -> None:
+    """Every response carries Server-Timing with total, app, db (with query count) and cache."""
+    response = client().get("/")
+    value = response.headers["server-timing"]
+    for metric in ("total;dur=", "app;dur=", "db;dur=", 'desc="0 queries"', "cache;dur="):
+        assert metric in value
+
+
+def test_request_id_generated_when_missing() -> None:
+    """A request without an id gets a fresh X-Request-ID (process prefix + counter), different per request."""
+    c = client()
+    first, second = c.get("/").headers["x-request-id"], c.get("/").headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", first)
+    assert first != second
+
+
+def test_request_id_honoured() -> None:
+    """A well-formed client X-Request-ID is echoed back unchanged."""
+    response = client().get("/", headers={"X-Request-ID": "abc-123.def:9"})
+    assert response.headers["x-request-id"] == "abc-123.def:9"
+
+
+@pytest.mark.parametrize("bad", ["x" * 500, "has space", "semi;colon", "é"])
+def test_malformed_request_id_replaced(bad: str) -> None:
+    """An overlong or unsafe X-Request-ID is replaced by a generated one, never echoed."""
+    response = client().get("/", headers={"X-Request-ID": bad.encode("utf-8")})
+    assert response.status_code == 200
+    assert re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", response.headers["x-request-id"])
+
+
+def test_slow_request_logged_and_recorded(caplog: pytest.LogCaptureFixture) -> None:
+    """A request over the threshold logs one structured line and lands in the slow_request ring."""
+    collector = Collector()
+    with caplog.at_level(logging.WARNING, logger="perfkit.web"):
+        client(WebConfig(slow_request=1e-9), collector).get("/items/7")
+    [finding] = collector.findings("slow_request")
+    assert finding["route"] == "/items/{item_id}"
+    assert finding["status"] == 200
+    assert any(
+        "slow request" in r.getMessage() and "route=/items/{item_id}" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+def test_fast_request_not_logged() -> None:
+    """Requests under the threshold record nothing."""
+    collector = Collector()
+    client(WebConfig(slow_request=60), collector).get("/")
+    assert collector.findings("slow_request") == []
+
+
+def test_websocket_passes_through() -> None:
+    """A websocket scope goes through the timing layer untouched."""
+    with client().websocket_connect("/ws") as ws:
+        ws.send_text("there")
+        assert ws.receive_text() == "hi there"
