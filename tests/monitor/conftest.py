@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,8 @@ from perfkit.db.config import DbConfig
 from perfkit.metrics import Collector
 from perfkit.monitor import Monitor, MonitorConfig
 from perfkit.web import Rule, WebConfig
+
+from ..conftest import eventually
 
 TOKEN = "s3cret-token-for-tests"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -147,3 +152,32 @@ async def make_env(tmp_path: Path) -> AsyncIterator[EnvFactory]:
 async def env(make_env: EnvFactory) -> Env:
     result: Env = await make_env()
     return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@asynccontextmanager
+async def serve(app: Any) -> AsyncIterator[str]:
+    """Serve `app` with uvicorn (lifespan on) on 127.0.0.1 in this event loop; yields the base URL."""
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+
+    async def started() -> bool:
+        if task.done():
+            raise AssertionError(f"uvicorn stopped: {task.exception()!r}")
+        return bool(server.started)
+
+    await eventually(started, timeout=10, what="uvicorn started")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
