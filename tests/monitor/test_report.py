@@ -103,3 +103,22 @@ async def test_window_counts_published_and_unpublished(make_env: EnvFactory) -> 
     assert report["routes"]["GET /big"]["requests"] == 5
     history = (await env.client.get("/perf/api/history?since=10m", headers=AUTH)).json()["points"]
     assert sum(p["requests"] for p in history) == 3
+
+
+async def test_job_failure_rate_and_wait(env: Env) -> None:
+    """Job events from the hook give per-queue failure rate, wait and run time, and a recommendation."""
+
+    @env.jobs.task(queue="email")
+    async def flaky(ctx: object, n: int) -> int:
+        if n % 2:
+            raise ValueError("smtp down")
+        return n
+
+    for n in range(4):
+        await flaky.enqueue(n)
+    await env.jobs.worker(["email"], burst=True).run()
+    report = (await env.client.get("/perf/report", headers=AUTH)).json()
+    email = report["kpis"]["jobs"]["queues"]["email"]
+    assert (email["succeeded"], email["failed"], email["failure_rate"]) == (2, 2, 0.5)
+    assert email["wait_p95_ms"] is not None and email["run_p95_ms"] is not None
+    assert "jobs in queue email fail 50 % of attempts" in [r["message"] for r in report["recommendations"]]
