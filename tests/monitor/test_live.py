@@ -31,7 +31,7 @@ async def test_live_sends_one_snapshot_per_second(env: Env) -> None:
         await load
     assert len(frames) == 3
     gaps = [b["t"] - a["t"] for a, b in itertools.pairwise(frames)]
-    assert all(0.8 < gap < 1.6 for gap in gaps), gaps
+    assert all(0.5 < gap < 2.0 for gap in gaps), gaps  # a fixed 1 s cadence, with slack for a busy CI box
     assert max(f["throughput_rps"] for f in frames) > 0
     assert {"p95_ms", "error_rate", "cache_hit_ratio", "cpu_percent", "memory_percent", "queue_depth"} <= set(
         frames[0]

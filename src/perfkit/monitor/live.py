@@ -72,13 +72,17 @@ async def stream(
     sampler = Sampler(monitor.merged, keep=12.0)
     await sampler.sample()
     sent = 0
+    loop = asyncio.get_running_loop()
+    tick = loop.time()
     try:
         while not gone.is_set() and (limit is None or sent < limit):
+            tick += interval  # a fixed cadence: the time a frame takes does not delay the next one
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(gone.wait(), interval)
+                await asyncio.wait_for(gone.wait(), max(0.0, tick - loop.time()))
             if gone.is_set():
                 break
-            payload = json.dumps(await frame(monitor, sampler), separators=(",", ":"))
+            stamp = time.time()
+            payload = json.dumps({**await frame(monitor, sampler), "t": stamp}, separators=(",", ":"))
             await send(
                 {"type": "http.response.body", "body": f"data: {payload}\n\n".encode(), "more_body": True}
             )
