@@ -30,8 +30,11 @@ async def test_live_sends_one_snapshot_per_second(env: Env) -> None:
                     frames.append(json.loads(line[6:]))
         await load
     assert len(frames) == 3
-    gaps = [b["t"] - a["t"] for a, b in itertools.pairwise(frames)]
-    assert all(0.5 < gap < 2.0 for gap in gaps), gaps  # a fixed 1 s cadence, with slack for a busy CI box
+    # a fixed 1 s cadence: a frame delayed by a stalled (shared, loaded) machine is followed by an early
+    # one, so the span of the stream, not each gap, is what one-per-second pins
+    span = frames[-1]["t"] - frames[0]["t"]
+    assert 1.5 < span < 3.5, [f["t"] for f in frames]
+    assert all(b["t"] > a["t"] for a, b in itertools.pairwise(frames))
     assert max(f["throughput_rps"] for f in frames) > 0
     assert {"p95_ms", "error_rate", "cache_hit_ratio", "cpu_percent", "memory_percent", "queue_depth"} <= set(
         frames[0]

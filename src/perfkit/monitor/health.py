@@ -122,8 +122,17 @@ def system_checks(
 ) -> list[Check]:
     """Disk and memory fail readiness when nearly full; CPU only warns (busy is not broken)."""
 
-    async def sample() -> dict[str, float]:
-        return await asyncio.to_thread(system.sample, disk_path)
+    shared: dict[str, Any] = {}
+
+    async def sample() -> dict[str, float]:  # one psutil reading shared by the three checks of a run
+        now = time.monotonic()
+        if "task" not in shared or now - shared["at"] > 0.5:
+            shared["task"], shared["at"] = (
+                asyncio.ensure_future(asyncio.to_thread(system.sample, disk_path)),
+                now,
+            )
+        result: dict[str, float] = await asyncio.shield(shared["task"])
+        return result
 
     def threshold(name: str, key: str, limit: float, critical: bool) -> Check:
         async def probe() -> CheckResult:

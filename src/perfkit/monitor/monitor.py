@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Any
 
@@ -19,6 +20,8 @@ from perfkit.monitor.jobs import JobObserver, queue_status
 from perfkit.monitor.publisher import Publisher
 from perfkit.monitor.snapshots import Snapshot, add, without_gauges
 from perfkit.monitor.store import MonitorStore, registry
+
+log = logging.getLogger("perfkit.monitor")
 
 
 class Monitor:
@@ -118,7 +121,11 @@ class Monitor:
         if self._publisher is None or self._publisher.published is None:
             return []
         own = self._publisher.proc
-        return [s for s in await self.store.snapshots() if s[0] != own]
+        try:
+            return [s for s in await self.store.snapshots() if s[0] != own]
+        except Exception as exc:  # the store is down: answer from this process alone
+            log.warning("monitor store unavailable, answering for this process only: %s", exc)
+            return []
 
     async def merged(self) -> tuple[Snapshot, int]:
         """Cumulative measurements of every process (gauges only of the recently published ones)."""
@@ -134,8 +141,13 @@ class Monitor:
         parts: list[Snapshot] = []
         started = self.collector.started
         procs = 1
+        rollups = None
         if self._publisher is not None and self._publisher.published is not None:
-            rollups = await self.store.rollups(int((now - seconds) // 60), int(now // 60))
+            try:
+                rollups = await self.store.rollups(int((now - seconds) // 60), int(now // 60))
+            except Exception as exc:  # the store is down: this process's counts since it started
+                log.warning("monitor store unavailable, reporting this process only: %s", exc)
+        if rollups is not None and self._publisher is not None:
             parts += [r for _, r in rollups]
             others = await self._others()
             procs += sum(1 for _, at, _ in others if at >= now - seconds)

@@ -179,6 +179,8 @@ class MonitorMount:
         self.threshold = monitor.config.budgets.uncompressed_bytes
 
     def __getattr__(self, name: str) -> Any:  # `.perfkit` and friends of the wrapped stack stay reachable
+        if name == "app":  # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
         return getattr(self.app, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
