@@ -116,8 +116,8 @@ async def test_metrics_sum_every_worker(workers: tuple[list[str], list[Any]]) ->
         assert report["processes"] == 2
         await stop(procs[1])  # a stopped worker's counts stay in the total (counters never go back)
 
-        async def after_stop() -> bool:
+        async def after_stop() -> bool:  # B's last publish is stale after a few intervals
             text = (await client.get(f"{bases[0]}/perf/metrics", headers=AUTH)).text
-            return hello_count(text)[0] == 14.0
+            return hello_count(text) == (14.0, 1.0)
 
-        await eventually(after_stop, timeout=15, what="totals kept after a worker stopped")
+        await eventually(after_stop, timeout=30, what="totals kept, gauges dropped after a worker stopped")

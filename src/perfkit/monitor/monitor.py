@@ -128,12 +128,16 @@ class Monitor:
             return []
 
     async def merged(self) -> tuple[Snapshot, int]:
-        """Cumulative measurements of every process (gauges only of the recently published ones)."""
+        """Cumulative measurements of every process (gauges only of the recently published ones), and
+        how many processes published recently (this one included)."""
         fresh_after = time.time() - 3 * self.config.publish_interval - 5
         parts: list[Snapshot] = [self.collector.snapshot()]
+        live = 1
         for _proc, at, snap in await self._others():
-            parts.append(snap if at >= fresh_after else without_gauges(snap))
-        return add(parts), len(parts)
+            fresh = at >= fresh_after
+            live += fresh
+            parts.append(snap if fresh else without_gauges(snap))
+        return add(parts), live
 
     async def window(self, seconds: float) -> tuple[Snapshot, float, int]:
         """Counters and histograms of the last `seconds` over every process: (delta, covered s, procs)."""
