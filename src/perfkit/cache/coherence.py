@@ -109,7 +109,7 @@ class RedisTracker(_FillGuard):
         while not self._closing:
             client = client_from_url(self.url, timeout=self.timeout, max_connections=1, protocol=2)
             try:
-                conn = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+                conn = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call, unused-ignore]
                 await conn.send_command("CLIENT", "ID")
                 cid = await conn.read_response()
                 await conn.send_command(

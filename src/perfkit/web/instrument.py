@@ -33,11 +33,14 @@ class Instrumentation:
     jobs: Any = None
     engine: Any = None
     rate_limiter: RateLimitBackend | None = None
+    monitor: Any = None  # perfkit.monitor.Monitor, mounted under its prefix (default /perf)
 
     async def close(self) -> None:
-        """Close what perfkit opened (the rate limiter's Redis client)."""
+        """Close what perfkit opened (the rate limiter's Redis client, the monitor's tasks and store)."""
         if self.rate_limiter is not None:
             await self.rate_limiter.close()
+        if self.monitor is not None:
+            await self.monitor.close()
 
 
 def build_stack(app: ASGIApp, handle: Instrumentation, router_app: Any = None) -> ASGIApp:
@@ -72,6 +75,8 @@ def build_stack(app: ASGIApp, handle: Instrumentation, router_app: Any = None) -
     )
     if config.exclude:
         outer = _Exclude(outer, app, config)
+    if handle.monitor is not None:  # outermost: /perf/* never passes through the app's stack
+        outer = handle.monitor.mount(outer)
     return outer
 
 
@@ -104,17 +109,28 @@ def instrument(
     engine: Any = None,
     config: WebConfig | None = None,
     collector: Collector | None = None,
+    monitor: Any = None,
 ) -> Any:
     """Add perfkit's stack to `app` and return the app to serve.
 
     Starlette and FastAPI apps get the stack as middleware and are returned as they are; any other
     ASGI callable is wrapped and the wrapper is returned. `engine` (a SQLAlchemy Engine or AsyncEngine)
-    gets query instrumentation feeding the same collector.
+    gets query instrumentation feeding the same collector. `monitor` (a `perfkit.monitor.MonitorConfig`
+    or `Monitor`; default: one configured from `PERFKIT_MONITOR_*`; `False`: none) is mounted under
+    its prefix, `/perf` by default.
     """
     handle = Instrumentation(
         config=config or WebConfig(), collector=collector or default_collector(),
         cache=cache, jobs=jobs, engine=engine,
     )  # fmt: skip
+    if monitor is not False:
+        from perfkit.monitor.monitor import Monitor
+
+        handle.monitor = (
+            monitor
+            if isinstance(monitor, Monitor)
+            else Monitor(monitor, collector=handle.collector, cache=cache, jobs=jobs, engine=engine)
+        )
     if cache is not None and hasattr(cache, "add_observer"):
         cache.add_observer(cache_observer(handle.collector))
     if engine is not None:

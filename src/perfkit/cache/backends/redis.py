@@ -73,7 +73,7 @@ class BoundedPool(aioredis.ConnectionPool):
         else:
             await self._slots.acquire()
         try:
-            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call, unused-ignore]
         except BaseException:
             self._slots.release()
             raise

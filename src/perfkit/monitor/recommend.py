@@ -1,0 +1,224 @@
+"""Recommendations derived from what was measured, ranked by impact.
+
+Every recommendation names its evidence (route, namespace, relationship, table) and a fix. Rank:
+`impact = base + magnitude`, base 100 for critical, 50 for warning, 10 for info, magnitude (< 50) how far
+over its threshold the measurement is, scaled by the share of traffic where that applies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from perfkit.monitor.config import Budgets
+
+_BASE = {"critical": 100.0, "warning": 50.0, "info": 10.0}
+
+
+def _rec(
+    kind: str, severity: str, message: str, fix: str, magnitude: float, **evidence: Any
+) -> dict[str, Any]:
+    impact = _BASE[severity] + max(0.0, min(49.9, magnitude))
+    return {
+        "kind": kind,
+        "severity": severity,
+        "message": message,
+        "fix": fix,
+        "impact": round(impact, 1),
+        "evidence": evidence,
+    }
+
+
+def _routes(routes: dict[str, Any], total: int, b: Budgets) -> list[dict[str, Any]]:
+    out = []
+    for key, r in routes.items():
+        n = r["requests"]
+        share = n / total if total else 0.0
+        p95, rate, queries = r.get("p95_ms"), r.get("error_rate"), r.get("db_queries_per_request")
+        if p95 is not None and p95 > b.p95_ms:
+            ratio = p95 / b.p95_ms
+            out.append(
+                _rec(
+                    "latency",
+                    "critical" if ratio >= 2 else "warning",
+                    f"{key}: p95 {p95:.0f} ms over the {b.p95_ms:.0f} ms budget",
+                    "profile the route: see its DB time per request and slow queries below",
+                    (ratio - 1) * 25 * (0.5 + share),
+                    route=key,
+                    p95_ms=p95,
+                    requests=n,
+                )
+            )
+        if rate is not None and rate > b.error_rate:
+            out.append(
+                _rec(
+                    "errors",
+                    "critical",
+                    f"{key}: {rate * 100:.1f} % of requests fail (budget {b.error_rate * 100:g} %)",
+                    "look at the application logs for this route's 5xx responses",
+                    rate * 100 * (0.5 + share),
+                    route=key,
+                    error_rate=rate,
+                    errors=r.get("errors"),
+                )
+            )
+        if queries is not None and queries > b.queries_per_request:
+            out.append(
+                _rec(
+                    "queries",
+                    "warning",
+                    f"{key} runs {queries:.0f} queries per request: use one aggregate query",
+                    "batch the lookups (one aggregate query, IN (...), or eager loading)",
+                    queries / b.queries_per_request * 5 * (0.5 + share),
+                    route=key,
+                    queries_per_request=queries,
+                )
+            )
+    return out
+
+
+def _findings(findings: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    out = []
+    nplus: dict[str, list[dict[str, Any]]] = {}
+    for f in findings.get("n_plus_one", []):
+        nplus.setdefault(f.get("relationship", "?"), []).append(f)
+    for rel, items in nplus.items():
+        fix = items[-1].get("fix", "selectinload")
+        routes = sorted({str(f.get("route")) for f in items if f.get("route")})
+        out.append(
+            _rec(
+                "n_plus_one",
+                "warning",
+                f"N+1 on {rel}: {fix.split('(')[0]}",
+                f".options({fix})",
+                len(items) * 2,
+                relationship=rel,
+                occurrences=len(items),
+                routes=routes,
+            )
+        )
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    for s in findings.get("index_suggestion", []):
+        key = (s.get("table", ""), tuple(s.get("columns", ())))
+        if key in seen:
+            continue
+        seen.add(key)
+        cols = ", ".join(key[1])
+        out.append(
+            _rec(
+                "index",
+                "warning",
+                f"sequential scan on {key[0]}.{cols}: add an index",
+                s.get("sql", ""),
+                10,
+                table=key[0],
+                columns=list(key[1]),
+                plan=s.get("evidence"),
+            )
+        )
+    repeated: dict[str, int] = {}
+    for f in findings.get("repeated_query", []):
+        repeated[f.get("route") or "-"] = repeated.get(f.get("route") or "-", 0) + 1
+    for route, count in repeated.items():
+        out.append(
+            _rec(
+                "repeated_query",
+                "info",
+                f"{route}: the same query runs several times per request",
+                "load it once per request and reuse the result",
+                count,
+                route=route,
+            )
+        )
+    return out
+
+
+def recommend(
+    overall: dict[str, Any],
+    routes: dict[str, Any],
+    database: dict[str, Any],
+    cache: dict[str, Any],
+    jobs: dict[str, Any],
+    system: dict[str, float],
+    uncompressed: dict[str, int],
+    findings: dict[str, list[dict[str, Any]]],
+    regressions: list[dict[str, Any]],
+    b: Budgets,
+) -> list[dict[str, Any]]:
+    out = _routes(routes, overall["requests"], b) + _findings(findings)
+    p95 = database.get("p95_ms")
+    if p95 is not None and p95 > b.db_query_ms:
+        out.append(
+            _rec(
+                "db_latency",
+                "warning",
+                f"SQL p95 {p95:.0f} ms over the {b.db_query_ms:.0f} ms budget",
+                "see the slow queries and their EXPLAIN",
+                p95 / b.db_query_ms * 5,
+                p95_ms=p95,
+            )
+        )
+    for ns, c in cache["namespaces"].items():
+        ratio = c["hit_ratio"]
+        if ratio is not None and ratio < b.cache_hit_ratio and c["hits"] + c["misses"] >= 10:
+            out.append(
+                _rec(
+                    "cache",
+                    "warning",
+                    f"cache hit ratio {ratio * 100:.0f} % in namespace {ns}",
+                    "raise the TTL, cache a coarser key, or warm the entries that miss",
+                    (b.cache_hit_ratio - ratio) * 50,
+                    namespace=ns,
+                    hit_ratio=ratio,
+                )
+            )
+    for route, count in uncompressed.items():
+        out.append(
+            _rec(
+                "compression",
+                "warning",
+                f"{route}: {count} responses over {b.uncompressed_bytes} B sent uncompressed",
+                "enable compression for this route (CompressionMiddleware)",
+                count / 10,
+                route=route,
+                responses=count,
+            )
+        )
+    for queue, q in jobs["queues"].items():
+        rate = q["failure_rate"]
+        if rate is not None and rate > b.job_failure_rate:
+            out.append(
+                _rec(
+                    "jobs",
+                    "warning",
+                    f"jobs in queue {queue} fail {rate * 100:.0f} % of attempts",
+                    "see the failed jobs' errors on the dashboard",
+                    rate * 50,
+                    queue=queue,
+                )
+            )
+    for key, label in (("cpu_percent", "CPU"), ("memory_percent", "memory"), ("disk_percent", "disk")):
+        value, budget = system.get(key), getattr(b, key)
+        if value is not None and value > budget:
+            out.append(
+                _rec(
+                    "system",
+                    "warning",
+                    f"{label} at {value:.0f} % (budget {budget:g} %)",
+                    "add capacity or find what consumes it",
+                    value - budget,
+                    resource=label,
+                )
+            )
+    for r in regressions:
+        out.append(
+            _rec(
+                "regression",
+                "warning",
+                r["message"],
+                "compare with the baseline's deploy",
+                r.get("change", 0.0) * 20,
+                **{k: v for k, v in r.items() if k != "message"},
+            )
+        )
+    out.sort(key=lambda r: r["impact"], reverse=True)
+    return out

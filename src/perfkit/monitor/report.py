@@ -1,0 +1,95 @@
+"""The performance report: KPIs over a window against budgets, the score, and recommendations."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from perfkit.monitor import kpis
+from perfkit.monitor.config import Budgets
+from perfkit.monitor.recommend import recommend
+from perfkit.monitor.score import check_budgets, overall_score
+from perfkit.monitor.snapshots import Snapshot, rows
+
+_SECRET_KEYS = ("parameters",)
+
+
+def clean(finding: dict[str, Any], show_parameters: bool) -> dict[str, Any]:
+    """A finding fit for a report: statement parameters only when explicitly enabled."""
+    if show_parameters:
+        return dict(finding)
+    return {k: v for k, v in finding.items() if k not in _SECRET_KEYS}
+
+
+def uncompressed(window: Snapshot) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for (method, route), value in rows(window, "http_uncompressed_responses_total"):
+        out[f"{method} {route}"] = out.get(f"{method} {route}", 0) + int(value)
+    return out
+
+
+def build(
+    window: Snapshot,
+    covered: float,
+    findings: dict[str, list[dict[str, Any]]],
+    system: dict[str, float],
+    budgets: Budgets,
+    *,
+    window_s: float,
+    processes: int,
+    show_parameters: bool = False,
+    regressions: list[dict[str, Any]] | None = None,
+    queues: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    overall, routes = kpis.requests(window, covered)
+    database, cache, jobs = kpis.database(window), kpis.cache(window), kpis.jobs(window)
+    values = {
+        "p95_ms": overall["p95_ms"],
+        "avg_ms": overall["avg_ms"],
+        "error_rate": overall["error_rate"],
+        "db_query_p95_ms": database["p95_ms"],
+        "cache_hit_ratio": cache["hit_ratio"],
+        "cpu_percent": system.get("cpu_percent"),
+        "memory_percent": system.get("memory_percent"),
+        "disk_percent": system.get("disk_percent"),
+        "job_failure_rate": jobs["failure_rate"],
+    }
+    checks = check_budgets(values, budgets)
+    for route in routes.values():
+        route["p95_ok"] = None if route["p95_ms"] is None else route["p95_ms"] <= budgets.p95_ms
+        route["error_rate_ok"] = (
+            None if route["error_rate"] is None else route["error_rate"] <= budgets.error_rate
+        )
+    compressed = uncompressed(window)
+    safe = {kind: [clean(f, show_parameters) for f in items] for kind, items in findings.items()}
+    slow = sorted(safe.get("slow_query", []), key=lambda f: f.get("duration_ms", 0), reverse=True)
+    return {
+        "generated_at": time.time(),
+        "window_s": window_s,
+        "covered_s": round(covered, 1),
+        "processes": processes,
+        "score": overall_score(checks),
+        "budgets": checks,
+        "kpis": {
+            "requests": overall,
+            "database": database,
+            "cache": cache,
+            "jobs": jobs,
+            "rate_limiter": kpis.rate_limiter(window),
+            "system": system,
+            **({"queues": queues} if queues is not None else {}),
+        },
+        "routes": routes,
+        "findings": {
+            "slow_queries": slow[:50],
+            "n_plus_one": safe.get("n_plus_one", [])[-50:],
+            "index_suggestions": safe.get("index_suggestion", [])[-50:],
+            "repeated_queries": safe.get("repeated_query", [])[-50:],
+            "slow_requests": safe.get("slow_request", [])[-50:],
+            "uncompressed": compressed,
+        },
+        "regressions": regressions or [],
+        "recommendations": recommend(
+            overall, routes, database, cache, jobs, system, compressed, safe, regressions or [], budgets
+        ),
+    }

@@ -1,0 +1,69 @@
+"""Arithmetic on collector snapshots: the delta between two, and the sum of several.
+
+A snapshot is `Collector.snapshot()`'s plain data. Counters and histograms are cumulative, so the delta
+of two snapshots is what happened in between; gauges are levels, so deltas leave them out and a
+window's gauges come from the live snapshots instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from perfkit.metrics import merge
+
+Snapshot = dict[str, Any]
+
+
+def empty(started: float = 0.0) -> Snapshot:
+    return {"started": started, "metrics": {}, "findings": {}}
+
+
+def diff(current: Mapping[str, Any], previous: Mapping[str, Any] | None) -> Snapshot:
+    """Counters and histograms of `current` minus `previous` (no gauges, no findings)."""
+    before = previous["metrics"] if previous else {}
+    metrics: dict[str, Any] = {}
+    for name, entry in current["metrics"].items():
+        if entry["kind"] == "gauge":
+            continue
+        old_rows = {tuple(k): v for k, v in before.get(name, {}).get("series", [])}
+        rows = []
+        for labels, value in entry["series"]:
+            old = old_rows.get(tuple(labels))
+            if isinstance(value, list):
+                delta: Any = value if old is None else [a - b for a, b in zip(value, old, strict=True)]
+                if any(delta[:-1]):
+                    rows.append([labels, delta])
+            else:
+                change = value - (old or 0.0)
+                if change:
+                    rows.append([labels, change])
+        if rows:
+            metrics[name] = {**entry, "series": rows}
+    return {"started": current.get("started", 0.0), "metrics": metrics, "findings": {}}
+
+
+def add(snapshots: Iterable[Mapping[str, Any]]) -> Snapshot:
+    """The sum of snapshots or rollups (`perfkit.metrics.merge`), tolerant of an empty list."""
+    items = [s for s in snapshots if s]
+    if not items:
+        return empty()
+    merged = merge(items)
+    merged["started"] = merged["started"] or 0.0
+    return merged
+
+
+def without_gauges(snapshot: Mapping[str, Any]) -> Snapshot:
+    metrics = {n: e for n, e in snapshot["metrics"].items() if e["kind"] != "gauge"}
+    return {**snapshot, "metrics": metrics}
+
+
+def rows(snapshot: Mapping[str, Any], name: str) -> list[tuple[tuple[str, ...], Any]]:
+    """The series of one metric as (labels, value) pairs; [] when it was never recorded."""
+    entry = snapshot["metrics"].get(name)
+    return [(tuple(k), v) for k, v in entry["series"]] if entry else []
+
+
+def buckets(snapshot: Mapping[str, Any], name: str) -> tuple[float, ...]:
+    entry = snapshot["metrics"].get(name)
+    return tuple(entry["buckets"]) if entry and "buckets" in entry else ()

@@ -1,0 +1,16 @@
+"""Where the monitoring part keeps what several processes share: snapshots, per-minute rollups, state.
+
+Chosen by URL scheme like every perfkit backend: `sqlite:///.perfkit/monitor.db` (the default, embedded),
+`redis://...` (several hosts), `memory://` (one process, tests).
+"""
+
+from perfkit.backends import Registry
+from perfkit.monitor.store.base import MonitorStore
+
+registry: Registry[MonitorStore] = Registry("monitor store")
+registry.register("memory", "perfkit.monitor.store.memory:MemoryStore")
+registry.register("sqlite", "perfkit.monitor.store.sqlite:SQLiteStore")
+registry.register("redis", "perfkit.monitor.store.redis:RedisStore", extra="redis")
+registry.register("rediss", "perfkit.monitor.store.redis:RedisStore", extra="redis")
+
+__all__ = ["MonitorStore", "registry"]

@@ -1,0 +1,136 @@
+"""The embedded default: one SQLite file (WAL) that every worker process on the host shares.
+
+Each process writes only its own rows (its snapshot, its rollup for the current minute), so writers never
+contend on a row; readers merge. Calls run in a worker thread: SQLite is blocking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from perfkit.backends import BackendURL
+from perfkit.errors import BackendError
+from perfkit.monitor.store.base import Snapshot
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS perfkit_snapshots (proc TEXT PRIMARY KEY, at REAL NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS perfkit_rollups (
+    minute INTEGER NOT NULL, proc TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (minute, proc));
+CREATE TABLE IF NOT EXISTS perfkit_kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS perfkit_leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, until REAL NOT NULL);
+"""
+
+
+class SQLiteStore:
+    kind = "sqlite"
+
+    def __init__(self, url: BackendURL, **_: Any) -> None:
+        path = url.path[1:] if url.path.startswith("/") else url.path
+        if url.host:  # sqlite://relative/path is a common slip: treat host+path as the path
+            path = url.host + url.path
+        self.path = path or ".perfkit/monitor.db"
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=5, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)
+            self._conn = conn
+        return self._conn
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        def call() -> Any:
+            with self._lock:
+                try:
+                    return fn(self._db(), *args)
+                except sqlite3.Error as exc:
+                    raise BackendError(f"monitor store {self.path}: {exc}") from exc
+
+        return await asyncio.to_thread(call)
+
+    async def publish(self, proc: str, now: float, snapshot: Snapshot, minute: int, rollup: Snapshot) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(
+                    "INSERT INTO perfkit_snapshots VALUES (?, ?, ?) ON CONFLICT(proc) DO UPDATE "
+                    "SET at = excluded.at, data = excluded.data",
+                    (proc, now, json.dumps(snapshot)),
+                )
+                db.execute(
+                    "INSERT INTO perfkit_rollups VALUES (?, ?, ?) ON CONFLICT(minute, proc) DO UPDATE "
+                    "SET data = excluded.data",
+                    (minute, proc, json.dumps(rollup)),
+                )
+
+        await self._run(write)
+
+    async def snapshots(self) -> list[tuple[str, float, Snapshot]]:
+        rows = await self._run(
+            lambda db: db.execute("SELECT proc, at, data FROM perfkit_snapshots").fetchall()
+        )
+        return [(proc, at, json.loads(data)) for proc, at, data in rows]
+
+    async def rollups(self, first_minute: int, last_minute: int) -> list[tuple[int, Snapshot]]:
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT minute, data FROM perfkit_rollups WHERE minute BETWEEN ? AND ? ORDER BY minute",
+                (first_minute, last_minute),
+            ).fetchall()
+        )
+        return [(minute, json.loads(data)) for minute, data in rows]
+
+    async def prune(self, before: float) -> None:
+        def delete(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute("DELETE FROM perfkit_rollups WHERE minute < ?", (int(before // 60),))
+                db.execute("DELETE FROM perfkit_snapshots WHERE at < ?", (before,))
+
+        await self._run(delete)
+
+    async def get(self, key: str) -> Any:
+        row = await self._run(
+            lambda db: db.execute("SELECT value FROM perfkit_kv WHERE key = ?", (key,)).fetchone()
+        )
+        return None if row is None else json.loads(row[0])
+
+    async def put(self, key: str, value: Any) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "INSERT INTO perfkit_kv VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value)),
+            )
+        )
+
+    async def lead(self, name: str, owner: str, ttl: float) -> bool:
+        def take(db: sqlite3.Connection) -> bool:
+            now = time.time()
+            cursor = db.execute(
+                "INSERT INTO perfkit_leases VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE "
+                "SET owner = excluded.owner, until = excluded.until "
+                "WHERE perfkit_leases.owner = excluded.owner OR perfkit_leases.until < ?",
+                (name, owner, now + ttl, now),
+            )
+            return bool(cursor.rowcount)
+
+        result: bool = await self._run(take)
+        return result
+
+    async def ping(self) -> None:
+        await self._run(lambda db: db.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
