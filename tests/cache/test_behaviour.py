@@ -179,18 +179,17 @@ async def test_loader_error_propagates_and_caches_nothing(cache: Cache) -> None:
 async def test_stampede_1000_callers_one_loader(cache: Cache) -> None:
     """1,000 concurrent callers on a cold key: one loader call, no errors, one value."""
     calls = 0
-    gate = asyncio.Event()
+    started, gate = asyncio.Event(), asyncio.Event()
 
     async def loader() -> dict[str, int]:
         nonlocal calls
         calls += 1
+        started.set()
         await gate.wait()
         return {"v": 42}
 
     tasks = [asyncio.ensure_future(cache.get_or_set("cold", loader, ttl=60)) for _ in range(1000)]
-    await asyncio.sleep(0)
-    while calls == 0:
-        await asyncio.sleep(0.001)
+    await started.wait()  # every caller has queued behind the one load by now
     gate.set()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert calls == 1
@@ -201,15 +200,16 @@ async def test_stampede_1000_callers_one_loader(cache: Cache) -> None:
 
 async def test_cancelled_caller_does_not_cancel_the_load(cache: Cache) -> None:
     """When one waiting caller is cancelled, the others still get the loaded value."""
-    gate = asyncio.Event()
+    started, gate = asyncio.Event(), asyncio.Event()
 
     async def loader() -> int:
+        started.set()
         await gate.wait()
         return 5
 
     first = asyncio.ensure_future(cache.get_or_set("c", loader))
     second = asyncio.ensure_future(cache.get_or_set("c", loader))
-    await asyncio.sleep(0.01)
+    await started.wait()
     first.cancel()
     gate.set()
     assert await second == 5

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from perfkit import Cache, SyncCache
-from tests.conftest import REDIS_URL, require_redis
+from tests.conftest import REDIS_URL, eventually, pass_time, require_redis
 
 
 @pytest.mark.sqlite
@@ -36,10 +36,12 @@ async def test_tiered_redis_invalidation_evicts_own_l1_at_once(namespace: str) -
     ):
         await writer.set("k", "old", tags=["t"])
         await cache.get("k")
-        for _ in range(200):  # until the tracking subscription is live and L1 holds the copy
-            if cache._coherence is not None and cache._coherence.ready and await cache.get("k") == "old":
-                break
-            await asyncio.sleep(0.005)
+
+        async def l1_holds_it() -> bool:  # the tracking subscription is live and L1 has the copy
+            ready = cache._coherence is not None and cache._coherence.ready
+            return ready and await cache.get("k") == "old" and cache.stats().tiers["l1"].hits > 0
+
+        await eventually(l1_holds_it, what="L1 copy under live tracking")
         await cache.invalidate_tags(["t"])
         assert await cache.get("k") is None  # not "old" from L1 while the tracking message is in flight
         await cache.clear()
@@ -91,7 +93,7 @@ async def test_stale_while_revalidate_on_a_single_l2_tier(namespace: str) -> Non
 
     async with Cache(REDIS_URL, namespace=namespace) as cache:
         assert await cache.get_or_set("k", loader, ttl=0.05, stale_ttl=30) == 1
-        await asyncio.sleep(0.08)
+        await pass_time(0.08)
         first = await cache.get_or_set("k", loader, ttl=0.05, stale_ttl=30)
         second = await asyncio.wait_for(cache.get_or_set("k", loader, ttl=0.05, stale_ttl=30), 0.5)
         assert (first, second) == (1, 1)

@@ -200,6 +200,7 @@ async def test_core_dml_on_the_engine_is_table_wide(db: DB) -> None:
         async with db.engine.begin() as conn:
             await conn.execute(stmt)
     await eventually(lambda: _gone(db, "org:7:open"), timeout=2, what="table-wide invalidation")
+    assert not await db.cache.exists("org:7:open")
 
 
 async def test_delayed_strategy_coalesces(db: DB) -> None:
