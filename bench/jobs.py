@@ -33,6 +33,17 @@ REDIS_URL = os.environ.get("PERFKIT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14
 POSTGRES_URL = os.environ.get("PERFKIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 QUEUE = "pkbench"
 PEERS = ["huey", "dramatiq", "taskiq", "saq", "arq", "rq"]
+WINDOW = 100  # enqueues in flight in the concurrent mode (the requests an ASGI app serves at once)
+
+
+def run_async(coro: Any) -> Any:
+    """Run on uvloop when it is installed, for every asyncio library alike (as `perfkit worker` does)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is in the bench extra
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
 
 
 # -- the job, identical for every library -----------------------------------------------------------
@@ -75,6 +86,12 @@ class Adapter:
 
     async def enqueue(self, kind: str, value: float) -> None: ...
 
+    concurrent = False  # an asyncio client: measured with `WINDOW` enqueues in flight too
+    bulk_api = ""  # the library's own many-jobs call, if it has one
+
+    async def enqueue_bulk(self, kind: str, values: list[float]) -> None:
+        raise NotImplementedError
+
     def work(self, concurrency: int) -> None: ...
 
     async def teardown(self) -> None: ...
@@ -97,11 +114,17 @@ class PerfkitAdapter(Adapter):
 
         self.task = noop
 
+    concurrent = True
+    bulk_api = "task.map"
+
     async def enqueue(self, kind: str, value: float) -> None:
         await self.task.enqueue(kind, value)
 
+    async def enqueue_bulk(self, kind: str, values: list[float]) -> None:
+        await self.task.map([(kind, v) for v in values])
+
     def work(self, concurrency: int) -> None:
-        asyncio.run(self.jobs.worker(concurrency=concurrency).run())
+        run_async(self.jobs.worker(concurrency=concurrency).run())  # as `perfkit worker` runs it
 
     async def teardown(self) -> None:
         drop = getattr(self.jobs.backend, "drop", None)
@@ -124,8 +147,13 @@ class HueyAdapter(Adapter):
 
         self.task = h_job
 
+    bulk_api = "task.map"
+
     async def enqueue(self, kind: str, value: float) -> None:
         self.task(kind, value)
+
+    async def enqueue_bulk(self, kind: str, values: list[float]) -> None:
+        self.task.map([(kind, v) for v in values])
 
     def work(self, concurrency: int) -> None:
         self.huey.create_consumer(workers=concurrency, worker_type="thread").run()
@@ -182,6 +210,8 @@ class TaskiqAdapter(Adapter):
     async def setup(self) -> None:
         await self.broker.startup()
 
+    concurrent = True
+
     async def enqueue(self, kind: str, value: float) -> None:
         await self.task.kiq(kind, value)
 
@@ -192,7 +222,7 @@ class TaskiqAdapter(Adapter):
             await self.broker.startup()
             await run_receiver_task(self.broker, max_async_tasks=concurrency)
 
-        asyncio.run(main())
+        run_async(main())
 
     async def teardown(self) -> None:
         await self.broker.shutdown()
@@ -212,6 +242,8 @@ class SaqAdapter(Adapter):
     async def setup(self) -> None:
         await self.queue.connect()
 
+    concurrent = True
+
     async def enqueue(self, kind: str, value: float) -> None:
         await self.queue.enqueue("s_job", kind=kind, value=value)
 
@@ -225,7 +257,7 @@ class SaqAdapter(Adapter):
             await self.queue.connect()
             await Worker(self.queue, functions=[("s_job", s_job)], concurrency=concurrency).start()
 
-        asyncio.run(main())
+        run_async(main())
 
     async def teardown(self) -> None:
         await self.queue.disconnect()
@@ -242,6 +274,8 @@ class ArqAdapter(Adapter):
         from arq.connections import RedisSettings
 
         self.pool = await create_pool(RedisSettings.from_dsn(REDIS_URL), default_queue_name="pkbench-arq")
+
+    concurrent = True
 
     async def enqueue(self, kind: str, value: float) -> None:
         await self.pool.enqueue_job("a_job", kind, value)
@@ -260,7 +294,7 @@ class ArqAdapter(Adapter):
             )  # fmt: skip
             await worker.async_run()
 
-        asyncio.run(main())
+        run_async(main())
 
     async def teardown(self) -> None:
         await self.pool.aclose()
@@ -283,6 +317,15 @@ class RqAdapter(Adapter):
         from _jobs_noop import noop  # RQ refuses functions defined in __main__
 
         self.queue.enqueue(noop, kind, value)
+
+    bulk_api = "enqueue_many"
+
+    async def enqueue_bulk(self, kind: str, values: list[float]) -> None:
+        from rq import Queue
+
+        from _jobs_noop import noop
+
+        self.queue.enqueue_many([Queue.prepare_data(noop, (kind, v)) for v in values])
 
     def work(self, concurrency: int) -> None:
         from rq import SimpleWorker
@@ -358,16 +401,13 @@ async def measure(target: str, n: int, lat_n: int, concurrency: int) -> dict[str
         lat = sorted(await wait_file(Path(f"{out}.lat"), 60, proc))
         result["p50"] = statistics.median(lat) * 1000
         result["p95"] = lat[int(len(lat) * 0.95) - 1] * 1000
+        stop_worker(proc)
+        await enqueue_modes(adapter, n, result)  # no worker runs now: these jobs are deleted unrun
     except Exception as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"[:120]
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        if proc is not None:
+            stop_worker(proc)
         with contextlib.suppress(Exception):
             await adapter.teardown()
         clean_redis(adapter.key_patterns())
@@ -378,6 +418,36 @@ async def measure(target: str, n: int, lat_n: int, concurrency: int) -> dict[str
     return result
 
 
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+async def enqueue_modes(adapter: Adapter, n: int, result: dict[str, Any]) -> None:
+    """Enqueue rate with `WINDOW` enqueues in flight (asyncio clients) and with the bulk API (if any)."""
+    if adapter.concurrent:
+        window = asyncio.Semaphore(WINDOW)
+
+        async def one(i: int) -> None:
+            async with window:
+                await adapter.enqueue("x", float(i))
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        result["concurrent"] = n / (time.perf_counter() - start)
+    if adapter.bulk_api:
+        values = [float(i) for i in range(n)]
+        start = time.perf_counter()
+        await adapter.enqueue_bulk("x", values)
+        result["bulk"] = n / (time.perf_counter() - start)
+        result["bulk_api"] = adapter.bulk_api
+
+
 def fmt(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
@@ -386,23 +456,36 @@ def table(rows: list[dict[str, Any]], n: int, concurrency: int) -> str:
     lines = [
         f"{n:,} no-op jobs, one worker process each (concurrency {concurrency}), Redis {REDIS_URL}",
         "",
-        "| library | enqueue jobs/s | processing jobs/s | enqueue-to-start p50 ms | p95 ms | notes |",
-        "|---|---:|---:|---:|---:|---|",
+        "| library | enqueue 1-by-1 jobs/s | enqueue concurrent jobs/s | enqueue bulk jobs/s "
+        "| processing jobs/s | enqueue-to-start p50 ms | p95 ms | notes |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
+        bulk = f"{fmt(r.get('bulk'))} ({r['bulk_api']})" if r.get("bulk") else "-"
         lines.append(
-            f"| {r['name']} | {fmt(r.get('enqueue'))} | {fmt(r.get('process'))} | {fmt(r.get('p50'), 2)} "
-            f"| {fmt(r.get('p95'), 2)} | {r.get('error', '')} |"
+            f"| {r['name']} | {fmt(r.get('enqueue'))} | {fmt(r.get('concurrent'))} | {bulk} "
+            f"| {fmt(r.get('process'))} | {fmt(r.get('p50'), 2)} | {fmt(r.get('p95'), 2)} "
+            f"| {r.get('error', '')} |"
         )
     ours = next((r for r in rows if r["name"] == "perfkit (redis)"), None)
     peers = [r for r in rows if not r["name"].startswith("perfkit")]
     if ours:
+        for r in [ours, *peers]:
+            r["best_enqueue"] = max(r.get(k) or 0.0 for k in ("enqueue", "concurrent", "bulk"))
         lines.append("")
-        for key, label in (("enqueue", "enqueue"), ("process", "processing")):
+        modes = (
+            ("enqueue", "enqueue 1-by-1 (one sequential await/call per job)"),
+            ("concurrent", f"enqueue concurrent ({WINDOW} in flight; asyncio clients only)"),
+            ("bulk", "enqueue bulk (each library's many-jobs API)"),
+            ("best_enqueue", "enqueue, each library in its best mode"),
+            ("process", "processing"),
+        )
+        for key, label in modes:
             best = max(peers, key=lambda r: r.get(key) or 0.0, default=None)
             if best and best.get(key) and ours.get(key):
                 lines.append(
-                    f"- {label}: perfkit (redis) / best peer ({best['name']}) = {ours[key] / best[key]:.2f}x"
+                    f"- {label}: perfkit (redis) {fmt(ours[key])}/s / best peer ({best['name']}) "
+                    f"{fmt(best[key])}/s = {ours[key] / best[key]:.2f}x"
                 )
         ratios = [(ours.get("p50") or 0, r["name"], r.get("p50")) for r in peers if r.get("p50")]
         if ratios:
@@ -435,7 +518,7 @@ def main() -> None:
     rows = []
     for target in targets:
         print(f"... {target}", file=sys.stderr, flush=True)
-        rows.append(asyncio.run(measure(target, args.jobs, args.latency, args.concurrency)))
+        rows.append(run_async(measure(target, args.jobs, args.latency, args.concurrency)))
     print(table(rows, args.jobs, args.concurrency))
 
 

@@ -14,7 +14,7 @@ from perfkit.jobs.models import JobInfo, Priority, Status
 from perfkit.jobs.queue import JobQueue
 from perfkit.jobs.retry import Exponential, Fixed, RetryPolicy
 from perfkit.jobs.sync import SyncJobQueue
-from perfkit.jobs.task import Task
+from perfkit.jobs.task import PreparedJob, Task
 from perfkit.jobs.worker import Worker, WorkerStats
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "JobEvent",
     "JobInfo",
     "JobQueue",
+    "PreparedJob",
     "Priority",
     "RetryPolicy",
     "Status",

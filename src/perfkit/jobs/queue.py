@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from perfkit.config import parse_duration, parse_size, parse_str, setting
-from perfkit.errors import ConfigurationError, SerializationError, ValueTooLargeError
+from perfkit.errors import ConfigurationError, PerfkitError, SerializationError, ValueTooLargeError
 from perfkit.jobs.backends import JobBackend, registry
 from perfkit.jobs.cron import Cron
 from perfkit.jobs.hooks import Hook, Hooks, JobEvent
 from perfkit.jobs.models import JobInfo, JobRecord, Priority, Status, new_job_id, queue_of
 from perfkit.jobs.retry import BackoffSpec, make_policy
-from perfkit.jobs.task import Task, TaskOptions
+from perfkit.jobs.task import PreparedJob, Task, TaskOptions
 from perfkit.serialization import Serializer, get_serializer
 
 if TYPE_CHECKING:
@@ -142,8 +142,57 @@ class JobQueue:
         key: str | None = None,
         queue: str | None = None,
     ) -> JobInfo:
-        """Queue `task` (a Task or a registered name); see `Task.enqueue`."""
+        """Queue `task` (a Task or a registered name); see `Task.enqueue`.
+
+        On Redis, enqueues issued concurrently (from many coroutines, say the requests of an ASGI app)
+        while one is in flight share one round trip: each caller still gets its own job or error.
+        """
         t = task if isinstance(task, Task) else self._task_named(task)
+        record = self._record(t, args, kwargs, delay, at, priority, key, queue)
+        job_id, created = await self.backend.enqueue(record)
+        return await self._enqueued(record, job_id, created, t, args, kwargs)
+
+    async def enqueue_many(self, jobs: Iterable[PreparedJob]) -> list[JobInfo]:
+        """Queue many jobs in one round trip (Redis: one script call per queue; SQL: one transaction).
+
+        `jobs` are `task.prepare(*args, **options)` results, each with its own priority, delay or key;
+        returns their JobInfos in order. A key already held (or repeated earlier in the batch) returns
+        the job holding it, as `enqueue` does. Every job is checked before anything is stored: one bad
+        job raises, naming its index, and none is queued.
+        """
+        items = list(jobs)
+        records: list[JobRecord] = []
+        for index, job in enumerate(items):
+            if not isinstance(job, PreparedJob):
+                raise ConfigurationError("jobs", f"item {index} is {job!r}, not a task.prepare(...) result")
+            try:
+                records.append(
+                    self._record(
+                        job.task, job.args, job.kwargs, job.delay, job.at, job.priority, job.key, None
+                    )
+                )
+            except PerfkitError as exc:  # name the item in the message itself; keep the type callers catch
+                exc.args = (f"enqueue_many item {index} (nothing was queued): {exc}",)
+                raise
+        if not records:
+            return []
+        results = await self.backend.enqueue_many(records)
+        return [
+            await self._enqueued(record, job_id, created, job.task, job.args, job.kwargs)
+            for record, (job_id, created), job in zip(records, results, items, strict=True)
+        ]
+
+    def _record(
+        self,
+        t: Task,
+        args: Sequence[Any],
+        kwargs: dict[str, Any] | None,
+        delay: float | str | None,
+        at: datetime | float | None,
+        priority: Priority | str | int | None,
+        key: str | None,
+        queue: str | None,
+    ) -> JobRecord:
         now = time.time()
         run_at = now
         if delay is not None and at is not None:
@@ -164,18 +213,27 @@ class JobQueue:
         prio = t.options.priority if priority is None else Priority.parse(priority)
         q = t.options.queue if queue is None else _check_queue(queue)
         payload = self._dump_payload(t.name, tuple(args), kwargs or {})
-        record = JobRecord(
+        return JobRecord(
             id=new_job_id(q), queue=q, task=t.name, payload=payload, priority=int(prio),
             max_attempts=t.options.retries + 1, timeout=t.options.timeout, key=key,
             run_at=run_at, queued_at=now,
         )  # fmt: skip
-        job_id, created = await self.backend.enqueue(record)
+
+    async def _enqueued(
+        self,
+        record: JobRecord,
+        job_id: str,
+        created: bool,
+        t: Task,
+        args: Sequence[Any],
+        kwargs: dict[str, Any] | None,
+    ) -> JobInfo:
         if not created:
             existing = await self.get(job_id)
             if existing is not None:
                 return existing
         if self.hooks:
-            self.hooks.emit(JobEvent("enqueued", record.id, t.name, q, record.priority))
+            self.hooks.emit(JobEvent("enqueued", record.id, t.name, record.queue, record.priority))
         return self._info(record, tuple(args), kwargs or {})
 
     def _dump_payload(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:

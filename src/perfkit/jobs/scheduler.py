@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from perfkit.errors import PerfkitError
@@ -24,14 +25,19 @@ async def tick(jobs: JobQueue, periodic: Periodic, when: float) -> bool:
     return True
 
 
-async def run_periodic(jobs: JobQueue, entries: list[Periodic]) -> None:
-    """Sleep to the next tick of each entry and fire it; runs until cancelled."""
+async def run_periodic(
+    jobs: JobQueue, entries: list[Periodic], clock: Callable[[], float] = time.time
+) -> None:
+    """Sleep to the next tick of each entry and fire it; runs until cancelled.
+
+    `clock` is the wall clock the ticks are read from (UNIX seconds); tests shift it to reach a tick.
+    """
     if not entries:
         return
-    due = {i: p.cron.next_after(time.time()) for i, p in enumerate(entries)}
+    due = {i: p.cron.next_after(clock()) for i, p in enumerate(entries)}
     while True:
         index = min(due, key=due.__getitem__)
-        await asyncio.sleep(max(0.0, due[index] - time.time()))
+        await asyncio.sleep(max(0.0, due[index] - clock()))
         try:
             await tick(jobs, entries[index], due[index])
         except PerfkitError as exc:

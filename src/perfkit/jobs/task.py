@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,19 @@ class TaskOptions:
     retries: int
     backoff: RetryPolicy
     timeout: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedJob:
+    """One job to queue with `JobQueue.enqueue_many`: what `task.prepare(*args, **options)` returns."""
+
+    task: Task
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    delay: float | str | None = None
+    at: datetime | float | None = None
+    priority: Priority | str | int | None = None
+    key: str | None = None
 
 
 class Task:
@@ -60,3 +73,33 @@ class Task:
         return await self.jobs.enqueue(
             self, args=args, kwargs=kwargs, delay=delay, at=at, priority=priority, key=key
         )
+
+    def prepare(
+        self,
+        *args: Any,
+        delay: float | str | None = None,
+        at: datetime | float | None = None,
+        priority: Priority | str | int | None = None,
+        key: str | None = None,
+        **kwargs: Any,
+    ) -> PreparedJob:
+        """A job not queued yet, for `jobs.enqueue_many([...])`: the arguments and options of `enqueue`."""
+        return PreparedJob(self, args, kwargs, delay, at, priority, key)
+
+    async def map(
+        self,
+        args_list: Iterable[Any],
+        *,
+        delay: float | str | None = None,
+        at: datetime | float | None = None,
+        priority: Priority | str | int | None = None,
+    ) -> list[JobInfo]:
+        """Queue one job per item in one round trip; an item is a tuple of arguments, or one argument.
+
+        `await resize.map([("a.png", 64), ("b.png", 64)])`, `await send_email.map(addresses)`.
+        """
+        jobs = [
+            PreparedJob(self, item if isinstance(item, tuple) else (item,), {}, delay, at, priority)
+            for item in args_list
+        ]
+        return await self.jobs.enqueue_many(jobs)

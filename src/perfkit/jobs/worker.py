@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("perfkit.jobs")
 _RETRY_PAUSE = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+# automatic prefetch: hold about this much work (s) waiting per slot, between 1x and 8x concurrency
+PREFETCH_HOLD = 0.005
+PREFETCH_MAX = 8
 
 
 @dataclass
@@ -57,6 +60,7 @@ class Worker:
         idle_wait: float = 1.0,
         threads: int | None = None,
         cleanup_every: float = 300.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigurationError("concurrency", f"{concurrency!r} is not a count >= 1")
@@ -69,6 +73,8 @@ class Worker:
         self.prefetch = concurrency if prefetch is None else prefetch
         if isinstance(self.prefetch, bool) or not isinstance(self.prefetch, int) or self.prefetch < 0:
             raise ConfigurationError("prefetch", f"{prefetch!r} is not a count >= 0")
+        self._auto_prefetch = prefetch is None
+        self._avg_run = PREFETCH_HOLD  # moving average of job run time (s); short jobs get more prefetch
         self._capacity = concurrency + self.prefetch  # leased jobs held at once: running + waiting
         self._low_water = max(1, self._capacity // 4)
         self._waiting: deque[Running] = deque()
@@ -77,6 +83,7 @@ class Worker:
         self.grace = grace
         self.idle_wait = idle_wait
         self.cleanup_every = cleanup_every
+        self.clock = clock  # the wall clock periodic tasks are scheduled by (tests shift it)
         self.stats = WorkerStats()
         self.running: dict[str, Running] = {}
         self._threads = ThreadPoolExecutor(threads or min(32, concurrency), thread_name_prefix="perfkit-job")
@@ -119,7 +126,9 @@ class Worker:
         ]
         periodic = [p for p in self.jobs.periodic_tasks if p.task.options.queue in self.queues]
         if periodic and not self.burst:
-            background.append(asyncio.create_task(run_periodic(self.jobs, periodic), name="perfkit-cron"))
+            background.append(
+                asyncio.create_task(run_periodic(self.jobs, periodic, self.clock), name="perfkit-cron")
+            )
         try:
             with contextlib.suppress(PerfkitError, OSError):
                 await self.lease.sweep_once()
@@ -136,6 +145,8 @@ class Worker:
     async def _fetch_loop(self) -> None:
         backend = self.jobs.backend
         while not self._stop.is_set():
+            if self._auto_prefetch:
+                self._resize()
             free = self._capacity - len(self.running)
             if free < self._low_water and self.running:  # claim in batches, not one slot at a time
                 self._slot_free.clear()
@@ -144,18 +155,26 @@ class Worker:
             # burst mode must not leave while an outcome (maybe a retry) is unrecorded or was recorded
             # after this claim started: snapshot both before claiming
             unacked_before, recorded_before = self._unacked, self.stats.finished
+            acks, self._acks = self._acks, []  # outcomes not sent yet ride on this claim
             try:
-                records = await backend.claim(self.queues, free, self.jobs.lease, time.time())
+                records = await backend.claim(self.queues, free, self.jobs.lease, time.time(), acks)
                 self._fail_streak = 0
-            except (PerfkitError, OSError) as exc:
-                if cancelling():
-                    raise asyncio.CancelledError from exc
+            except BaseException as exc:
+                if acks:  # back to the ack loop; recording an outcome twice is harmless (stale token)
+                    self._acks[:0] = acks
+                    self._ack_ready.set()
+                if isinstance(exc, PerfkitError | OSError):
+                    if cancelling():
+                        raise asyncio.CancelledError from exc
+                elif isinstance(exc, Exception):  # a driver error perfkit does not translate yet
+                    logger.exception("worker %s: unexpected error while claiming", self.id)
+                else:
+                    raise
                 await self._pause_after_error(exc)
                 continue
-            except Exception as exc:  # a driver error perfkit does not translate yet: keep working
-                logger.exception("worker %s: unexpected error while claiming", self.id)
-                await self._pause_after_error(exc)
-                continue
+            if acks:
+                self.stats.finished += len(acks)
+                self._unacked -= len(acks)
             if self._stop.is_set() and records:  # stopped while claiming: hand them straight back
                 with contextlib.suppress(Exception):  # if this fails too, their leases lapse instead
                     await backend.release([(r.id, r.token) for r in records], time.time())
@@ -190,6 +209,18 @@ class Worker:
             except Exception as exc:  # the wake-up channel is down: pause, then claim again
                 await self._pause_after_error(exc)
 
+    def _resize(self) -> None:
+        """Automatic prefetch: jobs that finish in well under a round trip are claimed in larger batches.
+
+        About `PREFETCH_HOLD` seconds of work wait per slot, between concurrency and 8x concurrency
+        jobs: jobs of 5 ms or more get the default (prefetch = concurrency), so no worker hoards work
+        another could start; a backlog of tiny jobs is not bound by claim round trips.
+        """
+        c = self.concurrency
+        self.prefetch = max(c, min(c * PREFETCH_MAX, int(c * PREFETCH_HOLD / max(self._avg_run, 1e-6))))
+        self._capacity = c + self.prefetch
+        self._low_water = max(1, self._capacity // 4)
+
     def _start_waiting(self) -> None:
         """Start prefetched jobs while there are free slots (never once stopping: they go back)."""
         while self._waiting and self._executing < self.concurrency and not self._stop.is_set():
@@ -216,8 +247,10 @@ class Worker:
         self._ack_ready.set()
 
     async def _execute(self, job: Running) -> None:
+        started = time.monotonic()
         try:
             outcome = await self._runner.run(job)
+            self._avg_run += (time.monotonic() - started - self._avg_run) * 0.05
         except asyncio.CancelledError:
             outcome = None
         except Exception:  # a bug in perfkit itself: keep the worker alive, the lease will lapse
@@ -234,6 +267,7 @@ class Worker:
     async def _ack_loop(self) -> None:
         while True:
             await self._ack_ready.wait()
+            await asyncio.sleep(0)  # the fetch loop, woken by the same outcomes, may take them along
             self._ack_ready.clear()
             await self._flush()
 

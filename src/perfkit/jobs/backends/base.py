@@ -20,8 +20,17 @@ class JobBackend(Protocol):
     async def enqueue(self, record: JobRecord) -> tuple[str, bool]:
         """Store `record`; when its key is held by a queued or running job, return that job's id and False."""
 
-    async def claim(self, queues: Sequence[str], limit: int, lease: float, now: float) -> list[JobRecord]:
-        """Lease up to `limit` ready jobs (highest priority, then oldest); each gets `token = attempts`."""
+    async def enqueue_many(self, records: Sequence[JobRecord]) -> list[tuple[str, bool]]:
+        """`enqueue` for each record, in order, in one transaction or script call per queue."""
+
+    async def claim(
+        self, queues: Sequence[str], limit: int, lease: float, now: float, finish: Sequence[Outcome] = ()
+    ) -> list[JobRecord]:
+        """Lease up to `limit` ready jobs (highest priority, then oldest); each gets `token = attempts`.
+
+        `finish` are outcomes to record first, as `finish()` would: a worker's acknowledgements ride on
+        its next claim, one round trip for both where the backend can.
+        """
 
     async def wait(self, queues: Sequence[str], idle: float) -> None:
         """Return early when a job may have become ready in `queues`, else after `idle` seconds."""

@@ -125,22 +125,36 @@ class PostgresBackend:
 
     # -- the contract --------------------------------------------------------------------------------
     async def enqueue(self, record: JobRecord) -> tuple[str, bool]:
-        row = tuple(getattr(record, c) for c in COLUMNS)
-        for _ in range(3):
-            inserted = await self._fetch(self._sql_insert, *row)
-            if inserted:
-                return record.id, True
-            held = await self._fetch(
-                f"SELECT id FROM {self.table} WHERE queue = $1 AND key = $2 "
-                f"AND status IN ('queued', 'running')",
-                record.queue,
-                record.key,
-            )
-            if held:
-                return str(held[0][0]), False
-        raise BackendError(f"enqueue with key {record.key!r} kept conflicting")  # pragma: no cover
+        return (await self.enqueue_many([record]))[0]
 
-    async def claim(self, queues: Sequence[str], limit: int, lease: float, now: float) -> list[JobRecord]:
+    async def enqueue_many(self, records: Sequence[JobRecord]) -> list[tuple[str, bool]]:
+        held = (
+            f"SELECT id FROM {self.table} WHERE queue = $1 AND key = $2 AND status IN ('queued', 'running')"
+        )
+
+        async def one(conn: asyncpg.Connection, record: JobRecord) -> tuple[str, bool]:
+            row = tuple(getattr(record, c) for c in COLUMNS)
+            for _ in range(3):
+                if await conn.fetch(self._sql_insert, *row):
+                    return record.id, True
+                found = await conn.fetch(held, record.queue, record.key)
+                if found:
+                    return str(found[0][0]), False
+            raise BackendError(f"enqueue with key {record.key!r} kept conflicting")  # pragma: no cover
+
+        async def op(conn: asyncpg.Connection) -> list[tuple[str, bool]]:
+            if len(records) == 1:
+                return [await one(conn, records[0])]
+            async with conn.transaction():  # one commit (one WAL flush) for the whole batch
+                return [await one(conn, r) for r in records]
+
+        return await self._run(op)
+
+    async def claim(
+        self, queues: Sequence[str], limit: int, lease: float, now: float, finish: Sequence[Outcome] = ()
+    ) -> list[JobRecord]:
+        if finish:
+            await self.finish(finish)
         single = len(queues) == 1
         target: Any = queues[0] if single else list(queues)
         rows = await self._fetch(self._sql_claim[single], now, now + lease, target, limit)

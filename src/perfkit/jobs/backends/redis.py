@@ -8,6 +8,7 @@ workers block on BLPOP of the queues' wake lists instead of polling.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import defaultdict
@@ -41,6 +42,8 @@ _SCRIPTS = (
     "PROGRESS",
     "CLEANUP",
 )
+_BATCH = 500  # jobs per ENQUEUE call: keeps one script's run (it blocks Redis) to a few milliseconds
+_BATCH_BYTES = 4 * 1024**2
 _FLOATS = ("run_at", "started_at", "completed_at", "progress", "lease_until")
 _INTS = ("priority", "attempts", "token", "stalls")
 _TEXTS = ("id", "status", "key", "progress_message", "error", "traceback")
@@ -114,6 +117,10 @@ class RedisBackend:
         self._scripts = {name: self.client.register_script(getattr(lua, name)) for name in _SCRIPTS}
         self._keys: dict[str, QueueKeys] = {}
         self._known_queues: set[str] = set()
+        # autopipelining: enqueues issued while one is in flight wait here and go out together
+        self._pending: list[tuple[JobRecord, asyncio.Future[tuple[str, bool]]]] = []
+        self._in_flight = 0
+        self._flusher: asyncio.Task[None] | None = None
 
     def _k(self, queue: str) -> QueueKeys:
         keys = self._keys.get(queue)
@@ -140,27 +147,107 @@ class RedisBackend:
 
     # -- the contract --------------------------------------------------------------------------------
     async def enqueue(self, record: JobRecord) -> tuple[str, bool]:
-        k = self._k(record.queue)
-        spec = _encode_spec(
-            (record.task, record.payload, record.max_attempts, record.timeout, record.queued_at)
-        )
-        args = [k.tag, record.id, record.key or "", int(record.run_at * 1000), int(time.time() * 1000),
-                record.priority, spec, repr(record.run_at)]  # fmt: skip
-        if record.queue not in self._known_queues:
-            await self._call(self.client.sadd(queues_key(self.prefix), record.queue))
-            self._known_queues.add(record.queue)
-        job_id, created = await self._script("ENQUEUE", [k.ready, k.delayed, k.keys], args)
-        return job_id.decode(), bool(created)
+        """One job; enqueues issued while others are in flight share one script call (autopipelining)."""
+        if not self._in_flight and not self._pending:  # nothing to share a round trip with: go now
+            self._in_flight += 1
+            try:
+                return (await self.enqueue_many([record]))[0]
+            finally:
+                self._in_flight -= 1
+        future: asyncio.Future[tuple[str, bool]] = asyncio.get_running_loop().create_future()
+        self._pending.append((record, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_pending(), name="perfkit-enqueue-pipeline")
+        return await future
 
-    async def claim(self, queues: Sequence[str], limit: int, lease: float, now: float) -> list[JobRecord]:
+    async def _flush_pending(self) -> None:
+        """Send every enqueue that piled up, in script calls of up to `_BATCH` jobs, until none is left."""
+        batch: list[tuple[JobRecord, asyncio.Future[tuple[str, bool]]]] = []
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                batch = [item for item in batch if not item[1].done()]  # a caller cancelled before sending
+                await asyncio.gather(*(self._send(chunk) for chunk in _chunks(batch)))
+        except BaseException as exc:  # cancelled (loop shutting down): no caller may wait forever
+            for _, future in [*batch, *self._pending]:
+                if future.done():
+                    continue
+                if isinstance(exc, Exception):
+                    future.set_exception(exc)
+                else:
+                    future.cancel()
+            self._pending = []
+            raise
+        finally:
+            self._flusher = None
+
+    async def _send(self, items: list[tuple[JobRecord, asyncio.Future[tuple[str, bool]]]]) -> None:
+        try:
+            results = await self.enqueue_many([record for record, _ in items])
+        except Exception as exc:  # every job of this call failed together: each caller gets the error
+            for _, future in items:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(items, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    async def enqueue_many(self, records: Sequence[JobRecord]) -> list[tuple[str, bool]]:
+        """Store `records` in order: one script call per queue (and per `_BATCH` jobs)."""
+        by_queue: dict[str, list[int]] = defaultdict(list)
+        for index, record in enumerate(records):
+            by_queue[record.queue].append(index)
+        new = [q for q in by_queue if q not in self._known_queues]
+        if new:
+            await self._call(self.client.sadd(queues_key(self.prefix), *new))
+            self._known_queues.update(new)
+        results: list[tuple[str, bool]] = [("", False)] * len(records)
+
+        async def one_call(queue: str, indexes: list[int]) -> None:
+            k = self._k(queue)
+            args: list[Any] = [k.tag, int(time.time() * 1000)]
+            for i in indexes:
+                r = records[i]
+                spec = _encode_spec((r.task, r.payload, r.max_attempts, r.timeout, r.queued_at))
+                args += (r.id, r.key or "", int(r.run_at * 1000), r.priority, spec, repr(r.run_at))
+            flat = await self._script("ENQUEUE", [k.ready, k.delayed, k.keys], args)
+            for n, i in enumerate(indexes):
+                results[i] = (flat[2 * n].decode(), bool(flat[2 * n + 1]))
+
+        calls = [
+            one_call(queue, part)
+            for queue, indexes in by_queue.items()
+            for part in _chunks(indexes, [records[i].payload for i in indexes])
+        ]
+        if len(calls) == 1:
+            await calls[0]
+        else:
+            await asyncio.gather(*calls)
+        return results
+
+    async def claim(
+        self, queues: Sequence[str], limit: int, lease: float, now: float, finish: Sequence[Outcome] = ()
+    ) -> list[JobRecord]:
+        ok: dict[str, list[Any]] = defaultdict(list)  # successes ride on the claim of their queue
+        other: list[Outcome] = []
+        for o in finish:
+            if o.status is Status.SUCCEEDED and o.error is None and o.queue in queues:
+                ok[o.queue] += (o.id, o.token, o.result or b"")
+            else:
+                other.append(o)
+        if other:
+            await self.finish(other)
         out: list[JobRecord] = []
-        args_tail = [int(now * 1000), 0, int(lease * 1000), repr(now)]
+        head = [int(now * 1000), 0, int(lease * 1000), repr(now), self._retention_s]
         for queue in queues:  # in the order given: earlier queues first
             k = self._k(queue)
-            args_tail[1] = limit - len(out)
-            rows = await self._script("CLAIM", [k.ready, k.delayed, k.active], [k.tag, *args_tail])
+            head[1] = limit - len(out)
+            rows = await self._script(
+                "CLAIM", [k.ready, k.delayed, k.active], [k.tag, *head, *ok.pop(queue, ())]
+            )
             out.extend(_claimed(queue, r, now, lease) for r in rows)
-            if len(out) >= limit:
+            if len(out) >= limit and not ok:
                 break
         return out
 
@@ -306,7 +393,28 @@ class RedisBackend:
                 await self._call(self.client.delete(*batch))
 
     async def close(self) -> None:
+        if self._flusher is not None:  # enqueues already accepted are sent before the connection goes
+            with contextlib.suppress(Exception):  # their callers got the error
+                await asyncio.shield(self._flusher)
         await self.client.aclose()
+
+
+def _chunks(items: list[Any], payloads: Sequence[bytes] | None = None) -> list[list[Any]]:
+    """Split `items` into calls of at most `_BATCH` jobs and about `_BATCH_BYTES` of payload each."""
+    if payloads is None:
+        payloads = [item[0].payload for item in items]
+    out: list[list[Any]] = []
+    current: list[Any] = []
+    size = 0
+    for item, payload in zip(items, payloads, strict=True):
+        if current and (len(current) >= _BATCH or size + len(payload) > _BATCH_BYTES):
+            out.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += len(payload)
+    if current:
+        out.append(current)
+    return out
 
 
 def _by_queue(leases: Sequence[tuple[str, int]]) -> dict[str, list[tuple[str, int]]]:

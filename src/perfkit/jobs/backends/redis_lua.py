@@ -31,42 +31,87 @@ local function finish(id, j, status, now_s, retention)
 end
 """
 
-# KEYS: ready, delayed, keys. ARGV: tag, id, key or '', run_at ms, now ms, priority, spec, run_at s.
-# `spec` is the job's immutable part in one msgpack blob (task, payload, max_attempts, timeout, queued_at).
+# Lua helper for FINISH_OK and CLAIM: records the id, token, result triples from ARGV[first] on as
+# succeeded; a triple whose token no longer holds the lease is ignored.
+_FINISH_OK = """
+local function finish_ok(now_s, retention, first)
+  local done = tag .. 'done:succeeded'
+  local active = tag .. 'active'
+  for i = first, #ARGV, 3 do
+    local id = ARGV[i]
+    local j = jk(id)
+    local v = redis.call('HMGET', j, 'status', 'token', 'key')
+    if v[1] == 'running' and v[2] == ARGV[i + 1] then
+      redis.call('ZREM', active, id)
+      redis.call('HSET', j, 'status', 'succeeded', 'completed_at', now_s, 'result', ARGV[i + 2],
+                 'progress', '1.0')
+      redis.call('HDEL', j, 'lease_until')
+      redis.call('ZADD', done, now_s, id)
+      if v[3] then release_key(id, j) end
+      redis.call('EXPIRE', j, retention)
+    end
+  end
+end
+"""
+
+# KEYS: ready, delayed, keys. ARGV: tag, now ms, then groups of 6: id, key or '', run_at ms, priority,
+# spec, run_at s. `spec` is the job's immutable part in one msgpack blob (task, payload, max_attempts,
+# timeout, queued_at). Jobs are stored in order, so a key repeated within one call goes to its first job.
+# Returns id, created (1/0) pairs: a key held by a queued or running job returns that job's id and 0.
 ENQUEUE = (
     _PRELUDE
     + """
-local id, key = ARGV[2], ARGV[3]
-if key ~= '' then
-  local held = redis.call('HGET', KEYS[3], key)
-  if held then
-    local st = redis.call('HGET', jk(held), 'status')
-    if st == 'queued' or st == 'running' then return {held, 0} end
+local now = tonumber(ARGV[2])
+local out = {}
+local ready = false
+for i = 3, #ARGV, 6 do
+  local id, key = ARGV[i], ARGV[i + 1]
+  local held = false
+  if key ~= '' then
+    held = redis.call('HGET', KEYS[3], key)
+    if held then
+      local st = redis.call('HGET', jk(held), 'status')
+      if st ~= 'queued' and st ~= 'running' then held = false end
+    end
   end
-  redis.call('HSET', KEYS[3], key, id)
+  if held then
+    out[#out + 1] = held
+    out[#out + 1] = 0
+  else
+    local j = jk(id)
+    if tonumber(ARGV[i + 2]) > now then
+      redis.call('HSET', j, 'id', id, 'spec', ARGV[i + 4], 'priority', ARGV[i + 3], 'status', 'queued',
+                 'attempts', 0, 'run_at', ARGV[i + 5])
+      redis.call('ZADD', KEYS[2], ARGV[i + 2], id)
+    else
+      local score = tonumber(ARGV[i + 3]) * 1e13 + redis.call('INCR', tag .. 'seq')
+      redis.call('HSET', j, 'id', id, 'spec', ARGV[i + 4], 'priority', ARGV[i + 3], 'status', 'queued',
+                 'attempts', 0, 'run_at', ARGV[i + 5], 'score', score)
+      redis.call('ZADD', KEYS[1], score, id)
+      ready = true
+    end
+    if key ~= '' then
+      redis.call('HSET', KEYS[3], key, id)
+      redis.call('HSET', j, 'key', key)
+    end
+    out[#out + 1] = id
+    out[#out + 1] = 1
+  end
 end
-local j = jk(id)
-redis.call('HSET', j, 'id', id, 'spec', ARGV[7], 'priority', ARGV[6], 'status', 'queued', 'attempts', 0,
-           'run_at', ARGV[8])
-if key ~= '' then redis.call('HSET', j, 'key', key) end
-if tonumber(ARGV[4]) > tonumber(ARGV[5]) then
-  redis.call('ZADD', KEYS[2], ARGV[4], id)
-else
-  local score = tonumber(ARGV[6]) * 1e13 + redis.call('INCR', tag .. 'seq')
-  redis.call('HSET', j, 'score', score)
-  redis.call('ZADD', KEYS[1], score, id)
-  wake()
-end
-return {id, 1}
+if ready then wake() end
+return out
 """
 )
 
-# KEYS: ready, delayed, active. ARGV: tag, now ms, limit, lease ms, now_s.
-# Promotes due delayed jobs, then pops up to `limit` ready jobs under a lease; returns the fields a
-# worker needs of each (see redis.py `_claimed`).
+# KEYS: ready, delayed, active. ARGV: tag, now ms, limit, lease ms, now_s, retention s, then id, token,
+# result triples of jobs that succeeded (FINISH_OK's, recorded first: the worker's acknowledgements ride
+# on its next claim). Promotes due delayed jobs, then pops up to `limit` ready jobs under a lease;
+# returns the fields a worker needs of each (see redis.py `_claimed`).
 CLAIM = (
     _PRELUDE
+    + _FINISH_OK
     + """
+finish_ok(ARGV[5], tonumber(ARGV[6]), 7)
 local now, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(due) do
@@ -83,7 +128,7 @@ for i = 1, #popped, 2 do
   if redis.call('HGET', j, 'status') == 'queued' then
     local attempts = redis.call('HINCRBY', j, 'attempts', 1)
     redis.call('HSET', j, 'status', 'running', 'token', attempts, 'started_at', ARGV[5],
-               'lease_until', until_ms / 1000, 'score', popped[i + 1])
+               'lease_until', until_ms / 1000)
     redis.call('ZADD', KEYS[3], until_ms, id)
     out[#out + 1] = redis.call('HMGET', j, 'id', 'spec', 'priority', 'attempts', 'key', 'run_at')
   end
@@ -152,23 +197,9 @@ return 1
 # (succeeded), with 3 arguments per job instead of 7 and one HSET.
 FINISH_OK = (
     _PRELUDE
+    + _FINISH_OK
     + """
-local now_s, retention = ARGV[2], tonumber(ARGV[3])
-local done = tag .. 'done:succeeded'
-for i = 4, #ARGV, 3 do
-  local id = ARGV[i]
-  local j = jk(id)
-  local v = redis.call('HMGET', j, 'status', 'token', 'key')
-  if v[1] == 'running' and v[2] == ARGV[i + 1] then
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('HSET', j, 'status', 'succeeded', 'completed_at', now_s, 'result', ARGV[i + 2],
-               'progress', '1.0')
-    redis.call('HDEL', j, 'lease_until')
-    redis.call('ZADD', done, now_s, id)
-    if v[3] then release_key(id, j) end
-    redis.call('EXPIRE', j, retention)
-  end
-end
+finish_ok(ARGV[2], tonumber(ARGV[3]), 4)
 return 1
 """
 )

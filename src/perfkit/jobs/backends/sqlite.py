@@ -97,24 +97,34 @@ class SQLiteBackend:
 
     # -- the contract --------------------------------------------------------------------------------
     async def enqueue(self, record: JobRecord) -> tuple[str, bool]:
-        t, row = self.table, row_from_record(record)
-        insert = f"INSERT INTO {t} ({SELECT_LIST}) VALUES ({', '.join('?' * len(COLUMNS))})"
+        return (await self.enqueue_many([record]))[0]
 
-        def op(conn: sqlite3.Connection) -> tuple[str, bool]:
+    async def enqueue_many(self, records: Sequence[JobRecord]) -> list[tuple[str, bool]]:
+        t = self.table
+        insert = f"INSERT INTO {t} ({SELECT_LIST}) VALUES ({', '.join('?' * len(COLUMNS))})"
+        held = f"SELECT id FROM {t} WHERE queue = ? AND key = ? AND status IN ('queued', 'running')"
+
+        def one(conn: sqlite3.Connection, record: JobRecord) -> tuple[str, bool]:
+            row = row_from_record(record)
             try:
                 conn.execute(insert, row)
                 return record.id, True
             except sqlite3.IntegrityError:
                 if record.key is None:
                     raise
-                found = conn.execute(
-                    f"SELECT id FROM {t} WHERE queue = ? AND key = ? AND status IN ('queued', 'running')",
-                    (record.queue, record.key),
-                ).fetchone()
+                found = conn.execute(held, (record.queue, record.key)).fetchone()
                 if found is None:  # the holder finished between the two statements: try once more
                     conn.execute(insert, row)
                     return record.id, True
                 return str(found[0]), False
+
+        def op(conn: sqlite3.Connection) -> list[tuple[str, bool]]:
+            if len(records) == 1:
+                return [one(conn, records[0])]
+            conn.execute("BEGIN IMMEDIATE")
+            out = [one(conn, r) for r in records]
+            conn.execute("COMMIT")
+            return out
 
         result = await self._run(op)
         self._local.set()
@@ -134,7 +144,11 @@ class SQLiteBackend:
             self._ready_sql[n_queues] = sql
         return sql
 
-    async def claim(self, queues: Sequence[str], limit: int, lease: float, now: float) -> list[JobRecord]:
+    async def claim(
+        self, queues: Sequence[str], limit: int, lease: float, now: float, finish: Sequence[Outcome] = ()
+    ) -> list[JobRecord]:
+        if finish:
+            await self.finish(finish)
         sql = self._claim_sql(len(queues))
         params = (now, now + lease, *queues, now, limit)
 

@@ -1,0 +1,192 @@
+"""Batch enqueue (`enqueue_many`, `task.map`), concurrent enqueues (autopipelined on Redis) and a periodic
+task firing inside a running worker, on every backend."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+
+import pytest
+
+from perfkit.errors import BackendUnavailableError, ConfigurationError, SerializationError
+from perfkit.jobs import Context, JobQueue, Priority, Status
+from perfkit.jobs.cron import Cron
+
+from .conftest import EventLog
+
+
+async def run_burst(jobs: JobQueue) -> None:
+    await jobs.worker(burst=True, concurrency=1, prefetch=0).run()
+
+
+async def test_enqueue_many_keeps_strict_priorities_and_fifo(jobs: JobQueue) -> None:
+    """A batch with mixed priorities runs highest priority first, FIFO within one, like single enqueues."""
+    ran: list[tuple[str, int]] = []
+
+    @jobs.task(queue="batch")
+    async def record(ctx: Context, prio: str, n: int) -> None:
+        ran.append((prio, n))
+
+    order = ["low", "high", "medium", "critical", "low", "high"]
+    infos = await jobs.enqueue_many([record.prepare(p, n, priority=p) for n, p in enumerate(order)])
+    assert [i.priority for i in infos] == [Priority.parse(p) for p in order]
+    assert [i.args for i in infos] == [(p, n) for n, p in enumerate(order)]
+    assert len({i.id for i in infos}) == len(order)
+    assert await jobs.depth() == {("batch", 0): 1, ("batch", 1): 2, ("batch", 2): 1, ("batch", 3): 2}
+    await run_burst(jobs)
+    assert ran == [("critical", 3), ("high", 1), ("high", 5), ("medium", 2), ("low", 0), ("low", 4)]
+
+
+async def test_enqueue_many_idempotency_keys_per_item(jobs: JobQueue) -> None:
+    """A key already held, or repeated within the batch, returns the job holding it; other items queue."""
+
+    @jobs.task(queue="keys")
+    async def charge(ctx: Context, amount: int) -> int:
+        return amount
+
+    held = await charge.enqueue(1, key="order-1")
+    infos = await jobs.enqueue_many(
+        [
+            charge.prepare(2, key="order-1"),
+            charge.prepare(3, key="order-2"),
+            charge.prepare(4, key="order-2"),
+            charge.prepare(5),
+        ]
+    )
+    assert infos[0].id == held.id
+    assert infos[0].args == (1,)
+    assert infos[2].id == infos[1].id
+    assert infos[2].args == (3,)
+    assert infos[3].key is None
+    assert len({i.id for i in infos}) == 3
+    assert sum((await jobs.depth()).values()) == 3
+
+
+async def test_enqueue_many_bad_item_queues_nothing(jobs: JobQueue) -> None:
+    """One bad item (unserializable, bad option, not prepared) raises naming its index; nothing is queued."""
+
+    @jobs.task(queue="bad")
+    async def work(ctx: Context, value: object) -> None: ...
+
+    with pytest.raises(SerializationError, match=r"item 1 .*task .*work"):
+        await jobs.enqueue_many([work.prepare(1), work.prepare(object()), work.prepare(3)])
+    with pytest.raises(ConfigurationError, match=r"item 2 .*priority"):
+        await jobs.enqueue_many([work.prepare(1), work.prepare(2), work.prepare(3, priority="urgent")])
+    with pytest.raises(ConfigurationError, match=r"item 0 is .*not a task.prepare"):
+        await jobs.enqueue_many([("not", "prepared")])  # type: ignore[list-item]
+    assert await jobs.depth() == {}
+    assert await jobs.enqueue_many([]) == []
+
+
+async def test_task_map_queues_one_job_per_item(jobs: JobQueue, events: EventLog) -> None:
+    """task.map takes tuples of arguments or single arguments, shares the options, and every job runs."""
+    seen: list[tuple[object, ...]] = []
+
+    @jobs.task(queue="map")
+    async def add(ctx: Context, a: int, b: int = 0) -> int:
+        seen.append((a, b))
+        return a + b
+
+    infos = await add.map([(1, 2), (3, 4), 5], priority="high")
+    assert [i.args for i in infos] == [(1, 2), (3, 4), (5,)]
+    assert {i.priority for i in infos} == {Priority.HIGH}
+    assert events.names().count("enqueued") == 3
+    later = await add.map([(6, 7)], delay=60)
+    assert (await jobs.get(later[0].id)).status is Status.SCHEDULED  # type: ignore[union-attr]
+    await run_burst(jobs)
+    assert sorted(seen) == [(1, 2), (3, 4), (5, 0)]
+    assert (await jobs.get(infos[0].id)).result == 3  # type: ignore[union-attr]
+
+
+async def test_concurrent_enqueues_all_land_and_run(jobs: JobQueue) -> None:
+    """Hundreds of enqueues issued at once (coalesced on Redis) each get their own job, and all run."""
+    done: set[int] = set()
+
+    @jobs.task(queue="burst")
+    async def work(ctx: Context, n: int) -> int:
+        done.add(n)
+        return n
+
+    infos = await asyncio.gather(*(work.enqueue(n) for n in range(300)))
+    assert [i.args for i in infos] == [(n,) for n in range(300)]
+    assert len({i.id for i in infos}) == 300
+    assert sum((await jobs.depth()).values()) == 300
+    await jobs.worker(burst=True).run()
+    assert done == set(range(300))
+    assert (await jobs.get(infos[123].id)).result == 123  # type: ignore[union-attr]
+
+
+async def test_concurrent_enqueues_with_one_key_share_one_job(jobs: JobQueue) -> None:
+    """Concurrent enqueues with the same key (one script call on Redis) all return the same job."""
+
+    @jobs.task(queue="samekey")
+    async def charge(ctx: Context, amount: int) -> None: ...
+
+    infos = await asyncio.gather(*(charge.enqueue(n, key="order-9") for n in range(20)))
+    assert len({i.id for i in infos}) == 1
+    assert sum((await jobs.depth()).values()) == 1
+
+
+async def test_concurrent_enqueue_errors_go_to_their_callers(jobs: JobQueue) -> None:
+    """Among concurrent enqueues, only the callers with bad input get an error; the others' jobs land."""
+
+    @jobs.task(queue="mixed")
+    async def work(ctx: Context, value: object) -> None: ...
+
+    values: list[object] = [object() if n % 7 == 3 else n for n in range(50)]
+    results = await asyncio.gather(*(work.enqueue(v) for v in values), return_exceptions=True)
+    for value, result in zip(values, results, strict=True):
+        if isinstance(value, int):
+            assert not isinstance(result, BaseException)
+            assert result.args == (value,)
+        else:
+            assert isinstance(result, SerializationError)
+    good = sum(1 for v in values if isinstance(v, int))
+    assert sum((await jobs.depth()).values()) == good
+
+
+@pytest.mark.redis
+async def test_concurrent_enqueues_to_a_down_redis_each_fail() -> None:
+    """Redis down: every caller of a coalesced batch gets BackendUnavailableError; none waits forever."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once the socket is closed
+    jobs = JobQueue(f"redis://127.0.0.1:{port}/0")
+
+    @jobs.task(queue="down")
+    async def nothing(ctx: Context, n: int) -> None: ...
+
+    try:
+        async with asyncio.timeout(30):
+            results = await asyncio.gather(*(nothing.enqueue(n) for n in range(40)), return_exceptions=True)
+        assert all(isinstance(r, BackendUnavailableError) for r in results), results
+    finally:
+        await jobs.close()
+
+
+async def test_periodic_task_fires_inside_a_running_worker(
+    make_queue: Callable[..., JobQueue],
+) -> None:
+    """A running worker enqueues and runs a `* * * * *` task at the minute tick (its clock set near it)."""
+    jobs = make_queue()
+    events = EventLog(jobs)
+    ticks: list[float] = []
+
+    @jobs.periodic("* * * * *", queue="cron", name="every_minute")
+    async def every_minute(ctx: Context) -> None:
+        ticks.append(time.time())
+
+    now = time.time()
+    offset = Cron("* * * * *").next_after(now) - 0.3 - now  # the worker's clock: 0.3 s before a tick
+    worker = jobs.worker(["cron"], clock=lambda: time.time() + offset)
+    run = asyncio.create_task(worker.run())
+    try:
+        await events.wait("succeeded", within=10)
+    finally:
+        worker.stop()
+        await run
+    assert len(ticks) == 1
+    page, _ = await jobs.list(queue="cron")
+    assert [(j.type, j.status) for j in page] == [("every_minute", Status.SUCCEEDED)]
