@@ -13,6 +13,7 @@ import pytest
 from perfkit.errors import BackendUnavailableError, ConfigurationError, SerializationError
 from perfkit.jobs import Context, JobQueue, Priority, Status
 from perfkit.jobs.cron import Cron
+from perfkit.jobs.models import Outcome
 
 from .conftest import EventLog
 
@@ -190,3 +191,45 @@ async def test_periodic_task_fires_inside_a_running_worker(
     assert len(ticks) == 1
     page, _ = await jobs.list(queue="cron")
     assert [(j.type, j.status) for j in page] == [("every_minute", Status.SUCCEEDED)]
+
+
+async def test_acks_riding_on_a_claim_are_recorded_and_stale_ones_ignored(jobs: JobQueue) -> None:
+    """claim(finish=...) records outcomes first (success, failure, key release); stale ones change nothing."""
+
+    @jobs.task(queue="ride")
+    async def work(ctx: Context, n: int) -> None: ...
+
+    await work.enqueue(1, key="k1")
+    await work.enqueue(2)
+    await work.enqueue(3)
+    first = await jobs.backend.claim(["ride"], 2, 30, time.time())
+    assert len(first) == 2
+    ok = Outcome(first[0].id, first[0].token, Status.SUCCEEDED, result=b"\xc0", completed_at=time.time())
+    bad = Outcome(first[1].id, first[1].token, Status.FAILED, error="E: no", completed_at=time.time())
+    stale = Outcome(first[1].id, first[1].token - 1, Status.SUCCEEDED, result=b"\xc0")
+    second = await jobs.backend.claim(["ride"], 5, 30, time.time(), [stale, ok, bad])
+    assert len(second) == 1
+    assert (await jobs.get(second[0].id)).args == (3,)  # type: ignore[union-attr]
+    done, failed = await jobs.get(first[0].id), await jobs.get(first[1].id)
+    assert done is not None and failed is not None
+    assert (done.status, done.result) == (Status.SUCCEEDED, None)
+    assert (failed.status, failed.error) == (Status.FAILED, "E: no")
+    again = await work.enqueue(4, key="k1")  # the key was released with the success
+    assert again.id != first[0].id
+    nothing = await jobs.backend.claim(["ride"], 5, 30, time.time(), [ok])  # already recorded: no change
+    assert [r.id for r in nothing] == [again.id]
+    assert (await jobs.get(first[0].id)).status is Status.SUCCEEDED  # type: ignore[union-attr]
+
+
+def test_automatic_prefetch_grows_only_for_short_jobs(jobs: JobQueue) -> None:
+    """Automatic prefetch is concurrency for jobs of 5 ms or more and up to 8x it for tiny jobs."""
+    worker = jobs.worker(["q"], concurrency=4)
+    assert worker.prefetch == 4
+    for seconds, prefetch in ((1.0, 4), (0.005, 4), (0.0025, 8), (0.0001, 32)):
+        worker._avg_run = seconds
+        worker._resize()
+        assert worker.prefetch == prefetch
+        assert worker._capacity == 4 + prefetch
+    fixed = jobs.worker(["q"], concurrency=4, prefetch=0)
+    assert not fixed._auto_prefetch
+    assert fixed.prefetch == 0

@@ -151,7 +151,13 @@ class RedisBackend:
         if not self._in_flight and not self._pending:  # nothing to share a round trip with: go now
             self._in_flight += 1
             try:
-                return (await self.enqueue_many([record]))[0]
+                if record.queue not in self._known_queues:
+                    return (await self.enqueue_many([record]))[0]
+                k = self._k(record.queue)
+                flat = await self._script(
+                    "ENQUEUE", [k.ready, k.delayed, k.keys], self._enqueue_args(k, [record])
+                )
+                return flat[0].decode(), bool(flat[1])
             finally:
                 self._in_flight -= 1
         future: asyncio.Future[tuple[str, bool]] = asyncio.get_running_loop().create_future()
@@ -206,11 +212,7 @@ class RedisBackend:
 
         async def one_call(queue: str, indexes: list[int]) -> None:
             k = self._k(queue)
-            args: list[Any] = [k.tag, int(time.time() * 1000)]
-            for i in indexes:
-                r = records[i]
-                spec = _encode_spec((r.task, r.payload, r.max_attempts, r.timeout, r.queued_at))
-                args += (r.id, r.key or "", int(r.run_at * 1000), r.priority, spec, repr(r.run_at))
+            args = self._enqueue_args(k, [records[i] for i in indexes])
             flat = await self._script("ENQUEUE", [k.ready, k.delayed, k.keys], args)
             for n, i in enumerate(indexes):
                 results[i] = (flat[2 * n].decode(), bool(flat[2 * n + 1]))
@@ -225,6 +227,14 @@ class RedisBackend:
         else:
             await asyncio.gather(*calls)
         return results
+
+    @staticmethod
+    def _enqueue_args(k: QueueKeys, records: Sequence[JobRecord]) -> list[Any]:
+        args: list[Any] = [k.tag, int(time.time() * 1000)]
+        for r in records:
+            spec = _encode_spec((r.task, r.payload, r.max_attempts, r.timeout, r.queued_at))
+            args += (r.id, r.key or "", int(r.run_at * 1000), r.priority, spec, repr(r.run_at))
+        return args
 
     async def claim(
         self, queues: Sequence[str], limit: int, lease: float, now: float, finish: Sequence[Outcome] = ()
