@@ -222,10 +222,10 @@ async def test_acks_riding_on_a_claim_are_recorded_and_stale_ones_ignored(jobs: 
 
 
 def test_automatic_prefetch_grows_only_for_short_jobs(jobs: JobQueue) -> None:
-    """Automatic prefetch is concurrency for jobs of 5 ms or more and up to 8x it for tiny jobs."""
+    """Automatic prefetch is concurrency for jobs of 5 ms or more and up to 32x it for tiny jobs."""
     worker = jobs.worker(["q"], concurrency=4)
     assert worker.prefetch == 4
-    for seconds, prefetch in ((1.0, 4), (0.005, 4), (0.0025, 8), (0.0001, 32)):
+    for seconds, prefetch in ((1.0, 4), (0.005, 4), (0.0025, 8), (0.0001, 128)):
         worker._avg_run = seconds
         worker._resize()
         assert worker.prefetch == prefetch
@@ -233,3 +233,47 @@ def test_automatic_prefetch_grows_only_for_short_jobs(jobs: JobQueue) -> None:
     fixed = jobs.worker(["q"], concurrency=4, prefetch=0)
     assert not fixed._auto_prefetch
     assert fixed.prefetch == 0
+
+
+async def test_worker_never_cancels_its_wake_up_wait(jobs: JobQueue) -> None:
+    """A job finishing while the worker waits for work does not cancel that wait (redis-py can swallow
+    such a cancel and stall the worker for idle_wait); the burst still ends when the job is done."""
+    release = asyncio.Event()
+    fetching_done = asyncio.Event()
+    waits: list[str] = []
+    real_wait = jobs.backend.wait
+
+    async def watched_wait(queues: list[str], idle: float) -> None:
+        try:
+            await real_wait(queues, idle)
+            waits.append("returned")
+        except asyncio.CancelledError:  # the worker's teardown may cancel a pending wait; nothing else
+            waits.append("cancelled at teardown" if fetching_done.is_set() else "cancelled")
+            raise
+
+    jobs.backend.wait = watched_wait  # type: ignore[method-assign]
+
+    @jobs.task(queue="idle")
+    async def gated(ctx: Context) -> None:
+        await release.wait()
+
+    job = await gated.enqueue()
+    worker = jobs.worker(["idle"], burst=True, concurrency=2, prefetch=0, idle_wait=0.2)
+    fetch_loop = worker._fetch_loop
+
+    async def watched_fetch_loop() -> None:
+        try:
+            await fetch_loop()
+        finally:
+            fetching_done.set()
+
+    worker._fetch_loop = watched_fetch_loop  # type: ignore[method-assign]
+    run = asyncio.create_task(worker.run())
+    async with asyncio.timeout(15):
+        while not waits and not run.done():  # the worker runs the job and waits (0.2 s) for more
+            await asyncio.sleep(0.01)  # the wait is inside the worker: nothing to await on
+        release.set()
+        stats = await run
+    assert stats.finished == 1
+    assert "cancelled" not in waits
+    assert (await jobs.get(job.id)).status is Status.SUCCEEDED  # type: ignore[union-attr]

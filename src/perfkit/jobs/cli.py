@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--prefetch",
         type=int,
         default=None,
-        help="jobs leased ahead of free slots (default: automatic, concurrency up to 8x it for jobs"
+        help="jobs leased ahead of free slots (default: automatic, concurrency up to 32x it for jobs"
         " under 5 ms; 0 for long jobs)",
     )
     parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")

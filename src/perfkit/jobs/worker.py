@@ -33,9 +33,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("perfkit.jobs")
 _RETRY_PAUSE = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
-# automatic prefetch: hold about this much work (s) waiting per slot, between 1x and 8x concurrency
+# automatic prefetch: hold about this much work (s) waiting per slot, between 1x and 32x concurrency
 PREFETCH_HOLD = 0.005
-PREFETCH_MAX = 8
+PREFETCH_MAX = 32
+# while the fetch loop waits for free slots, outcomes wait up to this long (s) to ride on its next claim
+ACK_DELAY = 0.01
 
 
 @dataclass
@@ -91,7 +93,10 @@ class Worker:
         self._acks: list[Outcome] = []
         self._unacked = 0  # outcomes produced and not yet recorded (buffered or being written)
         self._ack_ready = asyncio.Event()
+        self._acks_taken = asyncio.Event()
+        self._claim_soon = False  # the fetch loop waits for slots, then claims (taking the acks along)
         self._slot_free = asyncio.Event()
+        self._wake: asyncio.Task[None] | None = None  # the pending wake-up wait, if any
         self._stop = asyncio.Event()
         self._hurry = False
         self._fail_streak = 0
@@ -135,6 +140,9 @@ class Worker:
             await self._fetch_loop()
             await self._drain()
         finally:
+            if self._wake is not None:
+                background.append(self._wake)
+                self._wake = None
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -150,16 +158,24 @@ class Worker:
             free = self._capacity - len(self.running)
             if free < self._low_water and self.running:  # claim in batches, not one slot at a time
                 self._slot_free.clear()
-                await self._slot_free.wait()
+                self._claim_soon = True
+                try:
+                    await self._slot_free.wait()
+                finally:
+                    self._claim_soon = False
                 continue
             # burst mode must not leave while an outcome (maybe a retry) is unrecorded or was recorded
             # after this claim started: snapshot both before claiming
             unacked_before, recorded_before = self._unacked, self.stats.finished
             acks, self._acks = self._acks, []  # outcomes not sent yet ride on this claim
+            if acks:
+                self._acks_taken.set()
+            self._claim_soon = True  # outcomes arriving meanwhile can ride on the next one
             try:
                 records = await backend.claim(self.queues, free, self.jobs.lease, time.time(), acks)
                 self._fail_streak = 0
             except BaseException as exc:
+                self._claim_soon = False
                 if acks:  # back to the ack loop; recording an outcome twice is harmless (stale token)
                     self._acks[:0] = acks
                     self._ack_ready.set()
@@ -172,6 +188,7 @@ class Worker:
                     raise
                 await self._pause_after_error(exc)
                 continue
+            self._claim_soon = False
             if acks:
                 self.stats.finished += len(acks)
                 self._unacked -= len(acks)
@@ -194,27 +211,27 @@ class Worker:
                 await self._flush()  # a retry may be among them: look again once it is recorded
                 continue
             self._slot_free.clear()
-            waiters = [
-                asyncio.create_task(backend.wait(self.queues, self.idle_wait)),
-                asyncio.create_task(self._stop.wait()),
-                asyncio.create_task(self._slot_free.wait()),
-            ]
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waiters:
+            # the wake-up wait is never cancelled: one woken early by a free slot or a stop stays
+            # pending and is reused (redis-py can swallow the cancel of a BLPOP just sent and then
+            # block for all of idle_wait)
+            if self._wake is None:
+                self._wake = asyncio.create_task(backend.wait(self.queues, self.idle_wait))
+            others = [asyncio.create_task(self._stop.wait()), asyncio.create_task(self._slot_free.wait())]
+            await asyncio.wait([self._wake, *others], return_when=asyncio.FIRST_COMPLETED)
+            for waiter in others:
                 waiter.cancel()
-            try:
-                await waiters[0]
-            except asyncio.CancelledError:
-                pass
-            except Exception as exc:  # the wake-up channel is down: pause, then claim again
-                await self._pause_after_error(exc)
+            if self._wake.done():
+                wake, self._wake = self._wake, None
+                error = None if wake.cancelled() else wake.exception()
+                if error is not None:  # the wake-up channel is down: pause, then claim again
+                    await self._pause_after_error(error)
 
     def _resize(self) -> None:
         """Automatic prefetch: jobs that finish in well under a round trip are claimed in larger batches.
 
-        About `PREFETCH_HOLD` seconds of work wait per slot, between concurrency and 8x concurrency
-        jobs: jobs of 5 ms or more get the default (prefetch = concurrency), so no worker hoards work
-        another could start; a backlog of tiny jobs is not bound by claim round trips.
+        About `PREFETCH_HOLD` seconds of work wait per slot, between concurrency and `PREFETCH_MAX` x
+        concurrency jobs: jobs of 5 ms or more get the default (prefetch = concurrency), so no worker
+        hoards work another could start; a backlog of tiny jobs is not bound by claim round trips.
         """
         c = self.concurrency
         self.prefetch = max(c, min(c * PREFETCH_MAX, int(c * PREFETCH_HOLD / max(self._avg_run, 1e-6))))
@@ -268,6 +285,10 @@ class Worker:
         while True:
             await self._ack_ready.wait()
             await asyncio.sleep(0)  # the fetch loop, woken by the same outcomes, may take them along
+            if self._acks and self._claim_soon and not self._stop.is_set():
+                self._acks_taken.clear()  # a claim is due as soon as slots free up: ride on it if soon
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._acks_taken.wait(), ACK_DELAY)
             self._ack_ready.clear()
             await self._flush()
 

@@ -44,7 +44,7 @@ _SCRIPTS = (
 )
 _BATCH = 500  # jobs per ENQUEUE call: keeps one script's run (it blocks Redis) to a few milliseconds
 _BATCH_BYTES = 4 * 1024**2
-_FLOATS = ("run_at", "started_at", "completed_at", "progress", "lease_until")
+_FLOATS = ("run_at", "started_at", "completed_at", "progress")  # a lease expiry lives in `active`
 _INTS = ("priority", "attempts", "token", "stalls")
 _TEXTS = ("id", "status", "key", "progress_message", "error", "traceback")
 # the immutable part of a job, one msgpack blob: (task, payload, max_attempts, timeout, queued_at)

@@ -24,7 +24,6 @@ local function release_key(id, j)
 end
 local function finish(id, j, status, now_s, retention)
   redis.call('HSET', j, 'status', status, 'completed_at', now_s)
-  redis.call('HDEL', j, 'lease_until')
   redis.call('ZADD', tag .. 'done:' .. status, now_s, id)
   release_key(id, j)
   redis.call('EXPIRE', j, retention)
@@ -45,7 +44,6 @@ local function finish_ok(now_s, retention, first)
       redis.call('ZREM', active, id)
       redis.call('HSET', j, 'status', 'succeeded', 'completed_at', now_s, 'result', ARGV[i + 2],
                  'progress', '1.0')
-      redis.call('HDEL', j, 'lease_until')
       redis.call('ZADD', done, now_s, id)
       if v[3] then release_key(id, j) end
       redis.call('EXPIRE', j, retention)
@@ -125,12 +123,12 @@ local until_ms = now + tonumber(ARGV[4])
 for i = 1, #popped, 2 do
   local id = popped[i]
   local j = jk(id)
-  if redis.call('HGET', j, 'status') == 'queued' then
-    local attempts = redis.call('HINCRBY', j, 'attempts', 1)
-    redis.call('HSET', j, 'status', 'running', 'token', attempts, 'started_at', ARGV[5],
-               'lease_until', until_ms / 1000)
+  local v = redis.call('HMGET', j, 'status', 'attempts', 'spec', 'priority', 'key', 'run_at')
+  if v[1] == 'queued' then
+    local attempts = tonumber(v[2]) + 1
+    redis.call('HSET', j, 'status', 'running', 'attempts', attempts, 'token', attempts, 'started_at', ARGV[5])
     redis.call('ZADD', KEYS[3], until_ms, id)
-    out[#out + 1] = redis.call('HMGET', j, 'id', 'spec', 'priority', 'attempts', 'key', 'run_at')
+    out[#out + 1] = {id, v[3], v[4], attempts, v[5], v[6]}
   end
 end
 if redis.call('ZCARD', KEYS[1]) > 0 then wake() else redis.call('DEL', tag .. 'wake') end
@@ -174,8 +172,7 @@ for i = 4, #ARGV, 7 do
     if ARGV[i + 5] ~= '' then redis.call('HSET', j, 'traceback', ARGV[i + 5]) end
     if status == 'queued' then
       redis.call('HSET', j, 'status', 'queued', 'run_at', tonumber(ARGV[i + 6]) / 1000)
-      redis.call('HDEL', j, 'lease_until')
-      if tonumber(ARGV[i + 6]) <= tonumber(now_s) * 1000 then
+          if tonumber(ARGV[i + 6]) <= tonumber(now_s) * 1000 then
         requeue(id, j)
         requeued = true
       else
@@ -219,7 +216,7 @@ for i = 4, #ARGV, 2 do
     else
       redis.call('HINCRBY', j, 'attempts', -1)
       redis.call('HSET', j, 'status', 'queued')
-      redis.call('HDEL', j, 'lease_until', 'started_at')
+      redis.call('HDEL', j, 'started_at')
       requeue(id, j)
     end
   end
@@ -248,8 +245,7 @@ for _, id in ipairs(lapsed) do
       dead[#dead + 1] = redis.call('HGETALL', j)
     else
       redis.call('HSET', j, 'status', 'queued')
-      redis.call('HDEL', j, 'lease_until')
-      requeue(id, j)
+          requeue(id, j)
     end
   end
 end
@@ -289,7 +285,7 @@ redis.call('ZREM', tag .. 'done:' .. st, id)
 redis.call('PERSIST', j)
 redis.call('HSET', j, 'status', 'queued', 'attempts', 0, 'stalls', 0, 'run_at', ARGV[3], 'progress', 0,
            'cancel_requested', 0)
-redis.call('HDEL', j, 'completed_at', 'started_at', 'result', 'progress_message', 'lease_until')
+redis.call('HDEL', j, 'completed_at', 'started_at', 'result', 'progress_message')
 local key = redis.call('HGET', j, 'key')
 if key then
   local held = redis.call('HGET', KEYS[1], key)
