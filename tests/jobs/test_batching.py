@@ -1,5 +1,6 @@
-"""Batch enqueue (`enqueue_many`, `task.map`), concurrent enqueues (autopipelined on Redis) and a periodic
-task firing inside a running worker, on every backend."""
+"""Batch enqueue (`enqueue_many`, `task.map`), concurrent enqueues (autopipelined), acknowledgements riding
+on claims, automatic prefetch, the worker's wake-up wait and a periodic task firing inside a running
+worker, on every backend."""
 
 from __future__ import annotations
 
@@ -102,7 +103,7 @@ async def test_task_map_queues_one_job_per_item(jobs: JobQueue, events: EventLog
 
 
 async def test_concurrent_enqueues_all_land_and_run(jobs: JobQueue) -> None:
-    """Hundreds of enqueues issued at once (coalesced on Redis) each get their own job, and all run."""
+    """Hundreds of enqueues issued at once (coalesced into batches) each get their own job, and all run."""
     done: set[int] = set()
 
     @jobs.task(queue="burst")
@@ -120,7 +121,7 @@ async def test_concurrent_enqueues_all_land_and_run(jobs: JobQueue) -> None:
 
 
 async def test_concurrent_enqueues_with_one_key_share_one_job(jobs: JobQueue) -> None:
-    """Concurrent enqueues with the same key (one script call on Redis) all return the same job."""
+    """Concurrent enqueues with the same key (coalesced into one batch) all return the same job."""
 
     @jobs.task(queue="samekey")
     async def charge(ctx: Context, amount: int) -> None: ...
@@ -148,13 +149,13 @@ async def test_concurrent_enqueue_errors_go_to_their_callers(jobs: JobQueue) -> 
     assert sum((await jobs.depth()).values()) == good
 
 
-@pytest.mark.redis
-async def test_concurrent_enqueues_to_a_down_redis_each_fail() -> None:
-    """Redis down: every caller of a coalesced batch gets BackendUnavailableError; none waits forever."""
+@pytest.mark.parametrize("scheme", ["redis", "postgresql"])
+async def test_concurrent_enqueues_to_a_down_server_each_fail(scheme: str) -> None:
+    """Server down: every caller of a coalesced batch gets BackendUnavailableError; none waits forever."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens there once the socket is closed
-    jobs = JobQueue(f"redis://127.0.0.1:{port}/0")
+    jobs = JobQueue(f"{scheme}://127.0.0.1:{port}/0")
 
     @jobs.task(queue="down")
     async def nothing(ctx: Context, n: int) -> None: ...

@@ -144,8 +144,8 @@ class JobQueue:
     ) -> JobInfo:
         """Queue `task` (a Task or a registered name); see `Task.enqueue`.
 
-        On Redis, enqueues issued concurrently (from many coroutines, say the requests of an ASGI app)
-        while one is in flight share one round trip: each caller still gets its own job or error.
+        Enqueues issued concurrently (from many coroutines, say the requests of an ASGI app) while one
+        is in flight share one round trip (autopipelining): each caller still gets its own job or error.
         """
         t = task if isinstance(task, Task) else self._task_named(task)
         record = self._record(t, args, kwargs, delay, at, priority, key, queue)

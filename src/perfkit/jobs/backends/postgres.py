@@ -18,6 +18,7 @@ import asyncpg
 
 from perfkit.backends import BackendURL
 from perfkit.errors import BackendError, BackendUnavailableError
+from perfkit.jobs.backends._pipeline import EnqueuePipeline
 from perfkit.jobs.backends._sql import COLUMNS, SELECT_LIST, TERMINAL, record_from_row, table_name
 from perfkit.jobs.models import MAX_STALLS, JobRecord, Outcome, Status
 
@@ -54,6 +55,7 @@ class PostgresBackend:
         self._pool_lock = asyncio.Lock()
         self._listener: asyncpg.Connection | None = None
         self._notified = asyncio.Event()
+        self._pipeline = EnqueuePipeline(self.enqueue_many)
         t = self.table
         self._sql_claim: dict[bool, str] = {
             single: (
@@ -125,6 +127,10 @@ class PostgresBackend:
 
     # -- the contract --------------------------------------------------------------------------------
     async def enqueue(self, record: JobRecord) -> tuple[str, bool]:
+        """One job; enqueues issued while others are in flight share one transaction (autopipelining)."""
+        return await self._pipeline.enqueue(record, self._enqueue_one)
+
+    async def _enqueue_one(self, record: JobRecord) -> tuple[str, bool]:
         return (await self.enqueue_many([record]))[0]
 
     async def enqueue_many(self, records: Sequence[JobRecord]) -> list[tuple[str, bool]]:
@@ -361,6 +367,7 @@ class PostgresBackend:
         await self._execute(f"DROP TABLE IF EXISTS {self.table}, {self.table}_once")
 
     async def close(self) -> None:
+        await self._pipeline.close()
         listener, self._listener = self._listener, None
         if listener is not None and not listener.is_closed():
             await listener.close()

@@ -8,7 +8,6 @@ workers block on BLPOP of the queues' wake lists instead of polling.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections import defaultdict
@@ -24,6 +23,7 @@ from perfkit._cancel import cancelling
 from perfkit.backends import BackendURL
 from perfkit.errors import BackendError, BackendUnavailableError, ConfigurationError
 from perfkit.jobs.backends import redis_lua as lua
+from perfkit.jobs.backends._pipeline import EnqueuePipeline, chunks
 from perfkit.jobs.backends.redis_keys import BAND, QueueKeys, once_key, queues_key
 from perfkit.jobs.models import MAX_STALLS, JobRecord, Outcome, Status, queue_of
 
@@ -42,8 +42,6 @@ _SCRIPTS = (
     "PROGRESS",
     "CLEANUP",
 )
-_BATCH = 500  # jobs per ENQUEUE call: keeps one script's run (it blocks Redis) to a few milliseconds
-_BATCH_BYTES = 4 * 1024**2
 _FLOATS = ("run_at", "started_at", "completed_at", "progress")  # a lease expiry lives in `active`
 _INTS = ("priority", "attempts", "token", "stalls")
 _TEXTS = ("id", "status", "key", "progress_message", "error", "traceback")
@@ -117,10 +115,7 @@ class RedisBackend:
         self._scripts = {name: self.client.register_script(getattr(lua, name)) for name in _SCRIPTS}
         self._keys: dict[str, QueueKeys] = {}
         self._known_queues: set[str] = set()
-        # autopipelining: enqueues issued while one is in flight wait here and go out together
-        self._pending: list[tuple[JobRecord, asyncio.Future[tuple[str, bool]]]] = []
-        self._in_flight = 0
-        self._flusher: asyncio.Task[None] | None = None
+        self._pipeline = EnqueuePipeline(self.enqueue_many)
 
     def _k(self, queue: str) -> QueueKeys:
         keys = self._keys.get(queue)
@@ -148,59 +143,17 @@ class RedisBackend:
     # -- the contract --------------------------------------------------------------------------------
     async def enqueue(self, record: JobRecord) -> tuple[str, bool]:
         """One job; enqueues issued while others are in flight share one script call (autopipelining)."""
-        if not self._in_flight and not self._pending:  # nothing to share a round trip with: go now
-            self._in_flight += 1
-            try:
-                if record.queue not in self._known_queues:
-                    return (await self.enqueue_many([record]))[0]
-                k = self._k(record.queue)
-                flat = await self._script(
-                    "ENQUEUE", [k.ready, k.delayed, k.keys], self._enqueue_args(k, [record])
-                )
-                return flat[0].decode(), bool(flat[1])
-            finally:
-                self._in_flight -= 1
-        future: asyncio.Future[tuple[str, bool]] = asyncio.get_running_loop().create_future()
-        self._pending.append((record, future))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush_pending(), name="perfkit-enqueue-pipeline")
-        return await future
+        return await self._pipeline.enqueue(record, self._enqueue_one)
 
-    async def _flush_pending(self) -> None:
-        """Send every enqueue that piled up, in script calls of up to `_BATCH` jobs, until none is left."""
-        batch: list[tuple[JobRecord, asyncio.Future[tuple[str, bool]]]] = []
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                batch = [item for item in batch if not item[1].done()]  # a caller cancelled before sending
-                await asyncio.gather(*(self._send(chunk) for chunk in _chunks(batch)))
-        except BaseException as exc:  # cancelled (loop shutting down): no caller may wait forever
-            for _, future in [*batch, *self._pending]:
-                if future.done():
-                    continue
-                if isinstance(exc, Exception):
-                    future.set_exception(exc)
-                else:
-                    future.cancel()
-            self._pending = []
-            raise
-        finally:
-            self._flusher = None
-
-    async def _send(self, items: list[tuple[JobRecord, asyncio.Future[tuple[str, bool]]]]) -> None:
-        try:
-            results = await self.enqueue_many([record for record, _ in items])
-        except Exception as exc:  # every job of this call failed together: each caller gets the error
-            for _, future in items:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, future), result in zip(items, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+    async def _enqueue_one(self, record: JobRecord) -> tuple[str, bool]:
+        if record.queue not in self._known_queues:
+            return (await self.enqueue_many([record]))[0]
+        k = self._k(record.queue)
+        flat = await self._script("ENQUEUE", [k.ready, k.delayed, k.keys], self._enqueue_args(k, [record]))
+        return flat[0].decode(), bool(flat[1])
 
     async def enqueue_many(self, records: Sequence[JobRecord]) -> list[tuple[str, bool]]:
-        """Store `records` in order: one script call per queue (and per `_BATCH` jobs)."""
+        """Store `records` in order: one script call per queue (and per 500 jobs)."""
         by_queue: dict[str, list[int]] = defaultdict(list)
         for index, record in enumerate(records):
             by_queue[record.queue].append(index)
@@ -220,7 +173,7 @@ class RedisBackend:
         calls = [
             one_call(queue, part)
             for queue, indexes in by_queue.items()
-            for part in _chunks(indexes, [records[i].payload for i in indexes])
+            for part in chunks(indexes, [records[i].payload for i in indexes])
         ]
         if len(calls) == 1:
             await calls[0]
@@ -403,28 +356,8 @@ class RedisBackend:
                 await self._call(self.client.delete(*batch))
 
     async def close(self) -> None:
-        if self._flusher is not None:  # enqueues already accepted are sent before the connection goes
-            with contextlib.suppress(Exception):  # their callers got the error
-                await asyncio.shield(self._flusher)
+        await self._pipeline.close()  # enqueues already accepted are sent before the connection goes
         await self.client.aclose()
-
-
-def _chunks(items: list[Any], payloads: Sequence[bytes] | None = None) -> list[list[Any]]:
-    """Split `items` into calls of at most `_BATCH` jobs and about `_BATCH_BYTES` of payload each."""
-    if payloads is None:
-        payloads = [item[0].payload for item in items]
-    out: list[list[Any]] = []
-    current: list[Any] = []
-    size = 0
-    for item, payload in zip(items, payloads, strict=True):
-        if current and (len(current) >= _BATCH or size + len(payload) > _BATCH_BYTES):
-            out.append(current)
-            current, size = [], 0
-        current.append(item)
-        size += len(payload)
-    if current:
-        out.append(current)
-    return out
 
 
 def _by_queue(leases: Sequence[tuple[str, int]]) -> dict[str, list[tuple[str, int]]]:

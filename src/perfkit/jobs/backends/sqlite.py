@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from perfkit.backends import BackendURL
 from perfkit.errors import BackendError, BackendUnavailableError
+from perfkit.jobs.backends._pipeline import EnqueuePipeline
 from perfkit.jobs.backends._sql import (
     COLUMNS,
     SELECT_LIST,
@@ -46,6 +47,7 @@ class SQLiteBackend:
         self._conn: sqlite3.Connection | None = None
         self._local = asyncio.Event()
         self._ready_sql: dict[int, str] = {}
+        self._pipeline = EnqueuePipeline(self.enqueue_many)
 
     # -- plumbing ------------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -97,6 +99,10 @@ class SQLiteBackend:
 
     # -- the contract --------------------------------------------------------------------------------
     async def enqueue(self, record: JobRecord) -> tuple[str, bool]:
+        """One job; enqueues issued while others are in flight share one transaction (autopipelining)."""
+        return await self._pipeline.enqueue(record, self._enqueue_one)
+
+    async def _enqueue_one(self, record: JobRecord) -> tuple[str, bool]:
         return (await self.enqueue_many([record]))[0]
 
     async def enqueue_many(self, records: Sequence[JobRecord]) -> list[tuple[str, bool]]:
@@ -373,6 +379,8 @@ class SQLiteBackend:
         return bool(await self._run(lambda conn: conn.execute(sql, (name, now + ttl, now)).rowcount == 1))
 
     async def close(self) -> None:
+        await self._pipeline.close()
+
         def op() -> None:
             if self._conn is not None:
                 self._conn.close()
