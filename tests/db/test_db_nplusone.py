@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, selectinload
 
@@ -26,6 +26,18 @@ def test_sync_lazy_collection_flagged_with_fix(sync_db: SyncDb) -> None:
     assert finding["fix"] == "selectinload(Ticket.comments)"
     assert finding["route"] == "/tickets"
     assert stats.db_count == 7  # 1 + N: the accounting the Server-Timing header shows
+
+
+def test_orm_dml_through_the_session_is_not_broken(sync_db: SyncDb) -> None:
+    """session.execute(insert/update) passes through the detector (it once raised: no load options)."""
+    m = sync_db.models
+    with Session(sync_db.engine) as session, track() as stats:
+        session.execute(insert(m.Author), [{"id": 100, "name": "x"}, {"id": 101, "name": "y"}])
+        session.execute(update(m.Author).where(m.Author.id == 100).values(name="z"))
+        session.commit()
+        assert session.get(m.Author, 100).name == "z"
+    assert stats.db_count >= 2
+    assert sync_db.collector.findings("n_plus_one") == []
 
 
 def test_sync_many_to_one_suggests_joinedload(sync_db: SyncDb) -> None:

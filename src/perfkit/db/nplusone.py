@@ -43,7 +43,8 @@ class NPlusOneDetector:
             self.attached = False
 
     def on_execute(self, state: Any) -> None:
-        if state.lazy_loaded_from is None:
+        # only SELECTs carry load options: reading them on session.execute(insert(...)) raises
+        if not state.is_select or state.lazy_loaded_from is None:
             return
         stats = _current.get()
         if stats is None:
