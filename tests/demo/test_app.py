@@ -56,14 +56,15 @@ async def demo(seeded: Path, namespace: str, tmp_path: Path) -> AsyncIterator[De
         event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: d.statements.append(a[2]))
         yield d
     state.invalidator.close()
-    await jobs.close()
+    await jobs.queue.close()
     await cache.close()
     await engine.dispose()
 
 
 async def run_jobs(demo: Demo) -> None:
     """Run every queued job to completion, as `perfkit worker --burst` does."""
-    stats = await demo.state.jobs.worker(burst=True, concurrency=2).run()
+    assert demo.state.jobs is not None
+    stats = await demo.state.jobs.queue.worker(burst=True, concurrency=2).run()
     assert stats.errors == 0
     assert stats.finished == stats.claimed > 0
 

@@ -17,7 +17,7 @@ from perfkit.cache import Cache
 from perfkit.cache.orm import CacheInvalidator
 from perfkit.demo.app import queries
 from perfkit.demo.app.models import STATUSES, Ticket
-from perfkit.demo.app.tasks import export_key
+from perfkit.demo.app.tasks import DemoJobs, export_key
 from perfkit.errors import ConfigurationError
 
 
@@ -27,10 +27,10 @@ class DemoState:
     sessions: async_sessionmaker[AsyncSession]
     cache: Cache
     invalidator: CacheInvalidator
-    jobs: Any = None  # a JobQueue built by `tasks.build_jobs`: the export and notification pairs need it
+    jobs: DemoJobs | None = None  # the export and notification pairs need it
 
     @classmethod
-    def build(cls, engine: AsyncEngine, cache: Cache, jobs: Any = None) -> DemoState:
+    def build(cls, engine: AsyncEngine, cache: Cache, jobs: DemoJobs | None = None) -> DemoState:
         sessions = async_sessionmaker(engine, expire_on_commit=False)
         invalidator = CacheInvalidator(cache)
         invalidator.instrument(sessions)
@@ -83,7 +83,7 @@ def create_app(state: DemoState, lifespan: Any = None) -> FastAPI:
         return {"id": ticket_id, "status": status, "organization_id": ticket.organization_id}
 
     if state.jobs is not None:
-        _job_endpoints(app, state, Session)
+        _job_endpoints(app, state, state.jobs, Session)
     return app
 
 
@@ -91,9 +91,8 @@ def _csv(body: str) -> Response:
     return Response(body, media_type="text/csv; charset=utf-8")
 
 
-def _job_endpoints(app: FastAPI, state: DemoState, Session: Any) -> None:
+def _job_endpoints(app: FastAPI, state: DemoState, jobs: DemoJobs, Session: Any) -> None:
     """Export and bulk notification: the request does the work vs a job does it (202 + a status URL)."""
-    tasks = state.jobs.demo_tasks
 
     @app.get("/naive/export/{org_id}", name="naive_export")
     async def export_naive(org_id: int, s: AsyncSession = Session) -> Response:
@@ -102,7 +101,7 @@ def _job_endpoints(app: FastAPI, state: DemoState, Session: Any) -> None:
     @app.post("/fast/export/{org_id}", name="fast_export", status_code=202)
     async def export_fast(org_id: int) -> dict[str, Any]:
         # one export per organization at a time: repeated clicks get the job already under way
-        job = await tasks["export_report"].enqueue(org_id, key=f"export:{org_id}")
+        job = await jobs.export_report.enqueue(org_id, key=f"export:{org_id}")
         return _job_json(job)
 
     @app.post("/naive/notify/{org_id}", name="naive_notify")
@@ -113,12 +112,12 @@ def _job_endpoints(app: FastAPI, state: DemoState, Session: Any) -> None:
 
     @app.post("/fast/notify/{org_id}", name="fast_notify", status_code=202)
     async def notify_fast(org_id: int, message: str = "maintenance tonight") -> dict[str, Any]:
-        job = await tasks["notify_org"].enqueue(org_id, message, key=f"notify:{org_id}:{message}")
+        job = await jobs.notify_org.enqueue(org_id, message, key=f"notify:{org_id}:{message}")
         return _job_json(job)
 
     async def find(job_id: str) -> Any:
         try:
-            info = await state.jobs.get(job_id)
+            info = await jobs.queue.get(job_id)
         except ConfigurationError as exc:  # not a job id at all
             raise HTTPException(404, str(exc)) from None
         if info is None:

@@ -38,7 +38,7 @@ def build(settings: DemoSettings) -> tuple[FastAPI, DemoState]:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         state.invalidator.close()
-        await jobs.close()
+        await jobs.queue.close()
         await cache.close()
         await engine.dispose()
 
@@ -47,7 +47,7 @@ def build(settings: DemoSettings) -> tuple[FastAPI, DemoState]:
     config = WebConfig(rules=WEB_CONFIG_RULES, slow_request=0.5)
     from perfkit import instrument
 
-    instrument(app, cache=cache, jobs=jobs, engine=engine, config=config, monitor=monitor)
+    instrument(app, cache=cache, jobs=jobs.queue, engine=engine, config=config, monitor=monitor)
     return app, state
 
 

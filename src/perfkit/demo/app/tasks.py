@@ -16,6 +16,7 @@ from perfkit.cache import Cache
 from perfkit.demo.app import queries, runtime
 from perfkit.demo.settings import DemoSettings
 from perfkit.jobs import JobQueue
+from perfkit.jobs.task import Task
 
 EXPORT_TTL = 3600.0
 QUEUE = "demo"
@@ -43,7 +44,16 @@ class _Resources:
         return self.sessions, self.cache
 
 
-def build_jobs(settings: DemoSettings, *, cache: Cache | None = None) -> JobQueue:
+@dataclass(frozen=True)
+class DemoJobs:
+    """The queue and the two tasks the app enqueues."""
+
+    queue: JobQueue
+    export_report: Task
+    notify_org: Task
+
+
+def build_jobs(settings: DemoSettings, *, cache: Cache | None = None) -> DemoJobs:
     """The queue with the demo's tasks; `cache` shares the caller's cache instead of opening another."""
     jobs = JobQueue(settings.jobs_url)
     res = _Resources(settings, cache=cache)
@@ -60,11 +70,11 @@ def build_jobs(settings: DemoSettings, *, cache: Cache | None = None) -> JobQueu
         async with sessions() as session:
             return await queries.notify_org(session, org_id, message, ctx.progress)
 
-    jobs.demo_tasks = {  # type: ignore[attr-defined]  # the app finds the tasks it enqueues here
-        "export_report": jobs.task(export_report, queue=QUEUE, priority="medium", retries=2, timeout=120),
-        "notify_org": jobs.task(notify_org, queue=QUEUE, priority="high", retries=3, timeout=120),
-    }
-    return jobs
+    return DemoJobs(
+        jobs,
+        jobs.task(export_report, queue=QUEUE, priority="medium", retries=2, timeout=120),
+        jobs.task(notify_org, queue=QUEUE, priority="high", retries=3, timeout=120),
+    )
 
 
 _jobs: JobQueue | None = None
@@ -75,6 +85,6 @@ def __getattr__(name: str) -> Any:
     global _jobs
     if name == "jobs":
         if _jobs is None:
-            _jobs = build_jobs(DemoSettings.from_environ())
+            _jobs = build_jobs(DemoSettings.from_environ()).queue
         return _jobs
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
