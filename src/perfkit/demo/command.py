@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quick", action="store_true", help="shorter load per variant: about 30 s in all")
     parser.add_argument("--json", metavar="FILE", help="also write the table and the report as JSON")
+    parser.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
     parser.add_argument("--redis", metavar="URL", help="cache, jobs and monitoring on this Redis")
     parser.add_argument("--postgres", metavar="URL", help="the demo's data (and jobs) on this PostgreSQL")
     parser.add_argument(
@@ -91,6 +92,9 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
             say.line(f"wrote {args.json}")
+        if args.markdown:
+            Path(args.markdown).write_text(report.render_markdown(doc) + "\n")
+            say.line(f"wrote {args.markdown}")
         if not args.no_serve:
             say.keep_serving(base, token)
             with contextlib.suppress(KeyboardInterrupt):

@@ -47,6 +47,21 @@ def render_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_markdown(doc: dict[str, Any]) -> str:
+    """The table as Markdown (the README's), naive -> optimised in each cell."""
+
+    def cell(pair: dict[str, Any], key: str, fmt: str) -> str:
+        a, b = pair["naive"].get(key), pair["fast"].get(key)
+        return f"{_cell(a, fmt)} → {_cell(b, fmt)}"
+
+    head = "| pair | " + " | ".join(title for title, _, _ in COLUMNS) + " |"
+    lines = [head, "|---" * (len(COLUMNS) + 1) + "|"]
+    for pair in doc["pairs"]:
+        cells = " | ".join(cell(pair, key, fmt) for _, key, fmt in COLUMNS)
+        lines.append(f"| {pair['name']} | {cells} |")
+    return "\n".join(lines)
+
+
 class Printer:
     def __init__(self) -> None:
         self.out = sys.stdout
