@@ -73,6 +73,13 @@ class LocalCluster:
                 proc.kill()
                 proc.wait(timeout=10)
 
+    def add_node(self, workdir: Path) -> int:
+        """Start one more cluster-enabled server (not yet met by the others); returns its port."""
+        port = _free_ports(1)[0]
+        self.procs.append(_server(port, workdir))
+        _wait(lambda: _cli(port, "PING").strip() == "PONG", "the new node to start")
+        return port
+
     def kill_node(self, index: int) -> None:
         """Stop one node for good (a crashed primary)."""
         proc = self.procs[index]
@@ -97,24 +104,7 @@ def start_cluster(workdir: Path, nodes: int = NODES) -> LocalCluster:
 
 def _start(cluster: LocalCluster, workdir: Path) -> None:
     for port in cluster.ports:
-        cluster.procs.append(
-            subprocess.Popen(
-                [
-                    "redis-server",
-                    "--port", str(port),
-                    "--bind", "127.0.0.1",
-                    "--cluster-enabled", "yes",
-                    "--cluster-config-file", str(workdir / f"nodes-{port}.conf"),
-                    "--cluster-node-timeout", "2000",
-                    "--save", "",
-                    "--appendonly", "no",
-                    "--dir", str(workdir),
-                    "--logfile", str(workdir / f"redis-{port}.log"),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )  # fmt: skip
+        cluster.procs.append(_server(port, workdir))
     _wait(lambda: all(_cli(p, "PING").strip() == "PONG" for p in cluster.ports), "nodes to start")
     created = subprocess.run(
         [
@@ -133,6 +123,30 @@ def _start(cluster: LocalCluster, workdir: Path) -> None:
         lambda: all("cluster_state:ok" in _cli(p, "CLUSTER", "INFO") for p in cluster.ports),
         "cluster_state:ok",
     )
+
+
+def _server(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            "redis-server",
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", str(workdir / f"nodes-{port}.conf"),
+            "--cluster-node-timeout", "2000",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(workdir),
+            "--logfile", str(workdir / f"redis-{port}.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def cli(port: int, *args: str) -> str:
+    """`redis-cli -p port args...`'s output."""
+    return _cli(port, *args)
 
 
 def _wait(check: object, what: str) -> None:

@@ -15,7 +15,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from perfkit import Cache
 from perfkit.cache.backends.redis_keys import namespace_prefix
-from tests._cluster import LocalCluster, binaries_missing, start_cluster
+from tests._cluster import LocalCluster, binaries_missing, cli, start_cluster
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.redis_cluster
@@ -193,3 +193,64 @@ async def test_a_node_going_down_degrades_with_one_log_line(
         assert await cache.get_or_set("k2", lambda: "loaded") == "loaded"
     outage = [r for r in caplog.records if "unavailable" in r.getMessage()]
     assert len(outage) == 1, [r.getMessage() for r in caplog.records]
+
+    async def no_connection_left() -> bool:  # only redis-cli's own: close() closed every socket
+        alive = [p for p in private_cluster.ports if p != victim]
+        return all(len(cli(p, "CLIENT", "LIST").strip().splitlines()) == 1 for p in alive)
+
+    await eventually(no_connection_left, what="the surviving nodes' connections closed")
+
+
+@pytest.mark.slow
+async def test_l1_follows_a_primary_added_later(private_cluster: LocalCluster, tmp_path: Path) -> None:
+    """A primary that joins after the L1 subscribed, and takes the namespace's slot, is tracked too."""
+    ns = f"t{uuid.uuid4().hex[:12]}"
+    slot = int(cli(private_cluster.ports[0], "CLUSTER", "KEYSLOT", namespace_prefix(ns)).strip())
+    async with (
+        Cache(private_cluster.url, l1="memory://", namespace=ns) as reader,
+        Cache(private_cluster.url, namespace=ns) as writer,
+    ):
+        tracker = reader._coherence
+        assert tracker is not None
+        tracker.topology_interval = 0.05  # type: ignore[attr-defined]
+        assert await reader.get("k", "none") == "none"
+        await eventually(lambda: _ready(tracker), what="tracking subscribed")
+        assert len(tracker._primaries) == 3  # type: ignore[attr-defined]
+
+        port = private_cluster.add_node(tmp_path)
+        cli(private_cluster.ports[0], "CLUSTER", "MEET", "127.0.0.1", str(port))
+
+        async def four() -> bool:
+            return len(tracker._primaries) == 4 and tracker.ready  # type: ignore[attr-defined]
+
+        await eventually(four, timeout=10.0, what="the new primary tracked")
+        new_id = cli(port, "CLUSTER", "MYID").strip()
+
+        async def everyone_knows_it() -> bool:
+            return all(new_id in cli(p, "CLUSTER", "NODES") for p in private_cluster.ports)
+
+        await eventually(everyone_knows_it, timeout=10.0, what="the new node known to all")
+        cli(port, "CLUSTER", "BUMPEPOCH")
+        for p in [port, *private_cluster.ports]:  # the slot is empty: reassign it everywhere
+            assert cli(p, "CLUSTER", "SETSLOT", str(slot), "NODE", new_id).strip() == "OK"
+
+        async def all_ok() -> bool:
+            return all(
+                "cluster_state:ok" in cli(p, "CLUSTER", "INFO") for p in [port, *private_cluster.ports]
+            )
+
+        await eventually(all_ok, timeout=10.0, what="cluster_state:ok on every node")
+
+        await writer.set("k", "old")
+        async with Redis(port=port) as node:
+            assert await node.exists(namespace_prefix(ns) + "k") == 1  # it is the new node's now
+        assert await reader.get("k") == "old"
+        await eventually(lambda: _in_l1(reader, "k"), what="L1 filled")
+        await writer.set("k", "new")
+        await eventually(lambda: _is(reader, "k", "new"), what="L1 invalidated by the new node")
+        await writer.clear()
+
+
+async def _in_l1(cache: Cache, key: str) -> bool:
+    assert cache._l1 is not None
+    return cache._l1.lookup(cache._key(key)) is not None

@@ -252,11 +252,11 @@ class RedisBackend:
                 members = list(dict.fromkeys(m for page in pages.values() for m in page))
                 if removed_keys is not None:
                     removed_keys.extend(m.decode("utf-8", "surrogateescape") for m in members)
-                args: list[Any] = [len(pages)]
+                args: list[Any] = []
                 for page in pages.values():
                     args += [len(page), *page]
                 # one script: a value re-set between our UNLINK and ZREM would otherwise lose its entry
-                removed += int(await self._invalidate_page(keys=[*pages, *members], args=args))
+                removed += int(await self._invalidate_page(keys=list(pages), args=args))
                 pages = await self._read_pages([t for t, page in pages.items() if len(page) >= _CHUNK])
         except DRIVER_ERRORS as exc:
             raise translate(exc, self.where) from exc

@@ -4,7 +4,7 @@ The same backend as single-node Redis (`redis.py`) over redis-py's asyncio `Redi
 of a namespace carries the namespace's hash tag (`redis_keys.py`), so the scripts and pages of one
 call touch one slot; SCAN-based deletion runs on every primary. Only what the cluster client cannot
 do differently is overridden here: it refuses EVALSHA inside a pipeline, so `set_many` with tags
-sends the script itself, and it has no connection pool of its own to close.
+sends the script itself, and closing it takes more than `aclose()`.
 
 The URL names one node to learn the cluster from; `?nodes=host:port,host:port` adds more, for a
 start while that one is down. `?max_connections=` is per node (default 64).
@@ -117,4 +117,12 @@ class RedisClusterBackend(RedisBackend):
             raise translate(exc, self.where) from exc
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await close_cluster_client(self.client)  # type: ignore[arg-type]
+
+
+async def close_cluster_client(client: RedisCluster) -> None:
+    """Close every node's connections. `RedisCluster.aclose()` alone skips that after a connection
+    error (the client is then marked for re-initialization), leaving the live nodes' sockets open."""
+    await client.aclose()
+    await client.nodes_manager.aclose()
+    await client.nodes_manager.aclose("startup_nodes")
