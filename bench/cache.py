@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/cache.py            # full run (~1-2 min)
     .venv/bin/python bench/cache.py --quick    # short run (fewer rounds, no 100k tag case)
+    .venv/bin/python bench/cache.py --cluster redis+cluster://127.0.0.1:7000   # plus Redis Cluster rows
 
 Peers: cashews (mem://, redis://, client-side redis), aiocache (SimpleMemoryCache, RedisCache),
 dogpile.cache (memory region), cachetools (TTLCache) and raw redis-py asyncio (hiredis), the floor.
@@ -274,8 +275,11 @@ def redis_peers(url: str) -> tuple[aioredis.Redis, cashews.Cache, aiocache.Redis
     return raw, cw, ac
 
 
-async def redis_hit(url: str, payloads: dict[str, Any], rounds: int, sample: float) -> None:
+async def redis_hit(
+    url: str, payloads: dict[str, Any], rounds: int, sample: float, cluster: str | None = None
+) -> None:
     pk = Cache(url, namespace="bench")
+    pk_cl = Cache(cluster, namespace="bench") if cluster else None
     pk_nz = Cache(url, namespace="bench", compression=None)
     raw, cw, ac = redis_peers(url)
     await cw.init()
@@ -287,7 +291,7 @@ async def redis_hit(url: str, payloads: dict[str, Any], rounds: int, sample: flo
         return _mp_dec(await raw.get(k))
 
     for pname, value in payloads.items():
-        pk_keys = [f"hit:{pname}:pk:{i}" for i in range(NKEYS)]  # stored as bench:hit:...
+        pk_keys = [f"hit:{pname}:pk:{i}" for i in range(NKEYS)]  # stored as {bench}:hit:...
         nz_keys = [f"hit:{pname}:nz:{i}" for i in range(NKEYS)]
         raw_keys = [f"bench:hit:{pname}:raw:{i}" for i in range(NKEYS)]
         cw_keys = [f"bench:hit:{pname}:cw:{i}" for i in range(NKEYS)]
@@ -299,8 +303,12 @@ async def redis_hit(url: str, payloads: dict[str, Any], rounds: int, sample: flo
             await raw.set(raw_keys[i], blob, ex=600)
             await cw.set(cw_keys[i], value, expire=600)
             await ac.set(ac_keys[i], value, ttl=600)
+            if pk_cl is not None:
+                await pk_cl.set(pk_keys[i], value, ttl=600)
         for i in range(NKEYS):
             check("perfkit redis", await pk.get(pk_keys[i]), value)
+            if pk_cl is not None:
+                check("perfkit redis+cluster", await pk_cl.get(pk_keys[i]), value)
             check("perfkit redis (no zstd)", await pk_nz.get(nz_keys[i]), value)
             check("redis-py", await raw.get(raw_keys[i]), blob)
             check("cashews redis://", await cw.get(cw_keys[i]), value)
@@ -320,6 +328,8 @@ async def redis_hit(url: str, payloads: dict[str, Any], rounds: int, sample: flo
             Contender("cashews  redis:// check_repr=false (info)", aloop(cw_nr.get, cw_keys)),
             Contender("aiocache RedisCache.get", aloop(ac.get, ac_keys)),
         ]
+        if pk_cl is not None:  # another server (a local 3-node cluster): a row for information only
+            cs.append(Contender("perfkit  redis+cluster get (info)", aloop(pk_cl.get, pk_keys)))
         await measure(cs, rounds, sample)
         report(
             "Redis hit, sequential", pname, pa, None, cs, {c.name for c in cs if c.name.startswith("perfkit")}
@@ -354,7 +364,9 @@ async def redis_hit(url: str, payloads: dict[str, Any], rounds: int, sample: flo
         return run
 
     async def cleanup() -> None:
+        # the peers' keys, and perfkit's (`{bench}:ms:…`: the namespace is the key's cluster hash tag)
         batch = [k async for k in raw.scan_iter(match="bench:ms:*", count=1000)]
+        batch += [k async for k in raw.scan_iter(match="{bench}:ms:*", count=1000)]
         for i in range(0, len(batch), 1000):
             await raw.unlink(*batch[i : i + 1000])
 
@@ -391,6 +403,9 @@ async def redis_hit(url: str, payloads: dict[str, Any], rounds: int, sample: flo
         await measure(cs, rounds, sample)
         report("Redis miss+set", pname, pa, None, cs, {pa.name})
     await cleanup()
+    if pk_cl is not None:
+        await pk_cl.clear()
+        await pk_cl.close()
     await pk.close()
     await pk_nz.close()
     await cw.close()
@@ -440,7 +455,7 @@ async def tiered_hit(url: str, payloads: dict[str, Any], rounds: int, sample: fl
     await cw.close()
 
 
-async def tag_invalidation(url: str, sizes_: list[int], value: Any) -> list[Row]:
+async def tag_invalidation(url: str, sizes_: list[int], value: Any, cluster: str | None = None) -> list[Row]:
     rows: list[Row] = []
     sqlite_path = "/tmp/bench-cache.db"
 
@@ -449,11 +464,14 @@ async def tag_invalidation(url: str, sizes_: list[int], value: Any) -> list[Row]
             Path(sqlite_path + suffix).unlink(missing_ok=True)
 
     rm_sqlite()
-    for label, make in (
+    makers: list[tuple[str, Callable[[], Cache]]] = [
         ("redis", lambda: Cache(url, namespace="benchtag")),
         ("sqlite", lambda: Cache(f"sqlite:///{sqlite_path}", namespace="benchtag")),
         ("memory", lambda: Cache("memory://", namespace="benchtag")),
-    ):
+    ]
+    if cluster:
+        makers.insert(1, ("redis+cluster", lambda: Cache(cluster, namespace="benchtag")))
+    for label, make in makers:
         for n in sizes_:
             c = make()
             t0 = time.perf_counter()
@@ -487,6 +505,11 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="5 short rounds; tag sizes 1k and 10k only")
     ap.add_argument("--redis", default=os.environ.get("PERFKIT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/9"))
+    ap.add_argument(
+        "--cluster",
+        default=os.environ.get("PERFKIT_BENCH_REDIS_CLUSTER_URL"),
+        help="also time perfkit on this Redis Cluster (redis+cluster://host:port; its own keys, no flush)",
+    )
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--only", default="", help="comma list of sections: raw,dec,redis,tier,tags")
     args = ap.parse_args()
@@ -524,11 +547,13 @@ async def main() -> None:
     if not only or "dec" in only:
         await l1_decorator(payloads, rounds, sample)
     if not only or "redis" in only:
-        await redis_hit(args.redis, payloads, rounds + 2, sample)  # network timings are noisier
+        await redis_hit(args.redis, payloads, rounds + 2, sample, args.cluster)  # network timings are noisier
     if not only or "tier" in only:
         await tiered_hit(args.redis, payloads, rounds, sample)
     tag_rows = (
-        await tag_invalidation(args.redis, tag_sizes, payloads["100B"]) if not only or "tags" in only else []
+        await tag_invalidation(args.redis, tag_sizes, payloads["100B"], args.cluster)
+        if not only or "tags" in only
+        else []
     )
     await raw.flushdb()
     await raw.aclose()

@@ -22,7 +22,7 @@ how long invalidating 1k / 10k / 100k dependent keys takes.
 Peers: none. django-cacheops does this for Django's ORM only; no maintained library does ORM-driven
 cache invalidation for SQLAlchemy, so there is nothing like-for-like to run beside perfkit.
 
-Redis: DB 9, keys under the `benchorm` namespaces (and perfkit's `perfkit:tag*:benchorm*` bookkeeping),
+Redis: DB 9, keys under the `{benchorm…}` namespaces (and perfkit's `perfkit:tag*:{benchorm…` bookkeeping),
 deleted at the end; no FLUSHDB. PostgreSQL: schema `bench_orm_<random>`, dropped at the end.
 """
 
@@ -466,7 +466,8 @@ class _nothing:
 
 def redis_cleanup(url: str) -> None:
     client = redis.Redis.from_url(url)
-    for pattern in (f"{NS}*", f"perfkit:tag:{NS}*", f"perfkit:tagv:{NS}*", f"perfkit:lock:{NS}*"):
+    # every key of a namespace carries its hash tag: `{ns}:key`, `perfkit:tag:{ns}:tag`, ...
+    for pattern in (f"{{{NS}*", f"perfkit:tag:{{{NS}*", f"perfkit:tagv:{{{NS}*", f"perfkit:lock:{{{NS}*"):
         batch = list(client.scan_iter(match=pattern, count=1000))
         for i in range(0, len(batch), 1000):
             client.unlink(*batch[i : i + 1000])

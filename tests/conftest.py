@@ -7,15 +7,18 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
 from perfkit import Cache
+from tests._cluster import binaries_missing, start_cluster
 
 REDIS_URL = os.environ.get("PERFKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# an existing cluster (`redis+cluster://host:port`); unset, the tests start their own (tests/_cluster.py)
+REDIS_CLUSTER_URL = os.environ.get("PERFKIT_TEST_REDIS_CLUSTER_URL")
 POSTGRES_URL = os.environ.get("PERFKIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -48,6 +51,12 @@ CACHE_KINDS = [
     pytest.param("redis", marks=pytest.mark.redis, id="redis"),
     pytest.param("memory+redis", marks=[pytest.mark.redis, pytest.mark.tiered], id="memory+redis"),
     pytest.param("memory+sqlite", marks=[pytest.mark.sqlite, pytest.mark.tiered], id="memory+sqlite"),
+    pytest.param("redis-cluster", marks=pytest.mark.redis_cluster, id="redis-cluster"),
+    pytest.param(
+        "memory+redis-cluster",
+        marks=[pytest.mark.redis_cluster, pytest.mark.tiered],
+        id="memory+redis-cluster",
+    ),
 ]
 _EXPECTED_TIERS = {
     "memory": {"l1": "memory"},
@@ -55,22 +64,44 @@ _EXPECTED_TIERS = {
     "redis": {"l2": "redis"},
     "memory+redis": {"l1": "memory", "l2": "redis"},
     "memory+sqlite": {"l1": "memory", "l2": "sqlite"},
+    "redis-cluster": {"l2": "redis-cluster"},
+    "memory+redis-cluster": {"l1": "memory", "l2": "redis-cluster"},
 }
 
 CacheFactory = Callable[..., Cache]
 
 
-def cache_url(kind: str, tmp_path: Any) -> tuple[str, str | None]:
-    """(url, l1) for a matrix kind."""
-    if "redis" in kind:
+def cache_url(kind: str, tmp_path: Any, cluster_url: str | None = None) -> tuple[str, str | None]:
+    """(url, l1) for a matrix kind; cluster kinds need the `redis_cluster_url` fixture's URL."""
+    base = kind.split("+")[-1]
+    if base == "redis":
         require_redis()
     l2 = {
         "memory": "memory://?max_size=100000",
         "sqlite": f"sqlite:///{tmp_path}/cache.db",
         "redis": REDIS_URL,
+        "redis-cluster": cluster_url or "",
     }
-    base = kind.split("+")[-1]
     return l2[base], ("memory://?max_size=100000" if "+" in kind else None)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis Cluster for the session: PERFKIT_TEST_REDIS_CLUSTER_URL, else three local nodes."""
+    if REDIS_CLUSTER_URL:
+        yield REDIS_CLUSTER_URL
+        return
+    why = binaries_missing()
+    if why:
+        pytest.skip(
+            f"REDIS CLUSTER TESTS SKIPPED: {why}; install redis-server (apt-get install redis-server) "
+            "or set PERFKIT_TEST_REDIS_CLUSTER_URL=redis+cluster://host:port"
+        )
+    cluster = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(params=CACHE_KINDS)
@@ -84,12 +115,15 @@ def namespace() -> str:
 
 
 @pytest.fixture
-async def make_cache(cache_kind: str, tmp_path: Any, namespace: str) -> AsyncIterator[CacheFactory]:
+async def make_cache(
+    request: pytest.FixtureRequest, cache_kind: str, tmp_path: Any, namespace: str
+) -> AsyncIterator[CacheFactory]:
     """Builds caches of the matrix kind in a namespace of this test's own, cleared and closed afterwards."""
     made: list[Cache] = []
+    cluster = request.getfixturevalue("redis_cluster_url") if "cluster" in cache_kind else None
 
     def make(**options: Any) -> Cache:
-        url, l1 = cache_url(cache_kind, tmp_path)
+        url, l1 = cache_url(cache_kind, tmp_path, cluster)
         options.setdefault("namespace", namespace)
         cache = Cache(url, l1=l1, **options)
         tiers = {name: t.backend for name, t in cache.stats().tiers.items()}

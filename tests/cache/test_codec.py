@@ -10,6 +10,7 @@ import redis
 
 from perfkit import Cache, ConfigurationError
 from perfkit.cache import generate_key
+from perfkit.cache.backends.redis_keys import namespace_prefix
 from perfkit.cache.codec import ENCRYPTED, GZIP, ZSTD
 from tests.conftest import REDIS_URL, require_redis
 
@@ -19,7 +20,7 @@ SECRET = "card-4111-1111-1111-1111"
 def raw_redis(cache: Cache, key: str) -> bytes | None:
     client = redis.Redis.from_url(REDIS_URL)
     try:
-        return client.get(f"{cache.namespace}:{key}")  # type: ignore[return-value]
+        return client.get(namespace_prefix(cache.namespace) + key)  # type: ignore[return-value]
     finally:
         client.close()
 
@@ -154,7 +155,7 @@ def _raw_writer(cache: Cache):  # type: ignore[no-untyped-def]
 
         def write(c: Cache, key: str, blob: bytes) -> None:
             client = redis.Redis.from_url(REDIS_URL)
-            client.set(f"{c.namespace}:{key}", blob)
+            client.set(namespace_prefix(c.namespace) + key, blob)
             client.close()
 
         return write

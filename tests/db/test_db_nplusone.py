@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, selectinload
 
@@ -26,6 +27,32 @@ def test_sync_lazy_collection_flagged_with_fix(sync_db: SyncDb) -> None:
     assert finding["fix"] == "selectinload(Ticket.comments)"
     assert finding["route"] == "/tickets"
     assert stats.db_count == 7  # 1 + N: the accounting the Server-Timing header shows
+
+
+def test_orm_dml_through_the_session_is_not_broken(sync_db: SyncDb) -> None:
+    """session.execute(insert/update) passes through the detector (it once raised: no load options)."""
+    m = sync_db.models
+    with Session(sync_db.engine) as session, track() as stats:
+        session.execute(insert(m.Author), [{"id": 100, "name": "x"}, {"id": 101, "name": "y"}])
+        session.execute(update(m.Author).where(m.Author.id == 100).values(name="z"))
+        session.commit()
+        assert session.get(m.Author, 100).name == "z"
+    assert stats.db_count >= 2
+    assert sync_db.collector.findings("n_plus_one") == []
+
+
+def test_repeated_n_plus_one_is_recorded_each_time_but_logged_once(
+    sync_db: SyncDb, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every request with the N+1 is a finding and a count; the log gets one line per route a minute."""
+    m = sync_db.models
+    with caplog.at_level("WARNING", logger="perfkit.db"):
+        for _ in range(5):
+            with Session(sync_db.engine) as session, track("/tickets"):
+                sum(len(t.comments) for t in session.scalars(select(m.Ticket)).all())
+    assert len(sync_db.collector.findings("n_plus_one")) == 5
+    lines = [r for r in caplog.records if "N+1 on Ticket.comments" in r.getMessage()]
+    assert len(lines) == 1
 
 
 def test_sync_many_to_one_suggests_joinedload(sync_db: SyncDb) -> None:

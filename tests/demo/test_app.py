@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from perfkit import Cache
 from perfkit.demo.app.api import DemoState, create_app
 from perfkit.demo.app.seed import seed
+from perfkit.demo.app.tasks import build_jobs
+from perfkit.demo.settings import DemoSettings
 
 pytestmark = pytest.mark.sqlite
 
@@ -41,18 +43,30 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def demo(seeded: Path, namespace: str) -> AsyncIterator[Demo]:
+async def demo(seeded: Path, namespace: str, tmp_path: Path) -> AsyncIterator[Demo]:
     engine = create_async_engine(f"sqlite+aiosqlite:///{seeded}")
     cache = Cache("memory://", namespace=namespace)
-    state = DemoState.build(engine, cache)
+    settings = DemoSettings.choose(tmp_path, token="t")
+    settings = DemoSettings(**{**settings.__dict__, "database_url": f"sqlite:///{seeded}"})
+    jobs = build_jobs(settings, cache=cache)
+    state = DemoState.build(engine, cache, jobs)
     transport = httpx.ASGITransport(app=create_app(state))
     async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
         d = Demo(client, state)
         event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: d.statements.append(a[2]))
         yield d
     state.invalidator.close()
+    await jobs.queue.close()
     await cache.close()
     await engine.dispose()
+
+
+async def run_jobs(demo: Demo) -> None:
+    """Run every queued job to completion, as `perfkit worker --burst` does."""
+    assert demo.state.jobs is not None
+    stats = await demo.state.jobs.queue.worker(burst=True, concurrency=2).run()
+    assert stats.errors == 0
+    assert stats.finished == stats.claimed > 0
 
 
 async def test_statistics_same_data_one_query_instead_of_eleven(demo: Demo) -> None:
@@ -115,3 +129,50 @@ async def test_bad_write_input_is_refused(demo: Demo) -> None:
     """An unknown status or ticket gets a clear 4xx, and nothing changes."""
     assert (await demo.client.post("/tickets/1/status/exploded")).status_code == 422
     assert (await demo.client.post("/tickets/999999/status/open")).status_code == 404
+
+
+async def test_export_job_produces_the_blocking_export_with_progress(demo: Demo) -> None:
+    """The background export's CSV equals the one built inside the request; progress is recorded;
+    a second request while it is queued gets the same job (one export per organization at a time)."""
+    blocking = await demo.client.get("/naive/export/3")
+    assert blocking.status_code == 200
+    assert blocking.headers["content-type"].startswith("text/csv")
+    rows = blocking.text.splitlines()
+    assert rows[0] == "id,title,status,priority,assignee_id,created_at"
+    queued = await demo.client.post("/fast/export/3")
+    again = await demo.client.post("/fast/export/3")
+    assert queued.status_code == again.status_code == 202
+    job = queued.json()
+    assert again.json()["id"] == job["id"]
+    assert (await demo.client.get(f"/jobs/{job['id']}/export.csv")).status_code == 409  # not run yet
+    await run_jobs(demo)
+    done = (await demo.client.get(job["status_url"])).json()
+    assert done["status"] == "succeeded"
+    assert done["progress"] == 1.0
+    assert done["result"]["rows"] == len(rows) - 1
+    exported = await demo.client.get(f"/jobs/{job['id']}/export.csv")
+    assert exported.text == blocking.text
+
+
+async def test_notification_job_sends_what_the_inline_variant_sends(demo: Demo) -> None:
+    """Inline and background notification reach the same users and record one row per user."""
+    inline = await demo.client.post("/naive/notify/3", params={"message": "inline"})
+    assert inline.status_code == 200
+    queued = await demo.client.post("/fast/notify/3", params={"message": "inline"})
+    assert queued.status_code == 202
+    await run_jobs(demo)
+    done = (await demo.client.get(queued.json()["status_url"])).json()
+    assert done["status"] == "succeeded"
+    assert done["result"] == inline.json()
+    assert inline.json()["sent"] == len(inline.json()["users"]) > 0
+    async with demo.state.sessions() as s:
+        count = await s.scalar(
+            text("SELECT count(*) FROM notifications WHERE organization_id = 3 AND message = 'inline'")
+        )
+    assert count == 2 * inline.json()["sent"]
+
+
+async def test_unknown_job_is_a_404(demo: Demo) -> None:
+    """Status and download of a job that does not exist answer 404, not 500."""
+    assert (await demo.client.get("/jobs/nope")).status_code == 404
+    assert (await demo.client.get("/jobs/nope/export.csv")).status_code == 404

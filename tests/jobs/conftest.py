@@ -1,4 +1,4 @@
-"""The job backend matrix: every behaviour test runs on SQLite, PostgreSQL and Redis (real servers)."""
+"""The job backend matrix: every behaviour test runs on SQLite, PostgreSQL, Redis and Redis Cluster."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ BACKENDS = [
     pytest.param("sqlite", marks=pytest.mark.sqlite, id="sqlite"),
     pytest.param("postgres", marks=pytest.mark.postgres, id="postgres"),
     pytest.param("redis", marks=pytest.mark.redis, id="redis"),
+    pytest.param("redis-cluster", marks=pytest.mark.redis_cluster, id="redis-cluster"),
 ]
 
 
@@ -82,7 +83,10 @@ async def make_queue(
         reason = await _postgres_reachable()
     if reason:
         pytest.skip(reason)
-    url = backend_url(kind, tmp_path)
+    if kind == "redis-cluster":  # a real cluster: PERFKIT_TEST_REDIS_CLUSTER_URL or three local nodes
+        url = f"{request.getfixturevalue('redis_cluster_url')}?prefix={unique('pktest-')}"
+    else:
+        url = backend_url(kind, tmp_path)
     made: list[JobQueue] = []
 
     def make(**options: object) -> JobQueue:

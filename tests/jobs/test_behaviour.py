@@ -513,3 +513,32 @@ async def test_cancel_prefetched_job_never_starts(jobs: JobQueue, events: EventL
     assert info is not None
     assert info.status is Status.CANCELLED
     assert ran == ["first"]
+
+
+async def test_idle_worker_on_two_queues_wakes_for_either(jobs: JobQueue, events: EventLog) -> None:
+    """An idle worker serving two queues starts a job enqueued on either within its wake-up, not idle_wait."""
+
+    @jobs.task(queue="first")
+    async def one(ctx: Context) -> str:
+        return "one"
+
+    @jobs.task(queue="second")
+    async def two(ctx: Context) -> str:
+        return "two"
+
+    worker = jobs.worker(["first", "second"], idle_wait=3.0)  # a wake-up must not wait for the timeout
+    run = asyncio.create_task(worker.run())
+    try:
+        await asyncio.sleep(0.2)  # let the worker go idle (blocked waiting), which is the point here
+        started = time.monotonic()
+        job2 = await two.enqueue()
+        await events.wait("succeeded", job2.id, within=5)
+        job1 = await one.enqueue()
+        await events.wait("succeeded", job1.id, within=5)
+        elapsed = time.monotonic() - started
+    finally:
+        worker.stop()
+        await run
+    assert elapsed < 2.0  # two wake-ups, neither waited for idle_wait
+    results = [await jobs.get(job2.id), await jobs.get(job1.id)]
+    assert [r.result for r in results if r is not None] == ["two", "one"]

@@ -31,7 +31,7 @@ async def test_report_recommendations_come_from_measurements(env: Env) -> None:
     report = response.json()
     assert report["window_s"] == 300
     messages = [r["message"] for r in report["recommendations"]]
-    assert "GET /tickets/stats runs 11 queries per request: use one aggregate query" in messages
+    assert "GET /tickets/stats runs 11 queries per request (budget 10)" in messages
     assert "N+1 on Ticket.comments: selectinload" in messages
     assert "sequential scan on tickets.status: add an index" in messages
     assert "cache hit ratio 14 % in namespace tickets" in messages

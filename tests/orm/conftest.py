@@ -69,10 +69,17 @@ def _seed(session: Session) -> None:
         pytest.param(("sqlite", "async"), marks=pytest.mark.sqlite, id="sqlite-async"),
         pytest.param(("postgres", "sync"), marks=pytest.mark.postgres, id="postgres-sync"),
         pytest.param(("postgres", "async"), marks=pytest.mark.postgres, id="postgres-async"),
+        # the same suite with the cache on a real Redis Cluster (tiered for the async sessions)
+        pytest.param(
+            ("sqlite", "sync", "cluster"), marks=pytest.mark.redis_cluster, id="sqlite-sync-cluster"
+        ),
+        pytest.param(
+            ("sqlite", "async", "cluster"), marks=pytest.mark.redis_cluster, id="sqlite-async-cluster"
+        ),
     ]
 )
 async def db(request: pytest.FixtureRequest, tmp_path: Path, namespace: str) -> AsyncIterator[DB]:
-    kind, mode = request.param
+    kind, mode, *on = request.param
     schema = None
     if kind == "sqlite":
         sync_url, async_url = f"sqlite:///{tmp_path}/app.db", f"sqlite+aiosqlite:///{tmp_path}/app.db"
@@ -96,12 +103,18 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path, namespace: str) -> 
     else:
         engine = create_async_engine(async_url, **options)
         factory = async_sessionmaker(engine, expire_on_commit=False)
-    cache = Cache("memory://", namespace=namespace)
+    if on:
+        l1 = "memory://" if mode == "async" else None
+        cache = Cache(request.getfixturevalue("redis_cluster_url"), l1=l1, namespace=namespace)
+        assert cache.stats().tiers["l2"].backend == "redis-cluster"
+    else:
+        cache = Cache("memory://", namespace=namespace)
     invalidator = CacheInvalidator(cache, delay=0.05, batch_interval=0.1)
     invalidator.instrument(factory)
     invalidator.instrument(engine)
     yield DB(kind, mode, engine, factory, cache, invalidator)
     invalidator.close()
+    await cache.clear()
     await cache.close()
     if mode == "async":
         await engine.dispose()

@@ -204,7 +204,12 @@ async def test_core_dml_on_an_autocommit_connection(db: DB) -> None:
     assert not await db.cache.exists("org:7:open")
 
 
-def test_cache_fixture_is_memory(db: DB) -> None:
-    """The ORM suite's cache is the in-process tier (the shared tiers are covered in tests/cache)."""
+def test_cache_fixture_is_the_tier_asked_for(db: DB, request: pytest.FixtureRequest) -> None:
+    """The ORM suite's cache is the in-process tier, or Redis Cluster (tiered when async) in `-cluster`."""
     assert isinstance(db.cache, Cache)
-    assert list(db.cache.stats().tiers) == ["l1"]
+    tiers = {name: t.backend for name, t in db.cache.stats().tiers.items()}
+    if request.node.callspec.id.endswith("-cluster"):
+        expected = {"l2": "redis-cluster"} | ({"l1": "memory"} if db.mode == "async" else {})
+    else:
+        expected = {"l1": "memory"}
+    assert tiers == expected

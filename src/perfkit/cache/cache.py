@@ -24,7 +24,7 @@ from perfkit.cache.backends import registry
 from perfkit.cache.backends.base import CacheBackend
 from perfkit.cache.backends.memory import Item, MemoryBackend
 from perfkit.cache.codec import Codec
-from perfkit.cache.coherence import Coherence, RedisTracker, SQLiteWatcher
+from perfkit.cache.coherence import ClusterTracker, Coherence, RedisTracker, SQLiteWatcher
 from perfkit.cache.crypto import Encryptor
 from perfkit.cache.faults import Health
 from perfkit.cache.keys import DEFAULT_MAX_KEY_LENGTH, TTL, UNSET, _Unset, check_tags, make_key, ttl_seconds
@@ -94,7 +94,6 @@ class Cache:
         self.namespace = setting("cache_namespace", namespace, "default", parse_str)
         if not self.namespace or not isinstance(self.namespace, str):
             raise ConfigurationError("namespace", "must be a non-empty string")
-        self._prefix = self.namespace + ":"
         env_ttl = setting("cache_default_ttl", None, 300.0, parse_duration)
         self.default_ttl = ttl_seconds(
             env_ttl if isinstance(default_ttl, _Unset) else default_ttl, "*", "default_ttl"
@@ -110,8 +109,6 @@ class Cache:
         self.lock_timeout = lock_timeout
         self.l1_ttl = l1_ttl
         self.max_key_length = max_key_length
-        self._max_direct = max_key_length - len(self._prefix)
-
         primary = parse_url(self.url, "url")
         self._l1: MemoryBackend | None
         self._l2: CacheBackend | None
@@ -133,10 +130,17 @@ class Cache:
             else:
                 self._l1 = None
 
+        tier = self._l2 if self._l2 is not None else self._l1
+        assert tier is not None  # one of them is always made above
+        self._prefix = tier.key_prefix(self.namespace)
+        self._max_direct = max_key_length - len(self._prefix)
+
         self._coherence: Coherence | None = None
         if self._l1 is not None and self._l2 is not None:
             if self._l2.kind == "redis":
                 self._coherence = RedisTracker(primary, self._prefix, self._l1, self.timeout)
+            elif self._l2.kind == "redis-cluster":
+                self._coherence = ClusterTracker(primary, self._prefix, self._l1, self.timeout)
             elif self._l2.kind == "sqlite":
                 self._coherence = SQLiteWatcher(self._l2, self._prefix, self._l1, coherence_interval)
 

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from typing import Protocol
+from typing import Any, Protocol
 
 from perfkit.backends import BackendURL
 from perfkit.cache.backends.memory import MemoryBackend
@@ -101,32 +101,31 @@ class RedisTracker(_FillGuard):
         self.l1.remove_prefix(self.prefix)
         self.invalidated(None)
 
+    async def _node_urls(self) -> list[BackendURL]:
+        """The servers to follow: the one Redis, or (ClusterTracker) every primary of the cluster."""
+        return [self.url]
+
     async def _run(self) -> None:
         from perfkit.cache.backends.redis import client_from_url, close_client
-        from perfkit.cache.backends.redis_keys import INVALIDATE_CHANNEL
 
         backoff, outage_logged = 0.05, False
         while not self._closing:
-            client = client_from_url(self.url, timeout=self.timeout, max_connections=1, protocol=2)
+            clients: list[Any] = []
             try:
-                conn = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call, unused-ignore]
-                await conn.send_command("CLIENT", "ID")
-                cid = await conn.read_response()
-                await conn.send_command(
-                    "CLIENT", "TRACKING", "ON", "REDIRECT", cid, "BCAST", "PREFIX", self.prefix
-                )
-                await conn.read_response()
-                await conn.send_command("SUBSCRIBE", INVALIDATE_CHANNEL)
-                await conn.read_response()
-                self._drop_all()  # anything cached before the subscription may have been missed
+                conns = []
+                for url in await self._node_urls():
+                    clients.append(client_from_url(url, timeout=self.timeout, max_connections=1, protocol=2))
+                    conns.append(await self._subscribe(clients[-1]))
+                self._drop_all()  # anything cached before the subscriptions may have been missed
                 self.ready, backoff = True, 0.05
                 if outage_logged:
                     log.info("cache L1 coherence for %r restored", self.prefix)
                     outage_logged = False
-                await self._listen(conn)
+                await self._listen_all(conns)
             except asyncio.CancelledError:
                 self._drop_all()
-                await close_client(client)
+                for client in clients:
+                    await close_client(client)
                 raise
             except Exception as exc:  # any failure: L1 off until the subscription is back
                 self._drop_all()
@@ -137,10 +136,46 @@ class RedisTracker(_FillGuard):
                         exc,
                     )
                     outage_logged = True
-            with contextlib.suppress(Exception):
-                await close_client(client)
+            for client in clients:
+                with contextlib.suppress(Exception):
+                    await close_client(client)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
+
+    async def _subscribe(self, client: Any) -> Any:
+        """One connection that asks its server to report every change under the prefix, to itself."""
+        from perfkit.cache.backends.redis_keys import INVALIDATE_CHANNEL
+
+        conn = await client.connection_pool.get_connection()
+        await conn.send_command("CLIENT", "ID")
+        cid = await conn.read_response()
+        await conn.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", cid, "BCAST", "PREFIX", self.prefix)
+        await conn.read_response()
+        await conn.send_command("SUBSCRIBE", INVALIDATE_CHANNEL)
+        await conn.read_response()
+        return conn
+
+    async def _listen_all(self, conns: list[Any]) -> None:
+        """Listen on every connection until one fails (then raise its error) or the tracker closes."""
+        if len(conns) == 1:
+            await self._listen(conns[0])
+            return
+        tasks = [asyncio.ensure_future(self._listen(conn)) for conn in conns]
+        tasks.append(asyncio.ensure_future(self._watch()))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+        for task in done:
+            exc = None if task.cancelled() else task.exception()
+            if exc is not None:
+                raise exc
+
+    async def _watch(self) -> None:
+        """Raise when the servers to follow change (ClusterTracker); a single Redis never does."""
+        await asyncio.Event().wait()
 
     async def _listen(self, conn: object) -> None:
         from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -216,3 +251,46 @@ class SQLiteWatcher(_FillGuard):
 
     async def close(self) -> None:
         return None
+
+
+class ClusterTracker(RedisTracker):
+    """Client-side tracking on Redis Cluster: one tracking connection per primary, since each node
+    reports only the changes it makes. A namespace lives in one slot, but following every primary
+    keeps the L1 right while that slot migrates. The set of primaries is re-read every
+    `topology_interval` seconds; when it changes (a failover, a node added) the L1 is dropped and
+    every subscription made again."""
+
+    topology_interval = 5.0
+
+    def __init__(self, url: BackendURL, prefix: str, l1: MemoryBackend, timeout: float) -> None:
+        super().__init__(url, prefix, l1, timeout)
+        self._primaries: list[str] = []
+
+    async def _primary_names(self) -> list[str]:
+        """`host:port` of every primary, from CLUSTER NODES of the first seed (or known node) that answers."""
+        from perfkit.cache.backends.redis import client_from_url, close_client
+        from perfkit.cache.backends.redis_cluster import node_url, primaries, seed_names
+
+        error: Exception = ConnectionError(f"no node of {self.url.redacted()} answered")
+        for name in dict.fromkeys([*seed_names(self.url), *self._primaries]):
+            client = client_from_url(node_url(self.url, name), timeout=self.timeout, max_connections=1)
+            try:
+                reply = await client.execute_command("CLUSTER NODES")  # type: ignore[no-untyped-call, unused-ignore]
+                return primaries(reply)
+            except Exception as exc:
+                error = exc
+            finally:
+                await close_client(client)
+        raise error
+
+    async def _node_urls(self) -> list[BackendURL]:
+        from perfkit.cache.backends.redis_cluster import node_url
+
+        self._primaries = await self._primary_names()
+        return [node_url(self.url, name) for name in self._primaries]
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.topology_interval)  # a periodic check: nothing to await but time
+            if await self._primary_names() != self._primaries:
+                raise ConnectionError("the cluster's primaries changed")

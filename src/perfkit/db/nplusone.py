@@ -10,12 +10,14 @@ many-to-one.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from perfkit.db.config import DbConfig
 from perfkit.metrics import Collector, _current
 
 log = logging.getLogger("perfkit.db")
+LOG_EVERY = 60.0  # seconds between log lines for one (relationship, route): a hot route is not a log flood
 
 
 class NPlusOneDetector:
@@ -26,6 +28,7 @@ class NPlusOneDetector:
         self.total = collector.counter("db_nplusone_total", ("relationship",), "N+1 patterns found")
         self.attached = False
         self.users = 0  # engines sharing this detector (one per collector)
+        self._logged: dict[tuple[str, str], tuple[float, int]] = {}  # -> (last logged, findings since)
 
     def attach(self) -> None:
         from sqlalchemy import event
@@ -43,7 +46,8 @@ class NPlusOneDetector:
             self.attached = False
 
     def on_execute(self, state: Any) -> None:
-        if state.lazy_loaded_from is None:
+        # only SELECTs carry load options: reading them on session.execute(insert(...)) raises
+        if not state.is_select or state.lazy_loaded_from is None:
             return
         stats = _current.get()
         if stats is None:
@@ -71,4 +75,13 @@ class NPlusOneDetector:
             "message": f"N+1 on {name}: {count}+ lazy loads in one request; add .options({hint})",
         }
         self.collector.record("n_plus_one", finding)
-        log.warning("%s (route %s)", finding["message"], route or "-", extra={"perfkit": finding})
+        now, where = time.monotonic(), (name, route or "-")
+        last, since = self._logged.get(where, (None, 0))
+        if last is not None and now - last < LOG_EVERY:
+            self._logged[where] = (last, since + 1)  # counted and recorded, not logged again yet
+            return
+        if len(self._logged) > 1000:  # bounded: route templates and relationships are, but be safe
+            self._logged.clear()
+        self._logged[where] = (now, 0)
+        more = f"; {since} more since the last line" if since else ""
+        log.warning("%s (route %s%s)", finding["message"], where[1], more, extra={"perfkit": finding})

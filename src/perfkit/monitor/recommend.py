@@ -66,7 +66,7 @@ def _routes(routes: dict[str, Any], total: int, b: Budgets) -> list[dict[str, An
                 _rec(
                     "queries",
                     "warning",
-                    f"{key} runs {queries:.0f} queries per request: use one aggregate query",
+                    f"{key} runs {queries:.0f} queries per request (budget {b.queries_per_request:g})",
                     "batch the lookups (one aggregate query, IN (...), or eager loading)",
                     queries / b.queries_per_request * 5 * (0.5 + share),
                     route=key,

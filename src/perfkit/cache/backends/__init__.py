@@ -11,5 +11,7 @@ registry.register("sqlite", "perfkit.cache.backends.sqlite:SQLiteBackend")
 registry.register("redis", "perfkit.cache.backends.redis:RedisBackend", extra="redis")
 registry.register("rediss", "perfkit.cache.backends.redis:RedisBackend", extra="redis")
 registry.register("unix", "perfkit.cache.backends.redis:RedisBackend", extra="redis")
+registry.register("redis+cluster", "perfkit.cache.backends.redis_cluster:RedisClusterBackend", extra="redis")
+registry.register("rediss+cluster", "perfkit.cache.backends.redis_cluster:RedisClusterBackend", extra="redis")
 
 __all__ = ["CacheBackend", "registry"]

@@ -18,6 +18,10 @@ class CacheBackend(Protocol):
     stores_objects: bool
     shared: bool  # visible to other processes, so stampede locks and coherence go through it
 
+    def key_prefix(self, namespace: str) -> str:
+        """What goes before every key and tag of `namespace` (Redis adds its cluster hash tag)."""
+        ...
+
     async def get(self, key: str) -> Any | None: ...
 
     async def get_many(self, keys: Sequence[str]) -> list[Any | None]: ...

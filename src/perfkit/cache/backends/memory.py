@@ -35,6 +35,9 @@ class MemoryBackend:
     stores_objects = True
     shared = False
 
+    def key_prefix(self, namespace: str) -> str:
+        return namespace + ":"
+
     def __init__(self, url: BackendURL | None = None, *, max_size: int | None = None) -> None:
         if max_size is None and url is not None and "max_size" in url.options:
             max_size = parse_int("max_size", url.options["max_size"], minimum=1)

@@ -16,8 +16,15 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import (
+    ClusterError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from perfkit._cancel import cancelling
@@ -26,12 +33,23 @@ from perfkit.cache.backends import redis_keys as K
 from perfkit.errors import BackendError, BackendUnavailableError, SerializationError
 
 _CHUNK = 1000
+# RedisClusterException is no RedisError: the cluster client raises it when no node answers
+DRIVER_ERRORS = (RedisError, RedisClusterException, OSError)
+# a node or the cluster is down, failing over or moving a slot: an outage, not a bug
+_UNAVAILABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    ClusterError,
+    TryAgainError,
+    SlotNotCoveredError,
+)
 
 
-def translate(exc: RedisError | OSError, url: str) -> BaseException:
+def translate(exc: RedisError | RedisClusterException | OSError, url: str) -> BaseException:
     if cancelling():  # a cancel reported as a read timeout stays a cancel (see perfkit._cancel)
         return asyncio.CancelledError()
-    if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+    if isinstance(exc, _UNAVAILABLE) or (isinstance(exc, RedisClusterException) and _outage(exc)):
         return BackendUnavailableError(f"Redis at {url} is unavailable: {exc}")
     return BackendError(f"Redis at {url}: {exc}")
 
@@ -107,6 +125,10 @@ class RedisBackend:
         self._set_tagged = self.client.register_script(K.SET_TAGGED)
         self._incr = self.client.register_script(K.INCR)
         self._release = self.client.register_script(K.RELEASE_LOCK)
+        self._invalidate_page = self.client.register_script(K.INVALIDATE_PAGE)
+
+    def key_prefix(self, namespace: str) -> str:
+        return K.namespace_prefix(namespace)
 
     def _bind(self) -> None:
         """Connections belong to one event loop: used from another (a second `asyncio.run()`, a worker
@@ -121,14 +143,14 @@ class RedisBackend:
         self._bind()
         try:
             return cast("bytes | None", await self.client.get(key))
-        except (RedisError, OSError) as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc, self.where) from exc
 
     async def get_many(self, keys: Sequence[str]) -> list[Any | None]:
         self._bind()
         try:
             return cast("list[Any | None]", await self.client.mget(keys))
-        except (RedisError, OSError) as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc, self.where) from exc
 
     async def set(
@@ -150,7 +172,7 @@ class RedisBackend:
                 keys += map(K.version_key, tags)
                 args += [len(tags), *expect]
             return bool(await self._set_tagged(keys=keys, args=args))
-        except (RedisError, OSError) as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc, self.where) from exc
 
     async def tag_versions(self, tags: Sequence[str]) -> list[int]:
@@ -159,7 +181,7 @@ class RedisBackend:
             return []
         try:
             values = await self.client.mget([K.version_key(t) for t in tags])
-        except (RedisError, OSError) as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc, self.where) from exc
         return [int(v) if v is not None else 0 for v in values]
 
@@ -178,7 +200,7 @@ class RedisBackend:
                     else:
                         pipe.set(key, value, px=_ms(ttl))
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc, self.where) from exc
 
     async def delete(self, keys: Sequence[str]) -> int:
@@ -187,14 +209,14 @@ class RedisBackend:
             return 0
         try:
             return int(await self.client.delete(*keys))
-        except (RedisError, OSError) as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc, self.where) from exc
 
     async def exists(self, key: str) -> bool:
         self._bind()
         try:
             return bool(await self.client.exists(key))
-        except (RedisError, OSError) as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc, self.where) from exc
 
     async def incr(self, key: str, delta: int, ttl: float | None) -> int:
@@ -205,7 +227,7 @@ class RedisBackend:
             if "not an integer" in str(exc):
                 raise SerializationError(f"cannot incr key {key!r}: it does not hold an integer") from None
             raise translate(exc, self.where) from exc
-        except (RedisError, OSError) as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc, self.where) from exc
 
     async def invalidate_tags(self, tags: Sequence[str], removed_keys: list[str] | None = None) -> int:
@@ -227,19 +249,16 @@ class RedisBackend:
                 await pipe.execute()
             pages = await self._read_pages(tag_keys)
             while pages:
-                members = list({m for page in pages.values() for m in page})
+                members = list(dict.fromkeys(m for page in pages.values() for m in page))
                 if removed_keys is not None:
                     removed_keys.extend(m.decode("utf-8", "surrogateescape") for m in members)
-                # MULTI/EXEC: a value re-set between our UNLINK and ZREM would otherwise lose its entry
-                async with self.client.pipeline(transaction=True) as pipe:
-                    for i in range(0, len(members), _CHUNK):
-                        pipe.unlink(*members[i : i + _CHUNK])
-                    for tkey, page in pages.items():
-                        pipe.zrem(tkey, *page)
-                    replies = await pipe.execute()
-                removed += sum(replies[: -len(pages)])
+                args: list[Any] = []
+                for page in pages.values():
+                    args += [len(page), *page]
+                # one script: a value re-set between our UNLINK and ZREM would otherwise lose its entry
+                removed += int(await self._invalidate_page(keys=list(pages), args=args))
                 pages = await self._read_pages([t for t, page in pages.items() if len(page) >= _CHUNK])
-        except (RedisError, OSError) as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc, self.where) from exc
         return removed
 
@@ -266,7 +285,7 @@ class RedisBackend:
                     batch.clear()
             if batch:
                 removed += await self.client.unlink(*batch)
-        except (RedisError, OSError) as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc, self.where) from exc
         return removed
 
@@ -281,25 +300,31 @@ class RedisBackend:
         self._bind()
         try:
             return bool(await self.client.set(K.lock_key(key), token, nx=True, px=_ms(ttl)))
-        except (RedisError, OSError) as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc, self.where) from exc
 
     async def release_lock(self, key: str, token: str) -> None:
         self._bind()
         try:
             await self._release(keys=[K.lock_key(key)], args=[token])
-        except (RedisError, OSError) as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc, self.where) from exc
 
     async def ping(self) -> None:
         self._bind()
         try:
             await self.client.ping()
-        except (RedisError, OSError) as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc, self.where) from exc
 
     async def close(self) -> None:
         await close_client(self.client)
+
+
+def _outage(exc: RedisClusterException) -> bool:
+    """The cluster client's "cannot be connected / no reachable node"; others are usage errors."""
+    text = str(exc)
+    return "connect" in text or "reachable" in text
 
 
 def _ms(ttl: float | None) -> int | None:

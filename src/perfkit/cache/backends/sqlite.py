@@ -65,6 +65,9 @@ class SQLiteBackend:
     stores_objects = False
     shared = True
 
+    def key_prefix(self, namespace: str) -> str:
+        return namespace + ":"
+
     def __init__(self, url: BackendURL, *, timeout: float = 1.0, origin: str = "") -> None:
         self.path = sqlite_path(url)
         self.timeout = timeout

@@ -10,13 +10,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Response
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from perfkit.cache import Cache
 from perfkit.cache.orm import CacheInvalidator
 from perfkit.demo.app import queries
 from perfkit.demo.app.models import STATUSES, Ticket
+from perfkit.demo.app.tasks import DemoJobs, export_key
+from perfkit.errors import ConfigurationError
 
 
 @dataclass
@@ -25,17 +27,18 @@ class DemoState:
     sessions: async_sessionmaker[AsyncSession]
     cache: Cache
     invalidator: CacheInvalidator
+    jobs: DemoJobs | None = None  # the export and notification pairs need it
 
     @classmethod
-    def build(cls, engine: AsyncEngine, cache: Cache) -> DemoState:
+    def build(cls, engine: AsyncEngine, cache: Cache, jobs: DemoJobs | None = None) -> DemoState:
         sessions = async_sessionmaker(engine, expire_on_commit=False)
         invalidator = CacheInvalidator(cache)
         invalidator.instrument(sessions)
-        return cls(engine, sessions, cache, invalidator)
+        return cls(engine, sessions, cache, invalidator, jobs)
 
 
-def create_app(state: DemoState) -> FastAPI:
-    app = FastAPI(title="perfkit demo: support tickets")
+def create_app(state: DemoState, lifespan: Any = None) -> FastAPI:
+    app = FastAPI(title="perfkit demo: support tickets", lifespan=lifespan)
     dashboard_fast = queries.make_dashboard_fast(state.cache)
 
     async def session() -> AsyncIterator[AsyncSession]:
@@ -79,4 +82,69 @@ def create_app(state: DemoState) -> FastAPI:
         await s.commit()  # the invalidator clears this organization's cached dashboard after commit
         return {"id": ticket_id, "status": status, "organization_id": ticket.organization_id}
 
+    if state.jobs is not None:
+        _job_endpoints(app, state, state.jobs, Session)
     return app
+
+
+def _csv(body: str) -> Response:
+    return Response(body, media_type="text/csv; charset=utf-8")
+
+
+def _job_endpoints(app: FastAPI, state: DemoState, jobs: DemoJobs, Session: Any) -> None:
+    """Export and bulk notification: the request does the work vs a job does it (202 + a status URL)."""
+
+    @app.get("/naive/export/{org_id}", name="naive_export")
+    async def export_naive(org_id: int, s: AsyncSession = Session) -> Response:
+        return _csv(await queries.export_csv(s, org_id))
+
+    @app.post("/fast/export/{org_id}", name="fast_export", status_code=202)
+    async def export_fast(org_id: int) -> dict[str, Any]:
+        # one export per organization at a time: repeated clicks get the job already under way
+        job = await jobs.export_report.enqueue(org_id, key=f"export:{org_id}")
+        return _job_json(job)
+
+    @app.post("/naive/notify/{org_id}", name="naive_notify")
+    async def notify_naive(
+        org_id: int, message: str = "maintenance tonight", s: AsyncSession = Session
+    ) -> Any:
+        return await queries.notify_org(s, org_id, message)
+
+    @app.post("/fast/notify/{org_id}", name="fast_notify", status_code=202)
+    async def notify_fast(org_id: int, message: str = "maintenance tonight") -> dict[str, Any]:
+        job = await jobs.notify_org.enqueue(org_id, message, key=f"notify:{org_id}:{message}")
+        return _job_json(job)
+
+    async def find(job_id: str) -> Any:
+        try:
+            info = await jobs.queue.get(job_id)
+        except ConfigurationError as exc:  # not a job id at all
+            raise HTTPException(404, str(exc)) from None
+        if info is None:
+            raise HTTPException(404, f"no job {job_id}")
+        return info
+
+    @app.get("/jobs/{job_id}", name="job_status")
+    async def job_status(job_id: str) -> dict[str, Any]:
+        return _job_json(await find(job_id))
+
+    @app.get("/jobs/{job_id}/export.csv", name="job_export")
+    async def job_export(job_id: str) -> Response:
+        info = await find(job_id)
+        body = await state.cache.get(export_key(job_id))
+        if body is None:
+            raise HTTPException(409, f"export {job_id} is not ready ({info.status})")
+        return _csv(body)
+
+
+def _job_json(info: Any) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "task": info.type,
+        "status": str(info.status),
+        "progress": info.progress,
+        "progress_message": info.progress_message,
+        "result": info.result,
+        "error": info.error,
+        "status_url": f"/jobs/{info.id}",
+    }

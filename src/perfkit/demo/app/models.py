@@ -79,3 +79,14 @@ class WorkOrder(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     status: Mapped[str] = mapped_column(String(20))
+
+
+class Notification(Base):
+    """One message sent to one user (the bulk-notification pair writes these)."""
+
+    __tablename__ = "notifications"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    message: Mapped[str] = mapped_column(String(200))
+    sent_at: Mapped[dt.datetime] = mapped_column(DateTime)

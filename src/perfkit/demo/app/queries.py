@@ -5,14 +5,19 @@ Both variants of a pair return identical data (tests check it), so the demo comp
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import datetime as dt
+import io
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from perfkit.cache import Cache
-from perfkit.demo.app.models import PRIORITIES, STATUSES, Ticket, TicketComment
+from perfkit.demo.app.models import PRIORITIES, STATUSES, Notification, Ticket, TicketComment, User
 
 PAGE = 25
 
@@ -127,3 +132,71 @@ async def search_fast(session: AsyncSession, assignee_id: int, status: str) -> l
         .order_by(Ticket.id)
     )
     return [dict(r._mapping) for r in rows]
+
+
+# -- report export: built inside the request vs in a background job with progress -----------------------
+
+EXPORT_COLUMNS = ("id", "title", "status", "priority", "assignee_id", "created_at")
+EXPORT_CHUNK = 500
+Progress = Callable[[float, str], Awaitable[None]]
+
+
+async def export_csv(session: AsyncSession, org_id: int, progress: Progress | None = None) -> str:
+    """Every ticket of the organization as CSV, read in keyset-paginated chunks (progress per chunk)."""
+    total = await session.scalar(
+        select(func.count()).select_from(Ticket).where(Ticket.organization_id == org_id)
+    )
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    columns = [getattr(Ticket, c) for c in EXPORT_COLUMNS]
+    last, done = 0, 0
+    while True:
+        rows = (
+            await session.execute(
+                select(*columns)
+                .where(Ticket.organization_id == org_id, Ticket.id > last)
+                .order_by(Ticket.id)
+                .limit(EXPORT_CHUNK)
+            )
+        ).all()
+        if not rows:
+            break
+        writer.writerows((*r[:-1], r[-1].isoformat()) for r in rows)
+        last, done = rows[-1][0], done + len(rows)
+        if progress is not None and total:
+            await progress(done / total, f"{done} of {total} tickets")
+    return out.getvalue()
+
+
+# -- bulk notification: every user's message sent inside the request vs by a job -------------------------
+
+PROVIDER_LATENCY = 0.001  # the demo's stand-in for a mail/push provider: one network round trip per message
+
+
+async def send_message(email: str, message: str) -> None:
+    """What a provider call costs the caller (the demo sends nothing off this machine)."""
+    await asyncio.sleep(PROVIDER_LATENCY)
+
+
+async def notify_org(
+    session: AsyncSession, org_id: int, message: str, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Send `message` to every user of the organization and record each send; returns what was sent."""
+    users = (
+        await session.execute(
+            select(User.id, User.email).where(User.organization_id == org_id).order_by(User.id)
+        )
+    ).all()
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    for i, (_, email) in enumerate(users, 1):
+        await send_message(email, message)
+        if progress is not None and i % 20 == 0:
+            await progress(i / len(users), f"{i} of {len(users)} users")
+    if users:
+        await session.execute(
+            insert(Notification),
+            [{"organization_id": org_id, "user_id": u, "message": message, "sent_at": now} for u, _ in users],
+        )
+    await session.commit()
+    return {"organization_id": org_id, "message": message, "sent": len(users), "users": [u for u, _ in users]}

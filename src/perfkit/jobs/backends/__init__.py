@@ -1,4 +1,4 @@
-"""Job storage backends, chosen by URL scheme: `sqlite://`, `postgresql://`, `redis://`."""
+"""Job storage backends, chosen by URL scheme: `sqlite://`, `postgresql://`, `redis://`, `redis+cluster://`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ registry: Registry[JobBackend] = Registry("jobs")
 registry.register("sqlite", "perfkit.jobs.backends.sqlite:SQLiteBackend")
 registry.register("redis", "perfkit.jobs.backends.redis:RedisBackend", extra="redis")
 registry.register("rediss", "perfkit.jobs.backends.redis:RedisBackend", extra="redis")
+for _scheme in ("redis+cluster", "rediss+cluster"):
+    registry.register(_scheme, "perfkit.jobs.backends.redis_cluster:RedisClusterBackend", extra="redis")
 for _scheme in ("postgresql", "postgres"):
     registry.register(_scheme, "perfkit.jobs.backends.postgres:PostgresBackend", extra="postgres")
 

@@ -42,6 +42,15 @@ _SCRIPTS = (
     "PROGRESS",
     "CLEANUP",
 )
+# a node or the cluster down, failing over or moving a slot: an outage, not a bug
+_UNAVAILABLE = (
+    rexc.ConnectionError,
+    rexc.TimeoutError,
+    OSError,
+    rexc.ClusterError,
+    rexc.TryAgainError,
+    rexc.SlotNotCoveredError,
+)
 _FLOATS = ("run_at", "started_at", "completed_at", "progress")  # a lease expiry lives in `active`
 _INTS = ("priority", "attempts", "token", "stalls")
 _TEXTS = ("id", "status", "key", "progress_message", "error", "traceback")
@@ -105,17 +114,20 @@ class RedisBackend:
                 "prefix", f"{self.prefix!r} must be non-empty, without braces, ':' or spaces"
             )
         self.retention = retention
-        self.client = aioredis.Redis.from_url(
+        self.client = self._client(url, max_connections)
+        self._scripts = {name: self.client.register_script(getattr(lua, name)) for name in _SCRIPTS}
+        self._keys: dict[str, QueueKeys] = {}
+        self._known_queues: set[str] = set()
+        self._pipeline = EnqueuePipeline(self.enqueue_many)
+
+    def _client(self, url: BackendURL, max_connections: int) -> aioredis.Redis:
+        return aioredis.Redis.from_url(
             _driver_url(url),
             max_connections=max_connections,
             socket_connect_timeout=5,
             health_check_interval=30,
             protocol=2,  # replies are read as RESP2 (flat lists); redis-py 8 defaults to RESP3 maps
         )
-        self._scripts = {name: self.client.register_script(getattr(lua, name)) for name in _SCRIPTS}
-        self._keys: dict[str, QueueKeys] = {}
-        self._known_queues: set[str] = set()
-        self._pipeline = EnqueuePipeline(self.enqueue_many)
 
     def _k(self, queue: str) -> QueueKeys:
         keys = self._keys.get(queue)
@@ -130,10 +142,12 @@ class RedisBackend:
     async def _call(self, awaitable: Awaitable[T]) -> T:
         try:
             return await awaitable
-        except (rexc.RedisError, OSError) as exc:
+        except (rexc.RedisError, rexc.RedisClusterException, OSError) as exc:
             if cancelling():  # a cancel that surfaced as a read timeout: keep it a cancel
                 raise asyncio.CancelledError from exc
-            if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError | OSError):
+            if isinstance(exc, _UNAVAILABLE) or (
+                isinstance(exc, rexc.RedisClusterException) and "connect" in str(exc)
+            ):
                 raise BackendUnavailableError(f"Redis {self.url.redacted()} unavailable: {exc}") from exc
             raise BackendError(f"Redis {self.url.redacted()}: {exc}") from exc
 

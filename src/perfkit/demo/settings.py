@@ -1,0 +1,84 @@
+"""Where the demo keeps its data, cache, jobs and monitoring store, and how its processes agree on it.
+
+`perfkit demo` decides once (embedded SQLite files under `--dir` by default; `--postgres` and `--redis`
+for the multi-machine setup) and hands the decision to the app and worker processes it starts through
+`PERFKIT_DEMO_*` environment variables, so every process reads the same stores.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from perfkit.errors import ConfigurationError
+
+ENV_PREFIX = "PERFKIT_DEMO_"
+PG_SCHEMA = "perfkit_demo"  # the demo's tables live in their own schema: never touch a user's tables
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    database_url: str  # sync SQLAlchemy URL (seeding); `async_database_url` is what the app uses
+    cache_url: str
+    jobs_url: str
+    monitor_url: str
+    token: str
+    scale: float = 1.0
+
+    @classmethod
+    def choose(
+        cls,
+        directory: str | Path,
+        *,
+        redis: str | None = None,
+        postgres: str | None = None,
+        token: str,
+        scale: float = 1.0,
+    ) -> DemoSettings:
+        """Embedded by default; PostgreSQL holds the data (and the jobs unless Redis is given);
+        Redis holds the cache, the monitoring store and the jobs."""
+        base = Path(directory).resolve()
+        for name, url, schemes in (
+            ("--redis", redis, ("redis://", "rediss://")),
+            ("--postgres", postgres, ("postgresql://", "postgres://")),
+        ):
+            if url is not None and not url.startswith(schemes):
+                raise ConfigurationError(name, f"{url!r} must start with {' or '.join(schemes)}")
+        database = (
+            "postgresql+psycopg://" + postgres.split("://", 1)[1] if postgres else f"sqlite:///{base}/demo.db"
+        )
+        return cls(
+            database_url=database,
+            cache_url=redis or f"sqlite:///{base}/cache.db",
+            jobs_url=redis or postgres or f"sqlite:///{base}/jobs.db",
+            monitor_url=redis or f"sqlite:///{base}/monitor.db",
+            token=token,
+            scale=scale,
+        )
+
+    @property
+    def postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+    @property
+    def async_database_url(self) -> str:
+        if self.postgres:
+            return self.database_url.replace("postgresql+psycopg://", "postgresql+asyncpg://", 1)
+        return self.database_url.replace("sqlite:///", "sqlite+aiosqlite:///", 1)
+
+    def environ(self) -> dict[str, str]:
+        return {ENV_PREFIX + k.upper(): str(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_environ(cls) -> DemoSettings:
+        values = {}
+        for name in cls.__dataclass_fields__:
+            raw = os.environ.get(ENV_PREFIX + name.upper())
+            if raw is None and name != "scale":
+                raise ConfigurationError(
+                    ENV_PREFIX + name.upper(), "is not set; start the demo with `perfkit demo`"
+                )
+            if raw is not None:
+                values[name] = float(raw) if name == "scale" else raw
+        return cls(**values)  # type: ignore[arg-type]  # checked field by field above

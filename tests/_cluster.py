@@ -1,0 +1,157 @@
+"""A throwaway Redis Cluster of real `redis-server` processes on free 127.0.0.1 ports, for the tests.
+
+`start_cluster(dir)` starts the nodes, creates the cluster with `redis-cli --cluster create` and waits
+(a bounded poll: a server coming up has nothing to await) until every node reports `cluster_state:ok`.
+`stop()` terminates exactly the processes it started, by their pid.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+NODES = 3
+_START_TIMEOUT = 20.0
+
+
+def binaries_missing() -> str | None:
+    """Why a local cluster cannot be started, or None."""
+    missing = [name for name in ("redis-server", "redis-cli") if shutil.which(name) is None]
+    return f"{' and '.join(missing)} not installed" if missing else None
+
+
+def _free_ports(n: int) -> list[int]:
+    # cluster nodes also listen on port + 10000 (the bus): pick ports whose bus port is free too
+    ports: list[int] = []
+    while len(ports) < n:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port + 10000 > 65535 or port in ports:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports
+
+
+def _cli(port: int, *args: str) -> str:
+    out = subprocess.run(
+        ["redis-cli", "-h", "127.0.0.1", "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    return out.stdout
+
+
+@dataclass
+class LocalCluster:
+    ports: list[int]
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.ports[0]}"
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+    def add_node(self, workdir: Path) -> int:
+        """Start one more cluster-enabled server (not yet met by the others); returns its port."""
+        port = _free_ports(1)[0]
+        self.procs.append(_server(port, workdir))
+        _wait(lambda: _cli(port, "PING").strip() == "PONG", "the new node to start")
+        return port
+
+    def kill_node(self, index: int) -> None:
+        """Stop one node for good (a crashed primary)."""
+        proc = self.procs[index]
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def start_cluster(workdir: Path, nodes: int = NODES) -> LocalCluster:
+    """Start `nodes` primaries (no replicas) in `workdir` and return once the cluster is ok."""
+    for _attempt in range(3):  # a port taken between choosing it and binding it: choose again
+        cluster = LocalCluster(_free_ports(nodes))
+        try:
+            _start(cluster, workdir)
+            return cluster
+        except Exception:
+            cluster.stop()
+            if any(proc.returncode not in (None, 0, -15) for proc in cluster.procs):
+                continue  # a node died at start (its port was taken): try other ports
+            raise
+    raise RuntimeError("could not start a local Redis Cluster on free ports")
+
+
+def _start(cluster: LocalCluster, workdir: Path) -> None:
+    for port in cluster.ports:
+        cluster.procs.append(_server(port, workdir))
+    _wait(lambda: all(_cli(p, "PING").strip() == "PONG" for p in cluster.ports), "nodes to start")
+    created = subprocess.run(
+        [
+            "redis-cli", "--cluster", "create",
+            *(f"127.0.0.1:{p}" for p in cluster.ports),
+            "--cluster-replicas", "0", "--cluster-yes",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )  # fmt: skip
+    if created.returncode != 0:
+        raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout}{created.stderr}")
+    _wait(
+        lambda: all("cluster_state:ok" in _cli(p, "CLUSTER", "INFO") for p in cluster.ports),
+        "cluster_state:ok",
+    )
+
+
+def _server(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            "redis-server",
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", str(workdir / f"nodes-{port}.conf"),
+            "--cluster-node-timeout", "2000",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(workdir),
+            "--logfile", str(workdir / f"redis-{port}.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def cli(port: int, *args: str) -> str:
+    """`redis-cli -p port args...`'s output."""
+    return _cli(port, *args)
+
+
+def _wait(check: object, what: str) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
