@@ -71,8 +71,9 @@ def build_stack(app: ASGIApp, handle: Instrumentation, router_app: Any = None) -
     # timing, metrics and the rate limit share one ASGI layer (one send wrapper per request)
     metrics = MetricsMiddleware(inner, config=config, collector=collector, resolver=resolver)
     outer: ASGIApp = TimingMiddleware(
-        inner, config=config, collector=collector, resolver=resolver, metrics=metrics, limiter=limiter
-    )
+        inner, config=config, collector=collector, resolver=resolver, metrics=metrics, limiter=limiter,
+        fold=True,
+    )  # fmt: skip
     if config.exclude:
         outer = _Exclude(outer, app, config)
     if handle.monitor is not None:  # outermost: /perf/* never passes through the app's stack

@@ -31,9 +31,12 @@ class MetricsMiddleware:
         c = self.collector = collector or default_collector()
         labels = ("method", "route", "status")
         # the request count is this histogram's count (Prometheus `_count`): one write per request, not two
-        self.latency = c.histogram("http_request_duration_seconds", labels, "Requests and their duration")
+        # written from the event loop only: existing series are updated without a lock (locked=False)
+        self.latency = c.histogram(
+            "http_request_duration_seconds", labels, "Requests and their duration", locked=False
+        )
         self.sizes = c.histogram(
-            "http_response_size_bytes", ("method", "route"), "Response body bytes", buckets=SIZE_BUCKETS
+            "http_response_size_bytes", ("method", "route"), "Response body bytes", SIZE_BUCKETS, locked=False
         )
         self.in_flight = c.gauge("http_requests_in_flight", (), "Requests being served")
         self.active = 0
