@@ -83,7 +83,11 @@ class _Encoder:
 
     def whole(self, body: bytes) -> bytes:
         if self.coding == "gzip":
-            return zlib.compress(body, self.config.gzip_level, 31)  # gzip framing, no mtime
+            # a window just large enough for the body and a smaller hash table: the same bytes out for
+            # bodies up to the window, with ~1/8 of the 256 KB of state zlib sets up per call at its defaults
+            bits = min(15, max(9, len(body).bit_length() + 1))
+            packer = zlib.compressobj(self.config.gzip_level, zlib.DEFLATED, bits + 16, 5 if bits < 15 else 8)
+            return packer.compress(body) + packer.flush()  # gzip framing, no mtime
         if self.coding == "br":
             import brotli
 
@@ -253,8 +257,16 @@ class _Responder:
 
     def _encoded(self, headers: Headers, length: int | None) -> None:
         coding = self.encoder.coding.encode()
-        etag = get(headers, b"etag")
-        headers[:] = without(headers, b"content-length", b"etag")
+        etag = None
+        kept = []
+        for key, value in headers:  # one pass: drop Content-Length and ETag, remember the first ETag
+            name = key.lower()
+            if name == b"etag":
+                if etag is None:
+                    etag = value
+            elif name != b"content-length":
+                kept.append((key, value))
+        headers[:] = kept
         headers.append((b"content-encoding", coding))
         if length is not None:
             headers.append((b"content-length", str(length).encode()))
