@@ -60,7 +60,7 @@ def not_modified_since(if_modified_since: bytes, last_modified: bytes) -> bool:
         return False
 
 
-def _has_etag(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+def has_etag(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     # a loop, not any(genexpr): this runs on every response and a generator costs more than the check
     for key, _ in headers:  # noqa: SIM110
         if len(key) == 4 and key.lower() == b"etag":
@@ -80,7 +80,7 @@ def _tagger(send: Send) -> Send:
             return
         if held is None:
             if message["type"] == "http.response.start":
-                if message["status"] != 200 or _has_etag(message.get("headers", ())):
+                if message["status"] != 200 or has_etag(message.get("headers", ())):
                     passthrough = True
                     await send(message)
                     return
@@ -117,13 +117,29 @@ class ConditionalMiddleware:
             return
         await self.app(scope, receive, self.wrap(scope, send))
 
+    def plain(self, scope: Scope) -> bool | None:
+        """True for a plain GET to tag (no validators to compare), False when this layer has nothing to
+        do, None for the full conditional handling (If-None-Match, If-Modified-Since, HEAD)."""
+        method = scope["method"]
+        if (method != "GET" and method != "HEAD") or not self.config.etag:
+            return False
+        rule = (scope.get(SCOPE_KEY) or self.resolver.resolve(scope)).rule
+        if rule is not None and rule.etag is False:
+            return False
+        if method == "HEAD":
+            return None
+        for key, _ in scope["headers"]:
+            if key == b"if-none-match" or key == b"if-modified-since":
+                return None
+        return True
+
     def wrap(self, scope: Scope, send: Send) -> Send:
         """This layer's `send` for an HTTP request (`send` itself when it has nothing to do); the outer
         layer of `instrument()` calls it directly, saving this layer's own coroutine per request."""
-        if scope["method"] not in ("GET", "HEAD") or not self.config.etag:
-            return send
-        rule = (scope.get(SCOPE_KEY) or self.resolver.resolve(scope)).rule
-        if rule is not None and rule.etag is False:
+        plain = self.plain(scope)
+        if plain:
+            return _tagger(send)
+        if plain is False:
             return send
         inm = ims = None
         for key, value in scope["headers"]:
@@ -133,8 +149,6 @@ class ConditionalMiddleware:
                 ims = value
         conditional = inm is not None or ims is not None
         head = scope["method"] == "HEAD"
-        if not conditional and not head:
-            return _tagger(send)
         start: Message | None = None
         state = 0  # 0: waiting for the start, 1: pass everything through, 2: done (drop the rest)
 

@@ -19,7 +19,7 @@ from perfkit.metrics import Collector, _current, default_collector, start_reques
 from perfkit.web._asgi import ASGIApp, Headers, Message, Receive, Scope, Send
 from perfkit.web.cache_control import CacheControlMiddleware
 from perfkit.web.compression import CompressionMiddleware
-from perfkit.web.conditional import ConditionalMiddleware
+from perfkit.web.conditional import ConditionalMiddleware, body_etag, has_etag
 from perfkit.web.config import WebConfig
 from perfkit.web.metrics import MetricsMiddleware
 from perfkit.web.ratelimit.middleware import RateLimitMiddleware, refuse
@@ -75,6 +75,7 @@ class TimingMiddleware:
                 layers.append(self.core)
                 self.core = self.core.app
             self.folded = tuple(layers)
+        self._tags_first = bool(self.folded) and isinstance(self.folded[0], ConditionalMiddleware)
         self.config = config or WebConfig()
         self.collector = collector or default_collector()
         self.resolver = resolver or RouteResolver(app, self.config)
@@ -107,19 +108,44 @@ class TimingMiddleware:
             metrics.active += 1
 
         server_timing = self.server_timing
+        folded = self.folded
+        # a plain GET under the ETag layer (compression off): this layer holds the start and adds the ETag
+        # itself (what `conditional._tagger` does), one send wrapper less per message
+        tag = self._tags_first and folded[0].plain(scope)
+        held: Message | None = None
 
+        def stamp(message: Message) -> Message:
+            """The start message with this layer's headers."""
+            nonlocal status
+            status = message["status"]
+            headers = [*message.get("headers", ()), (name, request_id), *extra]
+            if server_timing:
+                total = (perf_counter() - start) * 1000
+                db, cache = stats.db_time * 1000, stats.cache_time * 1000
+                app = total - db - cache
+                value = _SERVER_TIMING % (total, app if app > 0 else 0.0, db, stats.db_count, cache)
+                headers.append((b"server-timing", value))
+            return {**message, "headers": headers}
+
+        # (no reference from send_timed to itself: a closure cycle per request would be left to the GC)
         async def send_timed(message: Message) -> None:
-            nonlocal status, size
+            nonlocal size, tag, held
+            if tag:
+                if held is None:
+                    if message["type"] == "http.response.start":
+                        if message["status"] == 200 and not has_etag(message.get("headers", ())):
+                            held = message
+                            return
+                        tag = False
+                elif message["type"] == "http.response.body":
+                    tag = False
+                    if message.get("more_body", False):  # streaming: no ETag
+                        await send(stamp(held))
+                    else:
+                        etag = (b"etag", body_etag(message.get("body", b"")))
+                        await send(stamp({**held, "headers": [*held.get("headers", ()), etag]}))
             if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = [*message.get("headers", ()), (name, request_id), *extra]
-                if server_timing:
-                    total = (perf_counter() - start) * 1000
-                    db, cache = stats.db_time * 1000, stats.cache_time * 1000
-                    app = total - db - cache
-                    value = _SERVER_TIMING % (total, app if app > 0 else 0.0, db, stats.db_count, cache)
-                    headers.append((b"server-timing", value))
-                message = {**message, "headers": headers}
+                message = stamp(message)
             elif metrics is not None:
                 body = message.get("body")
                 if body:
@@ -137,10 +163,11 @@ class TimingMiddleware:
                     extra = limit_headers
                 if refusal is not None:
                     extra = []
+                    tag = False
                     await refuse(send_timed, refusal)
                     return
             inner: Send = send_timed
-            for layer in self.folded:
+            for layer in folded[1:] if tag else folded:
                 inner = layer.wrap(scope, inner)
             await self.core(scope, receive, inner)
         finally:
