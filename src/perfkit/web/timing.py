@@ -29,6 +29,7 @@ log = logging.getLogger("perfkit.web")
 _SAFE_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 REQUEST_ID_KEY = "perfkit.request_id"
 _SERVER_TIMING = b'total;dur=%.2f, app;dur=%.2f, db;dur=%.2f;desc="%d queries", cache;dur=%.3f'
+_NOTHING_ELSE = b', db;dur=0.00;desc="0 queries", cache;dur=0.000'
 
 
 # layers whose whole work is a `send` wrapper (`wrap(scope, send)`), foldable into this one
@@ -121,9 +122,14 @@ class TimingMiddleware:
             headers = [*message.get("headers", ()), (name, request_id), *extra]
             if server_timing:
                 total = (perf_counter() - start) * 1000
-                db, cache = stats.db_time * 1000, stats.cache_time * 1000
-                app = total - db - cache
-                value = _SERVER_TIMING % (total, app if app > 0 else 0.0, db, stats.db_count, cache)
+                if not stats.db_count and not stats.db_time and not stats.cache_time:
+                    # no SQL, no cache: app = total, one float to format instead of four (same bytes)
+                    text = b"%.2f" % total
+                    value = b"total;dur=" + text + b", app;dur=" + text + _NOTHING_ELSE
+                else:
+                    db, cache = stats.db_time * 1000, stats.cache_time * 1000
+                    app = total - db - cache
+                    value = _SERVER_TIMING % (total, app if app > 0 else 0.0, db, stats.db_count, cache)
                 headers.append((b"server-timing", value))
             return {**message, "headers": headers}
 
