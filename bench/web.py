@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import random
@@ -67,9 +68,20 @@ def base_app() -> Starlette:
 
 
 def build(variant: str) -> Any:
+    """A variant by name; `<variant>+nomonitor` is the same stack without the /perf monitor mount."""
+    if variant.endswith("+nomonitor"):
+        import perfkit
+
+        real, perfkit.instrument = perfkit.instrument, functools.partial(perfkit.instrument, monitor=False)
+        try:
+            return build(variant.removesuffix("+nomonitor"))
+        finally:
+            perfkit.instrument = real
     app = base_app()
     if variant == "bare":
         return app
+    if variant == "bare-headers":  # bare plus five response headers like perfkit's (their cost in uvicorn)
+        return _HeadersOnly(app)
     if variant == "perfkit":
         import perfkit
         from perfkit.web import WebConfig
@@ -120,8 +132,32 @@ def build(variant: str) -> Any:
     raise SystemExit(f"unknown variant {variant}")
 
 
-def serve(variant: str, port: int) -> None:
+class _HeadersOnly:
+    extra = [
+        (b"x-request-id", b"5f2c9a1b7e3d-1a2b"),
+        (b"server-timing", b'total;dur=0.05, app;dur=0.05, db;dur=0.00;desc="0 queries", cache;dur=0.000'),
+        (b"ratelimit-policy", b'"/";q=1000000;w=1'),
+        (b"ratelimit", b'"/";r=999999;t=1'),
+        (b"etag", b'"943a702d06f34599aee1f8da8ef9f7296031d69"'),
+    ]
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def send_more(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message["headers"], *self.extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_more)
+
+
+def serve(variant: str, port: int, cpu: int | None = None) -> None:
     import uvicorn
+
+    if cpu is not None:  # --pin: the server on one core, wrk on the other
+        os.sched_setaffinity(0, {cpu})
 
     uvicorn.run(
         build(variant), host="127.0.0.1", port=port, log_level="error", access_log=False, lifespan="off"
@@ -145,11 +181,27 @@ def wait_port(port: int, timeout: float = 20) -> None:
     raise RuntimeError(f"server on {port} did not start")
 
 
-def wrk_cmd(port: int, path: str, headers: dict[str, str], duration: float, connections: int) -> list[str]:
+def wrk_cmd(
+    port: int, path: str, headers: dict[str, str], duration: float, connections: int, cpu: int | None = None
+) -> list[str]:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s"]
+    if cpu is not None:
+        cmd = ["taskset", "-c", str(cpu), *cmd]
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]
     return [*cmd, f"http://127.0.0.1:{port}{path}"]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def parse_count(out: str) -> int:
+    match = re.search(r"(\d+) requests in", out)
+    return int(match.group(1)) if match else 0
 
 
 def parse_wrk(out: str) -> float:
@@ -161,6 +213,46 @@ def parse_wrk(out: str) -> float:
 
 
 Case = tuple[str, str, dict[str, str]]  # variant, path, request headers
+
+
+CPU_US: dict[str, list[float]] = {}  # --pin: server CPU us per request, per variant and path
+
+
+def pinned(a: Case, b: Case, args: argparse.Namespace) -> list[tuple[float, float]]:
+    """--pin: one server at a time on core 0, one wrk on core 1, the two sides alternating (A B, B A, ...)
+    round by round so both see the same drift; nothing else of ours runs during a measurement."""
+    ports = [free_port(), free_port()]
+    procs = [
+        subprocess.Popen([sys.executable, __file__, "--serve", case[0], "--port", str(port), "--cpu", "0"])
+        for case, port in zip((a, b), ports, strict=True)
+    ]
+    try:
+        for port, case in zip(ports, (a, b), strict=True):
+            wait_port(port)
+            subprocess.run(
+                wrk_cmd(port, case[1], case[2], 1, 4, 1), capture_output=True, check=True
+            )  # warm-up
+        results = []
+        for i in range(args.rounds):
+            order = (0, 1) if i % 2 == 0 else (1, 0)
+            rates = [0.0, 0.0]
+            for side in order:
+                case, port = (a, b)[side], ports[side]
+                cpu0 = cpu_seconds(procs[side].pid)
+                out = subprocess.run(
+                    wrk_cmd(port, case[1], case[2], args.duration, args.connections, 1),
+                    capture_output=True, text=True, check=True,
+                ).stdout  # fmt: skip
+                cpu = cpu_seconds(procs[side].pid) - cpu0
+                rates[side] = parse_wrk(out)
+                key = f"{case[0]} {case[1]} {case[2].get('accept-encoding', '')}".strip()
+                CPU_US.setdefault(key, []).append(cpu / max(1, parse_count(out)) * 1e6)
+            results.append((rates[0], rates[1]))
+        return results
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 def paired(a: Case, b: Case, args: argparse.Namespace) -> list[tuple[float, float]]:
@@ -309,12 +401,74 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--n", type=int, default=20000)
+    parser.add_argument("--cpu", type=int)
+    parser.add_argument("--pin", action="store_true", help="server on core 0, wrk on core 1, sides in turn")
+    parser.add_argument("--only", help="comma-separated substrings: run only the throughput rows matching")
+    parser.add_argument("--no-inprocess", action="store_true")
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port)
+        serve(args.serve, args.port, args.cpu)
         return
 
     print(f"web benchmark: python {sys.version.split()[0]}, {os.cpu_count()} cores, body {len(BODY_4K)} B")
+    extra: list[tuple[str, float, str]] = []
+    if not args.no_inprocess:
+        extra = report_in_process(args)
+    if shutil.which("wrk") is None:
+        print("\n`wrk` not found (apt-get install wrk): throughput part skipped")
+        return
+    gzip, br = {"accept-encoding": "gzip"}, {"accept-encoding": "br"}
+    browser = {"accept-encoding": "gzip, deflate, br, zstd"}
+    pairs: list[tuple[str, Case, Case, str]] = [
+        ("timing+metrics+ETag+rate limit / bare, hello",
+         ("perfkit-core", "/", {}), ("bare", "/", {}), ">= 0.8"),
+        ("  of which timing+metrics / bare, hello", ("perfkit-timing", "/", {}), ("bare", "/", {}), ""),
+        ("  of which +rate limit / bare, hello", ("perfkit-no-etag", "/", {}), ("bare", "/", {}), ""),
+        ("full stack incl. compression / bare, hello", ("perfkit", "/", {}), ("bare", "/", {}), ""),
+        ("instrumentator / bare, hello", ("instrumentator", "/", {}), ("bare", "/", {}), ""),
+        ("starlette-exporter / bare, hello", ("starlette-exporter", "/", {}), ("bare", "/", {}), ""),
+        ("perfkit core / instrumentator, hello", ("perfkit-core", "/", {}), ("instrumentator", "/", {}), ""),
+        ("perfkit core / starlette-exporter, hello",
+         ("perfkit-core", "/", {}), ("starlette-exporter", "/", {}), ""),
+        ("perfkit gzip / Starlette GZip, 4 KB",
+         ("perfkit-gzip", "/json", gzip), ("starlette-gzip", "/json", gzip), ">= 1.5"),
+        ("perfkit (zstd) / Starlette GZip, 4 KB, browser A-E",
+         ("perfkit-gzip", "/json", browser), ("starlette-gzip", "/json", browser), ""),
+        ("perfkit br / brotli-asgi, 4 KB", ("perfkit-gzip", "/json", br), ("brotli-asgi", "/json", br), ""),
+    ]  # fmt: skip
+    if args.only:
+        wanted = args.only.split(",")
+        pairs = [p for p in pairs if any(w in p[0] for w in wanted)]
+    how = (
+        "one side at a time, server pinned to core 0 and wrk to core 1, sides alternating"
+        if args.pin
+        else "the two sides of each row loaded at the same time"
+    )
+    print(
+        f"\nThroughput under uvicorn, {how} "
+        f"(wrk -t1 -c{args.connections} -d{args.duration:g}s each, {args.rounds} rounds; req/s medians)"
+    )
+    rows = []
+    for name, a, b, target in pairs:
+        results = (pinned if args.pin else paired)(a, b, args)
+        ratios = [x / y for x, y in results]
+        ra, rb = statistics.median(x for x, _ in results), statistics.median(y for _, y in results)
+        runs = " ".join(f"{r:.2f}" for r in ratios)
+        print(f"  {name:50s} {ra:8.0f} vs {rb:8.0f} req/s   rounds: {runs}")
+        spread = f"(rounds {min(ratios):.2f}-{max(ratios):.2f})"
+        rows.append((name, statistics.median(ratios), f"{target} {spread}".strip()))
+    if CPU_US:
+        print("\nServer CPU per request under load (us, user+system of the uvicorn process; median of runs)")
+        for key, values in CPU_US.items():
+            runs = " ".join(f"{v:.1f}" for v in values)
+            print(f"  {key:50s} {statistics.median(values):7.1f} us   runs: {runs}")
+    print("\nRatios (same run)")
+    for name, value, target in [*rows, *extra]:
+        print(f"  {name:50s} {value:6.2f}x  {target}")
+
+
+def report_in_process(args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """Print the in-process tables; returns their ratio rows for the summary."""
     us = in_process(args.n // 4)
     sizes = compressed_sizes()
     packing = in_process_compression(args.n // 10)
@@ -332,54 +486,19 @@ def main() -> None:
     print("\nCompressed size of the 4 KB JSON body")
     for k, v in sizes.items():
         print(f"  {k:26s} {v:6d} B")
-    print(f"\nSQL instrumentation: {sql['bare']:.2f} -> {sql['instrumented']:.2f} us per query "
-          f"(+{sql['instrumented'] - sql['bare']:.2f} us)")  # fmt: skip
-
-    if shutil.which("wrk") is None:
-        print("\n`wrk` not found (apt-get install wrk): throughput part skipped")
-        return
-    gzip, br = {"accept-encoding": "gzip"}, {"accept-encoding": "br"}
-    pairs: list[tuple[str, Case, Case, str]] = [
-        ("timing+metrics+ETag+rate limit / bare, hello",
-         ("perfkit-core", "/", {}), ("bare", "/", {}), ">= 0.8"),
-        ("  of which timing+metrics / bare, hello", ("perfkit-timing", "/", {}), ("bare", "/", {}), ""),
-        ("  of which +rate limit / bare, hello", ("perfkit-no-etag", "/", {}), ("bare", "/", {}), ""),
-        ("full stack incl. compression / bare, hello", ("perfkit", "/", {}), ("bare", "/", {}), ""),
-        ("instrumentator / bare, hello", ("instrumentator", "/", {}), ("bare", "/", {}), ""),
-        ("starlette-exporter / bare, hello", ("starlette-exporter", "/", {}), ("bare", "/", {}), ""),
-        ("perfkit core / instrumentator, hello", ("perfkit-core", "/", {}), ("instrumentator", "/", {}), ""),
-        ("perfkit core / starlette-exporter, hello",
-         ("perfkit-core", "/", {}), ("starlette-exporter", "/", {}), ""),
-        ("perfkit gzip / Starlette GZip, 4 KB",
-         ("perfkit-gzip", "/json", gzip), ("starlette-gzip", "/json", gzip), ">= 1.5"),
-        ("perfkit br / brotli-asgi, 4 KB", ("perfkit-gzip", "/json", br), ("brotli-asgi", "/json", br), ""),
-    ]  # fmt: skip
-    print(
-        f"\nThroughput under uvicorn, the two sides of each row loaded at the same time "
-        f"(wrk -t1 -c{args.connections} -d{args.duration:g}s each, {args.rounds} rounds; req/s medians)"
-    )
-    rows = []
-    for name, a, b, target in pairs:
-        results = paired(a, b, args)
-        ratios = [x / y for x, y in results]
-        ra, rb = statistics.median(x for x, _ in results), statistics.median(y for _, y in results)
-        print(f"  {name:44s} {ra:8.0f} vs {rb:8.0f} req/s")
-        spread = f"(rounds {min(ratios):.2f}-{max(ratios):.2f})"
-        rows.append((name, statistics.median(ratios), f"{target} {spread}".strip()))
-    rows += [
+    added, sql_added = us["perfkit-core"] - us["bare"], sql["instrumented"] - sql["bare"]
+    sql_line = f"{sql['bare']:.2f} -> {sql['instrumented']:.2f} us per query (+{sql_added:.2f} us)"
+    print(f"\nSQL instrumentation: {sql_line}")
+    full = us["perfkit"] - us["bare"]
+    print(f"us added in-process: timing+metrics+ETag+rate limit {added:.2f} (<= 10), "
+          f"full stack incl. compression {full:.2f}, per SQL query {sql_added:.2f} (<= 10)")  # fmt: skip
+    return [
         ("perfkit gzip size / Starlette GZip size",
          sizes["perfkit-gzip (gzip)"] / sizes["starlette-gzip (gzip)"], "<= 1.05"),
         ("perfkit br size / brotli-asgi size", sizes["perfkit-gzip (br)"] / sizes["brotli-asgi (br)"], ""),
         ("perfkit gzip / Starlette GZip, in-process",
          packing["starlette GZip"] / packing["perfkit gzip"], ""),
     ]  # fmt: skip
-    print("\nRatios (same run)")
-    for name, value, target in rows:
-        print(f"  {name:44s} {value:6.2f}x  {target}")
-    added = us["perfkit-core"] - us["bare"]
-    print(f"  {'us added in-process, timing+metrics+ETag+rate limit':44s} {added:6.2f}    <= 10")
-    print(f"  {'us added in-process, full stack incl. compression':44s} {us['perfkit'] - us['bare']:6.2f}")
-    print(f"  {'us added per SQL query':44s} {sql['instrumented'] - sql['bare']:6.2f}    <= 10")
 
 
 if __name__ == "__main__":

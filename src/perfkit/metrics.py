@@ -35,9 +35,12 @@ class Family:
 
     kind = "untyped"
 
-    def __init__(self, name: str, labels: Labels, help: str, max_series: int) -> None:
+    def __init__(self, name: str, labels: Labels, help: str, max_series: int, *, locked: bool = True) -> None:
         self.name, self.label_names, self.help = name, labels, help
         self.max_series = max_series
+        # locked=False: one writer thread (the event loop); an existing series is updated without the lock
+        # (it costs ~3x the update itself), a new one is still created under it
+        self.locked = locked
         self._lock = threading.Lock()
 
     def _key(self, values: Labels, series: Mapping[Labels, Any]) -> Labels:
@@ -49,12 +52,17 @@ class Family:
 class Counter(Family):
     kind = "counter"
 
-    def __init__(self, name: str, labels: Labels, help: str, max_series: int) -> None:
-        super().__init__(name, labels, help, max_series)
+    def __init__(self, name: str, labels: Labels, help: str, max_series: int, *, locked: bool = True) -> None:
+        super().__init__(name, labels, help, max_series, locked=locked)
         self.series: dict[Labels, float] = {}
 
     def inc(self, values: Labels = (), amount: float = 1.0) -> None:
         series = self.series
+        if not self.locked:
+            current = series.get(values)
+            if current is not None:
+                series[values] = current + amount
+                return
         with self._lock:
             key = values if values in series else self._key(values, series)
             series[key] = series.get(key, 0.0) + amount
@@ -88,9 +96,16 @@ class Histogram(Family):
     kind = "histogram"
 
     def __init__(
-        self, name: str, labels: Labels, help: str, max_series: int, buckets: tuple[float, ...]
+        self,
+        name: str,
+        labels: Labels,
+        help: str,
+        max_series: int,
+        buckets: tuple[float, ...],
+        *,
+        locked: bool = True,
     ) -> None:
-        super().__init__(name, labels, help, max_series)
+        super().__init__(name, labels, help, max_series, locked=locked)
         self.buckets = buckets
         # per label set: [count per bucket..., +Inf count, sum]
         self.series: dict[Labels, list[float]] = {}
@@ -98,6 +113,12 @@ class Histogram(Family):
     def observe(self, values: Labels, amount: float) -> None:
         index = bisect_left(self.buckets, amount)
         series = self.series
+        if not self.locked:
+            row = series.get(values)
+            if row is not None:
+                row[index] += 1
+                row[-1] += amount
+                return
         with self._lock:
             row = series.get(values)
             if row is None:
@@ -162,8 +183,9 @@ class Collector:
             raise ValueError(f"metric {name!r} already registered as {family.kind}{family.label_names}")
         return family
 
-    def counter(self, name: str, labels: Labels = (), help: str = "") -> Counter:
-        family: Counter = self._family(Counter, name, labels, help)
+    def counter(self, name: str, labels: Labels = (), help: str = "", *, locked: bool = True) -> Counter:
+        """`locked=False` for a family written from one thread only (the event loop): see `Family`."""
+        family: Counter = self._family(Counter, name, labels, help, locked=locked)
         return family
 
     def gauge(self, name: str, labels: Labels = (), help: str = "") -> Gauge:
@@ -171,9 +193,15 @@ class Collector:
         return family
 
     def histogram(
-        self, name: str, labels: Labels = (), help: str = "", buckets: tuple[float, ...] = LATENCY_BUCKETS
+        self,
+        name: str,
+        labels: Labels = (),
+        help: str = "",
+        buckets: tuple[float, ...] = LATENCY_BUCKETS,
+        *,
+        locked: bool = True,
     ) -> Histogram:
-        family: Histogram = self._family(Histogram, name, labels, help, buckets=buckets)
+        family: Histogram = self._family(Histogram, name, labels, help, buckets=buckets, locked=locked)
         return family
 
     def record(self, kind: str, finding: dict[str, Any]) -> None:

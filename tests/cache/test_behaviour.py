@@ -125,6 +125,15 @@ async def test_tags_invalidate_only_tagged_keys(cache: Cache) -> None:
     assert await cache.invalidate_tags(["org:1"]) == 0
 
 
+async def test_get_or_set_tags_from_the_loaded_value(cache: Cache) -> None:
+    """get_or_set(tags=callable) tags the entry with tags computed from the value it loaded."""
+    value = await cache.get_or_set("doc", lambda: {"org": 7}, tags=lambda v: [f"org:{v['org']}"])
+    assert value == {"org": 7}
+    assert await cache.invalidate_tags(["org:8"]) == 0
+    assert await cache.invalidate_tags(["org:7"]) == 1
+    assert await cache.get("doc") is None
+
+
 async def test_tags_with_set_many(cache: Cache) -> None:
     """Tags given to set_many apply to every key."""
     await cache.set_many({"x": 1, "y": 2}, tags=["batch"])

@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from starlette.testclient import TestClient
 
+import perfkit
+from perfkit.metrics import Collector
 from perfkit.web import ConditionalMiddleware, Rule, WebConfig
 from perfkit.web.conditional import etag_matches
 
 from .conftest import make_starlette
 
-pytestmark = pytest.mark.usefixtures("framework")
+pytestmark = pytest.mark.usefixtures("framework", "stack")
+_STACK = ["alone"]
+
+
+@pytest.fixture(params=["alone", "instrument"])
+def stack(request: pytest.FixtureRequest) -> Iterator[str]:
+    """ConditionalMiddleware alone, and inside instrument() (compression off), where the outer layer
+    tags plain GETs itself."""
+    _STACK[0] = request.param
+    yield request.param
+    _STACK[0] = "alone"
 
 
 def client(config: WebConfig | None = None) -> TestClient:
     app = make_starlette()
-    app.add_middleware(ConditionalMiddleware, config=config or WebConfig())
+    config = config or WebConfig()
+    if _STACK[0] == "instrument":
+        config.compress = False
+        return TestClient(perfkit.instrument(app, config=config, collector=Collector(), monitor=False))
+    app.add_middleware(ConditionalMiddleware, config=config)
     return TestClient(app)
 
 

@@ -6,15 +6,17 @@ import contextlib
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 import zstandard
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 import perfkit
-from perfkit.metrics import Collector
+from perfkit.metrics import Collector, Counter, Histogram
 from perfkit.web import Rule, WebConfig
 
 from .conftest import make_starlette, requests
@@ -118,3 +120,38 @@ def test_import_has_no_side_effects() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "perfkit.web.instrument"
+
+
+async def _run_one_job(jobs: Any) -> None:
+    @jobs.task(queue="mail", name="send_mail")
+    async def send_mail(ctx: Any, to: str) -> str:
+        return to
+
+    await send_mail.enqueue("a@example.org")
+    await jobs.worker(burst=True).run()
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize("monitor", [False, None])
+async def test_instrument_feeds_job_events_to_the_collector(tmp_path: Path, monitor: Any) -> None:
+    """instrument(jobs=JobQueue) counts the queue's events in the collector once, monitor or not."""
+    from perfkit.jobs import JobQueue
+
+    jobs = JobQueue(f"sqlite:///{tmp_path}/jobs.db")
+    collector = Collector()
+    app = perfkit.instrument(make_starlette(), jobs=jobs, collector=collector, monitor=monitor)
+    perfkit.instrument(make_starlette(), jobs=jobs, collector=collector, monitor=False)  # a second app
+    try:
+        await _run_one_job(jobs)
+    finally:
+        await jobs.close()
+        with contextlib.suppress(AttributeError):  # the monitor's store, when one was mounted
+            await app.state.perfkit.close()
+    events = collector.families["jobs_events_total"]
+    assert isinstance(events, Counter) and events.series == {
+        ("mail", "enqueued"): 1.0,
+        ("mail", "started"): 1.0,
+        ("mail", "succeeded"): 1.0,
+    }
+    runs = collector.families["jobs_run_seconds"]
+    assert isinstance(runs, Histogram) and runs.count(("mail", "send_mail")) == 1

@@ -113,3 +113,16 @@ def test_redefining_metric_kind_refused() -> None:
     collector.counter("x", ("a",))
     with pytest.raises(ValueError, match="already registered"):
         collector.histogram("x", ("a",))
+
+
+def test_unlocked_families_count_like_locked_ones() -> None:
+    """`locked=False` families (written from the event loop) count exactly as locked ones do."""
+    collector = Collector(max_series=2)
+    locked, unlocked = collector.counter("a", ("x",)), collector.counter("b", ("x",), locked=False)
+    hist = collector.histogram("c", ("x",), locked=False)
+    for value in ("1", "1", "2", "3", "3"):  # "3" is past max_series: folds into __overflow__
+        locked.inc((value,))
+        unlocked.inc((value,))
+        hist.observe((value,), 0.002)
+    assert locked.series == unlocked.series == {("1",): 2.0, ("2",): 1.0, ("__overflow__",): 2.0}
+    assert hist.count(("1",)) == 2 and hist.count(("__overflow__",)) == 2

@@ -30,6 +30,16 @@ def test_server_timing_has_total_app_db_cache() -> None:
         assert metric in value
 
 
+def test_server_timing_without_db_or_cache_keeps_its_format() -> None:
+    """A request with no SQL and no cache time gets the same Server-Timing shape, with app = total."""
+    value = client().get("/").headers["server-timing"]
+    match = re.fullmatch(
+        r'total;dur=(\d+\.\d\d), app;dur=(\d+\.\d\d), db;dur=0\.00;desc="0 queries", cache;dur=0\.000', value
+    )
+    assert match is not None, value
+    assert match.group(1) == match.group(2)
+
+
 def test_request_id_generated_when_missing() -> None:
     """A request without an id gets a fresh X-Request-ID (process prefix + counter), different per request."""
     c = client()

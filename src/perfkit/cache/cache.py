@@ -54,6 +54,7 @@ class _LoadOptions:
     stale_ttl: float | None
     sensitive: bool
     serve_stale_on_error: bool
+    tags_of: Callable[[Any], Iterable[str]] | None = None  # tags known only from the loaded value
 
 
 class Cache:
@@ -526,7 +527,7 @@ class Cache:
         loader: Callable[[], T | Awaitable[T]],
         ttl: TTL | _Unset = UNSET,
         *,
-        tags: Iterable[str] | None = None,
+        tags: Iterable[str] | Callable[[T], Iterable[str]] | None = None,
         stale_ttl: TTL = None,
         serve_stale_on_error: bool = False,
         sensitive: bool = False,
@@ -536,7 +537,9 @@ class Cache:
         Concurrent misses in this process share one loader call; with a shared L2 a lock (which
         expires after `lock_timeout`) makes it once across processes. With `stale_ttl`, a value past
         its `ttl` is still served for `stale_ttl` more seconds while one caller refreshes it in the
-        background; `serve_stale_on_error` keeps serving it if that refresh fails.
+        background; `serve_stale_on_error` keeps serving it if that refresh fails. `tags` may be a
+        function of the loaded value, for tags known only once it is loaded (an invalidation of those
+        tags while the loader runs is then not detected, as with `set()` after a load).
         """
         k = self._key(key)
         item = self._l1_lookup(k)
@@ -554,7 +557,7 @@ class Cache:
         key: str,
         loader: Callable[[], Any],
         ttl: object,
-        tags: Iterable[str] | None,
+        tags: Iterable[str] | Callable[[Any], Iterable[str]] | None,
         stale_ttl: TTL,
         sensitive: bool,
         serve_stale_on_error: bool,
@@ -579,18 +582,20 @@ class Cache:
         self,
         key: str,
         ttl: object,
-        tags: Iterable[str] | None,
+        tags: Iterable[str] | Callable[[Any], Iterable[str]] | None,
         stale_ttl: TTL,
         sensitive: bool,
         serve_stale_on_error: bool,
     ) -> _LoadOptions:
+        tags_of = tags if callable(tags) else None
         return _LoadOptions(
             key,
             self._ttl(ttl, key),
-            self._tags(tags, key),
+            () if tags_of is not None else self._tags(tags, key),  # type: ignore[arg-type]  # not callable here
             ttl_seconds(stale_ttl, key, "stale_ttl"),
             sensitive,
             serve_stale_on_error,
+            tags_of,
         )
 
     async def _fetch_or_load(self, k: str, loader: Callable[[], Any], opts: _LoadOptions) -> Any:
@@ -687,8 +692,9 @@ class Cache:
                 )
                 return stale
             raise
+        tags = opts.tags if opts.tags_of is None else self._tags(opts.tags_of(value), opts.key)
         await self._store(
-            k, value, opts.ttl, opts.tags, opts.stale_ttl, opts.sensitive, name=opts.key, expect=expect
+            k, value, opts.ttl, tags, opts.stale_ttl, opts.sensitive, name=opts.key, expect=expect
         )
         return value
 

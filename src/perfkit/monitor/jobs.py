@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from weakref import WeakKeyDictionary, WeakSet
 
 from perfkit.metrics import Collector
 
@@ -31,6 +32,20 @@ class JobObserver:
             self.wait.observe((event.queue,), event.wait)
         elif event.duration is not None and event.name in ("succeeded", "failed", "cancelled"):
             self.run.observe((event.queue, event.task), event.duration)
+
+
+_OBSERVED: WeakKeyDictionary[Any, WeakSet[Collector]] = WeakKeyDictionary()
+
+
+def observe_jobs(jobs: Any, collector: Collector) -> bool:
+    """Feed `jobs`' events into `collector` through one `JobObserver`; False when one already does
+    (`instrument()` and `Monitor` both call this, so events are never counted twice)."""
+    seen = _OBSERVED.setdefault(jobs, WeakSet())
+    if collector in seen:
+        return False
+    seen.add(collector)
+    jobs.on_event(JobObserver(collector))
+    return True
 
 
 async def queue_status(jobs: Any, max_pages: int = 5) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 from perfkit.metrics import Collector, default_collector
 from perfkit.monitor import health, history, report, system
 from perfkit.monitor.config import MonitorConfig
-from perfkit.monitor.jobs import JobObserver, queue_status
+from perfkit.monitor.jobs import observe_jobs, queue_status
 from perfkit.monitor.publisher import Publisher
 from perfkit.monitor.snapshots import Snapshot, add, without_gauges
 from perfkit.monitor.store import MonitorStore, registry
@@ -44,7 +44,7 @@ class Monitor:
         self._exporter: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         if jobs is not None and hasattr(jobs, "on_event"):
-            jobs.on_event(JobObserver(self.collector))
+            observe_jobs(jobs, self.collector)
         self.alerts = AlertManager(self)
 
     # -- parts created on first use ------------------------------------------------------------------

@@ -15,7 +15,7 @@ from email.utils import parsedate_to_datetime
 
 from perfkit.web._asgi import ASGIApp, Message, Receive, Scope, Send, get
 from perfkit.web.config import WebConfig
-from perfkit.web.routing import RouteResolver
+from perfkit.web.routing import SCOPE_KEY, RouteResolver
 
 _SUFFIXES = (b"-zstd", b"-br", b"-gzip")
 # headers a 304 keeps (RFC 9110 15.4.5); the body-describing ones are dropped
@@ -60,6 +60,49 @@ def not_modified_since(if_modified_since: bytes, last_modified: bytes) -> bool:
         return False
 
 
+def has_etag(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    # a loop, not any(genexpr): this runs on every response and a generator costs more than the check
+    for key, _ in headers:  # noqa: SIM110
+        if len(key) == 4 and key.lower() == b"etag":
+            return True
+    return False
+
+
+def _tagger(send: Send) -> Send:
+    """The common case, a plain GET: add an ETag to a complete 200 response, with nothing to compare."""
+    held: Message | None = None
+    passthrough = False
+
+    async def send_tagged(message: Message) -> None:
+        nonlocal held, passthrough
+        if passthrough:
+            await send(message)
+            return
+        if held is None:
+            if message["type"] == "http.response.start":
+                if message["status"] != 200 or has_etag(message.get("headers", ())):
+                    passthrough = True
+                    await send(message)
+                    return
+                held = message
+                return
+            await send(message)  # a body before the start message: not ours to fix
+            return
+        if message["type"] != "http.response.body":
+            await send(message)
+            return
+        passthrough = True
+        if message.get("more_body", False):  # streaming: no ETag, send as it comes
+            await send(held)
+            await send(message)
+            return
+        tag = body_etag(message.get("body", b""))
+        await send({**held, "headers": [*held.get("headers", ()), (b"etag", tag)]})
+        await send(message)
+
+    return send_tagged
+
+
 class ConditionalMiddleware:
     def __init__(
         self, app: ASGIApp, *, config: WebConfig | None = None, resolver: RouteResolver | None = None
@@ -69,13 +112,35 @@ class ConditionalMiddleware:
         self.resolver = resolver or RouteResolver(app, self.config)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD") or not self.config.etag:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rule = self.resolver.resolve(scope).rule
+        await self.app(scope, receive, self.wrap(scope, send))
+
+    def plain(self, scope: Scope) -> bool | None:
+        """True for a plain GET to tag (no validators to compare), False when this layer has nothing to
+        do, None for the full conditional handling (If-None-Match, If-Modified-Since, HEAD)."""
+        method = scope["method"]
+        if (method != "GET" and method != "HEAD") or not self.config.etag:
+            return False
+        rule = (scope.get(SCOPE_KEY) or self.resolver.resolve(scope)).rule
         if rule is not None and rule.etag is False:
-            await self.app(scope, receive, send)
-            return
+            return False
+        if method == "HEAD":
+            return None
+        for key, _ in scope["headers"]:
+            if key == b"if-none-match" or key == b"if-modified-since":
+                return None
+        return True
+
+    def wrap(self, scope: Scope, send: Send) -> Send:
+        """This layer's `send` for an HTTP request (`send` itself when it has nothing to do); the outer
+        layer of `instrument()` calls it directly, saving this layer's own coroutine per request."""
+        plain = self.plain(scope)
+        if plain:
+            return _tagger(send)
+        if plain is False:
+            return send
         inm = ims = None
         for key, value in scope["headers"]:
             if key == b"if-none-match":
@@ -129,7 +194,7 @@ class ConditionalMiddleware:
             await send({**start, "headers": headers})
             await send(message)
 
-        await self.app(scope, receive, send_conditional)
+        return send_conditional
 
     @staticmethod
     def _fresh(inm: bytes | None, ims: bytes | None, headers: Iterable[tuple[bytes, bytes]]) -> bool:

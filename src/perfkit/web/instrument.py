@@ -71,8 +71,9 @@ def build_stack(app: ASGIApp, handle: Instrumentation, router_app: Any = None) -
     # timing, metrics and the rate limit share one ASGI layer (one send wrapper per request)
     metrics = MetricsMiddleware(inner, config=config, collector=collector, resolver=resolver)
     outer: ASGIApp = TimingMiddleware(
-        inner, config=config, collector=collector, resolver=resolver, metrics=metrics, limiter=limiter
-    )
+        inner, config=config, collector=collector, resolver=resolver, metrics=metrics, limiter=limiter,
+        fold=True,
+    )  # fmt: skip
     if config.exclude:
         outer = _Exclude(outer, app, config)
     if handle.monitor is not None:  # outermost: /perf/* never passes through the app's stack
@@ -115,9 +116,10 @@ def instrument(
 
     Starlette and FastAPI apps get the stack as middleware and are returned as they are; any other
     ASGI callable is wrapped and the wrapper is returned. `engine` (a SQLAlchemy Engine or AsyncEngine)
-    gets query instrumentation feeding the same collector. `monitor` (a `perfkit.monitor.MonitorConfig`
-    or `Monitor`; default: one configured from `PERFKIT_MONITOR_*`; `False`: none) is mounted under
-    its prefix, `/perf` by default.
+    gets query instrumentation feeding the same collector; so do `jobs`' events (a `JobQueue`:
+    `jobs_events_total{queue,event}`, `jobs_wait_seconds`, `jobs_run_seconds`), once per collector.
+    `monitor` (a `perfkit.monitor.MonitorConfig` or `Monitor`; default: one configured from
+    `PERFKIT_MONITOR_*`; `False`: none) is mounted under its prefix, `/perf` by default.
     """
     handle = Instrumentation(
         config=config or WebConfig(), collector=collector or default_collector(),
@@ -131,6 +133,10 @@ def instrument(
             if isinstance(monitor, Monitor)
             else Monitor(monitor, collector=handle.collector, cache=cache, jobs=jobs, engine=engine)
         )
+    if jobs is not None and hasattr(jobs, "on_event"):  # job events -> the collector, monitor or not
+        from perfkit.monitor.jobs import observe_jobs
+
+        observe_jobs(jobs, handle.collector)
     if cache is not None and hasattr(cache, "add_observer"):
         cache.add_observer(cache_observer(handle.collector))
     if engine is not None:

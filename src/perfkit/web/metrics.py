@@ -6,6 +6,7 @@ the collector caps it anyway. Per-route database totals come from the request's 
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from time import perf_counter
 
 from perfkit.metrics import SIZE_BUCKETS, Collector, RequestStats, current_request, default_collector
@@ -31,13 +32,19 @@ class MetricsMiddleware:
         c = self.collector = collector or default_collector()
         labels = ("method", "route", "status")
         # the request count is this histogram's count (Prometheus `_count`): one write per request, not two
-        self.latency = c.histogram("http_request_duration_seconds", labels, "Requests and their duration")
+        # written from the event loop only: existing series are updated without a lock (locked=False)
+        self.latency = c.histogram(
+            "http_request_duration_seconds", labels, "Requests and their duration", locked=False
+        )
         self.sizes = c.histogram(
-            "http_response_size_bytes", ("method", "route"), "Response body bytes", buckets=SIZE_BUCKETS
+            "http_response_size_bytes", ("method", "route"), "Response body bytes", SIZE_BUCKETS, locked=False
         )
         self.in_flight = c.gauge("http_requests_in_flight", (), "Requests being served")
         self.active = 0
         self.in_flight.track(lambda: self.active)
+        # label set -> (latency row, size row): both histograms in one dict lookup per request
+        self._rows: dict[tuple[str, str, str], tuple[list[float], list[float]]] = {}
+        self._latency_buckets, self._size_buckets = self.latency.buckets, self.sizes.buckets
         self.db_queries = c.counter("http_db_queries_total", ("route",), "SQL queries run by requests")
         self.db_time = c.counter("http_db_seconds_total", ("route",), "Seconds in SQL per route")
 
@@ -64,6 +71,12 @@ class MetricsMiddleware:
             self.active -= 1
             self.record(scope, status, size, perf_counter() - start)
 
+    def _remember(self, labels: tuple[str, str, str], size_labels: tuple[str, str]) -> None:
+        """Keep the rows of a label set that has its own series (not the overflow one), boundedly."""
+        latency, sizes = self.latency.series.get(labels), self.sizes.series.get(size_labels)
+        if latency is not None and sizes is not None and len(self._rows) < 4096:
+            self._rows[labels] = (latency, sizes)
+
     def record(
         self, scope: Scope, status: int, size: int, elapsed: float, stats: RequestStats | None = None
     ) -> None:
@@ -74,8 +87,17 @@ class MetricsMiddleware:
         )
         method = scope["method"]
         labels = (method, route, _CLASSES[min(status // 100, 5)])
-        self.latency.observe(labels, elapsed)
-        self.sizes.observe((method, route), size)
+        rows = self._rows.get(labels)
+        if rows is None:
+            self.latency.observe(labels, elapsed)
+            self.sizes.observe((method, route), size)
+            self._remember(labels, (method, route))
+        else:  # the two histogram rows of this label set, updated in place (what observe() does)
+            latency, sizes = rows
+            latency[bisect_left(self._latency_buckets, elapsed)] += 1
+            latency[-1] += elapsed
+            sizes[bisect_left(self._size_buckets, size)] += 1
+            sizes[-1] += size
         if stats is None:
             stats = current_request()
         if stats is not None and stats.db_count:

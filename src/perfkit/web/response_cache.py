@@ -111,6 +111,66 @@ class ResponseCacheMiddleware:
                          [*HIT, (b"age", age)])  # fmt: skip
             return
 
+        self.results.inc((route, "miss"))
+        if getattr(self.cache, "get_or_set", None) is None:  # a cache-like object without stampede control
+            await self._coalesced(scope, receive, send, key, rule, route)
+            return
+        await self._load(scope, receive, send, key, rule, route)
+
+    async def _load(
+        self, scope: Scope, receive: Receive, send: Send, key: str, rule: Rule, route: str
+    ) -> None:
+        """A miss through `cache.get_or_set`: one run of the endpoint per key in this process (the cache's
+        in-flight table) and, with a shared L2 (Redis, SQLite), across processes (the cache's lock). The
+        request whose loader runs answers its own client while recording; the others replay the entry."""
+        ran = finished = False
+        tags: list[str] = []
+
+        async def load() -> dict[str, Any]:
+            nonlocal ran, finished
+            ran = True
+            recorder = Recorder(_to_client(send), self.config.cache_max_body)
+            await self.app(scope, receive, recorder.send)
+            finished = True
+            recorded = recorder.result()
+            if recorded is None or not cacheable(recorded, rule):
+                raise _NotShared
+            status, headers, body = recorded
+            tags.extend(tags_for(rule, scope, headers))
+            clean = without(headers, b"x-cache-tags")
+            return {"s": status, "h": [[k, v] for k, v in clean], "b": body, "t": time.time()}
+
+        try:
+            entry = await self.cache.get_or_set(key, load, rule.cache_ttl, tags=lambda _: tags)
+        except _NotShared:
+            if not ran:  # the leader's answer cannot be shared: run the app for this request
+                await self.app(scope, receive, _to_client(send))
+            return
+        except PerfkitError as exc:
+            if ran and not finished:  # raised by the app itself
+                raise
+            log.warning("response cache store failed: %s", exc)
+            if not ran:
+                await self.app(scope, receive, _to_client(send))
+            return
+        except Exception:
+            if ran:  # the app failed while this request ran it
+                raise
+            await self.app(scope, receive, _to_client(send))  # as before: a follower runs the app itself
+            return
+        if ran:
+            return
+        if not isinstance(entry, dict):  # not one of our entries: answer from the app
+            await self.app(scope, receive, _to_client(send))
+            return
+        self.results.inc((route, "coalesced"))
+        await replay(send, (entry["s"], [(bytes(k), bytes(v)) for k, v in entry["h"]], entry["b"]), MISS)
+
+    async def _coalesced(
+        self, scope: Scope, receive: Receive, send: Send, key: str, rule: Rule, route: str
+    ) -> None:
+        """The miss path for cache-like objects without `get_or_set`: coalescing in this process only."""
+
         async def leader() -> Recorded | None:
             recorder = Recorder(_to_client(send), self.config.cache_max_body)
             await self.app(scope, receive, recorder.send)
@@ -126,7 +186,6 @@ class ResponseCacheMiddleware:
             self.results.inc((route, "coalesced"))
             await replay(send, recorded, MISS)
 
-        self.results.inc((route, "miss"))
         if await self.coalescer.run(key, leader, follower) is False:
             await self.app(scope, receive, _to_client(send))
 
@@ -145,6 +204,10 @@ class ResponseCacheMiddleware:
             await self.cache.set(key, entry, ttl=rule.cache_ttl, tags=tags)
         except PerfkitError as exc:
             log.warning("response cache store failed: %s", exc)
+
+
+class _NotShared(Exception):
+    """Raised out of the cache's loader: this response (streamed, non-2xx, no-store, ...) is not stored."""
 
 
 def _to_client(send: Send) -> Send:

@@ -13,14 +13,16 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from typing import Any
+from math import ceil
+from typing import Any, NamedTuple
 
 from perfkit.errors import BackendError
 from perfkit.metrics import Collector, default_collector
 from perfkit.web._asgi import ASGIApp, Headers, Message, Receive, Scope, Send
 from perfkit.web.config import RateLimit, WebConfig
 from perfkit.web.ratelimit.backend import Decision, RateLimitBackend, create_backend
-from perfkit.web.routing import RouteResolver
+from perfkit.web.ratelimit.memory import MemoryRateLimit
+from perfkit.web.routing import SCOPE_KEY, RouteResolver
 
 log = logging.getLogger("perfkit.web.ratelimit")
 Refusal = tuple[int, bytes, Headers]  # status, detail text, headers
@@ -48,13 +50,17 @@ class RateLimitMiddleware:
             self.config.rate_limit_url or "memory://", timeout=self.config.rate_limit_timeout
         )
         self._sync_hit = getattr(self.backend, "hit_sync", None)
+        # the in-process backend decides without a coroutine (`admit_now`)
+        self._memory = self.backend if isinstance(self.backend, MemoryRateLimit) else None
         self.fail_open = self.config.rate_limit_fail != "closed"
         self.key_func = self.config.rate_limit_key
+        self._default = self.config.default_limit
         self.decisions = (collector or default_collector()).counter(
-            "ratelimit_decisions_total", ("class", "decision"), "Rate limiter decisions"
+            "ratelimit_decisions_total", ("class", "decision"), "Rate limiter decisions", locked=False
         )
         self._down = False
         self._policies: dict[tuple[str, RateLimit], tuple[bytes, bytes]] = {}
+        self._plans: dict[str, _Plan] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,6 +80,42 @@ class RateLimitMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_headers)
+
+    def admit_now(self, scope: Scope) -> tuple[Headers | None, Refusal | None] | None:
+        """`admit` without a coroutine when the answer needs no I/O (memory backend, client = IP);
+        None when the caller must `await admit(scope)`."""
+        memory = self._memory
+        if memory is None or self.key_func is not None:
+            return None
+        info = scope.get(SCOPE_KEY) or self.resolver.resolve(scope)
+        rule = info.rule
+        limit = (rule.limit if rule is not None else None) or self._default
+        if limit is None:
+            return None, None
+        policy = (rule.rate_class if rule is not None else None) or info.template or "default"
+        plan = self._plans.get(policy)
+        if plan is None or plan.limit is not limit:
+            plan = self._plan(policy, limit)
+        peer = scope.get("client")
+        ip = peer[0] if peer else "unknown"
+        if type(ip) is not str:
+            return None
+        taken = memory.take(plan.key + ip, plan.interval, plan.period)
+        if taken is None:  # refused: `admit` builds the refusal
+            return None
+        self.decisions.inc(plan.allowed)
+        remaining, reset = taken
+        return [plan.policy_header, (b"ratelimit", plan.prefix + b"%d;t=%d" % (remaining, ceil(reset)))], None
+
+    def _plan(self, policy: str, limit: RateLimit) -> _Plan:
+        value, prefix = self._policy_values(policy, limit)
+        if len(self._plans) > 1024:
+            self._plans.clear()
+        plan = self._plans[policy] = _Plan(
+            limit, limit.period / limit.limit, limit.period, policy + ":", (b"ratelimit-policy", value),
+            prefix, (policy, "allowed"),
+        )  # fmt: skip
+        return plan
 
     async def admit(self, scope: Scope) -> tuple[Headers | None, Refusal | None]:
         """Decide one request: (headers to add, None) when allowed, (None, None) when not limited,
@@ -134,7 +176,8 @@ class RateLimitMiddleware:
         self.decisions.inc((policy, "allowed" if decision.allowed else "limited"))
         return decision
 
-    def _headers(self, policy: str, limit: RateLimit, decision: Decision) -> Headers:
+    def _policy_values(self, policy: str, limit: RateLimit) -> tuple[bytes, bytes]:
+        """The RateLimit-Policy value and the RateLimit value's prefix, built once per policy."""
         cached = self._policies.get((policy, limit))
         if cached is None:
             name = policy.replace("\\", "").replace('"', "")
@@ -144,6 +187,10 @@ class RateLimitMiddleware:
             if len(self._policies) > 1024:
                 self._policies.clear()
             cached = self._policies[(policy, limit)] = (value, prefix)
+        return cached
+
+    def _headers(self, policy: str, limit: RateLimit, decision: Decision) -> Headers:
+        cached = self._policy_values(policy, limit)
         if decision.allowed:
             reset = max(0, math.ceil(decision.reset))
         else:
@@ -152,6 +199,18 @@ class RateLimitMiddleware:
             (b"ratelimit-policy", cached[0]),
             (b"ratelimit", cached[1] + f"{decision.remaining};t={reset}".encode()),
         ]
+
+
+class _Plan(NamedTuple):
+    """What `admit_now` needs per policy, computed once."""
+
+    limit: RateLimit
+    interval: float
+    period: float
+    key: str  # "<policy>:" (the client is appended)
+    policy_header: tuple[bytes, bytes]
+    prefix: bytes  # '"<policy>";r='
+    allowed: tuple[str, str]  # the decisions counter's labels
 
 
 async def refuse(send: Send, refusal: Refusal) -> None:
