@@ -53,6 +53,13 @@ def wait_for_job(client: httpx.Client, job: dict[str, Any]) -> tuple[dict[str, A
     raise PerfkitError(f"job {job['id']} did not finish within {JOB_DEADLINE:g}s (is the worker running?)")
 
 
+def _job_seconds(job: dict[str, Any]) -> float | None:
+    """Enqueue to done: what a user waits for the result when the work runs in the worker."""
+    if job.get("completed_at") is None or job.get("queued_at") is None:
+        return None
+    return round(float(job["completed_at"]) - float(job["queued_at"]), 3)
+
+
 def export_matches(client: httpx.Client, org: int) -> dict[str, Any]:
     blocking = _ok(client.get(f"/naive/export/{org}"))
     job, progress = wait_for_job(client, _ok(client.post(f"/fast/export/{org}")))
@@ -60,8 +67,9 @@ def export_matches(client: httpx.Client, org: int) -> dict[str, Any]:
     return {
         "status": job["status"],
         "identical": body == blocking,
-        "rows": job["result"] and job["result"]["rows"],
+        "rows": job["result"]["rows"] if job["result"] else None,
         "progress_seen": progress,
+        "job_seconds": _job_seconds(job),
     }
 
 
@@ -74,6 +82,7 @@ def notify_matches(client: httpx.Client, org: int) -> dict[str, Any]:
         "identical": job["result"] == inline,
         "sent": inline["sent"],
         "progress_seen": progress,
+        "job_seconds": _job_seconds(job),
     }
 
 
@@ -85,9 +94,17 @@ def run_all(client: httpx.Client, org: int) -> dict[str, Any]:
     }
 
 
-def monitoring_report(client: httpx.Client) -> dict[str, Any]:
-    """The score and what the report recommends, from the app's `/perf/report`."""
-    doc = _ok(client.get("/perf/report", params={"window": "15m"}))
+def all_passed(checks: dict[str, Any]) -> bool:
+    return bool(
+        checks["write_visible_on_next_read"]
+        and checks["export_job"]["identical"]
+        and checks["notify_job"]["identical"]
+    )
+
+
+def monitoring_report(client: httpx.Client, seconds: float) -> dict[str, Any]:
+    """The score and what the report recommends, from the app's `/perf/report`, over this run only."""
+    doc = _ok(client.get("/perf/report", params={"window": f"{max(60, int(seconds) + 5)}s"}))
     recs = doc.get("recommendations", [])
     n_plus_one = sorted({f.get("relationship", "?") for f in doc["findings"]["n_plus_one"]})
     heavy = [r["evidence"]["route"] for r in recs if r["kind"] == "queries"]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from perfkit.config import parse_duration
-from perfkit.errors import ConfigurationError
+from perfkit.errors import ConfigurationError, PerfkitError
 
 QUICK_LOAD = {"users": 8, "duration": 1.5}
 FULL_LOAD = {"users": 8, "duration": 5.0}
@@ -47,105 +47,85 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from perfkit.demo import measure, processes, report
+    """0 when every check passed and no request failed, 1 otherwise (2: bad options, via the CLI)."""
+    from perfkit.demo import processes, report
+    from perfkit.demo.prepare import prepare
     from perfkit.demo.settings import DemoSettings
 
-    if not 0 < args.scale <= 1:
-        raise ConfigurationError("--scale", f"{args.scale:g} must be in (0, 1]")
-    load_values = dict(QUICK_LOAD if args.quick else FULL_LOAD)
-    if args.duration:
-        load_values["duration"] = parse_duration("--duration", args.duration)
-    if args.users is not None:
-        if args.users < 1:
-            raise ConfigurationError("--users", f"{args.users} must be at least 1")
-        load_values["users"] = args.users
-    load = measure.Load(users=int(load_values["users"]), duration=float(load_values["duration"]))
+    load = _load(args)
+    for option in ("json", "markdown"):
+        target = getattr(args, option)
+        if target and not Path(target).resolve().parent.is_dir():
+            raise ConfigurationError(f"--{option}", f"{target!r}: its directory does not exist")
+    if args.port is not None and not 0 < args.port < 65536:
+        raise ConfigurationError("--port", f"{args.port} is not a TCP port")
+    given_token = os.environ.get("PERFKIT_MONITOR_TOKEN")
+    token = given_token or secrets.token_urlsafe(18)
+    settings = DemoSettings.choose(
+        args.dir, redis=args.redis, postgres=args.postgres, token=token, scale=args.scale
+    )
     directory = Path(args.dir)
     directory.mkdir(parents=True, exist_ok=True)
-    token = os.environ.get("PERFKIT_MONITOR_TOKEN") or secrets.token_urlsafe(18)
-    settings = DemoSettings.choose(
-        directory, redis=args.redis, postgres=args.postgres, token=token, scale=args.scale
-    )
     started = time.perf_counter()
     say = report.Printer()
     say.header(settings)
-
-    prepared = asyncio.run(_prepare(settings))
+    prepared = asyncio.run(prepare(settings, redis_option=args.redis is not None))
     say.seeded(prepared)
 
     port = args.port or processes.free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, **settings.environ()}
-    # SIGTERM (a supervisor, `kill`) ends the demo as Ctrl-C does: via the `finally` that stops the children
+    # a supervisor's SIGTERM and a closed terminal's SIGHUP end the demo as Ctrl-C does: through the
+    # `finally` that stops the children (which also die with the demo if it is killed outright)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    app = processes.start_app(port, env, directory / "app.log")
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
+    app = processes.start_app(port, {**os.environ, **settings.environ()}, directory / "app.log")
     worker = None
     try:
-        worker = processes.start_worker(env, directory / "worker.log")
+        worker_env = {k: v for k, v in os.environ.items() if k != "PERFKIT_MONITOR_TOKEN"}
+        worker = processes.start_worker(
+            {**worker_env, **settings.environ(token=False)}, directory / "worker.log"
+        )
         processes.wait_until_up(app, base + "/perf/health")
         if (why := worker.failed()) is not None:
-            raise ConfigurationError("worker", why)
+            raise PerfkitError(why)
         say.serving(base, app.pid, worker.pid)
-        doc = _measure(base, settings, prepared, load, say)
+        doc = _measure(base, settings, prepared, load, say, started)
         doc["elapsed_s"] = round(time.perf_counter() - started, 1)
         say.table(doc)
-        if args.json:
-            Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
-            say.line(f"wrote {args.json}")
-        if args.markdown:
-            Path(args.markdown).write_text(report.render_markdown(doc) + "\n")
-            say.line(f"wrote {args.markdown}")
+        for option, render in (
+            ("json", lambda d: json.dumps(d, indent=2)),
+            ("markdown", report.render_markdown),
+        ):
+            if getattr(args, option):
+                Path(getattr(args, option)).write_text(render(doc) + "\n")
+                say.line(f"wrote {getattr(args, option)}")
         if not args.no_serve:
-            say.keep_serving(base, token)
+            say.keep_serving(base, token, shown=given_token is None)
             with contextlib.suppress(KeyboardInterrupt):
                 app.proc.wait()
     finally:
-        for child in (worker, app):
-            if child is not None:
-                child.stop()
-    return 0
+        processes.stop_all([worker, app])
+    return 0 if doc["ok"] else 1
 
 
-async def _prepare(settings: Any) -> dict[str, Any]:
-    """Seed (or reuse) the data, forget cached values from an earlier run, pick the demo's organization."""
-    from sqlalchemy import delete, select
+def _load(args: argparse.Namespace) -> Any:
+    from perfkit.demo import measure
 
-    from perfkit.demo.app import runtime
-    from perfkit.demo.app.models import Base, Notification, Ticket
-    from perfkit.demo.app.seed import seed
-
-    engine = runtime.sync_engine(settings)
-    try:
-        volume, seconds, reused = await asyncio.to_thread(seed, engine, settings.scale)
-        Base.metadata.create_all(engine)  # tables added since that database was seeded
-        org = 3
-        with engine.begin() as conn:
-            conn.execute(delete(Notification))
-            assignee = conn.execute(
-                select(Ticket.assignee_id)
-                .where(
-                    Ticket.organization_id == org, Ticket.status == "open", Ticket.assignee_id.is_not(None)
-                )
-                .order_by(Ticket.id)
-                .limit(1)
-            ).scalar_one()
-    finally:
-        engine.dispose()
-    cache = runtime.cache(settings)
-    try:
-        await cache.clear()  # the data may have been seeded again since those values were cached
-    finally:
-        await cache.close()
-    return {
-        "volume": volume,
-        "seed_seconds": round(seconds, 1),
-        "reused": reused,
-        "org": org,
-        "assignee": assignee,
-    }
+    if not 0 < args.scale <= 1:
+        raise ConfigurationError("--scale", f"{args.scale:g} must be in (0, 1]")
+    values = dict(QUICK_LOAD if args.quick else FULL_LOAD)
+    if args.duration:
+        values["duration"] = parse_duration("--duration", args.duration)
+    if args.users is not None:
+        if args.users < 1:
+            raise ConfigurationError("--users", f"{args.users} must be at least 1")
+        values["users"] = args.users
+    return measure.Load(users=int(values["users"]), duration=float(values["duration"]))
 
 
-def _measure(base: str, settings: Any, prepared: dict[str, Any], load: Any, say: Any) -> dict[str, Any]:
+def _measure(
+    base: str, settings: Any, prepared: dict[str, Any], load: Any, say: Any, started: float
+) -> dict[str, Any]:
     import httpx
 
     from perfkit.demo import checks, measure
@@ -157,16 +137,12 @@ def _measure(base: str, settings: Any, prepared: dict[str, Any], load: Any, say:
             say.measuring(pair)
             rows.append(measure.measure_pair(client, base, pair, load))
         verified = checks.run_all(client, prepared["org"])
-        monitoring = checks.monitoring_report(client)
+        monitoring = checks.monitoring_report(client, time.perf_counter() - started)
     volume = prepared["volume"]
     return {
         "perfkit_demo": 1,
         "machine": _machine(),
-        "stores": {
-            "database": settings.database_url.split("://", 1)[0],
-            "cache": settings.cache_url.split("://", 1)[0],
-            "jobs": settings.jobs_url.split("://", 1)[0],
-        },
+        "stores": settings.kinds(),
         "volume": {
             "organizations": volume.organizations,
             "users": volume.users,
@@ -179,6 +155,8 @@ def _measure(base: str, settings: Any, prepared: dict[str, Any], load: Any, say:
         "pairs": rows,
         "checks": verified,
         "report": monitoring,
+        "ok": checks.all_passed(verified)
+        and not any(p[v]["errors"] for p in rows for v in ("naive", "fast")),
     }
 
 
@@ -189,5 +167,4 @@ def _machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "platform": platform.platform(terse=True),
-        "argv": sys.argv[1:],
     }

@@ -1,7 +1,14 @@
-"""The demo's child processes (the app under uvicorn, a job worker): started, awaited, stopped by pid."""
+"""The demo's child processes (the app under uvicorn, a job worker): started, awaited, stopped by pid.
+
+Each child runs in its own session (a Ctrl-C in the terminal reaches only the demo, which then stops
+them gracefully), and on Linux asks the kernel for SIGTERM when the demo dies: even a demo killed with
+SIGKILL leaves nothing running.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -23,6 +30,15 @@ def free_port() -> int:
         return port
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent exits, however it exits (Linux prctl)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Child:
     """One child process whose output goes to a log file (shown if it fails to start)."""
 
@@ -30,7 +46,12 @@ class Child:
         self.name, self.log = name, log
         self._log_file = log.open("wb")
         self.proc = subprocess.Popen(  # noqa: S603  # argv is ours: sys.executable and fixed modules
-            list(argv), env=env, stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True
+            list(argv),
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # called while the demo runs no other thread
         )
 
     @property
@@ -47,14 +68,30 @@ class Child:
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM (graceful: uvicorn drains, the worker hands running jobs back), then SIGKILL."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self._log_file.close()
+        try:
+            if self.proc.poll() is None:
+                os.kill(self.proc.pid, signal.SIGTERM)
+                try:
+                    self.proc.wait(grace)
+                except subprocess.TimeoutExpired:
+                    os.kill(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait()
+        finally:
+            self._log_file.close()
+
+
+def stop_all(children: list[Child | None]) -> None:
+    """Stop every child even if stopping one fails; no signal interrupts this (a second Ctrl-C would
+    otherwise leave the rest running)."""
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        for child in children:
+            if child is not None:
+                with contextlib.suppress(OSError):  # already gone
+                    child.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def start_app(port: int, env: dict[str, str], log: Path) -> Child:

@@ -15,6 +15,7 @@ from perfkit.errors import ConfigurationError
 
 ENV_PREFIX = "PERFKIT_DEMO_"
 PG_SCHEMA = "perfkit_demo"  # the demo's tables live in their own schema: never touch a user's tables
+PG_JOBS_TABLE = "perfkit_demo_jobs"  # the job queue's tables, apart from a user's own `perfkit_jobs`
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class DemoSettings:
     cache_url: str
     jobs_url: str
     monitor_url: str
-    token: str
+    token: str = ""  # the monitoring token: the app needs it, the worker does not get it
     scale: float = 1.0
 
     @classmethod
@@ -48,10 +49,11 @@ class DemoSettings:
         database = (
             "postgresql+psycopg://" + postgres.split("://", 1)[1] if postgres else f"sqlite:///{base}/demo.db"
         )
+        jobs = redis or (_with_option(postgres, "table", PG_JOBS_TABLE) if postgres else None)
         return cls(
             database_url=database,
             cache_url=redis or f"sqlite:///{base}/cache.db",
-            jobs_url=redis or postgres or f"sqlite:///{base}/jobs.db",
+            jobs_url=jobs or f"sqlite:///{base}/jobs.db",
             monitor_url=redis or f"sqlite:///{base}/monitor.db",
             token=token,
             scale=scale,
@@ -67,18 +69,34 @@ class DemoSettings:
             return self.database_url.replace("postgresql+psycopg://", "postgresql+asyncpg://", 1)
         return self.database_url.replace("sqlite:///", "sqlite+aiosqlite:///", 1)
 
-    def environ(self) -> dict[str, str]:
-        return {ENV_PREFIX + k.upper(): str(v) for k, v in asdict(self).items()}
+    def environ(self, *, token: bool = True) -> dict[str, str]:
+        values = asdict(self)
+        if not token:
+            values.pop("token")
+        return {ENV_PREFIX + k.upper(): str(v) for k, v in values.items()}
+
+    def kinds(self) -> dict[str, str]:
+        """What each store is, without hosts or credentials (for output that may be shared)."""
+        return {
+            "database": "postgresql" if self.postgres else "sqlite",
+            "cache": self.cache_url.split("://", 1)[0],
+            "jobs": self.jobs_url.split("://", 1)[0],
+            "monitor": self.monitor_url.split("://", 1)[0],
+        }
 
     @classmethod
     def from_environ(cls) -> DemoSettings:
         values = {}
         for name in cls.__dataclass_fields__:
             raw = os.environ.get(ENV_PREFIX + name.upper())
-            if raw is None and name != "scale":
+            if raw is None and name not in ("scale", "token"):
                 raise ConfigurationError(
                     ENV_PREFIX + name.upper(), "is not set; start the demo with `perfkit demo`"
                 )
             if raw is not None:
                 values[name] = float(raw) if name == "scale" else raw
         return cls(**values)  # type: ignore[arg-type]  # checked field by field above
+
+
+def _with_option(url: str, name: str, value: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{name}={value}"

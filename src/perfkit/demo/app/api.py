@@ -6,11 +6,12 @@ tests drive it in-process and `perfkit demo` serves it with uvicorn.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Response
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Response
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from perfkit.cache import Cache
@@ -19,6 +20,11 @@ from perfkit.demo.app import queries
 from perfkit.demo.app.models import STATUSES, Ticket
 from perfkit.demo.app.tasks import DemoJobs, export_key
 from perfkit.errors import ConfigurationError
+
+# ids are 32-bit in the schema: a larger one is a 422 naming the parameter, not a database error
+Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
+QueryId = Annotated[int, Query(ge=1, le=2**31 - 1)]
+Message = Annotated[str, Query(min_length=1, max_length=200)]  # the notifications.message column
 
 
 @dataclass
@@ -50,10 +56,10 @@ def create_app(state: DemoState, lifespan: Any = None) -> FastAPI:
     def pair(name: str, naive: Callable[..., Awaitable[Any]], fast: Callable[..., Awaitable[Any]]) -> None:
         """Register /naive/<name>/{org_id} and /fast/<name>/{org_id}."""
 
-        async def run_naive(org_id: int, s: AsyncSession = Session) -> Any:
+        async def run_naive(org_id: Id, s: AsyncSession = Session) -> Any:
             return await naive(s, org_id)
 
-        async def run_fast(org_id: int, s: AsyncSession = Session) -> Any:
+        async def run_fast(org_id: Id, s: AsyncSession = Session) -> Any:
             return await fast(s, org_id)
 
         app.get(f"/naive/{name}/{{org_id}}", name=f"naive_{name}")(run_naive)
@@ -64,15 +70,15 @@ def create_app(state: DemoState, lifespan: Any = None) -> FastAPI:
     pair("dashboard", queries.dashboard_naive, dashboard_fast)
 
     @app.get("/naive/search", name="naive_search")
-    async def search_naive(assignee_id: int, status: str = "open", s: AsyncSession = Session) -> Any:
+    async def search_naive(assignee_id: QueryId, status: str = "open", s: AsyncSession = Session) -> Any:
         return await queries.search_naive(s, assignee_id, status)
 
     @app.get("/fast/search", name="fast_search")
-    async def search_fast(assignee_id: int, status: str = "open", s: AsyncSession = Session) -> Any:
+    async def search_fast(assignee_id: QueryId, status: str = "open", s: AsyncSession = Session) -> Any:
         return await queries.search_fast(s, assignee_id, status)
 
     @app.post("/tickets/{ticket_id}/status/{status}", name="set_status")
-    async def set_status(ticket_id: int, status: str, s: AsyncSession = Session) -> dict[str, Any]:
+    async def set_status(ticket_id: Id, status: str, s: AsyncSession = Session) -> dict[str, Any]:
         if status not in STATUSES:
             raise HTTPException(422, f"status must be one of {list(STATUSES)}")
         ticket = await s.get(Ticket, ticket_id)
@@ -95,24 +101,24 @@ def _job_endpoints(app: FastAPI, state: DemoState, jobs: DemoJobs, Session: Any)
     """Export and bulk notification: the request does the work vs a job does it (202 + a status URL)."""
 
     @app.get("/naive/export/{org_id}", name="naive_export")
-    async def export_naive(org_id: int, s: AsyncSession = Session) -> Response:
+    async def export_naive(org_id: Id, s: AsyncSession = Session) -> Response:
         return _csv(await queries.export_csv(s, org_id))
 
     @app.post("/fast/export/{org_id}", name="fast_export", status_code=202)
-    async def export_fast(org_id: int) -> dict[str, Any]:
+    async def export_fast(org_id: Id) -> dict[str, Any]:
         # one export per organization at a time: repeated clicks get the job already under way
         job = await jobs.export_report.enqueue(org_id, key=f"export:{org_id}")
         return _job_json(job)
 
     @app.post("/naive/notify/{org_id}", name="naive_notify")
     async def notify_naive(
-        org_id: int, message: str = "maintenance tonight", s: AsyncSession = Session
+        org_id: Id, message: Message = "maintenance tonight", s: AsyncSession = Session
     ) -> Any:
         return await queries.notify_org(s, org_id, message)
 
     @app.post("/fast/notify/{org_id}", name="fast_notify", status_code=202)
-    async def notify_fast(org_id: int, message: str = "maintenance tonight") -> dict[str, Any]:
-        job = await jobs.notify_org.enqueue(org_id, message, key=f"notify:{org_id}:{message}")
+    async def notify_fast(org_id: Id, message: Message = "maintenance tonight") -> dict[str, Any]:
+        job = await jobs.notify_org.enqueue(org_id, message, key=_notify_key(org_id, message))
         return _job_json(job)
 
     async def find(job_id: str) -> Any:
@@ -137,6 +143,12 @@ def _job_endpoints(app: FastAPI, state: DemoState, jobs: DemoJobs, Session: Any)
         return _csv(body)
 
 
+def _notify_key(org_id: int, message: str) -> str:
+    """One job per organization and message while it is queued or running (a repeated click joins it);
+    hashed, so any message fits the key column."""
+    return f"notify:{org_id}:{hashlib.sha256(message.encode()).hexdigest()[:24]}"
+
+
 def _job_json(info: Any) -> dict[str, Any]:
     return {
         "id": info.id,
@@ -146,5 +158,8 @@ def _job_json(info: Any) -> dict[str, Any]:
         "progress_message": info.progress_message,
         "result": info.result,
         "error": info.error,
+        "queued_at": info.queued_at,
+        "started_at": info.started_at,
+        "completed_at": info.completed_at,
         "status_url": f"/jobs/{info.id}",
     }
