@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from perfkit._sqlite import enable_wal
 from perfkit.backends import BackendURL
 from perfkit.errors import BackendError, BackendUnavailableError, ConfigurationError, SerializationError
 
@@ -84,7 +85,7 @@ class SQLiteBackend:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
+        enable_wal(conn, self.timeout)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.executescript(_SCHEMA)
         row = conn.execute("SELECT coalesce(max(seq), 0) FROM perfkit_cache_log").fetchone()

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from perfkit._sqlite import enable_wal
 from perfkit.backends import BackendURL
 from perfkit.errors import BackendError, BackendUnavailableError
 from perfkit.jobs.backends._pipeline import EnqueuePipeline
@@ -56,7 +57,7 @@ class SQLiteBackend:
                 os.makedirs(os.path.dirname(self.path), exist_ok=True)
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            enable_wal(conn, self._busy_ms / 1000)
             conn.execute("PRAGMA synchronous = NORMAL")
             t = self.table
             conn.executescript(f"""

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from perfkit._sqlite import enable_wal
 from perfkit.backends import BackendURL
 from perfkit.errors import BackendError
 from perfkit.monitor.store.base import Snapshot
@@ -42,7 +43,7 @@ class SQLiteStore:
         if self._conn is None:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=5, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            enable_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
             self._conn = conn
