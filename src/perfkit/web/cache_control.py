@@ -6,28 +6,12 @@ data. Only successful GET/HEAD responses get the policy; errors and other method
 
 from __future__ import annotations
 
-from perfkit.web._asgi import ASGIApp, Message, Receive, Scope, Send, get
-from perfkit.web.config import WebConfig
-from perfkit.web.routing import RouteResolver
+from perfkit.web._asgi import Message, Scope, Send, get
+from perfkit.web._layer import SendLayer
 
 
-class CacheControlMiddleware:
-    def __init__(
-        self, app: ASGIApp, *, config: WebConfig | None = None, resolver: RouteResolver | None = None
-    ) -> None:
-        self.app = app
-        self.config = config or WebConfig()
-        self.resolver = resolver or RouteResolver(app, self.config)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        await self.app(scope, receive, self.wrap(scope, send))
-
+class CacheControlMiddleware(SendLayer):
     def wrap(self, scope: Scope, send: Send) -> Send:
-        """This layer's `send` for an HTTP request (`send` itself when it has nothing to do); the outer
-        layer of `instrument()` calls it directly, saving this layer's own coroutine per request."""
         if scope["method"] not in ("GET", "HEAD"):
             return send
         rule = self.resolver.resolve(scope).rule

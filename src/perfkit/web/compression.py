@@ -13,7 +13,8 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from perfkit.web._asgi import ASGIApp, Headers, Message, Receive, Scope, Send, add_vary, get, without
+from perfkit.web._asgi import ASGIApp, Headers, Message, Scope, Send, add_vary, get, without
+from perfkit.web._layer import SendLayer
 from perfkit.web.config import WebConfig
 from perfkit.web.routing import SCOPE_KEY, RouteResolver
 
@@ -130,13 +131,11 @@ def _compressible(headers: Headers) -> bool:
     return True
 
 
-class CompressionMiddleware:
+class CompressionMiddleware(SendLayer):
     def __init__(
         self, app: ASGIApp, *, config: WebConfig | None = None, resolver: RouteResolver | None = None
     ) -> None:
-        self.app = app
-        self.config = config or WebConfig()
-        self.resolver = resolver or RouteResolver(app, self.config)
+        super().__init__(app, config=config, resolver=resolver)
         self.min_size = int(self.config.compress_min_size or 0)
         self._zstd: Any = None
 
@@ -147,15 +146,7 @@ class CompressionMiddleware:
             self._zstd = zstandard.ZstdCompressor(level=self.config.zstd_level)
         return self._zstd
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        await self.app(scope, receive, self.wrap(scope, send))
-
     def wrap(self, scope: Scope, send: Send) -> Send:
-        """This layer's `send` for an HTTP request (`send` itself when it has nothing to do); the outer
-        layer of `instrument()` calls it directly, saving this layer's own coroutine per request."""
         if not self.config.compress:
             return send
         accept = None

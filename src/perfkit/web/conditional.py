@@ -13,9 +13,9 @@ import hashlib
 from collections.abc import Iterable
 from email.utils import parsedate_to_datetime
 
-from perfkit.web._asgi import ASGIApp, Message, Receive, Scope, Send, get
-from perfkit.web.config import WebConfig
-from perfkit.web.routing import SCOPE_KEY, RouteResolver
+from perfkit.web._asgi import Message, Scope, Send, get
+from perfkit.web._layer import SendLayer
+from perfkit.web.routing import SCOPE_KEY
 
 _SUFFIXES = (b"-zstd", b"-br", b"-gzip")
 # headers a 304 keeps (RFC 9110 15.4.5); the body-describing ones are dropped
@@ -103,20 +103,7 @@ def _tagger(send: Send) -> Send:
     return send_tagged
 
 
-class ConditionalMiddleware:
-    def __init__(
-        self, app: ASGIApp, *, config: WebConfig | None = None, resolver: RouteResolver | None = None
-    ) -> None:
-        self.app = app
-        self.config = config or WebConfig()
-        self.resolver = resolver or RouteResolver(app, self.config)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        await self.app(scope, receive, self.wrap(scope, send))
-
+class ConditionalMiddleware(SendLayer):
     def plain(self, scope: Scope) -> bool | None:
         """True for a plain GET to tag (no validators to compare), False when this layer has nothing to
         do, None for the full conditional handling (If-None-Match, If-Modified-Since, HEAD)."""
@@ -134,8 +121,6 @@ class ConditionalMiddleware:
         return True
 
     def wrap(self, scope: Scope, send: Send) -> Send:
-        """This layer's `send` for an HTTP request (`send` itself when it has nothing to do); the outer
-        layer of `instrument()` calls it directly, saving this layer's own coroutine per request."""
         plain = self.plain(scope)
         if plain:
             return _tagger(send)
