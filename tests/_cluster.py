@@ -1,7 +1,8 @@
 """A throwaway Redis Cluster of real `redis-server` processes on free 127.0.0.1 ports, for the tests.
 
-`start_cluster(dir)` starts the nodes, creates the cluster with `redis-cli --cluster create` and waits
-(a bounded poll: a server coming up has nothing to await) until every node reports `cluster_state:ok`.
+`start_cluster(dir)` starts the nodes (each ready when it says so on its stdout), creates the cluster with
+`redis-cli --cluster create` and waits until every node reports `cluster_state:ok` (a bounded poll: the
+nodes agree on it by gossip, which announces nothing a client could await).
 `stop()` terminates exactly the processes it started, by their pid.
 """
 
@@ -13,6 +14,8 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests import _redis_server
 
 NODES = 3
 _START_TIMEOUT = 20.0
@@ -77,7 +80,6 @@ class LocalCluster:
         """Start one more cluster-enabled server (not yet met by the others); returns its port."""
         port = _free_ports(1)[0]
         self.procs.append(_server(port, workdir))
-        _wait(lambda: _cli(port, "PING").strip() == "PONG", "the new node to start")
         return port
 
     def kill_node(self, index: int) -> None:
@@ -89,23 +91,21 @@ class LocalCluster:
 
 def start_cluster(workdir: Path, nodes: int = NODES) -> LocalCluster:
     """Start `nodes` primaries (no replicas) in `workdir` and return once the cluster is ok."""
-    for _attempt in range(3):  # a port taken between choosing it and binding it: choose again
+    for attempt in range(3):  # a port taken between choosing it and binding it: choose again
         cluster = LocalCluster(_free_ports(nodes))
         try:
             _start(cluster, workdir)
             return cluster
-        except Exception:
+        except RuntimeError:
             cluster.stop()
-            if any(proc.returncode not in (None, 0, -15) for proc in cluster.procs):
-                continue  # a node died at start (its port was taken): try other ports
-            raise
+            if attempt == 2:
+                raise
     raise RuntimeError("could not start a local Redis Cluster on free ports")
 
 
 def _start(cluster: LocalCluster, workdir: Path) -> None:
     for port in cluster.ports:
-        cluster.procs.append(_server(port, workdir))
-    _wait(lambda: all(_cli(p, "PING").strip() == "PONG" for p in cluster.ports), "nodes to start")
+        cluster.procs.append(_server(port, workdir))  # each returns once it accepts connections
     created = subprocess.run(
         [
             "redis-cli", "--cluster", "create",
@@ -126,21 +126,14 @@ def _start(cluster: LocalCluster, workdir: Path) -> None:
 
 
 def _server(port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            "redis-server",
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--cluster-enabled", "yes",
-            "--cluster-config-file", str(workdir / f"nodes-{port}.conf"),
-            "--cluster-node-timeout", "2000",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(workdir),
-            "--logfile", str(workdir / f"redis-{port}.log"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    """One cluster-enabled node, returned once it accepts connections."""
+    return _redis_server.start(
+        port,
+        "--cluster-enabled", "yes",
+        "--cluster-config-file", str(workdir / f"nodes-{port}.conf"),
+        "--cluster-node-timeout", "2000",
+        "--dir", str(workdir),
+        timeout=_START_TIMEOUT,
     )  # fmt: skip
 
 

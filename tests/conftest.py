@@ -22,6 +22,13 @@ REDIS_CLUSTER_URL = os.environ.get("PERFKIT_TEST_REDIS_CLUSTER_URL")
 POSTGRES_URL = os.environ.get("PERFKIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _reachable(url: str, default_port: int) -> str | None:
     parts = urlsplit(url)
     try:
@@ -145,14 +152,20 @@ async def cache(make_cache: CacheFactory) -> Cache:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], timeout: float = 3.0, what: str = "condition"
+    check: Callable[[], Awaitable[bool]],
+    timeout: float = 3.0,
+    what: str = "condition",
+    max_interval: float = 0.002,
 ) -> float:
-    """Poll `check` until it is true; returns the seconds it took. For effects in another process or task."""
+    """Poll `check` until it is true; returns the seconds it took. Only for state another process owns
+    (nothing there to await); `max_interval` lets slow checks (reading a log, a table) back off."""
     start = time.monotonic()
+    interval = 0.002
     while not await check():
         if time.monotonic() - start > timeout:
             raise AssertionError(f"{what} not reached within {timeout}s")
-        await asyncio.sleep(0.002)
+        await asyncio.sleep(interval)
+        interval = min(max_interval, interval * 1.5)
     return time.monotonic() - start
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 
 COUNT = 0
@@ -101,17 +100,13 @@ class Handler(asyncio.Protocol):
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("portfile")
     parser.add_argument("--stall-after", type=int, default=0)
     parser.add_argument("--stall-for", type=float, default=1.0)
     args = parser.parse_args()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Handler(args), "127.0.0.1", 0, backlog=1024)
     port = server.sockets[0].getsockname()[1]
-    tmp = args.portfile + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(str(port))
-    os.replace(tmp, args.portfile)
+    print(port, flush=True)  # the test reads this line: listening from here on
     await server.serve_forever()
 
 

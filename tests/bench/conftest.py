@@ -30,20 +30,19 @@ class Server:
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+def start_server() -> Iterator[Callable[..., Server]]:
     """Start test servers (optionally stalling); each is terminated by pid at the end of the test."""
     started: list[subprocess.Popen[bytes]] = []
 
     def start(*extra: str) -> Server:
-        portfile = tmp_path / f"port{len(started)}"
-        proc = subprocess.Popen([sys.executable, str(SERVER), str(portfile), *extra])
+        proc = subprocess.Popen([sys.executable, str(SERVER), *extra], stdout=subprocess.PIPE)
         started.append(proc)
-        deadline = time.monotonic() + 10
-        while not portfile.exists():  # a file written by another process: nothing to await
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("test server did not start")
-            time.sleep(0.02)
-        return Server(proc, int(portfile.read_text()))
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # the server prints its port once it listens; b"" if it died
+        proc.stdout.close()
+        if not line.strip().isdigit():
+            raise RuntimeError(f"test server did not start: {line!r}")
+        return Server(proc, int(line))
 
     yield start
     for proc in started:

@@ -4,7 +4,6 @@ coherence per primary, and a node going down."""
 from __future__ import annotations
 
 import logging
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from redis.asyncio.cluster import RedisCluster
 from perfkit import Cache
 from perfkit.cache.backends.redis_keys import namespace_prefix
 from tests._cluster import LocalCluster, binaries_missing, cli, start_cluster
-from tests.conftest import eventually
+from tests.conftest import eventually, free_port
 
 pytestmark = pytest.mark.redis_cluster
 
@@ -139,16 +138,10 @@ async def _is(cache: Cache, key: str, value: object) -> bool:
     return await cache.get(key) == value
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_unreachable_cluster_degrades_with_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
     """No node answering: misses, silent sets, the loader runs, one warning, no exception."""
     caplog.set_level(logging.WARNING, "perfkit.cache")
-    url = f"redis+cluster://127.0.0.1:{_free_port()}"
+    url = f"redis+cluster://127.0.0.1:{free_port()}"
     async with Cache(url, timeout=0.2, namespace="down") as cache:
         for _ in range(10):
             assert await cache.get("k", "default") == "default"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,15 +12,10 @@ from collections.abc import Iterator
 import pytest
 
 from perfkit import BackendUnavailableError, Cache
-from tests.conftest import eventually
+from tests import _redis_server
+from tests.conftest import eventually, free_port
 
 pytestmark = pytest.mark.redis
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_closed_port_degrades_to_misses(caplog: pytest.LogCaptureFixture) -> None:
@@ -74,21 +68,9 @@ def redis_server() -> Iterator[tuple[int, list[subprocess.Popen[bytes]]]]:
 
 
 def start_redis(port: int, procs: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = _redis_server.start(port)
     procs.append(proc)
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
+    return proc
 
 
 @pytest.mark.slow

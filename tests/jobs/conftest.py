@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -133,16 +132,3 @@ class EventLog:
 @pytest.fixture
 def events(jobs: JobQueue) -> EventLog:
     return EventLog(jobs)
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], within: float = 20, what: str = "condition"
-) -> None:
-    """Poll `check` (state owned by another process) until it is true; fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    interval = 0.01
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(interval)  # polling another process's state: nothing to await on
-        interval = min(0.2, interval * 1.5)

@@ -242,6 +242,7 @@ async def test_worker_never_cancels_its_wake_up_wait(jobs: JobQueue) -> None:
     release = asyncio.Event()
     fetching_done = asyncio.Event()
     waits: list[str] = []
+    a_wait_ended = asyncio.Event()
     real_wait = jobs.backend.wait
 
     async def watched_wait(queues: list[str], idle: float) -> None:
@@ -251,6 +252,8 @@ async def test_worker_never_cancels_its_wake_up_wait(jobs: JobQueue) -> None:
         except asyncio.CancelledError:  # the worker's teardown may cancel a pending wait; nothing else
             waits.append("cancelled at teardown" if fetching_done.is_set() else "cancelled")
             raise
+        finally:
+            a_wait_ended.set()
 
     jobs.backend.wait = watched_wait  # type: ignore[method-assign]
 
@@ -271,8 +274,9 @@ async def test_worker_never_cancels_its_wake_up_wait(jobs: JobQueue) -> None:
     worker._fetch_loop = watched_fetch_loop  # type: ignore[method-assign]
     run = asyncio.create_task(worker.run())
     async with asyncio.timeout(15):
-        while not waits and not run.done():  # the worker runs the job and waits (0.2 s) for more
-            await asyncio.sleep(0.01)  # the wait is inside the worker: nothing to await on
+        ended = asyncio.create_task(a_wait_ended.wait())  # the worker runs the job and waits (0.2 s) for more
+        await asyncio.wait([ended, run], return_when=asyncio.FIRST_COMPLETED)
+        ended.cancel()
         release.set()
         stats = await run
     assert stats.finished == 1

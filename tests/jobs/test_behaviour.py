@@ -526,10 +526,19 @@ async def test_idle_worker_on_two_queues_wakes_for_either(jobs: JobQueue, events
     async def two(ctx: Context) -> str:
         return "two"
 
+    idle = asyncio.Event()
+    real_wait = jobs.backend.wait
+
+    async def watched_wait(queues: list[str], timeout: float) -> None:
+        idle.set()  # the worker found nothing and waits for a wake-up: the state under test
+        await real_wait(queues, timeout)
+
+    jobs.backend.wait = watched_wait  # type: ignore[method-assign]
     worker = jobs.worker(["first", "second"], idle_wait=3.0)  # a wake-up must not wait for the timeout
     run = asyncio.create_task(worker.run())
     try:
-        await asyncio.sleep(0.2)  # let the worker go idle (blocked waiting), which is the point here
+        async with asyncio.timeout(10):
+            await idle.wait()
         started = time.monotonic()
         job2 = await two.enqueue()
         await events.wait("succeeded", job2.id, within=5)

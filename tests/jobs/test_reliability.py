@@ -7,24 +7,33 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from perfkit.jobs import Context, JobQueue
+from tests import _redis_server
+from tests.conftest import eventually as _eventually
+from tests.conftest import free_port
 
-from .conftest import BACKENDS, POSTGRES_URL, _postgres_reachable, _redis_reachable, backend_url, eventually
+from .conftest import BACKENDS, POSTGRES_URL, _postgres_reachable, _redis_reachable, backend_url
 
 pytestmark = pytest.mark.slow
 TESTS_DIR = Path(__file__).resolve().parent.parent
 APP = "jobs.worker_app:jobs"
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout: float = 20, what: str = "condition"
+) -> None:
+    """State another process owns (its log, the queue's table): poll, backing off to 0.2 s."""
+    await _eventually(check, timeout=timeout, what=what, max_interval=0.2)
 
 
 def producer(url: str) -> JobQueue:
@@ -102,7 +111,7 @@ async def test_kill_9_mid_batch_loses_nothing(
             first.wait(10)
         killed_at = sum(executions(log).values())
         with worker_process(url, log, "--concurrency", "20", sleep=0.001) as second:
-            await eventually(lambda: all_succeeded(jobs, total), within=40, what="all 1,000 jobs to succeed")
+            await eventually(lambda: all_succeeded(jobs, total), timeout=40, what="all 1,000 jobs to succeed")
             second.send_signal(signal.SIGTERM)
             assert second.wait(20) == 0
         runs = executions(log)
@@ -144,7 +153,7 @@ async def test_two_worker_processes_share_the_queue(url: str, tmp_path: Path) ->
             worker_process(url, log, "--concurrency", "8", sleep=0.002) as a,
             worker_process(url, log, "--concurrency", "8", sleep=0.002) as b,
         ):
-            await eventually(lambda: all_succeeded(jobs, total), within=40, what="both workers to finish")
+            await eventually(lambda: all_succeeded(jobs, total), timeout=40, what="both workers to finish")
             for proc in (a, b):
                 proc.send_signal(signal.SIGTERM)
             assert a.wait(20) == 0
@@ -177,29 +186,16 @@ async def test_postgres_connections_dropped_workers_carry_on(tmp_path: Path) -> 
                 app,
             )
             assert killed >= 1
-            await eventually(lambda: all_succeeded(jobs, total), within=40, what="all jobs after the drop")
+            await eventually(lambda: all_succeeded(jobs, total), timeout=40, what="all jobs after the drop")
             assert worker.poll() is None  # it survived the drop
             await jobs.enqueue("rel.work", args=(total,))  # and still hears NOTIFY on a new listener
             await eventually(
-                lambda: _at_least_value(log, total), within=20, what="a job enqueued after the drop"
+                lambda: _at_least_value(log, total), timeout=20, what="a job enqueued after the drop"
             )
         assert set(executions(log)) == set(range(total + 1))
     finally:
         await admin.close()
         await _drop(jobs)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_redis(port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
@@ -208,40 +204,26 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(10)
 
 
-async def _redis_up(port: int) -> bool:
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
-    try:
-        return bool(await client.ping())
-    except Exception:
-        return False
-    finally:
-        await client.aclose()
-
-
 @pytest.mark.redis
 async def test_redis_restart_workers_reconnect(tmp_path: Path) -> None:
     """A private Redis server restarted under a running worker: it reconnects and runs the new jobs."""
     if subprocess.run(["which", "redis-server"], capture_output=True).returncode != 0:
         pytest.skip("redis-server is not installed: SKIPPING the Redis restart test")
-    port = _free_port()
+    port = free_port()
     url = f"redis://127.0.0.1:{port}/0?prefix=pktest-{uuid.uuid4().hex[:8]}"
     log = tmp_path / "runs.log"
-    server = start_redis(port)
+    server = _redis_server.start(port)
     try:
-        await eventually(lambda: _redis_up(port), within=10, what="the private redis-server")
         jobs = producer(url)
         await enqueue_many(jobs, range(50))
         with worker_process(url, log, "--concurrency", "10", sleep=0.001) as worker:
-            await eventually(lambda: all_succeeded(jobs, 50), within=20, what="the first batch")
+            await eventually(lambda: all_succeeded(jobs, 50), timeout=20, what="the first batch")
             await jobs.close()
             stop_process(server)  # no persistence: the restarted server starts empty
-            server = start_redis(port)
-            await eventually(lambda: _redis_up(port), within=10, what="the restarted redis-server")
+            server = _redis_server.start(port)
             jobs = producer(url)
             await enqueue_many(jobs, range(50, 100))
-            await eventually(lambda: all_succeeded(jobs, 50), within=30, what="the batch after the restart")
+            await eventually(lambda: all_succeeded(jobs, 50), timeout=30, what="the batch after the restart")
             assert worker.poll() is None
             worker.send_signal(signal.SIGTERM)
             assert worker.wait(20) == 0

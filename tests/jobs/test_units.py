@@ -131,10 +131,18 @@ async def test_backend_down_fails_clearly_and_worker_keeps_trying(scheme: str) -
         with pytest.raises(BackendUnavailableError):
             await nothing.enqueue()
         worker = jobs.worker()
+        second_error = asyncio.Event()
+        record = worker._backend_error
+
+        def on_error(exc: BaseException) -> None:
+            record(exc)
+            if worker.stats.errors >= 2:
+                second_error.set()
+
+        worker._backend_error = on_error  # type: ignore[method-assign]  # observe the worker's own count
         run = asyncio.create_task(worker.run())
         async with asyncio.timeout(10):
-            while worker.stats.errors < 2:
-                await asyncio.sleep(0.05)  # the worker's own retry pauses: nothing to await on
+            await second_error.wait()
         worker.stop()
         stats = await run
         assert stats.errors >= 2

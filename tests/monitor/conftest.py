@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from perfkit.db.config import DbConfig
 from perfkit.metrics import Collector
 from perfkit.monitor import Monitor, MonitorConfig
 from perfkit.web import Rule, WebConfig
+from tests.conftest import free_port
 
 from ..conftest import eventually
 
@@ -152,12 +152,6 @@ async def make_env(tmp_path: Path) -> AsyncIterator[EnvFactory]:
 async def env(make_env: EnvFactory) -> Env:
     result: Env = await make_env()
     return result
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @asynccontextmanager

@@ -15,8 +15,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import free_port
+
 from ..conftest import REDIS_URL, eventually, require_redis
-from .conftest import AUTH, TOKEN, free_port
+from .conftest import AUTH, TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

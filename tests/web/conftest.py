@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -130,12 +131,6 @@ def series(collector: Collector, name: str) -> dict[tuple[str, ...], Any]:
     return dict(getattr(family, "series", {})) if family is not None else {}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def as_json(body: bytes) -> Any:
     return json.loads(body)
 
@@ -147,3 +142,15 @@ def requests(collector: Collector) -> dict[tuple[str, ...], float]:
     """Requests per (method, route, status class): the count of the latency histogram."""
     rows = series(collector, "http_request_duration_seconds") if collector.families else {}
     return {labels: float(sum(row[:-1])) for labels, row in rows.items()}
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    """A unique key prefix per test; its keys are deleted afterwards."""
+    value = f"perfkit:test:{uuid.uuid4().hex}:"
+    yield value
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=value + "*"))
+    if keys:
+        client.delete(*keys)
+    client.close()

@@ -6,15 +6,15 @@ import asyncio
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
 
-from .conftest import REDIS_URL, free_port
+from tests.conftest import free_port
+
+from .conftest import REDIS_URL
 from .test_web_response_cache import redis_up
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,18 +25,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not redis_up(), reason="Redis not reachable"),
 ]
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    """A unique key prefix per test; its keys are deleted afterwards."""
-    value = f"perfkit:test:{uuid.uuid4().hex}:"
-    yield value
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=value + "*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def start_server(prefix: str) -> tuple[subprocess.Popen[str], int]:

@@ -8,22 +8,21 @@ import multiprocessing
 import os
 import shutil
 import signal
-import subprocess
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 import redis
-import redis.asyncio as aioredis
 
 from perfkit.metrics import Collector
 from perfkit.web import RateLimit, RateLimitMiddleware, Rule, WebConfig
 from perfkit.web.ratelimit.backend import gcra
+from tests import _redis_server
+from tests.conftest import free_port
 
-from .conftest import REDIS_URL, free_port, make_starlette
+from .conftest import REDIS_URL, make_starlette
 
 RULES = [
     Rule(path="/items*", rate_limit="5/minute", rate_class="catalog"),
@@ -40,18 +39,6 @@ def redis_available() -> bool:
 
 
 needs_redis = pytest.mark.skipif(not redis_available(), reason=f"Redis not reachable at {REDIS_URL}")
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    """A unique key prefix per test; its keys are deleted afterwards."""
-    value = f"perfkit:test:{uuid.uuid4().hex}:"
-    yield value
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=value + "*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def make_app(url: str = "memory://", fail: str = "open", **config: Any) -> RateLimitMiddleware:
@@ -168,19 +155,8 @@ async def test_redis_down_fails_closed() -> None:
 async def test_hung_redis_does_not_block_event_loop(prefix: str) -> None:
     """A Redis that stops answering costs one timeout per request, and the event loop keeps running."""
     port = free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
+    proc = _redis_server.start(port)
     try:
-        probe = aioredis.Redis(port=port)
-        for _ in range(200):  # wait until it accepts connections
-            try:
-                await probe.ping()
-                break
-            except redis.ConnectionError:
-                await asyncio.sleep(0.02)
-        await probe.aclose()
         app = make_app(f"redis://127.0.0.1:{port}/0?prefix={prefix}", rate_limit_timeout=0.2)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
             assert (await c.get("/")).status_code == 200  # connected and counting
