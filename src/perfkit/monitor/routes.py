@@ -176,6 +176,7 @@ class MonitorMount:
         self.app, self.monitor = app, monitor
         self.perf = MonitorApp(monitor)
         self.prefix = str(monitor.config.prefix)
+        self._below = self.prefix + "/"
         self.threshold = monitor.config.budgets.uncompressed_bytes
 
     def __getattr__(self, name: str) -> Any:  # `.perfkit` and friends of the wrapped stack stay reachable
@@ -192,7 +193,7 @@ class MonitorMount:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        if path == self.prefix or path.startswith(self.prefix + "/"):
+        if path.startswith(self._below) or path == self.prefix:
             await self.perf(scope, receive, send)
             return
         accepted = header(scope, b"accept-encoding")
