@@ -9,9 +9,10 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from perfkit import Cache
+from perfkit.demo.app import runtime
 from perfkit.demo.app.api import DemoState, create_app
 from perfkit.demo.app.seed import seed
 from perfkit.demo.app.tasks import build_jobs
@@ -205,3 +206,41 @@ async def test_unknown_job_is_a_404(demo: Demo) -> None:
     """Status and download of a job that does not exist answer 404, not 500."""
     assert (await demo.client.get("/jobs/nope")).status_code == 404
     assert (await demo.client.get("/jobs/nope/export.csv")).status_code == 404
+
+
+async def test_closing_the_worker_queue_disposes_what_its_jobs_opened(
+    seeded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing the queue, as `perfkit worker` does on exit, disposes the engine and cache its jobs opened."""
+    closed: list[str] = []
+    real_engine, real_cache = runtime.async_engine, runtime.cache
+
+    def engine(settings: DemoSettings) -> AsyncEngine:
+        opened = real_engine(settings)
+        event.listen(opened.sync_engine, "engine_disposed", lambda _engine: closed.append("engine"))
+        return opened
+
+    def cache(settings: DemoSettings) -> Cache:
+        opened = real_cache(settings)
+        close = opened.close
+
+        async def tracked_close() -> None:
+            closed.append("cache")
+            await close()
+
+        opened.close = tracked_close  # type: ignore[method-assign]
+        return opened
+
+    monkeypatch.setattr(runtime, "async_engine", engine)
+    monkeypatch.setattr(runtime, "cache", cache)
+    settings = DemoSettings.choose(tmp_path, token="t")  # the jobs' queue and cache: files in tmp_path
+    settings = DemoSettings(**{**settings.__dict__, "database_url": f"sqlite:///{seeded}"})
+    jobs = build_jobs(settings)  # as the worker process builds it: no cache shared with an app
+    job = await jobs.export_report.enqueue(3)
+    stats = await jobs.queue.worker(burst=True, concurrency=1).run()
+    assert (stats.finished, stats.errors) == (1, 0)
+    info = await jobs.queue.get(job.id)
+    assert info is not None and info.status == "succeeded"
+    assert closed == []
+    await jobs.queue.close()
+    assert sorted(closed) == ["cache", "engine"]

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
 from perfkit.errors import ConfigurationError, SerializationError, ValueTooLargeError
 from perfkit.jobs import Context, JobQueue, Priority, Status
-from perfkit.jobs.models import JobRecord, new_job_id
+from perfkit.jobs.models import JobRecord, Outcome, new_job_id
 from perfkit.jobs.scheduler import tick
 
-from .conftest import EventLog
+from .conftest import REDIS_URL, EventLog, _redis_reachable, drop_backend_data, unique
 
 
 async def run_burst(jobs: JobQueue, **options: object) -> None:
@@ -551,3 +552,141 @@ async def test_idle_worker_on_two_queues_wakes_for_either(jobs: JobQueue, events
     assert elapsed < 2.0  # two wake-ups, neither waited for idle_wait
     results = [await jobs.get(job2.id), await jobs.get(job1.id)]
     assert [r.result for r in results if r is not None] == ["two", "one"]
+
+
+def _odd_instants(count: int, lead_ms: int) -> list[float]:
+    """UNIX times 0.9 ms into `count` consecutive milliseconds, starting `lead_ms` from now."""
+    first = math.floor(time.time() * 1000) + lead_ms
+    return [(first + n + 0.9) / 1000 for n in range(count)]
+
+
+async def run_until(jobs: JobQueue, events: EventLog, name: str, count: int) -> None:
+    """Run a worker that polls often (idle_wait 5 ms) until `count` `name` events were seen."""
+    worker = jobs.worker(idle_wait=0.005)
+    run = asyncio.create_task(worker.run())
+    try:
+        await events.wait(name, count=count, within=30)
+    finally:
+        worker.stop()
+        await run
+
+
+async def test_delayed_jobs_never_start_before_their_run_at(jobs: JobQueue, events: EventLog) -> None:
+    """Jobs due 0.9 ms into a millisecond (at=) never start before their run_at, however it is stored."""
+
+    @jobs.task(queue="punctual")
+    async def due(ctx: Context) -> None:
+        return None
+
+    instants = _odd_instants(300, lead_ms=150)  # a job due in each of 300 consecutive milliseconds
+    queued = await jobs.enqueue_many([due.prepare(at=at) for at in instants])
+    await run_until(jobs, events, "succeeded", len(queued))
+    infos = [await jobs.get(job.id) for job in queued]
+    assert all(i is not None and i.status is Status.SUCCEEDED for i in infos)
+    early = [
+        (i.id, at - i.started_at) for i, at in zip(infos, instants, strict=True) if i and i.started_at < at
+    ]
+    assert early == []  # (id, how early) of each job that started before its time
+    assert [i.run_at for i in infos if i] == instants  # the records keep the exact times asked for
+
+
+async def test_retry_backoff_never_starts_before_its_run_at(jobs: JobQueue, events: EventLog) -> None:
+    """A retry scheduled 0.9 ms into a millisecond never starts before that time, and keeps it exactly."""
+    targets: list[float] = []
+
+    def backoff(attempt: int) -> float:  # each retry due 0.9 ms into its own millisecond
+        if not targets:
+            targets.extend(reversed(_odd_instants(300, lead_ms=150)))
+        return targets.pop() - time.time()
+
+    @jobs.task(queue="punctual-retry", retries=1, backoff=backoff)
+    async def flaky(ctx: Context) -> None:
+        if ctx.attempt == 1:
+            raise RuntimeError("the first attempt fails")
+
+    scheduled: dict[str, float] = {}  # job id -> the run_at its retry was scheduled for
+    real_finish = jobs.backend.finish
+
+    async def watched_finish(outcomes: Sequence[Outcome]) -> None:
+        scheduled.update((o.id, o.run_at) for o in outcomes if o.status is Status.QUEUED)
+        await real_finish(outcomes)
+
+    jobs.backend.finish = watched_finish  # type: ignore[method-assign]
+    queued = await jobs.enqueue_many([flaky.prepare() for _ in range(300)])
+    await run_until(jobs, events, "succeeded", len(queued))
+    infos = [await jobs.get(job.id) for job in queued]
+    assert all(i is not None and (i.status, i.attempts) == (Status.SUCCEEDED, 2) for i in infos)
+    early = [(i.id, scheduled[i.id] - i.started_at) for i in infos if i and i.started_at < scheduled[i.id]]
+    assert early == []  # (id, how early) of each retry that started before its time
+    assert [i.run_at for i in infos if i] == [scheduled[j.id] for j in queued]  # kept exactly
+
+
+async def test_stop_as_the_worker_goes_idle_returns_at_once(jobs: JobQueue) -> None:
+    """A stop that lands as the worker enters its idle wait (idle_wait 30 s) ends the run at once."""
+
+    @jobs.task(queue="idle")
+    async def echo(ctx: Context, value: int) -> int:
+        return value
+
+    worker = jobs.worker(idle_wait=30.0)
+    stopped_at: list[float] = []
+    real_wait = jobs.backend.wait
+
+    async def stop_on_wait(queues: list[str], timeout: float) -> None:
+        if not stopped_at:  # the first wait: a SIGTERM arriving as the worker found nothing to do
+            stopped_at.append(time.monotonic())
+            worker.stop()
+        await real_wait(queues, timeout)
+
+    jobs.backend.wait = stop_on_wait  # type: ignore[method-assign]
+    async with asyncio.timeout(40):
+        await worker.run()
+    assert stopped_at, "the worker never went idle"
+    assert time.monotonic() - stopped_at[0] < 2.0  # not the 30 s of its idle wait
+    jobs.backend.wait = real_wait  # type: ignore[method-assign]
+    # the wait it left behind holds no connection with a reply pending: the queue carries on
+    job = await echo.enqueue(7)
+    await run_burst(jobs)
+    info = await jobs.get(job.id)
+    assert info is not None
+    assert (info.status, info.result) == (Status.SUCCEEDED, 7)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("redis-cluster", marks=pytest.mark.redis_cluster),
+    ],
+)
+async def test_redis_idle_wait_above_the_read_timeout_is_no_outage(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """An idle_wait longer than redis-py's read timeout (socket_timeout) is not reported as an outage."""
+    if kind == "redis":
+        reason = await _redis_reachable()
+        if reason:
+            pytest.skip(reason)
+        base = REDIS_URL
+    else:
+        base = request.getfixturevalue("redis_cluster_url")
+    jobs = JobQueue(f"{base}?prefix={unique('pktest-')}&socket_timeout=1")
+    events = EventLog(jobs)
+
+    @jobs.task(queue="slowpoll")
+    async def later(ctx: Context) -> str:
+        return "done"
+
+    try:
+        job = await later.enqueue(delay=1.5)  # due after more than one read timeout of idle waiting
+        worker = jobs.worker(idle_wait=3.0)
+        run = asyncio.create_task(worker.run())
+        try:
+            await events.wait("succeeded", job.id, within=10)
+        finally:
+            worker.stop()
+            stats = await run
+        assert stats.errors == 0
+    finally:
+        await drop_backend_data(jobs)
+        await jobs.close()

@@ -210,10 +210,12 @@ class Worker:
                     return
                 await self._flush()  # a retry may be among them: look again once it is recorded
                 continue
+            if self._stop.is_set():  # stopped while claiming: no wait to start, and none to end
+                return
             self._slot_free.clear()
-            # the wake-up wait is never cancelled: one woken early by a free slot or a stop stays
-            # pending and is reused (redis-py can swallow the cancel of a BLPOP just sent and then
-            # block for all of idle_wait)
+            # a wake-up wait woken early by a free slot stays pending and is reused (a token it
+            # popped is not lost); on a stop, run() cancels it, and a backend's wait ends at once
+            # when cancelled (the Redis one awaits its BLPOP in a task of its own: see its wait())
             if self._wake is None:
                 self._wake = asyncio.create_task(backend.wait(self.queues, self.idle_wait))
             others = [asyncio.create_task(self._stop.wait()), asyncio.create_task(self._slot_free.wait())]

@@ -28,12 +28,13 @@ def export_key(job_id: str) -> str:
 
 @dataclass
 class _Resources:
-    """Opened on the first job in a worker process (never at import)."""
+    """Opened on the first job in a worker process (never at import); closed with the queue."""
 
     settings: DemoSettings
     engine: AsyncEngine | None = None
     sessions: async_sessionmaker[AsyncSession] | None = None
     cache: Cache | None = None
+    owns_cache: bool = False  # opened here, not the caller's
 
     def open(self) -> tuple[async_sessionmaker[AsyncSession], Cache]:
         if self.sessions is None:
@@ -41,7 +42,30 @@ class _Resources:
             self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         if self.cache is None:
             self.cache = runtime.cache(self.settings)
+            self.owns_cache = True
         return self.sessions, self.cache
+
+    async def close(self) -> None:
+        engine, self.engine, self.sessions = self.engine, None, None
+        if engine is not None:
+            await engine.dispose()
+        if self.owns_cache and self.cache is not None:
+            cache, self.cache, self.owns_cache = self.cache, None, False
+            await cache.close()
+
+
+class _DemoQueue(JobQueue):
+    """The demo's queue: closing it (`perfkit worker` does on exit) also closes what its tasks opened."""
+
+    def __init__(self, url: str, resources: _Resources) -> None:
+        super().__init__(url)
+        self._resources = resources
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            await self._resources.close()
 
 
 @dataclass(frozen=True)
@@ -55,8 +79,8 @@ class DemoJobs:
 
 def build_jobs(settings: DemoSettings, *, cache: Cache | None = None) -> DemoJobs:
     """The queue with the demo's tasks; `cache` shares the caller's cache instead of opening another."""
-    jobs = JobQueue(settings.jobs_url)
     res = _Resources(settings, cache=cache)
+    jobs = _DemoQueue(settings.jobs_url, res)
 
     async def export_report(ctx: Any, org_id: int) -> dict[str, Any]:
         sessions, cache = res.open()

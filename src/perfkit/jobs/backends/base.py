@@ -33,7 +33,10 @@ class JobBackend(Protocol):
         """
 
     async def wait(self, queues: Sequence[str], idle: float) -> None:
-        """Return early when a job may have become ready in `queues`, else after `idle` seconds."""
+        """Return early when a job may have become ready in `queues`, else after `idle` seconds.
+
+        Cancelling it must end it at once: a worker's stop cancels the wait it is idle in.
+        """
 
     async def renew(self, leases: Sequence[tuple[str, int]], lease: float, now: float) -> set[str]:
         """Extend leases; return the ids to stop: cancellation requested, or the lease is no longer ours."""

@@ -51,6 +51,7 @@ _UNAVAILABLE = (
     rexc.TryAgainError,
     rexc.SlotNotCoveredError,
 )
+SOCKET_TIMEOUT = 5.0  # redis-py 8's default, explicit: an idle BLPOP is kept under it (see _blpop_max)
 _FLOATS = ("run_at", "started_at", "completed_at", "progress")  # a lease expiry lives in `active`
 _INTS = ("priority", "attempts", "token", "stalls")
 _TEXTS = ("id", "status", "key", "progress_message", "error", "traceback")
@@ -91,6 +92,18 @@ def _record(flat: Sequence[bytes]) -> JobRecord:
     return JobRecord(**values)
 
 
+def _ms_up(t: float) -> int:
+    """`t` (s) in whole milliseconds, rounded up: a delayed job's score is never before its run_at."""
+    ms = math.ceil(t * 1000)
+    return ms + 1 if ms / 1000 < t else ms  # t * 1000 itself may have been rounded down
+
+
+def _ms_down(t: float) -> int:
+    """`t` (s) in whole milliseconds, rounded down: a claim at `t` never promotes a job due after `t`."""
+    ms = math.floor(t * 1000)
+    return ms - 1 if ms / 1000 > t else ms
+
+
 def _claimed(queue: str, f: Sequence[Any], now: float, lease: float) -> JobRecord:
     """A claimed job from CLAIM's HMGET: id, spec, priority, attempts, key, run_at."""
     task, payload, max_attempts, timeout, queued_at = _decode_spec(f[1])
@@ -119,15 +132,25 @@ class RedisBackend:
         self._keys: dict[str, QueueKeys] = {}
         self._known_queues: set[str] = set()
         self._pipeline = EnqueuePipeline(self.enqueue_many)
+        # wake-list keys -> the BLPOP on them in flight (or done and not yet seen); see wait()
+        self._blpops: dict[tuple[str, ...], asyncio.Task[Any]] = {}
+        # a BLPOP must return before redis-py's read timeout (socket_timeout) runs out, or an
+        # idle_wait above it would fail as an outage every time; Redis may end it ~0.1 s late (hz 10)
+        read_timeout = self._connection_kwargs().get("socket_timeout")
+        self._blpop_max = max(0.01, min(0.8 * read_timeout, read_timeout - 0.5)) if read_timeout else math.inf
 
     def _client(self, url: BackendURL, max_connections: int) -> aioredis.Redis:
         return aioredis.Redis.from_url(
             _driver_url(url),
             max_connections=max_connections,
             socket_connect_timeout=5,
+            socket_timeout=SOCKET_TIMEOUT,  # `?socket_timeout=` in the URL overrides it
             health_check_interval=30,
             protocol=2,  # replies are read as RESP2 (flat lists); redis-py 8 defaults to RESP3 maps
         )
+
+    def _connection_kwargs(self) -> dict[str, Any]:
+        return dict(self.client.connection_pool.connection_kwargs)
 
     def _k(self, queue: str) -> QueueKeys:
         keys = self._keys.get(queue)
@@ -197,10 +220,14 @@ class RedisBackend:
 
     @staticmethod
     def _enqueue_args(k: QueueKeys, records: Sequence[JobRecord]) -> list[Any]:
-        args: list[Any] = [k.tag, int(time.time() * 1000)]
+        now = time.time()
+        now_ms = _ms_down(now)
+        args: list[Any] = [k.tag, now_ms]
         for r in records:
             spec = _encode_spec((r.task, r.payload, r.max_attempts, r.timeout, r.queued_at))
-            args += (r.id, r.key or "", int(r.run_at * 1000), r.priority, spec, repr(r.run_at))
+            # due now: ready at once; else delayed, its score rounded up (the script compares with now_ms)
+            due_ms = _ms_up(r.run_at) if r.run_at > now else now_ms
+            args += (r.id, r.key or "", due_ms, r.priority, spec, repr(r.run_at))
         return args
 
     async def claim(
@@ -216,7 +243,8 @@ class RedisBackend:
         if other:
             await self.finish(other)
         out: list[JobRecord] = []
-        head = [int(now * 1000), 0, int(lease * 1000), repr(now), self._retention_s]
+        # delayed jobs due by `now` are promoted: scores (rounded up) <= now rounded down, never early
+        head = [_ms_down(now), 0, int(lease * 1000), repr(now), self._retention_s]
         for queue in queues:  # in the order given: earlier queues first
             k = self._k(queue)
             head[1] = limit - len(out)
@@ -229,8 +257,38 @@ class RedisBackend:
         return out
 
     async def wait(self, queues: Sequence[str], idle: float) -> None:
-        keys = [self._k(q).wake for q in queues]
-        await self._call(self.client.blpop(keys, timeout=max(0.01, idle)))
+        """Return when a queue's wake list has a token, or after about `idle` seconds.
+
+        The BLPOP runs in a task of its own (see `_blpop`); this call only awaits it, so a cancel (a
+        worker stopping) ends this call at once. redis-py can swallow the cancel of a BLPOP just sent
+        (asyncio.wait_for around the send) and block for all of `idle`.
+        """
+        await self._wait_any([tuple(self._k(q).wake for q in queues)], idle)
+
+    async def _wait_any(self, groups: Sequence[tuple[str, ...]], idle: float) -> None:
+        """Return when the BLPOP on any group of wake lists returned; its error, if any, is raised."""
+        blpops = [self._blpop(keys, idle) for keys in groups]
+        done, _ = await asyncio.wait(blpops, return_when=asyncio.FIRST_COMPLETED)
+        for keys, task in zip(groups, blpops, strict=True):
+            if task in done and self._blpops.get(keys) is task:
+                del self._blpops[keys]
+        for task in done:
+            task.result()  # an outage surfaces here
+
+    def _blpop(self, keys: tuple[str, ...], idle: float) -> asyncio.Task[Any]:
+        """The BLPOP on `keys` still in flight (or done and not yet seen), else a new one.
+
+        A BLPOP outlives a wait() that was cancelled or woken by another group: the next wait on the
+        same keys takes it over, so a token it popped is not lost; close() ends the rest. It is never
+        cut short by hand: redis-py either reads its reply or disconnects its connection (cancel,
+        close), so no connection goes back to the pool with a reply pending.
+        """
+        task = self._blpops.get(keys)
+        if task is None:
+            blpop = self.client.blpop(list(keys), timeout=max(0.01, min(idle, self._blpop_max)))
+            task = self._blpops[keys] = asyncio.ensure_future(self._call(blpop))
+            task.add_done_callback(_retrieved)  # an abandoned one that failed is not logged as lost
+        return task
 
     async def renew(self, leases: Sequence[tuple[str, int]], lease: float, now: float) -> set[str]:
         stop: set[str] = set()
@@ -266,7 +324,7 @@ class RedisBackend:
                     ok += (o.id, o.token, o.result or b"")
                 else:
                     other += (o.id, o.token, o.status.value, o.result or b"", o.error or "",
-                              o.traceback or "", int(o.run_at * 1000))  # fmt: skip
+                              o.traceback or "", repr(o.run_at), _ms_up(o.run_at))  # fmt: skip
             if len(ok) > 3:
                 calls.append(self._script("FINISH_OK", [k.active], ok))
             if len(other) > 3:
@@ -371,7 +429,28 @@ class RedisBackend:
 
     async def close(self) -> None:
         await self._pipeline.close()  # enqueues already accepted are sent before the connection goes
-        await self.client.aclose()
+        blpops = self._take_blpops()
+        await self.client.aclose()  # disconnects the connections in use too: a blocked BLPOP ends now
+        await _settled(blpops)
+
+    def _take_blpops(self) -> Sequence[asyncio.Task[Any]]:
+        """Cancel the BLPOPs still in flight (a cancel redis-py swallows is ended by the disconnect)."""
+        tasks = [*self._blpops.values()]
+        self._blpops.clear()
+        for task in tasks:
+            task.cancel()
+        return tasks
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+async def _settled(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Wait (up to 5 s) for BLPOPs cut by a close; their errors are expected and dropped."""
+    if tasks:
+        await asyncio.wait(tasks, timeout=5)
 
 
 def _by_queue(leases: Sequence[tuple[str, int]]) -> dict[str, list[tuple[str, int]]]:

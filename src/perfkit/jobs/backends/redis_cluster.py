@@ -8,23 +8,18 @@ per queue, and the first to return wakes the worker.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from perfkit.backends import BackendURL
-from perfkit.jobs.backends.redis import RedisBackend
+from perfkit.jobs.backends.redis import SOCKET_TIMEOUT, RedisBackend, _settled
 
 _OUR_OPTIONS = ("prefix",)
 
 
 class RedisClusterBackend(RedisBackend):
     kind = "redis-cluster"
-
-    def __init__(self, url: BackendURL, **options: Any) -> None:
-        super().__init__(url, **options)
-        self._blpops: dict[str, asyncio.Task[None]] = {}  # queue -> its BLPOP still in flight
 
     def _client(self, url: BackendURL, max_connections: int) -> Any:
         from redis.asyncio.cluster import RedisCluster
@@ -36,45 +31,30 @@ class RedisClusterBackend(RedisBackend):
             driver,
             max_connections=max_connections,  # per node
             socket_connect_timeout=5,
+            socket_timeout=SOCKET_TIMEOUT,  # `?socket_timeout=` in the URL overrides it
             health_check_interval=30,
             protocol=2,  # as on one node: replies read as RESP2 flat lists
         )
 
+    def _connection_kwargs(self) -> dict[str, Any]:
+        return dict(self.client.nodes_manager.connection_kwargs)  # type: ignore[attr-defined]
+
     async def wait(self, queues: Sequence[str], idle: float) -> None:
         """Return when any queue's wake list has a token, or after about `idle` seconds.
 
-        One BLPOP per queue, in a task that outlives this call when another queue woke first: it is
-        not cancelled (redis-py 8 may finish a cancelled BLPOP anyway, and a token it popped would be
-        lost to the next wait) but awaited again by the next wait, or by close().
+        One BLPOP per queue (a cluster runs no command across slots), each in a task that outlives
+        this call when another queue woke first or the call was cancelled: the next wait takes it
+        over (a token it popped is not lost), or close() ends it (see `RedisBackend._blpop`).
         """
-        if len(queues) <= 1:
-            await super().wait(queues, idle)
-            return
-        blpops = self._blpops
-        for queue in queues:
-            if queue not in blpops:
-                blpops[queue] = asyncio.ensure_future(super().wait([queue], idle))
-        done, _ = await asyncio.wait([blpops[q] for q in queues], return_when=asyncio.FIRST_COMPLETED)
-        for queue in queues:
-            if blpops.get(queue) in done:
-                del blpops[queue]
-        for task in done:
-            task.result()  # an outage surfaces as it does on one node
+        await self._wait_any([(self._k(q).wake,) for q in queues], idle)
 
     async def close(self) -> None:
         await self._pipeline.close()  # enqueues already accepted are sent before the connections go
-        tasks = list(self._blpops.values())
-        self._blpops.clear()
-        for task in tasks:
-            task.cancel()
+        blpops = self._take_blpops()
         client = self.client
         await client.aclose()
         # aclose() alone skips the nodes after a connection error (the client awaits re-initialization);
         # disconnecting them also ends a BLPOP still blocked in a task above
         await client.nodes_manager.aclose()  # type: ignore[attr-defined]
         await client.nodes_manager.aclose("startup_nodes")  # type: ignore[attr-defined]
-        if tasks:
-            await asyncio.wait(tasks, timeout=5)
-            for task in tasks:
-                if task.done() and not task.cancelled():
-                    task.exception()  # retrieved: a BLPOP cut by the close is expected
+        await _settled(blpops)

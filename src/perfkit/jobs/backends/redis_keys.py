@@ -4,7 +4,7 @@ All keys of one queue share the hash tag `{<prefix>:q:<queue>}`, so every script
 the queue runs unchanged on Redis Cluster:
 
     {p:q:name}:ready         zset  id -> priority * 1e13 + sequence (strict priority, FIFO within)
-    {p:q:name}:delayed       zset  id -> run_at (ms): delay=, at=, retry backoff
+    {p:q:name}:delayed       zset  id -> run_at (ms, rounded up): delay=, at=, retry backoff
     {p:q:name}:active        zset  id -> lease expiry (ms): the only place a lease's expiry is kept
     {p:q:name}:wake          list  a token pushed on enqueue; idle workers BLPOP it (no polling)
     {p:q:name}:seq           counter for FIFO order

@@ -52,9 +52,10 @@ local function finish_ok(now_s, retention, first)
 end
 """
 
-# KEYS: ready, delayed, keys. ARGV: tag, now ms, then groups of 6: id, key or '', run_at ms, priority,
-# spec, run_at s. `spec` is the job's immutable part in one msgpack blob (task, payload, max_attempts,
-# timeout, queued_at). Jobs are stored in order, so a key repeated within one call goes to its first job.
+# KEYS: ready, delayed, keys. ARGV: tag, now ms (rounded down), then groups of 6: id, key or '', due ms
+# (run_at rounded up; now ms when already due), priority, spec, run_at s. `spec` is the job's immutable
+# part in one msgpack blob (task, payload, max_attempts, timeout, queued_at). Jobs are stored in order,
+# so a key repeated within one call goes to its first job.
 # Returns id, created (1/0) pairs: a key held by a queued or running job returns that job's id and 0.
 ENQUEUE = (
     _PRELUDE
@@ -101,9 +102,10 @@ return out
 """
 )
 
-# KEYS: ready, delayed, active. ARGV: tag, now ms, limit, lease ms, now_s, retention s, then id, token,
-# result triples of jobs that succeeded (FINISH_OK's, recorded first: the worker's acknowledgements ride
-# on its next claim). Promotes due delayed jobs, then pops up to `limit` ready jobs under a lease;
+# KEYS: ready, delayed, active. ARGV: tag, now ms (rounded down), limit, lease ms, now_s, retention s,
+# then id, token, result triples of jobs that succeeded (FINISH_OK's, recorded first: the worker's
+# acknowledgements ride on its next claim). Promotes due delayed jobs (score <= now ms: never before
+# their run_at, as the scores are rounded up), then pops up to `limit` ready jobs under a lease;
 # returns the fields a worker needs of each (see redis.py `_claimed`).
 CLAIM = (
     _PRELUDE
@@ -155,14 +157,15 @@ return stop
 """
 )
 
-# KEYS: active, delayed. ARGV: tag, now_s, retention s, then groups of 7:
-# id, token, status, result, error, traceback, run_at ms ('' = none). Stale tokens are ignored.
+# KEYS: active, delayed. ARGV: tag, now_s, retention s, then groups of 8:
+# id, token, status, result, error, traceback, run_at s, run_at ms (rounded up: the delayed score).
+# A retry (status 'queued') due by now_s is ready at once, else delayed. Stale tokens are ignored.
 FINISH = (
     _PRELUDE
     + """
 local now_s, retention = ARGV[2], tonumber(ARGV[3])
 local requeued = false
-for i = 4, #ARGV, 7 do
+for i = 4, #ARGV, 8 do
   local id, status = ARGV[i], ARGV[i + 2]
   local j = jk(id)
   local v = redis.call('HMGET', j, 'status', 'token')
@@ -171,12 +174,12 @@ for i = 4, #ARGV, 7 do
     if ARGV[i + 4] ~= '' then redis.call('HSET', j, 'error', ARGV[i + 4]) end
     if ARGV[i + 5] ~= '' then redis.call('HSET', j, 'traceback', ARGV[i + 5]) end
     if status == 'queued' then
-      redis.call('HSET', j, 'status', 'queued', 'run_at', tonumber(ARGV[i + 6]) / 1000)
-          if tonumber(ARGV[i + 6]) <= tonumber(now_s) * 1000 then
+      redis.call('HSET', j, 'status', 'queued', 'run_at', ARGV[i + 6])
+      if tonumber(ARGV[i + 6]) <= tonumber(now_s) then
         requeue(id, j)
         requeued = true
       else
-        redis.call('ZADD', KEYS[2], ARGV[i + 6], id)
+        redis.call('ZADD', KEYS[2], ARGV[i + 7], id)
       end
     else
       if ARGV[i + 3] ~= '' then redis.call('HSET', j, 'result', ARGV[i + 3]) end
