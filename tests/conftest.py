@@ -8,13 +8,16 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from redis.asyncio.cluster import RedisCluster
 
 from perfkit import Cache
-from tests._cluster import binaries_missing, start_cluster
+from perfkit.cache.backends.redis_cluster import close_cluster_client
+from tests._cluster import LocalCluster, binaries_missing, start_cluster
 
 REDIS_URL = os.environ.get("PERFKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # an existing cluster (`redis+cluster://host:port`); unset, the tests start their own (tests/_cluster.py)
@@ -109,6 +112,39 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         yield cluster.url
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def private_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    """A cluster of the test's own, for a test that kills or adds nodes; stopped afterwards by pid."""
+    why = binaries_missing()
+    if why:
+        pytest.skip(f"REDIS CLUSTER TESTS SKIPPED: {why}")
+    cluster = start_cluster(tmp_path)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+async def raw_cluster(redis_cluster_url: str) -> AsyncIterator[RedisCluster]:
+    """A plain redis-py cluster client on the session's cluster, to look at what a backend wrote."""
+    client = RedisCluster.from_url(redis_cluster_url.replace("+cluster", "", 1))
+    await client.initialize()
+    yield client
+    await close_cluster_client(client)
+
+
+def one_per_primary(client: RedisCluster, key_of: Callable[[str], str], base: str) -> dict[str, str]:
+    """One name per primary, {node name: name}: the first `base-<i>` whose key `key_of(name)` is there."""
+    found: dict[str, str] = {}
+    primaries = {node.name for node in client.get_primaries()}
+    i = 0
+    while set(found) != primaries:
+        name = f"{base}-{i}"
+        node = client.nodes_manager.get_node_from_slot(client.keyslot(key_of(name)))
+        found.setdefault(node.name, name)
+        i += 1
+    return found
 
 
 @pytest.fixture(params=CACHE_KINDS)

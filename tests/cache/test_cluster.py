@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,41 +13,26 @@ from redis.asyncio.cluster import RedisCluster
 
 from perfkit import Cache
 from perfkit.cache.backends.redis_keys import namespace_prefix
-from tests._cluster import LocalCluster, binaries_missing, cli, start_cluster
-from tests.conftest import eventually, free_port
+from tests._cluster import LocalCluster, cli
+from tests.conftest import eventually, free_port, one_per_primary
 
 pytestmark = pytest.mark.redis_cluster
 
 
-@pytest.fixture
-async def raw(redis_cluster_url: str) -> AsyncIterator[RedisCluster]:
-    """A plain redis-py cluster client on the same cluster, to look at what the cache wrote."""
-    client = RedisCluster.from_url(redis_cluster_url.replace("+cluster", "", 1))
-    await client.initialize()
-    yield client
-    await client.aclose()
-
-
 def spread_namespaces(client: RedisCluster, base: str) -> dict[str, str]:
     """One namespace per primary: {node name: namespace}, found by hashing candidate names."""
-    found: dict[str, str] = {}
-    primaries = {node.name for node in client.get_primaries()}
-    i = 0
-    while set(found) != primaries:
-        ns = f"{base}-{i}"
-        node = client.nodes_manager.get_node_from_slot(client.keyslot(namespace_prefix(ns)))
-        found.setdefault(node.name, ns)
-        i += 1
-    return found
+    return one_per_primary(client, namespace_prefix, base)
 
 
-async def test_every_key_of_a_namespace_is_in_one_slot(redis_cluster_url: str, raw: RedisCluster) -> None:
+async def test_every_key_of_a_namespace_is_in_one_slot(
+    redis_cluster_url: str, raw_cluster: RedisCluster
+) -> None:
     """Values, tag index, tag version and stampede lock of one namespace all hash to the same slot."""
     ns = f"t{uuid.uuid4().hex[:12]}"
     seen: list[bytes] = []
 
     async def loader() -> str:  # runs while the stampede lock is held
-        seen.extend([key async for key in raw.scan_iter(match=f"*{ns}*")])
+        seen.extend([key async for key in raw_cluster.scan_iter(match=f"*{ns}*")])
         return "v"
 
     async with Cache(redis_cluster_url, namespace=ns) as cache:
@@ -58,15 +42,17 @@ async def test_every_key_of_a_namespace_is_in_one_slot(redis_cluster_url: str, r
         assert await cache.get_or_set("c", loader, tags=["t"]) == "v"
         kinds = {key.split(b"{")[0] for key in seen}
         assert kinds == {b"", b"perfkit:tag:", b"perfkit:tagv:", b"perfkit:lock:"}, seen
-        assert len({raw.keyslot(key) for key in seen}) == 1
+        assert len({raw_cluster.keyslot(key) for key in seen}) == 1
         await cache.clear()
-    assert [key async for key in raw.scan_iter(match=f"*{ns}*")] == []
+    assert [key async for key in raw_cluster.scan_iter(match=f"*{ns}*")] == []
 
 
-async def test_namespaces_spread_over_the_primaries(redis_cluster_url: str, raw: RedisCluster) -> None:
+async def test_namespaces_spread_over_the_primaries(
+    redis_cluster_url: str, raw_cluster: RedisCluster
+) -> None:
     """Different namespaces land on different nodes, and each node holds its namespace's keys."""
-    spread = spread_namespaces(raw, f"t{uuid.uuid4().hex[:10]}")
-    assert len(spread) == len(raw.get_primaries()) >= 2
+    spread = spread_namespaces(raw_cluster, f"t{uuid.uuid4().hex[:10]}")
+    assert len(spread) == len(raw_cluster.get_primaries()) >= 2
     for node_name, ns in spread.items():
         async with Cache(redis_cluster_url, namespace=ns) as cache:
             await cache.set("k", node_name)
@@ -78,7 +64,7 @@ async def test_namespaces_spread_over_the_primaries(redis_cluster_url: str, raw:
 
 
 async def test_invalidating_thousands_of_keys_works_in_pages(
-    redis_cluster_url: str, raw: RedisCluster
+    redis_cluster_url: str, raw_cluster: RedisCluster
 ) -> None:
     """A tag on 2,500 keys (three pages) is invalidated completely, index and all."""
     ns = f"t{uuid.uuid4().hex[:12]}"
@@ -87,16 +73,16 @@ async def test_invalidating_thousands_of_keys_works_in_pages(
         assert await cache.get("k2499") == 2499
         assert await cache.invalidate_tags(["big"]) == 2500
         assert await cache.get("k0", "gone") == "gone"
-        assert await raw.exists(f"perfkit:tag:{namespace_prefix(ns)}big") == 0
-        left = [key async for key in raw.scan_iter(match=f"{namespace_prefix(ns)}*")]
+        assert await raw_cluster.exists(f"perfkit:tag:{namespace_prefix(ns)}big") == 0
+        left = [key async for key in raw_cluster.scan_iter(match=f"{namespace_prefix(ns)}*")]
         assert left == []
         await cache.clear()
 
 
-async def test_delete_match_scans_every_primary(redis_cluster_url: str, raw: RedisCluster) -> None:
+async def test_delete_match_scans_every_primary(redis_cluster_url: str, raw_cluster: RedisCluster) -> None:
     """The backend's SCAN-based deletion finds keys on every node, not only the one it asked first."""
     base = f"t{uuid.uuid4().hex[:10]}"
-    spread = spread_namespaces(raw, base)
+    spread = spread_namespaces(raw_cluster, base)
     caches = [Cache(redis_cluster_url, namespace=ns) for ns in spread.values()]
     try:
         for cache in caches:
@@ -104,16 +90,16 @@ async def test_delete_match_scans_every_primary(redis_cluster_url: str, raw: Red
         backend = caches[0]._l2
         assert backend is not None
         assert await backend.delete_match("{" + base + "-*") == 30 * len(caches)
-        assert [key async for key in raw.scan_iter(match="{" + base + "*")] == []
+        assert [key async for key in raw_cluster.scan_iter(match="{" + base + "*")] == []
         assert await caches[0].delete_match("x*") == 0
     finally:
         for cache in caches:
             await cache.close()
 
 
-async def test_l1_hears_writes_on_every_primary(redis_cluster_url: str, raw: RedisCluster) -> None:
+async def test_l1_hears_writes_on_every_primary(redis_cluster_url: str, raw_cluster: RedisCluster) -> None:
     """A tiered cache on the cluster drops its L1 copy when another client writes, whichever node."""
-    for ns in spread_namespaces(raw, f"t{uuid.uuid4().hex[:10]}").values():
+    for ns in spread_namespaces(raw_cluster, f"t{uuid.uuid4().hex[:10]}").values():
         async with (
             Cache(redis_cluster_url, l1="memory://", namespace=ns) as reader,
             Cache(redis_cluster_url, namespace=ns) as writer,
@@ -151,17 +137,6 @@ async def test_unreachable_cluster_degrades_with_one_log_line(caplog: pytest.Log
     async with Cache(url, l1="memory://", timeout=0.2, namespace="down") as tiered:
         assert await tiered.get_or_set("k", lambda: "loaded") == "loaded"
     assert len([r for r in caplog.records if "unavailable" in r.getMessage()]) == 2  # one per cache
-
-
-@pytest.fixture
-def private_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    """A cluster of this test's own, since the test kills one of its nodes."""
-    why = binaries_missing()
-    if why:
-        pytest.skip(f"REDIS CLUSTER TESTS SKIPPED: {why}")
-    cluster = start_cluster(tmp_path)
-    yield cluster
-    cluster.stop()
 
 
 @pytest.mark.slow

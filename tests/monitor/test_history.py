@@ -1,4 +1,5 @@
-"""The monitor store on SQLite, Redis and memory; per-minute rollups, retention and regression detection."""
+"""The monitor store on SQLite, Redis, Redis Cluster and memory; per-minute rollups, retention and
+regression detection."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from redis.asyncio.cluster import RedisCluster
 
 from perfkit.metrics import Collector
 from perfkit.monitor import history
@@ -19,6 +21,7 @@ STORES = [
     pytest.param("memory", marks=pytest.mark.memory, id="memory"),
     pytest.param("sqlite", marks=pytest.mark.sqlite, id="sqlite"),
     pytest.param("redis", marks=pytest.mark.redis, id="redis"),
+    pytest.param("redis-cluster", marks=pytest.mark.redis_cluster, id="redis-cluster"),
 ]
 DAY = 86400.0
 T = 1_800_000_000.0  # a fixed "now", minute-aligned
@@ -31,6 +34,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     if kind == "redis":
         require_redis()
         url = f"{REDIS_URL}?prefix=pktest-mon-{uuid.uuid4().hex[:10]}:"
+    elif kind == "redis-cluster":
+        url = f"{request.getfixturevalue('redis_cluster_url')}?prefix=pktest-mon-{uuid.uuid4().hex[:10]}:"
     else:
         url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path}/monitor.db"}[kind]
     made = registry.create(url, retention=7 * DAY)
@@ -134,3 +139,46 @@ async def test_retention_is_bounded(store: MonitorStore) -> None:
     await pub.publish(now=T)
     minutes = [m for m, _ in await store.rollups(0, int(T // 60) + 1)]
     assert minutes == [int(T // 60)]
+
+
+@pytest.mark.redis_cluster
+async def test_cluster_store_keeps_its_keys_in_one_slot(
+    redis_cluster_url: str, raw_cluster: RedisCluster
+) -> None:
+    """On a cluster every key of the store carries the prefix's hash tag: one slot, so its pipelines,
+    deletes and lease script each go to one node; `drop` finds them all."""
+    prefix = f"pktest-mon-{uuid.uuid4().hex[:10]}:"
+    store = registry.create(f"{redis_cluster_url}?prefix={prefix}", retention=7 * DAY)
+    tag = "{" + prefix[:-1] + "}:"
+    try:
+        for minute in range(int(T // 60), int(T // 60) + 5):  # five rollup keys
+            await store.publish("a", minute * 60.0, {"metrics": {}}, minute, {"x": minute})
+        await store.put("deploy", {"version": "v1"})
+        assert await store.lead("alerts", "a", 30)
+        await store.ping()
+        keys = {key.decode() async for key in raw_cluster.scan_iter(match=f"*{prefix[:-1]}*")}
+        assert {k.removeprefix(tag).split(":")[0] for k in keys} == {
+            "snapshots", "rollup", "minutes", "kv", "lease"
+        }  # fmt: skip
+        assert len({raw_cluster.keyslot(k) for k in keys}) == 1
+        await store.prune(T + 180)  # DEL of three rollup keys at once
+        assert [m for m, _ in await store.rollups(0, int(T // 60) + 10)] == [
+            int(T // 60) + 3,
+            int(T // 60) + 4,
+        ]
+    finally:
+        await store.drop()  # type: ignore[attr-defined]
+        await store.close()
+    assert [key async for key in raw_cluster.scan_iter(match=f"*{prefix[:-1]}*")] == []
+
+
+@pytest.mark.parametrize(
+    ("prefix", "tagged"),
+    [("perfkit:monitor:", "{perfkit:monitor}:"), ("app", "{app}"), ("{app}:monitor:", "{app}:monitor:"),
+     ("{}x:", "{{}x}:")],
+)  # fmt: skip
+def test_cluster_prefix_gets_a_hash_tag(prefix: str, tagged: str) -> None:
+    """The cluster store wraps its prefix in a hash tag unless it holds a non-empty one already."""
+    from perfkit.monitor.store.redis_cluster import hash_tagged
+
+    assert hash_tagged(prefix) == tagged

@@ -1,4 +1,5 @@
-"""Prometheus and the report across several worker processes sharing the monitor store (SQLite, Redis)."""
+"""Prometheus and the report across several worker processes sharing the monitor store (SQLite, Redis,
+Redis Cluster)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from perfkit.monitor.store import registry
 from tests.conftest import free_port
 
 from ..conftest import REDIS_URL, eventually, require_redis
@@ -42,15 +44,18 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
 
 
 @pytest.fixture(params=[pytest.param("sqlite", marks=pytest.mark.sqlite),
-                        pytest.param("redis", marks=pytest.mark.redis)])  # fmt: skip
+                        pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("redis-cluster", marks=pytest.mark.redis_cluster)])  # fmt: skip
 async def workers(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[list[str], list[asyncio.subprocess.Process]]]:
     """Two uvicorn processes on 127.0.0.1 sharing one monitor store; stopped by pid afterwards."""
+    prefix = f"pktest-mp-{uuid.uuid4().hex[:10]}:"
     if request.param == "redis":
         require_redis()
-        prefix = f"pktest-mp-{uuid.uuid4().hex[:10]}:"
         url = f"{REDIS_URL}?prefix={prefix}"
+    elif request.param == "redis-cluster":
+        url = f"{request.getfixturevalue('redis_cluster_url')}?prefix={prefix}"
     else:
         url = f"sqlite:///{tmp_path}/monitor.db"
     env = {**os.environ, "PERFKIT_MONITOR_URL": url, "PERFKIT_MONITOR_TOKEN": TOKEN}
@@ -71,14 +76,10 @@ async def workers(
     finally:
         for proc in procs:
             await stop(proc)
-        if request.param == "redis":
-            import redis.asyncio as aioredis
-
-            client = aioredis.Redis.from_url(REDIS_URL)
-            keys = [k async for k in client.scan_iter(match=prefix + "*")]
-            if keys:
-                await client.delete(*keys)
-            await client.aclose()
+        if request.param != "sqlite":  # the workers' keys, under the prefix of this test only
+            store = registry.create(url)
+            await store.drop()  # type: ignore[attr-defined]
+            await store.close()
 
 
 def hello_count(text: str) -> tuple[float, float]:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import pytest
+
 from .conftest import AUTH, EnvFactory
 
 
-async def test_redis_store_down_degrades(make_env: EnvFactory) -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("redis://127.0.0.1:1/0", id="redis"),
+        pytest.param("redis+cluster://127.0.0.1:1", marks=pytest.mark.redis_cluster, id="redis-cluster"),
+    ],
+)
+async def test_redis_store_down_degrades(make_env: EnvFactory, url: str) -> None:
     """With Redis unreachable, requests, /metrics, the report and readiness all still answer."""
-    env = await make_env(url="redis://127.0.0.1:1/0", publish_interval=0.05)
+    env = await make_env(url=url, publish_interval=0.05)
     await env.monitor.start()
     await env.monitor.publisher.flush()  # a failing write is swallowed, not raised
     for _ in range(3):
@@ -25,4 +34,4 @@ async def test_redis_store_down_degrades(make_env: EnvFactory) -> None:
     assert ready.status_code == 200
     store = ready.json()["checks"]["monitor_store"]
     assert store["status"] == "warn"
-    assert store["message"].startswith("BackendError: monitor store redis://127.0.0.1:1/0")
+    assert store["message"].startswith(f"BackendError: monitor store {url}")

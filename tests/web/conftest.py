@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import redis
+from redis.asyncio.cluster import RedisCluster
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -154,3 +155,12 @@ def prefix() -> Iterator[str]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture
+async def cluster_prefix(raw_cluster: RedisCluster) -> AsyncIterator[str]:
+    """`prefix` on the Redis Cluster: its keys are found on every primary and deleted afterwards."""
+    value = f"perfkit:test:{uuid.uuid4().hex}:"
+    yield value
+    for key in [key async for key in raw_cluster.scan_iter(match=value + "*")]:  # SCAN on every primary
+        await raw_cluster.delete(key)

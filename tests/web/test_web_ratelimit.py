@@ -1,4 +1,5 @@
-"""Rate limiting: GCRA on memory and Redis, IETF headers, 429, per client and route class, Redis down."""
+"""Rate limiting: GCRA on memory, Redis and Redis Cluster, IETF headers, 429, per client and route class,
+Redis (or a cluster node) down."""
 
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from perfkit.metrics import Collector
 from perfkit.web import RateLimit, RateLimitMiddleware, Rule, WebConfig
 from perfkit.web.ratelimit.backend import gcra
 from tests import _redis_server
-from tests.conftest import free_port
+from tests._cluster import LocalCluster
+from tests.conftest import free_port, one_per_primary
 
 from .conftest import REDIS_URL, make_starlette
 
@@ -47,10 +51,27 @@ def make_app(url: str = "memory://", fail: str = "open", **config: Any) -> RateL
     return RateLimitMiddleware(make_starlette(), config=cfg, collector=Collector())
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=[pytest.mark.redis, needs_redis])])
-async def limited(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[httpx.AsyncClient]:
-    url = "memory://" if request.param == "memory" else f"{REDIS_URL}?prefix={prefix}"
-    app = make_app(url)
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=[pytest.mark.redis, needs_redis]),
+        pytest.param("redis-cluster", marks=pytest.mark.redis_cluster),
+    ]
+)
+def limiter_url(request: pytest.FixtureRequest) -> str:
+    """A rate-limit URL of each kind, under a key prefix of the test's own that its fixture cleans up."""
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "redis":
+        return f"{REDIS_URL}?prefix={request.getfixturevalue('prefix')}"
+    cluster = request.getfixturevalue("redis_cluster_url")
+    return f"{cluster}?prefix={request.getfixturevalue('cluster_prefix')}"
+
+
+@pytest.fixture
+async def limited(limiter_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    # a generous timeout: on a loaded machine 0.25 s would fail open and the counts would not be checked
+    app = make_app(limiter_url, rate_limit_timeout=5.0)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
         yield client
     await app.backend.close()
@@ -126,10 +147,16 @@ def test_bad_rate_strings_rejected(text: str) -> None:
         RateLimit.parse(text)
 
 
-@pytest.mark.redis
-async def test_redis_down_fails_open(caplog: pytest.LogCaptureFixture) -> None:
+DOWN_URLS = [
+    pytest.param("redis://127.0.0.1:{port}/0", marks=pytest.mark.redis, id="redis"),
+    pytest.param("redis+cluster://127.0.0.1:{port}", marks=pytest.mark.redis_cluster, id="redis-cluster"),
+]
+
+
+@pytest.mark.parametrize("url", DOWN_URLS)
+async def test_redis_down_fails_open(url: str, caplog: pytest.LogCaptureFixture) -> None:
     """With Redis unreachable (closed port) requests pass, with one warning for the outage."""
-    app = make_app(f"redis://127.0.0.1:{free_port()}/0")
+    app = make_app(url.format(port=free_port()))
     with caplog.at_level(logging.WARNING, logger="perfkit.web.ratelimit"):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
             codes = [(await c.get("/")).status_code for _ in range(6)]
@@ -138,10 +165,10 @@ async def test_redis_down_fails_open(caplog: pytest.LogCaptureFixture) -> None:
     assert len([r for r in caplog.records if "backend down" in r.getMessage()]) == 1
 
 
-@pytest.mark.redis
-async def test_redis_down_fails_closed() -> None:
+@pytest.mark.parametrize("url", DOWN_URLS)
+async def test_redis_down_fails_closed(url: str) -> None:
     """Configured to fail closed, an unreachable Redis gives 503 with Retry-After."""
-    app = make_app(f"redis://127.0.0.1:{free_port()}/0", fail="closed")
+    app = make_app(url.format(port=free_port()), fail="closed")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
         response = await c.get("/")
     await app.backend.close()
@@ -183,6 +210,79 @@ async def test_hung_redis_does_not_block_event_loop(prefix: str) -> None:
         os.kill(proc.pid, signal.SIGCONT)
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def api_key(scope: dict[str, Any]) -> str:
+    return dict(scope["headers"]).get(b"x-api-key", b"anon").decode()
+
+
+@pytest.mark.redis_cluster
+async def test_two_limiters_share_budgets_on_a_cluster(
+    redis_cluster_url: str, cluster_prefix: str, raw_cluster: RedisCluster
+) -> None:
+    """Two middlewares on one cluster draw each client's 3/minute from one budget, whichever primary
+    holds that client's key, with the RateLimit headers counting down across both."""
+    clients = one_per_primary(raw_cluster, lambda name: f"{cluster_prefix}/:{name}", "client")
+    url = f"{redis_cluster_url}?prefix={cluster_prefix}"
+    first = make_app(url, rate_limit_key=api_key, rate_limit_timeout=5.0)
+    second = make_app(url, rate_limit_key=api_key, rate_limit_timeout=5.0)
+    assert type(first.backend).__name__ == "RedisClusterRateLimit"
+    try:
+        async with (
+            httpx.AsyncClient(transport=httpx.ASGITransport(first), base_url="http://t") as a,
+            httpx.AsyncClient(transport=httpx.ASGITransport(second), base_url="http://t") as b,
+        ):
+            for name in clients.values():
+                headers = {"x-api-key": name}
+                answers = [await c.get("/", headers=headers) for c in (a, b, a, b)]
+                assert [r.status_code for r in answers] == [200, 200, 200, 429]
+                assert [r.headers["ratelimit"].split(";")[1] for r in answers] == ["r=2", "r=1", "r=0", "r=0"]
+                assert {r.headers["ratelimit-policy"] for r in answers} == {'"/";q=3;w=60'}
+                assert 1 <= int(answers[3].headers["retry-after"]) <= 20
+    finally:
+        await first.backend.close()
+        await second.backend.close()
+    for node, name in clients.items():  # each budget is one key, on the primary its slot belongs to
+        host, _, port = node.rpartition(":")
+        async with Redis(host=host, port=int(port)) as one_node:
+            assert await one_node.exists(f"{cluster_prefix}/:{name}") == 1
+
+
+@pytest.mark.redis_cluster
+@pytest.mark.slow
+async def test_cluster_node_down_fails_open_or_closed(
+    private_cluster: LocalCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the node holding a client's budget dies, a fail-open limiter lets every request through and a
+    fail-closed one answers 503, each with one warning for the outage."""
+    raw = RedisCluster(host="127.0.0.1", port=private_cluster.ports[0])
+    await raw.initialize()
+    victim = private_cluster.ports[-1]
+    spread = one_per_primary(raw, lambda name: f"{name}:/:127.0.0.1", "perfkit:test:down")
+    await raw.aclose()
+    url = f"{private_cluster.url}?prefix={spread[f'127.0.0.1:{victim}']}:"
+    fail_open = make_app(url, rate_limit_timeout=2.0)
+    fail_closed = make_app(url, fail="closed", rate_limit_timeout=2.0)
+    caplog.set_level(logging.WARNING, logger="perfkit.web.ratelimit")
+    try:
+        async with (
+            httpx.AsyncClient(transport=httpx.ASGITransport(fail_open), base_url="http://t") as o,
+            httpx.AsyncClient(transport=httpx.ASGITransport(fail_closed), base_url="http://t") as c,
+        ):
+            before = [await o.get("/"), await c.get("/")]
+            assert [r.headers["ratelimit"].split(";")[1] for r in before] == ["r=2", "r=1"]  # one budget
+            private_cluster.kill_node(private_cluster.ports.index(victim))
+            opened = [(await o.get("/")).status_code for _ in range(5)]
+            closed = [await c.get("/") for _ in range(2)]
+    finally:
+        await fail_open.backend.close()
+        await fail_closed.backend.close()
+    assert opened == [200] * 5  # past the 3/minute: nothing counts while the budget's node is down
+    assert [r.status_code for r in closed] == [503, 503]
+    assert closed[0].headers["retry-after"] == "1"
+    warnings = [r.getMessage() for r in caplog.records if "backend down" in r.getMessage()]
+    assert len(warnings) == 2, warnings
+    assert "failing open" in warnings[0] and "failing closed" in warnings[1]
 
 
 def _worker(url: str, barrier: Any, results: Any) -> None:

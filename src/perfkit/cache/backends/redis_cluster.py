@@ -13,7 +13,7 @@ start while that one is down. `?max_connections=` is per node (default 64).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -66,14 +66,17 @@ def primaries(reply: Any) -> list[str]:
 
 
 def cluster_client_from_url(
-    url: BackendURL, *, timeout: float, max_connections: int | None = None
+    url: BackendURL, *, timeout: float, max_connections: int | None = None, own: Collection[str] = ()
 ) -> RedisCluster:
+    """A `RedisCluster` for a `redis+cluster://` URL. The URL's options go to redis-py, except `nodes`,
+    `max_connections` and the caller's `own` (such as `prefix`)."""
     if not url.host:
         raise ConfigurationError("url", f"{url.redacted()!r} names no cluster node")
     parts = urlsplit(url.raw)
     seeds = seed_names(url)
     # the rest (e.g. ssl_cert_reqs) goes to redis-py as it would for redis://
-    options = urlencode([(k, v) for k, v in url.options.items() if k not in _OUR_OPTIONS])
+    ours = {*_OUR_OPTIONS, *own}
+    options = urlencode([(k, v) for k, v in url.options.items() if k not in ours])
     clean = urlunsplit((driver_scheme(url), parts.netloc, "", options, ""))
     kwargs: dict[str, Any] = {
         "socket_timeout": timeout,

@@ -7,11 +7,15 @@ Keys (all under `prefix`, default `perfkit:monitor:`): `snapshots` (hash proc ->
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perfkit.backends import BackendURL
 from perfkit.errors import BackendError
 from perfkit.monitor.store.base import Snapshot
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
 
 _RENEW = """
 local holder = redis.call('GET', KEYS[1])
@@ -23,18 +27,23 @@ return 0
 """
 
 
+_TIMEOUT = 2.0  # seconds per call: the publisher and the dashboard then go on without the store
+
+
 class RedisStore:
     kind = "redis"
 
     def __init__(self, url: BackendURL, *, retention: float = 7 * 86400, **_: Any) -> None:
-        import redis.asyncio as aioredis
-
-        options = dict(url.options)
-        self.prefix = options.pop("prefix", "perfkit:monitor:")
-        base = url.raw.split("?", 1)[0]
-        self._redis = aioredis.Redis.from_url(base, socket_timeout=2, socket_connect_timeout=2)
+        self.prefix = url.options.get("prefix", "perfkit:monitor:")
+        self._redis = self._client(url)
         self.retention = retention
         self._url = url.redacted()
+
+    def _client(self, url: BackendURL) -> Redis | RedisCluster:
+        import redis.asyncio as aioredis
+
+        base = url.raw.split("?", 1)[0]
+        return aioredis.Redis.from_url(base, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT)
 
     def _k(self, name: str) -> str:
         return self.prefix + name

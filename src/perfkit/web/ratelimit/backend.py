@@ -43,8 +43,10 @@ registry: Registry[RateLimitBackend] = Registry("rate limit")
 registry.register("memory", "perfkit.web.ratelimit.memory:MemoryRateLimit")
 registry.register("redis", "perfkit.web.ratelimit.redis:RedisRateLimit", extra="redis")
 registry.register("rediss", "perfkit.web.ratelimit.redis:RedisRateLimit", extra="redis")
+for _scheme in ("redis+cluster", "rediss+cluster"):
+    registry.register(_scheme, "perfkit.web.ratelimit.redis_cluster:RedisClusterRateLimit", extra="redis")
 
 
 def create_backend(url: str, **options: float) -> RateLimitBackend:
-    """`memory://` for one process, `redis://host:6379/0` for many."""
+    """`memory://` for one process, `redis://host:6379/0` (or `redis+cluster://host:7000`) for many."""
     return registry.create(url, "rate_limit_url", **options)

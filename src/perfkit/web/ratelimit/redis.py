@@ -7,12 +7,16 @@ so a slow or dead Redis never blocks the event loop; the middleware then fails o
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perfkit.backends import BackendURL
 from perfkit.errors import BackendUnavailableError
 from perfkit.web.config import RateLimit
 from perfkit.web.ratelimit.backend import Decision
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
 
 KEY_PREFIX = "perfkit:rl:"
 
@@ -38,15 +42,18 @@ return {1, math.floor((now - allow_at) / interval), new_tat - now, 0}
 
 class RedisRateLimit:
     def __init__(self, url: BackendURL, *, timeout: float = 0.25, prefix: str = KEY_PREFIX, **_: Any) -> None:
+        self.prefix = url.options.get("prefix", prefix)
+        self.timeout = timeout
+        self.client = self._client(url, timeout)
+        self.script = self.client.register_script(GCRA_LUA)
+
+    def _client(self, url: BackendURL, timeout: float) -> Redis | RedisCluster:
         import redis.asyncio as aioredis
 
-        self.prefix = url.options.get("prefix", prefix)
         raw = url.raw.split("?", 1)[0]
-        self.timeout = timeout
-        self.client = aioredis.Redis.from_url(
+        return aioredis.Redis.from_url(
             raw, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
         )
-        self.script = self.client.register_script(GCRA_LUA)
 
     async def hit(self, key: str, limit: RateLimit, cost: int = 1) -> Decision:
         period = int(limit.period * 1_000_000)
