@@ -123,7 +123,6 @@ class RedisBackend:
     def _connect(self) -> None:
         self.client = client_from_url(self.url, timeout=self.timeout)
         self._set_tagged = self.client.register_script(K.SET_TAGGED)
-        self._set_plain = self.client.register_script(K.SET_PLAIN)
         self._delete = self.client.register_script(K.DELETE)
         self._incr = self.client.register_script(K.INCR)
         self._release = self.client.register_script(K.RELEASE_LOCK)
@@ -166,7 +165,9 @@ class RedisBackend:
         self._bind()
         try:
             if not tags:
-                await self._set_plain(keys=[key, K.keytags_key(key)], args=[value, _ms(ttl) or ""])
+                # a plain SET, not a script: the hot path stays one command (an untagged overwrite of a
+                # tagged key leaves its old index entries to the TTL or the tag's invalidation: see DELETE)
+                await self.client.set(key, value, px=_ms(ttl))
                 return True
             keys = [key, K.keytags_key(key), *map(K.tag_key, tags)]
             args: list[Any] = [value, _ms(ttl) or "", int(time.time() * 1000)]
@@ -203,9 +204,7 @@ class RedisBackend:
                             client=pipe,
                         )
                     else:
-                        await self._set_plain(
-                            keys=[key, K.keytags_key(key)], args=[value, _ms(ttl) or ""], client=pipe
-                        )
+                        pipe.set(key, value, px=_ms(ttl))
                 await pipe.execute()
         except DRIVER_ERRORS as exc:
             raise translate(exc, self.where) from exc

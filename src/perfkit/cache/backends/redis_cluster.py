@@ -3,8 +3,8 @@
 The same backend as single-node Redis (`redis.py`) over redis-py's asyncio `RedisCluster`. Every key
 of a namespace carries the namespace's hash tag (`redis_keys.py`), so the scripts and pages of one
 call touch one slot; SCAN-based deletion runs on every primary. Only what the cluster client cannot
-do differently is overridden here: it refuses EVALSHA inside a pipeline, so `set_many` sends the
-scripts themselves, and closing it takes more than `aclose()`.
+do differently is overridden here: it refuses EVALSHA inside a pipeline, so `set_many` with tags
+sends the script itself, and closing it takes more than `aclose()`.
 
 The URL names one node to learn the cluster from; `?nodes=host:port,host:port` adds more, for a
 start while that one is down. `?max_connections=` is per node (default 64).
@@ -97,7 +97,6 @@ class RedisClusterBackend(RedisBackend):
     def _connect(self) -> None:
         self.client = cluster_client_from_url(self.url, timeout=self.timeout)  # type: ignore[assignment]
         self._set_tagged = self.client.register_script(K.SET_TAGGED)
-        self._set_plain = self.client.register_script(K.SET_PLAIN)
         self._delete = self.client.register_script(K.DELETE)
         self._incr = self.client.register_script(K.INCR)
         self._release = self.client.register_script(K.RELEASE_LOCK)
@@ -106,6 +105,9 @@ class RedisClusterBackend(RedisBackend):
     async def set_many(
         self, items: Sequence[tuple[str, Any]], ttl: float | None, tags: Sequence[str] = ()
     ) -> None:
+        if not tags:
+            await super().set_many(items, ttl, tags)
+            return
         self._bind()
         tag_keys = [K.tag_key(t) for t in tags]
         try:
@@ -113,10 +115,7 @@ class RedisClusterBackend(RedisBackend):
                 now = int(time.time() * 1000)
                 for key, value in items:
                     keys = [key, K.keytags_key(key), *tag_keys]
-                    if tags:
-                        pipe.eval(K.SET_TAGGED, len(keys), *keys, value, _ms(ttl) or "", now)
-                    else:
-                        pipe.eval(K.SET_PLAIN, 2, *keys, value, _ms(ttl) or "")
+                    pipe.eval(K.SET_TAGGED, len(keys), *keys, value, _ms(ttl) or "", now)
                 await pipe.execute()
         except DRIVER_ERRORS as exc:
             raise translate(exc, self.where) from exc

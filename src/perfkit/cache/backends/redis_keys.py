@@ -125,22 +125,6 @@ return 1
 """
 )
 
-# KEYS: value key, its tag record; ARGV: value, ttl ms ('' = none). An untagged set: SET, plus one GET
-# of the (absent) record unless the value had tags, which it then leaves.
-SET_PLAIN: Final = (
-    _UNTAG
-    + """
-local ttl = tonumber(ARGV[2])
-if ttl then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-else
-  redis.call('SET', KEYS[1], ARGV[1])
-end
-untag(KEYS[1], KEYS[2], nil)
-return 1
-"""
-)
-
 # KEYS: m value keys, then their m tag records. Deletes the values and takes them out of their tag
 # indexes; returns how many values existed.
 DELETE: Final = (
