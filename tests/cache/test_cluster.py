@@ -41,7 +41,7 @@ async def test_every_key_of_a_namespace_is_in_one_slot(
         await cache.set("b", 2, tags=["t"])
         assert await cache.get_or_set("c", loader, tags=["t"]) == "v"
         kinds = {key.split(b"{")[0] for key in seen}
-        assert kinds == {b"", b"perfkit:tag:", b"perfkit:tagv:", b"perfkit:lock:"}, seen
+        assert kinds == {b"", b"perfkit:tag:", b"perfkit:ktags:", b"perfkit:tagv:", b"perfkit:lock:"}, seen
         assert len({raw_cluster.keyslot(key) for key in seen}) == 1
         await cache.clear()
     assert [key async for key in raw_cluster.scan_iter(match=f"*{ns}*")] == []

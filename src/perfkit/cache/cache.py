@@ -491,14 +491,15 @@ class Cache:
     async def invalidate_tags(self, tags: Iterable[str]) -> int:
         """Remove every key carrying any of `tags`; returns how many were removed."""
         tag_t = self._tags(tags)
-        removed = self._l1.remove_tags(tag_t) if self._l1 is not None else 0
+        # chunked: a tag on 100k keys must not hold the event loop for the whole removal
+        removed = await self._l1.remove_tags_async(tag_t) if self._l1 is not None else 0
         t0 = _perf()
         gone: list[str] = []
         removed2 = await self._l2_call("invalidate", lambda b: b.invalidate_tags(tag_t, gone), 0, always=True)
         if self._l1 is not None and self._l2 is not None:
             # L1 copies filled from L2 reads carry no tags: evict the removed keys by name, now,
             # rather than when the coherence channel reports them (read-your-invalidation)
-            self._l1.remove(gone)
+            await self._l1.remove_async(gone)
             if self._coherence is not None:
                 for key in gone:
                     self._coherence.invalidated(key)

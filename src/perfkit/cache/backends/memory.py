@@ -8,6 +8,7 @@ sync facade and the async front share one implementation; the async methods are 
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import re
 import time
@@ -21,6 +22,7 @@ from perfkit.errors import SerializationError
 
 _monotonic = time.monotonic
 _MAX_VERSIONS = 100_000
+REMOVE_CHUNK = 2000  # keys removed between two turns of the event loop by an async tag invalidation
 
 
 class Item(NamedTuple):
@@ -47,6 +49,8 @@ class MemoryBackend:
         self._locks: dict[str, tuple[str, float]] = {}
         self._versions: OrderedDict[str, int] = OrderedDict()  # bounded; forgetting bumps the epoch
         self._epoch = 0
+        # key sets of tags being invalidated by `remove_tags_async`: unreadable at once, removed in chunks
+        self._doomed: list[set[str]] = []
         self._sets_since_sweep = 0
         self.on_evict: Callable[[int], None] | None = None  # told how many keys LRU evicted
 
@@ -58,6 +62,8 @@ class MemoryBackend:
             return None
         if item.expires_at is not None and item.expires_at <= _monotonic():
             self._remove(key)
+            return None
+        if self._doomed and self._is_doomed(key):  # its tag is being invalidated (remove_tags_async)
             return None
         if self.max_size is not None:
             try:  # noqa: SIM105 - try/except is cheaper than contextlib.suppress on the hit path
@@ -81,6 +87,9 @@ class MemoryBackend:
         )
 
     def store_item(self, key: str, item: Item) -> None:
+        if self._doomed:  # written after the invalidation began: not part of it
+            for doomed in self._doomed:
+                doomed.discard(key)
         old = self._data.get(key)
         if old is not None and old.tags:
             self._untag(key, old.tags)
@@ -119,6 +128,42 @@ class MemoryBackend:
             self._tags.pop(tag, None)
         return removed
 
+    async def remove_tags_async(self, tags: Sequence[str], chunk: int = REMOVE_CHUNK) -> int:
+        """`remove_tags` that lets the event loop run every `chunk` keys. The tags' key sets are taken
+        whole first (O(1) per tag), so from the first step on no read returns one of those keys and a
+        key written meanwhile is kept; then the keys are removed in chunks. A cancelled call finishes
+        the removal at once."""
+        self._bump(tags)
+        return await self._remove_doomed(
+            [keys for keys in (self._tags.pop(tag, None) for tag in tags) if keys], chunk
+        )
+
+    async def remove_async(self, keys: Sequence[str], chunk: int = REMOVE_CHUNK) -> int:
+        """`remove` that lets the event loop run every `chunk` keys; none of them is readable meanwhile."""
+        if len(keys) <= chunk:
+            return self.remove(keys)
+        return await self._remove_doomed([set(keys)], chunk)
+
+    async def _remove_doomed(self, sets: list[set[str]], chunk: int) -> int:
+        self._doomed.extend(sets)
+        removed = 0
+        try:
+            for keys in sets:
+                while keys:
+                    for _ in range(min(chunk, len(keys))):
+                        removed += self._remove(keys.pop())
+                    if keys or keys is not sets[-1]:
+                        await asyncio.sleep(0)
+        finally:
+            for keys in sets:
+                while keys:
+                    removed += self._remove(keys.pop())
+                self._doomed.remove(keys)
+        return removed
+
+    def _is_doomed(self, key: str) -> bool:
+        return any(key in doomed for doomed in self._doomed)
+
     def remove_match(self, pattern: str) -> int:
         match = re.compile(fnmatch.translate(pattern), re.DOTALL).match
         return self.remove([k for k in list(self._data) if match(k)])
@@ -129,6 +174,8 @@ class MemoryBackend:
     def clear_all(self) -> None:
         self._data.clear()
         self._tags.clear()
+        for doomed in self._doomed:
+            doomed.clear()
 
     def sweep(self) -> int:
         """Drop expired items; amortised over sets, so memory does not hold what nobody reads."""
@@ -217,7 +264,7 @@ class MemoryBackend:
         return value
 
     async def invalidate_tags(self, tags: Sequence[str], removed_keys: list[str] | None = None) -> int:
-        return self.remove_tags(tags)
+        return await self.remove_tags_async(tags)
 
     async def delete_match(self, pattern: str) -> int:
         return self.remove_match(pattern)

@@ -123,6 +123,7 @@ class RedisBackend:
     def _connect(self) -> None:
         self.client = client_from_url(self.url, timeout=self.timeout)
         self._set_tagged = self.client.register_script(K.SET_TAGGED)
+        self._delete = self.client.register_script(K.DELETE)
         self._incr = self.client.register_script(K.INCR)
         self._release = self.client.register_script(K.RELEASE_LOCK)
         self._invalidate_page = self.client.register_script(K.INVALIDATE_PAGE)
@@ -164,9 +165,11 @@ class RedisBackend:
         self._bind()
         try:
             if not tags:
+                # a plain SET, not a script: the hot path stays one command (an untagged overwrite of a
+                # tagged key leaves its old index entries to the TTL or the tag's invalidation: see DELETE)
                 await self.client.set(key, value, px=_ms(ttl))
                 return True
-            keys = [key, *map(K.tag_key, tags)]
+            keys = [key, K.keytags_key(key), *map(K.tag_key, tags)]
             args: list[Any] = [value, _ms(ttl) or "", int(time.time() * 1000)]
             if expect is not None:
                 keys += map(K.version_key, tags)
@@ -192,10 +195,13 @@ class RedisBackend:
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 now = int(time.time() * 1000)
+                tag_keys = [K.tag_key(t) for t in tags]
                 for key, value in items:
                     if tags:
                         await self._set_tagged(
-                            keys=[key, *map(K.tag_key, tags)], args=[value, _ms(ttl) or "", now], client=pipe
+                            keys=[key, K.keytags_key(key), *tag_keys],
+                            args=[value, _ms(ttl) or "", now],
+                            client=pipe,
                         )
                     else:
                         pipe.set(key, value, px=_ms(ttl))
@@ -208,9 +214,20 @@ class RedisBackend:
         if not keys:
             return 0
         try:
-            return int(await self.client.delete(*keys))
+            return await self._delete_keys(keys)
         except DRIVER_ERRORS as exc:
             raise translate(exc, self.where) from exc
+
+    async def _delete_keys(self, keys: Sequence[str | bytes]) -> int:
+        """Delete values and take them out of their tag indexes: one script per hash slot (namespace)."""
+        by_slot: dict[str, list[str]] = {}
+        for key in keys:
+            name = key.decode("utf-8", "surrogateescape") if isinstance(key, bytes) else key
+            by_slot.setdefault(K.slot_tag(name), []).append(name)
+        removed = 0
+        for group in by_slot.values():
+            removed += int(await self._delete(keys=[*group, *map(K.keytags_key, group)]))
+        return removed
 
     async def exists(self, key: str) -> bool:
         self._bind()
@@ -274,26 +291,32 @@ class RedisBackend:
         return {tkey: page for tkey, page in zip(tag_keys, replies, strict=True) if page}
 
     async def delete_match(self, pattern: str) -> int:
+        return await self._delete_match(pattern, values=True)
+
+    async def _delete_match(self, pattern: str, *, values: bool) -> int:
+        """SCAN and delete in batches; `values`: they are cache values, taken out of their tag indexes
+        too (bookkeeping keys, such as the indexes themselves, are just unlinked)."""
         self._bind()
         removed = 0
+        drop = self._delete_keys if values else (lambda batch: self.client.unlink(*batch))
         try:
             batch: list[bytes] = []
             async for key in self.client.scan_iter(match=pattern, count=_CHUNK):
                 batch.append(key)
                 if len(batch) >= _CHUNK:
-                    removed += await self.client.unlink(*batch)
+                    removed += await drop(batch)
                     batch.clear()
             if batch:
-                removed += await self.client.unlink(*batch)
+                removed += await drop(batch)
         except DRIVER_ERRORS as exc:
             raise translate(exc, self.where) from exc
         return removed
 
     async def clear(self, prefix: str) -> int:
         removed = await self.delete_match(_glob_escape(prefix) + "*")
-        await self.delete_match(_glob_escape(K.tag_key(prefix)) + "*")
-        # versions may go too: a load that read one now finds 0 and is dropped, the safe side
-        await self.delete_match(_glob_escape(K.version_key(prefix)) + "*")
+        for bookkeeping in (K.tag_key(prefix), K.keytags_key(prefix), K.version_key(prefix)):
+            # versions may go too: a load that read one now finds 0 and is dropped, the safe side
+            await self._delete_match(_glob_escape(bookkeeping) + "*", values=False)
         return removed
 
     async def acquire_lock(self, key: str, token: str, ttl: float) -> bool:

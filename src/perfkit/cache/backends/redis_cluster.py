@@ -97,6 +97,7 @@ class RedisClusterBackend(RedisBackend):
     def _connect(self) -> None:
         self.client = cluster_client_from_url(self.url, timeout=self.timeout)  # type: ignore[assignment]
         self._set_tagged = self.client.register_script(K.SET_TAGGED)
+        self._delete = self.client.register_script(K.DELETE)
         self._incr = self.client.register_script(K.INCR)
         self._release = self.client.register_script(K.RELEASE_LOCK)
         self._invalidate_page = self.client.register_script(K.INVALIDATE_PAGE)
@@ -113,7 +114,7 @@ class RedisClusterBackend(RedisBackend):
             async with self.client.pipeline(transaction=False) as pipe:
                 now = int(time.time() * 1000)
                 for key, value in items:
-                    keys = [key, *tag_keys]
+                    keys = [key, K.keytags_key(key), *tag_keys]
                     pipe.eval(K.SET_TAGGED, len(keys), *keys, value, _ms(ttl) or "", now)
                 await pipe.execute()
         except DRIVER_ERRORS as exc:

@@ -32,6 +32,7 @@ CREATE INDEX IF NOT EXISTS perfkit_cache_expiry ON perfkit_cache(expires_at) WHE
 CREATE TABLE IF NOT EXISTS perfkit_cache_tags (
     tag TEXT NOT NULL, key TEXT NOT NULL, expires_at REAL, PRIMARY KEY (tag, key)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS perfkit_cache_tags_key ON perfkit_cache_tags(key);
 CREATE TABLE IF NOT EXISTS perfkit_cache_locks (
     key TEXT PRIMARY KEY, token TEXT NOT NULL, expires_at REAL NOT NULL
 ) WITHOUT ROWID;
@@ -197,6 +198,15 @@ class SQLiteBackend:
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
             [(k, v, expires_at) for k, v in items],
         )
+        # a re-set value leaves the tags it no longer has (an indexed lookup that finds nothing when it
+        # had none), or invalidating one of them would remove it
+        if tags:
+            conn.executemany(
+                f"DELETE FROM perfkit_cache_tags WHERE key = ? AND tag NOT IN ({','.join('?' * len(tags))})",  # noqa: S608
+                [(k, *tags) for k, _ in items],
+            )
+        else:
+            conn.executemany("DELETE FROM perfkit_cache_tags WHERE key = ?", [(k,) for k, _ in items])
         if tags:
             conn.executemany(
                 "INSERT INTO perfkit_cache_tags (tag, key, expires_at) VALUES (?, ?, ?) "
@@ -246,6 +256,7 @@ class SQLiteBackend:
             chunk = list(keys[i : i + _CHUNK])
             marks = ",".join("?" * len(chunk))
             removed += conn.execute(f"DELETE FROM perfkit_cache WHERE key IN ({marks})", chunk).rowcount  # noqa: S608
+            conn.execute(f"DELETE FROM perfkit_cache_tags WHERE key IN ({marks})", chunk)  # noqa: S608
         return removed
 
     async def delete(self, keys: Sequence[str]) -> int:
