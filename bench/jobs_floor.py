@@ -1,7 +1,7 @@
 """How fast can one sequential enqueue be? perfkit's ENQUEUE script over the leanest possible connection,
 against huey's one-at-a-time enqueue, in one run (issue 4's "enqueue >= 1.5x the best peer").
 
-    python bench/jobs_floor.py [--n 4000] [--rounds 3] [--redis URL]
+    python bench/jobs_floor.py [--n 10000] [--rounds 3] [--redis URL]
 
 Per round, interleaved, each timed over `n` sequential calls from one process on uvloop:
   - huey: `task(...)` (pickle + one LPUSH through redis-py's synchronous client),
@@ -110,7 +110,7 @@ def huey_rate(url: str, n: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=4000)
+    parser.add_argument("--n", type=int, default=10000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--redis", default=os.environ.get("PERFKIT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
