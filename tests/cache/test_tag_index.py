@@ -85,9 +85,10 @@ async def test_an_untagged_reset_survives_invalidating_its_old_tag(
 ) -> None:
     """A key re-set without tags is not removed by invalidating a tag it had (Redis: a known limit)."""
     if "redis" in cache_kind:
-        # on Redis an untagged set stays one plain SET (the cache's hot path; a script measured 0.87-0.92x
-        # cashews where SET is 1.0-1.14x): the key's old index entries go with its TTL, a delete, a tagged
-        # set, or the old tag's invalidation, which then removes the new value too. Strict: a fix shows.
+        # on Redis an untagged set stays one plain SET (the cache's hot path; a script read median 0.90x
+        # cashews on miss+set where SET reads 1.08x): the key's old index entries go with its TTL, a
+        # delete, a tagged set, or the old tag's invalidation, which then removes the new value too.
+        # Strict: a fix shows.
         request.applymarker(pytest.mark.xfail(strict=True, reason="Redis: untagged overwrite keeps old tags"))
     cache = make_cache()
     await cache.set("k", "old", ttl=None, tags=["old"])
