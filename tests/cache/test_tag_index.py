@@ -23,11 +23,14 @@ CHANGES: dict[str, Change] = {
 
 
 @pytest.fixture
-async def raw_redis() -> AsyncIterator[Redis]:
-    """A plain client on the test Redis, to look at what the backend wrote."""
+async def raw_redis(namespace: str) -> AsyncIterator[Redis]:
+    """A plain client on the test Redis, to look at what the backend wrote; afterwards it deletes
+    whatever the test's namespace left behind, so a failing test leaks nothing either."""
     require_redis()
     client = Redis.from_url(REDIS_URL)
     yield client
+    async for key in client.scan_iter(match=f"*{namespace}*"):
+        await client.delete(key)
     await client.aclose()
 
 
