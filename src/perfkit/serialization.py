@@ -4,6 +4,8 @@ msgpack through msgspec is the default: it is several times faster than pickle, 
 types web code caches (dicts, lists, str, bytes, numbers, datetimes, UUIDs, msgspec Structs) and it
 cannot execute code when it reads bytes written by someone else. Pickle is available only when asked
 for, and then every payload carries an HMAC-SHA256 tag checked before `pickle.loads` sees a byte.
+The cache signs with a `context` (its namespace and the stored key), so a signed value copied under
+another key or namespace is refused too.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import pickle
+import struct
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -47,8 +50,16 @@ class JsonSerializer:
         self.loads: Callable[[bytes], Any] = msgspec.json.Decoder().decode
 
 
+_BOUND = b"perfkit.pickle.bound.v1\x00"  # domain separator: a bound tag never equals an unbound one
+_LEN = struct.Struct(">I")
+
+
 class SignedPickleSerializer:
-    """Pickle for trusted deployments, with an HMAC tag so bytes an attacker wrote are refused."""
+    """Pickle for trusted deployments, with an HMAC tag so bytes an attacker wrote are refused.
+
+    With a non-empty `context` the tag also covers it (length-prefixed, after a domain separator): the
+    cache passes its namespace and stored key, so a payload is only accepted where it was written.
+    """
 
     name = "pickle"
     _TAG = 32
@@ -59,14 +70,24 @@ class SignedPickleSerializer:
             raise ConfigurationError("pickle_key", "must be at least 16 bytes long")
         self._key = raw
 
-    def dumps(self, value: Any) -> bytes:
-        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        return hmac.new(self._key, data, hashlib.sha256).digest() + data
+    def _tag(self, body: bytes, context: bytes) -> bytes:
+        mac = hmac.new(self._key, digestmod=hashlib.sha256)
+        if context:
+            mac.update(_BOUND + _LEN.pack(len(context)) + context)
+        mac.update(body)
+        return mac.digest()
 
-    def loads(self, data: bytes) -> Any:
+    def dumps(self, value: Any, context: bytes = b"") -> bytes:
+        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        return self._tag(data, context) + data
+
+    def loads(self, data: bytes, context: bytes = b"") -> Any:
         tag, body = data[: self._TAG], data[self._TAG :]
-        if not hmac.compare_digest(tag, hmac.new(self._key, body, hashlib.sha256).digest()):
-            raise SerializationError("refusing to unpickle a payload whose HMAC signature does not match")
+        if not hmac.compare_digest(tag, self._tag(body, context)):
+            raise SerializationError(
+                "refusing to unpickle a payload whose HMAC signature does not match "
+                "(another pickle_key, tampered, moved from another key, or signed by an older perfkit)"
+            )
         return pickle.loads(body)  # noqa: S301 - the payload's HMAC was verified above
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from perfkit import Cache, ConfigurationError
+from perfkit import Cache, ConfigurationError, SerializationError
 from perfkit.cache import generate_key
 from perfkit.cache.backends.redis_keys import namespace_prefix
 from perfkit.cache.codec import ENCRYPTED, GZIP, ZSTD
@@ -179,3 +179,91 @@ async def test_pickle_needs_a_key_and_checks_its_signature(tmp_path: Path) -> No
     assert await evil.get("obj", "miss") == "miss"
     await good.close()
     await evil.close()
+
+
+def _copy_raw(cache: Cache, raw, src: str, dst: str, dst_cache: Cache | None = None) -> None:  # type: ignore[no-untyped-def]
+    """Plant the stored bytes of `src` under `dst` (in `dst_cache`'s namespace), as an attacker with
+    write access to the store would; SQLite gets a fresh row, Redis a plain SET."""
+    target = dst_cache or cache
+    blob = raw(cache, src)
+    assert blob is not None
+    if cache._l2 is not None and cache._l2.kind == "redis":
+        client = redis.Redis.from_url(REDIS_URL)
+        client.set(namespace_prefix(target.namespace) + dst, blob)
+        client.close()
+        return
+    with sqlite3.connect(cache._l2.path) as conn:  # type: ignore[union-attr]
+        conn.execute(
+            "INSERT OR REPLACE INTO perfkit_cache (key, value, expires_at) VALUES (?, ?, NULL)",
+            (f"{target.namespace}:{dst}", blob),
+        )
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"serializer": "pickle", "pickle_key": "k" * 32}, id="pickle"),
+        pytest.param({"encryption_keys": [generate_key()]}, id="encrypted"),
+        pytest.param(
+            {"serializer": "pickle", "pickle_key": "k" * 32, "encryption_keys": [generate_key()]},
+            id="pickle+encrypted",
+        ),
+    ],
+)
+async def test_value_moved_to_another_key_is_a_miss(stored, options) -> None:  # type: ignore[no-untyped-def]
+    """Signed or encrypted bytes copied from key A to key B are refused at B (a miss), not served."""
+    make, raw = stored
+    cache = make(**options)
+    await cache.set("user:1:role", "admin")
+    await cache.set("user:2:role", "guest")
+    _copy_raw(cache, raw, "user:1:role", "user:2:role")
+    assert await cache.get("user:2:role", "miss") == "miss"
+    assert await cache.get("user:1:role") == "admin"
+
+
+async def test_pickle_moved_to_another_namespace_is_a_miss(stored) -> None:  # type: ignore[no-untyped-def]
+    """A signed pickle copied into another namespace under the same key is refused there."""
+    make, raw = stored
+    a = make(serializer="pickle", pickle_key="k" * 32)
+    b = Cache(a.url, namespace=a.namespace + "-other", serializer="pickle", pickle_key="k" * 32)
+    try:
+        await a.set("obj", {"role": "admin"})
+        _copy_raw(a, raw, "obj", "obj", dst_cache=b)
+        assert await b.get("obj", "miss") == "miss"
+    finally:
+        await b.clear()
+        await b.close()
+
+
+async def test_pickle_signed_without_key_binding_is_a_miss(stored) -> None:  # type: ignore[no-untyped-def]
+    """A pickle signed the old way (HMAC over the payload only) is a miss, never unpickled."""
+    import hmac
+    import pickle
+
+    make, _ = stored
+    cache = make(serializer="pickle", pickle_key="k" * 32, compression=None)
+    await cache.set("obj", "placeholder")
+    unpickled: list[str] = []
+
+    class Canary:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (unpickled.append, ("ran",))
+
+    body = pickle.dumps(Canary())
+    old = hmac.new(b"k" * 32, body, "sha256").digest() + body
+    header = bytes((0x80 | (2 << 5),))  # MARK | pickle serializer id, no timestamps, no compression
+    _raw_writer(cache)(cache, "obj", header + old)
+    assert await cache.get("obj", "miss") == "miss"
+    assert unpickled == []
+
+
+@pytest.mark.parametrize("serializer", ["msgpack", "json", "pickle"])
+async def test_deeply_nested_value_is_a_serialization_error(stored, serializer: str) -> None:  # type: ignore[no-untyped-def]
+    """A value nested 100k deep raises SerializationError naming the key, not a raw RecursionError."""
+    make, _ = stored
+    cache = make(serializer=serializer, pickle_key="k" * 32)
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(SerializationError, match=r"'deep-key'.*nested too deeply"):
+        await cache.set("deep-key", deep)

@@ -164,6 +164,7 @@ class Cache:
             max_value_size=parse_size("max_value_size", max_value_size)
             if max_value_size is not None
             else setting("cache_max_value_size", None, 16 * 1024 * 1024, parse_size),
+            namespace=self.namespace,
         )
         self._health = Health(primary.redacted(), self.namespace)
         self._stats: StatsCounter = _shared._stats if _shared else StatsCounter()

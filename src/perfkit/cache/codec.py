@@ -6,11 +6,16 @@ serialized payload.
 Timestamps travel with the value so an L1 copy expires exactly when its L2 original does, and so
 stale-while-revalidate knows when a value went stale without a second round trip. Integers written
 by `incr` are stored as plain ASCII digits (what Redis INCRBY needs) and read back as ints.
+
+A value is bound to where it was written: the namespace and the stored key are the AES-GCM associated
+data and part of the signed-pickle HMAC, so bytes copied under another key or namespace are refused
+(read as a miss), never decrypted or unpickled there.
 """
 
 from __future__ import annotations
 
 import gzip
+import pickle
 import struct
 import threading
 from typing import Any, Final
@@ -19,7 +24,7 @@ import zstandard
 
 from perfkit.cache.crypto import Encryptor
 from perfkit.errors import ConfigurationError, SerializationError, ValueTooLargeError
-from perfkit.serialization import Serializer
+from perfkit.serialization import Serializer, SignedPickleSerializer
 
 MARK: Final = 0x80
 ZSTD: Final = 0x01
@@ -28,6 +33,7 @@ ENCRYPTED: Final = 0x04
 EXPIRES: Final = 0x08
 FRESH: Final = 0x10
 _F64 = struct.Struct("<d")
+_LEN = struct.Struct(">I")
 _SERIALIZER_IDS = {"msgpack": 0, "json": 1, "pickle": 2}
 _DIGITS = frozenset(b"-0123456789")
 
@@ -46,6 +52,7 @@ class Codec:
         encryptor: Encryptor | None = None,
         encrypt_all: bool = True,
         max_value_size: int = 16 * 1024 * 1024,
+        namespace: str = "",
     ) -> None:
         if compression not in (None, "zstd", "gzip"):
             raise ConfigurationError("compression", f"{compression!r} is not one of ['zstd', 'gzip', None]")
@@ -56,7 +63,15 @@ class Codec:
         self.encryptor = encryptor
         self.encrypt_all = encryptor is not None and encrypt_all
         self.max_value_size = max_value_size
+        ns = namespace.encode("utf-8", "surrogatepass")
+        self._ns_context = _LEN.pack(len(ns)) + ns
+        # signed pickle takes a context to bind; other serializers have no signature to bind it to
+        self._signed = serializer if isinstance(serializer, SignedPickleSerializer) else None
         self._local = threading.local()  # zstd contexts are not thread-safe; one pair per thread
+
+    def context(self, key: str) -> bytes:
+        """What a stored value is bound to: this codec's namespace and the stored key, length-prefixed."""
+        return self._ns_context + key.encode("utf-8", "surrogatepass")
 
     def _zstd(self) -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
         pair = getattr(self._local, "zstd", None)
@@ -76,9 +91,16 @@ class Codec:
     ) -> bytes:
         """The stored bytes for `value` under stored key `key`; errors name `name`, the caller's key."""
         name = name or key
+        context = self.context(key)
         try:
-            payload = self.serializer.dumps(value)
-        except (TypeError, ValueError, OverflowError) as exc:
+            signed = self._signed
+            payload = self.serializer.dumps(value) if signed is None else signed.dumps(value, context)
+        except RecursionError:
+            raise SerializationError(
+                f"cannot cache key {name!r}: the {type(value).__name__} value is nested too deeply "
+                f"to serialize with {self.serializer.name}"
+            ) from None
+        except (TypeError, ValueError, OverflowError, AttributeError, pickle.PicklingError) as exc:
             raise SerializationError(
                 f"cannot cache key {name!r}: a value of type {type(value).__name__} is not serializable "
                 f"with {self.serializer.name} ({exc})"
@@ -102,7 +124,7 @@ class Codec:
                 raise ConfigurationError(
                     "encryption_keys", f"sensitive=True for key {name!r} needs encryption_keys="
                 )
-            payload = self.encryptor.encrypt(payload, key.encode("utf-8", "surrogatepass"))
+            payload = self.encryptor.encrypt(payload, context)
             flags |= ENCRYPTED
         head = bytearray((flags,))
         if expires_at is not None:
@@ -130,12 +152,13 @@ class Codec:
             fresh_until = _F64.unpack_from(data, pos)[0]
             pos += 8
         payload = data[pos:]
+        context = self.context(key)
         if flags & ENCRYPTED:
             if self.encryptor is None:
                 raise SerializationError(
                     f"cached value for key {key!r} is encrypted but no encryption_keys are set"
                 )
-            payload = self.encryptor.decrypt(payload, key.encode("utf-8", "surrogatepass"))
+            payload = self.encryptor.decrypt(payload, context)
         elif self.encrypt_all:
             raise SerializationError(
                 f"refusing unencrypted value for key {key!r}: this cache encrypts everything"
@@ -151,7 +174,9 @@ class Codec:
         if (flags >> 5) & 0x3 != self._ser_bits >> 5:
             raise SerializationError(f"cached value for key {key!r} was written with another serializer")
         try:
-            return self.serializer.loads(payload), expires_at, fresh_until
+            signed = self._signed
+            value = self.serializer.loads(payload) if signed is None else signed.loads(payload, context)
+            return value, expires_at, fresh_until
         except SerializationError:
             raise
         except Exception as exc:
