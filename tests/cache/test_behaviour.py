@@ -289,30 +289,48 @@ async def test_observer_hook_sees_every_tier_operation(make_cache: CacheFactory)
 
 
 @pytest.mark.parametrize("payload", [object(), {1, 2}.__iter__()])
-async def test_unserializable_value_is_a_clear_type_error(
-    make_cache: CacheFactory, cache_kind: str, payload: object
-) -> None:
-    """A value the serializer cannot encode raises a TypeError naming the key and the type."""
+async def test_unserializable_value_is_a_clear_type_error(make_cache: CacheFactory, payload: object) -> None:
+    """A value the serializer cannot encode raises a TypeError naming the key and the type, on the
+    memory tier too (it checks what an L2 would refuse)."""
     cache = make_cache()
-    if cache_kind == "memory":
-        pytest.skip("the memory tier stores objects as they are; nothing is serialized")
     with pytest.raises(TypeError, match=rf"'bad'.*{type(payload).__name__}"):
         await cache.set("bad", payload)
     assert not await cache.exists("bad")
 
 
-async def test_value_over_max_size_is_refused_and_harms_nothing(
-    make_cache: CacheFactory, cache_kind: str
-) -> None:
-    """A value over max_value_size raises ValueTooLargeError; other keys are intact."""
+async def test_value_over_max_size_is_refused_and_harms_nothing(make_cache: CacheFactory) -> None:
+    """A value over max_value_size raises ValueTooLargeError on every tier; other keys are intact."""
     cache = make_cache(max_value_size=1000)
-    if cache_kind == "memory":
-        pytest.skip("the memory tier stores objects as they are; sizes are measured when serialized")
     await cache.set("ok", "small")
     with pytest.raises(ValueTooLargeError, match=r"'big'.*max_value_size=1000"):
         await cache.set("big", "x" * 5000)
     assert await cache.get("ok") == "small"
     assert not await cache.exists("big")
+
+
+async def test_default_size_limit_applies_on_every_tier(make_cache: CacheFactory) -> None:
+    """A 20 MB value is refused under the default 16 MiB limit on memory exactly as on Redis/SQLite,
+    through set, set_many and get_or_set alike."""
+    cache = make_cache()
+    big = b"x" * (20 * 1024 * 1024)
+    with pytest.raises(ValueTooLargeError, match="'big'"):
+        await cache.set("big", big)
+    with pytest.raises(ValueTooLargeError, match="'big2'"):
+        await cache.set_many({"fine": 1, "big2": big})
+    with pytest.raises(ValueTooLargeError, match="'big3'"):
+        await cache.get_or_set("big3", lambda: big)
+    assert await cache.get_many(["big", "big2", "big3"]) == {}
+
+
+async def test_deeply_nested_value_is_a_serialization_error(make_cache: CacheFactory) -> None:
+    """A value nested 100k deep raises SerializationError naming the key, never a RecursionError."""
+    cache = make_cache()
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(SerializationError, match=r"'deep'.*nested too deeply"):
+        await cache.set("deep", deep)
+    assert not await cache.exists("deep")
 
 
 async def test_load_overlapping_an_invalidation_is_not_stored(cache: Cache) -> None:

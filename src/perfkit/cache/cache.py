@@ -63,6 +63,11 @@ class Cache:
     Settings not given fall back to `PERFKIT_CACHE_*` environment variables, then to the defaults:
     `memory://`, namespace `default`, `default_ttl` 300 s, msgpack, zstd above 1 KiB, 16 MiB values,
     a 0.5 s L2 timeout and `on_error="degrade"` (an L2 failure is a miss, never an exception).
+
+    A `memory://` cache checks every value as an L2 would (serializable with `serializer`, within
+    `max_value_size`, not nested too deeply) and then keeps the object itself, so what works in
+    development works on Redis. `check_values=False` (memory:// only) skips that serialization: any
+    object, any size, by reference; the faster mode, for values that never go to a shared tier.
     """
 
     def __init__(
@@ -86,6 +91,7 @@ class Cache:
         l1_ttl: float | None = None,
         coherence_interval: float = 0.05,
         observers: Iterable[CacheObserver] = (),
+        check_values: bool = True,
         _shared: Cache | None = None,
     ) -> None:
         self._config: dict[str, Any] = {
@@ -111,6 +117,13 @@ class Cache:
         self.l1_ttl = l1_ttl
         self.max_key_length = max_key_length
         primary = parse_url(self.url, "url")
+        if not isinstance(check_values, bool):
+            raise ConfigurationError("check_values", f"must be True or False, not {check_values!r}")
+        if not check_values and primary.scheme != "memory":
+            raise ConfigurationError(
+                "check_values", "False applies to a memory:// cache only: an L2 always serializes values"
+            )
+        self._check_values = check_values
         self._l1: MemoryBackend | None
         self._l2: CacheBackend | None
         origin = os.urandom(6).hex()
@@ -336,9 +349,12 @@ class Cache:
                     self._failed(exc, "set")
             else:
                 self._observe(self.namespace, "l2", "set", ERROR, 0.0)
-        elif expect is not None and self._l1 is not None and self._l1.versions(tags) != expect:
-            self._observe(self.namespace, "l1", "set", DROPPED, 0.0)
-            return False
+        else:
+            if self._check_values:  # what an L2 would refuse, refused here too (see `check_values`)
+                self._codec.check(k, value, name)
+            if expect is not None and self._l1 is not None and self._l1.versions(tags) != expect:
+                self._observe(self.namespace, "l1", "set", DROPPED, 0.0)
+                return False
         l1 = self._l1
         if l1 is not None:
             l1_ttl = storage_ttl
@@ -459,6 +475,9 @@ class Cache:
                 for (k, v), key in zip(items, mapping, strict=True)
             ]
             await self._l2_call("set", lambda b: b.set_many(blobs, ttl_s, tag_t), None)
+        elif self._check_values:
+            for (k, v), key in zip(items, mapping, strict=True):
+                self._codec.check(k, v, key)
         if self._l1 is not None:
             for k, v in items:
                 self._l1.store(

@@ -92,25 +92,8 @@ class Codec:
         """The stored bytes for `value` under stored key `key`; errors name `name`, the caller's key."""
         name = name or key
         context = self.context(key)
-        try:
-            signed = self._signed
-            payload = self.serializer.dumps(value) if signed is None else signed.dumps(value, context)
-        except RecursionError:
-            raise SerializationError(
-                f"cannot cache key {name!r}: the {type(value).__name__} value is nested too deeply "
-                f"to serialize with {self.serializer.name}"
-            ) from None
-        except (TypeError, ValueError, OverflowError, AttributeError, pickle.PicklingError) as exc:
-            raise SerializationError(
-                f"cannot cache key {name!r}: a value of type {type(value).__name__} is not serializable "
-                f"with {self.serializer.name} ({exc})"
-            ) from exc
+        payload = self._serialize(value, context, name)
         size = len(payload)
-        if size > self.max_value_size:
-            raise ValueTooLargeError(
-                f"value for key {name!r} is {size} bytes serialized, "
-                f"over max_value_size={self.max_value_size}"
-            )
         flags = MARK | self._ser_bits
         if self.compression is not None and size >= self.compress_threshold:
             packed = (
@@ -134,6 +117,32 @@ class Codec:
             head[0] |= FRESH
             head += _F64.pack(fresh_until)
         return bytes(head) + payload
+
+    def check(self, key: str, value: Any, name: str = "") -> None:
+        """Raise what `encode` would for `value` (unserializable, too deep, over `max_value_size`)
+        without keeping the bytes: the in-process tier's checks, so it accepts what an L2 would."""
+        self._serialize(value, self.context(key), name or key)
+
+    def _serialize(self, value: Any, context: bytes, name: str) -> bytes:
+        try:
+            signed = self._signed
+            payload = self.serializer.dumps(value) if signed is None else signed.dumps(value, context)
+        except RecursionError:
+            raise SerializationError(
+                f"cannot cache key {name!r}: the {type(value).__name__} value is nested too deeply "
+                f"to serialize with {self.serializer.name}"
+            ) from None
+        except (TypeError, ValueError, OverflowError, AttributeError, pickle.PicklingError) as exc:
+            raise SerializationError(
+                f"cannot cache key {name!r}: a value of type {type(value).__name__} is not serializable "
+                f"with {self.serializer.name} ({exc})"
+            ) from exc
+        if len(payload) > self.max_value_size:
+            raise ValueTooLargeError(
+                f"value for key {name!r} is {len(payload)} bytes serialized, "
+                f"over max_value_size={self.max_value_size}"
+            )
+        return payload
 
     def decode(self, key: str, data: bytes) -> Decoded:
         if not data:
