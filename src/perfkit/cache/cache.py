@@ -28,6 +28,8 @@ from perfkit.cache.coherence import ClusterTracker, Coherence, RedisTracker, SQL
 from perfkit.cache.crypto import Encryptor
 from perfkit.cache.faults import Health
 from perfkit.cache.keys import DEFAULT_MAX_KEY_LENGTH, TTL, UNSET, _Unset, check_tags, make_key, ttl_seconds
+from perfkit.cache.pattern import compile_pattern
+from perfkit.cache.pattern import escape as escape_pattern
 from perfkit.cache.stats import DROPPED, ERROR, HIT, MISS, OK, CacheObserver, CacheStats, StatsCounter
 from perfkit.config import parse_choice, parse_duration, parse_size, parse_str, setting
 from perfkit.errors import BackendError, BackendUnavailableError, ConfigurationError, SerializationError
@@ -528,10 +530,12 @@ class Cache:
         return max(removed, removed2)
 
     async def delete_match(self, pattern: str) -> int:
-        """Remove the keys of this namespace matching a glob (`*`, `?`, `[...]`); SCAN-based on Redis."""
+        """Remove the keys of this namespace matching `pattern`: `*`, `?`, `[...]`, and `\\` to quote
+        (see `perfkit.cache.pattern`); every backend removes the same keys. SCAN-based on Redis."""
         if not isinstance(pattern, str) or not pattern:
             raise TypeError("delete_match pattern must be a non-empty string")
-        full = _glob_escape(self._prefix) + pattern
+        compile_pattern(pattern)  # a malformed pattern is refused before any backend sees it
+        full = escape_pattern(self._prefix) + pattern
         removed = self._l1.remove_match(full) if self._l1 is not None else 0
         removed2 = await self._l2_call("delete", lambda b: b.delete_match(full), 0, always=True)
         return max(removed, removed2)
@@ -817,7 +821,3 @@ class Cache:
             [] if self._l2 is None else [f"l2={self._l2.kind}"]
         )
         return f"<Cache {self.namespace!r} {', '.join(kinds)}>"
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("[" + ch + "]" if ch in "*?[]" else ch for ch in text)

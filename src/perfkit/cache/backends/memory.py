@@ -9,14 +9,13 @@ sync facade and the async front share one implementation; the async methods are 
 from __future__ import annotations
 
 import asyncio
-import fnmatch
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from perfkit.backends import BackendURL
+from perfkit.cache.pattern import compile_pattern
 from perfkit.config import parse_int
 from perfkit.errors import SerializationError
 
@@ -165,7 +164,8 @@ class MemoryBackend:
         return any(key in doomed for doomed in self._doomed)
 
     def remove_match(self, pattern: str) -> int:
-        match = re.compile(fnmatch.translate(pattern), re.DOTALL).match
+        """Remove the keys matching `pattern` (the language of `perfkit.cache.pattern`)."""
+        match = compile_pattern(pattern).matches
         return self.remove([k for k in list(self._data) if match(k)])
 
     def remove_prefix(self, prefix: str) -> int:

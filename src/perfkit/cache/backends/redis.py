@@ -30,6 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from perfkit._cancel import cancelling
 from perfkit.backends import BackendURL
 from perfkit.cache.backends import redis_keys as K
+from perfkit.cache.pattern import compile_pattern, escape
 from perfkit.errors import BackendError, BackendUnavailableError, SerializationError
 
 _CHUNK = 1000
@@ -295,13 +296,19 @@ class RedisBackend:
 
     async def _delete_match(self, pattern: str, *, values: bool) -> int:
         """SCAN and delete in batches; `values`: they are cache values, taken out of their tag indexes
-        too (bookkeeping keys, such as the indexes themselves, are just unlinked)."""
+        too (bookkeeping keys, such as the indexes themselves, are just unlinked). The pattern is
+        perfkit's (`perfkit.cache.pattern`): SCAN MATCH narrows with an escaped Redis glob, and the
+        pattern decides on each key, so Redis removes what the other backends remove."""
         self._bind()
+        compiled = compile_pattern(pattern)
+        matches = compiled.matches
         removed = 0
         drop = self._delete_keys if values else (lambda batch: self.client.unlink(*batch))
         try:
             batch: list[bytes] = []
-            async for key in self.client.scan_iter(match=pattern, count=_CHUNK):
+            async for key in self.client.scan_iter(match=compiled.redis_glob, count=_CHUNK):
+                if not matches(key.decode("utf-8", "surrogateescape")):
+                    continue
                 batch.append(key)
                 if len(batch) >= _CHUNK:
                     removed += await drop(batch)
@@ -313,10 +320,10 @@ class RedisBackend:
         return removed
 
     async def clear(self, prefix: str) -> int:
-        removed = await self.delete_match(_glob_escape(prefix) + "*")
+        removed = await self.delete_match(escape(prefix) + "*")
         for bookkeeping in (K.tag_key(prefix), K.keytags_key(prefix), K.version_key(prefix)):
             # versions may go too: a load that read one now finds 0 and is dropped, the safe side
-            await self._delete_match(_glob_escape(bookkeeping) + "*", values=False)
+            await self._delete_match(escape(bookkeeping) + "*", values=False)
         return removed
 
     async def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
@@ -352,7 +359,3 @@ def _outage(exc: RedisClusterException) -> bool:
 
 def _ms(ttl: float | None) -> int | None:
     return max(1, int(ttl * 1000)) if ttl is not None else None
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)

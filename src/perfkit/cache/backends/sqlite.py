@@ -22,6 +22,7 @@ from typing import Any
 
 from perfkit._sqlite import enable_wal
 from perfkit.backends import BackendURL
+from perfkit.cache.pattern import compile_pattern
 from perfkit.errors import BackendError, BackendUnavailableError, ConfigurationError, SerializationError
 
 _SCHEMA = """
@@ -315,17 +316,22 @@ class SQLiteBackend:
         return removed
 
     async def delete_match(self, pattern: str) -> int:
-        head = _literal_head(pattern)
+        """Remove the keys matching `pattern` (`perfkit.cache.pattern`): GLOB narrows in SQL, the
+        pattern itself decides, so SQLite removes what the other backends remove."""
+        compiled = compile_pattern(pattern)
+        head, matches = compiled.head, compiled.matches
         with self._write() as conn:
             if head:
-                removed = conn.execute(
-                    "DELETE FROM perfkit_cache WHERE key >= ? AND key < ? AND key GLOB ?",
-                    (head, head + "\U0010ffff", pattern),
-                ).rowcount
+                rows = conn.execute(
+                    "SELECT key FROM perfkit_cache WHERE key >= ? AND key < ? AND key GLOB ?",
+                    (head, head + "\U0010ffff", compiled.sqlite_glob),
+                )
             else:
-                removed = conn.execute("DELETE FROM perfkit_cache WHERE key GLOB ?", (pattern,)).rowcount
+                rows = conn.execute("SELECT key FROM perfkit_cache WHERE key GLOB ?", (compiled.sqlite_glob,))
+            doomed = [(key,) for (key,) in rows.fetchall() if matches(key)]
+            conn.executemany("DELETE FROM perfkit_cache WHERE key = ?", doomed)
             self._log(conn, "p", [pattern])
-        return removed
+        return len(doomed)
 
     async def clear(self, prefix: str) -> int:
         with self._write() as conn:
@@ -390,11 +396,3 @@ class SQLiteBackend:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-
-
-def _literal_head(pattern: str) -> str:
-    """The part of a glob before its first wildcard, used to turn a scan into an index range."""
-    for i, ch in enumerate(pattern):
-        if ch in "*?[":
-            return pattern[:i]
-    return pattern
