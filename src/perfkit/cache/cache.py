@@ -27,7 +27,16 @@ from perfkit.cache.codec import Codec
 from perfkit.cache.coherence import ClusterTracker, Coherence, RedisTracker, SQLiteWatcher
 from perfkit.cache.crypto import Encryptor
 from perfkit.cache.faults import Health
-from perfkit.cache.keys import DEFAULT_MAX_KEY_LENGTH, TTL, UNSET, _Unset, check_tags, make_key, ttl_seconds
+from perfkit.cache.keys import (
+    DEFAULT_MAX_KEY_LENGTH,
+    DEPENDENCY_TAG_PREFIX,
+    TTL,
+    UNSET,
+    _Unset,
+    check_tags,
+    make_key,
+    ttl_seconds,
+)
 from perfkit.cache.pattern import compile_pattern
 from perfkit.cache.pattern import escape as escape_pattern
 from perfkit.cache.stats import DROPPED, ERROR, HIT, MISS, OK, CacheObserver, CacheStats, StatsCounter
@@ -193,6 +202,44 @@ class Cache:
         self._refreshing: dict[str, asyncio.Task[Any]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._sync: SyncCache | None = None
+        # who evicts this cache's ORM dependents on commit (`CacheInvalidator`s), shared with siblings
+        self._invalidators: set[int] = _shared._invalidators if _shared else set()
+        self._dep_tag = self._prefix + DEPENDENCY_TAG_PREFIX
+        self._dep_check = True  # until warned once: look for dependency tags nobody invalidates
+
+    # -- ORM invalidation ---------------------------------------------------------------------------
+
+    def add_invalidator(self, invalidator: object) -> None:
+        """Record that `invalidator` evicts this cache's ORM dependents on commit (called by
+        `perfkit.cache.orm.CacheInvalidator` when it starts watching sessions or engines)."""
+        self._invalidators.add(id(invalidator))
+
+    def remove_invalidator(self, invalidator: object) -> None:
+        """Undo `add_invalidator` (the invalidator was closed)."""
+        self._invalidators.discard(id(invalidator))
+
+    @property
+    def invalidated_on_commit(self) -> bool:
+        """True while some `CacheInvalidator` watches sessions or engines on behalf of this cache."""
+        return bool(self._invalidators)
+
+    def _check_dependencies(self, tags: tuple[str, ...], key: str) -> None:
+        """Warn once when a value depending on ORM rows is cached and no invalidator watches them."""
+        if self._invalidators:
+            return
+        dep = next((t for t in tags if t.startswith(self._dep_tag)), None)
+        if dep is None:
+            return
+        self._dep_check = False
+        log.warning(
+            "cache %r: key %r depends on database rows (tag %r) but no CacheInvalidator watches "
+            "this cache, so commits will not evict it and it is served stale until its TTL. Pass "
+            "engine= to perfkit.instrument(app, cache=..., engine=...) or wire "
+            "perfkit.cache.orm.CacheInvalidator(cache).instrument(sessionmaker) (warned once per cache)",
+            self.namespace,
+            key,
+            dep[len(self._prefix) :],
+        )
 
     # -- observation ----------------------------------------------------------------------------------
 
@@ -324,6 +371,8 @@ class Cache:
         """Write to L2 then L1. With `expect` (the tag versions read before loading) a value whose tags
         were invalidated meanwhile is dropped, not stored: it may come from pre-commit data."""
         storage_ttl = ttl + stale_ttl if (ttl is not None and stale_ttl) else ttl
+        if self._dep_check and tags:
+            self._check_dependencies(tags, name or k)
         l2 = self._l2
         if l2 is not None:
             now = _now()
@@ -465,6 +514,8 @@ class Cache:
         ttl_s = self._ttl(ttl, "*")
         tag_t = self._tags(tags)
         items = [(self._key(key), value) for key, value in mapping.items()]
+        if self._dep_check and tag_t and items:
+            self._check_dependencies(tag_t, next(iter(mapping)))
         if self._l2 is not None:
             now = _now()
             blobs = [

@@ -36,6 +36,7 @@ UNSET: Final = _Unset()
 TTL = float | int | timedelta | None
 
 DEFAULT_MAX_KEY_LENGTH: Final = 250
+DEPENDENCY_TAG_PREFIX: Final = "dep:"  # tags of values that depend on database rows (`perfkit.cache.orm`)
 _HEAD: Final = 180
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from perfkit.errors import ConfigurationError
 from perfkit.metrics import Collector, cache_observer, default_collector
 from perfkit.web._asgi import ASGIApp, Receive, Scope, Send
 from perfkit.web.cache_control import CacheControlMiddleware
@@ -34,9 +35,14 @@ class Instrumentation:
     engine: Any = None
     rate_limiter: RateLimitBackend | None = None
     monitor: Any = None  # perfkit.monitor.Monitor, mounted under its prefix (default /perf)
+    invalidator: Any = None  # perfkit.cache.orm.CacheInvalidator wired for `engine`'s sessions
 
     async def close(self) -> None:
-        """Close what perfkit opened (the rate limiter's Redis client, the monitor's tasks and store)."""
+        """Close what perfkit opened (the rate limiter's Redis client, the monitor's tasks and store,
+        the ORM invalidator's session listeners)."""
+        if self.invalidator is not None:
+            self.invalidator.close()
+            self.invalidator = None
         if self.rate_limiter is not None:
             await self.rate_limiter.close()
         if self.monitor is not None:
@@ -111,6 +117,7 @@ def instrument(
     config: WebConfig | None = None,
     collector: Collector | None = None,
     monitor: Any = None,
+    orm_invalidation: bool = True,
 ) -> Any:
     """Add perfkit's stack to `app` and return the app to serve.
 
@@ -120,7 +127,15 @@ def instrument(
     `jobs_events_total{queue,event}`, `jobs_wait_seconds`, `jobs_run_seconds`), once per collector.
     `monitor` (a `perfkit.monitor.MonitorConfig` or `Monitor`; default: one configured from
     `PERFKIT_MONITOR_*`; `False`: none) is mounted under its prefix, `/perf` by default.
+
+    With both `cache` and `engine`, every session bound to `engine` is watched by a
+    `perfkit.cache.orm.CacheInvalidator` for `cache` (`handle.invalidator`), so what a rule's
+    `cache_depends_on`, a `depends_on` or `cache.query` cached is evicted when a commit changes its
+    rows. Left out when `orm_invalidation=False`, or when the cache already has an invalidator of your
+    own (yours, with its strategies, stays the only one).
     """
+    if not isinstance(orm_invalidation, bool):
+        raise ConfigurationError("orm_invalidation", f"must be True or False, not {orm_invalidation!r}")
     handle = Instrumentation(
         config=config or WebConfig(), collector=collector or default_collector(),
         cache=cache, jobs=jobs, engine=engine,
@@ -143,6 +158,12 @@ def instrument(
         from perfkit.db import instrument_engine
 
         instrument_engine(engine, collector=handle.collector)
+        watched = getattr(cache, "invalidated_on_commit", True)  # not a perfkit Cache: nothing to wire
+        if orm_invalidation and cache is not None and not watched:
+            from perfkit.cache.orm import CacheInvalidator
+
+            handle.invalidator = CacheInvalidator(cache)
+            handle.invalidator.instrument_engine_sessions(engine)
     if hasattr(app, "add_middleware") and hasattr(app, "state"):
         app.add_middleware(PerfkitStack, handle=handle, router_app=app)
         app.state.perfkit = handle

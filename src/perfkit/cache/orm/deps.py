@@ -22,6 +22,7 @@ from sqlalchemy import Table, inspect
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter, ColumnElement
 
+from perfkit.cache.keys import DEPENDENCY_TAG_PREFIX
 from perfkit.errors import InvalidArgumentError
 
 TagBuilder = Callable[[Mapping[str, Any]], list[str]]
@@ -33,15 +34,15 @@ _cached: dict[Table, tuple[int, frozenset[str]]] = {}
 
 
 def table_tag(table: str) -> str:
-    return f"dep:{table}"
+    return f"{DEPENDENCY_TAG_PREFIX}{table}"
 
 
 def unknown_rows_tag(table: str) -> str:
-    return f"dep:{table}!"
+    return f"{DEPENDENCY_TAG_PREFIX}{table}!"
 
 
 def column_tag(table: str, column: str, value: Any) -> str:
-    return f"dep:{table}.{column}={value}"
+    return f"{DEPENDENCY_TAG_PREFIX}{table}.{column}={value}"
 
 
 def note_column(table: str, column: str) -> None:

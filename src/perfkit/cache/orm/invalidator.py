@@ -63,6 +63,13 @@ class CacheInvalidator:
         self._key = f"{_PENDING}.{id(self):x}"  # several invalidators may watch one session
         atexit.register(self._scheduler.close)  # delayed/batched invalidations must not die with us
         self._lock = threading.Lock()
+        self._listeners: list[tuple[Any, str, Any]] = []  # (target, event, fn), removed by close()
+
+    def _listen(self, target: Any, name: str, fn: Any) -> None:
+        event.listen(target, name, fn)
+        self._listeners.append((target, name, fn))
+        for cache in self.caches:
+            cache.add_invalidator(self)
 
     # -- declaration ----------------------------------------------------------------------------------
 
@@ -81,9 +88,9 @@ class CacheInvalidator:
         if isinstance(target, AsyncEngine):
             target = target.sync_engine
         if isinstance(target, Engine):
-            event.listen(target, "after_execute", self._on_core_execute)
-            event.listen(target, "commit", self._on_core_commit)
-            event.listen(target, "rollback", self._on_core_rollback)
+            self._listen(target, "after_execute", self._on_core_execute)
+            self._listen(target, "commit", self._on_core_commit)
+            self._listen(target, "rollback", self._on_core_rollback)
             return
         if isinstance(target, async_sessionmaker):
             # its sessions' sync class is usually the global Session: watch a private subclass
@@ -100,13 +107,42 @@ class CacheInvalidator:
             raise ConfigurationError(
                 "target", f"cannot watch {target!r}: give a sessionmaker, Session or Engine"
             )
-        event.listen(target, "after_flush", self._on_flush)
-        event.listen(target, "before_flush", self._on_before_flush)
-        event.listen(target, "after_flush_postexec", self._on_after_flush_postexec)
-        event.listen(target, "do_orm_execute", self._on_orm_execute)
-        event.listen(target, "after_soft_rollback", self._on_soft_rollback)
-        event.listen(target, "after_transaction_end", self._on_transaction_end)
-        event.listen(target, "after_commit", self._on_commit)
+        for name, handler in self._session_handlers():
+            self._listen(target, name, handler)
+
+    def instrument_engine_sessions(self, engine: Any) -> None:
+        """Watch every Session bound to `engine` (an Engine or AsyncEngine), sync or async, however it
+        was made (`Session(engine)`, any sessionmaker, a FastAPI dependency), and Core DML run on it.
+
+        The listeners sit on SQLAlchemy's `Session` class and skip, at once, sessions bound elsewhere;
+        `close()` removes them. What `perfkit.instrument(app, cache=..., engine=...)` wires."""
+        sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+        if not isinstance(sync_engine, Engine):
+            raise ConfigurationError("engine", f"{engine!r} is not a SQLAlchemy Engine or AsyncEngine")
+
+        def bound(session: Session) -> bool:
+            bind = session.bind
+            if bind is None:
+                try:
+                    bind = session.get_bind()
+                except Exception:  # unbound, or bound per mapper: not this engine's as a whole
+                    return False
+            return (bind.engine if isinstance(bind, Connection) else bind) is sync_engine
+
+        for name, handler in self._session_handlers():
+            self._listen(Session, name, _only_for(bound, handler, by_state=name == "do_orm_execute"))
+        self.instrument(sync_engine)
+
+    def _session_handlers(self) -> list[tuple[str, Any]]:
+        return [
+            ("after_flush", self._on_flush),
+            ("before_flush", self._on_before_flush),
+            ("after_flush_postexec", self._on_after_flush_postexec),
+            ("do_orm_execute", self._on_orm_execute),
+            ("after_soft_rollback", self._on_soft_rollback),
+            ("after_transaction_end", self._on_transaction_end),
+            ("after_commit", self._on_commit),
+        ]
 
     # -- collecting changes ---------------------------------------------------------------------------
 
@@ -370,7 +406,29 @@ class CacheInvalidator:
         self._scheduler.flush("batch")
 
     def close(self) -> None:
+        """Apply what is pending, stop watching (every listener removed) and detach from the caches."""
         self._scheduler.close()
+        listeners, self._listeners = self._listeners, []
+        for target, name, fn in listeners:
+            if event.contains(target, name, fn):
+                event.remove(target, name, fn)
+        for cache in self.caches:
+            cache.remove_invalidator(self)
+
+
+def _only_for(bound: Any, handler: Any, *, by_state: bool) -> Any:
+    """`handler` run only for sessions `bound` accepts (`do_orm_execute` passes an ORMExecuteState)."""
+    if by_state:
+
+        def on_execute(state: ORMExecuteState) -> Any:
+            return handler(state) if bound(state.session) else None
+
+        return on_execute
+
+    def on_session(session: Session, *args: Any) -> Any:
+        return handler(session, *args) if bound(session) else None
+
+    return on_session
 
 
 def _row_values(state: Any, mapper: Mapper[Any], table: Table, new: bool) -> dict[str, list[Any] | None]:
