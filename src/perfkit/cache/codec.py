@@ -91,8 +91,7 @@ class Codec:
     ) -> bytes:
         """The stored bytes for `value` under stored key `key`; errors name `name`, the caller's key."""
         name = name or key
-        context = self.context(key)
-        payload = self._serialize(value, context, name)
+        payload = self._serialize(value, key, name)
         size = len(payload)
         flags = MARK | self._ser_bits
         if self.compression is not None and size >= self.compress_threshold:
@@ -107,7 +106,7 @@ class Codec:
                 raise ConfigurationError(
                     "encryption_keys", f"sensitive=True for key {name!r} needs encryption_keys="
                 )
-            payload = self.encryptor.encrypt(payload, context)
+            payload = self.encryptor.encrypt(payload, self.context(key))
             flags |= ENCRYPTED
         head = bytearray((flags,))
         if expires_at is not None:
@@ -121,12 +120,15 @@ class Codec:
     def check(self, key: str, value: Any, name: str = "") -> None:
         """Raise what `encode` would for `value` (unserializable, too deep, over `max_value_size`)
         without keeping the bytes: the in-process tier's checks, so it accepts what an L2 would."""
-        self._serialize(value, self.context(key), name or key)
+        self._serialize(value, key, name or key)
 
-    def _serialize(self, value: Any, context: bytes, name: str) -> bytes:
+    def _serialize(self, value: Any, key: str, name: str) -> bytes:
         try:
             signed = self._signed
-            payload = self.serializer.dumps(value) if signed is None else signed.dumps(value, context)
+            if signed is None:
+                payload = self.serializer.dumps(value)
+            else:
+                payload = signed.dumps(value, self.context(key))
         except RecursionError:
             raise SerializationError(
                 f"cannot cache key {name!r}: the {type(value).__name__} value is nested too deeply "
@@ -161,13 +163,12 @@ class Codec:
             fresh_until = _F64.unpack_from(data, pos)[0]
             pos += 8
         payload = data[pos:]
-        context = self.context(key)
         if flags & ENCRYPTED:
             if self.encryptor is None:
                 raise SerializationError(
                     f"cached value for key {key!r} is encrypted but no encryption_keys are set"
                 )
-            payload = self.encryptor.decrypt(payload, context)
+            payload = self.encryptor.decrypt(payload, self.context(key))
         elif self.encrypt_all:
             raise SerializationError(
                 f"refusing unencrypted value for key {key!r}: this cache encrypts everything"
@@ -184,7 +185,9 @@ class Codec:
             raise SerializationError(f"cached value for key {key!r} was written with another serializer")
         try:
             signed = self._signed
-            value = self.serializer.loads(payload) if signed is None else signed.loads(payload, context)
+            value = (
+                self.serializer.loads(payload) if signed is None else signed.loads(payload, self.context(key))
+            )
             return value, expires_at, fresh_until
         except SerializationError:
             raise
