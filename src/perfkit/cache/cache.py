@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -203,7 +204,7 @@ class Cache:
         self._background: set[asyncio.Task[Any]] = set()
         self._sync: SyncCache | None = None
         # who evicts this cache's ORM dependents on commit (`CacheInvalidator`s), shared with siblings
-        self._invalidators: set[int] = _shared._invalidators if _shared else set()
+        self._invalidators: weakref.WeakSet[Any] = _shared._invalidators if _shared else weakref.WeakSet()
         self._dep_tag = self._prefix + DEPENDENCY_TAG_PREFIX
         self._dep_check = True  # until warned once: look for dependency tags nobody invalidates
 
@@ -212,11 +213,11 @@ class Cache:
     def add_invalidator(self, invalidator: object) -> None:
         """Record that `invalidator` evicts this cache's ORM dependents on commit (called by
         `perfkit.cache.orm.CacheInvalidator` when it starts watching sessions or engines)."""
-        self._invalidators.add(id(invalidator))
+        self._invalidators.add(invalidator)
 
     def remove_invalidator(self, invalidator: object) -> None:
         """Undo `add_invalidator` (the invalidator was closed)."""
-        self._invalidators.discard(id(invalidator))
+        self._invalidators.discard(invalidator)
 
     @property
     def invalidated_on_commit(self) -> bool:
