@@ -42,7 +42,7 @@ class RouteResolver:
         self.size = size
         self.by_host = False  # set once a resolution asked a Host route: the Host header joins the key
         self._table: dict[tuple[str, str, bytes | None], RouteInfo] = {}
-        self._warned: set[tuple[str, str]] = set()
+        self._warned: set[tuple[str, str, str]] = set()
 
     def resolve(self, scope: Scope) -> RouteInfo:
         info: RouteInfo | None = scope.get(SCOPE_KEY)
@@ -78,10 +78,10 @@ class RouteResolver:
         info = self.resolve(scope)
         if info.template is not None:
             return info.template
-        route = scope.get("route")
-        path = getattr(route, "path", None)
-        if isinstance(path, str):
-            return path
+        if self.router is None:  # no router perfkit can read: what a framework left in the scope, if any
+            path = getattr(scope.get("route"), "path", None)
+            if isinstance(path, str):
+                return path
         if self.config.route_name is not None:
             return self.config.route_name(dict(scope))
         return UNMATCHED
@@ -93,14 +93,15 @@ class RouteResolver:
         info: RouteInfo | None = scope.get(SCOPE_KEY)
         if ran is _MISSING or info is None or ran is info.endpoint or self.router is None:
             return True  # nothing routed (or a middleware copied the scope): nothing to compare
-        key = (scope.get("method", ""), info.template or scope.get("path", ""))
+        method, resolved = scope.get("method", ""), info.template or UNMATCHED
+        key = (method, resolved, _name(ran))
         if key not in self._warned and len(self._warned) < 256:
             self._warned.add(key)
             log.warning(
-                "perfkit resolved %s %s to route %s (endpoint %s) but the app ran endpoint %s: "
-                "rules, rate limits and metrics use perfkit's answer (a middleware inside perfkit's "
-                "stack changed the path, or a custom route type)",
-                key[0], scope.get("path"), info.template or UNMATCHED, _name(info.endpoint), _name(ran),
+                "perfkit resolved %s %s to route %s (endpoint %s) but the app ran endpoint %s: rules, "
+                "rate limits and metrics use perfkit's answer (does a middleware inside perfkit's stack "
+                "change the path, or a custom route type not answer matches()?)",
+                method, scope.get("path"), resolved, _name(info.endpoint), key[2],
             )  # fmt: skip
         return False
 
