@@ -48,7 +48,11 @@ class RouteResolver:
         info: RouteInfo | None = scope.get(SCOPE_KEY)
         if info is not None:
             return info
-        key = (scope.get("method", ""), scope.get("path", ""), header(scope, b"host") if self.by_host else None)
+        key = (
+            scope.get("method", ""),
+            scope.get("path", ""),
+            header(scope, b"host") if self.by_host else None,
+        )
         info = self._table.get(key)
         if info is None:
             info = self._compute(scope)
