@@ -13,14 +13,15 @@ from fastapi import APIRouter, FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
 import perfkit
 from perfkit.metrics import Collector, current_request
-from perfkit.web import WebConfig
+from perfkit.web import Rule, WebConfig
 
 from . import _routing_probe
+from .conftest import requests
 
 # (request, status, metrics label, route name, Cache-Control added by a rule by name)
 FASTAPI_EXPECTED = [
@@ -132,3 +133,22 @@ def test_disagreement_with_the_router_is_warned_once(caplog: pytest.LogCaptureFi
     assert len(warned) == 1
     assert "route <unmatched> (endpoint none) but the app ran endpoint" in warned[0]
     assert warned[0].split("ran endpoint ")[1].startswith(item.__qualname__)
+
+
+def test_root_mount_of_an_app_without_routes(collector: Collector) -> None:
+    """A catch-all `Mount("/", app=...)` (a single-page app's files) is labelled `/*` with its name."""
+
+    async def spa(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"index"})
+
+    async def api(request: Request) -> Response:
+        return PlainTextResponse("api")
+
+    app = Starlette(routes=[Route("/api", api, name="api"), Mount("/", app=spa, name="spa")])
+    config = WebConfig(rules=[Rule(name="spa", cache_control="no-cache")])
+    perfkit.instrument(app, config=config, collector=collector, monitor=False)
+    client = TestClient(app)
+    assert client.get("/app/page").headers["cache-control"] == "no-cache"
+    assert client.get("/api").text == "api"
+    assert set(requests(collector)) == {("GET", "/*", "2xx"), ("GET", "/api", "2xx")}

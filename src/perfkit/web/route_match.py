@@ -96,10 +96,11 @@ class RouteWalk:
         endpoint = child.get("endpoint", scope.get("endpoint"))
         if not hasattr(route, "routes"):  # Route, WebSocketRoute, FastAPI's routes: a leaf
             return Found(getattr(route, "path", None), getattr(route, "name", None), endpoint)
-        prefix = getattr(route, "path", None) or ""  # a Mount's path; a Host adds none
+        path = getattr(route, "path", None)  # a Mount's path ("" for "/"); a Host has none
+        prefix = path or ""
         inner = find_router(getattr(route, "app", None))
         if inner is None:  # an app without routes (StaticFiles, any ASGI app): the mount is the route
-            return Found(prefix + "/*" if prefix else None, getattr(route, "name", None), endpoint)
+            return Found(prefix + "/*" if path is not None else None, getattr(route, "name", None), endpoint)
         found = self.router(inner, {**scope, **child})
         if found is None:  # the inner router answers 404
             return Found(None, None, endpoint)
