@@ -111,4 +111,6 @@ class RouteResolver:
 
 
 def _name(endpoint: Any) -> str:
-    return getattr(endpoint, "__qualname__", None) or type(endpoint).__qualname__ if endpoint else "none"
+    if endpoint is None:
+        return "none"
+    return str(getattr(endpoint, "__qualname__", None) or type(endpoint).__qualname__)
