@@ -2,6 +2,8 @@
 
 Route labels are templates (`/items/{id}`), never raw paths, so the number of series stays bounded;
 the collector caps it anyway. Per-route database totals come from the request's `RequestStats`.
+Latency is what the client sees: it ends when the last body byte is sent. The app's work after that
+(FastAPI's dependency teardown, background tasks) is summed apart, per method and route.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ class MetricsMiddleware:
         self._latency_buckets, self._size_buckets = self.latency.buckets, self.sizes.buckets
         self.db_queries = c.counter("http_db_queries_total", ("route",), "SQL queries run by requests")
         self.db_time = c.counter("http_db_seconds_total", ("route",), "Seconds in SQL per route")
+        self.after_response = c.counter(
+            "http_request_after_response_seconds_total", ("method", "route"),
+            "Seconds the app ran after the last response byte (dependency teardown, background tasks)",
+            locked=False,
+        )  # fmt: skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,13 +62,18 @@ class MetricsMiddleware:
         start = perf_counter()
         status = 500
         size = 0
+        sent = 0.0
 
         async def send_counted(message: Message) -> None:
-            nonlocal status, size
+            nonlocal status, size, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
             elif message["type"] == "http.response.body":
                 size += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    await send(message)
+                    sent = perf_counter()
+                    return
             await send(message)
 
         self.active += 1
@@ -69,7 +81,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_counted)
         finally:
             self.active -= 1
-            self.record(scope, status, size, perf_counter() - start)
+            total = perf_counter() - start
+            self.record(scope, status, size, sent - start if sent else total, None, total)
 
     def _remember(self, labels: tuple[str, str, str], size_labels: tuple[str, str]) -> None:
         """Keep the rows of a label set that has its own series (not the overflow one), boundedly."""
@@ -78,10 +91,17 @@ class MetricsMiddleware:
             self._rows[labels] = (latency, sizes)
 
     def record(
-        self, scope: Scope, status: int, size: int, elapsed: float, stats: RequestStats | None = None
+        self,
+        scope: Scope,
+        status: int,
+        size: int,
+        elapsed: float,
+        stats: RequestStats | None = None,
+        total: float | None = None,
     ) -> None:
         """Account one finished request (also called by the fused timing layer of `instrument()`,
-        which passes the request's stats and their route)."""
+        which passes the request's stats and their route). `elapsed` ends at the last body byte sent;
+        `total` at the app's return, when it is later."""
         route = (
             stats.route if stats is not None and stats.route != UNMATCHED else self.resolver.template(scope)
         )
@@ -98,6 +118,9 @@ class MetricsMiddleware:
             latency[-1] += elapsed
             sizes[bisect_left(self._size_buckets, size)] += 1
             sizes[-1] += size
+        if total is not None and total > elapsed:
+            self.after_response.inc((method, route), total - elapsed)
+        self.resolver.check(scope)
         if stats is None:
             stats = current_request()
         if stats is not None and stats.db_count:

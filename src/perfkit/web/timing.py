@@ -114,6 +114,7 @@ class TimingMiddleware:
         # itself (what `conditional._tagger` does), one send wrapper less per message
         tag = self._tags_first and folded[0].plain(scope)
         held: Message | None = None
+        sent = 0.0  # when the last body byte was sent: the request's latency as the client sees it
 
         def stamp(message: Message) -> Message:
             """The start message with this layer's headers."""
@@ -135,7 +136,7 @@ class TimingMiddleware:
 
         # (no reference from send_timed to itself: a closure cycle per request would be left to the GC)
         async def send_timed(message: Message) -> None:
-            nonlocal size, tag, held
+            nonlocal size, tag, held, sent
             if tag:
                 if held is None:
                     if message["type"] == "http.response.start":
@@ -152,10 +153,15 @@ class TimingMiddleware:
                         await send(stamp({**held, "headers": [*held.get("headers", ()), etag]}))
             if message["type"] == "http.response.start":
                 message = stamp(message)
-            elif metrics is not None:
-                body = message.get("body")
-                if body:
-                    size += len(body)
+            else:
+                if metrics is not None:
+                    body = message.get("body")
+                    if body:
+                        size += len(body)
+                if message["type"] == "http.response.body" and not message.get("more_body", False):
+                    await send(message)
+                    sent = perf_counter()
+                    return
             await send(message)
 
         try:
@@ -177,10 +183,13 @@ class TimingMiddleware:
                 inner = layer.wrap(scope, inner)
             await self.core(scope, receive, inner)
         finally:
-            elapsed = perf_counter() - start
+            # latency ends at the last body byte; what the app does after it (dependency teardown,
+            # background tasks) is `total - elapsed`, counted apart by the metrics
+            total = perf_counter() - start
+            elapsed = sent - start if sent else total
             if metrics is not None:
                 metrics.active -= 1
-                metrics.record(scope, status, size, elapsed, stats)
+                metrics.record(scope, status, size, elapsed, stats, total)
             _current.reset(token)
             if self.slow and elapsed >= self.slow:
                 self._slow(scope, stats, status, elapsed, request_id)
