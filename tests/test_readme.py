@@ -83,6 +83,22 @@ def blocks(path: Path) -> list[Block]:
     return found
 
 
+def test_blocks_reads_fences_languages_and_skip_markers(tmp_path: Path) -> None:
+    """The extractor finds every fenced block with its language and first line, honours a skip marker
+    on the line just above a fence (with its reason), and ignores markers further away."""
+    doc = tmp_path / "doc.md"
+    doc.write_text(
+        "# t\n```python\nx = 1\n```\n<!-- readme-test: skip because it needs a GPU -->\n"
+        "~~~bash\nmake gpu\n~~~\n<!-- readme-test: skip because far -->\n\n```\nplain\n```\n"
+    )
+    found = blocks(doc)
+    assert [(b.lang, b.line, b.code, b.skip) for b in found] == [
+        ("python", 3, "x = 1\n", None),
+        ("bash", 7, "make gpu\n", "because it needs a GPU"),
+        ("", 12, "plain\n", None),
+    ]
+
+
 def test_the_readme_opens_with_make_demo_and_make_test() -> None:
     """The README's first code block shows `make demo` and `make test`, in that order."""
     first = blocks(ROOT / "README.md")[0]
