@@ -43,3 +43,28 @@ async def test_health_report_jobs_api_and_dashboard_data(
     assert "access_token=***" in answers["/perf/api/jobs"].text
     for path, response in answers.items():
         assert SECRET not in response.text, path
+
+
+async def test_webhook_userinfo_never_goes_into_the_host_header() -> None:
+    """A webhook URL with user:password@ is posted with `Host: 127.0.0.1:port`, not the credentials."""
+    import asyncio
+
+    from perfkit.monitor.alerts import post_json
+
+    heads: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        assert await post_json(f"http://u:hunter2@127.0.0.1:{port}/hook", {"status": "firing"}) == 204
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert f"Host: 127.0.0.1:{port}\r\n".encode() in heads[0]
+    assert SECRET.encode() not in heads[0]
