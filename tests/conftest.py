@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import pytest
@@ -41,18 +41,53 @@ def _reachable(url: str, default_port: int) -> str | None:
         return str(exc)
 
 
-def require_redis() -> None:
+def under_ci() -> bool:
+    """CI=true (or 1, yes), as GitHub Actions, GitLab CI and `bash .ci/run` set it."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def service_missing(message: str) -> NoReturn:
+    """A service the test needs is missing: a loud skip on a developer's machine; under CI, a failure,
+    so that a green CI run cannot have skipped the Redis or PostgreSQL tests."""
+    if under_ci():
+        pytest.fail(
+            f"{message} [CI=true: a missing service fails the run instead of skipping]", pytrace=False
+        )
+    pytest.skip(message)
+
+
+def redis_missing() -> str | None:
     err = _reachable(REDIS_URL, 6379)
     if err:
-        pytest.skip(
-            f"REDIS NOT REACHABLE at {REDIS_URL} ({err}): start it (bash .ci/run does) to run Redis tests"
-        )
+        return f"REDIS NOT REACHABLE at {REDIS_URL} ({err}): start it (bash .ci/run does) to run Redis tests"
+    return None
+
+
+def postgres_missing() -> str | None:
+    err = _reachable(POSTGRES_URL, 5432)
+    if err:
+        return f"POSTGRESQL NOT REACHABLE at {POSTGRES_URL} ({err}): start it to run PostgreSQL tests"
+    return None
+
+
+def require_redis() -> None:
+    if (why := redis_missing()) is not None:
+        service_missing(why)
 
 
 def require_postgres() -> None:
-    err = _reachable(POSTGRES_URL, 5432)
-    if err:
-        pytest.skip(f"POSTGRESQL NOT REACHABLE at {POSTGRES_URL} ({err}): start it to run PostgreSQL tests")
+    if (why := postgres_missing()) is not None:
+        service_missing(why)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under CI, an unreachable Redis or PostgreSQL fails the whole run before any test: some modules
+    decide to skip at collection, and none of those skips may turn a CI run green."""
+    if not under_ci():
+        return
+    missing = [why for why in (redis_missing(), postgres_missing()) if why is not None]
+    if missing:
+        pytest.exit("CI=true and a service the suite needs is missing: " + "; ".join(missing), returncode=1)
 
 
 CACHE_KINDS = [
@@ -103,7 +138,7 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         return
     why = binaries_missing()
     if why:
-        pytest.skip(
+        service_missing(
             f"REDIS CLUSTER TESTS SKIPPED: {why}; install redis-server (apt-get install redis-server) "
             "or set PERFKIT_TEST_REDIS_CLUSTER_URL=redis+cluster://host:port"
         )
@@ -119,7 +154,7 @@ def private_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     """A cluster of the test's own, for a test that kills or adds nodes; stopped afterwards by pid."""
     why = binaries_missing()
     if why:
-        pytest.skip(f"REDIS CLUSTER TESTS SKIPPED: {why}")
+        service_missing(f"REDIS CLUSTER TESTS SKIPPED: {why}")
     cluster = start_cluster(tmp_path)
     yield cluster
     cluster.stop()

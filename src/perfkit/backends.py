@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from perfkit.errors import ConfigurationError, MissingDependencyError
+from perfkit.redaction import redact
 
 T = TypeVar("T")
 
@@ -30,11 +31,8 @@ class BackendURL:
     options: dict[str, str] = field(default_factory=dict)
 
     def redacted(self) -> str:
-        """The URL with any password replaced, fit for logs and error messages."""
-        parts = urlsplit(self.raw)
-        if parts.password:
-            return self.raw.replace(f":{parts.password}@", ":***@", 1)
-        return self.raw
+        """The URL with every credential replaced (see `redact`), fit for logs and error messages."""
+        return redact(self.raw)
 
 
 def parse_url(raw: str, setting: str = "url") -> BackendURL:

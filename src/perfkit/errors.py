@@ -16,9 +16,15 @@ application code catches one family, whatever backend the URL picked.
 
 from __future__ import annotations
 
+from perfkit.redaction import redact
+
 
 class PerfkitError(Exception):
-    """Base class of every error perfkit raises on purpose."""
+    """Base class of every error perfkit raises on purpose; credentials in its message are redacted
+    (a URL's password, `?password=`, tokens: see `perfkit.redaction`), whoever built the message."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class ConfigurationError(PerfkitError, ValueError):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from perfkit.errors import ConfigurationError
+from perfkit.redaction import redact
 
 USER_AGENT = "perfkit-bench"
 
@@ -85,7 +86,8 @@ def make_target(
         pairs.append((key.strip(), value.strip()))
     method = method.upper()
     raw = encode_request(endpoint, method, path, tuple(pairs), body)
-    return Target(endpoint, method, path, tuple(pairs), body, name or f"{method} {path}", raw)
+    label = name or redact(f"{method} {path}")  # a default name shows no ?token= (reports, summary)
+    return Target(endpoint, method, path, tuple(pairs), body, label, raw)
 
 
 def check_loopback(host: str, allow_remote: bool) -> None:

@@ -6,6 +6,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from perfkit.redaction import redact as redact_credentials
+
 _SPACE = re.compile(r"\s+")
 _IN_LIST = re.compile(r"\((?:\s*(?:\?|%s|%\(\w+\)s|\$\d+|:\w+)\s*,)+\s*(?:\?|%s|%\(\w+\)s|\$\d+|:\w+)\s*\)")
 _LITERAL = re.compile(r"'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b")
@@ -20,7 +22,8 @@ def shape(statement: str) -> str:
 
 
 def clip(statement: str) -> str:
-    text = _SPACE.sub(" ", statement.strip())
+    """The statement as findings and logs show it: one line, credentials redacted, at most 2,000 chars."""
+    text = redact_credentials(_SPACE.sub(" ", statement.strip()))
     return text if len(text) <= _MAX_STATEMENT else text[:_MAX_STATEMENT] + "..."
 
 

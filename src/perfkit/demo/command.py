@@ -24,6 +24,7 @@ from perfkit.errors import ConfigurationError, PerfkitError
 
 QUICK_LOAD = {"users": 8, "duration": 1.5}
 FULL_LOAD = {"users": 8, "duration": 5.0}
+DEFAULT_DIR = ".perfkit/demo"  # apart from an app's own `.perfkit/` stores (its monitor.db)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis", metavar="URL", help="cache, jobs and monitoring on this Redis")
     parser.add_argument("--postgres", metavar="URL", help="the demo's data (and jobs) on this PostgreSQL")
     parser.add_argument(
-        "--dir", metavar="PATH", default=".perfkit", help="embedded stores (default .perfkit)"
+        "--dir",
+        metavar="PATH",
+        default=DEFAULT_DIR,
+        help=f"the demo's own folder for its embedded stores and logs (default {DEFAULT_DIR}); "
+        "a folder the demo did not create is refused",
     )
     parser.add_argument(
         "--duration", metavar="SECONDS", help="load per variant (default 5s, 1.5s with --quick)"
@@ -48,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """0 when every check passed and no request failed, 1 otherwise (2: bad options, via the CLI)."""
-    from perfkit.demo import processes, report
+    from perfkit.demo import folder, processes, report
     from perfkit.demo.prepare import prepare
     from perfkit.demo.settings import DemoSettings
 
@@ -64,8 +69,7 @@ def run(args: argparse.Namespace) -> int:
     settings = DemoSettings.choose(
         args.dir, redis=args.redis, postgres=args.postgres, token=token, scale=args.scale
     )
-    directory = Path(args.dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = folder.claim(Path(args.dir))  # before anything is written or deleted
     started = time.perf_counter()
     say = report.Printer()
     say.header(settings)

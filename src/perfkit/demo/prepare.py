@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from perfkit.demo import folder
 from perfkit.demo.settings import DemoSettings
 from perfkit.errors import ConfigurationError, PerfkitError
 
@@ -27,15 +28,17 @@ async def prepare(settings: DemoSettings, redis_option: bool) -> dict[str, Any]:
         await cache.clear()  # the data may have been seeded again since those values were cached
     finally:
         await cache.close()
-    _forget_monitoring(settings)
+    forget_monitoring(settings)
     return await asyncio.to_thread(_seed_and_pick, settings)
 
 
-def _forget_monitoring(settings: DemoSettings) -> None:
+def forget_monitoring(settings: DemoSettings) -> None:
     """The report covers this run only: an embedded store from an earlier run is removed (on Redis the
-    report's window is limited to this run instead)."""
+    report's window is limited to this run instead). Only ever inside the demo's own folder."""
     if settings.monitor_url.startswith("sqlite:///"):
         path = Path(settings.monitor_url.removeprefix("sqlite:///"))
+        if not folder.owned(path.parent):
+            raise PerfkitError(f"{path.parent} is not the demo's own folder: its monitor store is kept")
         for suffix in ("", "-wal", "-shm"):
             path.with_name(path.name + suffix).unlink(missing_ok=True)
 

@@ -16,6 +16,9 @@ from perfkit.errors import ConfigurationError
 ENV_PREFIX = "PERFKIT_DEMO_"
 PG_SCHEMA = "perfkit_demo"  # the demo's tables live in their own schema: never touch a user's tables
 PG_JOBS_TABLE = "perfkit_demo_jobs"  # the job queue's tables, apart from a user's own `perfkit_jobs`
+# on a user's Redis, the demo's keys apart from an app's own jobs and monitoring store
+REDIS_JOBS_PREFIX = "perfkit-demo"
+REDIS_MONITOR_PREFIX = "perfkit:demo:monitor:"
 
 
 @dataclass(frozen=True)
@@ -49,12 +52,17 @@ class DemoSettings:
         database = (
             "postgresql+psycopg://" + postgres.split("://", 1)[1] if postgres else f"sqlite:///{base}/demo.db"
         )
-        jobs = redis or (_with_option(postgres, "table", PG_JOBS_TABLE) if postgres else None)
+        if redis:
+            jobs: str | None = _with_option(redis, "prefix", REDIS_JOBS_PREFIX)
+        else:
+            jobs = _with_option(postgres, "table", PG_JOBS_TABLE) if postgres else None
         return cls(
             database_url=database,
             cache_url=redis or f"sqlite:///{base}/cache.db",
             jobs_url=jobs or f"sqlite:///{base}/jobs.db",
-            monitor_url=redis or f"sqlite:///{base}/monitor.db",
+            monitor_url=_with_option(redis, "prefix", REDIS_MONITOR_PREFIX)
+            if redis
+            else f"sqlite:///{base}/monitor.db",
             token=token,
             scale=scale,
         )

@@ -26,6 +26,7 @@ from perfkit.config import parse_duration
 from perfkit.errors import ConfigurationError
 from perfkit.monitor.report import build
 from perfkit.monitor.sampler import Sampler
+from perfkit.redaction import redact
 
 if TYPE_CHECKING:
     from perfkit.monitor.monitor import Monitor
@@ -97,6 +98,13 @@ def kpi_values(report: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
+def webhook_label(url: str) -> str:
+    """How logs name a webhook: its origin only. Webhook URLs carry their token in the path
+    (`https://hooks.slack.com/services/T0/B0/<token>`), so the path is never shown."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/..."
+
+
 async def post_json(url: str, payload: dict[str, Any], limit: float = 5.0) -> int:
     """POST `payload` as JSON (HTTP/1.1, no dependency); returns the status code."""
     parts = urlsplit(url)
@@ -104,11 +112,12 @@ async def post_json(url: str, payload: dict[str, Any], limit: float = 5.0) -> in
     port = parts.port or (443 if tls else 80)
     body = json.dumps(payload).encode()
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host = parts.netloc.rpartition("@")[2]  # userinfo never goes into the Host header
     async with asyncio.timeout(limit):
         reader, writer = await asyncio.open_connection(parts.hostname, port, ssl=tls or None)
         try:
             writer.write(
-                f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
+                f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\nUser-Agent: perfkit-alerts\r\n"
                 "Connection: close\r\n\r\n".encode()
                 + body
@@ -192,9 +201,9 @@ class AlertManager:
             try:
                 status = await post_json(url, note)
                 if status >= 300:
-                    log.warning("alert webhook %s answered %s", url, status)
+                    log.warning("alert webhook %s answered %s", webhook_label(url), status)
             except Exception as exc:  # a sink being down must not stop evaluation
-                log.warning("alert webhook %s failed: %s", url, exc)
+                log.warning("alert webhook %s failed: %s", webhook_label(url), redact(str(exc)))
 
     async def run(self) -> None:
         interval = self.monitor.config.alert_interval

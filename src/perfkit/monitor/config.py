@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,7 +12,32 @@ from typing import Any
 from perfkit.config import parse_bool, parse_duration, parse_str, setting
 from perfkit.errors import ConfigurationError
 
-DEFAULT_URL = "sqlite:///.perfkit/monitor.db"
+DEFAULT_URL = "sqlite:///.perfkit/monitor.db"  # a served app's store, shared by its worker processes
+TEST_URL = "memory://"  # the default under a test runner: test runs never write into the served store
+
+log = logging.getLogger("perfkit.monitor")
+
+
+def under_test_runner() -> bool:
+    """True in a test run: pytest is running this process, a pytest test started this process
+    (`PYTEST_CURRENT_TEST` is inherited), or Starlette's `TestClient` is in use (FastAPI's included)."""
+    return (
+        "PYTEST_CURRENT_TEST" in os.environ
+        or "pytest" in sys.modules
+        or "starlette.testclient" in sys.modules
+    )
+
+
+def default_url() -> str:
+    """The store when none is given: `memory://` under a test runner, else `sqlite:///.perfkit/monitor.db`.
+
+    The SQLite default is relative to the working directory, so an app's test runs (a `TestClient`
+    runs the lifespan) would otherwise write their processes and test-only routes into the store
+    the served app reports from."""
+    if under_test_runner():
+        log.info("monitor store: %s under a test runner (set PERFKIT_MONITOR_URL to choose one)", TEST_URL)
+        return TEST_URL
+    return DEFAULT_URL
 
 
 @dataclass(frozen=True)
@@ -36,7 +64,7 @@ class MonitorConfig:
     prefix: str | None = None  # PERFKIT_MONITOR_PREFIX, default /perf
     token: str | None = None  # PERFKIT_MONITOR_TOKEN: the Bearer token for everything but liveness
     open: bool | None = None  # PERFKIT_MONITOR_OPEN: reads without a token (actions still need one)
-    url: str | None = None  # PERFKIT_MONITOR_URL: the shared store, default sqlite:///.perfkit/monitor.db
+    url: str | None = None  # PERFKIT_MONITOR_URL: the shared store; None: `default_url()` when first used
     window: float | str = 900.0  # the report's default window
     budgets: Budgets = field(default_factory=Budgets)
     alerts: Sequence[Any] = ()  # AlertRule or "p95 > 500ms for 5m"
@@ -59,9 +87,14 @@ class MonitorConfig:
         self.prefix = "" if prefix == "/" else prefix
         self.token = setting("monitor_token", self.token, None, parse_str) or None
         self.open = setting("monitor_open", self.open, False, parse_bool)
-        self.url = setting("monitor_url", self.url, DEFAULT_URL, parse_str)
+        self.url = setting("monitor_url", self.url, None, parse_str) or None
         self.window = parse_duration("window", self.window)
         self.retention = parse_duration("retention", self.retention)
         self.statsd = setting("monitor_statsd", self.statsd, None, parse_str) or None
         if self.publish_interval <= 0 or self.alert_interval <= 0:
             raise ConfigurationError("publish_interval", "intervals must be > 0 seconds")
+
+    def store_url(self) -> str:
+        """The store's URL: the one given (or PERFKIT_MONITOR_URL), else `default_url()`, decided when the
+        store is first used (the app's lifespan or first request), after a test has set up its client."""
+        return self.url or default_url()

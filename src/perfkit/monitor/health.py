@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perfkit.monitor import system
+from perfkit.redaction import redact
 
 
 @dataclass
@@ -45,7 +46,7 @@ async def run_checks(checks: Sequence[Check], limit: float) -> tuple[bool, dict[
         except TimeoutError:
             result = CheckResult("fail", f"no answer within {limit:g}s")
         except Exception as exc:
-            result = CheckResult("fail", f"{type(exc).__name__}: {exc}")
+            result = CheckResult("fail", redact(f"{type(exc).__name__}: {exc}"))
         if result.status == "fail" and not check.critical:
             result.status = "warn"
         return {

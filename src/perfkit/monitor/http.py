@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from perfkit.redaction import redact
 from perfkit.web._asgi import Send
 
 
@@ -34,7 +35,8 @@ async def respond(
 async def respond_json(
     send: Send, status: int, data: Any, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    body = json.dumps(data, default=_default, separators=(",", ":")).encode()
+    # every JSON answer (health, report, jobs, errors, the dashboard's data) leaves without credentials
+    body = redact(json.dumps(data, default=_default, separators=(",", ":"))).encode()
     await respond(send, status, body, "application/json", [(b"cache-control", b"no-store"), *(headers or [])])
 
 

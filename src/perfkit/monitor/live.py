@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from perfkit.monitor import kpis
 from perfkit.monitor.sampler import Sampler
 from perfkit.monitor.snapshots import rows
+from perfkit.redaction import redact
 from perfkit.web._asgi import Receive, Send
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ async def stream(
             if gone.is_set():
                 break
             stamp = time.time()
-            payload = json.dumps({**await frame(monitor, sampler), "t": stamp}, separators=(",", ":"))
+            payload = redact(json.dumps({**await frame(monitor, sampler), "t": stamp}, separators=(",", ":")))
             await send(
                 {"type": "http.response.body", "body": f"data: {payload}\n\n".encode(), "more_body": True}
             )

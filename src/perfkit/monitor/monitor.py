@@ -52,7 +52,7 @@ class Monitor:
     def store(self) -> MonitorStore:
         if self._store is None:
             self._store = registry.create(
-                str(self.config.url), "monitor_url", retention=self.config.retention
+                self.config.store_url(), "monitor_url", retention=self.config.retention
             )
         return self._store
 

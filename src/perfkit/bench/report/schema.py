@@ -13,6 +13,7 @@ from perfkit._version import __version__
 from perfkit.bench.hdr import PERCENTILES, Histogram
 from perfkit.bench.metrics import ERROR_KINDS, NameStats, Recorder
 from perfkit.bench.plan import Plan
+from perfkit.redaction import redact
 
 SCHEMA = "perfkit.bench/1"
 ALL = "*"  # the key of the global entry in the per-name maps
@@ -99,7 +100,7 @@ def build(rec: Recorder, plan: Plan, target: str, started_at: str, elapsed: floa
     return {
         "schema": SCHEMA,
         "perfkit_version": __version__,
-        "target": target,
+        "target": redact(target),  # the JSON, the HTML report and the summary show no token or password
         "started_at": started_at,
         "duration_s": round(elapsed, 3),
         "config": {

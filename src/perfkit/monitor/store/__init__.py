@@ -1,6 +1,7 @@
 """Where the monitoring part keeps what several processes share: snapshots, per-minute rollups, state.
 
-Chosen by URL scheme like every perfkit backend: `sqlite:///.perfkit/monitor.db` (the default, embedded),
+Chosen by URL scheme like every perfkit backend: `sqlite:///.perfkit/monitor.db` (the default, embedded;
+`memory://` under a test runner, see `perfkit.monitor.config.default_url`),
 `redis://...` or `redis+cluster://...` (several hosts), `memory://` (one process, tests).
 """
 
