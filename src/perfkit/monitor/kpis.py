@@ -32,6 +32,20 @@ def _latency(hist_rows: list[list[float]], bounds: tuple[float, ...], seconds: f
     }
 
 
+def per_method(window: Mapping[str, Any], name: str) -> dict[str, float]:
+    """A counter labelled (method, route) as {"METHOD /template": value}.
+
+    Series of the older route-only labelling (a store written by an earlier release) are left out: their
+    counts cannot be split by method, and dividing them by one method's requests is what went wrong.
+    """
+    out: dict[str, float] = {}
+    for labels, value in rows(window, name):
+        if len(labels) == 2:
+            key = f"{labels[0]} {labels[1]}"
+            out[key] = out.get(key, 0.0) + value
+    return out
+
+
 def requests(window: Mapping[str, Any], seconds: float) -> tuple[dict[str, Any], dict[str, Any]]:
     """(overall, per route) request KPIs; a route key is "METHOD /template"."""
     bounds = buckets(window, REQUESTS) or LATENCY_BUCKETS
@@ -39,8 +53,8 @@ def requests(window: Mapping[str, Any], seconds: float) -> tuple[dict[str, Any],
     per_route: dict[str, list[tuple[str, list[float]]]] = {}
     for (method, route, status), row in series:
         per_route.setdefault(f"{method} {route}", []).append((status, row))
-    db_queries = {labels[0]: v for labels, v in rows(window, "http_db_queries_total")}
-    db_seconds = {labels[0]: v for labels, v in rows(window, "http_db_seconds_total")}
+    db_queries = per_method(window, "http_db_queries_total")
+    db_seconds = per_method(window, "http_db_seconds_total")
 
     def kpis(items: list[tuple[str, list[float]]], route: str | None) -> dict[str, Any]:
         out = _latency([r for _, r in items], bounds, seconds)
@@ -56,7 +70,7 @@ def requests(window: Mapping[str, Any], seconds: float) -> tuple[dict[str, Any],
 
     routes = {}
     for key, items in sorted(per_route.items()):
-        routes[key] = kpis(items, key.split(" ", 1)[1])
+        routes[key] = kpis(items, key)  # the db counters are keyed "METHOD /template" as well
     overall = kpis([item for items in per_route.values() for item in items], None)
     total_queries = sum(db_queries.values())
     overall["db_queries_per_request"] = (

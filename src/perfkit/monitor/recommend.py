@@ -14,6 +14,18 @@ from perfkit.monitor.config import Budgets
 _BASE = {"critical": 100.0, "warning": 50.0, "info": 10.0}
 
 
+def figure(value: float, budget: float) -> str:
+    """`value` with as few decimals (0 to 3) as keep it distinguishable from `budget`.
+
+    A measurement over its budget never prints as the budget: 10.48 against 10 is "10.5", not "10".
+    """
+    for decimals in range(4):
+        text = f"{value:.{decimals}f}"
+        if text != f"{budget:.{decimals}f}" or float(value) == float(budget):
+            return text
+    return text
+
+
 def _rec(
     kind: str, severity: str, message: str, fix: str, magnitude: float, **evidence: Any
 ) -> dict[str, Any]:
@@ -40,7 +52,7 @@ def _routes(routes: dict[str, Any], total: int, b: Budgets) -> list[dict[str, An
                 _rec(
                     "latency",
                     "critical" if ratio >= 2 else "warning",
-                    f"{key}: p95 {p95:.0f} ms over the {b.p95_ms:.0f} ms budget",
+                    f"{key}: p95 {figure(p95, b.p95_ms)} ms over the {b.p95_ms:g} ms budget",
                     "profile the route: see its DB time per request and slow queries below",
                     (ratio - 1) * 25 * (0.5 + share),
                     route=key,
@@ -66,7 +78,8 @@ def _routes(routes: dict[str, Any], total: int, b: Budgets) -> list[dict[str, An
                 _rec(
                     "queries",
                     "warning",
-                    f"{key} runs {queries:.0f} queries per request (budget {b.queries_per_request:g})",
+                    f"{key} runs {figure(queries, b.queries_per_request)} queries per request "
+                    f"(budget {b.queries_per_request:g})",
                     "batch the lookups (one aggregate query, IN (...), or eager loading)",
                     queries / b.queries_per_request * 5 * (0.5 + share),
                     route=key,
@@ -151,7 +164,7 @@ def recommend(
             _rec(
                 "db_latency",
                 "warning",
-                f"SQL p95 {p95:.0f} ms over the {b.db_query_ms:.0f} ms budget",
+                f"SQL p95 {figure(p95, b.db_query_ms)} ms over the {b.db_query_ms:g} ms budget",
                 "see the slow queries and their EXPLAIN",
                 p95 / b.db_query_ms * 5,
                 p95_ms=p95,
@@ -203,7 +216,7 @@ def recommend(
                 _rec(
                     "system",
                     "warning",
-                    f"{label} at {value:.0f} % (budget {budget:g} %)",
+                    f"{label} at {figure(value, budget)} % (budget {budget:g} %)",
                     "add capacity or find what consumes it",
                     value - budget,
                     resource=label,

@@ -1,7 +1,7 @@
 """Request metrics: count and latency by method, route template and status class; in-flight; sizes.
 
 Route labels are templates (`/items/{id}`), never raw paths, so the number of series stays bounded;
-the collector caps it anyway. Per-route database totals come from the request's `RequestStats`.
+the collector caps it anyway. Per-method-and-route database totals come from the request's `RequestStats`.
 """
 
 from __future__ import annotations
@@ -45,8 +45,11 @@ class MetricsMiddleware:
         # label set -> (latency row, size row): both histograms in one dict lookup per request
         self._rows: dict[tuple[str, str, str], tuple[list[float], list[float]]] = {}
         self._latency_buckets, self._size_buckets = self.latency.buckets, self.sizes.buckets
-        self.db_queries = c.counter("http_db_queries_total", ("route",), "SQL queries run by requests")
-        self.db_time = c.counter("http_db_seconds_total", ("route",), "Seconds in SQL per route")
+        # per method and route: GET and DELETE on one template run different queries
+        self.db_queries = c.counter(
+            "http_db_queries_total", ("method", "route"), "SQL queries run by requests"
+        )
+        self.db_time = c.counter("http_db_seconds_total", ("method", "route"), "Seconds in SQL per route")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,5 +104,5 @@ class MetricsMiddleware:
         if stats is None:
             stats = current_request()
         if stats is not None and stats.db_count:
-            self.db_queries.inc((route,), stats.db_count)
-            self.db_time.inc((route,), stats.db_time)
+            self.db_queries.inc((method, route), stats.db_count)
+            self.db_time.inc((method, route), stats.db_time)
