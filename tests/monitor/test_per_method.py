@@ -16,9 +16,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 import perfkit
 from perfkit.db import uninstrument_engine
 from perfkit.metrics import Collector
-from perfkit.monitor import MonitorConfig
+from perfkit.monitor import MonitorConfig, recommend
 from perfkit.monitor.config import Budgets
-from perfkit.monitor import recommend
 
 from .conftest import AUTH, TOKEN
 
@@ -90,7 +89,7 @@ async def client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]
 async def test_report_queries_per_request_equal_server_timing(
     client: tuple[httpx.AsyncClient, Any],
 ) -> None:
-    """The report's queries per request of each METHOD /template equal the mean of its Server-Timing counts."""
+    """Per METHOD /template, the report's queries per request equal the mean of Server-Timing's counts."""
     http, _app = client
     said: dict[str, list[int]] = {"GET": [], "PUT": [], "DELETE": []}
     plan = [("GET", i) for i in (1, 2, 3, 4, 5, 1, 2)] + [("PUT", i) for i in (1, 2)] + [("DELETE", 3)]
