@@ -1,7 +1,8 @@
 """KPIs from a window of measurements (a snapshot delta): requests, database, cache, jobs.
 
 Percentiles come from the fixed histogram buckets, interpolated as Prometheus' `histogram_quantile`
-does, so they are estimates within one bucket; averages and rates are exact.
+does, so they are estimates within one bucket, clamped to the smallest and largest value observed (an
+interpolated p99 never exceeds the slowest request); averages and rates are exact.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from perfkit.metrics import LATENCY_BUCKETS, bucket_quantile
-from perfkit.monitor.snapshots import buckets, rows
+from perfkit.metrics import LATENCY_BUCKETS, bucket_quantile, span
+from perfkit.monitor.snapshots import buckets, extremes, rows
 
 REQUESTS = "http_request_duration_seconds"
 
@@ -19,16 +20,21 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else round(value * 1000, 2)
 
 
-def _latency(hist_rows: list[list[float]], bounds: tuple[float, ...], seconds: float) -> dict[str, Any]:
+def _latency(
+    hist_rows: list[list[float]],
+    bounds: tuple[float, ...],
+    seconds: float,
+    observed: tuple[float, float] | None,
+) -> dict[str, Any]:
     count = sum(sum(r[:-1]) for r in hist_rows)
     total = sum(r[-1] for r in hist_rows)
     return {
         "requests": int(count),
         "throughput_rps": round(count / seconds, 3) if seconds > 0 else 0.0,
         "avg_ms": _ms(total / count) if count else None,
-        "p50_ms": _ms(bucket_quantile(0.50, bounds, hist_rows)),
-        "p95_ms": _ms(bucket_quantile(0.95, bounds, hist_rows)),
-        "p99_ms": _ms(bucket_quantile(0.99, bounds, hist_rows)),
+        "p50_ms": _ms(bucket_quantile(0.50, bounds, hist_rows, observed)),
+        "p95_ms": _ms(bucket_quantile(0.95, bounds, hist_rows, observed)),
+        "p99_ms": _ms(bucket_quantile(0.99, bounds, hist_rows, observed)),
     }
 
 
@@ -50,15 +56,16 @@ def requests(window: Mapping[str, Any], seconds: float) -> tuple[dict[str, Any],
     """(overall, per route) request KPIs; a route key is "METHOD /template"."""
     bounds = buckets(window, REQUESTS) or LATENCY_BUCKETS
     series = rows(window, REQUESTS)
-    per_route: dict[str, list[tuple[str, list[float]]]] = {}
+    seen = extremes(window, REQUESTS)
+    per_route: dict[str, list[tuple[str, list[float], list[float] | None]]] = {}
     for (method, route, status), row in series:
-        per_route.setdefault(f"{method} {route}", []).append((status, row))
+        per_route.setdefault(f"{method} {route}", []).append((status, row, seen.get((method, route, status))))
     db_queries = per_method(window, "http_db_queries_total")
     db_seconds = per_method(window, "http_db_seconds_total")
 
-    def kpis(items: list[tuple[str, list[float]]], route: str | None) -> dict[str, Any]:
-        out = _latency([r for _, r in items], bounds, seconds)
-        errors = sum(sum(r[:-1]) for status, r in items if status == "5xx")
+    def kpis(items: list[tuple[str, list[float], list[float] | None]], route: str | None) -> dict[str, Any]:
+        out = _latency([r for _, r, _ in items], bounds, seconds, span(e for _, _, e in items))
+        errors = sum(sum(r[:-1]) for status, r, _ in items if status == "5xx")
         n = out["requests"]
         out["errors"] = int(errors)
         out["error_rate"] = round(errors / n, 5) if n else None
@@ -81,14 +88,17 @@ def requests(window: Mapping[str, Any], seconds: float) -> tuple[dict[str, Any],
 
 def database(window: Mapping[str, Any]) -> dict[str, Any]:
     bounds = buckets(window, "db_query_duration_seconds") or LATENCY_BUCKETS
-    hist = [r for _, r in rows(window, "db_query_duration_seconds")]
+    series = rows(window, "db_query_duration_seconds")
+    hist = [r for _, r in series]
+    seen = extremes(window, "db_query_duration_seconds")
+    observed = span(seen.get(labels) for labels, _ in series)
     count = sum(sum(r[:-1]) for r in hist)
     slow = sum(v for _, v in rows(window, "db_slow_queries_total"))
     nplusone = sum(v for _, v in rows(window, "db_nplusone_total"))
     return {
         "queries": int(count),
         "avg_ms": _ms(sum(r[-1] for r in hist) / count) if count else None,
-        "p95_ms": _ms(bucket_quantile(0.95, bounds, hist)),
+        "p95_ms": _ms(bucket_quantile(0.95, bounds, hist, observed)),
         "slow_queries": int(slow),
         "n_plus_one": int(nplusone),
     }

@@ -42,8 +42,8 @@ class MetricsMiddleware:
         self.in_flight = c.gauge("http_requests_in_flight", (), "Requests being served")
         self.active = 0
         self.in_flight.track(lambda: self.active)
-        # label set -> (latency row, size row): both histograms in one dict lookup per request
-        self._rows: dict[tuple[str, str, str], tuple[list[float], list[float]]] = {}
+        # label set -> (latency row, its [min, max], size row): both histograms in one dict lookup per request
+        self._rows: dict[tuple[str, str, str], tuple[list[float], list[float], list[float]]] = {}
         self._latency_buckets, self._size_buckets = self.latency.buckets, self.sizes.buckets
         # per method and route: GET and DELETE on one template run different queries
         self.db_queries = c.counter(
@@ -77,8 +77,9 @@ class MetricsMiddleware:
     def _remember(self, labels: tuple[str, str, str], size_labels: tuple[str, str]) -> None:
         """Keep the rows of a label set that has its own series (not the overflow one), boundedly."""
         latency, sizes = self.latency.series.get(labels), self.sizes.series.get(size_labels)
-        if latency is not None and sizes is not None and len(self._rows) < 4096:
-            self._rows[labels] = (latency, sizes)
+        seen = self.latency.extremes.get(labels)
+        if latency is not None and seen is not None and sizes is not None and len(self._rows) < 4096:
+            self._rows[labels] = (latency, seen, sizes)
 
     def record(
         self, scope: Scope, status: int, size: int, elapsed: float, stats: RequestStats | None = None
@@ -96,9 +97,13 @@ class MetricsMiddleware:
             self.sizes.observe((method, route), size)
             self._remember(labels, (method, route))
         else:  # the two histogram rows of this label set, updated in place (what observe() does)
-            latency, sizes = rows
+            latency, seen, sizes = rows
             latency[bisect_left(self._latency_buckets, elapsed)] += 1
             latency[-1] += elapsed
+            if elapsed > seen[1]:
+                seen[1] = elapsed
+            elif elapsed < seen[0]:
+                seen[0] = elapsed
             sizes[bisect_left(self._size_buckets, size)] += 1
             sizes[-1] += size
         if stats is None:
