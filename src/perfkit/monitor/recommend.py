@@ -109,22 +109,28 @@ def _findings(findings: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]
                 routes=routes,
             )
         )
-    seen: set[tuple[str, tuple[str, ...]]] = set()
+    seen: set[str] = set()
     for s in findings.get("index_suggestion", []):
-        key = (s.get("table", ""), tuple(s.get("columns", ())))
-        if key in seen:
+        table, columns = s.get("table", ""), list(s.get("columns", ()))
+        sql = s.get("sql", "")
+        if sql in seen:
             continue
-        seen.add(key)
-        cols = ", ".join(key[1])
+        seen.add(sql)
+        if s.get("reason") == "order_by":  # ORDER BY ... LIMIT that read and sorted the whole table
+            message = (
+                f"full scan and sort of {table} for ORDER BY {', '.join(s.get('order_by', columns))} LIMIT"
+            )
+        else:
+            message = f"sequential scan on {table}.{', '.join(columns)}"
         out.append(
             _rec(
                 "index",
                 "warning",
-                f"sequential scan on {key[0]}.{cols}: add an index",
-                s.get("sql", ""),
+                f"{message}: add an index",
+                sql,
                 10,
-                table=key[0],
-                columns=list(key[1]),
+                table=table,
+                columns=columns,
                 plan=s.get("evidence"),
             )
         )
