@@ -14,7 +14,7 @@ from typing import Any
 
 from perfkit.db.config import DbConfig
 from perfkit.db.explain import Plan, explainable, redact_plan, run_explain, suggest_indexes
-from perfkit.db.statements import clip, params_key, redact, shape
+from perfkit.db.statements import clip, params_key, redact, shape, shape_id
 from perfkit.metrics import Collector, _current
 
 log = logging.getLogger("perfkit.db")
@@ -50,6 +50,10 @@ class QueryHooks:
             "db_query_duration_seconds", ("operation",), "SQL statement duration"
         )
         self.slow_total = collector.counter("db_slow_queries_total", (), "Statements over the slow threshold")
+        # per statement shape and route: what the report's grouped slow queries count, total and rank
+        self.slow_shapes = collector.histogram(
+            "db_slow_query_duration_seconds", ("shape", "route"), "Slow statements by shape id and route"
+        )
         self.slow = float(config.slow_query or 0.0)
         self._explained: dict[str, list[str] | None] = {}
 
@@ -95,6 +99,7 @@ class QueryHooks:
     def _repeated(self, statement: str, parameters: Any, route: str, count: int) -> None:
         self.collector.record("repeated_query", {
             "statement": clip(statement),
+            "shape_id": shape_id(shape(statement)),
             "parameters": redact(parameters, bool(self.config.log_params)),
             "count": count,
             "route": route,
@@ -106,12 +111,15 @@ class QueryHooks:
     ) -> None:
         self.slow_total.inc()
         key = shape(statement)
+        sid = shape_id(key)
+        self.slow_shapes.observe((sid, route or "-"), elapsed)
         finding: dict[str, Any] = {
             "statement": clip(statement),
             "parameters": redact(parameters, bool(self.config.log_params)),
             "duration_ms": round(elapsed * 1000, 2),
             "route": route,
             "shape": clip(key),
+            "shape_id": sid,
         }
         if self.config.explain and not many and explainable(statement) and key not in self._explained:
             if len(self._explained) >= self.config.max_shapes:
@@ -123,6 +131,8 @@ class QueryHooks:
             self._explained[key] = lines
             if plan is not None and lines is not None:
                 finding["explain"] = lines
+                # once per shape, on its own: the grouped report finds it after the ring dropped this finding
+                self.collector.record("query_plan", {"shape_id": sid, "shape": clip(key), "explain": lines})
                 for suggestion in suggest_indexes(self.dialect, statement, plan):
                     self.collector.record("index_suggestion", {**suggestion, "statement": clip(statement)})
         self.collector.record("slow_query", finding)

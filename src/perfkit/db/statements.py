@@ -3,6 +3,7 @@ columns of sort keys and equality filters (for index suggestions)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,6 +23,11 @@ def shape(statement: str) -> str:
     text = _SPACE.sub(" ", statement.strip())
     text = _LITERAL.sub("?", text)
     return _IN_LIST.sub("(?...)", text)
+
+
+def shape_id(shape_text: str) -> str:
+    """A short id of a statement shape, the same in every process (the label findings are grouped by)."""
+    return hashlib.blake2b(shape_text.encode("utf-8", "replace"), digest_size=6).hexdigest()
 
 
 def clip(statement: str) -> str:

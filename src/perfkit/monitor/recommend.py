@@ -89,33 +89,26 @@ def _routes(routes: dict[str, Any], total: int, b: Budgets) -> list[dict[str, An
     return out
 
 
-def _findings(findings: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def _findings(groups: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """From the grouped findings (`findings.grouped`): one recommendation per relationship, per index."""
     out = []
-    nplus: dict[str, list[dict[str, Any]]] = {}
-    for f in findings.get("n_plus_one", []):
-        nplus.setdefault(f.get("relationship", "?"), []).append(f)
-    for rel, items in nplus.items():
-        fix = items[-1].get("fix", "selectinload")
-        routes = sorted({str(f.get("route")) for f in items if f.get("route")})
+    for g in groups.get("n_plus_one", []):
+        rel, fix = g["relationship"], g.get("fix") or "selectinload"
+        routes = sorted(r for r in g.get("routes", {}) if r != "-")
         out.append(
             _rec(
                 "n_plus_one",
                 "warning",
                 f"N+1 on {rel}: {fix.split('(')[0]}",
                 f".options({fix})",
-                len(items) * 2,
+                g["count"] * 2,
                 relationship=rel,
-                occurrences=len(items),
+                occurrences=g["count"],
                 routes=routes,
             )
         )
-    seen: set[str] = set()
-    for s in findings.get("index_suggestion", []):
-        table, columns = s.get("table", ""), list(s.get("columns", ()))
-        sql = s.get("sql", "")
-        if sql in seen:
-            continue
-        seen.add(sql)
+    for s in groups.get("index_suggestions", []):
+        table, columns, sql = s.get("table", ""), list(s.get("columns", ())), s.get("sql", "")
         if s.get("reason") == "order_by":  # ORDER BY ... LIMIT that read and sorted the whole table
             message = (
                 f"full scan and sort of {table} for ORDER BY {', '.join(s.get('order_by', columns))} LIMIT"
@@ -135,8 +128,9 @@ def _findings(findings: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]
             )
         )
     repeated: dict[str, int] = {}
-    for f in findings.get("repeated_query", []):
-        repeated[f.get("route") or "-"] = repeated.get(f.get("route") or "-", 0) + 1
+    for g in groups.get("repeated_queries", []):
+        for route, count in g.get("routes", {}).items():
+            repeated[route] = repeated.get(route, 0) + count
     for route, count in repeated.items():
         out.append(
             _rec(
@@ -159,11 +153,11 @@ def recommend(
     jobs: dict[str, Any],
     system: dict[str, float],
     uncompressed: dict[str, int],
-    findings: dict[str, list[dict[str, Any]]],
+    groups: dict[str, list[dict[str, Any]]],
     regressions: list[dict[str, Any]],
     b: Budgets,
 ) -> list[dict[str, Any]]:
-    out = _routes(routes, overall["requests"], b) + _findings(findings)
+    out = _routes(routes, overall["requests"], b) + _findings(groups)
     p95 = database.get("p95_ms")
     if p95 is not None and p95 > b.db_query_ms:
         out.append(
