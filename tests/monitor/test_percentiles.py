@@ -87,3 +87,13 @@ def test_kpis_clamp_per_route_and_overall() -> None:
     assert routes["GET /fast"]["p99_ms"] == 12.0
     assert routes["GET /slow"]["p50_ms"] == 300.0
     assert overall["p99_ms"] == 300.0
+
+
+def test_job_percentiles_are_clamped_too() -> None:
+    """Job wait and run p95 stay within the observed range (one 0.3 s run is p95 0.3 s, not 0.4875 s)."""
+    collector = Collector()
+    collector.histogram("jobs_run_seconds", ("queue", "task")).observe(("email", "send"), 0.3)
+    collector.histogram("jobs_wait_seconds", ("queue",)).observe(("email",), 0.03)
+    queue = kpis.jobs(collector.snapshot())["queues"]["email"]
+    assert queue["run_p95_ms"] == 300.0
+    assert queue["wait_p95_ms"] == 30.0

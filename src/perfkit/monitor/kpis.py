@@ -139,8 +139,11 @@ def jobs(window: Mapping[str, Any]) -> dict[str, Any]:
         events.setdefault(queue, {})[event] = value
     wait = {labels[0]: r for labels, r in rows(window, "jobs_wait_seconds")}
     run: dict[str, list[list[float]]] = {}
-    for (queue, _task), r in rows(window, "jobs_run_seconds"):
+    run_seen: dict[str, list[list[float] | None]] = {}
+    run_extremes, wait_extremes = extremes(window, "jobs_run_seconds"), extremes(window, "jobs_wait_seconds")
+    for (queue, task), r in rows(window, "jobs_run_seconds"):
         run.setdefault(queue, []).append(r)
+        run_seen.setdefault(queue, []).append(run_extremes.get((queue, task)))
     wait_bounds, run_bounds = buckets(window, "jobs_wait_seconds"), buckets(window, "jobs_run_seconds")
     queues: dict[str, dict[str, Any]] = {}
     for queue in sorted(set(events) | set(wait) | set(run)):
@@ -153,8 +156,14 @@ def jobs(window: Mapping[str, Any]) -> dict[str, Any]:
             "dead": int(e.get("dead", 0)),
             "cancelled": int(e.get("cancelled", 0)),
             "failure_rate": round(e.get("failed", 0.0) / attempts, 4) if attempts else None,
-            "wait_p95_ms": _ms(bucket_quantile(0.95, wait_bounds, [wait[queue]])) if queue in wait else None,
-            "run_p95_ms": _ms(bucket_quantile(0.95, run_bounds, run.get(queue, []))),
+            "wait_p95_ms": _ms(
+                bucket_quantile(0.95, wait_bounds, [wait[queue]], span([wait_extremes.get((queue,))]))
+            )
+            if queue in wait
+            else None,
+            "run_p95_ms": _ms(
+                bucket_quantile(0.95, run_bounds, run.get(queue, []), span(run_seen.get(queue, [])))
+            ),
         }
     succeeded = sum(q["succeeded"] for q in queues.values())
     failed = sum(q["failed"] for q in queues.values())
