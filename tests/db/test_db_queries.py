@@ -137,7 +137,8 @@ def test_server_timing_counts_request_queries(sync_db: SyncDb) -> None:
     assert 'desc="7 queries"' in response.headers["server-timing"]
     [finding] = collector.findings("n_plus_one")
     assert finding["route"] == "/tickets"
-    assert collector.counter("http_db_queries_total", ("route",)).value(("/tickets",)) == 7
+    queries = collector.counter("http_db_queries_total", ("method", "route"))
+    assert queries.value(("GET", "/tickets")) == 7
 
 
 @pytest.mark.parametrize(

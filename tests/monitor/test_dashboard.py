@@ -83,6 +83,12 @@ async def test_dashboard_draws_live_data_and_cancels_a_job(env: Env, browser: An
             assert "N+1 on Ticket.comments" in recs
             slow = await page.inner_text("#slow")
             assert "SELECT" in slow
+            # grouped: one row per statement shape (the traffic repeats two shapes many times)
+            shown = await page.eval_on_selector_all(
+                "#slow details.group code", "els => els.map(e => e.textContent)"
+            )
+            assert shown and len(shown) == len(set(shown)), shown
+            assert "N+1 on Ticket.comments" in await page.inner_text("#nplusone")
             score = await page.inner_text("#score-value")
             assert score.isdigit() and 0 <= int(score) <= 100
             row = f'tr[data-job="{queued.id}"]'

@@ -25,7 +25,11 @@ class NPlusOneDetector:
         self.config = config
         self.collector = collector
         self.threshold = int(config.nplusone_threshold or 3)
-        self.total = collector.counter("db_nplusone_total", ("relationship",), "N+1 patterns found")
+        self.total = collector.counter(
+            "db_nplusone_total",
+            ("relationship", "route"),
+            "Requests with an N+1 pattern, per relationship and route",
+        )
         self.attached = False
         self.users = 0  # engines sharing this detector (one per collector)
         self._logged: dict[tuple[str, str], tuple[float, int]] = {}  # -> (last logged, findings since)
@@ -66,7 +70,7 @@ class NPlusOneDetector:
         name = f"{key[0]}.{key[1]}"
         option = "selectinload" if prop.uselist else "joinedload"
         hint = f"{option}({name})"
-        self.total.inc((name,))
+        self.total.inc((name, route or "-"))
         finding = {
             "relationship": name,
             "count": count,

@@ -13,8 +13,8 @@ from time import perf_counter
 from typing import Any
 
 from perfkit.db.config import DbConfig
-from perfkit.db.explain import explainable, redact_plan, run_explain, suggest_indexes
-from perfkit.db.statements import clip, params_key, redact, shape
+from perfkit.db.explain import Plan, explainable, redact_plan, run_explain, suggest_indexes
+from perfkit.db.statements import clip, params_key, redact, shape, shape_id
 from perfkit.metrics import Collector, _current
 
 log = logging.getLogger("perfkit.db")
@@ -22,6 +22,15 @@ _START = "_perfkit_start"
 
 
 _OPS = {op: (op,) for op in ("SELECT", "INSERT", "UPDATE", "DELETE")}
+
+
+def dbapi_connection(conn: Any, cursor: Any) -> Any:
+    """The DBAPI connection that ran `cursor`: the cursor's own (PEP 249 optional), else the pooled
+    connection behind the SQLAlchemy `conn` (asyncpg's adapted cursor has no `.connection`)."""
+    connection = getattr(cursor, "connection", None)
+    if connection is None:
+        connection = conn.connection.dbapi_connection
+    return connection
 
 
 def _operation(statement: str) -> tuple[str]:
@@ -41,6 +50,10 @@ class QueryHooks:
             "db_query_duration_seconds", ("operation",), "SQL statement duration"
         )
         self.slow_total = collector.counter("db_slow_queries_total", (), "Statements over the slow threshold")
+        # per statement shape and route: what the report's grouped slow queries count, total and rank
+        self.slow_shapes = collector.histogram(
+            "db_slow_query_duration_seconds", ("shape", "route"), "Slow statements by shape id and route"
+        )
         self.slow = float(config.slow_query or 0.0)
         self._explained: dict[str, list[str] | None] = {}
 
@@ -80,11 +93,13 @@ class QueryHooks:
                     if seen == self.config.repeat_threshold:
                         self._repeated(statement, parameters, stats.route, seen)
         if self.slow and elapsed >= self.slow:
-            self._slow(cursor, statement, parameters, many, elapsed, stats.route if stats else None)
+            route = stats.route if stats else None
+            self._slow(dbapi_connection(conn, cursor), statement, parameters, many, elapsed, route)
 
     def _repeated(self, statement: str, parameters: Any, route: str, count: int) -> None:
         self.collector.record("repeated_query", {
             "statement": clip(statement),
+            "shape_id": shape_id(shape(statement)),
             "parameters": redact(parameters, bool(self.config.log_params)),
             "count": count,
             "route": route,
@@ -92,35 +107,43 @@ class QueryHooks:
         })  # fmt: skip
 
     def _slow(
-        self, cursor: Any, statement: str, parameters: Any, many: bool, elapsed: float, route: str | None
+        self, connection: Any, statement: str, parameters: Any, many: bool, elapsed: float, route: str | None
     ) -> None:
         self.slow_total.inc()
         key = shape(statement)
+        sid = shape_id(key)
+        self.slow_shapes.observe((sid, route or "-"), elapsed)
         finding: dict[str, Any] = {
             "statement": clip(statement),
             "parameters": redact(parameters, bool(self.config.log_params)),
             "duration_ms": round(elapsed * 1000, 2),
             "route": route,
             "shape": clip(key),
+            "shape_id": sid,
         }
         if self.config.explain and not many and explainable(statement) and key not in self._explained:
             if len(self._explained) >= self.config.max_shapes:
                 self._explained.pop(next(iter(self._explained)))
-            plan = self._explain(cursor, statement, parameters)
-            if plan is not None and not self.config.log_params:
-                plan = redact_plan(plan)
-            self._explained[key] = plan
-            if plan is not None:
-                finding["explain"] = plan
+            plan = self._explain(connection, statement, parameters)
+            lines = None if plan is None else plan.lines
+            if lines is not None and not self.config.log_params:
+                lines = redact_plan(lines)
+            self._explained[key] = lines
+            if plan is not None and lines is not None:
+                finding["explain"] = lines
+                # once per shape, on its own: the grouped report finds it after the ring dropped this finding
+                self.collector.record("query_plan", {"shape_id": sid, "shape": clip(key), "explain": lines})
                 for suggestion in suggest_indexes(self.dialect, statement, plan):
                     self.collector.record("index_suggestion", {**suggestion, "statement": clip(statement)})
         self.collector.record("slow_query", finding)
         log.warning("slow query %.1f ms route=%s: %s", elapsed * 1000, route, finding["statement"],
                     extra={"perfkit": finding})  # fmt: skip
 
-    def _explain(self, cursor: Any, statement: str, parameters: Any) -> list[str] | None:
+    def _explain(self, connection: Any, statement: str, parameters: Any) -> Plan | None:
         try:
-            return run_explain(cursor, self.dialect, statement, parameters, bool(self.config.explain_analyze))
+            return run_explain(
+                connection, self.dialect, statement, parameters, bool(self.config.explain_analyze)
+            )
         except Exception as exc:  # EXPLAIN is best effort: never break the application's query
             log.info("EXPLAIN failed for %s: %r", clip(statement)[:200], exc)
             return None

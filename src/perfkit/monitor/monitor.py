@@ -22,6 +22,7 @@ from perfkit.monitor.snapshots import Snapshot, add, without_gauges
 from perfkit.monitor.store import MonitorStore, registry
 
 log = logging.getLogger("perfkit.monitor")
+TIMELESS = ("query_plan",)  # finding kinds not filtered by the window (EXPLAIN once per shape)
 
 
 class Monitor:
@@ -169,7 +170,10 @@ class Monitor:
         out: dict[str, list[dict[str, Any]]] = {}
         for source in sources:
             for kind, items in source.items():
-                out.setdefault(kind, []).extend(f for f in items if f.get("at", 0) >= since)
+                if kind in TIMELESS:  # a shape's plan stays its plan: kept whenever it was captured
+                    out.setdefault(kind, []).extend(items)
+                else:
+                    out.setdefault(kind, []).extend(f for f in items if f.get("at", 0) >= since)
         for items in out.values():
             items.sort(key=lambda f: f.get("at", 0))
         return out

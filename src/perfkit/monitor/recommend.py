@@ -14,6 +14,18 @@ from perfkit.monitor.config import Budgets
 _BASE = {"critical": 100.0, "warning": 50.0, "info": 10.0}
 
 
+def figure(value: float, budget: float) -> str:
+    """`value` with as few decimals (0 to 3) as keep it distinguishable from `budget`.
+
+    A measurement over its budget never prints as the budget: 10.48 against 10 is "10.5", not "10".
+    """
+    for decimals in range(4):
+        text = f"{value:.{decimals}f}"
+        if text != f"{budget:.{decimals}f}" or float(value) == float(budget):
+            return text
+    return text
+
+
 def _rec(
     kind: str, severity: str, message: str, fix: str, magnitude: float, **evidence: Any
 ) -> dict[str, Any]:
@@ -40,7 +52,7 @@ def _routes(routes: dict[str, Any], total: int, b: Budgets) -> list[dict[str, An
                 _rec(
                     "latency",
                     "critical" if ratio >= 2 else "warning",
-                    f"{key}: p95 {p95:.0f} ms over the {b.p95_ms:.0f} ms budget",
+                    f"{key}: p95 {figure(p95, b.p95_ms)} ms over the {b.p95_ms:g} ms budget",
                     "profile the route: see its DB time per request and slow queries below",
                     (ratio - 1) * 25 * (0.5 + share),
                     route=key,
@@ -66,7 +78,8 @@ def _routes(routes: dict[str, Any], total: int, b: Budgets) -> list[dict[str, An
                 _rec(
                     "queries",
                     "warning",
-                    f"{key} runs {queries:.0f} queries per request (budget {b.queries_per_request:g})",
+                    f"{key} runs {figure(queries, b.queries_per_request)} queries per request "
+                    f"(budget {b.queries_per_request:g})",
                     "batch the lookups (one aggregate query, IN (...), or eager loading)",
                     queries / b.queries_per_request * 5 * (0.5 + share),
                     route=key,
@@ -76,48 +89,48 @@ def _routes(routes: dict[str, Any], total: int, b: Budgets) -> list[dict[str, An
     return out
 
 
-def _findings(findings: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def _findings(groups: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """From the grouped findings (`findings.grouped`): one recommendation per relationship, per index."""
     out = []
-    nplus: dict[str, list[dict[str, Any]]] = {}
-    for f in findings.get("n_plus_one", []):
-        nplus.setdefault(f.get("relationship", "?"), []).append(f)
-    for rel, items in nplus.items():
-        fix = items[-1].get("fix", "selectinload")
-        routes = sorted({str(f.get("route")) for f in items if f.get("route")})
+    for g in groups.get("n_plus_one", []):
+        rel, fix = g["relationship"], g.get("fix") or "selectinload"
+        routes = sorted(r for r in g.get("routes", {}) if r != "-")
         out.append(
             _rec(
                 "n_plus_one",
                 "warning",
                 f"N+1 on {rel}: {fix.split('(')[0]}",
                 f".options({fix})",
-                len(items) * 2,
+                g["count"] * 2,
                 relationship=rel,
-                occurrences=len(items),
+                occurrences=g["count"],
                 routes=routes,
             )
         )
-    seen: set[tuple[str, tuple[str, ...]]] = set()
-    for s in findings.get("index_suggestion", []):
-        key = (s.get("table", ""), tuple(s.get("columns", ())))
-        if key in seen:
-            continue
-        seen.add(key)
-        cols = ", ".join(key[1])
+    for s in groups.get("index_suggestions", []):
+        table, columns, sql = s.get("table", ""), list(s.get("columns", ())), s.get("sql", "")
+        if s.get("reason") == "order_by":  # ORDER BY ... LIMIT that read and sorted the whole table
+            message = (
+                f"full scan and sort of {table} for ORDER BY {', '.join(s.get('order_by', columns))} LIMIT"
+            )
+        else:
+            message = f"sequential scan on {table}.{', '.join(columns)}"
         out.append(
             _rec(
                 "index",
                 "warning",
-                f"sequential scan on {key[0]}.{cols}: add an index",
-                s.get("sql", ""),
+                f"{message}: add an index",
+                sql,
                 10,
-                table=key[0],
-                columns=list(key[1]),
+                table=table,
+                columns=columns,
                 plan=s.get("evidence"),
             )
         )
     repeated: dict[str, int] = {}
-    for f in findings.get("repeated_query", []):
-        repeated[f.get("route") or "-"] = repeated.get(f.get("route") or "-", 0) + 1
+    for g in groups.get("repeated_queries", []):
+        for route, count in g.get("routes", {}).items():
+            repeated[route] = repeated.get(route, 0) + count
     for route, count in repeated.items():
         out.append(
             _rec(
@@ -140,18 +153,18 @@ def recommend(
     jobs: dict[str, Any],
     system: dict[str, float],
     uncompressed: dict[str, int],
-    findings: dict[str, list[dict[str, Any]]],
+    groups: dict[str, list[dict[str, Any]]],
     regressions: list[dict[str, Any]],
     b: Budgets,
 ) -> list[dict[str, Any]]:
-    out = _routes(routes, overall["requests"], b) + _findings(findings)
+    out = _routes(routes, overall["requests"], b) + _findings(groups)
     p95 = database.get("p95_ms")
     if p95 is not None and p95 > b.db_query_ms:
         out.append(
             _rec(
                 "db_latency",
                 "warning",
-                f"SQL p95 {p95:.0f} ms over the {b.db_query_ms:.0f} ms budget",
+                f"SQL p95 {figure(p95, b.db_query_ms)} ms over the {b.db_query_ms:g} ms budget",
                 "see the slow queries and their EXPLAIN",
                 p95 / b.db_query_ms * 5,
                 p95_ms=p95,
@@ -203,7 +216,7 @@ def recommend(
                 _rec(
                     "system",
                     "warning",
-                    f"{label} at {value:.0f} % (budget {budget:g} %)",
+                    f"{label} at {figure(value, budget)} % (budget {budget:g} %)",
                     "add capacity or find what consumes it",
                     value - budget,
                     resource=label,

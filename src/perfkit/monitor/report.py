@@ -7,11 +7,13 @@ from typing import Any
 
 from perfkit.monitor import kpis
 from perfkit.monitor.config import Budgets
+from perfkit.monitor.findings import grouped
 from perfkit.monitor.recommend import recommend
 from perfkit.monitor.score import check_budgets, overall_score
 from perfkit.monitor.snapshots import Snapshot, rows
 
 _SECRET_KEYS = ("parameters",)
+MAX_GROUPS = 50  # per kind of finding: the groups with the most time (or count) first
 
 
 def clean(finding: dict[str, Any], show_parameters: bool) -> dict[str, Any]:
@@ -62,7 +64,7 @@ def build(
         )
     compressed = uncompressed(window)
     safe = {kind: [clean(f, show_parameters) for f in items] for kind, items in findings.items()}
-    slow = sorted(safe.get("slow_query", []), key=lambda f: f.get("duration_ms", 0), reverse=True)
+    groups = grouped(window, safe)
     return {
         "generated_at": time.time(),
         "window_s": window_s,
@@ -81,15 +83,11 @@ def build(
         },
         "routes": routes,
         "findings": {
-            "slow_queries": slow[:50],
-            "n_plus_one": safe.get("n_plus_one", [])[-50:],
-            "index_suggestions": safe.get("index_suggestion", [])[-50:],
-            "repeated_queries": safe.get("repeated_query", [])[-50:],
-            "slow_requests": safe.get("slow_request", [])[-50:],
+            **{kind: items[:MAX_GROUPS] for kind, items in groups.items()},
             "uncompressed": compressed,
         },
         "regressions": regressions or [],
         "recommendations": recommend(
-            overall, routes, database, cache, jobs, system, compressed, safe, regressions or [], budgets
+            overall, routes, database, cache, jobs, system, compressed, groups, regressions or [], budgets
         ),
     }

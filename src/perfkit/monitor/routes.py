@@ -111,15 +111,27 @@ class MonitorApp:
             await error(send, 404, f"no monitoring endpoint {method} {path}")
 
     async def _findings(self, q: dict[str, str], send: Send) -> None:
+        from perfkit.monitor import findings
+        from perfkit.monitor.report import clean
+
         kind = q.get("kind", "slow_query")
         offset = max(0, int(q.get("offset", "0") or 0))
         limit = min(500, max(1, int(q.get("limit", "100") or 100)))
-        items = (await self.monitor.findings(parse_duration("since", q.get("since", "24h")))).get(kind, [])
-        items.reverse()  # newest first
-        from perfkit.monitor.report import clean
-
-        page = [clean(f, self.config.show_parameters) for f in items[offset : offset + limit]]
-        await respond_json(send, 200, {"kind": kind, "total": len(items), "offset": offset, "items": page})
+        since = parse_duration("since", q.get("since", "24h"))
+        group = q.get("group", "0") in ("1", "true", "yes")
+        if group and kind not in findings.KINDS:
+            raise PerfkitError(f"group: no grouping for kind {kind!r} (one of {', '.join(findings.KINDS)})")
+        found = await self.monitor.findings(since)
+        items = [clean(f, self.config.show_parameters) for f in found.get(kind, [])]
+        if group:  # one row per statement shape / relationship / index / route, most time first
+            window, _covered, _procs = await self.monitor.window(since)
+            kinds = {kind: items, "query_plan": found.get("query_plan", [])}
+            items = findings.grouped(window, kinds)[findings.KINDS[kind]]
+        else:
+            items.reverse()  # newest first
+        page = items[offset : offset + limit]
+        body = {"kind": kind, "grouped": group, "total": len(items), "offset": offset, "items": page}
+        await respond_json(send, 200, body)
 
     async def _jobs(self, method: str, path: str, q: dict[str, str], send: Send) -> None:
         jobs = self.monitor.jobs

@@ -2,7 +2,9 @@
 
 A snapshot is `Collector.snapshot()`'s plain data. Counters and histograms are cumulative, so the delta
 of two snapshots is what happened in between; gauges are levels, so deltas leave them out and a
-window's gauges come from the live snapshots instead.
+window's gauges come from the live snapshots instead. A histogram's extremes (the smallest and largest
+value observed per series) are not cumulative: a delta keeps the process's extremes so far, which bound
+what the window saw (its maximum is at most that), so a percentile clamped to them stays correct.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ def diff(current: Mapping[str, Any], previous: Mapping[str, Any] | None) -> Snap
                     rows.append([labels, change])
         if rows:
             metrics[name] = {**entry, "series": rows}
+            if "extremes" in entry:  # the process's extremes so far: bounds for what the window saw
+                kept = {tuple(labels) for labels, _ in rows}
+                metrics[name]["extremes"] = [e for e in entry["extremes"] if tuple(e[0]) in kept]
     return {"started": current.get("started", 0.0), "metrics": metrics, "findings": {}}
 
 
@@ -62,6 +67,12 @@ def rows(snapshot: Mapping[str, Any], name: str) -> list[tuple[tuple[str, ...], 
     """The series of one metric as (labels, value) pairs; [] when it was never recorded."""
     entry = snapshot["metrics"].get(name)
     return [(tuple(k), v) for k, v in entry["series"]] if entry else []
+
+
+def extremes(snapshot: Mapping[str, Any], name: str) -> dict[tuple[str, ...], list[float]]:
+    """A histogram's observed [min, max] per series (series without known extremes are absent)."""
+    entry = snapshot["metrics"].get(name)
+    return {tuple(k): v for k, v in entry.get("extremes", [])} if entry else {}
 
 
 def buckets(snapshot: Mapping[str, Any], name: str) -> tuple[float, ...]:

@@ -1,7 +1,7 @@
 """Request metrics: count and latency by method, route template and status class; in-flight; sizes.
 
 Route labels are templates (`/items/{id}`), never raw paths, so the number of series stays bounded;
-the collector caps it anyway. Per-route database totals come from the request's `RequestStats`.
+the collector caps it anyway. Per-method-and-route database totals come from the request's `RequestStats`.
 Latency is what the client sees: it ends when the last body byte is sent. The app's work after that
 (FastAPI's dependency teardown, background tasks) is summed apart, per method and route.
 """
@@ -44,11 +44,14 @@ class MetricsMiddleware:
         self.in_flight = c.gauge("http_requests_in_flight", (), "Requests being served")
         self.active = 0
         self.in_flight.track(lambda: self.active)
-        # label set -> (latency row, size row): both histograms in one dict lookup per request
-        self._rows: dict[tuple[str, str, str], tuple[list[float], list[float]]] = {}
+        # label set -> (latency row, its [min, max], size row): both histograms in one dict lookup per request
+        self._rows: dict[tuple[str, str, str], tuple[list[float], list[float], list[float]]] = {}
         self._latency_buckets, self._size_buckets = self.latency.buckets, self.sizes.buckets
-        self.db_queries = c.counter("http_db_queries_total", ("route",), "SQL queries run by requests")
-        self.db_time = c.counter("http_db_seconds_total", ("route",), "Seconds in SQL per route")
+        # per method and route: GET and DELETE on one template run different queries
+        self.db_queries = c.counter(
+            "http_db_queries_total", ("method", "route"), "SQL queries run by requests"
+        )
+        self.db_time = c.counter("http_db_seconds_total", ("method", "route"), "Seconds in SQL per route")
         self.after_response = c.counter(
             "http_request_after_response_seconds_total", ("method", "route"),
             "Seconds the app ran after the last response byte (dependency teardown, background tasks)",
@@ -87,8 +90,9 @@ class MetricsMiddleware:
     def _remember(self, labels: tuple[str, str, str], size_labels: tuple[str, str]) -> None:
         """Keep the rows of a label set that has its own series (not the overflow one), boundedly."""
         latency, sizes = self.latency.series.get(labels), self.sizes.series.get(size_labels)
-        if latency is not None and sizes is not None and len(self._rows) < 4096:
-            self._rows[labels] = (latency, sizes)
+        seen = self.latency.extremes.get(labels)
+        if latency is not None and seen is not None and sizes is not None and len(self._rows) < 4096:
+            self._rows[labels] = (latency, seen, sizes)
 
     def record(
         self,
@@ -113,9 +117,13 @@ class MetricsMiddleware:
             self.sizes.observe((method, route), size)
             self._remember(labels, (method, route))
         else:  # the two histogram rows of this label set, updated in place (what observe() does)
-            latency, sizes = rows
+            latency, seen, sizes = rows
             latency[bisect_left(self._latency_buckets, elapsed)] += 1
             latency[-1] += elapsed
+            if elapsed > seen[1]:
+                seen[1] = elapsed
+            elif elapsed < seen[0]:
+                seen[0] = elapsed
             sizes[bisect_left(self._size_buckets, size)] += 1
             sizes[-1] += size
         if total is not None and total > elapsed:
@@ -124,5 +132,5 @@ class MetricsMiddleware:
         if stats is None:
             stats = current_request()
         if stats is not None and stats.db_count:
-            self.db_queries.inc((route,), stats.db_count)
-            self.db_time.inc((route,), stats.db_time)
+            self.db_queries.inc((method, route), stats.db_count)
+            self.db_time.inc((method, route), stats.db_time)

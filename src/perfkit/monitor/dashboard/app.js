@@ -141,22 +141,32 @@
     ]);
   }
 
-  // -- findings, paginated (a ring of up to thousands of entries stays one page in the DOM) ----------
+  // -- findings, grouped (one row per statement shape or relationship) and paginated -----------------
+  const when = (t) => (t ? new Date(t * 1000).toLocaleString() : "–");
+  const routeList = (routes) => Object.entries(routes || {}).sort((a, b) => b[1] - a[1]).map(([r, n]) => `${r} (${n})`).join(", ") || "–";
+  function slowGroup(g) {
+    return h("details", { class: "group" },
+      h("summary", {}, h("b", {}, `${g.count}× · ${fmt(g.total_ms)} ms total · p95 ${fmt(g.p95_ms)} ms `), h("code", {}, g.statement || g.shape || g.shape_id)),
+      h("p", {}, "routes " + routeList(g.routes) + " · first " + when(g.first_seen) + " · last " + when(g.last_seen)),
+      g.explain ? h("pre", { class: "explain" }, g.explain.join("\n")) : h("p", {}, "no EXPLAIN captured for this shape"));
+  }
+  function nplusoneGroup(g) {
+    return h("details", { class: "group" },
+      h("summary", {}, h("b", {}, `${g.count}× `), `N+1 on ${g.relationship}`),
+      h("p", {}, "routes " + routeList(g.routes) + " · first " + when(g.first_seen) + " · last " + when(g.last_seen) + " · fix: ", h("code", {}, g.fix ? `.options(${g.fix})` : "")));
+  }
   async function loadFindings(kind, target, key) {
-    const page = await api(`/api/findings?kind=${kind}&offset=${state[key]}&limit=${PAGE}`);
-    const items = page.items.map((f) => kind === "slow_query"
-      ? h("details", {}, h("summary", {}, h("b", {}, fmt(f.duration_ms) + " ms "), h("code", {}, f.statement), f.route ? " · " + f.route : ""),
-        f.explain ? h("pre", { class: "explain" }, f.explain.join("\n")) : h("p", {}, "no EXPLAIN captured for this shape"))
-      : h("details", {}, h("summary", {}, f.message), h("p", {}, "route " + (f.route || "–") + " · fix: ", h("code", {}, f.fix || ""))));
+    const page = await api(`/api/findings?kind=${kind}&group=1&offset=${state[key]}&limit=${PAGE}`);
+    const items = page.items.map(kind === "slow_query" ? slowGroup : nplusoneGroup);
     $(target).replaceChildren(...(items.length ? items : [h("p", {}, "none recorded")]));
     pager(target + "-pager", state[key], page.total, (offset) => { state[key] = offset; loadFindings(kind, target, key); });
   }
   function pager(id, offset, total, go) {
     const nav = $(id);
     nav.replaceChildren(
-      h("button", { type: "button", disabled: offset <= 0, onclick: () => go(Math.max(0, offset - PAGE)) }, "‹ newer"),
+      h("button", { type: "button", disabled: offset <= 0, onclick: () => go(Math.max(0, offset - PAGE)) }, "‹ previous"),
       h("span", {}, total ? `${offset + 1}–${Math.min(total, offset + PAGE)} of ${total}` : "0"),
-      h("button", { type: "button", disabled: offset + PAGE >= total, onclick: () => go(offset + PAGE) }, "older ›"));
+      h("button", { type: "button", disabled: offset + PAGE >= total, onclick: () => go(offset + PAGE) }, "next ›"));
   }
 
   // -- jobs: cursor pagination, progress, retry and cancel -----------------------------------------
