@@ -23,7 +23,7 @@ class Counter:
 
     def __init__(self, plan: Plan) -> None:
         self.total = plan.run_duration
-        self._last: tuple[float, float] | None = None
+        self._last = (0.0, 0.0)  # (elapsed, completed) at the previous line: the first is from the start
 
     def line(self, elapsed: float, live: list[float], bold: bool = False) -> str:
         n = len(live) // LIVE_FIELDS
@@ -32,7 +32,7 @@ class Counter:
         errors = sum(live[i * LIVE_FIELDS + 2] for i in range(n))
         p95 = max((live[i * LIVE_FIELDS + 3] for i in range(n)), default=0.0)
         rate = 0.0
-        if self._last is not None and elapsed > self._last[0]:
+        if elapsed > self._last[0]:
             rate = (done - self._last[1]) / (elapsed - self._last[0])
         self._last = (elapsed, done)
         elapsed = max(elapsed, 0.0)

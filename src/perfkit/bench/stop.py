@@ -18,6 +18,7 @@ from typing import Any
 GRACE = 0.5  # timer and scheduling jitter: an arrival due just before the end may leave this late
 EARLY = 0.0005  # an arrival due within 0.5 ms is sent at once rather than after a timer round trip
 NAP = 0.25  # longest single sleep, so that an interrupt is seen within it
+INTERRUPT_GRACE = 0.05  # after Ctrl-C, an arrival due before it whose timer is just firing still goes
 
 
 class Stop:
@@ -29,11 +30,12 @@ class Stop:
         self.interrupted = False
 
     def interrupt(self) -> None:
-        """Stop sending now (Ctrl-C): what is in flight finishes or times out, the report is written."""
+        """Stop sending now (Ctrl-C): arrivals due after now are not sent (nor dropped), what is in
+        flight finishes or times out, and the report is written."""
         now = time.perf_counter()
         self.interrupted = True
         self.end = min(self.end, now)
-        self.cutoff = min(self.cutoff, now)
+        self.cutoff = min(self.cutoff, now + INTERRUPT_GRACE)
 
     @property
     def over(self) -> bool:
@@ -41,10 +43,11 @@ class Stop:
         return time.perf_counter() >= self.cutoff
 
     async def sleep_until(self, t: float) -> bool:
-        """Sleep until `perf_counter()` reaches `t`; False (at once) when the stop comes first."""
+        """Sleep until `perf_counter()` reaches `t`; False (at once) when the stop comes first, or
+        when `t` is after the end (an interrupt moved it)."""
         while True:
             now = time.perf_counter()
-            if now >= self.cutoff:
+            if now >= self.cutoff or t >= self.end:
                 return False
             wait = t - now
             if wait <= EARLY:
