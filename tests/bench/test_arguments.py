@@ -39,7 +39,7 @@ def test_refused_before_any_load(
     server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str], argument: str, argv: Argv
 ) -> None:
     """Each bad argument exits 2 with one stderr line naming it; the server sees no request."""
-    code = main(["bench", *argv(server.url, tmp_path), "--users", "1", "--max-requests", "5", "-q"])
+    code = main(["bench", *argv(server.url, tmp_path), "--max-requests", "5", "--duration", "1s", "-q"])
     err = capsys.readouterr().err
     assert code == 2, err
     lines = err.strip().splitlines()
