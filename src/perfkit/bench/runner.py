@@ -288,8 +288,9 @@ def _run_processes(
             signal.signal(signal.SIGINT, previous)
         halt.set()  # a worker still running (an error above) stops sending at once
         go.set()
+        grace = 0.0 if interrupts[0] > 1 else 5.0  # a second Ctrl-C aborts: no waiting for the workers
         for p in procs:
-            p.join(timeout=5)
+            p.join(timeout=grace)
             if p.is_alive():
                 p.kill()
                 p.join()
@@ -298,4 +299,5 @@ def _run_processes(
     merged = Recorder(0.0, plan.open_model)
     for i in sorted(wires):
         merged.merge_wire(wires[i])
-    return RunResult(merged, started, max(time.time() - start_at.value, 0.0), n)
+    elapsed = time.time() - start_at.value if start_at.value else 0.0  # 0: interrupted before the start
+    return RunResult(merged, started, max(elapsed, 0.0), n)
