@@ -66,7 +66,7 @@ def judge(
             warnings.append(f"task {name!r} raised in {task['raised']} of its {task['runs']} runs: {first}")
     if doc["dropped"]:
         message = (
-            f"{doc['dropped']} arrivals were dropped (never sent): the server, the connections or the "
+            f"{doc['dropped']:,} arrivals were dropped (never sent): the server, the connections or the "
             "client could not keep up with the rate before the end of the run"
         )
         if allow_dropped:
