@@ -3,15 +3,17 @@
     python _server.py PORTFILE [--stall-after N --stall-for SECONDS]
 
 Routes: `/` 200 "hello"; `/status/NNN`; `/garbage` (not HTTP); `/chunked` (a chunked body);
-`/close` (Connection: close); `/slow?ms=N`; `/json`; `/__count` (requests seen before it, excluding
-itself). With `--stall-after`, after N requests the whole server stops answering for `--stall-for`
-seconds (a GC pause, a stuck event loop), then answers everything that queued up.
+`/close` (Connection: close); `/slow?ms=N`; `/json`; `/gzip` (the `/json` body, gzip-encoded);
+`/__count` (requests seen before it, excluding itself). With `--stall-after`, after N requests the
+whole server stops answering for `--stall-for` seconds (a GC pause, a stuck event loop), then answers
+everything that queued up.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import time
 
 COUNT = 0
@@ -78,18 +80,24 @@ class Handler(asyncio.Protocol):
             self.send(200, b"bye", close=True)
         elif path == "/json":
             self.send(200, b'{"ok": true}', ctype=b"application/json")
+        elif path == "/gzip":
+            body = gzip.compress(b'{"ok": true}', mtime=0)
+            self.send(200, body, ctype=b"application/json", extra=b"Content-Encoding: gzip\r\n")
         else:
             self.send(200, b"hello")
 
-    def send(self, status: int, body: bytes, close: bool = False, ctype: bytes = b"text/plain") -> None:
+    def send(
+        self, status: int, body: bytes, close: bool = False, ctype: bytes = b"text/plain", extra: bytes = b""
+    ) -> None:
         if self.transport is None or self.transport.is_closing():
             return
         self.transport.write(
-            b"HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n%s"
+            b"HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n%s"
             % (
                 status,
                 ctype,
                 len(body),
+                extra,
                 b"Connection: close\r\n" if close else b"",
                 b"" if self.head_only else body,
             )

@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.request import urlopen
 
 import pytest
@@ -64,3 +65,25 @@ def bench(tmp_path: Path, *argv: str) -> tuple[int, dict[str, object]]:
     out = tmp_path / f"report{time.monotonic_ns()}.json"
     code = main(["bench", *argv, "-q", "--json", str(out)])
     return code, (json.loads(out.read_text()) if out.exists() else {})
+
+
+def bench_process(
+    tmp_path: Path, *argv: str, limit: float = 30.0
+) -> tuple[int, dict[str, Any], str, str, float]:
+    """Run `perfkit bench ... --json FILE` as a real process (no terminal); killed after `limit` s.
+
+    Returns (exit code, report or {}, stdout, stderr, wall seconds).
+    """
+    out = tmp_path / f"report{time.monotonic_ns()}.json"
+    cmd = [sys.executable, "-m", "perfkit.cli", "bench", *argv, "--json", str(out)]
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        stdout, stderr = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"perfkit bench still running after {limit:g}s: {' '.join(argv)}")
+    wall = time.monotonic() - t0
+    doc: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    return proc.returncode, doc, stdout.decode(), stderr.decode(), wall

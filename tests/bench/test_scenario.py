@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
+import pytest
+
 from perfkit.bench.scenario import load_scenario, static_names
+from perfkit.bench.scenario_client import Response
 from perfkit.cli import main
 from tests.bench.conftest import Server, bench
 
@@ -92,3 +96,111 @@ def test_scenario_usage_errors(server: Server, tmp_path: Path) -> None:
     assert main(["bench", str(nohost), "-q"]) == 2
     assert main(["bench", str(tmp_path / "missing.py"), "-q"]) == 2
     assert server.count() == 0
+
+
+def test_json_undoes_content_encoding(server: Server, tmp_path: Path) -> None:
+    """A task asking for gzip gets `json()`, `text` and `body` decoded; `raw` keeps the wire bytes."""
+    scenario = tmp_path / "gz.py"
+    scenario.write_text(
+        "from perfkit.bench import check, task\n"
+        "@task()\nasync def t(client):\n"
+        "    r = await client.get('/gzip', headers={'Accept-Encoding': 'gzip'}, name='gz')\n"
+        "    check(r.json() == {'ok': True} and r.text == '{\"ok\": true}', 'decoded')\n"
+        "    check(r.raw[:2] == b'\\x1f\\x8b' and r.headers['content-encoding'] == 'gzip', 'raw is gzip')\n"
+    )
+    code, doc = bench(tmp_path, str(scenario), "--host", server.url, "--users", "1", "--max-requests", "20")
+    assert code == 0, doc["failures"]
+    assert doc["checks"] == {"decoded": {"passes": 20, "fails": 0}, "raw is gzip": {"passes": 20, "fails": 0}}
+    assert doc["tasks"]["t"] == {"runs": 20, "raised": 0, "exceptions": []}
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "identity"])
+def test_response_decodes_each_content_encoding(coding: str) -> None:
+    """gzip, deflate (zlib-wrapped or raw) and br bodies decode to the same JSON."""
+    import zlib
+
+    import brotli
+
+    payload = b'{"n": [1, 2, 3]}'
+    encoded = {
+        "gzip": gzip.compress(payload),
+        "deflate": zlib.compress(payload),
+        "br": brotli.compress(payload),
+        "identity": payload,
+    }[coding]
+    head = f"HTTP/1.1 200 OK\r\nContent-Encoding: {coding}".encode()
+    assert Response(200, head, encoded).json() == {"n": [1, 2, 3]}
+    raw_deflate = zlib.compressobj(wbits=-15)
+    body = raw_deflate.compress(payload) + raw_deflate.flush()
+    assert Response(200, b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate", body).body == payload
+
+
+def test_task_exceptions_are_shown_with_their_text(
+    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A task that raises on every run: the summary and JSON carry the exception's type, message and
+    scenario line, and the run fails (exit 1) unless --allow-errors."""
+    scenario = tmp_path / "raises.py"
+    scenario.write_text(
+        "from perfkit.bench import task\n"
+        "@task()\nasync def broken(client):\n"
+        "    r = await client.get('/', name='home')\n"
+        "    r.json()\n"
+    )
+    argv = [str(scenario), "--host", server.url, "--users", "1", "--max-requests", "30"]
+    code, doc = bench(tmp_path, *argv)
+    out = capsys.readouterr().out
+    assert code == 1
+    task = doc["tasks"]["broken"]
+    assert task["runs"] == task["raised"] == 30
+    assert task["exceptions"][0]["error"].startswith("JSONDecodeError: Expecting value")
+    assert task["exceptions"][0]["error"].endswith("(raises.py:5)") and task["exceptions"][0]["count"] == 30
+    assert "30 x JSONDecodeError: Expecting value" in out
+    assert "task 'broken' raised on every one of its 30 runs" in out
+    code, doc = bench(tmp_path, *argv, "--allow-errors")
+    assert code == 0 and doc["passed"] and doc["warnings"]
+
+
+def test_bare_task_decorator(server: Server, tmp_path: Path) -> None:
+    """`@task` without parentheses marks a task of weight 1, as `@task()` does."""
+    scenario = tmp_path / "bare.py"
+    scenario.write_text(
+        "from perfkit.bench import task\n"
+        "@task\nasync def a(client):\n    await client.get('/', name='a')\n"
+        "@task(weight=2)\nasync def b(client):\n    await client.get('/', name='b')\n"
+    )
+    loaded = load_scenario(str(scenario))
+    assert [(name, weight) for name, _, weight in loaded.tasks] == [("a", 1), ("b", 2)]
+    code, doc = bench(tmp_path, str(scenario), "--host", server.url, "--users", "1", "--max-requests", "30")
+    assert code == 0 and doc["names"]["a"]["requests"] + doc["names"]["b"]["requests"] == 30
+
+
+def test_every_response_an_error_fails_loudly(
+    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No threshold and every response a 500: FAILED, exit 1, saying so; --allow-errors passes."""
+    argv = [f"{server.url}/status/500", "--users", "1", "--max-requests", "20"]
+    code, doc = bench(tmp_path, *argv)
+    out = capsys.readouterr().out
+    assert code == 1 and not doc["passed"]
+    assert "every one of the 20 requests failed (status 500: 20)" in out
+    assert out.rstrip().splitlines()[-2] == "FAILED"
+    code, doc = bench(tmp_path, *argv, "--allow-errors")
+    assert code == 0 and doc["passed"]
+
+
+def test_some_errors_without_a_threshold_warn(
+    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Errors in part of a run with no 'errors' threshold pass, with a WARNING naming the rate."""
+    scenario = tmp_path / "mixed.py"
+    scenario.write_text(
+        "from perfkit.bench import task\n"
+        "@task()\nasync def t(client):\n"
+        "    await client.get('/', name='ok')\n"
+        "    await client.get('/status/503', name='bad')\n"
+    )
+    code, doc = bench(tmp_path, str(scenario), "--host", server.url, "--users", "1", "--max-requests", "20")
+    out = capsys.readouterr().out
+    assert code == 0 and doc["passed"] and len(doc["warnings"]) == 1
+    assert "WARNING: 50.00% of the requests failed (status 503: 10)" in out

@@ -4,8 +4,9 @@ Open model: each connection loop claims the next arrival slot n, waits until its
 (unless it is already late: then it sends at once, and the lateness counts in the corrected latency),
 sends, waits for the response and records it. At most one slot per connection is claimed ahead, as in
 wrk2. Closed model: each user owns a connection and sends back to back. Both stop at the end of the
-schedule, at the request cap, or at the deadline; requests in flight are always awaited (or time out),
-so every request sent is recorded exactly once.
+schedule, at the request cap, or when the run's `Stop` says so (its end, or Ctrl-C): a server slower
+than the rate cannot stretch the run, the arrivals it left unsent are counted as dropped. Requests in
+flight are awaited for at most the timeout, so every request sent is recorded exactly once.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from perfkit.bench.client import Connection, HttpProtocolError, RawResponse, ope
 from perfkit.bench.metrics import NameStats, Recorder
 from perfkit.bench.plan import Plan
 from perfkit.bench.scheduler import ArrivalSchedule, Stage, UserSchedule
-
-EARLY = 0.0005  # an arrival due within 0.5 ms is sent at once rather than after a timer round trip
+from perfkit.bench.stop import Stop
 
 
 class RequestTimeout(TimeoutError):
@@ -66,6 +66,11 @@ async def send(
             sweeper.connections.add(conn)
         now = perf()
         resp: RawResponse = await conn.request(data, now, no_body)
+    except asyncio.CancelledError:  # the run's bound is reached: the request counts as timed out
+        rec.error(st, "timeout", perf())
+        if conn is not None:
+            conn.close()
+        raise
     except TimeoutError:
         rec.error(st, "timeout", perf())
         return conn
@@ -83,7 +88,7 @@ async def send(
 
 
 async def open_loop(
-    plan: Plan, rec: Recorder, schedule: ArrivalSchedule, slots: list[int], sweeper: Sweeper
+    plan: Plan, rec: Recorder, schedule: ArrivalSchedule, slots: list[int], sweeper: Sweeper, stop: Stop
 ) -> None:
     """One connection of the open model; `slots[0]` is the shared next-arrival counter."""
     assert plan.target is not None  # the caller dispatches URL plans only
@@ -91,7 +96,6 @@ async def open_loop(
     head = plan.target.method == "HEAD"  # the response to a HEAD has no body, whatever its headers say
     st = rec.stats(plan.target.name)
     start = rec.start
-    perf = time.perf_counter
     conn: Connection | None = None
     try:
         while True:
@@ -99,13 +103,12 @@ async def open_loop(
             if n >= plan.max_requests:
                 return
             due = schedule.time_of(n)
-            if due is None:
+            if due is None or start + due >= stop.end:
                 return
             slots[0] = n + 1
             intended = start + due
-            wait = intended - perf()
-            if wait > EARLY:
-                await asyncio.sleep(wait)
+            if not await stop.sleep_until(intended):
+                return  # the run is over: this arrival (and every later one) is dropped
             conn = await send(conn, plan, data, rec, st, intended, sweeper, head)
     finally:
         if conn is not None:
@@ -116,7 +119,7 @@ async def open_loop(
 async def closed_user(
     plan: Plan,
     rec: Recorder,
-    deadline: float,
+    run_stop: Stop,
     counter: list[int],
     sweeper: Sweeper,
     stop: asyncio.Event | None,
@@ -129,7 +132,7 @@ async def closed_user(
     perf = time.perf_counter
     conn: Connection | None = None
     try:
-        while perf() < deadline and counter[0] < plan.max_requests and not (stop and stop.is_set()):
+        while perf() < run_stop.end and counter[0] < plan.max_requests and not (stop and stop.is_set()):
             counter[0] += 1
             conn = await send(conn, plan, data, rec, st, perf(), sweeper, head)
     finally:
@@ -138,8 +141,9 @@ async def closed_user(
             conn.close()
 
 
-async def run_url(plan: Plan, rec: Recorder) -> None:
-    """Drive a URL target for the whole plan."""
+async def run_url(plan: Plan, rec: Recorder, stop: Stop) -> None:
+    """Drive a URL target for the whole plan, until `stop`; open-model arrivals left unsent are
+    added to `rec.dropped`."""
     sweeper = Sweeper(plan.timeout)
     sweep = asyncio.create_task(sweeper.run())
     try:
@@ -149,32 +153,38 @@ async def run_url(plan: Plan, rec: Recorder) -> None:
                 stages = [Stage(plan.duration, plan.rate or 0.0, True)]
             schedule = ArrivalSchedule(stages, plan.rate if plan.stages else None)
             slots = [0]
-            await asyncio.gather(
-                *(open_loop(plan, rec, schedule, slots, sweeper) for _ in range(plan.connection_count))
+            loops = (
+                open_loop(plan, rec, schedule, slots, sweeper, stop) for _ in range(plan.connection_count)
             )
+            await stop.wait(asyncio.gather(*loops), plan.timeout)
+            due = min(schedule.count_before(stop.end - rec.start), plan.max_requests)
+            rec.dropped += max(due - rec.sent, 0)
         else:
-            deadline = rec.start + plan.run_duration
             counter = [0]
             if not plan.stages:
-                await asyncio.gather(
-                    *(closed_user(plan, rec, deadline, counter, sweeper, None) for _ in range(plan.users))
-                )
+                users = (closed_user(plan, rec, stop, counter, sweeper, None) for _ in range(plan.users))
+                await stop.wait(asyncio.gather(*users), plan.timeout)
             else:
-                users = UserSchedule(list(plan.stages), plan.users)
-                await ramp_users(
-                    users, lambda stop: closed_user(plan, rec, deadline, counter, sweeper, stop), rec.start
+                ramp = UserSchedule(list(plan.stages), plan.users)
+                await stop.wait(
+                    ramp_users(
+                        ramp, lambda ev: closed_user(plan, rec, stop, counter, sweeper, ev), rec.start, stop
+                    ),
+                    plan.timeout,
                 )
     finally:
         sweep.cancel()
 
 
 async def ramp_users(
-    schedule: UserSchedule, make_user: Callable[[asyncio.Event], Awaitable[None]], start: float
+    schedule: UserSchedule,
+    make_user: Callable[[asyncio.Event], Awaitable[None]],
+    start: float,
+    stop: Stop,
 ) -> None:
-    """Start and stop users every 100 ms to follow the closed model's stages."""
+    """Start and stop users every 100 ms to follow the closed model's stages, until `stop.end`."""
     running: list[tuple[asyncio.Task[None], asyncio.Event]] = []
-    end = start + schedule.duration
-    while (now := time.perf_counter()) < end:
+    while (now := time.perf_counter()) < min(start + schedule.duration, stop.end):
         want = schedule.users_at(now - start)
         running = [(t, e) for t, e in running if not t.done()]
         active = [(t, e) for t, e in running if not e.is_set()]
@@ -186,4 +196,8 @@ async def ramp_users(
         await asyncio.sleep(0.1)
     for _, event in running:
         event.set()
-    await asyncio.gather(*(t for t, _ in running))
+    try:
+        await asyncio.gather(*(t for t, _ in running))
+    finally:  # cancelled at the run's bound: the users go with it
+        for task, _ in running:
+            task.cancel()

@@ -15,6 +15,7 @@ from perfkit.bench.hdr import Histogram
 
 ERROR_KINDS = ("status", "timeout", "connection", "protocol")
 TIMELINE_DIGITS = 2  # per-second histograms: 1 % precision is plenty for a plot, and 8x smaller
+MAX_EXCEPTION_TEXTS = 5  # distinct exception texts kept per task; later ones only add to `raised`
 
 
 class NameStats:
@@ -42,6 +43,24 @@ class Second:
         self.latency = Histogram(digits=TIMELINE_DIGITS)
 
 
+class TaskStats:
+    """A scenario task: how often it ran, how often it raised, and the first distinct exceptions."""
+
+    __slots__ = ("exceptions", "raised", "runs")
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.raised = 0
+        self.exceptions: dict[str, int] = {}  # "Type: message (file:line)" -> count
+
+    def add(self, runs: int, raised: int, exceptions: dict[str, int]) -> None:
+        self.runs += runs
+        self.raised += raised
+        for text, n in exceptions.items():
+            if text in self.exceptions or len(self.exceptions) < MAX_EXCEPTION_TEXTS:
+                self.exceptions[text] = self.exceptions.get(text, 0) + n
+
+
 class Recorder:
     """Collects one run's measurements; `start` is the `perf_counter()` of the run's time zero."""
 
@@ -52,7 +71,9 @@ class Recorder:
         self.seconds: list[Second] = []
         self.checks: dict[str, list[int]] = {}  # check name -> [passes, fails]
         self.sent = 0
-        self.dropped = 0  # open-model arrivals that found no free slot (scenario iterations)
+        self.dropped = 0  # open-model arrivals never sent: the run ended first, or no slot was free
+        self.interrupted = False  # the run was stopped early (Ctrl-C)
+        self.tasks: dict[str, TaskStats] = {}  # scenario tasks by name
         self._cur_i = -1
         self._cur = Second()
 
@@ -108,6 +129,13 @@ class Recorder:
             counts = self.checks[name] = [0, 0]
         counts[0 if ok else 1] += 1
 
+    def task_run(self, name: str, error: str | None) -> None:
+        """A scenario task finished (`error` None) or raised (`error` describes the exception)."""
+        stats = self.tasks.get(name)
+        if stats is None:
+            stats = self.tasks[name] = TaskStats()
+        stats.add(1, 0 if error is None else 1, {} if error is None else {error: 1})
+
     # -- totals ---------------------------------------------------------------------------------------
 
     @property
@@ -129,6 +157,8 @@ class Recorder:
             "open_model": self.open_model,
             "sent": self.sent,
             "dropped": self.dropped,
+            "interrupted": self.interrupted,
+            "tasks": {n: [t.runs, t.raised, t.exceptions] for n, t in self.tasks.items()},
             "checks": self.checks,
             "names": {
                 n: {
@@ -147,6 +177,9 @@ class Recorder:
         """Add another recorder's results (from `to_wire`) into this one; counts and histograms add."""
         self.sent += wire["sent"]
         self.dropped += wire["dropped"]
+        self.interrupted = self.interrupted or wire["interrupted"]
+        for name, (runs, raised, exceptions) in wire["tasks"].items():
+            self.tasks.setdefault(name, TaskStats()).add(runs, raised, exceptions)
         for name, (passes, fails) in wire["checks"].items():
             counts = self.checks.setdefault(name, [0, 0])
             counts[0] += passes

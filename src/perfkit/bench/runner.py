@@ -5,6 +5,10 @@ report ready, and are then given one common wall-clock start so their timelines 
 second and none loses part of the run to a slow start; and send back their recorder in wire
 form (counts plus HdrHistogram's encoding), which the parent adds up. While they run, each worker
 publishes four numbers (sent, completed, errors, recent p95) into shared memory for the live view.
+
+With `handle_sigint`, a first Ctrl-C stops the sending (in every worker: they ignore SIGINT and
+follow the parent's `halt` event) and the run returns what it measured, marked interrupted; a second
+Ctrl-C aborts at once (KeyboardInterrupt).
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import queue
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, MutableSequence
 from dataclasses import dataclass
@@ -20,11 +27,13 @@ from typing import Any
 
 from perfkit.bench.metrics import Recorder
 from perfkit.bench.plan import Plan
+from perfkit.bench.stop import Stop
 from perfkit.errors import PerfkitError
 
 LIVE_FIELDS = 4  # sent, completed, errors, p95 of the last full second (µs)
 START_DELAY = 0.05  # single process: time zero is this far after setup
 READY_TIMEOUT = 60.0  # worker processes: time to start and import before the run is abandoned
+HALT_POLL = 0.1  # how often a run checks whether it was interrupted
 
 
 @dataclass
@@ -56,9 +65,17 @@ def _publish(rec: Recorder, live: MutableSequence[float], offset: int) -> None:
 
 
 async def run_async(
-    plan: Plan, start_at: float | None = None, live: MutableSequence[float] | None = None, offset: int = 0
+    plan: Plan,
+    start_at: float | None = None,
+    live: MutableSequence[float] | None = None,
+    offset: int = 0,
+    halted: Callable[[], bool] | None = None,
 ) -> Recorder:
-    """Run `plan` in the running loop; `start_at` is the wall-clock time zero (default: now)."""
+    """Run `plan` in the running loop; `start_at` is the wall-clock time zero (default: now).
+
+    `halted()`, polled every 0.1 s, says the run was interrupted: sending stops, requests in flight
+    get at most the timeout, and the recorder comes back with `interrupted` set.
+    """
     from perfkit.bench.drivers import run_url
 
     scenario = None
@@ -69,9 +86,18 @@ async def run_async(
     wall0 = start_at if start_at is not None else time.time() + START_DELAY
     start = time.perf_counter() + (wall0 - time.time())
     rec = Recorder(start, plan.open_model)
+    stop = Stop(start + plan.run_duration)
+    helpers: list[asyncio.Task[None]] = []
+    if halted is not None:
+
+        async def watch() -> None:
+            while not halted():  # noqa: ASYNC110 - a flag set by a signal handler or another process
+                await asyncio.sleep(HALT_POLL)
+            stop.interrupt()
+
+        helpers.append(asyncio.create_task(watch()))
     if (wait := start - time.perf_counter()) > 0:
         await asyncio.sleep(wait)
-    publisher = None
     if live is not None:
 
         async def publish() -> None:
@@ -79,23 +105,27 @@ async def run_async(
                 _publish(rec, live, offset)
                 await asyncio.sleep(0.25)
 
-        publisher = asyncio.create_task(publish())
+        helpers.append(asyncio.create_task(publish()))
     try:
-        if scenario is not None:
-            from perfkit.bench.scenario_driver import run_scenario
+        if not stop.interrupted:
+            if scenario is not None:
+                from perfkit.bench.scenario_driver import run_scenario
 
-            await run_scenario(plan, rec, scenario)
-        else:
-            await run_url(plan, rec)
+                await run_scenario(plan, rec, scenario, stop)
+            else:
+                await run_url(plan, rec, stop)
     finally:
-        if publisher is not None:
-            publisher.cancel()
-            _publish(rec, live, offset)  # type: ignore[arg-type]  # live is set when publisher is
+        for helper in helpers:
+            helper.cancel()
+        if live is not None:
+            _publish(rec, live, offset)
+    rec.interrupted = stop.interrupted
     return rec
 
 
-def _worker(plan: Plan, start_at: Any, go: Any, results: Any, live: Any, index: int) -> None:
+def _worker(plan: Plan, start_at: Any, go: Any, halt: Any, results: Any, live: Any, index: int) -> None:
     """A worker process: import and load everything, say ready, wait for the common start, run."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which sets `halt`
     try:
         from perfkit.bench import drivers, scenario_driver  # noqa: F401 - imported before the start
 
@@ -107,31 +137,53 @@ def _worker(plan: Plan, start_at: Any, go: Any, results: Any, live: Any, index: 
         if not go.wait(READY_TIMEOUT):
             return
         with asyncio.Runner(loop_factory=_new_loop) as runner:
-            rec = runner.run(run_async(plan, start_at.value, live, index * LIVE_FIELDS))
+            rec = runner.run(run_async(plan, start_at.value, live, index * LIVE_FIELDS, halt.is_set))
         results.put((index, "result", rec.to_wire()))
     except BaseException as exc:  # reported to the parent, which raises it
         results.put((index, "error", f"{type(exc).__name__}: {exc}"))
 
 
-def run(plan: Plan, on_tick: Callable[[float, list[float]], None] | None = None) -> RunResult:
+def run(
+    plan: Plan,
+    on_tick: Callable[[float, list[float]], None] | None = None,
+    *,
+    handle_sigint: bool = False,
+) -> RunResult:
     """Run a plan to completion (this process when `plan.processes == 1`, else worker processes).
 
-    `on_tick(elapsed, live)` is called about 4 times a second with the workers' live numbers.
+    `on_tick(elapsed, live)` is called about 4 times a second with the workers' live numbers. With
+    `handle_sigint` (main thread only), Ctrl-C ends the run early instead of losing it.
     """
     from perfkit.bench.target import check_loopback
 
     check_loopback(plan.endpoint.host, plan.allow_remote)  # the library path is guarded as the CLI is
     started = datetime.now(UTC).isoformat(timespec="seconds")
+    handle_sigint = handle_sigint and threading.current_thread() is threading.main_thread()
     if plan.processes <= 1:
-        return _run_here(plan, on_tick, started)
-    return _run_processes(plan, on_tick, started)
+        return _run_here(plan, on_tick, started, handle_sigint)
+    return _run_processes(plan, on_tick, started, handle_sigint)
 
 
-def _run_here(plan: Plan, on_tick: Callable[[float, list[float]], None] | None, started: str) -> RunResult:
+def _say_interrupted(plan: Plan) -> None:
+    print(
+        f"perfkit bench: interrupted; waiting up to {plan.timeout:g}s for requests in flight, then the "
+        "report (Ctrl-C again to abort)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _run_here(
+    plan: Plan, on_tick: Callable[[float, list[float]], None] | None, started: str, handle_sigint: bool
+) -> RunResult:
     live = [0.0] * LIVE_FIELDS
+    interrupted = threading.Event()
+    aborted = False
 
     async def main() -> Recorder:
         start_at = time.time() + START_DELAY
+        loop = asyncio.get_running_loop()
+        main_task = asyncio.current_task()
         ticker = None
         if on_tick is not None:
 
@@ -141,20 +193,43 @@ def _run_here(plan: Plan, on_tick: Callable[[float, list[float]], None] | None, 
                     on_tick(time.time() - start_at, live)
 
             ticker = asyncio.create_task(tick())
+        if handle_sigint:
+
+            def on_sigint() -> None:
+                nonlocal aborted
+                if interrupted.is_set() and main_task is not None:  # the second Ctrl-C: abort
+                    aborted = True
+                    main_task.cancel()
+                    return
+                interrupted.set()
+                _say_interrupted(plan)
+
+            loop.add_signal_handler(signal.SIGINT, on_sigint)
         try:
-            return await run_async(plan, start_at, live if on_tick else None)
+            return await run_async(plan, start_at, live if on_tick else None, 0, interrupted.is_set)
         finally:
             if ticker is not None:
                 ticker.cancel()
+            if handle_sigint:
+                loop.remove_signal_handler(signal.SIGINT)
 
     t0 = time.perf_counter()
-    with asyncio.Runner(loop_factory=_new_loop) as runner:
-        rec = runner.run(main())
+    previous = signal.getsignal(signal.SIGINT) if handle_sigint else None
+    try:
+        with asyncio.Runner(loop_factory=_new_loop) as runner:
+            rec = runner.run(main())
+    except asyncio.CancelledError:
+        if aborted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     return RunResult(rec, started, time.perf_counter() - t0 - START_DELAY, 1)
 
 
 def _run_processes(
-    plan: Plan, on_tick: Callable[[float, list[float]], None] | None, started: str
+    plan: Plan, on_tick: Callable[[float, list[float]], None] | None, started: str, handle_sigint: bool
 ) -> RunResult:
     """Start the workers, wait until all are ready, give them one start time, merge their results."""
     ctx = mp.get_context("spawn")
@@ -163,10 +238,20 @@ def _run_processes(
     results = ctx.Queue()
     start_at = ctx.Value("d", 0.0, lock=False)
     go = ctx.Event()
+    halt = ctx.Event()
     procs = [
-        ctx.Process(target=_worker, args=(plan.share(i), start_at, go, results, live, i), daemon=True)
+        ctx.Process(target=_worker, args=(plan.share(i), start_at, go, halt, results, live, i), daemon=True)
         for i in range(n)
     ]
+    interrupts = [0]  # set by the signal handler; the loop below relays it to the workers
+
+    def on_sigint(signum: int, frame: object) -> None:
+        interrupts[0] += 1
+        if interrupts[0] > 1:
+            raise KeyboardInterrupt
+        _say_interrupted(plan)
+
+    previous = signal.signal(signal.SIGINT, on_sigint) if handle_sigint else None
     for p in procs:
         p.start()
     ready: set[int] = set()
@@ -175,6 +260,8 @@ def _run_processes(
     deadline = time.time() + READY_TIMEOUT
     try:
         while len(wires) + len(errors) < n:
+            if interrupts[0] and not halt.is_set():
+                halt.set()
             if time.time() > deadline:
                 raise PerfkitError("bench worker processes did not finish in time")
             try:
@@ -197,9 +284,13 @@ def _run_processes(
             else:
                 wires[index] = payload
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        halt.set()  # a worker still running (an error above) stops sending at once
         go.set()
+        grace = 0.0 if interrupts[0] > 1 else 5.0  # a second Ctrl-C aborts: no waiting for the workers
         for p in procs:
-            p.join(timeout=5)
+            p.join(timeout=grace)
             if p.is_alive():
                 p.kill()
                 p.join()
@@ -208,4 +299,5 @@ def _run_processes(
     merged = Recorder(0.0, plan.open_model)
     for i in sorted(wires):
         merged.merge_wire(wires[i])
-    return RunResult(merged, started, max(time.time() - start_at.value, 0.0), n)
+    elapsed = time.time() - start_at.value if start_at.value else 0.0  # 0: interrupted before the start
+    return RunResult(merged, started, max(elapsed, 0.0), n)

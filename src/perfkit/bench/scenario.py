@@ -30,7 +30,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from perfkit.bench.metrics import Recorder
 from perfkit.errors import ConfigurationError
@@ -43,9 +43,22 @@ current_recorder: contextvars.ContextVar[Recorder | None] = contextvars.ContextV
 )
 
 
-def task(weight: int = 1) -> Callable[[TaskFn], TaskFn]:
-    """Mark an async function `fn(client)` as a task, picked with probability proportional to weight."""
-    if not isinstance(weight, int) or weight < 1:
+@overload
+def task(weight: TaskFn, /) -> TaskFn: ...
+
+
+@overload
+def task(weight: int = 1) -> Callable[[TaskFn], TaskFn]: ...
+
+
+def task(weight: int | TaskFn = 1) -> TaskFn | Callable[[TaskFn], TaskFn]:
+    """Mark an async function `fn(client)` as a task, picked with probability proportional to weight.
+
+    `@task` (weight 1), `@task()` and `@task(weight=3)` all work.
+    """
+    if callable(weight):  # used bare, as `@task`: the argument is the function itself
+        return task(1)(weight)
+    if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
         raise ConfigurationError("task weight", f"{weight!r} must be an integer >= 1")
 
     def mark(fn: TaskFn) -> TaskFn:
@@ -105,8 +118,12 @@ def static_names(source: str) -> set[str]:
 def load_scenario(path: str) -> Scenario:
     """Import a scenario file and collect its tasks."""
     file = Path(path)
+    if not file.exists():
+        raise ConfigurationError(
+            "target", f"{path!r} not found: give an http:// URL or an existing scenario file"
+        )
     if not file.is_file():
-        raise ConfigurationError("target", f"{path!r} is neither an http:// URL nor a scenario file")
+        raise ConfigurationError("target", f"{path!r} is not a file: give an http:// URL or a scenario file")
     source = file.read_text()
     module_name = f"perfkit_scenario_{abs(hash(str(file.resolve())))}"
     spec = importlib.util.spec_from_file_location(module_name, file)

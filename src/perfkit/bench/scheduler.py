@@ -40,9 +40,12 @@ def parse_stage(raw: str) -> Stage:
             "--stage", f"{raw!r} is not DURATION:RATE/s or DURATION:USERS, e.g. 30s:100/s"
         )
     duration = parse_duration("--stage", m.group(1))
-    target = float(m.group(2))
-    if duration <= 0:
-        raise ConfigurationError("--stage", f"{raw!r}: the duration must be > 0")
+    try:
+        target = float(m.group(2))
+    except ValueError:
+        raise ConfigurationError("--stage", f"{raw!r}: {m.group(2)!r} is not a number") from None
+    if not (math.isfinite(duration) and duration > 0):
+        raise ConfigurationError("--stage", f"{raw!r}: the duration must be a finite number > 0")
     return Stage(duration, target, m.group(3) is not None)
 
 
@@ -58,8 +61,8 @@ def parse_rate(raw: str) -> float:
         value = float(text) * factor
     except ValueError:
         raise ConfigurationError("--rate", f"{raw!r} is not a rate; use e.g. 2000/s") from None
-    if not value > 0:
-        raise ConfigurationError("--rate", f"{raw!r}: the rate must be > 0")
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigurationError("--rate", f"{raw!r}: the rate must be a finite number > 0")
     return value
 
 
@@ -81,6 +84,18 @@ class ArrivalSchedule:
         self.duration = t0
         self.total = n0  # expected number of arrivals (fractional)
         self._seg = 0
+
+    def count_before(self, t: float) -> int:
+        """How many arrivals are due before `t` seconds from the start (all of them when t >= the end)."""
+        lo, hi = 0, math.ceil(self.total) + 1  # time_of(hi) is None: past the last arrival
+        while lo < hi:  # the first n whose arrival is not due before t
+            mid = (lo + hi) // 2
+            due = self.time_of(mid)
+            if due is None or due >= t:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
 
     def time_of(self, n: int) -> float | None:
         """Seconds from the start at which the n-th (0-based) arrival is due."""

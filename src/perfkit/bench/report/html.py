@@ -94,7 +94,8 @@ def render_html(doc: dict[str, Any]) -> str:
         f"<title>perfkit bench: {escape(doc['target'])}</title><style>{CSS}</style></head><body>",
         f"<h1>perfkit bench: {escape(doc['target'])} {verdict}</h1>",
         f"<p>{escape(cfg['model'])} model, {cfg['connections']} connections, {cfg['processes']} process(es), "
-        f"{doc['duration_s']:.1f} s from {escape(doc['started_at'])}; sent {doc['sent']}; perfkit "
+        f"{doc['duration_s']:.1f} s from {escape(doc['started_at'])}; sent {doc['sent']}, dropped "
+        f"{doc['dropped']}{' (interrupted)' if doc['interrupted'] else ''}; perfkit "
         f"{escape(doc['perfkit_version'])}. Latency is measured from the intended send time "
         f"(coordinated omission corrected).</p>",
         '<div class="plots">',
@@ -103,6 +104,27 @@ def render_html(doc: dict[str, Any]) -> str:
         "<h2>Requests</h2>",
         _table(["name", "requests", "rps", "errors", "p50 ms", "p90", "p95", "p99", "p99.9", "max"], rows),
     ]
+    if doc["failures"] or doc["warnings"]:
+        items = [f'<li class="fail">{escape(f)}</li>' for f in doc["failures"]]
+        items += [f"<li>warning: {escape(w)}</li>" for w in doc["warnings"]]
+        parts += ["<h2>Verdict</h2>", f"<ul>{''.join(items)}</ul>"]
+    raised = [(name, t) for name, t in doc["tasks"].items() if t["raised"]]
+    if raised:
+        parts += [
+            "<h2>Task exceptions</h2>",
+            _table(
+                ["task", "runs", "raised", "exceptions"],
+                [
+                    [
+                        escape(name),
+                        str(t["runs"]),
+                        str(t["raised"]),
+                        "<br>".join(f"{e['count']} x {escape(e['error'])}" for e in t["exceptions"]),
+                    ]
+                    for name, t in raised
+                ],
+            ),
+        ]
     if doc["checks"]:
         parts += [
             "<h2>Checks</h2>",

@@ -58,13 +58,17 @@ SCHEMA: dict[str, Any] = {
         "config",
         "sent",
         "dropped",
+        "interrupted",
         "names",
+        "tasks",
         "checks",
         "timeline",
         "spectrum",
         "uncorrected_spectrum",
         "thresholds",
         "baseline",
+        "failures",
+        "warnings",
         "passed",
     ],
     "properties": {
@@ -108,8 +112,35 @@ SCHEMA: dict[str, Any] = {
             },
         },
         "sent": _INT,
-        "dropped": _INT,
+        "dropped": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "open-model arrivals never sent: the run ended (or was interrupted) first, or "
+            "10,000 scenario iterations were already in flight",
+        },
+        "interrupted": {"type": "boolean", "description": "stopped early by Ctrl-C: a partial report"},
         "names": {"type": "object", "required": ["*"], "additionalProperties": _NAME},
+        "tasks": {
+            "type": "object",
+            "description": "scenario tasks: runs, runs that raised, the first distinct exceptions",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["runs", "raised", "exceptions"],
+                "properties": {
+                    "runs": _INT,
+                    "raised": _INT,
+                    "exceptions": {
+                        "type": "array",
+                        "maxItems": 5,
+                        "items": {
+                            "type": "object",
+                            "required": ["error", "count"],
+                            "properties": {"error": {"type": "string"}, "count": _INT},
+                        },
+                    },
+                },
+            },
+        },
         "checks": {
             "type": "object",
             "additionalProperties": {
@@ -154,6 +185,8 @@ SCHEMA: dict[str, Any] = {
             },
         },
         "baseline": {"type": ["object", "null"], "required": ["file", "tolerance", "comparisons"]},
+        "failures": {"type": "array", "items": {"type": "string"}, "description": "why it failed"},
+        "warnings": {"type": "array", "items": {"type": "string"}},
         "passed": {"type": "boolean"},
     },
 }

@@ -118,7 +118,19 @@ def build(rec: Recorder, plan: Plan, target: str, started_at: str, elapsed: floa
         },
         "sent": rec.sent,
         "dropped": rec.dropped,
+        "interrupted": rec.interrupted,
         "names": names,
+        "tasks": {
+            name: {
+                "runs": t.runs,
+                "raised": t.raised,
+                "exceptions": [
+                    {"error": text, "count": n}
+                    for text, n in sorted(t.exceptions.items(), key=lambda kv: -kv[1])
+                ],
+            }
+            for name, t in sorted(rec.tasks.items())
+        },
         "checks": {k: {"passes": v[0], "fails": v[1]} for k, v in sorted(rec.checks.items())},
         "timeline": timeline,
         "spectrum": [[p, v / 1000] for p, v in total.latency.spectrum()],
@@ -129,5 +141,7 @@ def build(rec: Recorder, plan: Plan, target: str, started_at: str, elapsed: floa
         ),
         "thresholds": [],
         "baseline": None,
+        "failures": [],
+        "warnings": [],
         "passed": True,
     }

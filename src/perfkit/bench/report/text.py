@@ -64,6 +64,12 @@ def render(doc: dict[str, Any]) -> str:
                 [[k, str(v["passes"]), str(v["fails"])] for k, v in doc["checks"].items()],
             ),
         ]
+    raised = [(name, t) for name, t in doc["tasks"].items() if t["raised"]]
+    if raised:
+        lines += ["", "task exceptions:"]
+        for name, t in raised:
+            lines.append(f"  {name}: raised in {t['raised']} of {t['runs']} runs")
+            lines += [f"    {e['count']} x {e['error']}" for e in t["exceptions"]]
     if doc["thresholds"]:
         lines += [
             "",
@@ -87,5 +93,8 @@ def render(doc: dict[str, Any]) -> str:
             f"  REGRESSION {r['name']} {r['metric']}: {r['baseline']:.4g} -> {r['current']:.4g}"
             for r in regress
         ]
-    lines += ["", "PASSED" if doc["passed"] else "FAILED"]
+    if doc["warnings"]:
+        lines += ["", *(f"WARNING: {w}" for w in doc["warnings"])]
+    lines += ["", "PASSED" if doc["passed"] else "FAILED" + (" (INTERRUPTED)" if doc["interrupted"] else "")]
+    lines += [f"  - {f}" for f in doc["failures"]]
     return "\n".join(lines)
