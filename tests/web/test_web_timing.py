@@ -88,3 +88,30 @@ def test_websocket_passes_through() -> None:
     with client().websocket_connect("/ws") as ws:
         ws.send_text("there")
         assert ws.receive_text() == "hi there"
+
+
+async def asgi_request(app: object, headers: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """One GET through `app` with exactly these raw ASGI scope headers; returns the response headers."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+             "scheme": "http", "path": "/", "raw_path": b"/", "query_string": b"", "root_path": "",
+             "headers": headers, "client": ("127.0.0.1", 1), "server": ("t", 80)}  # fmt: skip
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)  # type: ignore[operator]
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    return dict(start["headers"])  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("bad", [b"abc\n", b"abc\r\n", b"\nabc", b"abc\nx", b"abc\x00"])
+async def test_request_id_with_newline_in_raw_scope_replaced(bad: bytes) -> None:
+    """A raw scope X-Request-ID with a (trailing) newline or NUL is never echoed: a new id is made."""
+    app = TimingMiddleware(make_starlette(), config=WebConfig(), collector=Collector())
+    sent = (await asgi_request(app, [(b"x-request-id", bad)]))[b"x-request-id"]
+    assert re.fullmatch(rb"[0-9a-f]{12}-[0-9a-f]+", sent), sent
+    assert (await asgi_request(app, [(b"x-request-id", b"abc")]))[b"x-request-id"] == b"abc"

@@ -26,7 +26,7 @@ from perfkit.web.ratelimit.middleware import RateLimitMiddleware, refuse
 from perfkit.web.routing import RouteResolver
 
 log = logging.getLogger("perfkit.web")
-_SAFE_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+_SAFE_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")  # fullmatch: `$` would let "abc\n" through
 REQUEST_ID_KEY = "perfkit.request_id"
 _SERVER_TIMING = b'total;dur=%.2f, app;dur=%.2f, db;dur=%.2f;desc="%d queries", cache;dur=%.3f'
 _NOTHING_ELSE = b', db;dur=0.00;desc="0 queries", cache;dur=0.000'
@@ -95,7 +95,7 @@ class TimingMiddleware:
         request_id = None
         for key, value in scope["headers"]:
             if key == name:
-                request_id = bytes(value) if _SAFE_ID.match(value) else None
+                request_id = bytes(value) if _SAFE_ID.fullmatch(value) else None
                 break
         if request_id is None:
             request_id = new_request_id()
