@@ -96,6 +96,29 @@ def _rate(name: str, raw: str) -> RateLimit:
     return RateLimit.parse(raw, name)
 
 
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.\-]*://(?:[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
+
+
+def parse_origins(name: str, raw: str | Sequence[str]) -> tuple[str, ...]:
+    """Origins from `"*"`, `"https://a.example, https://b.example"` or a sequence of them."""
+    items: list[Any] = raw.split(",") if isinstance(raw, str) else list(raw)
+    origins = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigurationError(name, f"{item!r} is not an origin string")
+        origin = item.strip()
+        if origin and origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise ConfigurationError(
+                name, f"{origin!r} is not an origin; use '*' or scheme://host[:port] (no path, no '/' at the "
+                "end), e.g. 'https://app.example.com'"
+            )  # fmt: skip
+        if origin:
+            origins.append(origin)
+    if "*" in origins and len(origins) > 1:
+        raise ConfigurationError(name, "'*' already allows every origin; give it alone or list origins")
+    return tuple(origins)
+
+
 @dataclass
 class WebConfig:
     """Everything `perfkit.instrument()` and the middleware read; env vars fill what is not given."""
@@ -104,6 +127,8 @@ class WebConfig:
     # timing
     server_timing: bool | None = None
     request_id_header: str = "x-request-id"
+    # origins whose pages may read Server-Timing (Resource Timing API); PERFKIT_TIMING_ALLOW_ORIGIN, off
+    timing_allow_origin: str | Sequence[str] | None = None
     slow_request: float | None = None  # seconds; PERFKIT_SLOW_REQUEST, default 1s
     # compression
     compress: bool | None = None
@@ -131,6 +156,9 @@ class WebConfig:
 
     def __post_init__(self) -> None:
         self.server_timing = setting("server_timing", self.server_timing, True, parse_bool)
+        self.timing_allow_origin = parse_origins(
+            "timing_allow_origin", setting("timing_allow_origin", self.timing_allow_origin, (), parse_origins)
+        )
         self.slow_request = setting("slow_request", self.slow_request, 1.0, parse_duration)
         self.compress = setting("compress", self.compress, True, parse_bool)
         self.compress_min_size = setting("compress_min_size", self.compress_min_size, 500, parse_size)
@@ -148,6 +176,12 @@ class WebConfig:
         self.request_id_header = self.request_id_header.lower()
         self._patterns = [(compile_pattern(r.path) if r.path else None, r) for r in self.rules]
         self._exclude = [compile_pattern(p) for p in self.exclude]
+
+    @property
+    def timing_allow_origin_header(self) -> bytes | None:
+        """The `Timing-Allow-Origin` value, or None when no origin is allowed (the default)."""
+        origins = self.timing_allow_origin
+        return ", ".join(origins).encode("ascii") if origins else None
 
     @property
     def default_limit(self) -> RateLimit | None:
