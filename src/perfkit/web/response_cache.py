@@ -20,7 +20,8 @@ from typing import Any
 from perfkit.errors import PerfkitError
 from perfkit.metrics import Collector, default_collector
 from perfkit.web._asgi import ASGIApp, Headers, Message, Receive, Scope, Send, get, without
-from perfkit.web.coalesce import Coalescer, Recorded, Recorder, replay, request_key
+from perfkit.web.cache_key import CacheKey, cache_key, shareable
+from perfkit.web.coalesce import Coalescer, Recorded, Recorder, replay
 from perfkit.web.config import Rule, WebConfig
 from perfkit.web.routing import RouteResolver
 
@@ -28,21 +29,15 @@ log = logging.getLogger("perfkit.web.cache")
 _MISSING: Any = object()
 HIT = [(b"x-cache", b"HIT")]
 MISS = [(b"x-cache", b"MISS")]
+BYPASS = [(b"x-cache", b"BYPASS")]
 
 
-def cacheable(recorded: Recorded, rule: Rule) -> bool:
+def cacheable(recorded: Recorded, personal: bool) -> bool:
+    """2xx, shareable (no Set-Cookie; `private` only in an entry keyed by who asks) and not `no-store`."""
     status, headers, _ = recorded
-    if not 200 <= status < 300:
+    if not 200 <= status < 300 or not shareable(headers, personal):
         return False
-    for key, value in headers:
-        k = key.lower()
-        if k == b"set-cookie":
-            return False
-        if k == b"cache-control":
-            policy = value.lower()
-            if b"no-store" in policy or (b"private" in policy and not rule.cache_per_user):
-                return False
-    return True
+    return not any(k.lower() == b"cache-control" and b"no-store" in v.lower() for k, v in headers)
 
 
 _DEPENDENCIES: dict[int, tuple[Rule, Any]] = {}
@@ -102,7 +97,12 @@ class ResponseCacheMiddleware:
             await self.app(scope, receive, send)
             return
         route = info.template or "<unmatched>"
-        key = await request_key(scope, rule, self.config, "response:")
+        found = await cache_key(scope, rule, self.config, "response:")
+        if found is None:  # credentials this rule does not key on: not read, not stored, not coalesced
+            self.results.inc((route, "bypass"))
+            await self.app(scope, receive, _to_client(send, BYPASS))
+            return
+        key = found.key
         entry = await self._lookup(key)
         if entry is not None:
             self.results.inc((route, "hit"))
@@ -113,12 +113,12 @@ class ResponseCacheMiddleware:
 
         self.results.inc((route, "miss"))
         if getattr(self.cache, "get_or_set", None) is None:  # a cache-like object without stampede control
-            await self._coalesced(scope, receive, send, key, rule, route)
+            await self._coalesced(scope, receive, send, found, rule, route)
             return
-        await self._load(scope, receive, send, key, rule, route)
+        await self._load(scope, receive, send, found, rule, route)
 
     async def _load(
-        self, scope: Scope, receive: Receive, send: Send, key: str, rule: Rule, route: str
+        self, scope: Scope, receive: Receive, send: Send, found: CacheKey, rule: Rule, route: str
     ) -> None:
         """A miss through `cache.get_or_set`: one run of the endpoint per key in this process (the cache's
         in-flight table) and, with a shared L2 (Redis, SQLite), across processes (the cache's lock). The
@@ -133,7 +133,7 @@ class ResponseCacheMiddleware:
             await self.app(scope, receive, recorder.send)
             finished = True
             recorded = recorder.result()
-            if recorded is None or not cacheable(recorded, rule):
+            if recorded is None or not cacheable(recorded, found.personal):
                 raise _NotShared
             status, headers, body = recorded
             tags.extend(tags_for(rule, scope, headers))
@@ -141,7 +141,7 @@ class ResponseCacheMiddleware:
             return {"s": status, "h": [[k, v] for k, v in clean], "b": body, "t": time.time()}
 
         try:
-            entry = await self.cache.get_or_set(key, load, rule.cache_ttl, tags=lambda _: tags)
+            entry = await self.cache.get_or_set(found.key, load, rule.cache_ttl, tags=lambda _: tags)
         except _NotShared:
             if not ran:  # the leader's answer cannot be shared: run the app for this request
                 await self.app(scope, receive, _to_client(send))
@@ -167,7 +167,7 @@ class ResponseCacheMiddleware:
         await replay(send, (entry["s"], [(bytes(k), bytes(v)) for k, v in entry["h"]], entry["b"]), MISS)
 
     async def _coalesced(
-        self, scope: Scope, receive: Receive, send: Send, key: str, rule: Rule, route: str
+        self, scope: Scope, receive: Receive, send: Send, found: CacheKey, rule: Rule, route: str
     ) -> None:
         """The miss path for cache-like objects without `get_or_set`: coalescing in this process only."""
 
@@ -175,18 +175,18 @@ class ResponseCacheMiddleware:
             recorder = Recorder(_to_client(send), self.config.cache_max_body)
             await self.app(scope, receive, recorder.send)
             recorded = recorder.result()
-            if recorded is None or not cacheable(recorded, rule):
+            if recorded is None or not cacheable(recorded, found.personal):
                 return None
             status, headers, body = recorded
             clean = (status, without(headers, b"x-cache-tags"), body)
-            await self._store(key, clean, rule, tags_for(rule, scope, headers))
+            await self._store(found.key, clean, rule, tags_for(rule, scope, headers))
             return clean
 
         async def follower(recorded: Recorded) -> None:
             self.results.inc((route, "coalesced"))
             await replay(send, recorded, MISS)
 
-        if await self.coalescer.run(key, leader, follower) is False:
+        if await self.coalescer.run(found.key, leader, follower) is False:
             await self.app(scope, receive, _to_client(send))
 
     async def _lookup(self, key: str) -> dict[str, Any] | None:
@@ -210,13 +210,13 @@ class _NotShared(Exception):
     """Raised out of the cache's loader: this response (streamed, non-2xx, no-store, ...) is not stored."""
 
 
-def _to_client(send: Send) -> Send:
-    """Drops `X-Cache-Tags` (it is for the cache, not the client) and adds `X-Cache: MISS`."""
+def _to_client(send: Send, marker: Headers = MISS) -> Send:
+    """Drops `X-Cache-Tags` (it is for the cache, not the client) and adds `X-Cache: MISS` (or `BYPASS`)."""
 
     async def send_miss(message: Message) -> None:
         if message["type"] == "http.response.start":
             headers = without(list(message.get("headers", ())), b"x-cache-tags")
-            message = {**message, "headers": [*headers, *MISS]}
+            message = {**message, "headers": [*headers, *marker]}
         await send(message)
 
     return send_miss
