@@ -1,13 +1,14 @@
 """Response cache: GET responses of chosen routes kept in a perfkit `Cache`, with tags and `X-Cache`.
 
-A route is cached when its rule sets `cache_ttl`. The key is the method, path, query (unless
-`cache_query=False`), the request headers in `cache_vary`, and the user (`config.user(scope)`) when
-`cache_per_user` is set. Entries carry the rule's `cache_tags` (formatted with path parameters, e.g.
-`ticket:{ticket_id}`), the ORM dependency tags of `cache_depends_on` (`Ticket.id == "{ticket_id}"`: the
-`perfkit.cache.orm.CacheInvalidator` evicts the response when that row changes), and any tags the
-endpoint lists in an `X-Cache-Tags` response header (removed before sending); `cache.invalidate_tags`
-evicts them. Only complete 2xx responses
-without Set-Cookie and without `no-store` (or `private`, unless cached per user) are stored. A miss is
+A route is cached when its rule sets `cache_ttl`. The key (`perfkit.web.cache_key`) is the method, scheme,
+Host, path, query (unless `cache_query=False`), the request headers in `cache_vary`, and the user when
+`cache_per_user` is set. A request with credentials (Authorization, Cookie) that the rule does not key on
+bypasses the cache (`X-Cache: BYPASS`): not read, not stored, not coalesced. Entries carry the rule's
+`cache_tags` (formatted with path parameters, e.g. `ticket:{ticket_id}`), the ORM dependency tags of
+`cache_depends_on` (`Ticket.id == "{ticket_id}"`: the `perfkit.cache.orm.CacheInvalidator` evicts the
+response when that row changes), and any tags the endpoint lists in an `X-Cache-Tags` response header
+(removed before sending); `cache.invalidate_tags` evicts them. Only complete 2xx responses without
+Set-Cookie and without `no-store` (or `private`, unless the key names who asks) are stored. A miss is
 coalesced: concurrent identical requests share one run of the endpoint.
 """
 
