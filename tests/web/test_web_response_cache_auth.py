@@ -91,8 +91,18 @@ class Api:
             response.set_cookie("session", f"new-session-{n}")
             return response
 
+        async def lang(request: Request) -> Response:
+            n = self.run("lang")
+            self.entered.set()
+            if self.gate is not None:
+                await self.gate.wait()
+            vary = request.query_params.get("vary", "Accept-Language")
+            text = f"{request.headers.get('accept-language', 'en')} {n}"
+            return PlainTextResponse(text, headers={"vary": vary})
+
         return Starlette(
             routes=[
+                Route("/lang", lang),
                 Route("/api/v1/users/me", me, name="me"),
                 Route("/hello", hello),
                 Route("/catalog", catalog),
@@ -343,6 +353,40 @@ async def test_coalescing_never_shares_a_set_cookie() -> None:
     cookies = [r.headers["set-cookie"].split(";")[0] for r in responses]
     assert sorted(cookies) == ["session=new-session-1", "session=new-session-2"]
     assert api.runs["login"] == 2
+
+
+async def test_response_varying_outside_the_key_not_stored(serve: Serve) -> None:
+    """A response with `Vary: Accept-Language` is stored only when the rule keys on that header; `Vary: *`
+    never; `Vary: Cookie` in a per-user entry is (the user key accounts for the credentials)."""
+    api = Api()
+    client = serve(api, Rule(path="/lang", cache_ttl=60, cache_query=False, cache_per_user=user_key))
+    fr, de = {"accept-language": "fr"}, {"accept-language": "de"}
+    unkeyed = [(await client.get("/lang", headers=h)).text for h in (fr, de)]
+    assert unkeyed == ["fr 1", "de 2"]  # de is not served the French entry
+    keyed = serve(api, Rule(path="/lang", cache_ttl=60, cache_vary=("accept-language",)))
+    answers = [await keyed.get("/lang", headers=h) for h in (fr, fr, de)]
+    assert [(r.text, r.headers["x-cache"]) for r in answers] == [
+        ("fr 3", "MISS"),
+        ("fr 3", "HIT"),
+        ("de 4", "MISS"),
+    ]
+    star = [await keyed.get("/lang?vary=*", headers=fr) for _ in range(2)]
+    assert [r.headers["x-cache"] for r in star] == ["MISS", "MISS"]
+    by_user = [await client.get("/lang?vary=Cookie", headers=ALICE_COOKIE) for _ in range(2)]
+    assert [r.headers["x-cache"] for r in by_user] == ["MISS", "HIT"]
+
+
+async def test_coalescing_never_shares_a_response_varying_outside_the_key() -> None:
+    """Concurrent requests with different Accept-Language to an endpoint that varies on it each get their
+    own answer from `CoalesceMiddleware` (the key has no Accept-Language)."""
+    api = Api()
+    app = CoalesceMiddleware(api.app(), config=WebConfig(rules=[Rule(path="/lang", coalesce=True)]))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+        responses = await concurrently(
+            client, api, "/lang", {"accept-language": "fr"}, {"accept-language": "de"}
+        )
+    assert sorted(r.text.split()[0] for r in responses) == ["de", "fr"]
+    assert api.runs["lang"] == 2
 
 
 def test_per_user_rule_needs_a_user_key() -> None:

@@ -40,6 +40,9 @@ class CacheKey:
 
     key: str
     personal: bool
+    keyed: frozenset[bytes] = (
+        frozenset()
+    )  # request headers the key accounts for (a response may Vary on them)
 
 
 def credentials_in(scope: Scope, names: Iterable[bytes]) -> list[bytes]:
@@ -83,7 +86,9 @@ async def cache_key(scope: Scope, rule: Rule | None, config: WebConfig, prefix: 
     text = json.dumps(parts, separators=(",", ":"))  # unambiguous: no value can pass for two parts
     digest = hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=16).hexdigest()
     personal = user is not None or any(c.decode("latin-1") in vary for c in credentials)
-    return CacheKey(prefix + digest, personal)
+    # credentials are accounted for whenever a key is given: absent, keyed, named by the user, or public
+    keyed = frozenset([b"host", *(h.encode("latin-1") for h in vary), *config.credential_names])
+    return CacheKey(prefix + digest, personal, keyed)
 
 
 async def user_of(scope: Scope, func: Callable[[Any], Any] | None) -> str | None:
@@ -95,13 +100,18 @@ async def user_of(scope: Scope, func: Callable[[Any], Any] | None) -> str | None
     return None if value is None else str(value)
 
 
-def shareable(headers: Iterable[tuple[bytes, bytes]], personal: bool) -> bool:
+def shareable(headers: Iterable[tuple[bytes, bytes]], key: CacheKey) -> bool:
     """May this response be given to another request with the same key? Never one that sets a cookie
-    (a session issued to one client), nor a `private` one unless the key names who asks."""
-    for key, value in headers:
-        k = key.lower()
+    (a session issued to one client), nor a `private` one unless the key names who asks, nor one that
+    varies (`Vary`) on a request header the key does not account for (or on `*`)."""
+    for name, value in headers:
+        k = name.lower()
         if k == b"set-cookie":
             return False
-        if k == b"cache-control" and not personal and b"private" in value.lower():
+        if k == b"cache-control" and not key.personal and b"private" in value.lower():
+            return False
+        if k == b"vary" and any(
+            token.strip().lower() not in key.keyed for token in value.split(b",") if token.strip()
+        ):
             return False
     return True

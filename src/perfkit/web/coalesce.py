@@ -2,9 +2,10 @@
 
 The first request for a key (the leader) runs the app and records its response while sending it; the
 others (followers) wait for that recording and replay it. A streamed or oversized response, one that sets
-a cookie or is `private` (unless keyed per user) is not shared: followers then run the app themselves.
-Requests with credentials are never coalesced with other callers' (`perfkit.web.cache_key`). `Coalescer`
-is also what the response cache uses on a miss, so a cold key costs one endpoint run per process.
+a cookie, is `private` (unless keyed per user) or varies on a header outside the key is not shared:
+followers then run the app themselves. Requests with credentials are never coalesced with other
+callers' (`perfkit.web.cache_key`). `Coalescer` is also what the response cache uses on a miss, so a cold
+key costs one endpoint run per process.
 """
 
 from __future__ import annotations
@@ -116,13 +117,12 @@ class CoalesceMiddleware:
         if key is None:  # credentials the rule does not key on: never share this request's run
             await self.app(scope, receive, send)
             return
-        personal = key.personal
 
         async def leader() -> Recorded | None:
             recorder = Recorder(send, self.config.cache_max_body)
             await self.app(scope, receive, recorder.send)
             recorded = recorder.result()
-            return recorded if recorded is not None and shareable(recorded[1], personal) else None
+            return recorded if recorded is not None and shareable(recorded[1], key) else None
 
         async def follower(recorded: Recorded) -> None:
             await replay(send, recorded)

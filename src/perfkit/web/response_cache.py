@@ -33,10 +33,11 @@ MISS = [(b"x-cache", b"MISS")]
 BYPASS = [(b"x-cache", b"BYPASS")]
 
 
-def cacheable(recorded: Recorded, personal: bool) -> bool:
-    """2xx, shareable (no Set-Cookie; `private` only in an entry keyed by who asks) and not `no-store`."""
+def cacheable(recorded: Recorded, key: CacheKey) -> bool:
+    """2xx, shareable (no Set-Cookie; `private` only in an entry keyed by who asks; `Vary` only on headers
+    in the key) and not `no-store`."""
     status, headers, _ = recorded
-    if not 200 <= status < 300 or not shareable(headers, personal):
+    if not 200 <= status < 300 or not shareable(headers, key):
         return False
     return not any(k.lower() == b"cache-control" and b"no-store" in v.lower() for k, v in headers)
 
@@ -134,7 +135,7 @@ class ResponseCacheMiddleware:
             await self.app(scope, receive, recorder.send)
             finished = True
             recorded = recorder.result()
-            if recorded is None or not cacheable(recorded, found.personal):
+            if recorded is None or not cacheable(recorded, found):
                 raise _NotShared
             status, headers, body = recorded
             tags.extend(tags_for(rule, scope, headers))
@@ -176,7 +177,7 @@ class ResponseCacheMiddleware:
             recorder = Recorder(_to_client(send), self.config.cache_max_body)
             await self.app(scope, receive, recorder.send)
             recorded = recorder.result()
-            if recorded is None or not cacheable(recorded, found.personal):
+            if recorded is None or not cacheable(recorded, found):
                 return None
             status, headers, body = recorded
             clean = (status, without(headers, b"x-cache-tags"), body)
