@@ -18,6 +18,7 @@ import perfkit
 from perfkit.errors import ConfigurationError
 from perfkit.metrics import Collector
 from perfkit.web import CoalesceMiddleware, ResponseCacheMiddleware, Rule, WebConfig
+from perfkit.web.cache_key import cache_key
 from tests.conftest import CACHE_KINDS, CacheFactory
 
 from .conftest import series
@@ -398,8 +399,8 @@ def test_per_user_rule_needs_a_user_key() -> None:
 @pytest.mark.parametrize(
     ("make", "setting"),
     [
-        (lambda: Rule(path="/me", cache_ttl=60, cache_vary="authorization"), "rules.cache_vary"),
-        (lambda: Rule(path="/me", cache_ttl=60, cache_per_user="yes"), "rules.cache_per_user"),
+        (lambda: Rule(path="/me", cache_ttl=60, cache_vary="authorization"), "rules.cache_vary"),  # type: ignore[arg-type]
+        (lambda: Rule(path="/me", cache_ttl=60, cache_per_user="yes"), "rules.cache_per_user"),  # type: ignore[arg-type]
         (
             lambda: Rule(path="/me", cache_ttl=60, cache_per_user=user_key, cache_public=True),
             "rules.cache_public",
@@ -412,3 +413,30 @@ def test_bad_credential_settings_refused(make: Callable[[], Any], setting: str) 
     and per user: each raises ConfigurationError naming the setting."""
     with pytest.raises(ConfigurationError, match=setting):
         make()
+
+
+def scope_with(*headers: tuple[bytes | bytearray, bytes | bytearray]) -> dict[str, Any]:
+    return {"type": "http", "method": "GET", "scheme": "http", "path": "/p", "root_path": "",
+            "query_string": b"", "headers": list(headers)}  # fmt: skip
+
+
+async def test_keys_are_unambiguous() -> None:
+    """An absent header, an empty one and a repeated one give different keys; so does each credential
+    value under a per-token rule; raw bytearray header names work."""
+    config = WebConfig()
+    rule = Rule(path="/p", cache_ttl=60, cache_vary=("x-a", "cookie"))
+    variants = [
+        scope_with(),
+        scope_with((b"x-a", b"")),
+        scope_with((b"x-a", b"1")),
+        scope_with((b"x-a", b"1"), (b"x-a", b"")),
+        scope_with((b"cookie", b"s=1")),
+        scope_with((b"cookie", b"s=1"), (b"cookie", b"t=2")),
+        scope_with((b"cookie", b"s=1; t=2")),
+        scope_with((bytearray(b"cookie"), bytearray(b"s=2"))),
+    ]
+    keys = [await cache_key(s, rule, config, "r:") for s in variants]
+    assert all(k is not None for k in keys)
+    assert len({k.key for k in keys if k is not None}) == len(variants)
+    again = await cache_key(scope_with((b"cookie", b"s=1")), rule, config, "r:")
+    assert again is not None and again.key == keys[4].key  # type: ignore[union-attr]

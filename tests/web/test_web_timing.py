@@ -107,7 +107,8 @@ async def asgi_request(app: object, headers: list[tuple[bytes, bytes]]) -> dict[
 
     await app(scope, receive, send)  # type: ignore[operator]
     start = next(m for m in sent if m["type"] == "http.response.start")
-    return dict(start["headers"])  # type: ignore[call-overload]
+    sent_headers: list[tuple[bytes, bytes]] = start["headers"]  # type: ignore[assignment]
+    return dict(sent_headers)
 
 
 @pytest.mark.parametrize("bad", [b"abc\n", b"abc\r\n", b"\nabc", b"abc\nx", b"abc\x00"])

@@ -24,71 +24,111 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from perfkit.web._asgi import Scope
 from perfkit.web.config import Rule, WebConfig
 
 
-@dataclass(frozen=True, slots=True)
-class CacheKey:
+class CacheKey(NamedTuple):
     """`key`: the entry's name; `personal`: the key names who asks (a user key or a credential), so a
-    `Cache-Control: private` response may be kept in it."""
+    `Cache-Control: private` response may be kept in it; `keyed`: the request headers the key accounts
+    for (a response may `Vary` on those)."""
 
     key: str
     personal: bool
-    keyed: frozenset[bytes] = (
-        frozenset()
-    )  # request headers the key accounts for (a response may Vary on them)
+    keyed: frozenset[bytes] = frozenset()
 
 
-def credentials_in(scope: Scope, names: Iterable[bytes]) -> list[bytes]:
-    """The credential headers (lower-case names) this request carries."""
-    wanted = set(names)
-    found = []
-    for name, _ in scope.get("headers") or ():
-        key = bytes(name).lower()
-        if key in wanted and key not in found:
-            found.append(key)
-    return found
+_HOST, _VARY, _CREDENTIAL = 1, 2, 4
+
+
+class _Plan(NamedTuple):
+    """What `cache_key` needs of one rule under one config, computed once."""
+
+    vary: tuple[bytes, ...]
+    roles: dict[bytes, int]  # header name -> _HOST | _VARY | _CREDENTIAL bits: one lookup per header
+    keyed: frozenset[bytes]
+    query: bool
+    per_user: Callable[[Any], Any] | None
+    public: bool
+
+
+_PLANS: dict[tuple[int, int], tuple[Rule | None, WebConfig, _Plan]] = {}
+
+
+def _plan(rule: Rule | None, config: WebConfig) -> _Plan:
+    entry = _PLANS.get((id(rule), id(config)))
+    if entry is not None and entry[0] is rule and entry[1] is config:
+        return entry[2]
+    vary = tuple(h.encode("latin-1") for h in rule.cache_vary) if rule is not None else ()
+    per_user = None
+    if rule is not None and rule.cache_per_user:
+        per_user = rule.cache_per_user if callable(rule.cache_per_user) else config.user
+    roles: dict[bytes, int] = {b"host": _HOST}
+    for name in vary:
+        roles[name] = roles.get(name, 0) | _VARY
+    for name in config.credential_names:
+        roles[name] = roles.get(name, 0) | _CREDENTIAL
+    # credentials are accounted for whenever a key is given: absent, keyed, named by the user, or public
+    keyed = frozenset(roles)
+    query, public = rule is None or rule.cache_query, rule is not None and rule.cache_public
+    plan = _Plan(vary, roles, keyed, query, per_user, public)
+    if len(_PLANS) > 1024:
+        _PLANS.clear()
+    _PLANS[(id(rule), id(config))] = (rule, config, plan)
+    return plan
+
+
+def _part(value: bytes | None) -> bytes:
+    """A prefix-free encoding (`-` for absent, else `<length>:<bytes>`): no value can pass for two parts."""
+    return b"-" if value is None else b"%d:%s" % (len(value), value)
 
 
 async def cache_key(scope: Scope, rule: Rule | None, config: WebConfig, prefix: str) -> CacheKey | None:
     """The key for 'the same request, for the same caller', or None when the request carries credentials
     the rule does not key on (it must bypass the cache and coalescing)."""
-    credentials = credentials_in(scope, config.credential_names)
-    vary = rule.cache_vary if rule is not None else ()
+    plan = _plan(rule, config)
+    roles = plan.roles
+    host = b""
+    carried: list[bytes] | None = None
+    values: dict[bytes, list[bytes]] | None = None
+    for name, value in scope.get("headers") or ():  # ASGI header names are lower-case
+        role = roles.get(name if type(name) is bytes else bytes(name))  # (a bytearray is not hashable)
+        if role is None:
+            continue
+        if role & _HOST and not host:
+            host = bytes(value)
+        if role & _VARY:
+            if values is None:
+                values = {}
+            values.setdefault(bytes(name), []).append(bytes(value))
+        if role & _CREDENTIAL:
+            carried = [bytes(name)] if carried is None else [*carried, bytes(name)]
     user: str | None = None
-    if rule is not None and rule.cache_per_user:
-        func = rule.cache_per_user if callable(rule.cache_per_user) else config.user
-        user = await user_of(scope, func)
-    public = rule is not None and rule.cache_public
-    unkeyed = [c for c in credentials if c.decode("latin-1") not in vary]
-    if unkeyed and user is None and not public:
+    if plan.per_user is not None:
+        user = await user_of(scope, plan.per_user)
+    vary = plan.vary
+    if carried is not None and user is None and not plan.public and any(c not in vary for c in carried):
         return None
-    wanted = {"host", *vary}
-    headers: dict[str, list[str]] = {}
-    for raw, value in scope.get("headers") or ():
-        name = bytes(raw).lower().decode("latin-1")
-        if name in wanted:
-            headers.setdefault(name, []).append(bytes(value).decode("latin-1"))
-    host = headers.get("host", [""])[0]
-    parts: list[Any] = [scope["method"], scope.get("scheme", "http"), host,
-                        scope.get("root_path", "") + scope["path"]]  # fmt: skip
-    if rule is None or rule.cache_query:
-        parts.append(scope.get("query_string", b"").decode("latin-1"))
-    parts.extend(headers.get(h) for h in vary)  # every value of a repeated header; None when absent
-    if rule is not None and rule.cache_per_user:
-        parts.append(user)
-    text = json.dumps(parts, separators=(",", ":"))  # unambiguous: no value can pass for two parts
-    digest = hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=16).hexdigest()
-    personal = user is not None or any(c.decode("latin-1") in vary for c in credentials)
-    # credentials are accounted for whenever a key is given: absent, keyed, named by the user, or public
-    keyed = frozenset([b"host", *(h.encode("latin-1") for h in vary), *config.credential_names])
-    return CacheKey(prefix + digest, personal, keyed)
+    path = (scope.get("root_path", "") + scope["path"]).encode("utf-8", "replace")
+    query = scope.get("query_string", b"") if plan.query else b""
+    method = scope["method"].encode("latin-1")
+    scheme = scope.get("scheme", "http").encode("latin-1")
+    # method and scheme are tokens (no spaces); the rest are length-prefixed: unambiguous
+    text = b"%s %s %d:%s%d:%s%d:%s" % (method, scheme, len(host), host, len(path), path, len(query), query)
+    if vary:
+        out = [text]
+        for name in vary:  # every value of a repeated header, in order; absent is not empty
+            found = values.get(name) if values is not None else None
+            out.append(b"-" if found is None else b"%d*" % len(found) + b"".join(_part(v) for v in found))
+        text = b"".join(out)
+    if plan.per_user is not None:
+        text += _part(None if user is None else user.encode("utf-8", "replace"))
+    digest = hashlib.blake2b(text, digest_size=16).hexdigest()
+    personal = user is not None or (carried is not None and any(c in vary for c in carried))
+    return CacheKey(prefix + digest, personal, plan.keyed)
 
 
 async def user_of(scope: Scope, func: Callable[[Any], Any] | None) -> str | None:
