@@ -54,9 +54,8 @@ class Rule:
     methods: frozenset[str] | None = None
     cache_control: str | None = None
     cache_ttl: float | None = None  # response cache for this route when set
-    cache_vary: tuple[
-        str, ...
-    ] = ()  # request headers that select a cached variant ("authorization": per token)
+    # request headers that select a cached variant (("authorization",): an entry per token)
+    cache_vary: tuple[str, ...] = ()
     # an entry per user: True keys by `WebConfig.user(scope)`, a callable by what it returns for the scope
     cache_per_user: bool | KeyFunc = False
     # the response is the same for every caller: requests with credentials share the one entry (a hit skips
