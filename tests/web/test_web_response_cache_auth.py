@@ -122,7 +122,9 @@ async def serve(make_cache: CacheFactory) -> AsyncIterator[Serve]:
     clients: list[httpx.AsyncClient] = []
 
     def make(api: Api, *rules: Rule, **config: Any) -> httpx.AsyncClient:
-        cache = make_cache()
+        cache = make_cache(
+            timeout=5.0
+        )  # generous: on a loaded machine a 0.5 s Redis timeout turns a HIT into a MISS
         collector = Collector()
         app = perfkit.instrument(
             api.app(),
