@@ -442,3 +442,46 @@ async def test_keys_are_unambiguous() -> None:
     assert len({k.key for k in keys if k is not None}) == len(variants)
     again = await cache_key(scope_with((b"cookie", b"s=1")), rule, config, "r:")
     assert again is not None and again.key == keys[4].key  # type: ignore[union-attr]
+
+
+def fastapi_app() -> Any:
+    """The template's shape: every route under `include_router(prefix="/api/v1")`, `/users/me` behind an
+    OAuth2 bearer dependency that answers 401 itself."""
+    from fastapi import APIRouter, Depends, FastAPI, HTTPException
+    from fastapi.security import OAuth2PasswordBearer
+
+    oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/login/access-token")
+    router = APIRouter()
+
+    def current_user(token: str = Depends(oauth2)) -> str:
+        user = TOKENS.get(token)
+        if user is None:
+            raise HTTPException(status_code=403, detail="Could not validate credentials")
+        return user
+
+    @router.get("/users/me")
+    def read_user_me(user: str = Depends(current_user)) -> dict[str, str]:
+        return {"user": user, "email": f"{user}@example.com"}
+
+    app = FastAPI()
+    app.include_router(router, prefix="/api/v1")
+    return app
+
+
+@pytest.mark.parametrize("opt_in", [False, True], ids=["plain-rule", "per-user-rule"])
+async def test_fastapi_included_router_with_bearer_dependency(make_cache: CacheFactory, opt_in: bool) -> None:
+    """On a FastAPI app built like the full-stack template: Alice never gets the admin's cached data, a
+    request without a token gets FastAPI's 401, and with `cache_per_user` each user's repeat is a HIT."""
+    rule = Rule(path="/api/v1/users/me", cache_ttl=60, cache_per_user=user_key if opt_in else False)
+    app = perfkit.instrument(fastapi_app(), cache=make_cache(timeout=5.0), config=WebConfig(rules=[rule]),
+                             collector=Collector(), monitor=False)  # fmt: skip
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+        admin = [await client.get("/api/v1/users/me", headers=ADMIN) for _ in range(2)]
+        alice = [await client.get("/api/v1/users/me", headers=ALICE) for _ in range(2)]
+        nobody = await client.get("/api/v1/users/me")
+    assert [r.json()["user"] for r in admin] == ["admin", "admin"]
+    assert [r.json()["user"] for r in alice] == ["alice", "alice"]
+    assert nobody.status_code == 401
+    assert nobody.json() == {"detail": "Not authenticated"}
+    expected = ["MISS", "HIT"] if opt_in else ["BYPASS", "BYPASS"]
+    assert [r.headers["x-cache"] for r in admin] == [r.headers["x-cache"] for r in alice] == expected
