@@ -2,7 +2,9 @@
 
 `/report` counts its real runs in Redis (`<prefix>runs`) and answers only once all `PERFKIT_TEST_N`
 requests have looked the response up and missed (the cache counts lookups in `<prefix>looked` and pushes
-`go` after the last one), so every request is a concurrent miss, in either process.
+`go` after the last one), so every request is a concurrent miss, in either process. `/me` is the same
+with a per-token key (`cache_vary=("authorization",)`); `/me-plain` has a plain rule, so requests with a
+token bypass the cache: it answers once all N requests have run it (`<prefix>runs` reaches N).
 """
 
 from __future__ import annotations
@@ -33,6 +35,20 @@ async def report(request: Request) -> Response:
     return JSONResponse({"run": run, "pid": os.getpid()})
 
 
+async def me(request: Request) -> Response:
+    run = await client.incr(PREFIX + "runs")
+    await client.blpop([PREFIX + "go"], timeout=30)
+    return JSONResponse({"user": request.headers.get("authorization"), "run": run, "pid": os.getpid()})
+
+
+async def me_plain(request: Request) -> Response:
+    run = await client.incr(PREFIX + "runs")
+    if run == N:  # every request runs the endpoint itself: release them all
+        await client.rpush(PREFIX + "go", *[1] * N)
+    await client.blpop([PREFIX + "go"], timeout=10)  # bounded: coalesced requests would never reach N
+    return JSONResponse({"user": request.headers.get("authorization"), "run": run, "pid": os.getpid()})
+
+
 class CountingCache(Cache):
     """The real Redis cache; response lookups are counted so the endpoint can wait for all of them."""
 
@@ -45,9 +61,15 @@ class CountingCache(Cache):
 
 cache = CountingCache(URL, namespace=PREFIX + "cache")
 app = perfkit.instrument(
-    Starlette(routes=[Route("/report", report)]),
+    Starlette(routes=[Route("/report", report), Route("/me", me), Route("/me-plain", me_plain)]),
     cache=cache,
-    config=WebConfig(rules=[Rule(path="/report", cache_ttl=60)]),
+    config=WebConfig(
+        rules=[
+            Rule(path="/report", cache_ttl=60),
+            Rule(path="/me", cache_ttl=60, cache_vary=("authorization",)),
+            Rule(path="/me-plain", cache_ttl=60),
+        ]
+    ),
     collector=Collector(),
     monitor=False,
 )

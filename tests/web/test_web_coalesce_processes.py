@@ -19,6 +19,7 @@ from .test_web_response_cache import redis_up
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 40
+HOST = {"host": "api.example"}
 
 pytestmark = [
     pytest.mark.redis,
@@ -51,7 +52,8 @@ async def test_identical_gets_across_two_processes_run_the_endpoint_once(prefix:
     try:
         async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=2 * N)) as client:
             responses = await asyncio.gather(
-                *(client.get(f"http://127.0.0.1:{servers[i % 2][1]}/report") for i in range(N))
+                # one Host for both, as behind a load balancer (the Host is part of the cache key)
+                *(client.get(f"http://127.0.0.1:{servers[i % 2][1]}/report", headers=HOST) for i in range(N))
             )
         runs = int(redis.Redis.from_url(REDIS_URL).get(prefix + "runs") or 0)
     finally:
@@ -64,3 +66,46 @@ async def test_identical_gets_across_two_processes_run_the_endpoint_once(prefix:
     assert runs == 1
     assert len({r.text for r in responses}) == 1  # everyone got the one run's answer
     assert {r.headers["x-cache"] for r in responses} == {"MISS"}  # all were concurrent misses
+
+
+async def two_servers_get(prefix: str, path: str) -> tuple[list[httpx.Response], int]:
+    """N concurrent GETs of `path`, alternating two tokens and two processes; (responses, endpoint runs)."""
+    servers = [start_server(prefix), start_server(prefix)]
+    tokens = ["Bearer admin-token", "Bearer alice-token"]
+    try:
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=2 * N)) as client:
+            responses = await asyncio.gather(
+                *(
+                    client.get(f"http://127.0.0.1:{servers[(i // 2) % 2][1]}{path}",
+                               headers={**HOST, "authorization": tokens[i % 2]})
+                    for i in range(N)
+                )
+            )  # fmt: skip
+        runs = int(redis.Redis.from_url(REDIS_URL).get(prefix + "runs") or 0)
+    finally:
+        for proc, _ in servers:
+            proc.terminate()
+            proc.wait(timeout=10)
+            assert proc.stderr is not None
+            proc.stderr.close()
+    return list(responses), runs
+
+
+async def test_callers_with_different_tokens_not_coalesced_across_processes(prefix: str) -> None:
+    """Under a rule with no per-user key, N concurrent GETs with two tokens over two processes are never
+    coalesced (through the shared Redis lock) nor cached: every request runs the endpoint and gets its own
+    caller's answer."""
+    responses, runs = await two_servers_get(prefix, "/me-plain")
+    assert [r.status_code for r in responses] == [200] * N
+    assert [r.json()["user"] for r in responses] == ["Bearer admin-token", "Bearer alice-token"] * (N // 2)
+    assert runs == N
+    assert {r.headers["x-cache"] for r in responses} == {"BYPASS"}
+
+
+async def test_per_token_key_coalesces_each_caller_apart_across_processes(prefix: str) -> None:
+    """With `cache_vary=("authorization",)`, N concurrent misses with two tokens over two processes run the
+    endpoint once per token, and each caller gets the answer made for its own token."""
+    responses, runs = await two_servers_get(prefix, "/me")
+    assert [r.status_code for r in responses] == [200] * N
+    assert [r.json()["user"] for r in responses] == ["Bearer admin-token", "Bearer alice-token"] * (N // 2)
+    assert runs == 2

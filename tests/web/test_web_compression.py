@@ -6,12 +6,19 @@ import gzip
 import json
 import random
 import zlib
+from pathlib import Path
 
 import brotli
 import pytest
 import zstandard
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
+import perfkit
+from perfkit.metrics import Collector
 from perfkit.web import CompressionMiddleware, ConditionalMiddleware, Rule, WebConfig
 from perfkit.web.compression import negotiate
 
@@ -143,3 +150,79 @@ def test_gzip_is_at_most_five_percent_larger_than_gzip_9() -> None:
         nine = zlib.compressobj(9, zlib.DEFLATED, 31)
         reference = len(nine.compress(body) + nine.flush())
         assert len(out) <= 1.05 * reference, (len(out), reference)
+
+
+FILE_BYTES = bytes(str(list(range(5000))), "ascii")[:20000]  # 20,000 bytes of compressible text
+
+
+def ranged_client(tmp_path: Path, stack: str) -> TestClient:
+    """A Starlette app serving a 20,000-byte text file (FileResponse: Range, multipart/byteranges) and a
+    hand-made 206, behind CompressionMiddleware alone or the whole `instrument()` stack."""
+    path = tmp_path / "big.txt"
+    path.write_bytes(FILE_BYTES)
+
+    async def file(request: Request) -> Response:
+        return FileResponse(path, media_type="text/plain")
+
+    async def partial(request: Request) -> Response:
+        body = FILE_BYTES[10000:]
+        return Response(body, status_code=206, media_type="application/json",
+                        headers={"content-range": "bytes 10000-19999/20000"})  # fmt: skip
+
+    async def ranged_200(request: Request) -> Response:  # odd, but a Content-Range is never recoded
+        return Response(FILE_BYTES, media_type="text/plain", headers={"content-range": "bytes 0-19999/20000"})
+
+    app = Starlette(routes=[Route("/file", file), Route("/partial", partial), Route("/ranged", ranged_200)])
+    if stack == "instrument":
+        return TestClient(perfkit.instrument(app, config=WebConfig(), collector=Collector(), monitor=False))
+    app.add_middleware(CompressionMiddleware, config=WebConfig())
+    return TestClient(app)
+
+
+@pytest.mark.parametrize("stack", ["middleware", "instrument"])
+@pytest.mark.parametrize("accept", ["gzip", "br", "zstd"])
+def test_single_range_206_not_compressed(tmp_path: Path, stack: str, accept: str) -> None:
+    """A FileResponse answering `Range: bytes=10000-19999` (206, Content-Range) goes out uncompressed."""
+    c = ranged_client(tmp_path, stack)
+    with c.stream("GET", "/file", headers={"accept-encoding": accept, "range": "bytes=10000-19999"}) as r:
+        body = b"".join(r.iter_raw())
+    assert r.status_code == 206
+    assert r.headers["content-range"] == "bytes 10000-19999/20000"
+    assert "content-encoding" not in r.headers
+    assert body == FILE_BYTES[10000:20000]
+    assert int(r.headers["content-length"]) == 10000
+
+
+@pytest.mark.parametrize("stack", ["middleware", "instrument"])
+def test_multipart_byteranges_not_compressed(tmp_path: Path, stack: str) -> None:
+    """A multi-range 206 (multipart/byteranges, no top-level Content-Range) goes out uncompressed."""
+    c = ranged_client(tmp_path, stack)
+    headers = {"accept-encoding": "gzip", "range": "bytes=0-999,10000-10999"}
+    with c.stream("GET", "/file", headers=headers) as r:
+        body = b"".join(r.iter_raw())
+    assert r.status_code == 206
+    assert r.headers["content-type"].startswith("multipart/byteranges")
+    assert "content-encoding" not in r.headers
+    assert FILE_BYTES[0:1000] in body and FILE_BYTES[10000:11000] in body
+
+
+@pytest.mark.parametrize("stack", ["middleware", "instrument"])
+@pytest.mark.parametrize("path", ["/partial", "/ranged"])
+def test_hand_made_206_or_content_range_not_compressed(tmp_path: Path, stack: str, path: str) -> None:
+    """An app's own 206, and any response carrying Content-Range, are never compressed."""
+    with ranged_client(tmp_path, stack).stream("GET", path, headers={"accept-encoding": "gzip"}) as r:
+        body = b"".join(r.iter_raw())
+    assert "content-encoding" not in r.headers
+    assert "content-range" in r.headers
+    assert body in (FILE_BYTES, FILE_BYTES[10000:])
+
+
+@pytest.mark.parametrize("stack", ["middleware", "instrument"])
+def test_whole_file_compressed_without_accept_ranges(tmp_path: Path, stack: str) -> None:
+    """The whole file (200) is still compressed, and no longer offers byte ranges of the encoded body."""
+    with ranged_client(tmp_path, stack).stream("GET", "/file", headers={"accept-encoding": "gzip"}) as r:
+        body = b"".join(r.iter_raw())
+    assert r.status_code == 200
+    assert r.headers["content-encoding"] == "gzip"
+    assert "accept-ranges" not in r.headers
+    assert gzip.decompress(body) == FILE_BYTES

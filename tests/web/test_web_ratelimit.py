@@ -19,6 +19,7 @@ import redis
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+import perfkit
 from perfkit.metrics import Collector
 from perfkit.web import RateLimit, RateLimitMiddleware, Rule, WebConfig
 from perfkit.web.ratelimit.backend import gcra
@@ -163,6 +164,58 @@ async def test_redis_down_fails_open(url: str, caplog: pytest.LogCaptureFixture)
     await app.backend.close()
     assert codes == [200] * 6
     assert len([r for r in caplog.records if "backend down" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize("url", DOWN_URLS)
+async def test_failing_open_claims_no_quota(url: str) -> None:
+    """Failing open (Redis unreachable), the answer has no RateLimit headers: not a made-up full quota
+    (`r=3;t=0`), the same through the middleware alone and through `instrument()`'s fused layer."""
+    down = url.format(port=free_port())
+    alone = make_app(down)
+    stacked = perfkit.instrument(
+        make_starlette(),
+        config=WebConfig(rules=RULES, rate_limit_url=down),
+        collector=Collector(),
+        monitor=False,
+    )
+    try:
+        for app in (alone, stacked):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
+                responses = [await c.get("/") for _ in range(2)]
+            assert [r.status_code for r in responses] == [200, 200]
+            for response in responses:
+                assert "ratelimit" not in response.headers
+                assert "ratelimit-policy" not in response.headers
+    finally:
+        await alone.backend.close()
+        await stacked.state.perfkit.close()
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server binary not installed")
+async def test_quota_headers_leave_with_redis_and_come_back_with_it(prefix: str) -> None:
+    """A private redis-server: counted headers while it runs; stopped, requests pass with no RateLimit
+    headers; started again on the same port, the headers come back (a fresh budget: no persistence)."""
+    port = free_port()
+    proc = _redis_server.start(port)
+    app = make_app(f"redis://127.0.0.1:{port}/0?prefix={prefix}", rate_limit_timeout=2.0)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
+            up = await c.get("/")
+            proc.terminate()
+            proc.wait(timeout=10)
+            down = [await c.get("/") for _ in range(2)]
+            proc = _redis_server.start(port)
+            back = await c.get("/")
+    finally:
+        await app.backend.close()
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert up.headers["ratelimit"].startswith('"/";r=2;')
+    assert [r.status_code for r in down] == [200, 200]
+    assert all("ratelimit" not in r.headers and "ratelimit-policy" not in r.headers for r in down)
+    assert back.status_code == 200
+    assert back.headers["ratelimit"].startswith('"/";r=2;')
 
 
 @pytest.mark.parametrize("url", DOWN_URLS)

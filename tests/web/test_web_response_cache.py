@@ -201,6 +201,7 @@ async def test_vary_headers(client: httpx.AsyncClient, endpoints: Endpoints) -> 
 async def test_not_cached_by_default(client: httpx.AsyncClient, endpoints: Endpoints, path: str) -> None:
     """Responses with Set-Cookie, non-2xx status, or no-store are never cached."""
     await client.get(path)
+    client.cookies.clear()  # the cookie /cookie set would make the next request bypass the cache
     second = await client.get(path)
     assert second.headers["x-cache"] == "MISS"
     assert endpoints.calls[path.strip("/")] == 2
@@ -243,7 +244,7 @@ async def test_cache_operations_observed(client: httpx.AsyncClient, collector: C
 
 async def test_coalesce_without_cache(endpoints: Endpoints) -> None:
     """CoalesceMiddleware alone shares one endpoint run among identical concurrent GETs."""
-    app = CoalesceMiddleware(endpoints.app(), config=WebConfig(rules=RULES))
+    app = CoalesceMiddleware(endpoints.app(), config=WebConfig(rules=RULES, user=user))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
         tasks = [asyncio.create_task(c.get("/slow")) for _ in range(10)]
         while endpoints.calls.get("slow", 0) == 0:
@@ -267,7 +268,7 @@ async def test_broken_cache_degrades(endpoints: Endpoints) -> None:
         async def set(self, *args: Any, **kwargs: Any) -> None:
             raise perfkit.BackendUnavailableError("down")
 
-    app = ResponseCacheMiddleware(endpoints.app(), cache=Broken(), config=WebConfig(rules=RULES))
+    app = ResponseCacheMiddleware(endpoints.app(), cache=Broken(), config=WebConfig(rules=RULES, user=user))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
         responses = [await c.get("/tickets/3") for _ in range(2)]
     assert [r.status_code for r in responses] == [200, 200]

@@ -8,6 +8,8 @@ import re
 import pytest
 from starlette.testclient import TestClient
 
+import perfkit
+from perfkit.errors import ConfigurationError
 from perfkit.metrics import Collector
 from perfkit.web import TimingMiddleware, WebConfig
 
@@ -88,3 +90,88 @@ def test_websocket_passes_through() -> None:
     with client().websocket_connect("/ws") as ws:
         ws.send_text("there")
         assert ws.receive_text() == "hi there"
+
+
+async def asgi_request(app: object, headers: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """One GET through `app` with exactly these raw ASGI scope headers; returns the response headers."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+             "scheme": "http", "path": "/", "raw_path": b"/", "query_string": b"", "root_path": "",
+             "headers": headers, "client": ("127.0.0.1", 1), "server": ("t", 80)}  # fmt: skip
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)  # type: ignore[operator]
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    sent_headers: list[tuple[bytes, bytes]] = start["headers"]  # type: ignore[assignment]
+    return dict(sent_headers)
+
+
+@pytest.mark.parametrize("bad", [b"abc\n", b"abc\r\n", b"\nabc", b"abc\nx", b"abc\x00"])
+async def test_request_id_with_newline_in_raw_scope_replaced(bad: bytes) -> None:
+    """A raw scope X-Request-ID with a (trailing) newline or NUL is never echoed: a new id is made."""
+    app = TimingMiddleware(make_starlette(), config=WebConfig(), collector=Collector())
+    sent = (await asgi_request(app, [(b"x-request-id", bad)]))[b"x-request-id"]
+    assert re.fullmatch(rb"[0-9a-f]{12}-[0-9a-f]+", sent), sent
+    assert (await asgi_request(app, [(b"x-request-id", b"abc")]))[b"x-request-id"] == b"abc"
+
+
+def test_timing_allow_origin_off_by_default() -> None:
+    """Without the setting, Server-Timing is sent but no Timing-Allow-Origin: other origins cannot read it."""
+    response = client().get("/", headers={"origin": "https://app.example.com"})
+    assert "server-timing" in response.headers
+    assert "timing-allow-origin" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("value", "header"),
+    [
+        ("*", "*"),
+        ("https://app.example.com", "https://app.example.com"),
+        (["https://a.example", "http://localhost:3000"], "https://a.example, http://localhost:3000"),
+        ("https://a.example, http://[::1]:8080", "https://a.example, http://[::1]:8080"),
+    ],
+)
+def test_timing_allow_origin_sent_with_server_timing(value: str | list[str], header: str) -> None:
+    """With `timing_allow_origin`, every response carrying Server-Timing also carries Timing-Allow-Origin."""
+    for c in (client(WebConfig(timing_allow_origin=value)),
+              TestClient(perfkit.instrument(make_starlette(), config=WebConfig(timing_allow_origin=value),
+                                            collector=Collector(), monitor=False))):  # fmt: skip
+        for path in ("/", "/items/3", "/nowhere"):
+            response = c.get(path)
+            assert "server-timing" in response.headers
+            assert response.headers["timing-allow-origin"] == header
+
+
+def test_timing_allow_origin_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PERFKIT_TIMING_ALLOW_ORIGIN sets it when the argument is not given."""
+    monkeypatch.setenv("PERFKIT_TIMING_ALLOW_ORIGIN", "https://a.example,https://b.example")
+    assert client().get("/").headers["timing-allow-origin"] == "https://a.example, https://b.example"
+
+
+def test_no_timing_allow_origin_without_server_timing() -> None:
+    """With Server-Timing off there is nothing to allow: no Timing-Allow-Origin either."""
+    response = client(WebConfig(server_timing=False, timing_allow_origin="*")).get("/")
+    assert "server-timing" not in response.headers
+    assert "timing-allow-origin" not in response.headers
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "https://a.example/",
+        "https://a.example/path",
+        "a.example",
+        "*, https://a.example",
+        "https://a.example\r\nx: y",
+        ["https://a.example", 3],
+    ],
+)
+def test_bad_timing_allow_origin_refused(bad: object) -> None:
+    """A value that is not '*' or a list of scheme://host[:port] origins raises, naming the setting."""
+    with pytest.raises(ConfigurationError, match="timing_allow_origin"):
+        WebConfig(timing_allow_origin=bad)  # type: ignore[arg-type]

@@ -1,21 +1,21 @@
 """Request coalescing: identical concurrent GETs are answered from one run of the endpoint.
 
 The first request for a key (the leader) runs the app and records its response while sending it; the
-others (followers) wait for that recording and replay it. A streamed or oversized response cannot be
-shared: followers then run the app themselves. `Coalescer` is also what the response cache uses on a
-miss, so a cold key costs one endpoint run per process.
+others (followers) wait for that recording and replay it. A streamed or oversized response, one that sets
+a cookie, is `private` (unless keyed per user) or varies on a header outside the key is not shared:
+followers then run the app themselves. Requests with credentials are never coalesced with other
+callers' (`perfkit.web.cache_key`). `Coalescer` is also what the response cache uses on a miss, so a cold
+key costs one endpoint run per process.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from perfkit.web._asgi import ASGIApp, Headers, Message, Receive, Scope, Send
-from perfkit.web.config import Rule, WebConfig
+from perfkit.web.cache_key import cache_key, shareable
+from perfkit.web.config import WebConfig
 from perfkit.web.routing import RouteResolver
 
 Recorded = tuple[int, Headers, bytes]
@@ -57,31 +57,6 @@ async def replay(send: Send, recorded: Recorded, extra: Headers | None = None) -
     status, headers, body = recorded
     await send({"type": "http.response.start", "status": status, "headers": [*headers, *(extra or ())]})
     await send({"type": "http.response.body", "body": body})
-
-
-async def request_key(scope: Scope, rule: Rule | None, config: WebConfig, prefix: str) -> str:
-    """A stable key for 'the same request': method, path, query, chosen headers and user."""
-    parts = [scope["method"], scope.get("root_path", "") + scope["path"]]
-    if rule is None or rule.cache_query:
-        parts.append(scope.get("query_string", b"").decode("latin-1"))
-    if rule is not None and rule.cache_vary:
-        headers: dict[bytes, bytes] = {}
-        for k, v in scope["headers"]:
-            headers.setdefault(bytes(k), bytes(v))
-        parts.extend(headers.get(h.encode("latin-1"), b"").decode("latin-1") for h in rule.cache_vary)
-    if rule is not None and rule.cache_per_user:
-        parts.append("user=" + (await user_of(scope, config.user) or ""))
-    digest = hashlib.blake2b("\x1f".join(parts).encode("utf-8", "replace"), digest_size=16).hexdigest()
-    return prefix + digest
-
-
-async def user_of(scope: Scope, func: Callable[[Any], Any] | None) -> str | None:
-    if func is None:
-        return None
-    value = func(dict(scope))
-    if inspect.isawaitable(value):
-        value = await value
-    return None if value is None else str(value)
 
 
 class Coalescer:
@@ -138,15 +113,19 @@ class CoalesceMiddleware:
         if rule is None or not rule.coalesce:
             await self.app(scope, receive, send)
             return
-        key = await request_key(scope, rule, self.config, "coalesce:")
+        key = await cache_key(scope, rule, self.config, "coalesce:")
+        if key is None:  # credentials the rule does not key on: never share this request's run
+            await self.app(scope, receive, send)
+            return
 
         async def leader() -> Recorded | None:
             recorder = Recorder(send, self.config.cache_max_body)
             await self.app(scope, receive, recorder.send)
-            return recorder.result()
+            recorded = recorder.result()
+            return recorded if recorded is not None and shareable(recorded[1], key) else None
 
         async def follower(recorded: Recorded) -> None:
             await replay(send, recorded)
 
-        if await self.coalescer.run(key, leader, follower) is False:
+        if await self.coalescer.run(key.key, leader, follower) is False:
             await self.app(scope, receive, send)

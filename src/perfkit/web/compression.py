@@ -1,8 +1,10 @@
 """Compression: zstd, br or gzip, negotiated from Accept-Encoding (q-values), streaming-safe.
 
 Responses below `compress_min_size`, already encoded (Content-Encoding set), of compressed media types,
-`Cache-Control: no-transform`, or Server-Sent Events pass through untouched. A streamed body is
-compressed chunk by chunk with a flush after each, so every chunk reaches the client when it is sent.
+`Cache-Control: no-transform`, Server-Sent Events, and partial content (206, `multipart/byteranges`, any
+`Content-Range`: its byte ranges are of the identity body) pass through untouched; a compressed response
+loses `Accept-Ranges`. A streamed body is compressed chunk by chunk with a flush after each, so every
+chunk reaches the client when it is sent.
 Levels are chosen for speed (gzip 5, brotli 4, zstd 3), not gzip 9: on JSON, gzip 5 is within 3 % of
 gzip 9 in size at about half its cost; gzip goes through zlib-ng when it is installed. A strong ETag
 from an inner layer gets a coding suffix (`"abc-br"`) so each representation keeps its own validator.
@@ -25,7 +27,8 @@ except ImportError:  # pragma: no cover - zlib-ng is in the web extra; stdlib zl
 CODINGS = ("zstd", "br", "gzip")  # server preference when q-values tie
 _SKIP_TYPES = (b"image/", b"video/", b"audio/", b"font/woff", b"application/zip", b"application/gzip",
                b"application/x-gzip", b"application/zstd", b"application/x-7z", b"application/x-rar",
-               b"application/octet-stream", b"text/event-stream", b"application/pdf")  # fmt: skip
+               b"application/octet-stream", b"text/event-stream", b"application/pdf",
+               b"multipart/byteranges")  # fmt: skip
 _NEGOTIATED: dict[bytes, str | None] = {}
 
 
@@ -126,7 +129,7 @@ class _Encoder:
 def _compressible(headers: Headers) -> bool:
     for key, value in headers:
         k = key.lower()
-        if k == b"content-encoding":
+        if k == b"content-encoding" or k == b"content-range":  # a range is of the identity bytes
             return False
         if k == b"content-type" and value.lower().startswith(_SKIP_TYPES):
             return False
@@ -200,7 +203,9 @@ class _Responder:
                 self.state = "passthrough"
                 await self._send(self._not_modified(message, headers))
                 return
-            if message["status"] < 200 or message["status"] == 204 or not _compressible(headers):
+            status = message["status"]
+            # 206 (one range, or multipart/byteranges): its ranges are of the identity representation
+            if status < 200 or status == 204 or status == 206 or not _compressible(headers):
                 self.state = "passthrough"
                 await self._send(message)
                 return
@@ -254,12 +259,14 @@ class _Responder:
         coding = self.encoder.coding.encode()
         etag = None
         kept = []
-        for key, value in headers:  # one pass: drop Content-Length and ETag, remember the first ETag
+        # one pass: drop Content-Length and ETag (remembering the first ETag) and Accept-Ranges (the app
+        # serves ranges of the identity bytes, not of this encoding: a resumed download would be corrupt)
+        for key, value in headers:
             name = key.lower()
             if name == b"etag":
                 if etag is None:
                     etag = value
-            elif name != b"content-length":
+            elif name != b"content-length" and name != b"accept-ranges":
                 kept.append((key, value))
         headers[:] = kept
         headers.append((b"content-encoding", coding))

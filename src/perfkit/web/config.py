@@ -54,8 +54,13 @@ class Rule:
     methods: frozenset[str] | None = None
     cache_control: str | None = None
     cache_ttl: float | None = None  # response cache for this route when set
-    cache_vary: tuple[str, ...] = ()  # request headers that select a cached variant
-    cache_per_user: bool = False
+    # request headers that select a cached variant (("authorization",): an entry per token)
+    cache_vary: tuple[str, ...] = ()
+    # an entry per user: True keys by `WebConfig.user(scope)`, a callable by what it returns for the scope
+    cache_per_user: bool | KeyFunc = False
+    # the response is the same for every caller: requests with credentials share the one entry (a hit skips
+    # the app's authentication); without it they bypass the cache unless keyed per user (web/cache_key.py)
+    cache_public: bool = False
     cache_query: bool = True
     cache_tags: tuple[str, ...] = ()
     # ORM dependencies (`Ticket`, `Ticket.id == "{ticket_id}"`) as perfkit.cache.orm tags, so the
@@ -74,7 +79,19 @@ class Rule:
             object.__setattr__(self, "rate_limit", RateLimit.parse(self.rate_limit, "rules.rate_limit"))
         if self.methods is not None:
             object.__setattr__(self, "methods", frozenset(m.upper() for m in self.methods))
+        vary: Any = self.cache_vary  # checked: a bare string would be taken letter by letter
+        if isinstance(vary, str) or not all(isinstance(h, str) for h in vary):
+            raise ConfigurationError(
+                "rules.cache_vary", f"{self.cache_vary!r} is not a tuple of header names"
+            )
         object.__setattr__(self, "cache_vary", tuple(h.lower() for h in self.cache_vary))
+        if not isinstance(self.cache_per_user, bool) and not callable(self.cache_per_user):
+            raise ConfigurationError(
+                "rules.cache_per_user",
+                f"{self.cache_per_user!r} is neither True/False nor a function of the scope",
+            )
+        if self.cache_public and self.cache_per_user:
+            raise ConfigurationError("rules.cache_public", "a rule is either public or per user, not both")
 
     @property
     def limit(self) -> RateLimit | None:
@@ -96,6 +113,29 @@ def _rate(name: str, raw: str) -> RateLimit:
     return RateLimit.parse(raw, name)
 
 
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.\-]*://(?:[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
+
+
+def parse_origins(name: str, raw: str | Sequence[str]) -> tuple[str, ...]:
+    """Origins from `"*"`, `"https://a.example, https://b.example"` or a sequence of them."""
+    items: list[Any] = raw.split(",") if isinstance(raw, str) else list(raw)
+    origins = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigurationError(name, f"{item!r} is not an origin string")
+        origin = item.strip()
+        if origin and origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise ConfigurationError(
+                name, f"{origin!r} is not an origin; use '*' or scheme://host[:port] (no path, no '/' at the "
+                "end), e.g. 'https://app.example.com'"
+            )  # fmt: skip
+        if origin:
+            origins.append(origin)
+    if "*" in origins and len(origins) > 1:
+        raise ConfigurationError(name, "'*' already allows every origin; give it alone or list origins")
+    return tuple(origins)
+
+
 @dataclass
 class WebConfig:
     """Everything `perfkit.instrument()` and the middleware read; env vars fill what is not given."""
@@ -104,6 +144,8 @@ class WebConfig:
     # timing
     server_timing: bool | None = None
     request_id_header: str = "x-request-id"
+    # origins whose pages may read Server-Timing (Resource Timing API); PERFKIT_TIMING_ALLOW_ORIGIN, off
+    timing_allow_origin: str | Sequence[str] | None = None
     slow_request: float | None = None  # seconds; PERFKIT_SLOW_REQUEST, default 1s
     # compression
     compress: bool | None = None
@@ -123,6 +165,9 @@ class WebConfig:
     cache_ttl: float | None = None  # default TTL for routes with cache rules; PERFKIT_RESPONSE_CACHE_TTL
     cache_max_body: int = 1_048_576
     user: KeyFunc | None = None  # who the request is for (per-user cache keys, rate limit by user)
+    # request headers that carry credentials: a request with one bypasses the response cache and coalescing
+    # unless its rule keys on it (cache_vary), is per user, or is public
+    credential_headers: Sequence[str] = ("authorization", "cookie")
     coalesce: bool | None = None
     # metrics
     route_name: Callable[[Scope], str] | None = None  # for plain ASGI apps without a router
@@ -131,6 +176,9 @@ class WebConfig:
 
     def __post_init__(self) -> None:
         self.server_timing = setting("server_timing", self.server_timing, True, parse_bool)
+        self.timing_allow_origin = parse_origins(
+            "timing_allow_origin", setting("timing_allow_origin", self.timing_allow_origin, (), parse_origins)
+        )
         self.slow_request = setting("slow_request", self.slow_request, 1.0, parse_duration)
         self.compress = setting("compress", self.compress, True, parse_bool)
         self.compress_min_size = setting("compress_min_size", self.compress_min_size, 500, parse_size)
@@ -146,8 +194,28 @@ class WebConfig:
         for name in ("gzip_level", "brotli_quality", "zstd_level"):
             parse_int(name, getattr(self, name), minimum=0)
         self.request_id_header = self.request_id_header.lower()
+        if isinstance(self.credential_headers, str) or not all(
+            isinstance(h, str) and h for h in self.credential_headers
+        ):
+            raise ConfigurationError(
+                "credential_headers", f"{self.credential_headers!r} is not a sequence of header names"
+            )
+        self.credential_names = tuple(h.lower().encode("latin-1") for h in self.credential_headers)
+        for rule in self.rules:
+            if rule.cache_per_user is True and self.user is None:
+                raise ConfigurationError(
+                    "rules.cache_per_user",
+                    f"the rule for {rule.path or rule.name!r} caches per user but WebConfig.user is not set; "
+                    "pass user=<function of the scope> (or give the rule its own: cache_per_user=<function>)",
+                )
         self._patterns = [(compile_pattern(r.path) if r.path else None, r) for r in self.rules]
         self._exclude = [compile_pattern(p) for p in self.exclude]
+
+    @property
+    def timing_allow_origin_header(self) -> bytes | None:
+        """The `Timing-Allow-Origin` value, or None when no origin is allowed (the default)."""
+        origins = self.timing_allow_origin
+        return ", ".join(origins).encode("ascii") if origins else None
 
     @property
     def default_limit(self) -> RateLimit | None:

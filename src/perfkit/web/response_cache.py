@@ -1,13 +1,14 @@
 """Response cache: GET responses of chosen routes kept in a perfkit `Cache`, with tags and `X-Cache`.
 
-A route is cached when its rule sets `cache_ttl`. The key is the method, path, query (unless
-`cache_query=False`), the request headers in `cache_vary`, and the user (`config.user(scope)`) when
-`cache_per_user` is set. Entries carry the rule's `cache_tags` (formatted with path parameters, e.g.
-`ticket:{ticket_id}`), the ORM dependency tags of `cache_depends_on` (`Ticket.id == "{ticket_id}"`: the
-`perfkit.cache.orm.CacheInvalidator` evicts the response when that row changes), and any tags the
-endpoint lists in an `X-Cache-Tags` response header (removed before sending); `cache.invalidate_tags`
-evicts them. Only complete 2xx responses
-without Set-Cookie and without `no-store` (or `private`, unless cached per user) are stored. A miss is
+A route is cached when its rule sets `cache_ttl`. The key (`perfkit.web.cache_key`) is the method, scheme,
+Host, path, query (unless `cache_query=False`), the request headers in `cache_vary`, and the user when
+`cache_per_user` is set. A request with credentials (Authorization, Cookie) that the rule does not key on
+bypasses the cache (`X-Cache: BYPASS`): not read, not stored, not coalesced. Entries carry the rule's
+`cache_tags` (formatted with path parameters, e.g. `ticket:{ticket_id}`), the ORM dependency tags of
+`cache_depends_on` (`Ticket.id == "{ticket_id}"`: the `perfkit.cache.orm.CacheInvalidator` evicts the
+response when that row changes), and any tags the endpoint lists in an `X-Cache-Tags` response header
+(removed before sending); `cache.invalidate_tags` evicts them. Only complete 2xx responses without
+Set-Cookie and without `no-store` (or `private`, unless the key names who asks) are stored. A miss is
 coalesced: concurrent identical requests share one run of the endpoint.
 """
 
@@ -20,7 +21,8 @@ from typing import Any
 from perfkit.errors import PerfkitError
 from perfkit.metrics import Collector, default_collector
 from perfkit.web._asgi import ASGIApp, Headers, Message, Receive, Scope, Send, get, without
-from perfkit.web.coalesce import Coalescer, Recorded, Recorder, replay, request_key
+from perfkit.web.cache_key import CacheKey, cache_key, shareable
+from perfkit.web.coalesce import Coalescer, Recorded, Recorder, replay
 from perfkit.web.config import Rule, WebConfig
 from perfkit.web.routing import RouteResolver
 
@@ -28,21 +30,16 @@ log = logging.getLogger("perfkit.web.cache")
 _MISSING: Any = object()
 HIT = [(b"x-cache", b"HIT")]
 MISS = [(b"x-cache", b"MISS")]
+BYPASS = [(b"x-cache", b"BYPASS")]
 
 
-def cacheable(recorded: Recorded, rule: Rule) -> bool:
+def cacheable(recorded: Recorded, key: CacheKey) -> bool:
+    """2xx, shareable (no Set-Cookie; `private` only in an entry keyed by who asks; `Vary` only on headers
+    in the key) and not `no-store`."""
     status, headers, _ = recorded
-    if not 200 <= status < 300:
+    if not 200 <= status < 300 or not shareable(headers, key):
         return False
-    for key, value in headers:
-        k = key.lower()
-        if k == b"set-cookie":
-            return False
-        if k == b"cache-control":
-            policy = value.lower()
-            if b"no-store" in policy or (b"private" in policy and not rule.cache_per_user):
-                return False
-    return True
+    return not any(k.lower() == b"cache-control" and b"no-store" in v.lower() for k, v in headers)
 
 
 _DEPENDENCIES: dict[int, tuple[Rule, Any]] = {}
@@ -102,7 +99,12 @@ class ResponseCacheMiddleware:
             await self.app(scope, receive, send)
             return
         route = info.template or "<unmatched>"
-        key = await request_key(scope, rule, self.config, "response:")
+        found = await cache_key(scope, rule, self.config, "response:")
+        if found is None:  # credentials this rule does not key on: not read, not stored, not coalesced
+            self.results.inc((route, "bypass"))
+            await self.app(scope, receive, _to_client(send, BYPASS))
+            return
+        key = found.key
         entry = await self._lookup(key)
         if entry is not None:
             self.results.inc((route, "hit"))
@@ -113,12 +115,12 @@ class ResponseCacheMiddleware:
 
         self.results.inc((route, "miss"))
         if getattr(self.cache, "get_or_set", None) is None:  # a cache-like object without stampede control
-            await self._coalesced(scope, receive, send, key, rule, route)
+            await self._coalesced(scope, receive, send, found, rule, route)
             return
-        await self._load(scope, receive, send, key, rule, route)
+        await self._load(scope, receive, send, found, rule, route)
 
     async def _load(
-        self, scope: Scope, receive: Receive, send: Send, key: str, rule: Rule, route: str
+        self, scope: Scope, receive: Receive, send: Send, found: CacheKey, rule: Rule, route: str
     ) -> None:
         """A miss through `cache.get_or_set`: one run of the endpoint per key in this process (the cache's
         in-flight table) and, with a shared L2 (Redis, SQLite), across processes (the cache's lock). The
@@ -133,7 +135,7 @@ class ResponseCacheMiddleware:
             await self.app(scope, receive, recorder.send)
             finished = True
             recorded = recorder.result()
-            if recorded is None or not cacheable(recorded, rule):
+            if recorded is None or not cacheable(recorded, found):
                 raise _NotShared
             status, headers, body = recorded
             tags.extend(tags_for(rule, scope, headers))
@@ -141,7 +143,7 @@ class ResponseCacheMiddleware:
             return {"s": status, "h": [[k, v] for k, v in clean], "b": body, "t": time.time()}
 
         try:
-            entry = await self.cache.get_or_set(key, load, rule.cache_ttl, tags=lambda _: tags)
+            entry = await self.cache.get_or_set(found.key, load, rule.cache_ttl, tags=lambda _: tags)
         except _NotShared:
             if not ran:  # the leader's answer cannot be shared: run the app for this request
                 await self.app(scope, receive, _to_client(send))
@@ -167,7 +169,7 @@ class ResponseCacheMiddleware:
         await replay(send, (entry["s"], [(bytes(k), bytes(v)) for k, v in entry["h"]], entry["b"]), MISS)
 
     async def _coalesced(
-        self, scope: Scope, receive: Receive, send: Send, key: str, rule: Rule, route: str
+        self, scope: Scope, receive: Receive, send: Send, found: CacheKey, rule: Rule, route: str
     ) -> None:
         """The miss path for cache-like objects without `get_or_set`: coalescing in this process only."""
 
@@ -175,18 +177,18 @@ class ResponseCacheMiddleware:
             recorder = Recorder(_to_client(send), self.config.cache_max_body)
             await self.app(scope, receive, recorder.send)
             recorded = recorder.result()
-            if recorded is None or not cacheable(recorded, rule):
+            if recorded is None or not cacheable(recorded, found):
                 return None
             status, headers, body = recorded
             clean = (status, without(headers, b"x-cache-tags"), body)
-            await self._store(key, clean, rule, tags_for(rule, scope, headers))
+            await self._store(found.key, clean, rule, tags_for(rule, scope, headers))
             return clean
 
         async def follower(recorded: Recorded) -> None:
             self.results.inc((route, "coalesced"))
             await replay(send, recorded, MISS)
 
-        if await self.coalescer.run(key, leader, follower) is False:
+        if await self.coalescer.run(found.key, leader, follower) is False:
             await self.app(scope, receive, _to_client(send))
 
     async def _lookup(self, key: str) -> dict[str, Any] | None:
@@ -210,13 +212,13 @@ class _NotShared(Exception):
     """Raised out of the cache's loader: this response (streamed, non-2xx, no-store, ...) is not stored."""
 
 
-def _to_client(send: Send) -> Send:
-    """Drops `X-Cache-Tags` (it is for the cache, not the client) and adds `X-Cache: MISS`."""
+def _to_client(send: Send, marker: Headers = MISS) -> Send:
+    """Drops `X-Cache-Tags` (it is for the cache, not the client) and adds `X-Cache: MISS` (or `BYPASS`)."""
 
     async def send_miss(message: Message) -> None:
         if message["type"] == "http.response.start":
             headers = without(list(message.get("headers", ())), b"x-cache-tags")
-            message = {**message, "headers": [*headers, *MISS]}
+            message = {**message, "headers": [*headers, *marker]}
         await send(message)
 
     return send_miss

@@ -4,6 +4,7 @@
 the SQLAlchemy hooks), `cache` (time in cache calls) and `app` (total minus db and cache). A request id
 sent by the client is kept when it looks like an id (<= 128 safe characters); otherwise a new one is made.
 This layer opens the per-request `RequestStats` that the db and cache hooks fill in.
+`timing_allow_origin` adds `Timing-Allow-Origin`, so pages of those origins can read Server-Timing.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from perfkit.web.ratelimit.middleware import RateLimitMiddleware, refuse
 from perfkit.web.routing import RouteResolver
 
 log = logging.getLogger("perfkit.web")
-_SAFE_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+_SAFE_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")  # fullmatch: `$` would let "abc\n" through
 REQUEST_ID_KEY = "perfkit.request_id"
 _SERVER_TIMING = b'total;dur=%.2f, app;dur=%.2f, db;dur=%.2f;desc="%d queries", cache;dur=%.3f'
 _NOTHING_ELSE = b', db;dur=0.00;desc="0 queries", cache;dur=0.000'
@@ -83,6 +84,8 @@ class TimingMiddleware:
         self.header_name = self.config.request_id_header.encode("latin-1")
         self.slow = float(self.config.slow_request or 0.0)
         self.server_timing = bool(self.config.server_timing)
+        allow = self.config.timing_allow_origin_header
+        self.allow_origin = [(b"timing-allow-origin", allow)] if allow and self.server_timing else []
         self.metrics = metrics
         self.limiter = limiter
 
@@ -95,7 +98,7 @@ class TimingMiddleware:
         request_id = None
         for key, value in scope["headers"]:
             if key == name:
-                request_id = bytes(value) if _SAFE_ID.match(value) else None
+                request_id = bytes(value) if _SAFE_ID.fullmatch(value) else None
                 break
         if request_id is None:
             request_id = new_request_id()
@@ -109,6 +112,7 @@ class TimingMiddleware:
             metrics.active += 1
 
         server_timing = self.server_timing
+        allow_origin = self.allow_origin
         folded = self.folded
         # a plain GET under the ETag layer (compression off): this layer holds the start and adds the ETag
         # itself (what `conditional._tagger` does), one send wrapper less per message
@@ -132,6 +136,7 @@ class TimingMiddleware:
                     app = total - db - cache
                     value = _SERVER_TIMING % (total, app if app > 0 else 0.0, db, stats.db_count, cache)
                 headers.append((b"server-timing", value))
+                headers.extend(allow_origin)
             return {**message, "headers": headers}
 
         # (no reference from send_timed to itself: a closure cycle per request would be left to the GC)

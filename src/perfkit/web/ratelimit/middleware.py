@@ -4,7 +4,8 @@ Headers follow draft-ietf-httpapi-ratelimit-headers (-08 and later):
 `RateLimit-Policy: "default";q=100;w=60` and `RateLimit: "default";r=42;t=18`.
 The client is the IP by default, or whatever `config.rate_limit_key(scope)` returns (an API key, a user
 id; None exempts the request). Routes share a budget per `Rule.rate_class`, else per route template.
-When the backend is down the request is let through (`rate_limit_fail="open"`, the default) or refused
+When the backend is down the request is let through (`rate_limit_fail="open"`, the default) without
+RateLimit headers (the quota left is unknown, and a guess would tell clients they may speed up) or refused
 with 503 (`"closed"`); one warning per outage, not per request.
 """
 
@@ -139,7 +140,9 @@ class RateLimitMiddleware:
             self.decisions.inc((policy, "allowed" if decision.allowed else "limited"))  # type: ignore[union-attr]
         else:
             decision = await self._decide(key, limit, policy)
-        if decision is None:  # backend down, failing closed
+        if decision is None:  # backend down
+            if self.fail_open:  # let it through with no RateLimit headers: the quota left is unknown
+                return None, None
             return None, (503, b"rate limiter unavailable", [(b"retry-after", b"1")])
         headers = self._headers(policy, limit, decision)
         if not decision.allowed:
@@ -156,6 +159,7 @@ class RateLimitMiddleware:
         return None if value is None else str(value)
 
     async def _decide(self, key: str, limit: RateLimit, policy: str) -> Decision | None:
+        """The backend's decision, or None when it is down (the caller fails open or closed)."""
         try:
             if self._sync_hit is not None:
                 decision: Decision = self._sync_hit(key, limit)
@@ -167,8 +171,6 @@ class RateLimitMiddleware:
                 self._down = True
                 log.warning("rate limiter backend down, failing %s: %s",
                             "open" if self.fail_open else "closed", exc)  # fmt: skip
-            if self.fail_open:
-                return Decision(True, limit.limit, 0.0, 0.0)
             return None
         if self._down:
             self._down = False
