@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -10,7 +11,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from perfkit.config import parse_duration, parse_size, parse_str, setting
-from perfkit.errors import ConfigurationError, PerfkitError, SerializationError, ValueTooLargeError
+from perfkit.errors import (
+    ConfigurationError,
+    InvalidDurationError,
+    PerfkitError,
+    SerializationError,
+    ValueTooLargeError,
+)
 from perfkit.jobs.backends import JobBackend, registry
 from perfkit.jobs.cron import Cron
 from perfkit.jobs.hooks import Hook, Hooks, JobEvent
@@ -206,6 +213,8 @@ class JobQueue:
                 run_at = at.timestamp()
             elif isinstance(at, int | float) and not isinstance(at, bool):
                 run_at = float(at)
+                if not math.isfinite(run_at):
+                    raise InvalidDurationError("at", f"{at!r} is not a finite UNIX timestamp")
             else:
                 raise ConfigurationError("at", f"{at!r} is not a datetime or a UNIX timestamp")
         if key is not None and (not isinstance(key, str) or not key or len(key) > 200):

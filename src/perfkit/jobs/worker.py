@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from perfkit._cancel import cancelling
+from perfkit.config import parse_duration
 from perfkit.errors import ConfigurationError, PerfkitError
 from perfkit.jobs.hooks import JobEvent
 from perfkit.jobs.lease import LeaseKeeper
@@ -82,9 +83,9 @@ class Worker:
         self._waiting: deque[Running] = deque()
         self._executing = 0
         self.burst = burst
-        self.grace = grace
-        self.idle_wait = idle_wait
-        self.cleanup_every = cleanup_every
+        self.grace = parse_duration("grace", grace)
+        self.idle_wait = parse_duration("idle_wait", idle_wait)
+        self.cleanup_every = parse_duration("cleanup_every", cleanup_every)
         self.clock = clock  # the wall clock periodic tasks are scheduled by (tests shift it)
         self.stats = WorkerStats()
         self.running: dict[str, Running] = {}
@@ -100,7 +101,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._hurry = False
         self._fail_streak = 0
-        beat = heartbeat if heartbeat is not None else min(1.0, jobs.lease / 3)
+        beat = parse_duration("heartbeat", heartbeat) if heartbeat is not None else min(1.0, jobs.lease / 3)
         self.lease = LeaseKeeper(jobs, names, self.running, jobs.lease, beat, self._backend_error)
         self.id = f"{os.uname().nodename}:{os.getpid()}"
 
