@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from perfkit.config import parse_duration
 from perfkit.errors import ConfigurationError
 
-
 MAX_CUSTOM_DELAY = 365 * 86400.0  # a custom policy's delay is clamped to [0, 1 year]; NaN means 0
 
 
