@@ -297,10 +297,17 @@ class JobQueue:
             self.hooks.emit(JobEvent("cancelled", record.id, record.task, record.queue, record.priority))
         return self._info(record)
 
-    async def retry(self, job_id: str) -> bool:
-        """Queue a failed, dead or cancelled job again, with a fresh set of attempts."""
+    async def retry(self, job_id: str) -> JobInfo | None:
+        """Queue a failed, dead or cancelled job again, with a fresh set of attempts.
+
+        Returns the job as queued again, like `cancel()` returns the job it cancelled; None when
+        nothing was queued: the job is unknown, or not failed, dead or cancelled. (It used to return
+        True/False: truth tests such as `if await jobs.retry(id):` read the same as before.)
+        """
         queue_of(job_id)
-        return await self.backend.retry(job_id, time.time())
+        if not await self.backend.retry(job_id, time.time()):
+            return None
+        return await self.get(job_id)
 
     async def depth(self) -> dict[tuple[str, int], int]:
         """Ready jobs per (queue, priority)."""

@@ -72,6 +72,15 @@ class Worker:
         if not names:
             raise ConfigurationError("queues", "no queues given and no task registered")
         self.queues = names
+        served = {t.options.queue for t in jobs.tasks.values()}
+        for name in names:
+            if name not in served:  # a typo in --queues would otherwise wait forever, silently
+                logger.warning(
+                    "worker: no registered task uses queue %r (tasks' queues: %s); its jobs will be "
+                    "dead-lettered as unknown tasks",
+                    name,
+                    sorted(served) or "none",
+                )
         self.concurrency = concurrency
         self.prefetch = concurrency if prefetch is None else prefetch
         if isinstance(self.prefetch, bool) or not isinstance(self.prefetch, int) or self.prefetch < 0:
