@@ -370,7 +370,8 @@ class JobQueue:
         return JobInfo(
             id=r.id, type=r.task, queue=r.queue, priority=Priority(r.priority), status=r.effective_status(),
             args=args, kwargs=kwargs, progress=r.progress, progress_message=r.progress_message, result=result,
-            error=r.error, traceback=r.traceback, attempts=r.attempts, max_attempts=r.max_attempts, key=r.key,
+            error=r.corrupt_error or r.error, traceback=r.traceback, attempts=r.attempts,
+            max_attempts=r.max_attempts, key=r.key,
             queued_at=r.queued_at, run_at=r.run_at, started_at=r.started_at, completed_at=r.completed_at,
             cancel_requested=r.cancel_requested,
         )  # fmt: skip

@@ -25,7 +25,15 @@ from perfkit.errors import BackendError, BackendUnavailableError, ConfigurationE
 from perfkit.jobs.backends import redis_lua as lua
 from perfkit.jobs.backends._pipeline import EnqueuePipeline, chunks
 from perfkit.jobs.backends.redis_keys import BAND, QueueKeys, once_key, queues_key
-from perfkit.jobs.models import MAX_STALLS, JobRecord, Outcome, Status, queue_of
+from perfkit.jobs.models import (
+    MAX_STALLS,
+    JobRecord,
+    Outcome,
+    Priority,
+    Status,
+    queue_of,
+    record_from_fields,
+)
 
 T = TypeVar("T")
 _OUR_OPTIONS = {"prefix"}
@@ -58,6 +66,7 @@ _TEXTS = ("id", "status", "key", "progress_message", "error", "traceback")
 # the immutable part of a job, one msgpack blob: (task, payload, max_attempts, timeout, queued_at)
 _encode_spec = msgspec.msgpack.Encoder().encode
 _decode_spec = msgspec.msgpack.Decoder(tuple[str, bytes, int, float | None, float]).decode
+_PRIORITIES = frozenset(p.value for p in Priority)
 _STATUS_KEYS = {
     Status.QUEUED: ("ready",),
     Status.SCHEDULED: ("delayed",),
@@ -71,25 +80,55 @@ def _driver_url(url: BackendURL) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
-def _record(flat: Sequence[bytes]) -> JobRecord:
-    raw = {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
-    values: dict[str, Any] = {"result": raw.get("result")}
-    task, values["payload"], values["max_attempts"], values["timeout"], values["queued_at"] = _decode_spec(
-        raw["spec"]
-    )
-    values["task"] = task
-    values["queue"] = queue_of(raw["id"].decode())
-    for name in _TEXTS:
-        if name in raw:
-            values[name] = raw[name].decode()
-    for name in _FLOATS:
-        if name in raw:
-            values[name] = float(raw[name])
-    for name in _INTS:
-        if name in raw:
-            values[name] = int(raw[name])
-    values["cancel_requested"] = raw.get("cancel_requested") == b"1"
-    return JobRecord(**values)
+def _record(flat: Sequence[bytes], job_id: str | None = None) -> JobRecord:
+    """A job hash (HGETALL's flat reply) as a record; fields that cannot be read mark it corrupt."""
+    raw = {_key_text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
+    fields: dict[str, Any] = {name: raw[name] for name in (*_TEXTS, *_FLOATS, *_INTS) if name in raw}
+    fields["result"] = raw.get("result")
+    fields["cancel_requested"] = raw.get("cancel_requested") == b"1"
+    if job_id is not None:
+        fields.setdefault("id", job_id)
+    return _with_spec(fields, raw.get("spec"))
+
+
+def _with_spec(fields: dict[str, Any], spec: Any) -> JobRecord:
+    """`fields` plus what the `spec` blob holds (task, payload, max_attempts, timeout, queued_at)."""
+    problems: list[str] = []
+    try:
+        job_id = _text_or_none(fields.get("id")) or ""
+        fields["id"] = job_id
+        fields["queue"] = queue_of(job_id)
+    except (ConfigurationError, UnicodeDecodeError):
+        problems.append(f"id is {fields.get('id')!r}")
+        fields["queue"] = ""
+    if not isinstance(spec, bytes):
+        problems.append("spec is missing")
+    else:
+        try:
+            task, payload, max_attempts, timeout, queued_at = _decode_spec(spec)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            problems.append(f"spec cannot be decoded ({exc})")
+        else:
+            fields.update(task=task, payload=payload, max_attempts=max_attempts, timeout=timeout)
+            fields["queued_at"] = queued_at
+    return record_from_fields(fields, problems)
+
+
+def _key_text(value: bytes) -> str:
+    return value.decode(errors="replace")
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _unreadable(job_id: str, why: str) -> JobRecord:
+    """The record shown for a job key perfkit cannot read at all (e.g. a key of the wrong type)."""
+    try:
+        queue = queue_of(job_id)
+    except ConfigurationError:
+        queue = ""
+    return JobRecord(id=job_id, queue=queue, task="", payload=b"", corrupt=why)
 
 
 def _ms_up(t: float) -> int:
@@ -105,15 +144,31 @@ def _ms_down(t: float) -> int:
 
 
 def _claimed(queue: str, f: Sequence[Any], now: float, lease: float) -> JobRecord:
-    """A claimed job from CLAIM's HMGET: id, spec, priority, attempts, key, run_at."""
-    task, payload, max_attempts, timeout, queued_at = _decode_spec(f[1])
-    attempts = int(f[3])
-    return JobRecord(
-        id=f[0].decode(), queue=queue, task=task, payload=payload, priority=int(f[2]), status=Status.RUNNING,
-        attempts=attempts, max_attempts=max_attempts, timeout=timeout,
-        key=None if f[4] is None else f[4].decode(),
-        run_at=float(f[5]), queued_at=queued_at, started_at=now, token=attempts, lease_until=now + lease,
-    )  # fmt: skip
+    """A claimed job from CLAIM's HMGET: id, spec, priority, attempts, key, run_at.
+
+    Each record is read on its own: one that cannot be read comes back marked corrupt (the worker
+    dead-letters it alone), never failing the batch it was claimed with.
+    """
+    attempts = int(f[3])  # computed by the script, always a number
+    try:  # the common case, a sound record: read directly
+        task, payload, max_attempts, timeout, queued_at = _decode_spec(f[1])
+        priority, run_at = int(f[2]), float(f[5])
+        if priority in _PRIORITIES and math.isfinite(run_at):
+            return JobRecord(
+                id=f[0].decode(), queue=queue, task=task, payload=payload, priority=priority,
+                status=Status.RUNNING, attempts=attempts, max_attempts=max_attempts, timeout=timeout,
+                key=None if f[4] is None else f[4].decode(), run_at=run_at, queued_at=queued_at,
+                started_at=now, token=attempts, lease_until=now + lease,
+            )  # fmt: skip
+    except (TypeError, ValueError, UnicodeDecodeError, msgspec.DecodeError, msgspec.ValidationError):
+        pass
+    fields: dict[str, Any] = {
+        "id": f[0], "priority": f[2], "status": Status.RUNNING.value, "attempts": attempts, "key": f[4],
+        "run_at": f[5], "started_at": now, "token": attempts, "lease_until": now + lease,
+    }  # fmt: skip
+    record = _with_spec(fields, f[1])
+    record.queue = queue
+    return record
 
 
 class RedisBackend:
@@ -342,12 +397,30 @@ class RedisBackend:
         return dead
 
     async def get(self, job_id: str) -> JobRecord | None:
-        flat = await self._call(
-            self.client.execute_command(  # type: ignore[no-untyped-call, unused-ignore]
-                "HGETALL", self._k(queue_of(job_id)).job + job_id
-            )
-        )
-        return _record(_flatten(flat)) if flat else None
+        records = await self._read_jobs([job_id])
+        return records[0] if records else None
+
+    async def _read_jobs(self, ids: Sequence[str]) -> list[JobRecord]:
+        """The records of `ids` that exist, in order, in one round trip; one that cannot be read (a
+        key of the wrong type, a field that is not a number) is returned marked corrupt, not raised."""
+        readable = [i for i in ids if _is_job_id(i)]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for job_id in readable:
+                pipe.execute_command("HGETALL", self._k(queue_of(job_id)).job + job_id)
+            rows = await self._call(pipe.execute(raise_on_error=False)) if readable else []
+        found = dict(zip(readable, rows, strict=True))
+        records: list[JobRecord] = []
+        for job_id in ids:
+            row = found.get(job_id, _NOT_AN_ID)
+            if row is _NOT_AN_ID:  # an index member that is no job id
+                records.append(_unreadable(job_id, f"{job_id!r} is not a job id"))
+            elif isinstance(row, rexc.ResponseError):  # WRONGTYPE: not a hash
+                records.append(_unreadable(job_id, f"its Redis key cannot be read as a job hash ({row})"))
+            elif isinstance(row, Exception):
+                await self._call(_raise(row))
+            elif row:
+                records.append(_record(_flatten(row), job_id))
+        return records
 
     async def list(
         self, status: Status | None, queue: str | None, limit: int, cursor: str | None
@@ -364,19 +437,16 @@ class RedisBackend:
                         pipe.zrange(getattr(k, name), 0, offset + limit, desc=True)
                     if st.terminal:
                         pipe.zrange(k.done + st.value, 0, offset + limit, desc=True)
-            results = await self._call(pipe.execute())
+            results = await self._call(pipe.execute(raise_on_error=False))
         for ids in results:
+            if isinstance(ids, rexc.ResponseError):  # an index key of the wrong type: nothing to list
+                continue
+            if isinstance(ids, Exception):
+                await self._call(_raise(ids))
             candidates.extend(ids)
         candidates = sorted(set(candidates), key=lambda i: i.rpartition(b":")[2], reverse=True)
         page = candidates[offset : offset + limit]
-        records: list[JobRecord] = []
-        if page:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for job_id in page:
-                    text = job_id.decode()
-                    pipe.execute_command("HGETALL", self._k(queue_of(text)).job + text)
-                rows = await self._call(pipe.execute())
-            records = [_record(_flatten(r)) for r in rows if r]
+        records = await self._read_jobs([i.decode(errors="replace") for i in page]) if page else []
         more = len(candidates) > offset + limit
         return records, str(offset + limit) if more else None
 
@@ -440,6 +510,22 @@ class RedisBackend:
         for task in tasks:
             task.cancel()
         return tasks
+
+
+_NOT_AN_ID: Any = object()
+
+
+def _is_job_id(text: str) -> bool:
+    try:
+        queue_of(text)
+    except ConfigurationError:
+        return False
+    return True
+
+
+async def _raise(exc: Exception) -> Any:
+    """An error a pipeline returned, raised where `_call` translates it."""
+    raise exc
 
 
 def _retrieved(task: asyncio.Task[Any]) -> None:
