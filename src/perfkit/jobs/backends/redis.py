@@ -8,10 +8,11 @@ workers block on BLPOP of the queues' wake lists instead of polling.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -36,6 +37,7 @@ from perfkit.jobs.models import (
 )
 
 T = TypeVar("T")
+logger = logging.getLogger("perfkit.jobs")
 _OUR_OPTIONS = {"prefix"}
 _SCRIPTS = (
     "ENQUEUE",
@@ -67,6 +69,9 @@ _TEXTS = ("id", "status", "key", "progress_message", "error", "traceback")
 _encode_spec = msgspec.msgpack.Encoder().encode
 _decode_spec = msgspec.msgpack.Decoder(tuple[str, bytes, int, float | None, float]).decode
 _PRIORITIES = frozenset(p.value for p in Priority)
+# scripts safe to send twice (a repeat changes nothing more), so retried once on a stale connection:
+# not CLAIM (a repeat would lease more jobs) nor RETRY (a repeat would answer "not retried")
+_REPEATABLE = frozenset(_SCRIPTS) - {"CLAIM", "RETRY"}
 _STATUS_KEYS = {
     Status.QUEUED: ("ready",),
     Status.SCHEDULED: ("delayed",),
@@ -185,7 +190,6 @@ class RedisBackend:
         self.client = self._client(url, max_connections)
         self._scripts = {name: self.client.register_script(getattr(lua, name)) for name in _SCRIPTS}
         self._keys: dict[str, QueueKeys] = {}
-        self._known_queues: set[str] = set()
         self._pipeline = EnqueuePipeline(self.enqueue_many)
         # wake-list keys -> the BLPOP on them in flight (or done and not yet seen); see wait()
         self._blpops: dict[tuple[str, ...], asyncio.Task[Any]] = {}
@@ -217,12 +221,20 @@ class RedisBackend:
     def _retention_s(self) -> int:
         return max(60, math.ceil(self.retention) + 60)  # a safety net; cleanup() deletes on time
 
-    async def _call(self, awaitable: Awaitable[T]) -> T:
+    async def _call(self, awaitable: Awaitable[T], again: Callable[[], Awaitable[T]] | None = None) -> T:
+        """Await a command, translating driver errors; `again` makes the same command anew.
+
+        Given `again` (only for a command safe to send twice), a connection error is retried once, on
+        a fresh connection: after a Redis restart every pooled connection is stale, and the first
+        command on each would fail though Redis is back. A timeout is never retried.
+        """
         try:
             return await awaitable
         except (rexc.RedisError, rexc.RedisClusterException, OSError) as exc:
             if cancelling():  # a cancel that surfaced as a read timeout: keep it a cancel
                 raise asyncio.CancelledError from exc
+            if again is not None and isinstance(exc, rexc.ConnectionError | ConnectionError):
+                return await self._call(again())
             if isinstance(exc, _UNAVAILABLE) or (
                 isinstance(exc, rexc.RedisClusterException) and "connect" in str(exc)
             ):
@@ -230,7 +242,22 @@ class RedisBackend:
             raise BackendError(f"Redis {self.url.redacted()}: {exc}") from exc
 
     async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        return await self._call(self._scripts[name](keys=list(keys), args=list(args)))
+        script, keys, args = self._scripts[name], list(keys), list(args)
+
+        def call() -> Awaitable[Any]:
+            return script(keys=keys, args=args)
+
+        return await self._call(call(), call if name in _REPEATABLE else None)
+
+    async def _pipelined(self, commands: Callable[[Any], None], raise_on_error: bool = True) -> list[Any]:
+        """Read-only commands in one pipeline (one round trip); safe to send twice, so retried once."""
+
+        async def run() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                commands(pipe)
+                return list(await pipe.execute(raise_on_error=raise_on_error))
+
+        return await self._call(run(), run)
 
     # -- the contract --------------------------------------------------------------------------------
     async def enqueue(self, record: JobRecord) -> tuple[str, bool]:
@@ -238,10 +265,10 @@ class RedisBackend:
         return await self._pipeline.enqueue(record, self._enqueue_one)
 
     async def _enqueue_one(self, record: JobRecord) -> tuple[str, bool]:
-        if record.queue not in self._known_queues:
-            return (await self.enqueue_many([record]))[0]
         k = self._k(record.queue)
         flat = await self._script("ENQUEUE", [k.ready, k.delayed, k.keys], self._enqueue_args(k, [record]))
+        if flat[-1]:
+            await self._register([record.queue])
         return flat[0].decode(), bool(flat[1])
 
     async def enqueue_many(self, records: Sequence[JobRecord]) -> list[tuple[str, bool]]:
@@ -249,11 +276,8 @@ class RedisBackend:
         by_queue: dict[str, list[int]] = defaultdict(list)
         for index, record in enumerate(records):
             by_queue[record.queue].append(index)
-        new = [q for q in by_queue if q not in self._known_queues]
-        if new:
-            await self._call(self.client.sadd(queues_key(self.prefix), *new))
-            self._known_queues.update(new)
         results: list[tuple[str, bool]] = [("", False)] * len(records)
+        unregistered: set[str] = set()
 
         async def one_call(queue: str, indexes: list[int]) -> None:
             k = self._k(queue)
@@ -261,6 +285,8 @@ class RedisBackend:
             flat = await self._script("ENQUEUE", [k.ready, k.delayed, k.keys], args)
             for n, i in enumerate(indexes):
                 results[i] = (flat[2 * n].decode(), bool(flat[2 * n + 1]))
+            if flat[-1]:
+                unregistered.add(queue)
 
         calls = [
             one_call(queue, part)
@@ -271,7 +297,23 @@ class RedisBackend:
             await calls[0]
         else:
             await asyncio.gather(*calls)
+        if unregistered:
+            await self._register(sorted(unregistered))
         return results
+
+    async def _register(self, queues: Sequence[str]) -> None:
+        """Add `queues` to the registry list(), depth() and cleanup() read.
+
+        The ENQUEUE script asks for this when its queue's `registered` marker (60 s) is gone: at the
+        first enqueue, then once a minute, and at once after Redis lost its data (a restart without
+        persistence), so the registry is rebuilt instead of trusted from a per-process cache. The jobs
+        are stored already: a failure here is logged, not raised, and healed by a later enqueue.
+        """
+        key, names = queues_key(self.prefix), list(queues)
+        try:
+            await self._call(self.client.sadd(key, *names), lambda: self.client.sadd(key, *names))
+        except BackendError as exc:
+            logger.warning("jobs: could not register queues %s (retried on a later enqueue): %s", names, exc)
 
     @staticmethod
     def _enqueue_args(k: QueueKeys, records: Sequence[JobRecord]) -> list[Any]:
@@ -404,10 +446,12 @@ class RedisBackend:
         """The records of `ids` that exist, in order, in one round trip; one that cannot be read (a
         key of the wrong type, a field that is not a number) is returned marked corrupt, not raised."""
         readable = [i for i in ids if _is_job_id(i)]
-        async with self.client.pipeline(transaction=False) as pipe:
+
+        def commands(pipe: Any) -> None:
             for job_id in readable:
                 pipe.execute_command("HGETALL", self._k(queue_of(job_id)).job + job_id)
-            rows = await self._call(pipe.execute(raise_on_error=False)) if readable else []
+
+        rows = await self._pipelined(commands, raise_on_error=False) if readable else []
         found = dict(zip(readable, rows, strict=True))
         records: list[JobRecord] = []
         for job_id in ids:
@@ -429,7 +473,8 @@ class RedisBackend:
         queues = [queue] if queue else sorted(await self._queues())
         statuses = [status] if status else list(Status)
         candidates: list[bytes] = []  # each index read one past the page: is there a next page?
-        async with self.client.pipeline(transaction=False) as pipe:
+
+        def commands(pipe: Any) -> None:
             for q in queues:
                 k = self._k(q)
                 for st in statuses:
@@ -437,7 +482,8 @@ class RedisBackend:
                         pipe.zrange(getattr(k, name), 0, offset + limit, desc=True)
                     if st.terminal:
                         pipe.zrange(k.done + st.value, 0, offset + limit, desc=True)
-            results = await self._call(pipe.execute(raise_on_error=False))
+
+        results = await self._pipelined(commands, raise_on_error=False)
         for ids in results:
             if isinstance(ids, rexc.ResponseError):  # an index key of the wrong type: nothing to list
                 continue
@@ -474,11 +520,13 @@ class RedisBackend:
 
     async def depth(self) -> dict[tuple[str, int], int]:
         queues = sorted(await self._queues())
-        async with self.client.pipeline(transaction=False) as pipe:
+
+        def commands(pipe: Any) -> None:
             for q in queues:
                 for prio in range(4):
                     pipe.zcount(self._k(q).ready, prio * BAND, (prio + 1) * BAND - 1)
-            counts = await self._call(pipe.execute())
+
+        counts = await self._pipelined(commands) if queues else []
         it = iter(counts)
         return {(q, p): n for q in queues for p in range(4) if (n := int(next(it)))}
 
@@ -487,7 +535,8 @@ class RedisBackend:
         return bool(await self._call(self.client.set(key, b"1", nx=True, px=max(1, int(ttl * 1000)))))
 
     async def _queues(self) -> set[str]:
-        members = await self._call(self.client.smembers(queues_key(self.prefix)))
+        key = queues_key(self.prefix)
+        members = await self._call(self.client.smembers(key), lambda: self.client.smembers(key))
         return {m.decode() if isinstance(m, bytes) else m for m in members}
 
     async def drop(self) -> None:

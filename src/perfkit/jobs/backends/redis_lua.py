@@ -56,7 +56,9 @@ end
 # (run_at rounded up; now ms when already due), priority, spec, run_at s. `spec` is the job's immutable
 # part in one msgpack blob (task, payload, max_attempts, timeout, queued_at). Jobs are stored in order,
 # so a key repeated within one call goes to its first job.
-# Returns id, created (1/0) pairs: a key held by a queued or running job returns that job's id and 0.
+# Returns id, created (1/0) pairs: a key held by a queued or running job returns that job's id and 0;
+# then 1 when the queue's `registered` marker (60 s) was missing: the caller adds the queue to the
+# registry (`<p>:queues`), so a Redis that lost its data gets its registry back at the next enqueue.
 ENQUEUE = (
     _PRELUDE
     + """
@@ -98,6 +100,8 @@ for i = 3, #ARGV, 6 do
   end
 end
 if ready then wake() end
+local register = redis.call('SET', tag .. 'registered', '1', 'NX', 'EX', 60)
+out[#out + 1] = register and 1 or 0
 return out
 """
 )
