@@ -149,6 +149,12 @@ async def test_corrupt_records_are_shown_as_corrupt_and_break_nothing(
         checks = ready.json()["checks"]
         assert checks["jobs"]["status"] == "pass", checks["jobs"]
         assert (ready.status_code == 200) == all(c["status"] != "fail" for c in checks.values()), checks
+        for job_id in victims:  # the dashboard's actions answer too: never a 400 or a 500
+            cancelled = await client.post(f"/perf/api/jobs/{job_id}/cancel", headers=auth)
+            assert cancelled.status_code == 200, cancelled.text
+            assert cancelled.json()["status"] == "corrupt"
+            retried = await client.post(f"/perf/api/jobs/{job_id}/retry", headers=auth)
+            assert retried.status_code in (200, 409), retried.text
     finally:
         await client.aclose()
         await app.state.perfkit.monitor.close()

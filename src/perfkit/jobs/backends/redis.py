@@ -501,7 +501,9 @@ class RedisBackend:
         flat = await self._script(
             "CANCEL", [k.ready, k.delayed], [k.tag, job_id, repr(now), self._retention_s]
         )
-        return _record(flat) if flat else None
+        if flat == 0:  # its key is not a hash: nothing to cancel, shown as corrupt
+            return await self.get(job_id)
+        return _record(flat, job_id) if flat else None
 
     async def retry(self, job_id: str, now: float) -> bool:
         k = self._k(queue_of(job_id))

@@ -268,13 +268,15 @@ return dead
 """
 )
 
-# KEYS: ready, delayed. ARGV: tag, id, now_s, retention s. Returns the record after the change.
+# KEYS: ready, delayed. ARGV: tag, id, now_s, retention s. Returns the record after the change, or 0
+# when the job key is not a hash (a corrupt job: the caller reads it as such).
 CANCEL = (
     _PRELUDE
     + """
 local id = ARGV[2]
 local j = jk(id)
-local st = redis.call('HGET', j, 'status')
+local st = redis.pcall('HGET', j, 'status')
+if type(st) == 'table' and st.err then return 0 end
 if not st then return nil end
 if st == 'queued' then
   redis.call('ZREM', KEYS[1], id)
@@ -293,7 +295,7 @@ RETRY = (
     + """
 local id = ARGV[2]
 local j = jk(id)
-local st = redis.call('HGET', j, 'status')
+local st = redis.pcall('HGET', j, 'status')  -- a key of the wrong type (corrupt) is not retried
 if st ~= 'failed' and st ~= 'dead' and st ~= 'cancelled' then return 0 end
 redis.call('ZREM', tag .. 'done:' .. st, id)
 redis.call('PERSIST', j)
