@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from perfkit.errors import ConfigurationError, InvalidDurationError
 
@@ -22,8 +22,13 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 def setting(name: str, explicit: T | None, default: T, parse: Callable[[str, str], T]) -> T:
-    """Resolve one setting: the explicit value, else `PERFKIT_<NAME>` parsed, else `default`."""
+    """Resolve one setting: the explicit value, else `PERFKIT_<NAME>` parsed, else `default`.
+
+    An explicit duration is checked too (NaN, infinity and negative values refused, naming `name`).
+    """
     if explicit is not None:
+        if parse is parse_duration:
+            return cast(T, parse_duration(name, cast(float, explicit)))
         return explicit
     raw = os.environ.get(f"PERFKIT_{name.upper()}")
     if raw is None or raw == "":

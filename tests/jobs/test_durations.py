@@ -86,3 +86,15 @@ async def test_enqueue_refuses_nan_and_infinite_delays(jobs: JobQueue, value: ob
             await work.enqueue(at=value)  # type: ignore[arg-type]
     assert await jobs.list() == ([], None)
     assert await jobs.depth() == {}
+
+
+def test_explicit_duration_settings_of_other_parts_are_checked_too() -> None:
+    """Durations resolved through `setting()` (web, db) refuse an explicit NaN or infinity by name."""
+    from perfkit.db.config import DbConfig
+    from perfkit.web.config import WebConfig
+
+    with pytest.raises(InvalidDurationError, match=r"^slow_request: nan is not a finite"):
+        WebConfig(slow_request=math.nan)
+    with pytest.raises(InvalidDurationError, match=r"^slow_query: inf is not a finite"):
+        DbConfig(slow_query=math.inf)
+    assert WebConfig(slow_request="2s").slow_request == 2.0  # type: ignore[arg-type]
