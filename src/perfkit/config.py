@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterable
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from perfkit.errors import ConfigurationError, InvalidDurationError
 
@@ -28,7 +28,9 @@ def setting(name: str, explicit: T | None, default: T, parse: Callable[[str, str
     """
     if explicit is not None:
         if parse is parse_duration:
-            return cast(T, parse_duration(name, cast(float, explicit)))
+            value: Any = explicit
+            checked: Any = parse_duration(name, value)
+            return cast(T, checked)  # T is float here: parse is parse_duration
         return explicit
     raw = os.environ.get(f"PERFKIT_{name.upper()}")
     if raw is None or raw == "":
