@@ -28,6 +28,7 @@ from .conftest import POSTGRES_URL, REDIS_URL, _postgres_reachable, _redis_reach
 
 Corrupt = Callable[[str, str, Any], Awaitable[None]]
 WRONG_TYPE = object()  # Redis only: replace the job's hash by a plain string key
+MISSING = object()  # Redis only: delete the field from the job's hash
 TOKEN = "corrupt-test-token"
 
 KINDS = [
@@ -44,14 +45,15 @@ SHOWN = {
                  ("priority", 9, "priority is 9")],
     "redis": [("status", "bogus", "status is 'bogus'"), ("run_at", "soon", "run_at is b'soon'"),
               ("spec", b"\xc1garbage", "spec cannot be decoded"), ("priority", "x", "priority is b'x'"),
-              ("spec", WRONG_TYPE, "cannot be read as a job hash")],
+              ("spec", MISSING, "spec is missing"), ("spec", WRONG_TYPE, "cannot be read as a job hash")],
 }  # fmt: skip
 # corruptions a worker meets when it claims the job: it must dead-letter that one job alone
 CLAIMED = {
     "sqlite": [("run_at", "soon", "run_at is 'soon'"), ("priority", 9, "priority is 9")],
     "postgres": [("run_at", math.nan, "run_at is nan")],
     "redis": [("run_at", "soon", "run_at is b'soon'"), ("spec", b"\xc1garbage", "spec cannot be decoded"),
-              ("priority", "x", "priority is b'x'"), ("spec", WRONG_TYPE, "cannot be read as a job hash")],
+              ("priority", "x", "priority is b'x'"), ("spec", MISSING, "spec is missing"),
+              ("spec", WRONG_TYPE, "cannot be read as a job hash")],
 }  # fmt: skip
 
 
@@ -85,6 +87,8 @@ async def store(
             if value is WRONG_TYPE:
                 await raw.delete(key)
                 await raw.set(key, b"not a hash")
+            elif value is MISSING:
+                await raw.hdel(key, field)
             else:
                 await raw.hset(key, field, value)
 
