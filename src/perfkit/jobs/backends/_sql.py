@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from perfkit.errors import ConfigurationError
-from perfkit.jobs.models import JobRecord, Status, record_from_values
+from perfkit.jobs.models import JobRecord, Status
+from perfkit.jobs.records import record_from_values
 
 COLUMNS = (
     "id", "queue", "task", "payload", "priority", "status", "attempts", "max_attempts", "timeout", "key",

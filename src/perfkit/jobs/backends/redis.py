@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import msgspec
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
@@ -26,14 +25,18 @@ from perfkit.errors import BackendError, BackendUnavailableError, ConfigurationE
 from perfkit.jobs.backends import redis_lua as lua
 from perfkit.jobs.backends._pipeline import EnqueuePipeline, chunks
 from perfkit.jobs.backends.redis_keys import BAND, QueueKeys, once_key, queues_key
+from perfkit.jobs.backends.redis_records import (
+    claimed_record,
+    encode_spec,
+    record_from_hash,
+    unreadable_record,
+)
 from perfkit.jobs.models import (
     MAX_STALLS,
     JobRecord,
     Outcome,
-    Priority,
     Status,
     queue_of,
-    record_from_fields,
 )
 
 T = TypeVar("T")
@@ -62,13 +65,6 @@ _UNAVAILABLE = (
     rexc.SlotNotCoveredError,
 )
 SOCKET_TIMEOUT = 5.0  # redis-py 8's default, explicit: an idle BLPOP is kept under it (see _blpop_max)
-_FLOATS = ("run_at", "started_at", "completed_at", "progress")  # a lease expiry lives in `active`
-_INTS = ("priority", "attempts", "token", "stalls")
-_TEXTS = ("id", "status", "key", "progress_message", "error", "traceback")
-# the immutable part of a job, one msgpack blob: (task, payload, max_attempts, timeout, queued_at)
-_encode_spec = msgspec.msgpack.Encoder().encode
-_decode_spec = msgspec.msgpack.Decoder(tuple[str, bytes, int, float | None, float]).decode
-_PRIORITIES = frozenset(p.value for p in Priority)
 # scripts safe to send twice (a repeat changes nothing more), so retried once on a stale connection:
 # not CLAIM (a repeat would lease more jobs) nor RETRY (a repeat would answer "not retried")
 _REPEATABLE = frozenset(_SCRIPTS) - {"CLAIM", "RETRY"}
@@ -85,57 +81,6 @@ def _driver_url(url: BackendURL) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
-def _record(flat: Sequence[bytes], job_id: str | None = None) -> JobRecord:
-    """A job hash (HGETALL's flat reply) as a record; fields that cannot be read mark it corrupt."""
-    raw = {_key_text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
-    fields: dict[str, Any] = {name: raw[name] for name in (*_TEXTS, *_FLOATS, *_INTS) if name in raw}
-    fields["result"] = raw.get("result")
-    fields["cancel_requested"] = raw.get("cancel_requested") == b"1"
-    if job_id is not None:
-        fields.setdefault("id", job_id)
-    return _with_spec(fields, raw.get("spec"))
-
-
-def _with_spec(fields: dict[str, Any], spec: Any) -> JobRecord:
-    """`fields` plus what the `spec` blob holds (task, payload, max_attempts, timeout, queued_at)."""
-    problems: list[str] = []
-    try:
-        job_id = _text_or_none(fields.get("id")) or ""
-        fields["id"] = job_id
-        fields["queue"] = queue_of(job_id)
-    except (ConfigurationError, UnicodeDecodeError):
-        problems.append(f"id is {fields.get('id')!r}")
-        fields["queue"] = ""
-    if not isinstance(spec, bytes):
-        problems.append("spec is missing")
-    else:
-        try:
-            task, payload, max_attempts, timeout, queued_at = _decode_spec(spec)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            problems.append(f"spec cannot be decoded ({exc})")
-        else:
-            fields.update(task=task, payload=payload, max_attempts=max_attempts, timeout=timeout)
-            fields["queued_at"] = queued_at
-    return record_from_fields(fields, problems)
-
-
-def _key_text(value: bytes) -> str:
-    return value.decode(errors="replace")
-
-
-def _text_or_none(value: Any) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _unreadable(job_id: str, why: str) -> JobRecord:
-    """The record shown for a job key perfkit cannot read at all (e.g. a key of the wrong type)."""
-    try:
-        queue = queue_of(job_id)
-    except ConfigurationError:
-        queue = ""
-    return JobRecord(id=job_id, queue=queue, task="", payload=b"", corrupt=why)
-
-
 def _ms_up(t: float) -> int:
     """`t` (s) in whole milliseconds, rounded up: a delayed job's score is never before its run_at."""
     ms = math.ceil(t * 1000)
@@ -146,34 +91,6 @@ def _ms_down(t: float) -> int:
     """`t` (s) in whole milliseconds, rounded down: a claim at `t` never promotes a job due after `t`."""
     ms = math.floor(t * 1000)
     return ms - 1 if ms / 1000 > t else ms
-
-
-def _claimed(queue: str, f: Sequence[Any], now: float, lease: float) -> JobRecord:
-    """A claimed job from CLAIM's HMGET: id, spec, priority, attempts, key, run_at.
-
-    Each record is read on its own: one that cannot be read comes back marked corrupt (the worker
-    dead-letters it alone), never failing the batch it was claimed with.
-    """
-    attempts = int(f[3])  # computed by the script, always a number
-    try:  # the common case, a sound record: read directly
-        task, payload, max_attempts, timeout, queued_at = _decode_spec(f[1])
-        priority, run_at = int(f[2]), float(f[5])
-        if priority in _PRIORITIES and math.isfinite(run_at):
-            return JobRecord(
-                id=f[0].decode(), queue=queue, task=task, payload=payload, priority=priority,
-                status=Status.RUNNING, attempts=attempts, max_attempts=max_attempts, timeout=timeout,
-                key=None if f[4] is None else f[4].decode(), run_at=run_at, queued_at=queued_at,
-                started_at=now, token=attempts, lease_until=now + lease,
-            )  # fmt: skip
-    except (TypeError, ValueError, UnicodeDecodeError, msgspec.DecodeError, msgspec.ValidationError):
-        pass
-    fields: dict[str, Any] = {
-        "id": f[0], "priority": f[2], "status": Status.RUNNING.value, "attempts": attempts, "key": f[4],
-        "run_at": f[5], "started_at": now, "token": attempts, "lease_until": now + lease,
-    }  # fmt: skip
-    record = _with_spec(fields, f[1])
-    record.queue = queue
-    return record
 
 
 class RedisBackend:
@@ -321,7 +238,7 @@ class RedisBackend:
         now_ms = _ms_down(now)
         args: list[Any] = [k.tag, now_ms]
         for r in records:
-            spec = _encode_spec((r.task, r.payload, r.max_attempts, r.timeout, r.queued_at))
+            spec = encode_spec((r.task, r.payload, r.max_attempts, r.timeout, r.queued_at))
             # due now: ready at once; else delayed, its score rounded up (the script compares with now_ms)
             due_ms = _ms_up(r.run_at) if r.run_at > now else now_ms
             args += (r.id, r.key or "", due_ms, r.priority, spec, repr(r.run_at))
@@ -339,6 +256,9 @@ class RedisBackend:
                 other.append(o)
         if other:
             await self.finish(other)
+            # a retry among them, due by the time it was recorded, went straight to `ready`: claim it
+            # at a time after that, never with a start before its run_at (ready jobs are not timed)
+            now = max(now, time.time())
         out: list[JobRecord] = []
         # delayed jobs due by `now` are promoted: scores (rounded up) <= now rounded down, never early
         head = [_ms_down(now), 0, int(lease * 1000), repr(now), self._retention_s]
@@ -348,7 +268,7 @@ class RedisBackend:
             rows = await self._script(
                 "CLAIM", [k.ready, k.delayed, k.active], [k.tag, *head, *ok.pop(queue, ())]
             )
-            out.extend(_claimed(queue, r, now, lease) for r in rows)
+            out.extend(claimed_record(queue, r, now, lease) for r in rows)
             if len(out) >= limit and not ok:
                 break
         return out
@@ -435,7 +355,7 @@ class RedisBackend:
             rows = await self._script(
                 "REAP", [k.active], [k.tag, int(now * 1000), repr(now), self._retention_s, MAX_STALLS]
             )
-            dead.extend(_record(r) for r in rows)
+            dead.extend(record_from_hash(r) for r in rows)
         return dead
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -457,13 +377,15 @@ class RedisBackend:
         for job_id in ids:
             row = found.get(job_id, _NOT_AN_ID)
             if row is _NOT_AN_ID:  # an index member that is no job id
-                records.append(_unreadable(job_id, f"{job_id!r} is not a job id"))
+                records.append(unreadable_record(job_id, f"{job_id!r} is not a job id"))
             elif isinstance(row, rexc.ResponseError):  # WRONGTYPE: not a hash
-                records.append(_unreadable(job_id, f"its Redis key cannot be read as a job hash ({row})"))
+                records.append(
+                    unreadable_record(job_id, f"its Redis key cannot be read as a job hash ({row})")
+                )
             elif isinstance(row, Exception):
                 await self._call(_raise(row))
             elif row:
-                records.append(_record(_flatten(row), job_id))
+                records.append(record_from_hash(_flatten(row), job_id))
         return records
 
     async def list(
@@ -503,7 +425,7 @@ class RedisBackend:
         )
         if flat == 0:  # its key is not a hash: nothing to cancel, shown as corrupt
             return await self.get(job_id)
-        return _record(flat, job_id) if flat else None
+        return record_from_hash(flat, job_id) if flat else None
 
     async def retry(self, job_id: str, now: float) -> bool:
         k = self._k(queue_of(job_id))
