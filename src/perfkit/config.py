@@ -6,11 +6,12 @@ environment variable fails at start-up with a message that says what to write in
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
-from perfkit.errors import ConfigurationError
+from perfkit.errors import ConfigurationError, InvalidDurationError
 
 T = TypeVar("T")
 
@@ -21,8 +22,15 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 def setting(name: str, explicit: T | None, default: T, parse: Callable[[str, str], T]) -> T:
-    """Resolve one setting: the explicit value, else `PERFKIT_<NAME>` parsed, else `default`."""
+    """Resolve one setting: the explicit value, else `PERFKIT_<NAME>` parsed, else `default`.
+
+    An explicit duration is checked too (NaN, infinity and negative values refused, naming `name`).
+    """
     if explicit is not None:
+        if parse is parse_duration:
+            value: Any = explicit
+            checked: Any = parse_duration(name, value)
+            return cast(T, checked)  # T is float here: parse is parse_duration
         return explicit
     raw = os.environ.get(f"PERFKIT_{name.upper()}")
     if raw is None or raw == "":
@@ -43,13 +51,21 @@ def parse_bool(name: str, raw: str) -> bool:
     raise ConfigurationError(name, f"{raw!r} is not a boolean; use one of {sorted(_TRUE | _FALSE)}")
 
 
-def parse_duration(name: str, raw: str | float | int) -> float:
-    """Seconds from `1.5`, `250ms`, `30s`, `5m`, `2h`, `7d`; negative values are refused."""
+def parse_duration(name: str, raw: str | float | int, *, maximum: float | None = None) -> float:
+    """Seconds from `1.5`, `250ms`, `30s`, `5m`, `2h`, `7d`: the one duration parser of perfkit.
+
+    Every delay, lease, retention, timeout and TTL goes through it. NaN, infinity, negative values
+    and values over `maximum` raise `InvalidDurationError` (a `ConfigurationError` and an
+    `InvalidArgumentError`, so a `ValueError`) naming the setting `name`.
+    """
     if isinstance(raw, bool):
-        raise ConfigurationError(name, f"{raw!r} is not a duration; use e.g. 30, '250ms', '5m'")
+        raise InvalidDurationError(name, f"{raw!r} is not a duration; use e.g. 30, '250ms', '5m'")
     if isinstance(raw, int | float):
-        value = float(raw)
-    else:
+        try:
+            value = float(raw)
+        except OverflowError:  # an int too large for a float
+            value = math.inf
+    elif isinstance(raw, str):
         text = raw.strip().lower()
         for unit in sorted(_UNITS, key=len, reverse=True):
             if text.endswith(unit):
@@ -60,11 +76,17 @@ def parse_duration(name: str, raw: str | float | int) -> float:
         try:
             value = float(number) * factor
         except ValueError:
-            raise ConfigurationError(
+            raise InvalidDurationError(
                 name, f"{raw!r} is not a duration; use seconds or a unit from {list(_UNITS)}"
             ) from None
+    else:
+        raise InvalidDurationError(name, f"{raw!r} is not a duration; use e.g. 30, '250ms', '5m'")
+    if not math.isfinite(value):
+        raise InvalidDurationError(name, f"{raw!r} is not a finite number of seconds")
     if value < 0:
-        raise ConfigurationError(name, f"{raw!r} is negative; a duration must be >= 0")
+        raise InvalidDurationError(name, f"{raw!r} is negative; a duration must be >= 0")
+    if maximum is not None and value > maximum:
+        raise InvalidDurationError(name, f"{raw!r} is over the maximum of {maximum:,.0f} seconds")
     return value
 
 

@@ -2,7 +2,9 @@
 
     PerfkitError
     ├── ConfigurationError        a setting has a value perfkit cannot use (names the setting)
-    │   └── MissingDependencyError an optional extra is not installed (carries the pip hint)
+    │   ├── MissingDependencyError an optional extra is not installed (carries the pip hint)
+    │   └── InvalidDurationError  a duration (delay, lease, timeout, TTL) is NaN, infinite, negative or
+    │                             over its maximum (also an InvalidArgumentError)
     ├── BackendError              a storage backend (Redis, PostgreSQL, SQLite) failed
     │   └── BackendUnavailableError  it is down or did not answer within its timeout
     ├── InvalidArgumentError      an argument is out of range: a negative TTL, a bad tag (also ValueError)
@@ -68,3 +70,11 @@ class SerializationError(PerfkitError, TypeError):
 
 class ValueTooLargeError(PerfkitError, ValueError):
     """A serialized value is larger than the configured maximum."""
+
+
+class InvalidDurationError(ConfigurationError, InvalidArgumentError):
+    """A duration is not a finite number of seconds within its range; the message names the setting.
+
+    Raised by `perfkit.config.parse_duration`, the one parser every delay, lease, retention, timeout
+    and TTL goes through; it is both a `ConfigurationError` and an `InvalidArgumentError`.
+    """

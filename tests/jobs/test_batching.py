@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -220,6 +220,31 @@ async def test_acks_riding_on_a_claim_are_recorded_and_stale_ones_ignored(jobs: 
     nothing = await jobs.backend.claim(["ride"], 5, 30, time.time(), [ok])  # already recorded: no change
     assert [r.id for r in nothing] == [again.id]
     assert (await jobs.get(first[0].id)).status is Status.SUCCEEDED  # type: ignore[union-attr]
+
+
+async def test_a_retry_riding_on_a_claim_is_not_claimed_before_its_run_at(jobs: JobQueue) -> None:
+    """A retry recorded by a slow claim (due meanwhile) is never claimed with a start before its run_at."""
+
+    @jobs.task(queue="ride-late")
+    async def work(ctx: Context) -> None: ...
+
+    await work.enqueue()
+    (first,) = await jobs.backend.claim(["ride-late"], 1, 30, time.time())
+    real_finish = jobs.backend.finish
+
+    async def slow_finish(outcomes: Sequence[Outcome]) -> None:
+        await asyncio.sleep(0.15)  # a loaded server: the retry is due by the time it is recorded
+        await real_finish(outcomes)
+
+    jobs.backend.finish = slow_finish  # type: ignore[method-assign]
+    now = time.time()
+    retry = Outcome(first.id, first.token, Status.QUEUED, error="E: again", run_at=now + 0.05)
+    claimed = await jobs.backend.claim(["ride-late"], 5, 30, now, [retry])
+    assert all(r.started_at is not None and r.started_at >= r.run_at for r in claimed), claimed
+    info = await jobs.get(first.id)
+    assert info is not None
+    assert info.started_at is not None
+    assert info.started_at >= info.run_at or info.status is Status.QUEUED
 
 
 def test_automatic_prefetch_grows_only_for_short_jobs(jobs: JobQueue) -> None:

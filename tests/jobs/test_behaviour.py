@@ -100,7 +100,10 @@ async def test_dead_letter_keeps_error_and_retry_brings_it_back(jobs: JobQueue, 
     assert events.names(job.id).count("failed") == 2
     assert "dead" in events.names(job.id)
     fail[0] = False
-    assert await jobs.retry(job.id) is True
+    again = await jobs.retry(job.id)
+    assert again is not None
+    assert (again.id, again.status, again.attempts, again.error) == (job.id, Status.QUEUED, 0, info.error)
+    assert await jobs.retry(job.id) is None  # queued already: nothing to retry
     await run_burst(jobs)
     info = await jobs.get(job.id)
     assert info is not None
@@ -476,7 +479,9 @@ async def test_sync_facade_enqueues_and_reads(jobs: JobQueue) -> None:
         cancelled = facade.cancel(info.id)
         assert cancelled is not None
         assert cancelled.status is Status.CANCELLED
-        assert facade.retry(info.id) is True
+        retried = facade.retry(info.id)
+        assert retried is not None
+        assert retried.status is Status.QUEUED
     await run_burst(jobs)
     done = await jobs.get(info.id)
     assert done is not None

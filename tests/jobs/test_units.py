@@ -116,6 +116,29 @@ def test_worker_command_runs_a_burst(tmp_path: Path) -> None:
     assert "worker" in build_parser().format_help()
 
 
+def test_worker_command_warns_about_a_queue_no_task_uses(tmp_path: Path) -> None:
+    """`perfkit worker --queues cli,nosuchqueue` logs a warning naming nosuchqueue (and not cli)."""
+    (tmp_path / "typo_app.py").write_text(
+        "from perfkit.jobs import JobQueue\n"
+        f"jobs = JobQueue('sqlite:///{tmp_path}/cli.db')\n"
+        "@jobs.task(queue='cli', name='cli.noop')\n"
+        "def noop(ctx):\n    return None\n"
+    )
+    cmd = [sys.executable, "-m", "perfkit.cli", "worker", "typo_app:jobs", "--burst"]
+    done = subprocess.run(
+        [*cmd, "--queues", "cli,nosuchqueue"], cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1, done.stderr
+    assert "no registered task uses queue 'nosuchqueue'" in warnings[0]
+    assert "['cli']" in warnings[0]
+    quiet = subprocess.run(
+        [*cmd, "--queues", "cli"], cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
+    assert "WARNING" not in quiet.stderr
+
+
 @pytest.mark.parametrize("scheme", ["redis", "postgresql"])
 async def test_backend_down_fails_clearly_and_worker_keeps_trying(scheme: str) -> None:
     """Server down: enqueue raises BackendUnavailableError; a worker retries instead of crashing."""

@@ -126,7 +126,7 @@ class Cache:
             else setting("cache_timeout", None, 0.5, parse_duration)
         )
         self.lock_timeout = lock_timeout
-        self.l1_ttl = l1_ttl
+        self.l1_ttl = ttl_seconds(l1_ttl, "*", "l1_ttl")
         self.max_key_length = max_key_length
         primary = parse_url(self.url, "url")
         if not isinstance(check_values, bool):

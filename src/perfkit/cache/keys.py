@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Final
 
+from perfkit.config import parse_duration
 from perfkit.errors import InvalidArgumentError, InvalidKeyError
 
 
@@ -53,19 +54,26 @@ def make_key(prefix: str, key: object, max_length: int) -> str:
     return f"{full[:_HEAD]}#{digest}"
 
 
+MAX_TTL: Final = 10 * 365 * 86400.0  # ten years: the longest TTL every backend (Redis included) stores
+
+
 def ttl_seconds(ttl: object, key: str, name: str = "ttl") -> float | None:
-    """Seconds for a ttl argument (number or timedelta; None = no expiry); refuses <= 0."""
+    """Seconds for a ttl argument (number or timedelta; None = no expiry); refuses <= 0 and > MAX_TTL.
+
+    The same check on every backend: the number goes through `parse_duration`, so NaN, infinity and
+    values over ten years raise `InvalidDurationError` (an `InvalidArgumentError`) naming the key.
+    """
     if ttl is None:
         return None
     if isinstance(ttl, timedelta):
-        value = ttl.total_seconds()
+        value: float | int = ttl.total_seconds()
     elif isinstance(ttl, int | float) and not isinstance(ttl, bool):
-        value = float(ttl)
+        value = ttl
     else:
         raise InvalidArgumentError(f"{name} for key {key!r} must be seconds or a timedelta, not {ttl!r}")
-    if not value > 0:  # also refuses NaN
+    if value <= 0:  # NaN and infinity are refused by parse_duration, with their own message
         raise InvalidArgumentError(f"{name} for key {key!r} must be > 0 seconds or None (got {ttl!r})")
-    return value
+    return parse_duration(f"{name} for key {key!r}", value, maximum=MAX_TTL)
 
 
 def check_tags(tags: Iterable[str] | None, key: str = "") -> tuple[str, ...]:

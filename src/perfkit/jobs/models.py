@@ -45,6 +45,7 @@ class Status(enum.StrEnum):
     FAILED = "failed"  # its last attempt raised or timed out; dead-lettered with error and traceback
     DEAD = "dead"  # it could not run at all (unknown task, unreadable payload) or kept losing its lease
     CANCELLED = "cancelled"
+    CORRUPT = "corrupt"  # never stored: a record perfkit cannot read (see `JobRecord.corrupt`), never run
 
     @property
     def terminal(self) -> bool:
@@ -104,12 +105,25 @@ class JobRecord:
     lease_until: float | None = None
     cancel_requested: bool = False
     stalls: int = 0  # how many times its lease lapsed (its worker died or hung)
+    corrupt: str | None = None  # why the stored record cannot be read (the fields at fault), if it cannot
 
     def effective_status(self, now: float | None = None) -> Status:
+        if self.corrupt is not None:
+            return Status.CORRUPT
         status = Status(self.status)
         if status is Status.QUEUED and self.run_at > (time.time() if now is None else now):
             return Status.SCHEDULED
         return status
+
+    @property
+    def corrupt_error(self) -> str | None:
+        """The error a corrupt record is shown (and dead-lettered) with; None for a sound record."""
+        if self.corrupt is None:
+            return None
+        error = f"corrupt job record: {self.corrupt}"
+        if self.error and self.error != error:
+            return f"{error}; stored error: {self.error}"
+        return error
 
 
 @dataclass(slots=True)

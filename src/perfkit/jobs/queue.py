@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -10,7 +11,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from perfkit.config import parse_duration, parse_size, parse_str, setting
-from perfkit.errors import ConfigurationError, PerfkitError, SerializationError, ValueTooLargeError
+from perfkit.errors import (
+    ConfigurationError,
+    InvalidDurationError,
+    PerfkitError,
+    SerializationError,
+    ValueTooLargeError,
+)
 from perfkit.jobs.backends import JobBackend, registry
 from perfkit.jobs.cron import Cron
 from perfkit.jobs.hooks import Hook, Hooks, JobEvent
@@ -206,6 +213,8 @@ class JobQueue:
                 run_at = at.timestamp()
             elif isinstance(at, int | float) and not isinstance(at, bool):
                 run_at = float(at)
+                if not math.isfinite(run_at):
+                    raise InvalidDurationError("at", f"{at!r} is not a finite UNIX timestamp")
             else:
                 raise ConfigurationError("at", f"{at!r} is not a datetime or a UNIX timestamp")
         if key is not None and (not isinstance(key, str) or not key or len(key) > 200):
@@ -288,10 +297,17 @@ class JobQueue:
             self.hooks.emit(JobEvent("cancelled", record.id, record.task, record.queue, record.priority))
         return self._info(record)
 
-    async def retry(self, job_id: str) -> bool:
-        """Queue a failed, dead or cancelled job again, with a fresh set of attempts."""
+    async def retry(self, job_id: str) -> JobInfo | None:
+        """Queue a failed, dead or cancelled job again, with a fresh set of attempts.
+
+        Returns the job as queued again, like `cancel()` returns the job it cancelled; None when
+        nothing was queued: the job is unknown, or not failed, dead or cancelled. (It used to return
+        True/False: truth tests such as `if await jobs.retry(id):` read the same as before.)
+        """
         queue_of(job_id)
-        return await self.backend.retry(job_id, time.time())
+        if not await self.backend.retry(job_id, time.time()):
+            return None
+        return await self.get(job_id)
 
     async def depth(self) -> dict[tuple[str, int], int]:
         """Ready jobs per (queue, priority)."""
@@ -354,7 +370,8 @@ class JobQueue:
         return JobInfo(
             id=r.id, type=r.task, queue=r.queue, priority=Priority(r.priority), status=r.effective_status(),
             args=args, kwargs=kwargs, progress=r.progress, progress_message=r.progress_message, result=result,
-            error=r.error, traceback=r.traceback, attempts=r.attempts, max_attempts=r.max_attempts, key=r.key,
+            error=r.corrupt_error or r.error, traceback=r.traceback, attempts=r.attempts,
+            max_attempts=r.max_attempts, key=r.key,
             queued_at=r.queued_at, run_at=r.run_at, started_at=r.started_at, completed_at=r.completed_at,
             cancel_requested=r.cancel_requested,
         )  # fmt: skip

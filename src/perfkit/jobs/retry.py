@@ -7,11 +7,15 @@ failures does not come back as a burst; `fixed` waits the same time; any callabl
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from perfkit.config import parse_duration
 from perfkit.errors import ConfigurationError
+
+MAX_CUSTOM_DELAY = 365 * 86400.0  # a custom policy's delay is clamped to [0, 1 year]; NaN means 0
 
 
 class RetryPolicy:
@@ -44,7 +48,9 @@ class Custom(RetryPolicy):
 
     def delay(self, attempt: int) -> float:
         value = float(self.func(attempt))
-        return max(0.0, value)
+        if math.isnan(value):  # a bad policy still retries: at once, rather than never
+            return 0.0
+        return min(MAX_CUSTOM_DELAY, max(0.0, value))
 
 
 BackoffSpec = str | float | int | RetryPolicy | Callable[[int], float]
@@ -57,9 +63,7 @@ def make_policy(spec: BackoffSpec, setting: str = "backoff") -> RetryPolicy:
     if isinstance(spec, bool):
         raise ConfigurationError(setting, f"{spec!r} is not a backoff; use 'exponential', 'fixed' or seconds")
     if isinstance(spec, int | float):
-        if spec < 0:
-            raise ConfigurationError(setting, f"{spec!r} is negative")
-        return Fixed(float(spec))
+        return Fixed(parse_duration(setting, spec))
     if spec == "exponential":
         return Exponential()
     if spec == "fixed":

@@ -52,6 +52,9 @@ class Runner:
         """The outcome to record, or None when this worker must not report one (lease lost, shutdown)."""
         r = job.record
         hooks = bool(self.jobs.hooks)
+        corrupt = r.corrupt_error
+        if corrupt is not None:  # a field of its stored record cannot be read: it never runs
+            return self._dead(r, corrupt)
         task = self.jobs.tasks.get(r.task)
         if task is None:
             return self._dead(

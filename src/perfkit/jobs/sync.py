@@ -44,7 +44,7 @@ class SyncJobQueue:
     def cancel(self, job_id: str) -> JobInfo | None:
         return self._portal.call(self._jobs.cancel(job_id))
 
-    def retry(self, job_id: str) -> bool:
+    def retry(self, job_id: str) -> JobInfo | None:
         return self._portal.call(self._jobs.retry(job_id))
 
     def list(

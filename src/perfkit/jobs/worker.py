@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from perfkit._cancel import cancelling
+from perfkit.config import parse_duration
 from perfkit.errors import ConfigurationError, PerfkitError
 from perfkit.jobs.hooks import JobEvent
 from perfkit.jobs.lease import LeaseKeeper
@@ -71,6 +72,15 @@ class Worker:
         if not names:
             raise ConfigurationError("queues", "no queues given and no task registered")
         self.queues = names
+        served = {t.options.queue for t in jobs.tasks.values()}
+        for name in names:
+            if name not in served:  # a typo in --queues would otherwise wait forever, silently
+                logger.warning(
+                    "worker: no registered task uses queue %r (tasks' queues: %s); its jobs will be "
+                    "dead-lettered as unknown tasks",
+                    name,
+                    sorted(served) or "none",
+                )
         self.concurrency = concurrency
         self.prefetch = concurrency if prefetch is None else prefetch
         if isinstance(self.prefetch, bool) or not isinstance(self.prefetch, int) or self.prefetch < 0:
@@ -82,9 +92,9 @@ class Worker:
         self._waiting: deque[Running] = deque()
         self._executing = 0
         self.burst = burst
-        self.grace = grace
-        self.idle_wait = idle_wait
-        self.cleanup_every = cleanup_every
+        self.grace = parse_duration("grace", grace)
+        self.idle_wait = parse_duration("idle_wait", idle_wait)
+        self.cleanup_every = parse_duration("cleanup_every", cleanup_every)
         self.clock = clock  # the wall clock periodic tasks are scheduled by (tests shift it)
         self.stats = WorkerStats()
         self.running: dict[str, Running] = {}
@@ -100,7 +110,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._hurry = False
         self._fail_streak = 0
-        beat = heartbeat if heartbeat is not None else min(1.0, jobs.lease / 3)
+        beat = parse_duration("heartbeat", heartbeat) if heartbeat is not None else min(1.0, jobs.lease / 3)
         self.lease = LeaseKeeper(jobs, names, self.running, jobs.lease, beat, self._backend_error)
         self.id = f"{os.uname().nodename}:{os.getpid()}"
 

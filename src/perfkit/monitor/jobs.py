@@ -58,7 +58,8 @@ async def queue_status(jobs: Any, max_pages: int = 5) -> dict[str, Any]:
     exact = True
     for _ in range(max_pages):
         page, cursor = await jobs.list(status="queued", limit=1000, cursor=cursor)
-        ready = [j.queued_at for j in page if j.run_at <= time.time()]
+        # a corrupt record (status "corrupt") has no time to trust: it is not the oldest ready job
+        ready = [j.queued_at for j in page if j.status == "queued" and j.run_at <= time.time()]
         if ready:
             candidate = min(ready)
             oldest = candidate if oldest is None else min(oldest, candidate)

@@ -177,8 +177,8 @@ class MonitorApp:
                     {"id": info.id, "status": str(info.status), "cancel_requested": info.cancel_requested},
                 )
         else:
-            ok = await jobs.retry(job_id)
-            await respond_json(send, 200 if ok else 409, {"id": job_id, "retried": ok})
+            retried = await jobs.retry(job_id) is not None
+            await respond_json(send, 200 if retried else 409, {"id": job_id, "retried": retried})
 
 
 class MonitorMount:

@@ -8,6 +8,7 @@ from typing import Any
 
 from perfkit.errors import ConfigurationError
 from perfkit.jobs.models import JobRecord, Status
+from perfkit.jobs.records import record_from_values
 
 COLUMNS = (
     "id", "queue", "task", "payload", "priority", "status", "attempts", "max_attempts", "timeout", "key",
@@ -28,12 +29,8 @@ def table_name(options: Mapping[str, str], default: str = "perfkit_jobs") -> str
 
 
 def record_from_row(row: Sequence[Any]) -> JobRecord:
-    values = dict(zip(COLUMNS, row, strict=True))
-    values["cancel_requested"] = bool(values["cancel_requested"])
-    values["payload"] = bytes(values["payload"])
-    if values["result"] is not None:
-        values["result"] = bytes(values["result"])
-    return JobRecord(**values)
+    """The record of a row; a column that cannot be read marks it corrupt (see `record_from_fields`)."""
+    return record_from_values(dict(zip(COLUMNS, row, strict=True)))
 
 
 def row_from_record(rec: JobRecord) -> tuple[Any, ...]:

@@ -57,11 +57,13 @@ class PostgresBackend:
         self._notified = asyncio.Event()
         self._pipeline = EnqueuePipeline(self.enqueue_many)
         t = self.table
+        # a NaN run_at (a corrupt row: NaN sorts above every time) is due: claimed, then dead-lettered
         self._sql_claim: dict[bool, str] = {
             single: (
                 f"UPDATE {t} AS j SET status = 'running', attempts = j.attempts + 1, token = j.attempts + 1, "
                 f"started_at = $1, lease_until = $2 FROM (SELECT seq FROM {t} WHERE status = 'queued' AND "
-                f"{'queue = $3' if single else 'queue = ANY($3::text[])'} AND run_at <= $1 "
+                f"{'queue = $3' if single else 'queue = ANY($3::text[])'} "
+                f"AND (run_at <= $1 OR run_at = 'NaN') "
                 f"ORDER BY priority, seq LIMIT $4 FOR UPDATE SKIP LOCKED) AS s WHERE j.seq = s.seq "
                 f"RETURNING j.priority, j.seq, {', '.join('j.' + c for c in COLUMNS)}"
             )

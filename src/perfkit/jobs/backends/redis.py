@@ -8,14 +8,14 @@ workers block on BLPOP of the queues' wake lists instead of polling.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import msgspec
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
@@ -25,9 +25,22 @@ from perfkit.errors import BackendError, BackendUnavailableError, ConfigurationE
 from perfkit.jobs.backends import redis_lua as lua
 from perfkit.jobs.backends._pipeline import EnqueuePipeline, chunks
 from perfkit.jobs.backends.redis_keys import BAND, QueueKeys, once_key, queues_key
-from perfkit.jobs.models import MAX_STALLS, JobRecord, Outcome, Status, queue_of
+from perfkit.jobs.backends.redis_records import (
+    claimed_record,
+    encode_spec,
+    record_from_hash,
+    unreadable_record,
+)
+from perfkit.jobs.models import (
+    MAX_STALLS,
+    JobRecord,
+    Outcome,
+    Status,
+    queue_of,
+)
 
 T = TypeVar("T")
+logger = logging.getLogger("perfkit.jobs")
 _OUR_OPTIONS = {"prefix"}
 _SCRIPTS = (
     "ENQUEUE",
@@ -52,12 +65,9 @@ _UNAVAILABLE = (
     rexc.SlotNotCoveredError,
 )
 SOCKET_TIMEOUT = 5.0  # redis-py 8's default, explicit: an idle BLPOP is kept under it (see _blpop_max)
-_FLOATS = ("run_at", "started_at", "completed_at", "progress")  # a lease expiry lives in `active`
-_INTS = ("priority", "attempts", "token", "stalls")
-_TEXTS = ("id", "status", "key", "progress_message", "error", "traceback")
-# the immutable part of a job, one msgpack blob: (task, payload, max_attempts, timeout, queued_at)
-_encode_spec = msgspec.msgpack.Encoder().encode
-_decode_spec = msgspec.msgpack.Decoder(tuple[str, bytes, int, float | None, float]).decode
+# scripts safe to send twice (a repeat changes nothing more), so retried once on a stale connection:
+# not CLAIM (a repeat would lease more jobs) nor RETRY (a repeat would answer "not retried")
+_REPEATABLE = frozenset(_SCRIPTS) - {"CLAIM", "RETRY"}
 _STATUS_KEYS = {
     Status.QUEUED: ("ready",),
     Status.SCHEDULED: ("delayed",),
@@ -71,27 +81,6 @@ def _driver_url(url: BackendURL) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
-def _record(flat: Sequence[bytes]) -> JobRecord:
-    raw = {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
-    values: dict[str, Any] = {"result": raw.get("result")}
-    task, values["payload"], values["max_attempts"], values["timeout"], values["queued_at"] = _decode_spec(
-        raw["spec"]
-    )
-    values["task"] = task
-    values["queue"] = queue_of(raw["id"].decode())
-    for name in _TEXTS:
-        if name in raw:
-            values[name] = raw[name].decode()
-    for name in _FLOATS:
-        if name in raw:
-            values[name] = float(raw[name])
-    for name in _INTS:
-        if name in raw:
-            values[name] = int(raw[name])
-    values["cancel_requested"] = raw.get("cancel_requested") == b"1"
-    return JobRecord(**values)
-
-
 def _ms_up(t: float) -> int:
     """`t` (s) in whole milliseconds, rounded up: a delayed job's score is never before its run_at."""
     ms = math.ceil(t * 1000)
@@ -102,18 +91,6 @@ def _ms_down(t: float) -> int:
     """`t` (s) in whole milliseconds, rounded down: a claim at `t` never promotes a job due after `t`."""
     ms = math.floor(t * 1000)
     return ms - 1 if ms / 1000 > t else ms
-
-
-def _claimed(queue: str, f: Sequence[Any], now: float, lease: float) -> JobRecord:
-    """A claimed job from CLAIM's HMGET: id, spec, priority, attempts, key, run_at."""
-    task, payload, max_attempts, timeout, queued_at = _decode_spec(f[1])
-    attempts = int(f[3])
-    return JobRecord(
-        id=f[0].decode(), queue=queue, task=task, payload=payload, priority=int(f[2]), status=Status.RUNNING,
-        attempts=attempts, max_attempts=max_attempts, timeout=timeout,
-        key=None if f[4] is None else f[4].decode(),
-        run_at=float(f[5]), queued_at=queued_at, started_at=now, token=attempts, lease_until=now + lease,
-    )  # fmt: skip
 
 
 class RedisBackend:
@@ -130,7 +107,6 @@ class RedisBackend:
         self.client = self._client(url, max_connections)
         self._scripts = {name: self.client.register_script(getattr(lua, name)) for name in _SCRIPTS}
         self._keys: dict[str, QueueKeys] = {}
-        self._known_queues: set[str] = set()
         self._pipeline = EnqueuePipeline(self.enqueue_many)
         # wake-list keys -> the BLPOP on them in flight (or done and not yet seen); see wait()
         self._blpops: dict[tuple[str, ...], asyncio.Task[Any]] = {}
@@ -162,12 +138,20 @@ class RedisBackend:
     def _retention_s(self) -> int:
         return max(60, math.ceil(self.retention) + 60)  # a safety net; cleanup() deletes on time
 
-    async def _call(self, awaitable: Awaitable[T]) -> T:
+    async def _call(self, awaitable: Awaitable[T], again: Callable[[], Awaitable[T]] | None = None) -> T:
+        """Await a command, translating driver errors; `again` makes the same command anew.
+
+        Given `again` (only for a command safe to send twice), a connection error is retried once, on
+        a fresh connection: after a Redis restart every pooled connection is stale, and the first
+        command on each would fail though Redis is back. A timeout is never retried.
+        """
         try:
             return await awaitable
         except (rexc.RedisError, rexc.RedisClusterException, OSError) as exc:
             if cancelling():  # a cancel that surfaced as a read timeout: keep it a cancel
                 raise asyncio.CancelledError from exc
+            if again is not None and isinstance(exc, rexc.ConnectionError | ConnectionError):
+                return await self._call(again())
             if isinstance(exc, _UNAVAILABLE) or (
                 isinstance(exc, rexc.RedisClusterException) and "connect" in str(exc)
             ):
@@ -175,7 +159,22 @@ class RedisBackend:
             raise BackendError(f"Redis {self.url.redacted()}: {exc}") from exc
 
     async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        return await self._call(self._scripts[name](keys=list(keys), args=list(args)))
+        script, keys, args = self._scripts[name], list(keys), list(args)
+
+        def call() -> Awaitable[Any]:
+            return script(keys=keys, args=args)
+
+        return await self._call(call(), call if name in _REPEATABLE else None)
+
+    async def _pipelined(self, commands: Callable[[Any], None], raise_on_error: bool = True) -> list[Any]:
+        """Read-only commands in one pipeline (one round trip); safe to send twice, so retried once."""
+
+        async def run() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                commands(pipe)
+                return list(await pipe.execute(raise_on_error=raise_on_error))
+
+        return await self._call(run(), run)
 
     # -- the contract --------------------------------------------------------------------------------
     async def enqueue(self, record: JobRecord) -> tuple[str, bool]:
@@ -183,10 +182,10 @@ class RedisBackend:
         return await self._pipeline.enqueue(record, self._enqueue_one)
 
     async def _enqueue_one(self, record: JobRecord) -> tuple[str, bool]:
-        if record.queue not in self._known_queues:
-            return (await self.enqueue_many([record]))[0]
         k = self._k(record.queue)
         flat = await self._script("ENQUEUE", [k.ready, k.delayed, k.keys], self._enqueue_args(k, [record]))
+        if flat[-1]:
+            await self._register([record.queue])
         return flat[0].decode(), bool(flat[1])
 
     async def enqueue_many(self, records: Sequence[JobRecord]) -> list[tuple[str, bool]]:
@@ -194,11 +193,8 @@ class RedisBackend:
         by_queue: dict[str, list[int]] = defaultdict(list)
         for index, record in enumerate(records):
             by_queue[record.queue].append(index)
-        new = [q for q in by_queue if q not in self._known_queues]
-        if new:
-            await self._call(self.client.sadd(queues_key(self.prefix), *new))
-            self._known_queues.update(new)
         results: list[tuple[str, bool]] = [("", False)] * len(records)
+        unregistered: set[str] = set()
 
         async def one_call(queue: str, indexes: list[int]) -> None:
             k = self._k(queue)
@@ -206,6 +202,8 @@ class RedisBackend:
             flat = await self._script("ENQUEUE", [k.ready, k.delayed, k.keys], args)
             for n, i in enumerate(indexes):
                 results[i] = (flat[2 * n].decode(), bool(flat[2 * n + 1]))
+            if flat[-1]:
+                unregistered.add(queue)
 
         calls = [
             one_call(queue, part)
@@ -216,7 +214,23 @@ class RedisBackend:
             await calls[0]
         else:
             await asyncio.gather(*calls)
+        if unregistered:
+            await self._register(sorted(unregistered))
         return results
+
+    async def _register(self, queues: Sequence[str]) -> None:
+        """Add `queues` to the registry list(), depth() and cleanup() read.
+
+        The ENQUEUE script asks for this when its queue's `registered` marker (60 s) is gone: at the
+        first enqueue, then once a minute, and at once after Redis lost its data (a restart without
+        persistence), so the registry is rebuilt instead of trusted from a per-process cache. The jobs
+        are stored already: a failure here is logged, not raised, and healed by a later enqueue.
+        """
+        key, names = queues_key(self.prefix), list(queues)
+        try:
+            await self._call(self.client.sadd(key, *names), lambda: self.client.sadd(key, *names))
+        except BackendError as exc:
+            logger.warning("jobs: could not register queues %s (retried on a later enqueue): %s", names, exc)
 
     @staticmethod
     def _enqueue_args(k: QueueKeys, records: Sequence[JobRecord]) -> list[Any]:
@@ -224,7 +238,7 @@ class RedisBackend:
         now_ms = _ms_down(now)
         args: list[Any] = [k.tag, now_ms]
         for r in records:
-            spec = _encode_spec((r.task, r.payload, r.max_attempts, r.timeout, r.queued_at))
+            spec = encode_spec((r.task, r.payload, r.max_attempts, r.timeout, r.queued_at))
             # due now: ready at once; else delayed, its score rounded up (the script compares with now_ms)
             due_ms = _ms_up(r.run_at) if r.run_at > now else now_ms
             args += (r.id, r.key or "", due_ms, r.priority, spec, repr(r.run_at))
@@ -242,6 +256,9 @@ class RedisBackend:
                 other.append(o)
         if other:
             await self.finish(other)
+            # a retry among them, due by the time it was recorded, went straight to `ready`: claim it
+            # at a time after that, never with a start before its run_at (ready jobs are not timed)
+            now = max(now, time.time())
         out: list[JobRecord] = []
         # delayed jobs due by `now` are promoted: scores (rounded up) <= now rounded down, never early
         head = [_ms_down(now), 0, int(lease * 1000), repr(now), self._retention_s]
@@ -251,7 +268,7 @@ class RedisBackend:
             rows = await self._script(
                 "CLAIM", [k.ready, k.delayed, k.active], [k.tag, *head, *ok.pop(queue, ())]
             )
-            out.extend(_claimed(queue, r, now, lease) for r in rows)
+            out.extend(claimed_record(queue, r, now, lease) for r in rows)
             if len(out) >= limit and not ok:
                 break
         return out
@@ -338,16 +355,38 @@ class RedisBackend:
             rows = await self._script(
                 "REAP", [k.active], [k.tag, int(now * 1000), repr(now), self._retention_s, MAX_STALLS]
             )
-            dead.extend(_record(r) for r in rows)
+            dead.extend(record_from_hash(r) for r in rows)
         return dead
 
     async def get(self, job_id: str) -> JobRecord | None:
-        flat = await self._call(
-            self.client.execute_command(  # type: ignore[no-untyped-call, unused-ignore]
-                "HGETALL", self._k(queue_of(job_id)).job + job_id
-            )
-        )
-        return _record(_flatten(flat)) if flat else None
+        records = await self._read_jobs([job_id])
+        return records[0] if records else None
+
+    async def _read_jobs(self, ids: Sequence[str]) -> list[JobRecord]:
+        """The records of `ids` that exist, in order, in one round trip; one that cannot be read (a
+        key of the wrong type, a field that is not a number) is returned marked corrupt, not raised."""
+        readable = [i for i in ids if _is_job_id(i)]
+
+        def commands(pipe: Any) -> None:
+            for job_id in readable:
+                pipe.execute_command("HGETALL", self._k(queue_of(job_id)).job + job_id)
+
+        rows = await self._pipelined(commands, raise_on_error=False) if readable else []
+        found = dict(zip(readable, rows, strict=True))
+        records: list[JobRecord] = []
+        for job_id in ids:
+            row = found.get(job_id, _NOT_AN_ID)
+            if row is _NOT_AN_ID:  # an index member that is no job id
+                records.append(unreadable_record(job_id, f"{job_id!r} is not a job id"))
+            elif isinstance(row, rexc.ResponseError):  # WRONGTYPE: not a hash
+                records.append(
+                    unreadable_record(job_id, f"its Redis key cannot be read as a job hash ({row})")
+                )
+            elif isinstance(row, Exception):
+                await self._call(_raise(row))
+            elif row:
+                records.append(record_from_hash(_flatten(row), job_id))
+        return records
 
     async def list(
         self, status: Status | None, queue: str | None, limit: int, cursor: str | None
@@ -356,7 +395,8 @@ class RedisBackend:
         queues = [queue] if queue else sorted(await self._queues())
         statuses = [status] if status else list(Status)
         candidates: list[bytes] = []  # each index read one past the page: is there a next page?
-        async with self.client.pipeline(transaction=False) as pipe:
+
+        def commands(pipe: Any) -> None:
             for q in queues:
                 k = self._k(q)
                 for st in statuses:
@@ -364,19 +404,17 @@ class RedisBackend:
                         pipe.zrange(getattr(k, name), 0, offset + limit, desc=True)
                     if st.terminal:
                         pipe.zrange(k.done + st.value, 0, offset + limit, desc=True)
-            results = await self._call(pipe.execute())
+
+        results = await self._pipelined(commands, raise_on_error=False)
         for ids in results:
+            if isinstance(ids, rexc.ResponseError):  # an index key of the wrong type: nothing to list
+                continue
+            if isinstance(ids, Exception):
+                await self._call(_raise(ids))
             candidates.extend(ids)
         candidates = sorted(set(candidates), key=lambda i: i.rpartition(b":")[2], reverse=True)
         page = candidates[offset : offset + limit]
-        records: list[JobRecord] = []
-        if page:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for job_id in page:
-                    text = job_id.decode()
-                    pipe.execute_command("HGETALL", self._k(queue_of(text)).job + text)
-                rows = await self._call(pipe.execute())
-            records = [_record(_flatten(r)) for r in rows if r]
+        records = await self._read_jobs([i.decode(errors="replace") for i in page]) if page else []
         more = len(candidates) > offset + limit
         return records, str(offset + limit) if more else None
 
@@ -385,7 +423,9 @@ class RedisBackend:
         flat = await self._script(
             "CANCEL", [k.ready, k.delayed], [k.tag, job_id, repr(now), self._retention_s]
         )
-        return _record(flat) if flat else None
+        if flat == 0:  # its key is not a hash: nothing to cancel, shown as corrupt
+            return await self.get(job_id)
+        return record_from_hash(flat, job_id) if flat else None
 
     async def retry(self, job_id: str, now: float) -> bool:
         k = self._k(queue_of(job_id))
@@ -404,11 +444,13 @@ class RedisBackend:
 
     async def depth(self) -> dict[tuple[str, int], int]:
         queues = sorted(await self._queues())
-        async with self.client.pipeline(transaction=False) as pipe:
+
+        def commands(pipe: Any) -> None:
             for q in queues:
                 for prio in range(4):
                     pipe.zcount(self._k(q).ready, prio * BAND, (prio + 1) * BAND - 1)
-            counts = await self._call(pipe.execute())
+
+        counts = await self._pipelined(commands) if queues else []
         it = iter(counts)
         return {(q, p): n for q in queues for p in range(4) if (n := int(next(it)))}
 
@@ -417,7 +459,8 @@ class RedisBackend:
         return bool(await self._call(self.client.set(key, b"1", nx=True, px=max(1, int(ttl * 1000)))))
 
     async def _queues(self) -> set[str]:
-        members = await self._call(self.client.smembers(queues_key(self.prefix)))
+        key = queues_key(self.prefix)
+        members = await self._call(self.client.smembers(key), lambda: self.client.smembers(key))
         return {m.decode() if isinstance(m, bytes) else m for m in members}
 
     async def drop(self) -> None:
@@ -440,6 +483,22 @@ class RedisBackend:
         for task in tasks:
             task.cancel()
         return tasks
+
+
+_NOT_AN_ID: Any = object()
+
+
+def _is_job_id(text: str) -> bool:
+    try:
+        queue_of(text)
+    except ConfigurationError:
+        return False
+    return True
+
+
+async def _raise(exc: Exception) -> Any:
+    """An error a pipeline returned, raised where `_call` translates it."""
+    raise exc
 
 
 def _retrieved(task: asyncio.Task[Any]) -> None:

@@ -11,6 +11,7 @@ the queue runs unchanged on Redis Cluster:
     {p:q:name}:keys          hash  idempotency key -> job id
     {p:q:name}:done:<status> zset  id -> completed_at (s): the finished jobs, for list() and cleanup
     {p:q:name}:job:<id>      hash  the job record
+    {p:q:name}:registered    string set for 60 s by ENQUEUE when it (re)adds the queue to `<p>:queues`
 
 Outside the queues: `<p>:queues` (set of queue names, for list() and depth()) and `<p>:once:<name>`
 (periodic tick claims).

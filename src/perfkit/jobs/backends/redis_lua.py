@@ -12,7 +12,7 @@ local function wake() redis.call('LPUSH', tag .. 'wake', '1'); redis.call('LTRIM
 local function requeue(id, j)
   local score = redis.call('HGET', j, 'score')
   if not score then
-    local prio = tonumber(redis.call('HGET', j, 'priority') or '2')
+    local prio = tonumber(redis.call('HGET', j, 'priority') or '2') or 2
     score = prio * 1e13 + redis.call('INCR', tag .. 'seq')
     redis.call('HSET', j, 'score', score)
   end
@@ -56,7 +56,9 @@ end
 # (run_at rounded up; now ms when already due), priority, spec, run_at s. `spec` is the job's immutable
 # part in one msgpack blob (task, payload, max_attempts, timeout, queued_at). Jobs are stored in order,
 # so a key repeated within one call goes to its first job.
-# Returns id, created (1/0) pairs: a key held by a queued or running job returns that job's id and 0.
+# Returns id, created (1/0) pairs: a key held by a queued or running job returns that job's id and 0;
+# then 1 when the queue's `registered` marker (60 s) was missing: the caller adds the queue to the
+# registry (`<p>:queues`), so a Redis that lost its data gets its registry back at the next enqueue.
 ENQUEUE = (
     _PRELUDE
     + """
@@ -98,6 +100,8 @@ for i = 3, #ARGV, 6 do
   end
 end
 if ready then wake() end
+local register = redis.call('SET', tag .. 'registered', '1', 'NX', 'EX', 60)
+out[#out + 1] = register and 1 or 0
 return out
 """
 )
@@ -106,18 +110,23 @@ return out
 # then id, token, result triples of jobs that succeeded (FINISH_OK's, recorded first: the worker's
 # acknowledgements ride on its next claim). Promotes due delayed jobs (score <= now ms: never before
 # their run_at, as the scores are rounded up), then pops up to `limit` ready jobs under a lease;
-# returns the fields a worker needs of each (see redis.py `_claimed`).
+# returns the fields a worker needs of each (see redis.py `_claimed`). A job key that is not a hash
+# (written by hand, say) cannot be claimed: it goes to done:dead, where list() shows it as corrupt and
+# cleanup() deletes it, instead of failing the claim of every job with it; a field that is not a number
+# is left to the worker, which dead-letters that one job (see `_claimed`).
 CLAIM = (
     _PRELUDE
     + _FINISH_OK
     + """
 finish_ok(ARGV[5], tonumber(ARGV[6]), 7)
 local now, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+local function unreadable(id) redis.call('ZADD', tag .. 'done:dead', ARGV[5], id) end
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[2], id)
   local j = jk(id)
-  if redis.call('HGET', j, 'status') == 'queued' then requeue(id, j) end
+  local st = redis.pcall('HGET', j, 'status')
+  if st == 'queued' then requeue(id, j) elseif type(st) == 'table' and st.err then unreadable(id) end
 end
 local popped = redis.call('ZPOPMIN', KEYS[1], limit)
 local out = {}
@@ -125,9 +134,11 @@ local until_ms = now + tonumber(ARGV[4])
 for i = 1, #popped, 2 do
   local id = popped[i]
   local j = jk(id)
-  local v = redis.call('HMGET', j, 'status', 'attempts', 'spec', 'priority', 'key', 'run_at')
-  if v[1] == 'queued' then
-    local attempts = tonumber(v[2]) + 1
+  local v = redis.pcall('HMGET', j, 'status', 'attempts', 'spec', 'priority', 'key', 'run_at')
+  if v.err then
+    unreadable(id)
+  elseif v[1] == 'queued' then
+    local attempts = (tonumber(v[2]) or 0) + 1
     redis.call('HSET', j, 'status', 'running', 'attempts', attempts, 'token', attempts, 'started_at', ARGV[5])
     redis.call('ZADD', KEYS[3], until_ms, id)
     out[#out + 1] = {id, v[3], v[4], attempts, v[5], v[6]}
@@ -257,13 +268,15 @@ return dead
 """
 )
 
-# KEYS: ready, delayed. ARGV: tag, id, now_s, retention s. Returns the record after the change.
+# KEYS: ready, delayed. ARGV: tag, id, now_s, retention s. Returns the record after the change, or 0
+# when the job key is not a hash (a corrupt job: the caller reads it as such).
 CANCEL = (
     _PRELUDE
     + """
 local id = ARGV[2]
 local j = jk(id)
-local st = redis.call('HGET', j, 'status')
+local st = redis.pcall('HGET', j, 'status')
+if type(st) == 'table' and st.err then return 0 end
 if not st then return nil end
 if st == 'queued' then
   redis.call('ZREM', KEYS[1], id)
@@ -282,7 +295,7 @@ RETRY = (
     + """
 local id = ARGV[2]
 local j = jk(id)
-local st = redis.call('HGET', j, 'status')
+local st = redis.pcall('HGET', j, 'status')  -- a key of the wrong type (corrupt) is not retried
 if st ~= 'failed' and st ~= 'dead' and st ~= 'cancelled' then return 0 end
 redis.call('ZREM', tag .. 'done:' .. st, id)
 redis.call('PERSIST', j)

@@ -139,13 +139,14 @@ class SQLiteBackend:
 
     def _claim_sql(self, n_queues: int) -> str:
         sql = self._ready_sql.get(n_queues)
-        if sql is None:
+        if sql is None:  # a run_at that is not a number (a corrupt row) is due: claimed, then dead-lettered
             t = self.table
             where = "queue = ?" if n_queues == 1 else f"queue IN ({', '.join('?' * n_queues)})"
             sql = (
                 f"UPDATE {t} SET status = 'running', attempts = attempts + 1, token = attempts + 1, "
                 f"started_at = ?, lease_until = ? WHERE seq IN (SELECT seq FROM {t} WHERE status = 'queued' "
-                f"AND {where} AND run_at <= ? ORDER BY priority, seq LIMIT ?) "
+                f"AND {where} AND (run_at <= ? OR typeof(run_at) NOT IN ('real', 'integer')) "
+                f"ORDER BY priority, seq LIMIT ?) "
                 f"RETURNING priority, seq, {SELECT_LIST}"
             )
             self._ready_sql[n_queues] = sql
