@@ -56,7 +56,7 @@ def outcome(request: pytest.FixtureRequest, outcomes: dict[str, object]) -> harn
     return got
 
 
-@pytest.mark.parametrize("check", list(checks.CHECKS))
+@pytest.mark.parametrize("check", list(checks.CHECKS), ids=[f.__name__ for f in checks.CHECKS.values()])
 def test_real_app(outcome: harness.Outcome, check: str) -> None:
     """Each check of checks.py (its docstring says what it pins) holds on each real app."""
     assert checks.CHECKS[check](outcome) == []
