@@ -149,29 +149,33 @@ def served_report_is_own(outcome: Any) -> list[str]:
 
 def cache_respects_credentials(outcome: Any) -> list[str]:
     """The response cache never gives one client's answer to another: after the login's requests, no
-    token and a bad token get what the app answered them before (401/403), never the user's body; and
-    by default a request with credentials is not served from the cache."""
+    token, a bad token and a second user (when the driver could make one) get exactly what the app
+    answered them before (401/403, their own data), never the login's body; by default a request with
+    credentials is not served from the cache; and the cache is on (repeated public GETs hit)."""
     problems = []
     by_path: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in outcome.drive.get("requests", []):
         if r["method"] == "GET":
             by_path[r["path"]].append(r)
     cached = {r["path"] for r in outcome.drive.get("rules", []) if r["kind"] == "cache"}
+    per_user = any(r.get("extra") for r in outcome.drive.get("rules", []) if r["kind"] == "cache")
     for path, reqs in sorted(by_path.items()):
         user_bodies = {
             r["body_sha"] for r in reqs if r["role"] == "admin" and 200 <= (r["status"] or 0) < 300
         }
-        for role in ("anon", "invalid"):
+        for role in ("anon", "invalid", "user2"):
             before = [r for r in reqs if r["role"] == role and r["phase"] == "before"]
             after = [r for r in reqs if r["role"] == role and r["phase"] == "after"]
-            if not before or not after or 200 <= (before[0]["status"] or 0) < 300:
-                continue  # a public route: nothing to protect
+            if not before or not after:
+                continue
             a, b = after[0], before[0]
-            if a["status"] != b["status"] or a["body_sha"] in user_bodies:
+            if role != "user2" and 200 <= (b["status"] or 0) < 300:
+                continue  # a public route: nothing to protect
+            if a["status"] != b["status"] or a["body_sha"] != b["body_sha"]:
                 leaked = " with the logged-in user's body" if a["body_sha"] in user_bodies else ""
                 problems.append(
                     f"GET {path} as {role}: {a['status']}{leaked} (X-Cache {a['x_cache']}), "
-                    f"the app says {b['status']}"
+                    f"the app answered it {b['status']}"
                 )
         # the cache is on (a path rule, whatever the route resolution): repeated public GETs are hits
         anon = [r for r in reqs if r["role"] == "anon" and 200 <= (r["status"] or 0) < 300]
@@ -179,8 +183,15 @@ def cache_respects_credentials(outcome: Any) -> list[str]:
             problems.append(
                 f"GET {path} (cache_ttl rule): a repeated anonymous GET got X-Cache {anon[-1]['x_cache']}"
             )
-        hits = [r for r in reqs if r["role"] in ("admin", "invalid") and r["x_cache"] == "HIT"]
-        if hits:
+        hits = [r for r in reqs if r["role"] in ("admin", "invalid", "user2") and r["x_cache"] == "HIT"]
+        if per_user:  # opted in: a hit must replay that client's own earlier answer
+            own = {(r["role"], r["body_sha"]) for r in reqs if r["x_cache"] != "HIT"}
+            hits = [r for r in hits if (r["role"], r["body_sha"]) not in own]
+            if hits:
+                problems.append(
+                    f"GET {path}: {len(hits)} per-user cache hits replayed another client's answer"
+                )
+        elif hits:
             problems.append(
                 f"GET {path}: {len(hits)} requests with credentials were served from the response cache"
             )

@@ -13,7 +13,8 @@ socket sees), and writes every request and perfkit's report as JSON for tests/re
 Traffic, from the app's own OpenAPI schema and realapp.json's `login` only (nothing app-specific):
 create one resource per collection that has a POST (a body made from the schema), GET every GET route
 (path parameters from the created resources), without credentials, with a bad token, with the login's
-token, again without and with the bad token; update the created resources (PUT/PATCH) and delete them.
+token, again without and with the bad token (and as a second user when the driver could create one
+and log in as it); update the created resources (PUT/PATCH) and delete them.
 Write requests only ever touch what the driver created.
 """
 
@@ -38,6 +39,10 @@ import appside  # beside this file: the script's folder is on sys.path
 REPEAT = int(os.environ.get("PERFKIT_REALAPP_REPEAT", "20"))  # authenticated GETs per route
 CONCURRENCY = int(os.environ.get("PERFKIT_REALAPP_CONCURRENCY", "4"))
 BAD_TOKEN = "perfkit-realapps-not-a-token"
+# Extra Rule keyword arguments for the response-cache rules, as JSON: the hook for perfkit's per-user
+# opt-in (e.g. '{"cache_per_user": true}'). Set, checks.cache_respects_credentials allows a credentialed
+# hit only when it replays that same client's own earlier answer.
+CACHE_RULE_EXTRA = json.loads(os.environ.get("PERFKIT_REALAPP_CACHE_RULE") or "{}")
 _PARAM = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)(?::[a-z]+)?}")
 
 
@@ -218,6 +223,25 @@ def _own(api: list[dict[str, Any]], collection: str, param_ids: dict[str, str]) 
     return own
 
 
+async def second_login(client: Client, login: dict[str, Any], created: Any) -> str | None:
+    """A token for a user the driver just created, when its body had an email and a password: the
+    login form with those in place of the first user's (`username`/`email` and `password` fields)."""
+    if not isinstance(created, dict) or not isinstance(created.get("password"), str):
+        return None
+    email = next((v for v in created.values() if isinstance(v, str) and v.endswith("@example.com")), None)
+    if email is None:
+        return None
+    form = dict(login["form"])
+    for key in form:
+        if key in ("username", "email", "login"):
+            form[key] = email
+        elif key == "password":
+            form[key] = created["password"]
+    answer = await client.request("POST", login["path"], form=form, role="login", phase="login")
+    token = (answer["json"] or {}).get(login.get("token_field", "access_token"))
+    return token if isinstance(token, str) and answer["status"] == 200 else None
+
+
 def plan_rules(routes: list[dict[str, Any]], login_path: str) -> list[dict[str, Any]]:
     """Rules for the API's GET routes: a response cache by path pattern on those without parameters
     (`Rule(path=..., cache_ttl=60)`: the credentials check), and `Rule(name=..., cache_control=...)` on
@@ -231,8 +255,9 @@ def plan_rules(routes: list[dict[str, Any]], login_path: str) -> list[dict[str, 
             continue
         if not _PARAM.search(r["template"]):
             rules.append(
-                {"kind": "cache", "path": r["template"], "template": r["template"], "cache_ttl": 60.0}
-            )
+                {"kind": "cache", "path": r["template"], "template": r["template"], "cache_ttl": 60.0,
+                 "extra": CACHE_RULE_EXTRA}
+            )  # fmt: skip
         elif r["name"] and counts[r["name"]] == 1:
             control = f"private, max-age={100 + len(rules)}"
             rules.append(
@@ -245,7 +270,7 @@ def make_rule(rule: dict[str, Any]) -> Any:
     from perfkit.web import Rule
 
     if rule["kind"] == "cache":
-        return Rule(path=rule["path"], cache_ttl=rule["cache_ttl"])
+        return Rule(path=rule["path"], cache_ttl=rule["cache_ttl"], **rule["extra"])
     return Rule(name=rule["name"], cache_control=rule["cache_control"])
 
 
@@ -264,6 +289,7 @@ async def drive(
     gets = [r["template"] for r in api if "GET" in r["methods"]]
     # 1. one resource per collection with a POST (its body from the schema)
     ids: dict[str, dict[str, str]] = {}  # collection template -> {param: id}
+    second: str | None = None  # a token of a second user, if the driver created one it can log in as
     for r in api:
         if "POST" not in r["methods"] or _PARAM.search(r["template"]) or r["template"] == login["path"]:
             continue
@@ -280,6 +306,7 @@ async def drive(
         created = _created_id(made["json"], param)
         if made["status"] in (200, 201) and created:
             ids[r["template"]] = {param: created}
+            second = second or await second_login(client, login, body)
     values: dict[str, str] = {}
     for v in ids.values():
         values.update(v)
@@ -289,10 +316,11 @@ async def drive(
         path = _fill(t, ids[parent] if parent else values) if _PARAM.search(t) else t
         if path is not None:
             targets.append((t, path))
-    # 2. before any authenticated GET: what the app answers without credentials and with a bad token
+    others = [("anon", None), ("invalid", BAD_TOKEN)] + ([("user2", second)] if second else [])
+    # 2. before any request with the login's token: what the app answers the others
     for _, path in targets:
-        await client.request("GET", path, role="anon", phase="before")
-        await client.request("GET", path, token=BAD_TOKEN, role="invalid", phase="before")
+        for role, other in others:
+            await client.request("GET", path, token=other, role=role, phase="before")
     # 3. the login's token, REPEAT times per route, CONCURRENCY at a time
     jobs = [path for _, path in targets for _ in range(REPEAT)]
     for i in range(0, len(jobs), CONCURRENCY):
@@ -302,10 +330,10 @@ async def drive(
                 for p in jobs[i : i + CONCURRENCY]
             )
         )
-    # 4. again without credentials and with a bad token: must get what the app answered them in (2)
+    # 4. the others again: each must get what the app answered it in (2), never the login's answer
     for _, path in targets:
-        await client.request("GET", path, role="anon", phase="after")
-        await client.request("GET", path, token=BAD_TOKEN, role="invalid", phase="after")
+        for role, other in others:
+            await client.request("GET", path, token=other, role=role, phase="after")
     # 5. update and delete what (1) created
     for collection, param_ids in ids.items():
         for r in _own(api, collection, param_ids):
