@@ -34,7 +34,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
-import appside  # beside this file: the script's folder is on sys.path
+import realapp_side  # beside this file: the script's folder is on sys.path
 
 REPEAT = int(os.environ.get("PERFKIT_REALAPP_REPEAT", "20"))  # authenticated GETs per route
 CONCURRENCY = int(os.environ.get("PERFKIT_REALAPP_CONCURRENCY", "4"))
@@ -141,7 +141,7 @@ class Client:
             "cache_control": hdrs.get("cache-control"),
             "x_cache": hdrs.get("x-cache"),
             "body_sha": hashlib.sha256(raw).hexdigest()[:16],
-            **appside.server_timing(hdrs.get("server-timing")),
+            **realapp_side.server_timing(hdrs.get("server-timing")),
             **note,
         }
         self.records.append(record)
@@ -356,9 +356,9 @@ async def drive(
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     with open(args.realapp, encoding="utf-8") as fh:
         realapp = json.load(fh)
-    app = appside.load(realapp["app"])
-    engine = appside.load(realapp["engine"]) if realapp.get("engine") else None
-    routes = appside.app_routes(app)  # the framework's own view, before perfkit touches the app
+    app = realapp_side.load(realapp["app"])
+    engine = realapp_side.load(realapp["engine"]) if realapp.get("engine") else None
+    routes = realapp_side.app_routes(app)  # the framework's own view, before perfkit touches the app
     spec = app.openapi() if callable(getattr(app, "openapi", None)) else {}
     rules = plan_rules(routes, realapp["login"]["path"])
 
@@ -369,13 +369,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     cache = Cache("memory://")
     config = WebConfig(rules=[make_rule(r) for r in rules])
     served = perfkit.instrument(app, engine=engine, cache=cache, config=config)
-    handle = appside.handle_of(served)
+    handle = realapp_side.handle_of(served)
     client = await drive(served, spec, routes, realapp)
-    view = await appside.perfkit_view(handle)
+    view = await realapp_side.perfkit_view(handle)
     await client.stop()
     await cache.close()
     for r in client.records:
-        r["expected"] = appside.expected_template(routes, r["method"], r["path"])
+        r["expected"] = realapp_side.expected_template(routes, r["method"], r["path"])
     versions = {}
     for dist in ("fastapi", "starlette", "django", "sqlalchemy", "sqlmodel", "pydantic", "perfkit"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
@@ -389,7 +389,7 @@ def main() -> None:
     parser.add_argument("--realapp", required=True, help="the app copy's realapp.json")
     parser.add_argument("--out", required=True, help="where to write the JSON")
     args = parser.parse_args()
-    appside.dump(args.out, asyncio.run(main_async(args)))
+    realapp_side.dump(args.out, asyncio.run(main_async(args)))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ a `realapp.json` is one app (keys: ../shared/realapps/README.md). For each, `run
    `pip install -e <this checkout>[web,monitor]`, so the venv always runs the checkout's perfkit;
 3. for every phase makes a fresh PostgreSQL database (`{database}`), runs `setup`, and drops it after:
    the app's own `test` command bare, then again with `import perfkit` + `app = perfkit.instrument(app,
-   engine=engine)` appended to `wire_file` (the README's wiring) and `probe.py` observing; then
+   engine=engine)` appended to `wire_file` (the README's wiring) and `realapp_probe.py` observing; then
    `driver.py`, the in-process drive of the app with perfkit's rules.
 
 `python -m tests.realapps.harness` runs every app and prints the figures and the checks (checks.py).
@@ -189,7 +189,7 @@ def app_env(app: RealApp, copy: Path, venv: Path, database: str | None) -> dict[
     env = venv_env(venv)
     for key, value in app.spec.get("env", {}).items():
         env[key] = str(value).replace("{app}", str(copy)).replace("{database}", database or "")
-    # probe.py and appside.py import each other by name; the app's own PYTHONPATH stays first
+    # realapp_probe.py imports realapp_side by name; the app's own PYTHONPATH stays first
     env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(HERE)) if p)
     return env
 
@@ -269,7 +269,7 @@ def run_app(folder: Path) -> Outcome:
         wire.write_text(original + wiring(app), encoding="utf-8")
         probe_out = Path(tmp) / "probe.json"
         probe_env = {
-            "PYTEST_PLUGINS": "probe",
+            "PYTEST_PLUGINS": "realapp_probe",
             "PERFKIT_REALAPP_PROBE_OUT": str(probe_out),
             "PERFKIT_REALAPP_APP": app.spec["app"],
         }

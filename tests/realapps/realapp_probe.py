@@ -1,4 +1,4 @@
-"""A pytest plugin loaded (PYTEST_PLUGINS=probe) into the app's OWN test run with perfkit wired in.
+"""A pytest plugin (PYTEST_PLUGINS=realapp_probe) in the app's OWN test run, perfkit wired in.
 
 It only observes: every response an httpx-based test client (Starlette's TestClient) receives is noted
 (method, path, status, the Server-Timing header perfkit added), and when the session ends, perfkit's
@@ -14,7 +14,7 @@ import importlib
 import os
 from typing import Any
 
-import appside
+import realapp_side
 
 _records: list[dict[str, Any]] = []
 
@@ -26,7 +26,7 @@ def _note(request: Any, response: Any) -> None:
             "path": request.url.path,
             "status": response.status_code,
             "auth": "token" if request.headers.get("authorization") else "none",
-            **appside.server_timing(response.headers.get("server-timing")),
+            **realapp_side.server_timing(response.headers.get("server-timing")),
         }
     )
 
@@ -71,12 +71,12 @@ def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
     out = os.environ.get("PERFKIT_REALAPP_PROBE_OUT")
     if not out:
         return
-    app = appside.load(os.environ["PERFKIT_REALAPP_APP"])
-    handle = appside.handle_of(app)
-    routes = appside.app_routes(app)
+    app = realapp_side.load(os.environ["PERFKIT_REALAPP_APP"])
+    handle = realapp_side.handle_of(app)
+    routes = realapp_side.app_routes(app)
     for r in _records:
-        r["expected"] = appside.expected_template(routes, r["method"], r["path"])
+        r["expected"] = realapp_side.expected_template(routes, r["method"], r["path"])
     data: dict[str, Any] = {"routes": routes, "requests": _records, "instrumented": handle is not None}
     if handle is not None:
-        data.update(asyncio.run(appside.perfkit_view(handle)))
-    appside.dump(out, data)
+        data.update(asyncio.run(realapp_side.perfkit_view(handle)))
+    realapp_side.dump(out, data)

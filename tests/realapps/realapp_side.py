@@ -1,4 +1,4 @@
-"""Helpers that run INSIDE a real app's virtual environment (imported by driver.py and probe.py).
+"""Helpers that run INSIDE a real app's virtual environment (driver.py, realapp_probe.py).
 
 Only the standard library, the app and perfkit are importable there: nothing from the perfkit test suite.
 Everything here reads the framework's own view of the app (its route table, its route names) so the
