@@ -183,7 +183,8 @@ def cache_respects_credentials(outcome: Any) -> list[str]:
         anon = [r for r in reqs if r["role"] == "anon" and 200 <= (r["status"] or 0) < 300]
         if path in cached and len(anon) >= 2 and anon[-1]["x_cache"] != "HIT":
             problems.append(
-                f"GET {path} (cache_ttl rule): a repeated anonymous GET got X-Cache {anon[-1]['x_cache']}"
+                f"GET {path} (cache_ttl rule): a repeated anonymous GET got X-Cache {anon[-1]['x_cache']} "
+                f"(Vary: {anon[-1].get('vary')})"
             )
         hits = [r for r in reqs if r["role"] in ("admin", "invalid", "user2") and r["x_cache"] == "HIT"]
         if per_user:  # opted in: a hit must replay that client's own earlier answer

@@ -140,6 +140,7 @@ class Client:
             "return_ms": round((returned - t0) * 1000, 3),
             "cache_control": hdrs.get("cache-control"),
             "x_cache": hdrs.get("x-cache"),
+            "vary": hdrs.get("vary"),
             "body_sha": hashlib.sha256(raw).hexdigest()[:16],
             **realapp_side.server_timing(hdrs.get("server-timing")),
             **note,
@@ -244,8 +245,10 @@ async def second_login(client: Client, login: dict[str, Any], created: Any) -> s
 
 def plan_rules(routes: list[dict[str, Any]], login_path: str) -> list[dict[str, Any]]:
     """Rules for the API's GET routes: a response cache by path pattern on those without parameters
-    (`Rule(path=..., cache_ttl=60)`: the credentials check), and `Rule(name=..., cache_control=...)` on
-    the named ones with parameters (names unique in the app): the by-name check."""
+    (`Rule(path=..., cache_ttl=60, cache_vary=("origin",))`: the credentials check; keyed on Origin
+    because CORS middleware answers `Vary: Origin`, and a response varying on a header outside the key
+    is never stored), and `Rule(name=..., cache_control=...)` on the named ones with parameters
+    (names unique in the app): the by-name check."""
     counts: dict[str, int] = {}
     for r in routes:
         counts[r["name"]] = counts.get(r["name"], 0) + 1
@@ -270,7 +273,8 @@ def make_rule(rule: dict[str, Any]) -> Any:
     from perfkit.web import Rule
 
     if rule["kind"] == "cache":
-        return Rule(path=rule["path"], cache_ttl=rule["cache_ttl"], **rule["extra"])
+        extra = {**rule["extra"], "cache_vary": ("origin", *rule["extra"].get("cache_vary", ()))}
+        return Rule(path=rule["path"], cache_ttl=rule["cache_ttl"], **extra)
     return Rule(name=rule["name"], cache_control=rule["cache_control"])
 
 
