@@ -42,6 +42,9 @@ BAD_TOKEN = "perfkit-realapps-not-a-token"
 # Extra Rule keyword arguments for the response-cache rules, as JSON: the hook for perfkit's per-user
 # opt-in (e.g. '{"cache_per_user": true}'). Set, checks.cache_respects_credentials allows a credentialed
 # hit only when it replays that same client's own earlier answer.
+# every statement is a slow-query finding (with its route and, once per shape, an EXPLAIN), so the route
+# labels of findings are checked on all the traffic, not only on statements that happen to be slow
+os.environ.setdefault("PERFKIT_SLOW_QUERY", "0.001ms")
 CACHE_RULE_EXTRA = json.loads(os.environ.get("PERFKIT_REALAPP_CACHE_RULE") or "{}")
 _PARAM = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)(?::[a-z]+)?}")
 

@@ -112,7 +112,7 @@ def route_labels(snapshot: dict[str, Any]) -> dict[str, list[str]]:
             seen.setdefault(str(values[i]), set()).add(f"metric {name}")
     for kind, items in snapshot.get("findings", {}).items():
         for f in items:
-            if "route" in f:
+            if f.get("route") is not None:  # None: a statement outside any request (startup, a script)
                 seen.setdefault(str(f["route"]), set()).add(f"finding {kind}")
     return {label: sorted(where) for label, where in sorted(seen.items())}
 
