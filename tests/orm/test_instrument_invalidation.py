@@ -13,7 +13,7 @@ import pytest
 from fastapi import Depends, FastAPI
 from sqlalchemy import create_engine, select
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import perfkit
 from perfkit import Cache, ConfigurationError
@@ -214,3 +214,56 @@ async def test_unwatched_depends_on_warns_once_and_watched_does_not(
     finally:
         invalidator.close()
         await watched.close()
+
+
+class _UnhashableBase(DeclarativeBase):
+    pass
+
+
+class Note(_UnhashableBase):
+    """A model that compares by value and so has no hash, as SQLModel and pydantic-based models do."""
+
+    __tablename__ = "unhashable_note"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Note) and (other.id, other.text) == (self.id, self.text)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+async def test_unhashable_models_commit_and_invalidate(tmp_path: Path, cache: Cache) -> None:
+    """Inserting and updating models without __hash__ (SQLModel's) commits and evicts their dependents."""
+    eng = create_engine(f"sqlite:///{tmp_path / 'notes.db'}")
+    _UnhashableBase.metadata.create_all(eng)
+    app = FastAPI()
+
+    @app.get("/notes/{note_id}")
+    def read_note(note_id: int) -> dict[str, str | None]:
+        with Session(eng) as session:
+            note = session.get(Note, note_id)
+            return {"text": note.text if note else None}
+
+    @app.post("/notes/{note_id}")
+    def write_note(note_id: int, text: str) -> dict[str, str]:
+        with Session(eng) as session:
+            note = session.get(Note, note_id)
+            if note is None:
+                session.add(Note(id=note_id, text=text))
+            else:
+                note.text = text
+            session.commit()
+        return {"text": text}
+
+    rule = Rule(path="/notes/{note_id}", cache_ttl=300, cache_depends_on=(Note.id == "{note_id}",))
+    app = perfkit.instrument(app, cache=cache, engine=eng, config=WebConfig(rules=[rule]), monitor=False)
+    async with await _client(app) as c:
+        assert (await c.get("/notes/1")).json() == {"text": None}
+        assert (await c.post("/notes/1", params={"text": "one"})).status_code == 200
+        assert (await c.get("/notes/1")).json() == {"text": "one"}
+        assert (await c.post("/notes/1", params={"text": "two"})).status_code == 200
+        fresh = await c.get("/notes/1")
+    assert (fresh.json(), fresh.headers["x-cache"]) == ({"text": "two"}, "MISS")
+    await app.state.perfkit.close()
+    eng.dispose()

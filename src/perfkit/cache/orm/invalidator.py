@@ -168,8 +168,9 @@ class CacheInvalidator:
         groups: dict[tuple[str, str], set[str]] = defaultdict(set)
         parents: dict[tuple[str, str], tuple[Mapper[Any], set[Any]]] = {}
         dirty = [o for o in session.dirty if session.is_modified(o, include_collections=False)]
-        new = set(session.new)
-        for obj in [*new, *dirty, *session.deleted]:
+        # by identity: models may define __eq__ without __hash__ (SQLModel, pydantic), so no set of objects
+        new = {id(o) for o in session.new}
+        for obj in [*session.new, *dirty, *session.deleted]:
             state = inspect(obj)
             mapper = state.mapper
             table = mapper.local_table
@@ -182,7 +183,7 @@ class CacheInvalidator:
                 if not isinstance(each, Table):
                     continue
                 tags.add(table_tag(each.name))
-                each_values = _row_values(state, mapper, each, obj in new)
+                each_values = _row_values(state, mapper, each, id(obj) in new)
                 if each is table:
                     values = each_values
                 for col, vals in each_values.items():
