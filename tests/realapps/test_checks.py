@@ -63,6 +63,17 @@ def test_unmatched_is_allowed_only_for_requests_that_matched_nothing() -> None:
     assert checks.labels_are_templates(outcome(drive)) == []
 
 
+def test_statements_outside_requests_may_carry_the_no_request_label() -> None:
+    """perfkit.db's `-` (a statement outside any request: a fixture's session) is fine on db metrics only."""
+    reqs = [req("GET", "/api/v1/items/", "/api/v1/items/")]
+    drive = {"routes": ROUTES, "requests": reqs, "labels": {"-": ["metric db_slow_query_duration_seconds"]}}
+    assert checks.labels_are_templates(outcome(drive)) == []
+    drive["labels"] = {"-": ["metric http_request_duration_seconds"]}
+    assert checks.labels_are_templates(outcome(drive)) == [
+        "drive: route label '-' (metric http_request_duration_seconds) is not a route of the app"
+    ]
+
+
 def test_queries_per_request_are_per_method() -> None:
     """GET 2 and PUT 4 queries (Server-Timing) summed into one route figure is caught, per method."""
     reqs = [req("GET", "/api/v1/items/1", "/api/v1/items/{id}", st_db_queries=2)] * 3
