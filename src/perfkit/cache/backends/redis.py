@@ -13,9 +13,6 @@ import time
 from collections.abc import Sequence
 from typing import Any, cast
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import (
     ClusterError,
     RedisClusterException,
@@ -32,6 +29,7 @@ from perfkit.backends import BackendURL
 from perfkit.cache.backends import redis_keys as K
 from perfkit.cache.pattern import compile_pattern, escape
 from perfkit.errors import BackendError, BackendUnavailableError, SerializationError
+from perfkit.redisclient import cache_options, close_client, make_client
 
 _CHUNK = 1000
 # RedisClusterException is no RedisError: the cluster client raises it when no node answers
@@ -57,56 +55,11 @@ def translate(exc: RedisError | RedisClusterException | OSError, url: str) -> Ba
 
 def client_from_url(
     url: BackendURL, *, timeout: float, max_connections: int | None = None, protocol: int | None = None
-) -> aioredis.Redis:
-    kwargs: dict[str, Any] = {
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        "retry": Retry(NoBackoff(), 0),
-        "max_connections": max_connections or int(url.options.get("max_connections", 64)),
-        "timeout": timeout,  # a burst waits this long for a free connection instead of failing at once
-    }
-    if protocol is not None:
-        kwargs["protocol"] = protocol
-    clean = url.raw.split("?", 1)[0]
-    pool = BoundedPool.from_url(clean, **kwargs)
-    return aioredis.Redis(connection_pool=pool)
-
-
-class BoundedPool(aioredis.ConnectionPool):
-    """At most `max_connections`; a burst past that waits up to `timeout` for a free one.
-
-    redis-py's plain pool raises at once when full, and its BlockingConnectionPool takes a Condition,
-    a timeout and a `wait_for` on every command (7-13 us on a 60 us GET, measured in bench/cache.py).
-    A semaphore costs nothing while connections are free and only waits when they are not.
-    """
-
-    def __init__(self, *args: Any, timeout: float = 0.5, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._slots = asyncio.Semaphore(self.max_connections)
-        self._wait = timeout
-
-    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        if self._slots.locked():
-            async with asyncio.timeout(self._wait):  # TimeoutError is an OSError: "unavailable"
-                await self._slots.acquire()
-        else:
-            await self._slots.acquire()
-        try:
-            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call, unused-ignore]
-        except BaseException:
-            self._slots.release()
-            raise
-
-    async def release(self, connection: Any) -> None:
-        try:
-            await super().release(connection)
-        finally:
-            self._slots.release()
-
-
-async def close_client(client: aioredis.Redis) -> None:
-    await client.aclose()
-    await client.connection_pool.disconnect()
+) -> Any:
+    """A client with the cache's settings (`perfkit.redisclient.cache_options`): the backend's, and
+    coherence's one-connection subscribers."""
+    options = cache_options(url, timeout=timeout, max_connections=max_connections, protocol=protocol)
+    return make_client(url, options)
 
 
 class RedisBackend:
@@ -349,6 +302,9 @@ class RedisBackend:
 
     async def close(self) -> None:
         await close_client(self.client)
+
+
+__all__ = ["RedisBackend", "client_from_url", "close_client"]
 
 
 def _outage(exc: RedisClusterException) -> bool:

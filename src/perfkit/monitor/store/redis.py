@@ -2,20 +2,18 @@
 
 Keys (all under `prefix`, default `perfkit:monitor:`): `snapshots` (hash proc -> JSON, plus `at:<proc>`),
 `rollup:<minute>` (hash proc -> JSON, expiring after the retention), `kv:<key>`, `lease:<name>`.
+The client (2 s timeouts per call; a cluster for `redis+cluster://`) comes from `perfkit.redisclient`.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from perfkit.backends import BackendURL
 from perfkit.errors import BackendError
 from perfkit.monitor.store.base import Snapshot
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
-    from redis.asyncio.cluster import RedisCluster
+from perfkit.redisclient import close_client, make_client, monitor_options
 
 _RENEW = """
 local holder = redis.call('GET', KEYS[1])
@@ -27,23 +25,14 @@ return 0
 """
 
 
-_TIMEOUT = 2.0  # seconds per call: the publisher and the dashboard then go on without the store
-
-
 class RedisStore:
     kind = "redis"
 
     def __init__(self, url: BackendURL, *, retention: float = 7 * 86400, **_: Any) -> None:
         self.prefix = url.options.get("prefix", "perfkit:monitor:")
-        self._redis = self._client(url)
+        self._redis = make_client(url, monitor_options(url))
         self.retention = retention
         self._url = url.redacted()
-
-    def _client(self, url: BackendURL) -> Redis | RedisCluster:
-        import redis.asyncio as aioredis
-
-        base = url.raw.split("?", 1)[0]
-        return aioredis.Redis.from_url(base, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT)
 
     def _k(self, name: str) -> str:
         return self.prefix + name
@@ -112,4 +101,4 @@ class RedisStore:
             await self._call(self._redis.delete(*keys))
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await close_client(self._redis)

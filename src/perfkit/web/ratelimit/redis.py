@@ -1,22 +1,20 @@
 """Redis GCRA: one atomic Lua script using the server clock, so every process shares one budget.
 
 Key names and the script live here and nowhere else. Calls are async (redis.asyncio) with a timeout,
-so a slow or dead Redis never blocks the event loop; the middleware then fails open or closed.
+so a slow or dead Redis never blocks the event loop; the middleware then fails open or closed. The
+client (one node or, for `redis+cluster://`, a cluster) comes from `perfkit.redisclient`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from perfkit.backends import BackendURL
 from perfkit.errors import BackendUnavailableError
+from perfkit.redisclient import close_client, make_client, ratelimit_options
 from perfkit.web.config import RateLimit
 from perfkit.web.ratelimit.backend import Decision
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
-    from redis.asyncio.cluster import RedisCluster
 
 KEY_PREFIX = "perfkit:rl:"
 
@@ -44,16 +42,8 @@ class RedisRateLimit:
     def __init__(self, url: BackendURL, *, timeout: float = 0.25, prefix: str = KEY_PREFIX, **_: Any) -> None:
         self.prefix = url.options.get("prefix", prefix)
         self.timeout = timeout
-        self.client = self._client(url, timeout)
+        self.client = make_client(url, ratelimit_options(url, timeout=timeout))
         self.script = self.client.register_script(GCRA_LUA)
-
-    def _client(self, url: BackendURL, timeout: float) -> Redis | RedisCluster:
-        import redis.asyncio as aioredis
-
-        raw = url.raw.split("?", 1)[0]
-        return aioredis.Redis.from_url(
-            raw, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
-        )
 
     async def hit(self, key: str, limit: RateLimit, cost: int = 1) -> Decision:
         period = int(limit.period * 1_000_000)
@@ -71,4 +61,4 @@ class RedisRateLimit:
         return Decision(bool(allowed), remaining, reset_us / 1e6, retry_us / 1e6)
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await close_client(self.client)
