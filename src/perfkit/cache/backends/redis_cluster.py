@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from perfkit.cache.backends import redis_keys as K
-from perfkit.cache.backends.redis import DRIVER_ERRORS, RedisBackend, _ms, translate
-from perfkit.redisclient import close_client, node_url, primaries, seed_names
+from perfkit.cache.backends.redis import RedisBackend, _ms
+from perfkit.redisclient import close_client, node_url, primaries, seed_names, translated
 
 # the cluster helpers moved to perfkit.redisclient; coherence still reads them from here
 __all__ = ["RedisClusterBackend", "close_cluster_client", "node_url", "primaries", "seed_names"]
@@ -34,14 +34,17 @@ class RedisClusterBackend(RedisBackend):
         if not tags:
             await super().set_many(items, ttl, tags)
             return
+        await self._set_many_tagged(items, ttl, tags)
+
+    @translated
+    async def _set_many_tagged(
+        self, items: Sequence[tuple[str, Any]], ttl: float | None, tags: Sequence[str]
+    ) -> None:
         self._bind()
         tag_keys = [K.tag_key(t) for t in tags]
-        try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                now = int(time.time() * 1000)
-                for key, value in items:
-                    keys = [key, K.keytags_key(key), *tag_keys]
-                    pipe.eval(K.SET_TAGGED, len(keys), *keys, value, _ms(ttl) or "", now)
-                await pipe.execute()
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, self.where) from exc
+        async with self.client.pipeline(transaction=False) as pipe:
+            now = int(time.time() * 1000)
+            for key, value in items:
+                keys = [key, K.keytags_key(key), *tag_keys]
+                pipe.eval(K.SET_TAGGED, len(keys), *keys, value, _ms(ttl) or "", now)
+            await pipe.execute()

@@ -19,7 +19,7 @@ from redis import exceptions as rexc
 
 from perfkit._cancel import cancelling
 from perfkit.backends import BackendURL
-from perfkit.errors import BackendError, BackendUnavailableError, ConfigurationError
+from perfkit.errors import BackendError, ConfigurationError
 from perfkit.jobs.backends import redis_lua as lua
 from perfkit.jobs.backends._pipeline import EnqueuePipeline, chunks
 from perfkit.jobs.backends.redis_keys import BAND, QueueKeys, once_key, queues_key
@@ -36,7 +36,14 @@ from perfkit.jobs.models import (
     Status,
     queue_of,
 )
-from perfkit.redisclient import close_client, connection_kwargs, jobs_options, make_client
+from perfkit.redisclient import (
+    JOBS_ERRORS,
+    Translator,
+    close_client,
+    connection_kwargs,
+    jobs_options,
+    make_client,
+)
 
 T = TypeVar("T")
 logger = logging.getLogger("perfkit.jobs")
@@ -52,15 +59,6 @@ _SCRIPTS = (
     "RETRY",
     "PROGRESS",
     "CLEANUP",
-)
-# a node or the cluster down, failing over or moving a slot: an outage, not a bug
-_UNAVAILABLE = (
-    rexc.ConnectionError,
-    rexc.TimeoutError,
-    OSError,
-    rexc.ClusterError,
-    rexc.TryAgainError,
-    rexc.SlotNotCoveredError,
 )
 # scripts safe to send twice (a repeat changes nothing more), so retried once on a stale connection:
 # not CLAIM (a repeat would lease more jobs) nor RETRY (a repeat would answer "not retried")
@@ -95,6 +93,7 @@ class RedisBackend:
                 "prefix", f"{self.prefix!r} must be non-empty, without braces, ':' or spaces"
             )
         self.retention = retention
+        self.translate = Translator(url.redacted(), JOBS_ERRORS)  # every driver error, in _call
         # 5 s timeouts (`?socket_timeout=` in the URL overrides), health checks, RESP2: see redisclient
         self.client = make_client(url, jobs_options(url, max_connections=max_connections))
         self._scripts = {name: self.client.register_script(getattr(lua, name)) for name in _SCRIPTS}
@@ -129,16 +128,17 @@ class RedisBackend:
         """
         try:
             return await awaitable
-        except (rexc.RedisError, rexc.RedisClusterException, OSError) as exc:
-            if cancelling():  # a cancel that surfaced as a read timeout: keep it a cancel
-                raise asyncio.CancelledError from exc
-            if again is not None and isinstance(exc, rexc.ConnectionError | ConnectionError):
-                return await self._call(again())
-            if isinstance(exc, _UNAVAILABLE) or (
-                isinstance(exc, rexc.RedisClusterException) and "connect" in str(exc)
+        except Exception as exc:
+            if (
+                again is not None
+                and isinstance(exc, rexc.ConnectionError | ConnectionError)
+                and not cancelling()
             ):
-                raise BackendUnavailableError(f"Redis {self.url.redacted()} unavailable: {exc}") from exc
-            raise BackendError(f"Redis {self.url.redacted()}: {exc}") from exc
+                return await self._call(again())
+            error = self.translate(exc)
+            if error is exc:
+                raise
+            raise error from exc
 
     async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         script, keys, args = self._scripts[name], list(keys), list(args)

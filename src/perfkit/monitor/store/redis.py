@@ -11,9 +11,8 @@ import json
 from typing import Any
 
 from perfkit.backends import BackendURL
-from perfkit.errors import BackendError
 from perfkit.monitor.store.base import Snapshot
-from perfkit.redisclient import close_client, make_client, monitor_options
+from perfkit.redisclient import MONITOR_ERRORS, Translator, close_client, make_client, monitor_options
 
 _RENEW = """
 local holder = redis.call('GET', KEYS[1])
@@ -33,15 +32,13 @@ class RedisStore:
         self._redis = make_client(url, monitor_options(url))
         self.retention = retention
         self._url = url.redacted()
+        self.translate = Translator(self._url, MONITOR_ERRORS)
 
     def _k(self, name: str) -> str:
         return self.prefix + name
 
     async def _call(self, coro: Any) -> Any:
-        try:
-            return await coro
-        except Exception as exc:  # redis-py errors become perfkit's own
-            raise BackendError(f"monitor store {self._url}: {exc}") from exc
+        return await self.translate.call(coro)  # any error of a command becomes a BackendError
 
     async def publish(self, proc: str, now: float, snapshot: Snapshot, minute: int, rollup: Snapshot) -> None:
         pipe = self._redis.pipeline(transaction=False)

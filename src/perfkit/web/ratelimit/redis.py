@@ -11,8 +11,7 @@ import asyncio
 from typing import Any
 
 from perfkit.backends import BackendURL
-from perfkit.errors import BackendUnavailableError
-from perfkit.redisclient import close_client, make_client, ratelimit_options
+from perfkit.redisclient import RATELIMIT_ERRORS, Translator, close_client, make_client, ratelimit_options
 from perfkit.web.config import RateLimit
 from perfkit.web.ratelimit.backend import Decision
 
@@ -42,6 +41,7 @@ class RedisRateLimit:
     def __init__(self, url: BackendURL, *, timeout: float = 0.25, prefix: str = KEY_PREFIX, **_: Any) -> None:
         self.prefix = url.options.get("prefix", prefix)
         self.timeout = timeout
+        self.translate = Translator(url.redacted(), RATELIMIT_ERRORS)
         self.client = make_client(url, ratelimit_options(url, timeout=timeout))
         self.script = self.client.register_script(GCRA_LUA)
 
@@ -51,12 +51,11 @@ class RedisRateLimit:
         try:
             async with asyncio.timeout(self.timeout):
                 raw = await self.script(keys=[self.prefix + key], args=[period, interval, cost])
-        except (OSError, TimeoutError) as exc:
-            raise BackendUnavailableError(f"rate limit Redis unavailable: {exc!r}") from exc
-        except Exception as exc:  # redis-py's ConnectionError/TimeoutError do not all derive from OSError
-            if type(exc).__module__.startswith("redis"):
-                raise BackendUnavailableError(f"rate limit Redis unavailable: {exc!r}") from exc
-            raise
+        except Exception as exc:  # the driver's (and the timeout's): unavailable, so the middleware decides
+            error = self.translate(exc)
+            if error is exc:
+                raise
+            raise error from exc
         allowed, remaining, reset_us, retry_us = (int(x) for x in raw)
         return Decision(bool(allowed), remaining, reset_us / 1e6, retry_us / 1e6)
 
