@@ -13,15 +13,9 @@ from typing import Any
 from perfkit.backends import BackendURL
 from perfkit.monitor.store.base import Snapshot
 from perfkit.redisclient import MONITOR_ERRORS, Translator, close_client, make_client, monitor_options
+from perfkit.redisclient.scripts import lua_script
 
-_RENEW = """
-local holder = redis.call('GET', KEYS[1])
-if holder == false or holder == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
+_RENEW = lua_script("perfkit.monitor.store", "renew_lease")  # take or renew a lease (lua/renew_lease.lua)
 
 
 class RedisStore:
