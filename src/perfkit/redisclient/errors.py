@@ -72,9 +72,7 @@ def is_outage(exc: BaseException) -> bool:
     """Redis (a node, the cluster) is down, unreachable or too slow: worth degrading, not a bug."""
     if isinstance(exc, UNAVAILABLE):
         return True
-    if isinstance(
-        exc, RedisClusterException
-    ):  # the cluster client's "cannot be connected / no reachable node"
+    if isinstance(exc, RedisClusterException):  # "cannot be connected", "no reachable node"
         text = str(exc)
         return "connect" in text or "reachable" in text
     return False
@@ -89,9 +87,9 @@ class Translator:
         self.where = where
         self.policy = policy
 
-    def __call__(self, exc: BaseException) -> BaseException:
+    def __call__(self, exc: Exception) -> BaseException:
         policy = self.policy
-        if not (policy.catch_all or is_driver_error(exc)) or not isinstance(exc, Exception):
+        if not (policy.catch_all or is_driver_error(exc)):
             return exc
         if cancelling():  # a cancel reported as a read timeout stays a cancel (see perfkit._cancel)
             return asyncio.CancelledError()

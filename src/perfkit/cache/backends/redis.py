@@ -89,10 +89,10 @@ class RedisBackend:
         if not tags:
             # a plain SET, not a script: the hot path stays one command (an untagged overwrite of a
             # tagged key leaves its old index entries to the TTL or the tag's invalidation: see DELETE)
-            await self.client.set(key, value, px=_ms(ttl))
+            await self.client.set(key, value, px=ttl_ms(ttl))
             return True
         keys = [key, K.keytags_key(key), *map(K.tag_key, tags)]
-        args: list[Any] = [value, _ms(ttl) or "", int(time.time() * 1000)]
+        args: list[Any] = [value, ttl_ms(ttl) or "", int(time.time() * 1000)]
         if expect is not None:
             keys += map(K.version_key, tags)
             args += [len(tags), *expect]
@@ -118,11 +118,11 @@ class RedisBackend:
                 if tags:
                     await self._set_tagged(
                         keys=[key, K.keytags_key(key), *tag_keys],
-                        args=[value, _ms(ttl) or "", now],
+                        args=[value, ttl_ms(ttl) or "", now],
                         client=pipe,
                     )
                 else:
-                    pipe.set(key, value, px=_ms(ttl))
+                    pipe.set(key, value, px=ttl_ms(ttl))
             await pipe.execute()
 
     @translated
@@ -152,7 +152,7 @@ class RedisBackend:
     async def incr(self, key: str, delta: int, ttl: float | None) -> int:
         self._bind()
         try:
-            return int(await self._incr(keys=[key], args=[delta, _ms(ttl) or ""]))
+            return int(await self._incr(keys=[key], args=[delta, ttl_ms(ttl) or ""]))
         except ResponseError as exc:
             if "not an integer" in str(exc):
                 raise SerializationError(f"cannot incr key {key!r}: it does not hold an integer") from None
@@ -235,7 +235,7 @@ class RedisBackend:
     @translated
     async def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
         self._bind()
-        return bool(await self.client.set(K.lock_key(key), token, nx=True, px=_ms(ttl)))
+        return bool(await self.client.set(K.lock_key(key), token, nx=True, px=ttl_ms(ttl)))
 
     @translated
     async def release_lock(self, key: str, token: str) -> None:
@@ -251,8 +251,9 @@ class RedisBackend:
         await close_client(self.client)
 
 
-__all__ = ["RedisBackend", "client_from_url", "close_client"]
+__all__ = ["RedisBackend", "client_from_url", "close_client", "ttl_ms"]
 
 
-def _ms(ttl: float | None) -> int | None:
+def ttl_ms(ttl: float | None) -> int | None:
+    """A TTL in whole milliseconds, at least 1 (Redis refuses PX 0); None stays None (no expiry)."""
     return max(1, int(ttl * 1000)) if ttl is not None else None

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from perfkit.cache.backends import redis_keys as K
-from perfkit.cache.backends.redis import RedisBackend, _ms
+from perfkit.cache.backends.redis import RedisBackend, ttl_ms
 from perfkit.redisclient import close_client, node_url, primaries, seed_names, translated
 
 # the cluster helpers moved to perfkit.redisclient; coherence still reads them from here
@@ -46,5 +46,5 @@ class RedisClusterBackend(RedisBackend):
             now = int(time.time() * 1000)
             for key, value in items:
                 keys = [key, K.keytags_key(key), *tag_keys]
-                pipe.eval(K.SET_TAGGED, len(keys), *keys, value, _ms(ttl) or "", now)
+                pipe.eval(K.SET_TAGGED, len(keys), *keys, value, ttl_ms(ttl) or "", now)
             await pipe.execute()
