@@ -9,8 +9,9 @@
     any other RedisError / RedisClusterException    BackendError (`ErrorPolicy.failed`)
 
 Each user words its messages (`ErrorPolicy`); the message's credentials are redacted by `PerfkitError`.
-A backend names its policy once and wraps its methods with `translated` (or calls `Translator` where
-it awaits a command itself), instead of a `try/except` per method.
+A backend names its policy once and wraps its methods with `translated` (or, on a hot path where the
+wrapper's extra coroutine frame would show, ends its own `try` with `except Exception as exc:
+self.translate.reraise(exc)`), instead of a translation written out per method.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, NoReturn, ParamSpec, Protocol, TypeVar
 
 from redis.exceptions import (
     ClusterError,
@@ -98,15 +99,19 @@ class Translator:
             return BackendUnavailableError(policy.unavailable.format(where=self.where, exc=exc))
         return BackendError((policy.failed or "{exc}").format(where=self.where, exc=exc))
 
+    def reraise(self, exc: Exception) -> NoReturn:
+        """Raise what `exc` translates to, chained to it (or `exc` itself); for an `except` block."""
+        error = self(exc)
+        if error is exc:
+            raise exc
+        raise error from exc
+
     async def call(self, awaitable: Awaitable[T]) -> T:
         """Await `awaitable`, translating what it raises."""
         try:
             return await awaitable
         except Exception as exc:
-            error = self(exc)
-            if error is exc:
-                raise
-            raise error from exc
+            self.reraise(exc)
 
 
 class HasTranslator(Protocol):
@@ -126,10 +131,7 @@ def translated(
         try:
             return await method(self, *args, **kwargs)
         except Exception as exc:
-            error = self.translate(exc)
-            if error is exc:
-                raise
-            raise error from exc
+            self.translate.reraise(exc)
 
     return wrapper
 

@@ -66,17 +66,18 @@ class RedisBackend:
                 self._connect()  # the old pool's sockets belong to the other loop; let them go
             self._loop = loop
 
-    @translated
     async def get(self, key: str) -> bytes | None:
         self._bind()
-        return cast("bytes | None", await self.client.get(key))
+        try:  # not @translated: the hit path spares the wrapper's coroutine frame
+            return cast("bytes | None", await self.client.get(key))
+        except Exception as exc:
+            self.translate.reraise(exc)
 
     @translated
     async def get_many(self, keys: Sequence[str]) -> list[Any | None]:
         self._bind()
         return cast("list[Any | None]", await self.client.mget(keys))
 
-    @translated
     async def set(
         self,
         key: str,
@@ -86,17 +87,20 @@ class RedisBackend:
         expect: Sequence[int] | None = None,
     ) -> bool:
         self._bind()
-        if not tags:
-            # a plain SET, not a script: the hot path stays one command (an untagged overwrite of a
-            # tagged key leaves its old index entries to the TTL or the tag's invalidation: see DELETE)
-            await self.client.set(key, value, px=ttl_ms(ttl))
-            return True
-        keys = [key, K.keytags_key(key), *map(K.tag_key, tags)]
-        args: list[Any] = [value, ttl_ms(ttl) or "", int(time.time() * 1000)]
-        if expect is not None:
-            keys += map(K.version_key, tags)
-            args += [len(tags), *expect]
-        return bool(await self._set_tagged(keys=keys, args=args))
+        try:  # not @translated, as get(): a hot path
+            if not tags:
+                # a plain SET, not a script: the hot path stays one command (an untagged overwrite of a
+                # tagged key leaves its old index entries to the TTL or the tag's invalidation: see DELETE)
+                await self.client.set(key, value, px=ttl_ms(ttl))
+                return True
+            keys = [key, K.keytags_key(key), *map(K.tag_key, tags)]
+            args: list[Any] = [value, ttl_ms(ttl) or "", int(time.time() * 1000)]
+            if expect is not None:
+                keys += map(K.version_key, tags)
+                args += [len(tags), *expect]
+            return bool(await self._set_tagged(keys=keys, args=args))
+        except Exception as exc:
+            self.translate.reraise(exc)
 
     @translated
     async def tag_versions(self, tags: Sequence[str]) -> list[int]:
