@@ -13,100 +13,24 @@ import time
 from collections.abc import Sequence
 from typing import Any, cast
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import (
-    ClusterError,
-    RedisClusterException,
-    RedisError,
-    ResponseError,
-    SlotNotCoveredError,
-    TryAgainError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import ResponseError
 
-from perfkit._cancel import cancelling
 from perfkit.backends import BackendURL
 from perfkit.cache.backends import redis_keys as K
 from perfkit.cache.pattern import compile_pattern, escape
-from perfkit.errors import BackendError, BackendUnavailableError, SerializationError
+from perfkit.errors import SerializationError
+from perfkit.redisclient import CACHE_ERRORS, Translator, cache_options, close_client, make_client, translated
 
 _CHUNK = 1000
-# RedisClusterException is no RedisError: the cluster client raises it when no node answers
-DRIVER_ERRORS = (RedisError, RedisClusterException, OSError)
-# a node or the cluster is down, failing over or moving a slot: an outage, not a bug
-_UNAVAILABLE = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    OSError,
-    ClusterError,
-    TryAgainError,
-    SlotNotCoveredError,
-)
-
-
-def translate(exc: RedisError | RedisClusterException | OSError, url: str) -> BaseException:
-    if cancelling():  # a cancel reported as a read timeout stays a cancel (see perfkit._cancel)
-        return asyncio.CancelledError()
-    if isinstance(exc, _UNAVAILABLE) or (isinstance(exc, RedisClusterException) and _outage(exc)):
-        return BackendUnavailableError(f"Redis at {url} is unavailable: {exc}")
-    return BackendError(f"Redis at {url}: {exc}")
 
 
 def client_from_url(
     url: BackendURL, *, timeout: float, max_connections: int | None = None, protocol: int | None = None
-) -> aioredis.Redis:
-    kwargs: dict[str, Any] = {
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        "retry": Retry(NoBackoff(), 0),
-        "max_connections": max_connections or int(url.options.get("max_connections", 64)),
-        "timeout": timeout,  # a burst waits this long for a free connection instead of failing at once
-    }
-    if protocol is not None:
-        kwargs["protocol"] = protocol
-    clean = url.raw.split("?", 1)[0]
-    pool = BoundedPool.from_url(clean, **kwargs)
-    return aioredis.Redis(connection_pool=pool)
-
-
-class BoundedPool(aioredis.ConnectionPool):
-    """At most `max_connections`; a burst past that waits up to `timeout` for a free one.
-
-    redis-py's plain pool raises at once when full, and its BlockingConnectionPool takes a Condition,
-    a timeout and a `wait_for` on every command (7-13 us on a 60 us GET, measured in bench/cache.py).
-    A semaphore costs nothing while connections are free and only waits when they are not.
-    """
-
-    def __init__(self, *args: Any, timeout: float = 0.5, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._slots = asyncio.Semaphore(self.max_connections)
-        self._wait = timeout
-
-    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        if self._slots.locked():
-            async with asyncio.timeout(self._wait):  # TimeoutError is an OSError: "unavailable"
-                await self._slots.acquire()
-        else:
-            await self._slots.acquire()
-        try:
-            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call, unused-ignore]
-        except BaseException:
-            self._slots.release()
-            raise
-
-    async def release(self, connection: Any) -> None:
-        try:
-            await super().release(connection)
-        finally:
-            self._slots.release()
-
-
-async def close_client(client: aioredis.Redis) -> None:
-    await client.aclose()
-    await client.connection_pool.disconnect()
+) -> Any:
+    """A client with the cache's settings (`perfkit.redisclient.cache_options`): the backend's, and
+    coherence's one-connection subscribers."""
+    options = cache_options(url, timeout=timeout, max_connections=max_connections, protocol=protocol)
+    return make_client(url, options)
 
 
 class RedisBackend:
@@ -118,6 +42,7 @@ class RedisBackend:
         self.url = url
         self.where = url.redacted()
         self.timeout = timeout
+        self.translate = Translator(self.where, CACHE_ERRORS)  # every driver error, via @translated
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connect()
 
@@ -143,17 +68,15 @@ class RedisBackend:
 
     async def get(self, key: str) -> bytes | None:
         self._bind()
-        try:
+        try:  # not @translated: the hit path spares the wrapper's coroutine frame
             return cast("bytes | None", await self.client.get(key))
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, self.where) from exc
+        except Exception as exc:
+            self.translate.reraise(exc)
 
+    @translated
     async def get_many(self, keys: Sequence[str]) -> list[Any | None]:
         self._bind()
-        try:
-            return cast("list[Any | None]", await self.client.mget(keys))
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, self.where) from exc
+        return cast("list[Any | None]", await self.client.mget(keys))
 
     async def set(
         self,
@@ -164,60 +87,54 @@ class RedisBackend:
         expect: Sequence[int] | None = None,
     ) -> bool:
         self._bind()
-        try:
+        try:  # not @translated, as get(): a hot path
             if not tags:
                 # a plain SET, not a script: the hot path stays one command (an untagged overwrite of a
                 # tagged key leaves its old index entries to the TTL or the tag's invalidation: see DELETE)
-                await self.client.set(key, value, px=_ms(ttl))
+                await self.client.set(key, value, px=ttl_ms(ttl))
                 return True
             keys = [key, K.keytags_key(key), *map(K.tag_key, tags)]
-            args: list[Any] = [value, _ms(ttl) or "", int(time.time() * 1000)]
+            args: list[Any] = [value, ttl_ms(ttl) or "", int(time.time() * 1000)]
             if expect is not None:
                 keys += map(K.version_key, tags)
                 args += [len(tags), *expect]
             return bool(await self._set_tagged(keys=keys, args=args))
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, self.where) from exc
+        except Exception as exc:
+            self.translate.reraise(exc)
 
+    @translated
     async def tag_versions(self, tags: Sequence[str]) -> list[int]:
         self._bind()
         if not tags:
             return []
-        try:
-            values = await self.client.mget([K.version_key(t) for t in tags])
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, self.where) from exc
+        values = await self.client.mget([K.version_key(t) for t in tags])
         return [int(v) if v is not None else 0 for v in values]
 
+    @translated
     async def set_many(
         self, items: Sequence[tuple[str, Any]], ttl: float | None, tags: Sequence[str] = ()
     ) -> None:
         self._bind()
-        try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                now = int(time.time() * 1000)
-                tag_keys = [K.tag_key(t) for t in tags]
-                for key, value in items:
-                    if tags:
-                        await self._set_tagged(
-                            keys=[key, K.keytags_key(key), *tag_keys],
-                            args=[value, _ms(ttl) or "", now],
-                            client=pipe,
-                        )
-                    else:
-                        pipe.set(key, value, px=_ms(ttl))
-                await pipe.execute()
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, self.where) from exc
+        async with self.client.pipeline(transaction=False) as pipe:
+            now = int(time.time() * 1000)
+            tag_keys = [K.tag_key(t) for t in tags]
+            for key, value in items:
+                if tags:
+                    await self._set_tagged(
+                        keys=[key, K.keytags_key(key), *tag_keys],
+                        args=[value, ttl_ms(ttl) or "", now],
+                        client=pipe,
+                    )
+                else:
+                    pipe.set(key, value, px=ttl_ms(ttl))
+            await pipe.execute()
 
+    @translated
     async def delete(self, keys: Sequence[str]) -> int:
         self._bind()
         if not keys:
             return 0
-        try:
-            return await self._delete_keys(keys)
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, self.where) from exc
+        return await self._delete_keys(keys)
 
     async def _delete_keys(self, keys: Sequence[str | bytes]) -> int:
         """Delete values and take them out of their tag indexes: one script per hash slot (namespace)."""
@@ -230,24 +147,22 @@ class RedisBackend:
             removed += int(await self._delete(keys=[*group, *map(K.keytags_key, group)]))
         return removed
 
+    @translated
     async def exists(self, key: str) -> bool:
         self._bind()
-        try:
-            return bool(await self.client.exists(key))
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, self.where) from exc
+        return bool(await self.client.exists(key))
 
+    @translated
     async def incr(self, key: str, delta: int, ttl: float | None) -> int:
         self._bind()
         try:
-            return int(await self._incr(keys=[key], args=[delta, _ms(ttl) or ""]))
+            return int(await self._incr(keys=[key], args=[delta, ttl_ms(ttl) or ""]))
         except ResponseError as exc:
             if "not an integer" in str(exc):
                 raise SerializationError(f"cannot incr key {key!r}: it does not hold an integer") from None
-            raise translate(exc, self.where) from exc
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, self.where) from exc
+            raise
 
+    @translated
     async def invalidate_tags(self, tags: Sequence[str], removed_keys: list[str] | None = None) -> int:
         """Bump the tags' versions, then delete their keys page by page, all tags per round trip.
 
@@ -259,25 +174,22 @@ class RedisBackend:
         self._bind()
         removed = 0
         tag_keys = [K.tag_key(t) for t in tags]
-        try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for tag in tags:
-                    pipe.incr(K.version_key(tag))
-                    pipe.expire(K.version_key(tag), K.VERSION_TTL)
-                await pipe.execute()
-            pages = await self._read_pages(tag_keys)
-            while pages:
-                members = list(dict.fromkeys(m for page in pages.values() for m in page))
-                if removed_keys is not None:
-                    removed_keys.extend(m.decode("utf-8", "surrogateescape") for m in members)
-                args: list[Any] = []
-                for page in pages.values():
-                    args += [len(page), *page]
-                # one script: a value re-set between our UNLINK and ZREM would otherwise lose its entry
-                removed += int(await self._invalidate_page(keys=list(pages), args=args))
-                pages = await self._read_pages([t for t, page in pages.items() if len(page) >= _CHUNK])
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, self.where) from exc
+        async with self.client.pipeline(transaction=False) as pipe:
+            for tag in tags:
+                pipe.incr(K.version_key(tag))
+                pipe.expire(K.version_key(tag), K.VERSION_TTL)
+            await pipe.execute()
+        pages = await self._read_pages(tag_keys)
+        while pages:
+            members = list(dict.fromkeys(m for page in pages.values() for m in page))
+            if removed_keys is not None:
+                removed_keys.extend(m.decode("utf-8", "surrogateescape") for m in members)
+            args: list[Any] = []
+            for page in pages.values():
+                args += [len(page), *page]
+            # one script: a value re-set between our UNLINK and ZREM would otherwise lose its entry
+            removed += int(await self._invalidate_page(keys=list(pages), args=args))
+            pages = await self._read_pages([t for t, page in pages.items() if len(page) >= _CHUNK])
         return removed
 
     async def _read_pages(self, tag_keys: Sequence[str]) -> dict[str, list[bytes]]:
@@ -294,6 +206,7 @@ class RedisBackend:
     async def delete_match(self, pattern: str) -> int:
         return await self._delete_match(pattern, values=True)
 
+    @translated
     async def _delete_match(self, pattern: str, *, values: bool) -> int:
         """SCAN and delete in batches; `values`: they are cache values, taken out of their tag indexes
         too (bookkeeping keys, such as the indexes themselves, are just unlinked). The pattern is
@@ -304,19 +217,16 @@ class RedisBackend:
         matches = compiled.matches
         removed = 0
         drop = self._delete_keys if values else (lambda batch: self.client.unlink(*batch))
-        try:
-            batch: list[bytes] = []
-            async for key in self.client.scan_iter(match=compiled.redis_glob, count=_CHUNK):
-                if not matches(key.decode("utf-8", "surrogateescape")):
-                    continue
-                batch.append(key)
-                if len(batch) >= _CHUNK:
-                    removed += await drop(batch)
-                    batch.clear()
-            if batch:
+        batch: list[bytes] = []
+        async for key in self.client.scan_iter(match=compiled.redis_glob, count=_CHUNK):
+            if not matches(key.decode("utf-8", "surrogateescape")):
+                continue
+            batch.append(key)
+            if len(batch) >= _CHUNK:
                 removed += await drop(batch)
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, self.where) from exc
+                batch.clear()
+        if batch:
+            removed += await drop(batch)
         return removed
 
     async def clear(self, prefix: str) -> int:
@@ -326,36 +236,28 @@ class RedisBackend:
             await self._delete_match(escape(bookkeeping) + "*", values=False)
         return removed
 
+    @translated
     async def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
         self._bind()
-        try:
-            return bool(await self.client.set(K.lock_key(key), token, nx=True, px=_ms(ttl)))
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, self.where) from exc
+        return bool(await self.client.set(K.lock_key(key), token, nx=True, px=ttl_ms(ttl)))
 
+    @translated
     async def release_lock(self, key: str, token: str) -> None:
         self._bind()
-        try:
-            await self._release(keys=[K.lock_key(key)], args=[token])
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, self.where) from exc
+        await self._release(keys=[K.lock_key(key)], args=[token])
 
+    @translated
     async def ping(self) -> None:
         self._bind()
-        try:
-            await self.client.ping()
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, self.where) from exc
+        await self.client.ping()
 
     async def close(self) -> None:
         await close_client(self.client)
 
 
-def _outage(exc: RedisClusterException) -> bool:
-    """The cluster client's "cannot be connected / no reachable node"; others are usage errors."""
-    text = str(exc)
-    return "connect" in text or "reachable" in text
+__all__ = ["RedisBackend", "client_from_url", "close_client", "ttl_ms"]
 
 
-def _ms(ttl: float | None) -> int | None:
+def ttl_ms(ttl: float | None) -> int | None:
+    """A TTL in whole milliseconds, at least 1 (Redis refuses PX 0); None stays None (no expiry)."""
     return max(1, int(ttl * 1000)) if ttl is not None else None

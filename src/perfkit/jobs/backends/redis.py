@@ -13,15 +13,13 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any, TypeVar, cast
 
-import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
 from perfkit._cancel import cancelling
 from perfkit.backends import BackendURL
-from perfkit.errors import BackendError, BackendUnavailableError, ConfigurationError
+from perfkit.errors import BackendError, ConfigurationError
 from perfkit.jobs.backends import redis_lua as lua
 from perfkit.jobs.backends._pipeline import EnqueuePipeline, chunks
 from perfkit.jobs.backends.redis_keys import BAND, QueueKeys, once_key, queues_key
@@ -38,10 +36,17 @@ from perfkit.jobs.models import (
     Status,
     queue_of,
 )
+from perfkit.redisclient import (
+    JOBS_ERRORS,
+    Translator,
+    close_client,
+    connection_kwargs,
+    jobs_options,
+    make_client,
+)
 
 T = TypeVar("T")
 logger = logging.getLogger("perfkit.jobs")
-_OUR_OPTIONS = {"prefix"}
 _SCRIPTS = (
     "ENQUEUE",
     "CLAIM",
@@ -55,16 +60,6 @@ _SCRIPTS = (
     "PROGRESS",
     "CLEANUP",
 )
-# a node or the cluster down, failing over or moving a slot: an outage, not a bug
-_UNAVAILABLE = (
-    rexc.ConnectionError,
-    rexc.TimeoutError,
-    OSError,
-    rexc.ClusterError,
-    rexc.TryAgainError,
-    rexc.SlotNotCoveredError,
-)
-SOCKET_TIMEOUT = 5.0  # redis-py 8's default, explicit: an idle BLPOP is kept under it (see _blpop_max)
 # scripts safe to send twice (a repeat changes nothing more), so retried once on a stale connection:
 # not CLAIM (a repeat would lease more jobs) nor RETRY (a repeat would answer "not retried")
 _REPEATABLE = frozenset(_SCRIPTS) - {"CLAIM", "RETRY"}
@@ -73,12 +68,6 @@ _STATUS_KEYS = {
     Status.SCHEDULED: ("delayed",),
     Status.RUNNING: ("active",),
 }
-
-
-def _driver_url(url: BackendURL) -> str:
-    parts = urlsplit(url.raw)
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in _OUR_OPTIONS])
-    return urlunsplit(parts._replace(query=query))
 
 
 def _ms_up(t: float) -> int:
@@ -104,7 +93,9 @@ class RedisBackend:
                 "prefix", f"{self.prefix!r} must be non-empty, without braces, ':' or spaces"
             )
         self.retention = retention
-        self.client = self._client(url, max_connections)
+        self.translate = Translator(url.redacted(), JOBS_ERRORS)  # every driver error, in _call
+        # 5 s timeouts (`?socket_timeout=` in the URL overrides), health checks, RESP2: see redisclient
+        self.client = make_client(url, jobs_options(url, max_connections=max_connections))
         self._scripts = {name: self.client.register_script(getattr(lua, name)) for name in _SCRIPTS}
         self._keys: dict[str, QueueKeys] = {}
         self._pipeline = EnqueuePipeline(self.enqueue_many)
@@ -115,18 +106,8 @@ class RedisBackend:
         read_timeout = self._connection_kwargs().get("socket_timeout")
         self._blpop_max = max(0.01, min(0.8 * read_timeout, read_timeout - 0.5)) if read_timeout else math.inf
 
-    def _client(self, url: BackendURL, max_connections: int) -> aioredis.Redis:
-        return aioredis.Redis.from_url(
-            _driver_url(url),
-            max_connections=max_connections,
-            socket_connect_timeout=5,
-            socket_timeout=SOCKET_TIMEOUT,  # `?socket_timeout=` in the URL overrides it
-            health_check_interval=30,
-            protocol=2,  # replies are read as RESP2 (flat lists); redis-py 8 defaults to RESP3 maps
-        )
-
     def _connection_kwargs(self) -> dict[str, Any]:
-        return dict(self.client.connection_pool.connection_kwargs)
+        return connection_kwargs(self.client)
 
     def _k(self, queue: str) -> QueueKeys:
         keys = self._keys.get(queue)
@@ -147,22 +128,23 @@ class RedisBackend:
         """
         try:
             return await awaitable
-        except (rexc.RedisError, rexc.RedisClusterException, OSError) as exc:
-            if cancelling():  # a cancel that surfaced as a read timeout: keep it a cancel
-                raise asyncio.CancelledError from exc
-            if again is not None and isinstance(exc, rexc.ConnectionError | ConnectionError):
-                return await self._call(again())
-            if isinstance(exc, _UNAVAILABLE) or (
-                isinstance(exc, rexc.RedisClusterException) and "connect" in str(exc)
+        except Exception as exc:
+            if (
+                again is not None
+                and isinstance(exc, rexc.ConnectionError | ConnectionError)
+                and not cancelling()
             ):
-                raise BackendUnavailableError(f"Redis {self.url.redacted()} unavailable: {exc}") from exc
-            raise BackendError(f"Redis {self.url.redacted()}: {exc}") from exc
+                return await self._call(again())
+            error = self.translate(exc)
+            if error is exc:
+                raise
+            raise error from exc
 
     async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         script, keys, args = self._scripts[name], list(keys), list(args)
 
         def call() -> Awaitable[Any]:
-            return script(keys=keys, args=args)
+            return cast("Awaitable[Any]", script(keys=keys, args=args))
 
         return await self._call(call(), call if name in _REPEATABLE else None)
 
@@ -473,7 +455,7 @@ class RedisBackend:
     async def close(self) -> None:
         await self._pipeline.close()  # enqueues already accepted are sent before the connection goes
         blpops = self._take_blpops()
-        await self.client.aclose()  # disconnects the connections in use too: a blocked BLPOP ends now
+        await close_client(self.client)  # disconnects the connections in use too: a blocked BLPOP ends now
         await _settled(blpops)
 
     def _take_blpops(self) -> Sequence[asyncio.Task[Any]]:

@@ -2,32 +2,20 @@
 
 Keys (all under `prefix`, default `perfkit:monitor:`): `snapshots` (hash proc -> JSON, plus `at:<proc>`),
 `rollup:<minute>` (hash proc -> JSON, expiring after the retention), `kv:<key>`, `lease:<name>`.
+The client (2 s timeouts per call; a cluster for `redis+cluster://`) comes from `perfkit.redisclient`.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from perfkit.backends import BackendURL
-from perfkit.errors import BackendError
 from perfkit.monitor.store.base import Snapshot
+from perfkit.redisclient import MONITOR_ERRORS, Translator, close_client, make_client, monitor_options
+from perfkit.redisclient.scripts import lua_script
 
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
-    from redis.asyncio.cluster import RedisCluster
-
-_RENEW = """
-local holder = redis.call('GET', KEYS[1])
-if holder == false or holder == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-
-
-_TIMEOUT = 2.0  # seconds per call: the publisher and the dashboard then go on without the store
+_RENEW = lua_script("perfkit.monitor.store", "renew_lease")  # take or renew a lease (lua/renew_lease.lua)
 
 
 class RedisStore:
@@ -35,24 +23,16 @@ class RedisStore:
 
     def __init__(self, url: BackendURL, *, retention: float = 7 * 86400, **_: Any) -> None:
         self.prefix = url.options.get("prefix", "perfkit:monitor:")
-        self._redis = self._client(url)
+        self._redis = make_client(url, monitor_options(url))
         self.retention = retention
         self._url = url.redacted()
-
-    def _client(self, url: BackendURL) -> Redis | RedisCluster:
-        import redis.asyncio as aioredis
-
-        base = url.raw.split("?", 1)[0]
-        return aioredis.Redis.from_url(base, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT)
+        self.translate = Translator(self._url, MONITOR_ERRORS)
 
     def _k(self, name: str) -> str:
         return self.prefix + name
 
     async def _call(self, coro: Any) -> Any:
-        try:
-            return await coro
-        except Exception as exc:  # redis-py errors become perfkit's own
-            raise BackendError(f"monitor store {self._url}: {exc}") from exc
+        return await self.translate.call(coro)  # any error of a command becomes a BackendError
 
     async def publish(self, proc: str, now: float, snapshot: Snapshot, minute: int, rollup: Snapshot) -> None:
         pipe = self._redis.pipeline(transaction=False)
@@ -112,4 +92,4 @@ class RedisStore:
             await self._call(self._redis.delete(*keys))
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await close_client(self._redis)

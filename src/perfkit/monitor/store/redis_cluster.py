@@ -1,7 +1,7 @@
 """The Redis monitor store on Redis Cluster: `redis+cluster://host:port?prefix=…` (`rediss+cluster://`).
 
-The Redis store unchanged over redis-py's asyncio `RedisCluster`, built by the cache's client factory
-(`?nodes=host:port,…` and a per-node `?max_connections=` work as they do there). Its pipelines, the
+The Redis store unchanged over redis-py's asyncio `RedisCluster`, made by `perfkit.redisclient`
+(`?nodes=host:port,…` and a per-node `?max_connections=` work as they do for the cache). Its pipelines, the
 rollup deletion and the lease script name several keys, so every key carries one hash tag made of the
 prefix (`{perfkit:monitor}:snapshots`, `{perfkit:monitor}:rollup:<minute>`, …): they share a slot and
 each call goes to one node. A prefix that already holds a `{tag}` is used as it is. The store is small
@@ -13,11 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio.cluster import RedisCluster
-
 from perfkit.backends import BackendURL
-from perfkit.cache.backends.redis_cluster import close_cluster_client, cluster_client_from_url
-from perfkit.monitor.store.redis import _TIMEOUT, RedisStore
+from perfkit.monitor.store.redis import RedisStore
 
 
 def hash_tagged(prefix: str) -> str:
@@ -36,9 +33,3 @@ class RedisClusterStore(RedisStore):
     def __init__(self, url: BackendURL, **options: Any) -> None:
         super().__init__(url, **options)
         self.prefix = hash_tagged(self.prefix)
-
-    def _client(self, url: BackendURL) -> RedisCluster:
-        return cluster_client_from_url(url, timeout=_TIMEOUT, own=("prefix",))
-
-    async def close(self) -> None:
-        await close_cluster_client(self._redis)  # type: ignore[arg-type]
