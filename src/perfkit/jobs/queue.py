@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from perfkit.config import parse_duration, parse_size, parse_str, setting
+from perfkit.config import parse_duration
 from perfkit.errors import (
     ConfigurationError,
     InvalidDurationError,
@@ -19,19 +18,17 @@ from perfkit.errors import (
     ValueTooLargeError,
 )
 from perfkit.jobs.backends import JobBackend, registry
+from perfkit.jobs.config import JobsConfig, check_queue
 from perfkit.jobs.cron import Cron
 from perfkit.jobs.hooks import Hook, Hooks, JobEvent
 from perfkit.jobs.models import JobInfo, JobRecord, Priority, Status, new_job_id, queue_of
 from perfkit.jobs.retry import BackoffSpec, make_policy
 from perfkit.jobs.task import PreparedJob, Task, TaskOptions
-from perfkit.serialization import Serializer, get_serializer
+from perfkit.serialization import Serializer
 
 if TYPE_CHECKING:
     from perfkit.jobs.sync import SyncJobQueue
     from perfkit.jobs.worker import Worker
-
-DEFAULT_URL = "sqlite:///perfkit-jobs.db"
-_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +41,8 @@ class JobQueue:
     """A job queue on `url` (`sqlite:///jobs.db`, `postgresql://...`, `redis://...`).
 
     Nothing connects until the first call that needs storage. Settings not given here come from
-    `PERFKIT_JOBS_URL`, `PERFKIT_JOBS_MAX_PAYLOAD`, `PERFKIT_JOBS_RETENTION`, `PERFKIT_JOBS_LEASE`.
+    `PERFKIT_JOBS_URL`, `PERFKIT_JOBS_MAX_PAYLOAD`, `PERFKIT_JOBS_RETENTION`, `PERFKIT_JOBS_LEASE`;
+    they are resolved once into `self.config` (a `JobsConfig`), which `config=` accepts instead.
     """
 
     def __init__(
@@ -57,24 +55,48 @@ class JobQueue:
         retention: float | str | None = None,
         lease: float | str | None = None,
         default_queue: str = "default",
+        config: JobsConfig | None = None,
         **backend_options: Any,
     ) -> None:
-        self.url = setting("jobs_url", url, DEFAULT_URL, parse_str)
-        self.serializer = get_serializer(serializer, pickle_key=pickle_key)
-        self.max_payload = setting("jobs_max_payload", _size("max_payload", max_payload), 1024**2, parse_size)
-        self.retention = setting(
-            "jobs_retention", _seconds("retention", retention), 7 * 86400.0, parse_duration
-        )
-        self.lease = setting("jobs_lease", _seconds("lease", lease), 30.0, parse_duration)
-        if self.lease < 0.5:
-            raise ConfigurationError("lease", f"{self.lease}s is too short; use at least 0.5s")
-        self.default_queue = _check_queue(default_queue)
-        self._serializer_spec = (serializer, pickle_key)
+        if config is None:
+            config = JobsConfig.resolve(
+                url, serializer=serializer, pickle_key=pickle_key, max_payload=max_payload,
+                retention=retention, lease=lease, default_queue=default_queue, **backend_options,
+            )  # fmt: skip
+        elif not isinstance(config, JobsConfig):
+            raise ConfigurationError("config", f"{config!r} is not a JobsConfig")
+        elif (
+            (url, pickle_key, max_payload, retention, lease) != (None,) * 5
+            or backend_options
+            or (serializer != "msgpack" or default_queue != "default")
+        ):
+            raise ConfigurationError("config", "give config= or the settings it holds, not both")
+        self.config = config
+        self.serializer = config.make_serializer()
         self.tasks: dict[str, Task] = {}
         self.periodic_tasks: list[Periodic] = []
         self.hooks = Hooks()
-        self._backend_options = backend_options
         self._backend: JobBackend | None = None
+
+    @property
+    def url(self) -> str:
+        return self.config.url
+
+    @property
+    def max_payload(self) -> int:
+        return self.config.max_payload
+
+    @property
+    def retention(self) -> float:
+        return self.config.retention
+
+    @property
+    def lease(self) -> float:
+        return self.config.lease
+
+    @property
+    def default_queue(self) -> str:
+        return self.config.default_queue
 
     def __repr__(self) -> str:
         from perfkit.backends import parse_url
@@ -84,7 +106,7 @@ class JobQueue:
     @property
     def backend(self) -> JobBackend:
         if self._backend is None:
-            options = {"retention": self.retention, **self._backend_options}
+            options = {"retention": self.config.retention, **self.config.backend_options}
             self._backend = registry.create(self.url, "jobs_url", **options)
         return self._backend
 
@@ -104,7 +126,7 @@ class JobQueue:
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ConfigurationError("retries", f"{retries!r} is not a count >= 0")
         options = TaskOptions(
-            queue=_check_queue(queue or self.default_queue),
+            queue=check_queue(queue or self.default_queue),
             priority=Priority.parse(priority),
             retries=retries,
             backoff=make_policy(backoff),
@@ -220,7 +242,7 @@ class JobQueue:
         if key is not None and (not isinstance(key, str) or not key or len(key) > 200):
             raise ConfigurationError("key", f"{key!r} is not a non-empty string of at most 200 characters")
         prio = t.options.priority if priority is None else Priority.parse(priority)
-        q = t.options.queue if queue is None else _check_queue(queue)
+        q = t.options.queue if queue is None else check_queue(queue)
         payload = self._dump_payload(t.name, tuple(args), kwargs or {})
         return JobRecord(
             id=new_job_id(q), queue=q, task=t.name, payload=payload, priority=int(prio),
@@ -334,14 +356,9 @@ class JobQueue:
 
         return SyncJobQueue(self)
 
-    def _clone(self) -> JobQueue:
-        """The same queue (tasks, settings, hooks) with its own backend connection."""
-        serializer, pickle_key = self._serializer_spec
-        twin = JobQueue(
-            self.url, serializer=serializer, pickle_key=pickle_key, max_payload=self.max_payload,
-            retention=self.retention, lease=self.lease, default_queue=self.default_queue,
-            **self._backend_options,
-        )  # fmt: skip
+    def sibling(self) -> JobQueue:
+        """The same queue (config, tasks, hooks) with its own backend connection, for another event loop."""
+        twin = JobQueue(config=self.config)
         twin.tasks, twin.periodic_tasks, twin.hooks = self.tasks, self.periodic_tasks, self.hooks
         return twin
 
@@ -375,17 +392,3 @@ class JobQueue:
             queued_at=r.queued_at, run_at=r.run_at, started_at=r.started_at, completed_at=r.completed_at,
             cancel_requested=r.cancel_requested,
         )  # fmt: skip
-
-
-def _check_queue(name: str) -> str:
-    if not isinstance(name, str) or not _QUEUE_NAME.match(name):
-        raise ConfigurationError("queue", f"{name!r} is not a queue name (1-64 of letters, digits, _ . -)")
-    return name
-
-
-def _size(name: str, value: int | str | None) -> int | None:
-    return None if value is None else parse_size(name, value)
-
-
-def _seconds(name: str, value: float | str | None) -> float | None:
-    return None if value is None else parse_duration(name, value)

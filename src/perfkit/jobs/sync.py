@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 class SyncJobQueue:
     def __init__(self, jobs: JobQueue) -> None:
-        self._jobs = jobs._clone()
+        self._jobs = jobs.sibling()
         self._portal = Portal("perfkit-jobs-sync")
 
     def enqueue(
