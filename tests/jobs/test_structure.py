@@ -37,3 +37,29 @@ def test_config_argument_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="max_payload"):
         JobsConfig.resolve(max_payload="lots")
     assert "k" * 16 not in repr(JobsConfig.resolve(serializer="pickle", pickle_key="k" * 16))
+
+
+def test_one_emitter_builds_every_event() -> None:
+    """Hooks.emit builds the JobEvent from the record (attempt overridable); a failing hook is skipped."""
+    from perfkit.jobs.hooks import Hooks, JobEvent
+    from perfkit.jobs.models import JobRecord
+
+    record = JobRecord(
+        id="q:1", queue="q", task="t", payload=b"", priority=5, max_attempts=3, timeout=None, key=None,
+        run_at=0.0, queued_at=0.0, attempts=2,
+    )  # fmt: skip
+    hooks = Hooks()
+    hooks.emit("started", record)  # no hook: nothing to build, nothing raised
+    seen: list[JobEvent] = []
+
+    def broken(event: JobEvent) -> None:
+        raise RuntimeError("monitoring bug")
+
+    hooks.add(broken)
+    hooks.add(seen.append)
+    hooks.emit("failed", record, duration=0.5, error="E: x")
+    hooks.emit("enqueued", record, attempt=0)
+    assert seen == [
+        JobEvent("failed", "q:1", "t", "q", 5, 2, duration=0.5, error="E: x"),
+        JobEvent("enqueued", "q:1", "t", "q", 5, 0),
+    ]

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from perfkit._cancel import cancelling
-from perfkit.jobs.hooks import JobEvent
 
 if TYPE_CHECKING:
     from perfkit.jobs.queue import JobQueue
@@ -60,10 +59,7 @@ class LeaseKeeper:
     async def sweep_once(self) -> int:
         dead = await self.jobs.backend.reap(self.queues, time.time())
         for r in dead:
-            if self.jobs.hooks:
-                self.jobs.hooks.emit(
-                    JobEvent("dead", r.id, r.task, r.queue, r.priority, r.attempts, error=r.error)
-                )
+            self.jobs.hooks.emit("dead", r, error=r.error)
         return len(dead)
 
     async def run(self) -> None:

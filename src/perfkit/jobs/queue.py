@@ -20,7 +20,7 @@ from perfkit.errors import (
 from perfkit.jobs.backends import JobBackend, registry
 from perfkit.jobs.config import JobsConfig, check_queue
 from perfkit.jobs.cron import Cron
-from perfkit.jobs.hooks import Hook, Hooks, JobEvent
+from perfkit.jobs.hooks import Hook, Hooks
 from perfkit.jobs.models import JobInfo, JobRecord, Priority, Status, new_job_id, queue_of
 from perfkit.jobs.retry import BackoffSpec, make_policy
 from perfkit.jobs.task import PreparedJob, Task, TaskOptions
@@ -263,8 +263,7 @@ class JobQueue:
             existing = await self.get(job_id)
             if existing is not None:
                 return existing
-        if self.hooks:
-            self.hooks.emit(JobEvent("enqueued", record.id, t.name, record.queue, record.priority))
+        self.hooks.emit("enqueued", record, attempt=0)
         return self._info(record, tuple(args), kwargs or {})
 
     def _dump_payload(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
@@ -315,8 +314,8 @@ class JobQueue:
         record = await self.backend.cancel(job_id, time.time())
         if record is None:
             return None
-        if record.status == Status.CANCELLED and self.hooks:
-            self.hooks.emit(JobEvent("cancelled", record.id, record.task, record.queue, record.priority))
+        if record.status == Status.CANCELLED:
+            self.hooks.emit("cancelled", record, attempt=0)
         return self._info(record)
 
     async def retry(self, job_id: str) -> JobInfo | None:

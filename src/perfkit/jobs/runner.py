@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from perfkit.errors import SerializationError
 from perfkit.jobs.context import Context
-from perfkit.jobs.hooks import JobEvent
 from perfkit.jobs.models import JobRecord, Outcome, Status
 
 if TYPE_CHECKING:
@@ -45,13 +44,10 @@ class Runner:
         self.jobs = jobs
         self.threads = threads
 
-    def _event(self, name: str, r: JobRecord, **extra: Any) -> None:
-        self.jobs.hooks.emit(JobEvent(name, r.id, r.task, r.queue, r.priority, r.attempts, **extra))
-
     async def run(self, job: Running) -> Outcome | None:
         """The outcome to record, or None when this worker must not report one (lease lost, shutdown)."""
         r = job.record
-        hooks = bool(self.jobs.hooks)
+        emit = self.jobs.hooks.emit
         corrupt = r.corrupt_error
         if corrupt is not None:  # a field of its stored record cannot be read: it never runs
             return self._dead(r, corrupt)
@@ -67,8 +63,7 @@ class Runner:
         loop = asyncio.get_running_loop()
         ctx = job.context = Context(self.jobs, r, loop)
         started = time.monotonic()
-        if hooks:
-            self._event("started", r, wait=max(0.0, time.time() - max(r.run_at, r.queued_at)))
+        emit("started", r, wait=max(0.0, time.time() - max(r.run_at, r.queued_at)))
         deadline: asyncio.Timeout | None = None
         try:
             try:
@@ -85,8 +80,7 @@ class Runner:
                     current.uncancel()
                 if job.stop_reason != "cancelled":
                     return None
-                if hooks:
-                    self._event("cancelled", r, duration=time.monotonic() - started)
+                emit("cancelled", r, duration=time.monotonic() - started)
                 return Outcome(r.id, r.token, Status.CANCELLED, error="cancelled", completed_at=time.time())
         except TimeoutError as exc:
             if deadline is None or not deadline.expired():
@@ -100,8 +94,7 @@ class Runner:
         except (TypeError, ValueError, OverflowError) as exc:
             err = SerializationError(f"result of task {r.task!r} cannot be serialized: {exc}")
             return self._failure(r, err, started)
-        if hooks:
-            self._event("succeeded", r, duration=time.monotonic() - started)
+        emit("succeeded", r, duration=time.monotonic() - started)
         return Outcome(r.id, r.token, Status.SUCCEEDED, result=result, completed_at=time.time())
 
     async def _invoke(
@@ -122,20 +115,16 @@ class Runner:
         tb = "".join(traceback.format_exception(exc))
         now = time.time()
         duration = time.monotonic() - started
-        hooks = bool(self.jobs.hooks)
-        if hooks:
-            self._event("failed", r, duration=duration, error=error)
+        emit = self.jobs.hooks.emit
+        emit("failed", r, duration=duration, error=error)
         task = self.jobs.tasks.get(r.task)
         if task is not None and r.attempts < r.max_attempts:
-            if hooks:
-                self._event("retried", r, error=error)
+            emit("retried", r, error=error)
             delay = task.options.backoff.delay(r.attempts)
             return Outcome(r.id, r.token, Status.QUEUED, error=error, traceback=tb, run_at=now + delay)
-        if hooks:
-            self._event("dead", r, error=error)
+        emit("dead", r, error=error)
         return Outcome(r.id, r.token, Status.FAILED, error=error, traceback=tb, completed_at=now)
 
     def _dead(self, r: JobRecord, error: str) -> Outcome:
-        if self.jobs.hooks:
-            self._event("dead", r, error=error)
+        self.jobs.hooks.emit("dead", r, error=error)
         return Outcome(r.id, r.token, Status.DEAD, error=error, completed_at=time.time())

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 from perfkit._cancel import cancelling
 from perfkit.config import parse_duration
 from perfkit.errors import ConfigurationError, PerfkitError
-from perfkit.jobs.hooks import JobEvent
 from perfkit.jobs.lease import LeaseKeeper
 from perfkit.jobs.models import Outcome, Status
 from perfkit.jobs.runner import Runner, Running
@@ -259,10 +258,7 @@ class Worker:
                 self._slot_free.set()
                 if job.stop_reason == "cancelled":
                     r = job.record
-                    if self.jobs.hooks:
-                        self.jobs.hooks.emit(
-                            JobEvent("cancelled", r.id, r.task, r.queue, r.priority, r.attempts)
-                        )
+                    self.jobs.hooks.emit("cancelled", r)
                     self._record(
                         Outcome(r.id, r.token, Status.CANCELLED, error="cancelled", completed_at=time.time())
                     )
