@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from perfkit.errors import ConfigurationError
+from perfkit.jobs.task import Producer
 
 if TYPE_CHECKING:
+    from perfkit.jobs.backends.base import JobBackend
+    from perfkit.jobs.hooks import Hooks
     from perfkit.jobs.models import JobRecord
-    from perfkit.jobs.queue import JobQueue
+
+
+class ContextJobs(Producer, Protocol):
+    """What a context needs of its queue (a `JobQueue` is one): enqueue follow-up jobs (`ctx.jobs`),
+    the backend progress is written to, and the event emitter."""
+
+    @property
+    def backend(self) -> JobBackend: ...
+
+    @property
+    def hooks(self) -> Hooks: ...
 
 
 class Context:
     """Handed to a task; `progress()` from async tasks, `progress_sync()` from plain functions."""
 
-    def __init__(self, jobs: JobQueue, record: JobRecord, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, jobs: ContextJobs, record: JobRecord, loop: asyncio.AbstractEventLoop) -> None:
         self.jobs = jobs
         self._record = record
         self.job_id = record.id

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from perfkit._cancel import cancelling
 
 if TYPE_CHECKING:
-    from perfkit.jobs.queue import JobQueue
+    from perfkit.jobs.backends.base import JobBackend
+    from perfkit.jobs.hooks import Hooks
     from perfkit.jobs.runner import Running
 
 logger = logging.getLogger("perfkit.jobs")
@@ -26,14 +27,16 @@ logger = logging.getLogger("perfkit.jobs")
 class LeaseKeeper:
     def __init__(
         self,
-        jobs: JobQueue,
+        backend: JobBackend,
+        hooks: Hooks,
         queues: Sequence[str],
         running: dict[str, Running],
         lease: float,
         heartbeat: float,
         on_error: Callable[[BaseException], None],
     ) -> None:
-        self.jobs = jobs
+        self.backend = backend
+        self.hooks = hooks
         self.queues = list(queues)
         self.running = running
         self.lease = lease
@@ -47,19 +50,19 @@ class LeaseKeeper:
         ]
         if not leases:
             return
-        stop = await self.jobs.backend.renew(leases, self.lease, time.time())
+        stop = await self.backend.renew(leases, self.lease, time.time())
         for job_id in stop:
             job = self.running.get(job_id)
             if job is None:
                 continue
-            current = await self.jobs.backend.get(job_id)
+            current = await self.backend.get(job_id)
             lost = current is None or current.token != job.record.token or current.status != "running"
             job.stop("lost" if lost else "cancelled")
 
     async def sweep_once(self) -> int:
-        dead = await self.jobs.backend.reap(self.queues, time.time())
+        dead = await self.backend.reap(self.queues, time.time())
         for r in dead:
-            self.jobs.hooks.emit("dead", r, error=r.error)
+            self.hooks.emit("dead", r, error=r.error)
         return len(dead)
 
     async def run(self) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ from perfkit.jobs.config import JobsConfig, check_queue
 from perfkit.jobs.cron import Cron
 from perfkit.jobs.hooks import Hook, Hooks
 from perfkit.jobs.models import JobInfo, JobRecord, Priority, Status, new_job_id, queue_of
+from perfkit.jobs.registry import Periodic, TaskRegistry
 from perfkit.jobs.retry import BackoffSpec, make_policy
 from perfkit.jobs.task import PreparedJob, Task, TaskOptions
 from perfkit.serialization import Serializer
@@ -29,12 +29,6 @@ from perfkit.serialization import Serializer
 if TYPE_CHECKING:
     from perfkit.jobs.sync import SyncJobQueue
     from perfkit.jobs.worker import Worker
-
-
-@dataclass(frozen=True, slots=True)
-class Periodic:
-    task: Task
-    cron: Cron
 
 
 class JobQueue:
@@ -73,10 +67,19 @@ class JobQueue:
             raise ConfigurationError("config", "give config= or the settings it holds, not both")
         self.config = config
         self.serializer = config.make_serializer()
-        self.tasks: dict[str, Task] = {}
-        self.periodic_tasks: list[Periodic] = []
+        self.registry = TaskRegistry()
         self.hooks = Hooks()
         self._backend: JobBackend | None = None
+
+    @property
+    def tasks(self) -> dict[str, Task]:
+        """Registered tasks by name (`self.registry.tasks`)."""
+        return self.registry.tasks
+
+    @property
+    def periodic_tasks(self) -> list[Periodic]:
+        """The tasks registered with `periodic()` and their schedules (`self.registry.periodic`)."""
+        return self.registry.periodic
 
     @property
     def url(self) -> str:
@@ -134,12 +137,7 @@ class JobQueue:
         )
 
         def register(f: Callable[..., Any]) -> Task:
-            task_name = name or f"{f.__module__}.{f.__qualname__}"
-            if task_name in self.tasks and self.tasks[task_name].func is not f:
-                raise ConfigurationError("name", f"a different task is already registered as {task_name!r}")
-            t = Task(self, f, task_name, options)
-            self.tasks[task_name] = t
-            return t
+            return self.registry.add(Task(self, f, name or f"{f.__module__}.{f.__qualname__}", options))
 
         return register if func is None else register(func)
 
@@ -149,7 +147,7 @@ class JobQueue:
 
         def register(f: Callable[..., Any]) -> Task:
             t: Task = self.task(**task_options)(f)
-            self.periodic_tasks.append(Periodic(t, parsed))
+            self.registry.add_periodic(t, parsed)
             return t
 
         return register
@@ -176,7 +174,7 @@ class JobQueue:
         Enqueues issued concurrently (from many coroutines, say the requests of an ASGI app) while one
         is in flight share one round trip (autopipelining): each caller still gets its own job or error.
         """
-        t = task if isinstance(task, Task) else self._task_named(task)
+        t = task if isinstance(task, Task) else self.registry.named(task)
         record = self._record(t, args, kwargs, delay, at, priority, key, queue)
         job_id, created = await self.backend.enqueue(record)
         return await self._enqueued(record, job_id, created, t, args, kwargs)
@@ -279,14 +277,6 @@ class JobQueue:
             )
         return data
 
-    def _task_named(self, name: str) -> Task:
-        try:
-            return self.tasks[name]
-        except KeyError:
-            raise ConfigurationError(
-                "task", f"no task named {name!r}; registered: {sorted(self.tasks)}"
-            ) from None
-
     # -- reading and managing ------------------------------------------------------------------------
     async def get(self, job_id: str) -> JobInfo | None:
         """The job's status, progress, attempts, result or error and timestamps; None if unknown."""
@@ -358,7 +348,7 @@ class JobQueue:
     def sibling(self) -> JobQueue:
         """The same queue (config, tasks, hooks) with its own backend connection, for another event loop."""
         twin = JobQueue(config=self.config)
-        twin.tasks, twin.periodic_tasks, twin.hooks = self.tasks, self.periodic_tasks, self.hooks
+        twin.registry, twin.hooks = self.registry, self.hooks
         return twin
 
     def worker(self, queues: Sequence[str] | None = None, **options: Any) -> Worker:

@@ -11,12 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from perfkit.errors import SerializationError
-from perfkit.jobs.context import Context
+from perfkit.jobs.context import Context, ContextJobs
 from perfkit.jobs.models import JobRecord, Outcome, Status
 
 if TYPE_CHECKING:
-    from perfkit.jobs.queue import JobQueue
+    from perfkit.jobs.hooks import Hooks
+    from perfkit.jobs.registry import TaskRegistry
     from perfkit.jobs.task import Task
+    from perfkit.serialization import Serializer
 
 
 class Running:
@@ -40,24 +42,37 @@ class Running:
 
 
 class Runner:
-    def __init__(self, jobs: JobQueue, threads: ThreadPoolExecutor) -> None:
+    """Runs jobs with the tasks of `registry`, decoding and encoding with `serializer`, events to `hooks`;
+    `jobs` is only handed to each job's `Context`."""
+
+    def __init__(
+        self,
+        registry: TaskRegistry,
+        serializer: Serializer,
+        hooks: Hooks,
+        jobs: ContextJobs,
+        threads: ThreadPoolExecutor,
+    ) -> None:
+        self.registry = registry
+        self.serializer = serializer
+        self.hooks = hooks
         self.jobs = jobs
         self.threads = threads
 
     async def run(self, job: Running) -> Outcome | None:
         """The outcome to record, or None when this worker must not report one (lease lost, shutdown)."""
         r = job.record
-        emit = self.jobs.hooks.emit
+        emit = self.hooks.emit
         corrupt = r.corrupt_error
         if corrupt is not None:  # a field of its stored record cannot be read: it never runs
             return self._dead(r, corrupt)
-        task = self.jobs.tasks.get(r.task)
+        task = self.registry.get(r.task)
         if task is None:
             return self._dead(
                 r, f"unknown task {r.task!r}: no task of that name is registered in this worker"
             )
         try:
-            args, kwargs = self.jobs.serializer.loads(r.payload)
+            args, kwargs = self.serializer.loads(r.payload)
         except Exception as exc:
             return self._dead(r, f"payload of task {r.task!r} cannot be decoded: {exc}")
         loop = asyncio.get_running_loop()
@@ -90,7 +105,7 @@ class Runner:
         except Exception as exc:
             return self._failure(r, exc, started)
         try:
-            result = self.jobs.serializer.dumps(value)
+            result = self.serializer.dumps(value)
         except (TypeError, ValueError, OverflowError) as exc:
             err = SerializationError(f"result of task {r.task!r} cannot be serialized: {exc}")
             return self._failure(r, err, started)
@@ -115,9 +130,9 @@ class Runner:
         tb = "".join(traceback.format_exception(exc))
         now = time.time()
         duration = time.monotonic() - started
-        emit = self.jobs.hooks.emit
+        emit = self.hooks.emit
         emit("failed", r, duration=duration, error=error)
-        task = self.jobs.tasks.get(r.task)
+        task = self.registry.get(r.task)
         if task is not None and r.attempts < r.max_attempts:
             emit("retried", r, error=error)
             delay = task.options.backoff.delay(r.attempts)
@@ -126,5 +141,5 @@ class Runner:
         return Outcome(r.id, r.token, Status.FAILED, error=error, traceback=tb, completed_at=now)
 
     def _dead(self, r: JobRecord, error: str) -> Outcome:
-        self.jobs.hooks.emit("dead", r, error=error)
+        self.hooks.emit("dead", r, error=error)
         return Outcome(r.id, r.token, Status.DEAD, error=error, completed_at=time.time())
