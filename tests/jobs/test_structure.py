@@ -100,3 +100,32 @@ def test_jobs_modules_import_no_cycle_but_the_lazy_facade() -> None:
                     seen.add(nxt)
                     stack.append((nxt, [*trail, nxt]))
     assert cycles == []
+
+
+def test_sync_facade_is_cached_one_loop_and_restartable(tmp_path: Path) -> None:
+    """jobs.sync() returns one facade with one loop thread, as Cache.sync; closed, it starts again."""
+    import asyncio
+    import threading
+
+    jobs = JobQueue(f"sqlite:///{tmp_path}/s.db")
+
+    @jobs.task(queue="s", name="s.job")
+    async def job(ctx: object, n: int) -> int:
+        return n
+
+    def portal_threads() -> int:
+        return sum(t.name == "perfkit-jobs-sync" for t in threading.enumerate())
+
+    facade = jobs.sync()
+    assert jobs.sync() is facade
+    first = facade.enqueue(job, 1)
+    assert jobs.sync().get(first.id) is not None
+    assert portal_threads() == 1
+    with jobs.sync() as again:
+        assert again is facade
+    assert portal_threads() == 0
+    assert facade.enqueue(job, 2).args == (2,)  # a closed facade starts again on its next call
+    assert portal_threads() == 1
+    asyncio.run(jobs.close())  # closing the queue closes its facade too
+    assert portal_threads() == 0
+    assert jobs.sync() is not facade

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -70,6 +71,8 @@ class JobQueue:
         self.registry = TaskRegistry()
         self.hooks = Hooks()
         self._backend: JobBackend | None = None
+        self._sync: SyncJobQueue | None = None
+        self._sync_lock = threading.Lock()
 
     @property
     def tasks(self) -> dict[str, Task]:
@@ -329,9 +332,13 @@ class JobQueue:
         return await self.backend.cleanup(time.time() - self.retention)
 
     async def close(self) -> None:
+        """Close the backend connection and the sync facade (if one was made); safe to call twice."""
         if self._backend is not None:
             backend, self._backend = self._backend, None
             await backend.close()
+        if self._sync is not None:
+            facade, self._sync = self._sync, None
+            facade.close()
 
     async def __aenter__(self) -> JobQueue:
         return self
@@ -340,10 +347,19 @@ class JobQueue:
         await self.close()
 
     def sync(self) -> SyncJobQueue:
-        """A blocking facade for synchronous code: `jobs.sync().enqueue(send_email, "a@example.com")`."""
-        from perfkit.jobs.sync import SyncJobQueue
+        """The blocking facade for synchronous code: `jobs.sync().enqueue(send_email, "a@example.com")`.
 
-        return SyncJobQueue(self)
+        One facade per queue, made on first call and returned again after (one background loop, as
+        `Cache.sync`); a method, not a property, as it always was. `close()` on it (or leaving
+        `with jobs.sync():`) stops its loop, which starts again on its next call.
+        """
+        if self._sync is None:
+            with self._sync_lock:
+                if self._sync is None:
+                    from perfkit.jobs.sync import SyncJobQueue
+
+                    self._sync = SyncJobQueue(self)
+        return self._sync
 
     def sibling(self) -> JobQueue:
         """The same queue (config, tasks, hooks) with its own backend connection, for another event loop."""
