@@ -129,3 +129,21 @@ def test_sync_facade_is_cached_one_loop_and_restartable(tmp_path: Path) -> None:
     asyncio.run(jobs.close())  # closing the queue closes its facade too
     assert portal_threads() == 0
     assert jobs.sync() is not facade
+
+
+async def test_worker_reads_the_backend_at_use(tmp_path: Path) -> None:
+    """A worker made before jobs.close() runs on the queue's new backend, as before the redesign."""
+    jobs = JobQueue(f"sqlite:///{tmp_path}/w.db")
+
+    @jobs.task(queue="w", name="w.job")
+    async def job(ctx: object) -> int:
+        return 1
+
+    info = await job.enqueue()
+    worker = jobs.worker(burst=True)
+    await jobs.close()
+    stats = await worker.run()
+    done = await jobs.get(info.id)
+    await jobs.close()
+    assert stats.finished == 1
+    assert done is not None and done.result == 1

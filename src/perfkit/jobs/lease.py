@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from perfkit._cancel import cancelling
 
@@ -24,19 +24,28 @@ if TYPE_CHECKING:
 logger = logging.getLogger("perfkit.jobs")
 
 
+class LeaseJobs(Protocol):
+    """What the lease keeper needs of a queue (a `JobQueue` is one): the backend, read at each use (a
+    queue makes it on first use and again after `close()`), and the event emitter."""
+
+    @property
+    def backend(self) -> JobBackend: ...
+
+    @property
+    def hooks(self) -> Hooks: ...
+
+
 class LeaseKeeper:
     def __init__(
         self,
-        backend: JobBackend,
-        hooks: Hooks,
+        jobs: LeaseJobs,
         queues: Sequence[str],
         running: dict[str, Running],
         lease: float,
         heartbeat: float,
         on_error: Callable[[BaseException], None],
     ) -> None:
-        self.backend = backend
-        self.hooks = hooks
+        self.jobs = jobs
         self.queues = list(queues)
         self.running = running
         self.lease = lease
@@ -50,19 +59,19 @@ class LeaseKeeper:
         ]
         if not leases:
             return
-        stop = await self.backend.renew(leases, self.lease, time.time())
+        stop = await self.jobs.backend.renew(leases, self.lease, time.time())
         for job_id in stop:
             job = self.running.get(job_id)
             if job is None:
                 continue
-            current = await self.backend.get(job_id)
+            current = await self.jobs.backend.get(job_id)
             lost = current is None or current.token != job.record.token or current.status != "running"
             job.stop("lost" if lost else "cancelled")
 
     async def sweep_once(self) -> int:
-        dead = await self.backend.reap(self.queues, time.time())
+        dead = await self.jobs.backend.reap(self.queues, time.time())
         for r in dead:
-            self.hooks.emit("dead", r, error=r.error)
+            self.jobs.hooks.emit("dead", r, error=r.error)
         return len(dead)
 
     async def run(self) -> None:

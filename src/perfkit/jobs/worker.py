@@ -44,8 +44,9 @@ ACK_DELAY = 0.01
 
 
 class WorkerJobs(ContextJobs, PeriodicJobs, Protocol):
-    """What a worker takes from its queue (a `JobQueue` is one): the backend, the task registry, the
-    event emitter, the serializer and the settings; enqueue only for periodic ticks and `ctx.jobs`."""
+    """What a worker takes from its queue (a `JobQueue` is one): the backend (read at each use: a queue
+    makes it on first use and again after `close()`), the task registry, the event emitter, the
+    serializer and the settings; enqueue only for periodic ticks and `ctx.jobs`."""
 
     @property
     def registry(self) -> TaskRegistry: ...
@@ -85,7 +86,6 @@ class Worker:
             raise ConfigurationError("concurrency", f"{concurrency!r} is not a count >= 1")
         self.jobs = jobs
         self.registry = jobs.registry
-        self.backend = jobs.backend
         self.hooks = jobs.hooks
         served = self.registry.queues()
         names = list(queues) if queues else sorted(served)
@@ -132,9 +132,7 @@ class Worker:
         lease = jobs.config.lease
         self._retention = jobs.config.retention
         beat = parse_duration("heartbeat", heartbeat) if heartbeat is not None else min(1.0, lease / 3)
-        self.lease = LeaseKeeper(
-            self.backend, self.hooks, names, self.running, lease, beat, self._backend_error
-        )
+        self.lease = LeaseKeeper(jobs, names, self.running, lease, beat, self._backend_error)
         self.id = f"{os.uname().nodename}:{os.getpid()}"
 
     def stop(self, *, hurry: bool = False) -> None:
@@ -184,7 +182,7 @@ class Worker:
         return self.stats
 
     async def _fetch_loop(self) -> None:
-        backend = self.backend
+        backend = self.jobs.backend
         while not self._stop.is_set():
             if self._auto_prefetch:
                 self._resize()
@@ -328,7 +326,7 @@ class Worker:
         while self._acks:
             batch, self._acks = self._acks, []
             try:
-                await self.backend.finish(batch)
+                await self.jobs.backend.finish(batch)
             except asyncio.CancelledError:
                 self._acks[:0] = batch  # finishing twice is harmless: the second write matches nothing
                 raise
@@ -358,13 +356,15 @@ class Worker:
             await asyncio.wait(tasks, timeout=5)
         if leftovers:
             with contextlib.suppress(PerfkitError, OSError):
-                await self.backend.release([(j.record.id, j.record.token) for j in leftovers], time.time())
+                await self.jobs.backend.release(
+                    [(j.record.id, j.record.token) for j in leftovers], time.time()
+                )
                 self.stats.handed_back += len(leftovers)
 
     async def _cleanup_loop(self) -> None:
         while True:
             try:
-                await self.backend.cleanup(time.time() - self._retention)
+                await self.jobs.backend.cleanup(time.time() - self._retention)
             except (PerfkitError, OSError) as exc:
                 if cancelling():  # a cancel reported as an I/O error (see perfkit._cancel)
                     raise asyncio.CancelledError from exc
