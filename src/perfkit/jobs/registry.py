@@ -5,6 +5,7 @@ The producer registers into it and the worker looks tasks up in it; neither need
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from perfkit.errors import ConfigurationError
@@ -21,11 +22,13 @@ class Periodic:
 class TaskRegistry:
     """Tasks by name (`tasks`) and the periodic entries (`periodic`); a queue's siblings share one."""
 
-    __slots__ = ("periodic", "tasks")
+    __slots__ = ("get", "periodic", "tasks")
 
     def __init__(self) -> None:
         self.tasks: dict[str, Task] = {}
         self.periodic: list[Periodic] = []
+        # the task named so, or None: the dict's own lookup (no Python frame: the worker calls it per job)
+        self.get: Callable[[str], Task | None] = self.tasks.get
 
     def add(self, task: Task) -> Task:
         """Register `task` under its name; the same function again is fine, another one is refused."""
@@ -37,9 +40,6 @@ class TaskRegistry:
 
     def add_periodic(self, task: Task, cron: Cron) -> None:
         self.periodic.append(Periodic(task, cron))
-
-    def get(self, name: str) -> Task | None:
-        return self.tasks.get(name)
 
     def named(self, name: str) -> Task:
         """The task registered as `name`; a ConfigurationError listing the registered ones if none is."""
