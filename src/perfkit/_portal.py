@@ -1,8 +1,14 @@
 """A background event loop that lets synchronous code call perfkit's async implementation.
 
-perfkit has one implementation of each part, async; the sync facades (`SyncCache`, ...) submit
-coroutines to this loop instead of keeping a second, blocking copy of the logic. The thread starts on
-first use (never at import) and stops on `close()`.
+perfkit has one implementation of each part, async; the sync facades (`SyncCache`, `SyncJobQueue`)
+submit coroutines to this loop instead of keeping a second, blocking copy of the logic. The thread
+starts on first use (never at import) and stops on `close()`.
+
+The facade pattern, shared by every part: the async object (`Cache`, `JobQueue`) caches one facade
+(`cache.sync`, `jobs.sync()`), so one owner has one background loop however often it is asked for;
+the facade drives a sibling of its owner (same config, its own connections: connections belong to
+the loop that opened them) through `SyncFacade.call`, and `SyncFacade.close` closes the sibling on
+that loop, then stops the loop. A closed facade starts again on its next call.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -23,6 +29,11 @@ class Portal:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+
+    @property
+    def started(self) -> bool:
+        """True while the loop thread runs (from the first `call()` until `close()`)."""
+        return self._loop is not None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -61,3 +72,30 @@ class Portal:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=5)
         loop.close()
+
+
+class SyncFacade:
+    """Base of the blocking facades: one portal per facade; subclasses run their calls through `call()`
+    and close what they opened on the portal loop in `aclose()`."""
+
+    def __init__(self, name: str) -> None:
+        self.portal = Portal(name)
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on this facade's loop and wait for its result."""
+        return self.portal.call(coro)
+
+    async def aclose(self) -> None:
+        """Close the connections this facade opened (runs on its loop); nothing by default."""
+
+    def close(self) -> None:
+        """Close the connections and stop the background loop; safe to call twice."""
+        if self.portal.started:
+            self.portal.call(self.aclose())
+        self.portal.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

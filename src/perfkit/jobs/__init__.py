@@ -8,6 +8,7 @@ async def send_email(ctx, to: str) -> str: ...
 job = await send_email.enqueue("a@example.com")
 """
 
+from perfkit.jobs.config import JobsConfig
 from perfkit.jobs.context import Context
 from perfkit.jobs.hooks import JobEvent
 from perfkit.jobs.models import JobInfo, Priority, Status
@@ -24,6 +25,7 @@ __all__ = [
     "JobEvent",
     "JobInfo",
     "JobQueue",
+    "JobsConfig",
     "PreparedJob",
     "Priority",
     "RetryPolicy",

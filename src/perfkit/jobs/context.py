@@ -3,21 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from perfkit.errors import ConfigurationError
-from perfkit.jobs.hooks import JobEvent
+from perfkit.jobs.task import Producer
 
 if TYPE_CHECKING:
+    from perfkit.jobs.backends.base import JobBackend
+    from perfkit.jobs.hooks import Hooks
     from perfkit.jobs.models import JobRecord
-    from perfkit.jobs.queue import JobQueue
+
+
+class ContextJobs(Producer, Protocol):
+    """What a context needs of its queue (a `JobQueue` is one): enqueue follow-up jobs (`ctx.jobs`),
+    the backend progress is written to, and the event emitter."""
+
+    @property
+    def backend(self) -> JobBackend: ...
+
+    @property
+    def hooks(self) -> Hooks: ...
 
 
 class Context:
     """Handed to a task; `progress()` from async tasks, `progress_sync()` from plain functions."""
 
-    def __init__(self, jobs: JobQueue, record: JobRecord, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, jobs: ContextJobs, record: JobRecord, loop: asyncio.AbstractEventLoop) -> None:
         self.jobs = jobs
+        self._record = record
         self.job_id = record.id
         self.task = record.task
         self.queue = record.queue
@@ -38,18 +51,7 @@ class Context:
         if not isinstance(value, int | float) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
             raise ConfigurationError("progress", f"{value!r} is not a fraction between 0 and 1")
         await self.jobs.backend.progress(self.job_id, float(value), message)
-        if self.jobs.hooks:
-            self.jobs.hooks.emit(
-                JobEvent(
-                    "progress",
-                    self.job_id,
-                    self.task,
-                    self.queue,
-                    self.priority,
-                    self.attempt,
-                    progress=value,
-                )
-            )
+        self.jobs.hooks.emit("progress", self._record, progress=value)
 
     def progress_sync(self, value: float, message: str | None = None) -> None:
         """`progress()` for plain (sync) tasks, which run on a worker thread."""

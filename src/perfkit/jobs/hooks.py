@@ -2,7 +2,8 @@
 
 Events: enqueued, started, progress, succeeded, failed (an attempt failed), retried (scheduled again),
 dead (dead-lettered: out of attempts or unrunnable), cancelled. A failing hook is logged and ignored:
-monitoring never breaks the queue.
+monitoring never breaks the queue. `Hooks.emit` is the one place a `JobEvent` is built, and only when
+a hook listens, so callers never guard it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from perfkit.jobs.models import JobRecord
 
 logger = logging.getLogger("perfkit.jobs")
 
@@ -34,6 +39,8 @@ Hook = Callable[[JobEvent], None]
 
 
 class Hooks:
+    """The event emitter of one queue (shared by its siblings and workers): hooks added, events sent."""
+
     def __init__(self) -> None:
         self._hooks: list[Hook] = []
 
@@ -44,7 +51,25 @@ class Hooks:
     def __bool__(self) -> bool:
         return bool(self._hooks)
 
-    def emit(self, event: JobEvent) -> None:
+    def emit(
+        self,
+        name: str,
+        record: JobRecord,
+        *,
+        attempt: int | None = None,
+        duration: float | None = None,
+        wait: float | None = None,
+        error: str | None = None,
+        progress: float | None = None,
+    ) -> None:
+        """Send event `name` about `record` (its attempt unless `attempt` is given) to every hook."""
+        if not self._hooks:
+            return
+        r = record
+        event = JobEvent(
+            name, r.id, r.task, r.queue, r.priority, r.attempts if attempt is None else attempt,
+            duration=duration, wait=wait, error=error, progress=progress,
+        )  # fmt: skip
         for hook in self._hooks:
             try:
                 hook(event)

@@ -12,22 +12,33 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from perfkit._cancel import cancelling
-from perfkit.jobs.hooks import JobEvent
 
 if TYPE_CHECKING:
-    from perfkit.jobs.queue import JobQueue
+    from perfkit.jobs.backends.base import JobBackend
+    from perfkit.jobs.hooks import Hooks
     from perfkit.jobs.runner import Running
 
 logger = logging.getLogger("perfkit.jobs")
 
 
+class LeaseJobs(Protocol):
+    """What the lease keeper needs of a queue (a `JobQueue` is one): the backend, read at each use (a
+    queue makes it on first use and again after `close()`), and the event emitter."""
+
+    @property
+    def backend(self) -> JobBackend: ...
+
+    @property
+    def hooks(self) -> Hooks: ...
+
+
 class LeaseKeeper:
     def __init__(
         self,
-        jobs: JobQueue,
+        jobs: LeaseJobs,
         queues: Sequence[str],
         running: dict[str, Running],
         lease: float,
@@ -60,10 +71,7 @@ class LeaseKeeper:
     async def sweep_once(self) -> int:
         dead = await self.jobs.backend.reap(self.queues, time.time())
         for r in dead:
-            if self.jobs.hooks:
-                self.jobs.hooks.emit(
-                    JobEvent("dead", r.id, r.task, r.queue, r.priority, r.attempts, error=r.error)
-                )
+            self.jobs.hooks.emit("dead", r, error=r.error)
         return len(dead)
 
     async def run(self) -> None:

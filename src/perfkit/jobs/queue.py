@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from perfkit.config import parse_duration, parse_size, parse_str, setting
+from perfkit.config import parse_duration
 from perfkit.errors import (
     ConfigurationError,
     InvalidDurationError,
@@ -19,32 +18,26 @@ from perfkit.errors import (
     ValueTooLargeError,
 )
 from perfkit.jobs.backends import JobBackend, registry
+from perfkit.jobs.config import JobsConfig, check_queue
 from perfkit.jobs.cron import Cron
-from perfkit.jobs.hooks import Hook, Hooks, JobEvent
+from perfkit.jobs.hooks import Hook, Hooks
 from perfkit.jobs.models import JobInfo, JobRecord, Priority, Status, new_job_id, queue_of
+from perfkit.jobs.registry import Periodic, TaskRegistry
 from perfkit.jobs.retry import BackoffSpec, make_policy
 from perfkit.jobs.task import PreparedJob, Task, TaskOptions
-from perfkit.serialization import Serializer, get_serializer
+from perfkit.serialization import Serializer
 
 if TYPE_CHECKING:
     from perfkit.jobs.sync import SyncJobQueue
     from perfkit.jobs.worker import Worker
-
-DEFAULT_URL = "sqlite:///perfkit-jobs.db"
-_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-
-
-@dataclass(frozen=True, slots=True)
-class Periodic:
-    task: Task
-    cron: Cron
 
 
 class JobQueue:
     """A job queue on `url` (`sqlite:///jobs.db`, `postgresql://...`, `redis://...`).
 
     Nothing connects until the first call that needs storage. Settings not given here come from
-    `PERFKIT_JOBS_URL`, `PERFKIT_JOBS_MAX_PAYLOAD`, `PERFKIT_JOBS_RETENTION`, `PERFKIT_JOBS_LEASE`.
+    `PERFKIT_JOBS_URL`, `PERFKIT_JOBS_MAX_PAYLOAD`, `PERFKIT_JOBS_RETENTION`, `PERFKIT_JOBS_LEASE`;
+    they are resolved once into `self.config` (a `JobsConfig`), which `config=` accepts instead.
     """
 
     def __init__(
@@ -57,24 +50,59 @@ class JobQueue:
         retention: float | str | None = None,
         lease: float | str | None = None,
         default_queue: str = "default",
+        config: JobsConfig | None = None,
         **backend_options: Any,
     ) -> None:
-        self.url = setting("jobs_url", url, DEFAULT_URL, parse_str)
-        self.serializer = get_serializer(serializer, pickle_key=pickle_key)
-        self.max_payload = setting("jobs_max_payload", _size("max_payload", max_payload), 1024**2, parse_size)
-        self.retention = setting(
-            "jobs_retention", _seconds("retention", retention), 7 * 86400.0, parse_duration
-        )
-        self.lease = setting("jobs_lease", _seconds("lease", lease), 30.0, parse_duration)
-        if self.lease < 0.5:
-            raise ConfigurationError("lease", f"{self.lease}s is too short; use at least 0.5s")
-        self.default_queue = _check_queue(default_queue)
-        self._serializer_spec = (serializer, pickle_key)
-        self.tasks: dict[str, Task] = {}
-        self.periodic_tasks: list[Periodic] = []
+        if config is None:
+            config = JobsConfig.resolve(
+                url, serializer=serializer, pickle_key=pickle_key, max_payload=max_payload,
+                retention=retention, lease=lease, default_queue=default_queue, **backend_options,
+            )  # fmt: skip
+        elif not isinstance(config, JobsConfig):
+            raise ConfigurationError("config", f"{config!r} is not a JobsConfig")
+        elif (
+            (url, pickle_key, max_payload, retention, lease) != (None,) * 5
+            or backend_options
+            or (serializer != "msgpack" or default_queue != "default")
+        ):
+            raise ConfigurationError("config", "give config= or the settings it holds, not both")
+        self.config = config
+        self.serializer = config.make_serializer()
+        self.registry = TaskRegistry()
         self.hooks = Hooks()
-        self._backend_options = backend_options
         self._backend: JobBackend | None = None
+        self._sync: SyncJobQueue | None = None
+        self._sync_lock = threading.Lock()
+
+    @property
+    def tasks(self) -> dict[str, Task]:
+        """Registered tasks by name (`self.registry.tasks`)."""
+        return self.registry.tasks
+
+    @property
+    def periodic_tasks(self) -> list[Periodic]:
+        """The tasks registered with `periodic()` and their schedules (`self.registry.periodic`)."""
+        return self.registry.periodic
+
+    @property
+    def url(self) -> str:
+        return self.config.url
+
+    @property
+    def max_payload(self) -> int:
+        return self.config.max_payload
+
+    @property
+    def retention(self) -> float:
+        return self.config.retention
+
+    @property
+    def lease(self) -> float:
+        return self.config.lease
+
+    @property
+    def default_queue(self) -> str:
+        return self.config.default_queue
 
     def __repr__(self) -> str:
         from perfkit.backends import parse_url
@@ -84,7 +112,7 @@ class JobQueue:
     @property
     def backend(self) -> JobBackend:
         if self._backend is None:
-            options = {"retention": self.retention, **self._backend_options}
+            options = {"retention": self.config.retention, **self.config.backend_options}
             self._backend = registry.create(self.url, "jobs_url", **options)
         return self._backend
 
@@ -104,7 +132,7 @@ class JobQueue:
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ConfigurationError("retries", f"{retries!r} is not a count >= 0")
         options = TaskOptions(
-            queue=_check_queue(queue or self.default_queue),
+            queue=check_queue(queue or self.default_queue),
             priority=Priority.parse(priority),
             retries=retries,
             backoff=make_policy(backoff),
@@ -112,12 +140,7 @@ class JobQueue:
         )
 
         def register(f: Callable[..., Any]) -> Task:
-            task_name = name or f"{f.__module__}.{f.__qualname__}"
-            if task_name in self.tasks and self.tasks[task_name].func is not f:
-                raise ConfigurationError("name", f"a different task is already registered as {task_name!r}")
-            t = Task(self, f, task_name, options)
-            self.tasks[task_name] = t
-            return t
+            return self.registry.add(Task(self, f, name or f"{f.__module__}.{f.__qualname__}", options))
 
         return register if func is None else register(func)
 
@@ -127,7 +150,7 @@ class JobQueue:
 
         def register(f: Callable[..., Any]) -> Task:
             t: Task = self.task(**task_options)(f)
-            self.periodic_tasks.append(Periodic(t, parsed))
+            self.registry.add_periodic(t, parsed)
             return t
 
         return register
@@ -154,7 +177,7 @@ class JobQueue:
         Enqueues issued concurrently (from many coroutines, say the requests of an ASGI app) while one
         is in flight share one round trip (autopipelining): each caller still gets its own job or error.
         """
-        t = task if isinstance(task, Task) else self._task_named(task)
+        t = task if isinstance(task, Task) else self.registry.named(task)
         record = self._record(t, args, kwargs, delay, at, priority, key, queue)
         job_id, created = await self.backend.enqueue(record)
         return await self._enqueued(record, job_id, created, t, args, kwargs)
@@ -220,7 +243,7 @@ class JobQueue:
         if key is not None and (not isinstance(key, str) or not key or len(key) > 200):
             raise ConfigurationError("key", f"{key!r} is not a non-empty string of at most 200 characters")
         prio = t.options.priority if priority is None else Priority.parse(priority)
-        q = t.options.queue if queue is None else _check_queue(queue)
+        q = t.options.queue if queue is None else check_queue(queue)
         payload = self._dump_payload(t.name, tuple(args), kwargs or {})
         return JobRecord(
             id=new_job_id(q), queue=q, task=t.name, payload=payload, priority=int(prio),
@@ -241,8 +264,7 @@ class JobQueue:
             existing = await self.get(job_id)
             if existing is not None:
                 return existing
-        if self.hooks:
-            self.hooks.emit(JobEvent("enqueued", record.id, t.name, record.queue, record.priority))
+        self.hooks.emit("enqueued", record, attempt=0)
         return self._info(record, tuple(args), kwargs or {})
 
     def _dump_payload(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
@@ -257,14 +279,6 @@ class JobQueue:
                 f"task {task_name!r}: payload is {len(data)} bytes, over max_payload={self.max_payload} bytes"
             )
         return data
-
-    def _task_named(self, name: str) -> Task:
-        try:
-            return self.tasks[name]
-        except KeyError:
-            raise ConfigurationError(
-                "task", f"no task named {name!r}; registered: {sorted(self.tasks)}"
-            ) from None
 
     # -- reading and managing ------------------------------------------------------------------------
     async def get(self, job_id: str) -> JobInfo | None:
@@ -293,8 +307,8 @@ class JobQueue:
         record = await self.backend.cancel(job_id, time.time())
         if record is None:
             return None
-        if record.status == Status.CANCELLED and self.hooks:
-            self.hooks.emit(JobEvent("cancelled", record.id, record.task, record.queue, record.priority))
+        if record.status == Status.CANCELLED:
+            self.hooks.emit("cancelled", record, attempt=0)
         return self._info(record)
 
     async def retry(self, job_id: str) -> JobInfo | None:
@@ -318,9 +332,13 @@ class JobQueue:
         return await self.backend.cleanup(time.time() - self.retention)
 
     async def close(self) -> None:
+        """Close the backend connection and the sync facade (if one was made); safe to call twice."""
         if self._backend is not None:
             backend, self._backend = self._backend, None
             await backend.close()
+        if self._sync is not None:
+            facade, self._sync = self._sync, None
+            facade.close()
 
     async def __aenter__(self) -> JobQueue:
         return self
@@ -329,20 +347,24 @@ class JobQueue:
         await self.close()
 
     def sync(self) -> SyncJobQueue:
-        """A blocking facade for synchronous code: `jobs.sync().enqueue(send_email, "a@example.com")`."""
-        from perfkit.jobs.sync import SyncJobQueue
+        """The blocking facade for synchronous code: `jobs.sync().enqueue(send_email, "a@example.com")`.
 
-        return SyncJobQueue(self)
+        One facade per queue, made on first call and returned again after (one background loop, as
+        `Cache.sync`); a method, not a property, as it always was. `close()` on it (or leaving
+        `with jobs.sync():`) stops its loop, which starts again on its next call.
+        """
+        if self._sync is None:
+            with self._sync_lock:
+                if self._sync is None:
+                    from perfkit.jobs.sync import SyncJobQueue
 
-    def _clone(self) -> JobQueue:
-        """The same queue (tasks, settings, hooks) with its own backend connection."""
-        serializer, pickle_key = self._serializer_spec
-        twin = JobQueue(
-            self.url, serializer=serializer, pickle_key=pickle_key, max_payload=self.max_payload,
-            retention=self.retention, lease=self.lease, default_queue=self.default_queue,
-            **self._backend_options,
-        )  # fmt: skip
-        twin.tasks, twin.periodic_tasks, twin.hooks = self.tasks, self.periodic_tasks, self.hooks
+                    self._sync = SyncJobQueue(self)
+        return self._sync
+
+    def sibling(self) -> JobQueue:
+        """The same queue (config, tasks, hooks) with its own backend connection, for another event loop."""
+        twin = JobQueue(config=self.config)
+        twin.registry, twin.hooks = self.registry, self.hooks
         return twin
 
     def worker(self, queues: Sequence[str] | None = None, **options: Any) -> Worker:
@@ -375,17 +397,3 @@ class JobQueue:
             queued_at=r.queued_at, run_at=r.run_at, started_at=r.started_at, completed_at=r.completed_at,
             cancel_requested=r.cancel_requested,
         )  # fmt: skip
-
-
-def _check_queue(name: str) -> str:
-    if not isinstance(name, str) or not _QUEUE_NAME.match(name):
-        raise ConfigurationError("queue", f"{name!r} is not a queue name (1-64 of letters, digits, _ . -)")
-    return name
-
-
-def _size(name: str, value: int | str | None) -> int | None:
-    return None if value is None else parse_size(name, value)
-
-
-def _seconds(name: str, value: float | str | None) -> float | None:
-    return None if value is None else parse_duration(name, value)

@@ -11,13 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from perfkit.errors import SerializationError
-from perfkit.jobs.context import Context
-from perfkit.jobs.hooks import JobEvent
+from perfkit.jobs.context import Context, ContextJobs
 from perfkit.jobs.models import JobRecord, Outcome, Status
 
 if TYPE_CHECKING:
-    from perfkit.jobs.queue import JobQueue
+    from perfkit.jobs.hooks import Hooks
+    from perfkit.jobs.registry import TaskRegistry
     from perfkit.jobs.task import Task
+    from perfkit.serialization import Serializer
 
 
 class Running:
@@ -41,34 +42,43 @@ class Running:
 
 
 class Runner:
-    def __init__(self, jobs: JobQueue, threads: ThreadPoolExecutor) -> None:
+    """Runs jobs with the tasks of `registry`, decoding and encoding with `serializer`, events to `hooks`;
+    `jobs` is only handed to each job's `Context`."""
+
+    def __init__(
+        self,
+        registry: TaskRegistry,
+        serializer: Serializer,
+        hooks: Hooks,
+        jobs: ContextJobs,
+        threads: ThreadPoolExecutor,
+    ) -> None:
+        self.registry = registry
+        self.serializer = serializer
+        self.hooks = hooks
         self.jobs = jobs
         self.threads = threads
-
-    def _event(self, name: str, r: JobRecord, **extra: Any) -> None:
-        self.jobs.hooks.emit(JobEvent(name, r.id, r.task, r.queue, r.priority, r.attempts, **extra))
 
     async def run(self, job: Running) -> Outcome | None:
         """The outcome to record, or None when this worker must not report one (lease lost, shutdown)."""
         r = job.record
-        hooks = bool(self.jobs.hooks)
+        emit = self.hooks.emit
         corrupt = r.corrupt_error
         if corrupt is not None:  # a field of its stored record cannot be read: it never runs
             return self._dead(r, corrupt)
-        task = self.jobs.tasks.get(r.task)
+        task = self.registry.get(r.task)
         if task is None:
             return self._dead(
                 r, f"unknown task {r.task!r}: no task of that name is registered in this worker"
             )
         try:
-            args, kwargs = self.jobs.serializer.loads(r.payload)
+            args, kwargs = self.serializer.loads(r.payload)
         except Exception as exc:
             return self._dead(r, f"payload of task {r.task!r} cannot be decoded: {exc}")
         loop = asyncio.get_running_loop()
         ctx = job.context = Context(self.jobs, r, loop)
         started = time.monotonic()
-        if hooks:
-            self._event("started", r, wait=max(0.0, time.time() - max(r.run_at, r.queued_at)))
+        emit("started", r, wait=max(0.0, time.time() - max(r.run_at, r.queued_at)))
         deadline: asyncio.Timeout | None = None
         try:
             try:
@@ -85,8 +95,7 @@ class Runner:
                     current.uncancel()
                 if job.stop_reason != "cancelled":
                     return None
-                if hooks:
-                    self._event("cancelled", r, duration=time.monotonic() - started)
+                emit("cancelled", r, duration=time.monotonic() - started)
                 return Outcome(r.id, r.token, Status.CANCELLED, error="cancelled", completed_at=time.time())
         except TimeoutError as exc:
             if deadline is None or not deadline.expired():
@@ -96,12 +105,11 @@ class Runner:
         except Exception as exc:
             return self._failure(r, exc, started)
         try:
-            result = self.jobs.serializer.dumps(value)
+            result = self.serializer.dumps(value)
         except (TypeError, ValueError, OverflowError) as exc:
             err = SerializationError(f"result of task {r.task!r} cannot be serialized: {exc}")
             return self._failure(r, err, started)
-        if hooks:
-            self._event("succeeded", r, duration=time.monotonic() - started)
+        emit("succeeded", r, duration=time.monotonic() - started)
         return Outcome(r.id, r.token, Status.SUCCEEDED, result=result, completed_at=time.time())
 
     async def _invoke(
@@ -122,20 +130,16 @@ class Runner:
         tb = "".join(traceback.format_exception(exc))
         now = time.time()
         duration = time.monotonic() - started
-        hooks = bool(self.jobs.hooks)
-        if hooks:
-            self._event("failed", r, duration=duration, error=error)
-        task = self.jobs.tasks.get(r.task)
+        emit = self.hooks.emit
+        emit("failed", r, duration=duration, error=error)
+        task = self.registry.get(r.task)
         if task is not None and r.attempts < r.max_attempts:
-            if hooks:
-                self._event("retried", r, error=error)
+            emit("retried", r, error=error)
             delay = task.options.backoff.delay(r.attempts)
             return Outcome(r.id, r.token, Status.QUEUED, error=error, traceback=tb, run_at=now + delay)
-        if hooks:
-            self._event("dead", r, error=error)
+        emit("dead", r, error=error)
         return Outcome(r.id, r.token, Status.FAILED, error=error, traceback=tb, completed_at=now)
 
     def _dead(self, r: JobRecord, error: str) -> Outcome:
-        if self.jobs.hooks:
-            self._event("dead", r, error=error)
+        self.hooks.emit("dead", r, error=error)
         return Outcome(r.id, r.token, Status.DEAD, error=error, completed_at=time.time())

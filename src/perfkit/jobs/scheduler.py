@@ -6,17 +6,30 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from perfkit.errors import PerfkitError
+from perfkit.jobs.task import Producer
 
 if TYPE_CHECKING:
-    from perfkit.jobs.queue import JobQueue, Periodic
+    from perfkit.jobs.backends.base import JobBackend
+    from perfkit.jobs.registry import Periodic
 
 logger = logging.getLogger("perfkit.jobs")
 
 
-async def tick(jobs: JobQueue, periodic: Periodic, when: float) -> bool:
+class PeriodicJobs(Producer, Protocol):
+    """What the scheduler needs of a queue (a `JobQueue` is one): enqueue, the backend that claims each
+    tick once across workers, and the retention (how long a claim is remembered)."""
+
+    @property
+    def backend(self) -> JobBackend: ...
+
+    @property
+    def retention(self) -> float: ...
+
+
+async def tick(jobs: PeriodicJobs, periodic: Periodic, when: float) -> bool:
     """Enqueue `periodic` for the tick at `when` unless another worker already did; True if we did."""
     name = f"periodic:{periodic.task.name}:{int(when)}"
     if not await jobs.backend.claim_once(name, ttl=max(3600.0, jobs.retention)):
@@ -26,7 +39,7 @@ async def tick(jobs: JobQueue, periodic: Periodic, when: float) -> bool:
 
 
 async def run_periodic(
-    jobs: JobQueue, entries: list[Periodic], clock: Callable[[], float] = time.time
+    jobs: PeriodicJobs, entries: list[Periodic], clock: Callable[[], float] = time.time
 ) -> None:
     """Sleep to the next tick of each entry and fire it; runs until cancelled.
 

@@ -1,7 +1,9 @@
 """`SyncJobQueue`: the producer side of a `JobQueue` for synchronous code (Django views, scripts, cron).
 
-A thin facade: each method submits the async implementation to a background loop (`perfkit._portal`)
-and waits. It owns its own backend connection, since connections belong to the loop that opened them.
+A thin facade: each method submits the async implementation to a background loop and waits
+(`perfkit._portal.SyncFacade`, the pattern `Cache.sync` follows too). It drives `jobs.sibling()`:
+the same config, tasks and hooks with its own backend connection, since connections belong to the
+loop that opened them. `jobs.sync()` returns one cached facade per queue: one background loop.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from perfkit._portal import Portal
+from perfkit._portal import SyncFacade
 from perfkit.jobs.models import JobInfo, Priority, Status
 
 if TYPE_CHECKING:
@@ -17,10 +19,12 @@ if TYPE_CHECKING:
     from perfkit.jobs.task import Task
 
 
-class SyncJobQueue:
+class SyncJobQueue(SyncFacade):
+    """Blocking producer API over `jobs`; get the queue's one facade with `jobs.sync()`."""
+
     def __init__(self, jobs: JobQueue) -> None:
-        self._jobs = jobs._clone()
-        self._portal = Portal("perfkit-jobs-sync")
+        super().__init__("perfkit-jobs-sync")
+        self._jobs = jobs.sibling()
 
     def enqueue(
         self,
@@ -36,16 +40,16 @@ class SyncJobQueue:
         coro = self._jobs.enqueue(
             task, args=args, kwargs=kwargs, delay=delay, at=at, priority=priority, key=key
         )
-        return self._portal.call(coro)
+        return self.call(coro)
 
     def get(self, job_id: str) -> JobInfo | None:
-        return self._portal.call(self._jobs.get(job_id))
+        return self.call(self._jobs.get(job_id))
 
     def cancel(self, job_id: str) -> JobInfo | None:
-        return self._portal.call(self._jobs.cancel(job_id))
+        return self.call(self._jobs.cancel(job_id))
 
     def retry(self, job_id: str) -> JobInfo | None:
-        return self._portal.call(self._jobs.retry(job_id))
+        return self.call(self._jobs.retry(job_id))
 
     def list(
         self,
@@ -54,19 +58,10 @@ class SyncJobQueue:
         limit: int = 50,
         cursor: str | None = None,
     ) -> tuple[list[JobInfo], str | None]:
-        return self._portal.call(self._jobs.list(status, queue, limit, cursor))
+        return self.call(self._jobs.list(status, queue, limit, cursor))
 
     def depth(self) -> dict[tuple[str, int], int]:
-        return self._portal.call(self._jobs.depth())
+        return self.call(self._jobs.depth())
 
-    def close(self) -> None:
-        """Close the connection and stop the background loop; safe to call twice."""
-        if self._portal._loop is not None:
-            self._portal.call(self._jobs.close())
-        self._portal.close()
-
-    def __enter__(self) -> SyncJobQueue:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    async def aclose(self) -> None:
+        await self._jobs.close()

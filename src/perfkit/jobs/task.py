@@ -1,19 +1,22 @@
-"""`Task`: a function registered on a `JobQueue`, with its queue, priority, retries and timeout."""
+"""`Task`: a function registered on a `JobQueue`, with its queue, priority, retries and timeout.
+
+A task only needs its queue's producer side (`Producer`: enqueue one job, or many); it never sees
+the worker, the registry or the backend.
+"""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from perfkit.jobs.models import Priority
 from perfkit.jobs.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from perfkit.jobs.models import JobInfo
-    from perfkit.jobs.queue import JobQueue
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +41,29 @@ class PreparedJob:
     key: str | None = None
 
 
+class Producer(Protocol):
+    """The producer side of a queue (a `JobQueue` is one): what tasks, the scheduler and contexts use."""
+
+    async def enqueue(
+        self,
+        task: Task | str,
+        *,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        delay: float | str | None = None,
+        at: datetime | float | None = None,
+        priority: Priority | str | int | None = None,
+        key: str | None = None,
+        queue: str | None = None,
+    ) -> JobInfo: ...
+
+    async def enqueue_many(self, jobs: Iterable[PreparedJob]) -> list[JobInfo]: ...
+
+
 class Task:
     """What `@jobs.task(...)` returns; call it to run the function directly, `enqueue()` to queue it."""
 
-    def __init__(self, jobs: JobQueue, func: Callable[..., Any], name: str, options: TaskOptions) -> None:
+    def __init__(self, jobs: Producer, func: Callable[..., Any], name: str, options: TaskOptions) -> None:
         self.jobs = jobs
         self.func = func
         self.name = name

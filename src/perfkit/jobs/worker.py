@@ -18,19 +18,21 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from perfkit._cancel import cancelling
 from perfkit.config import parse_duration
 from perfkit.errors import ConfigurationError, PerfkitError
-from perfkit.jobs.hooks import JobEvent
+from perfkit.jobs.context import ContextJobs
 from perfkit.jobs.lease import LeaseKeeper
 from perfkit.jobs.models import Outcome, Status
 from perfkit.jobs.runner import Runner, Running
-from perfkit.jobs.scheduler import run_periodic
+from perfkit.jobs.scheduler import PeriodicJobs, run_periodic
 
 if TYPE_CHECKING:
-    from perfkit.jobs.queue import JobQueue
+    from perfkit.jobs.config import JobsConfig
+    from perfkit.jobs.registry import TaskRegistry
+    from perfkit.serialization import Serializer
 
 logger = logging.getLogger("perfkit.jobs")
 _RETRY_PAUSE = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
@@ -39,6 +41,21 @@ PREFETCH_HOLD = 0.005
 PREFETCH_MAX = 32
 # while the fetch loop waits for free slots, outcomes wait up to this long (s) to ride on its next claim
 ACK_DELAY = 0.01
+
+
+class WorkerJobs(ContextJobs, PeriodicJobs, Protocol):
+    """What a worker takes from its queue (a `JobQueue` is one): the backend (read at each use: a queue
+    makes it on first use and again after `close()`), the task registry, the event emitter, the
+    serializer and the settings; enqueue only for periodic ticks and `ctx.jobs`."""
+
+    @property
+    def registry(self) -> TaskRegistry: ...
+
+    @property
+    def serializer(self) -> Serializer: ...
+
+    @property
+    def config(self) -> JobsConfig: ...
 
 
 @dataclass
@@ -52,7 +69,7 @@ class WorkerStats:
 class Worker:
     def __init__(
         self,
-        jobs: JobQueue,
+        jobs: WorkerJobs,
         queues: Sequence[str] | None = None,
         *,
         concurrency: int = 32,
@@ -68,11 +85,13 @@ class Worker:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigurationError("concurrency", f"{concurrency!r} is not a count >= 1")
         self.jobs = jobs
-        names = list(queues) if queues else sorted({t.options.queue for t in jobs.tasks.values()})
+        self.registry = jobs.registry
+        self.hooks = jobs.hooks
+        served = self.registry.queues()
+        names = list(queues) if queues else sorted(served)
         if not names:
             raise ConfigurationError("queues", "no queues given and no task registered")
         self.queues = names
-        served = {t.options.queue for t in jobs.tasks.values()}
         for name in names:
             if name not in served:  # a typo in --queues would otherwise wait forever, silently
                 logger.warning(
@@ -99,7 +118,7 @@ class Worker:
         self.stats = WorkerStats()
         self.running: dict[str, Running] = {}
         self._threads = ThreadPoolExecutor(threads or min(32, concurrency), thread_name_prefix="perfkit-job")
-        self._runner = Runner(jobs, self._threads)
+        self._runner = Runner(self.registry, jobs.serializer, self.hooks, jobs, self._threads)
         self._acks: list[Outcome] = []
         self._unacked = 0  # outcomes produced and not yet recorded (buffered or being written)
         self._ack_ready = asyncio.Event()
@@ -110,8 +129,10 @@ class Worker:
         self._stop = asyncio.Event()
         self._hurry = False
         self._fail_streak = 0
-        beat = parse_duration("heartbeat", heartbeat) if heartbeat is not None else min(1.0, jobs.lease / 3)
-        self.lease = LeaseKeeper(jobs, names, self.running, jobs.lease, beat, self._backend_error)
+        lease = jobs.config.lease
+        self._retention = jobs.config.retention
+        beat = parse_duration("heartbeat", heartbeat) if heartbeat is not None else min(1.0, lease / 3)
+        self.lease = LeaseKeeper(jobs, names, self.running, lease, beat, self._backend_error)
         self.id = f"{os.uname().nodename}:{os.getpid()}"
 
     def stop(self, *, hurry: bool = False) -> None:
@@ -139,7 +160,7 @@ class Worker:
             asyncio.create_task(self.lease.run(), name="perfkit-leases"),
             asyncio.create_task(self._cleanup_loop(), name="perfkit-cleanup"),
         ]
-        periodic = [p for p in self.jobs.periodic_tasks if p.task.options.queue in self.queues]
+        periodic = [p for p in self.registry.periodic if p.task.options.queue in self.queues]
         if periodic and not self.burst:
             background.append(
                 asyncio.create_task(run_periodic(self.jobs, periodic, self.clock), name="perfkit-cron")
@@ -182,7 +203,7 @@ class Worker:
                 self._acks_taken.set()
             self._claim_soon = True  # outcomes arriving meanwhile can ride on the next one
             try:
-                records = await backend.claim(self.queues, free, self.jobs.lease, time.time(), acks)
+                records = await backend.claim(self.queues, free, self.lease.lease, time.time(), acks)
                 self._fail_streak = 0
             except BaseException as exc:
                 self._claim_soon = False
@@ -259,10 +280,7 @@ class Worker:
                 self._slot_free.set()
                 if job.stop_reason == "cancelled":
                     r = job.record
-                    if self.jobs.hooks:
-                        self.jobs.hooks.emit(
-                            JobEvent("cancelled", r.id, r.task, r.queue, r.priority, r.attempts)
-                        )
+                    self.hooks.emit("cancelled", r)
                     self._record(
                         Outcome(r.id, r.token, Status.CANCELLED, error="cancelled", completed_at=time.time())
                     )
@@ -346,7 +364,7 @@ class Worker:
     async def _cleanup_loop(self) -> None:
         while True:
             try:
-                await self.jobs.cleanup()
+                await self.jobs.backend.cleanup(time.time() - self._retention)
             except (PerfkitError, OSError) as exc:
                 if cancelling():  # a cancel reported as an I/O error (see perfkit._cancel)
                     raise asyncio.CancelledError from exc
