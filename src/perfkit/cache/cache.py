@@ -20,12 +20,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from perfkit.backends import parse_url
 from perfkit.cache.backends import registry
 from perfkit.cache.backends.base import CacheBackend
 from perfkit.cache.backends.memory import Item, MemoryBackend
 from perfkit.cache.codec import Codec
 from perfkit.cache.coherence import ClusterTracker, Coherence, RedisTracker, SQLiteWatcher
+from perfkit.cache.config import CacheConfig
 from perfkit.cache.crypto import Encryptor
 from perfkit.cache.faults import Health
 from perfkit.cache.keys import (
@@ -41,9 +41,8 @@ from perfkit.cache.keys import (
 from perfkit.cache.pattern import compile_pattern
 from perfkit.cache.pattern import escape as escape_pattern
 from perfkit.cache.stats import DROPPED, ERROR, HIT, MISS, OK, CacheObserver, CacheStats, StatsCounter
-from perfkit.config import parse_choice, parse_duration, parse_size, parse_str, setting
-from perfkit.errors import BackendError, BackendUnavailableError, ConfigurationError, SerializationError
-from perfkit.serialization import Serializer, get_serializer
+from perfkit.errors import BackendError, BackendUnavailableError, SerializationError
+from perfkit.serialization import Serializer
 
 if TYPE_CHECKING:
     from perfkit.cache.decorator import CachedFunction
@@ -104,62 +103,60 @@ class Cache:
         coherence_interval: float = 0.05,
         observers: Iterable[CacheObserver] = (),
         check_values: bool = True,
-        _shared: Cache | None = None,
     ) -> None:
-        self._config: dict[str, Any] = {
-            k: v for k, v in locals().items() if k not in ("self", "_shared", "__class__")
-        }
-        self.url = setting("cache_url", url, "memory://", parse_str)
-        self.namespace = setting("cache_namespace", namespace, "default", parse_str)
-        if not self.namespace or not isinstance(self.namespace, str):
-            raise ConfigurationError("namespace", "must be a non-empty string")
-        env_ttl = setting("cache_default_ttl", None, 300.0, parse_duration)
-        self.default_ttl = ttl_seconds(
-            env_ttl if isinstance(default_ttl, _Unset) else default_ttl, "*", "default_ttl"
+        config = CacheConfig.resolve(
+            url,
+            l1=l1,
+            namespace=namespace,
+            default_ttl=default_ttl,
+            serializer=serializer,
+            pickle_key=pickle_key,
+            compression=compression,
+            compress_threshold=compress_threshold,
+            encryption_keys=encryption_keys,
+            encrypt_all=encrypt_all,
+            max_value_size=max_value_size,
+            max_key_length=max_key_length,
+            timeout=timeout,
+            on_error=on_error,
+            lock_timeout=lock_timeout,
+            l1_ttl=l1_ttl,
+            coherence_interval=coherence_interval,
+            check_values=check_values,
         )
-        self.on_error = parse_choice(
-            "on_error", setting("cache_on_error", on_error, "degrade", parse_str), ("degrade", "raise")
-        )
-        self.timeout = (
-            parse_duration("timeout", timeout)
-            if timeout is not None
-            else setting("cache_timeout", None, 0.5, parse_duration)
-        )
-        self.lock_timeout = lock_timeout
-        self.l1_ttl = ttl_seconds(l1_ttl, "*", "l1_ttl")
-        self.max_key_length = max_key_length
-        primary = parse_url(self.url, "url")
-        if not isinstance(check_values, bool):
-            raise ConfigurationError("check_values", f"must be True or False, not {check_values!r}")
-        if not check_values and primary.scheme != "memory":
-            raise ConfigurationError(
-                "check_values", "False applies to a memory:// cache only: an L2 always serializes values"
-            )
-        self._check_values = check_values
+        self._assemble(config, observers, None)
+
+    def _assemble(
+        self, config: CacheConfig, observers: Iterable[CacheObserver], _shared: Cache | None
+    ) -> None:
+        self.config = config
+        self.url = config.url
+        self.namespace = config.namespace
+        self.default_ttl = config.default_ttl
+        self.on_error = config.on_error
+        self.timeout = config.timeout
+        self.lock_timeout = config.lock_timeout
+        self.l1_ttl = config.l1_ttl
+        self.max_key_length = config.max_key_length
+        primary = config.backend
+        self._check_values = config.check_values
         self._l1: MemoryBackend | None
         self._l2: CacheBackend | None
         origin = os.urandom(6).hex()
         if primary.scheme == "memory":
-            if l1 is not None:
-                raise ConfigurationError(
-                    "l1", "an in-process cache needs no l1; give l1= only with a shared L2"
-                )
             self._l1 = _shared._l1 if _shared else registry.create(self.url)  # type: ignore[assignment]
             self._l2 = None
         else:
             self._l2 = registry.create(self.url, timeout=self.timeout, origin=origin)
-            if l1 is not None:
-                l1_url = parse_url(l1, "l1")
-                if l1_url.scheme != "memory":
-                    raise ConfigurationError("l1", f"{l1!r}: the L1 tier must be a memory:// URL")
-                self._l1 = _shared._l1 if _shared else registry.create(l1)  # type: ignore[assignment]
+            if config.l1 is not None:
+                self._l1 = _shared._l1 if _shared else registry.create(config.l1.raw)  # type: ignore[assignment]
             else:
                 self._l1 = None
 
         tier = self._l2 if self._l2 is not None else self._l1
         assert tier is not None  # one of them is always made above
         self._prefix = tier.key_prefix(self.namespace)
-        self._max_direct = max_key_length - len(self._prefix)
+        self._max_direct = config.max_key_length - len(self._prefix)
 
         self._coherence: Coherence | None = None
         if self._l1 is not None and self._l2 is not None:
@@ -168,27 +165,15 @@ class Cache:
             elif self._l2.kind == "redis-cluster":
                 self._coherence = ClusterTracker(primary, self._prefix, self._l1, self.timeout)
             elif self._l2.kind == "sqlite":
-                self._coherence = SQLiteWatcher(self._l2, self._prefix, self._l1, coherence_interval)
+                self._coherence = SQLiteWatcher(self._l2, self._prefix, self._l1, config.coherence_interval)
 
-        compression_value = setting("cache_compression", None, "zstd", parse_str)
-        if not isinstance(compression, _Unset):
-            compression_value = compression  # type: ignore[assignment]
         self._codec = Codec(
-            get_serializer(
-                serializer
-                if serializer is not None
-                else setting("cache_serializer", None, "msgpack", parse_str),
-                pickle_key=pickle_key,
-            ),
-            compression=None if compression_value in (None, "none") else compression_value,
-            compress_threshold=parse_size(
-                "compress_threshold", compress_threshold if compress_threshold is not None else 1024
-            ),
-            encryptor=Encryptor(encryption_keys) if encryption_keys is not None else None,
-            encrypt_all=encrypt_all,
-            max_value_size=parse_size("max_value_size", max_value_size)
-            if max_value_size is not None
-            else setting("cache_max_value_size", None, 16 * 1024 * 1024, parse_size),
+            config.serializer,
+            compression=config.compression,
+            compress_threshold=config.compress_threshold,
+            encryptor=Encryptor(config.encryption_keys) if config.encryption_keys is not None else None,
+            encrypt_all=config.encrypt_all,
+            max_value_size=config.max_value_size,
             namespace=self.namespace,
         )
         self._health = Health(primary.redacted(), self.namespace)
@@ -840,7 +825,9 @@ class Cache:
 
     def _sibling(self) -> Cache:
         """Same configuration and L1, own L2 connections: for use from another event loop."""
-        return Cache(**self._config, _shared=self)
+        sibling = Cache.__new__(Cache)
+        sibling._assemble(self.config, (), self)
+        return sibling
 
     async def ping(self) -> None:
         """Raise `BackendUnavailableError` unless the L2 answers (for health checks)."""
