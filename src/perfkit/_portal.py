@@ -43,6 +43,11 @@ class Portal:
                     self._loop = loop
         return self._loop
 
+    @property
+    def started(self) -> bool:
+        """True once the loop thread runs (the first `call`), until `close`."""
+        return self._loop is not None
+
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run `coro` on the portal loop and return its result (re-raising its exception)."""
         loop = self.loop

@@ -266,6 +266,11 @@ class ClusterTracker(RedisTracker):
         super().__init__(url, prefix, l1, timeout)
         self._primaries: list[str] = []
 
+    @property
+    def followed(self) -> list[str]:
+        """`host:port` of the primaries whose changes this tracker follows (as last read)."""
+        return list(self._primaries)
+
     async def _primary_names(self) -> list[str]:
         """`host:port` of every primary, from CLUSTER NODES of the first seed (or known node) that answers."""
         from perfkit.cache.backends.redis import client_from_url, close_client
