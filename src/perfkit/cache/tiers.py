@@ -20,7 +20,7 @@ from perfkit.cache.backends import registry
 from perfkit.cache.backends.base import CacheBackend
 from perfkit.cache.backends.memory import Item, MemoryBackend
 from perfkit.cache.codec import Codec
-from perfkit.cache.coherence import ClusterTracker, Coherence, RedisTracker, SQLiteWatcher
+from perfkit.cache.coherence import Coherence
 from perfkit.cache.config import CacheConfig
 from perfkit.cache.crypto import Encryptor
 from perfkit.cache.faults import Health
@@ -75,14 +75,9 @@ class Tiers:
         self._max_direct = config.max_key_length - len(prefix)
 
         self.coherence: Coherence | None = None
-        if self.l1 is not None and self.l2 is not None:
-            if self.l2.kind == "redis":
-                self.coherence = RedisTracker(config.backend, prefix, self.l1, config.timeout)
-            elif self.l2.kind == "redis-cluster":
-                self.coherence = ClusterTracker(config.backend, prefix, self.l1, config.timeout)
-            elif self.l2.kind == "sqlite":
-                self.coherence = SQLiteWatcher(self.l2, prefix, self.l1, config.coherence_interval)
-        self._poll = self.coherence.poll if isinstance(self.coherence, SQLiteWatcher) else None
+        if self.l1 is not None and self.l2 is not None:  # each L2 knows how to keep an L1 coherent
+            self.coherence = self.l2.coherence(prefix, self.l1, config.coherence_interval)
+        self._poll = self.coherence.poll if self.coherence is not None and self.coherence.polls else None
 
         self.codec = Codec(
             config.serializer,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -32,6 +32,10 @@ from perfkit.backends import BackendURL
 from perfkit.cache.backends import redis_keys as K
 from perfkit.cache.pattern import compile_pattern, escape
 from perfkit.errors import BackendError, BackendUnavailableError, SerializationError
+
+if TYPE_CHECKING:
+    from perfkit.cache.backends.memory import MemoryBackend
+    from perfkit.cache.coherence import Coherence
 
 _CHUNK = 1000
 # RedisClusterException is no RedisError: the cluster client raises it when no node answers
@@ -120,6 +124,12 @@ class RedisBackend:
         self.timeout = timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connect()
+
+    def coherence(self, prefix: str, l1: MemoryBackend, interval: float) -> Coherence:
+        """Client-side tracking: Redis reports every change under `prefix` (`RedisTracker`)."""
+        from perfkit.cache.coherence import RedisTracker
+
+        return RedisTracker(self.url, prefix, l1, self.timeout)
 
     def _connect(self) -> None:
         self.client = client_from_url(self.url, timeout=self.timeout)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -25,6 +25,10 @@ from perfkit.backends import BackendURL, parse_url
 from perfkit.cache.backends import redis_keys as K
 from perfkit.cache.backends.redis import DRIVER_ERRORS, RedisBackend, _ms, translate
 from perfkit.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from perfkit.cache.backends.memory import MemoryBackend
+    from perfkit.cache.coherence import Coherence
 
 _OUR_OPTIONS = ("nodes", "max_connections")
 
@@ -93,6 +97,12 @@ def cluster_client_from_url(
 
 class RedisClusterBackend(RedisBackend):
     kind = "redis-cluster"
+
+    def coherence(self, prefix: str, l1: MemoryBackend, interval: float) -> Coherence:
+        """Client-side tracking on every primary of the cluster (`ClusterTracker`)."""
+        from perfkit.cache.coherence import ClusterTracker
+
+        return ClusterTracker(self.url, prefix, l1, self.timeout)
 
     def _connect(self) -> None:
         self.client = cluster_client_from_url(self.url, timeout=self.timeout)  # type: ignore[assignment]
