@@ -21,9 +21,9 @@ from perfkit.cache.keys import DEFAULT_MAX_KEY_LENGTH, TTL, UNSET, Unset, check_
 from perfkit.cache.loader import Loader
 from perfkit.cache.pattern import compile_pattern
 from perfkit.cache.pattern import escape as escape_pattern
-from perfkit.cache.stats import OK, CacheObserver, CacheStats
-from perfkit.cache.tiers import Tiers, is_fresh
-from perfkit.errors import BackendError, BackendUnavailableError, SerializationError
+from perfkit.cache.stats import CacheObserver, CacheStats
+from perfkit.cache.tiers import Tiers
+from perfkit.errors import SerializationError
 from perfkit.serialization import Serializer
 
 if TYPE_CHECKING:
@@ -178,25 +178,7 @@ class Cache:
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The cached values of `keys` that are present, as {key: value}; absent keys are left out."""
-        tiers = self.tiers
-        out: dict[str, Any] = {}
-        pending: list[tuple[str, str]] = []
-        for key in list(keys):
-            k = tiers.key(key)
-            item = tiers.lookup(k)
-            if item is not None:
-                out[key] = item.value
-            else:
-                pending.append((key, k))
-        if pending and tiers.l2 is not None:
-            nothing: list[Any] = [None] * len(pending)
-            raws = await tiers.call("get", lambda b: b.get_many([k for _, k in pending]), nothing)
-            for (key, k), raw in zip(pending, raws, strict=True):
-                if raw is not None:
-                    readable, value = tiers.decode(k, raw)
-                    if readable:
-                        out[key] = value
-        return out
+        return await self.tiers.read_many(list(keys))
 
     async def set_many(
         self,
@@ -208,75 +190,20 @@ class Cache:
     ) -> None:
         """Store every item of `mapping` with the same ttl and tags, in one round trip on Redis."""
         tiers = self.tiers
-        ttl_s = tiers.ttl(ttl, "*")
-        tag_t = tiers.tags(tags)
-        items = [(tiers.key(key), value) for key, value in mapping.items()]
-        if tag_t and items:
-            tiers.check_dependencies(tag_t, next(iter(mapping)))
-        if tiers.l2 is not None:
-            now = _now()
-            blobs = [
-                (
-                    k,
-                    tiers.codec.encode(
-                        k, v, expires_at=now + ttl_s if ttl_s else None, sensitive=sensitive, name=key
-                    ),
-                )
-                for (k, v), key in zip(items, mapping, strict=True)
-            ]
-            await tiers.call("set", lambda b: b.set_many(blobs, ttl_s, tag_t), None)
-        elif tiers.check_values:
-            for (k, v), key in zip(items, mapping, strict=True):
-                tiers.codec.check(k, v, key)
-        for k, v in items:
-            tiers.fill(k, v, ttl_s, tag_t)
+        await tiers.write_many(mapping, tiers.ttl(ttl, "*"), tiers.tags(tags), sensitive)
 
     async def incr(self, key: str, delta: int = 1, ttl: TTL | Unset = UNSET) -> int:
         """Add `delta` to the integer at `key` (created at `delta`, with `ttl`); atomic on every backend."""
         if not isinstance(delta, int) or isinstance(delta, bool):
             raise TypeError(f"incr delta for key {key!r} must be an int, not {type(delta).__name__}")
-        tiers = self.tiers
-        k = tiers.key(key)
-        ttl_s = tiers.ttl(ttl, key)
         try:
-            if tiers.l2 is None:
-                assert tiers.l1 is not None  # a cache without L2 is an L1
-                return await tiers.l1.incr(k, delta, ttl_s)
-            if tiers.l1 is not None:
-                tiers.l1.remove((k,))
-            if tiers.health.skip():  # incr has no answer to degrade to: it raises while the L2 is down
-                raise BackendUnavailableError(
-                    f"cache L2 {tiers.health.where} is down; incr cannot be answered"
-                )
-            try:
-                return await tiers.l2.incr(k, delta, ttl_s)
-            except BackendError as exc:
-                tiers.health.failed(exc, "incr")
-                raise
+            return await self.tiers.incr(self.tiers.key(key), delta, self.tiers.ttl(ttl, key))
         except SerializationError:
             raise SerializationError(f"cannot incr key {key!r}: it does not hold an integer") from None
 
     async def invalidate_tags(self, tags: Iterable[str]) -> int:
         """Remove every key carrying any of `tags`; returns how many were removed."""
-        tiers = self.tiers
-        tag_t = tiers.tags(tags)
-        l1 = tiers.l1
-        # chunked: a tag on 100k keys must not hold the event loop for the whole removal
-        removed = await l1.remove_tags_async(tag_t) if l1 is not None else 0
-        t0 = _perf()
-        gone: list[str] = []
-        removed2 = await tiers.call("invalidate", lambda b: b.invalidate_tags(tag_t, gone), 0, always=True)
-        if l1 is not None and tiers.l2 is not None:
-            # L1 copies filled from L2 reads carry no tags: evict the removed keys by name, now,
-            # rather than when the coherence channel reports them (read-your-invalidation)
-            await l1.remove_async(gone)
-            coherence = tiers.coherence
-            if coherence is not None:
-                for key in gone:
-                    coherence.invalidated(key)
-                coherence.poll(force=True)  # SQLite: apply the change log rows just written
-        tiers.observe(self.namespace, "all", "invalidate", OK, _perf() - t0)
-        return max(removed, removed2)
+        return await self.tiers.invalidate(self.tiers.tags(tags))
 
     async def delete_match(self, pattern: str) -> int:
         """Remove the keys of this namespace matching `pattern`: `*`, `?`, `[...]`, and `\\` to quote
@@ -318,11 +245,11 @@ class Cache:
         function of the loaded value, for tags known only once it is loaded (an invalidation of those
         tags while the loader runs is then not detected, as with `set()` after a load).
         """
-        item = self.tiers.find(key)
-        if item is not None and is_fresh(item):
+        item = self.tiers.find(key, True)
+        if item is not None:
             return item.value  # type: ignore[no-any-return]
         value: T = await self.loader.load(
-            self.tiers.key(key), item, key, loader, ttl, tags, stale_ttl, sensitive, serve_stale_on_error
+            self.tiers.key(key), key, loader, ttl, tags, stale_ttl, sensitive, serve_stale_on_error
         )
         return value
 

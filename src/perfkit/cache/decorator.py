@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from perfkit.cache.keys import TTL, Unset, check_tags
-from perfkit.cache.tiers import is_fresh
 from perfkit.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -168,12 +167,11 @@ def make_cached(
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 key = build(args, kwargs)
-                item = find(key)  # an L1 hit returns before any loader is built
-                if item is not None and is_fresh(item):
+                item = find(key, True)  # a fresh L1 hit returns before any loader is built
+                if item is not None:
                     return item.value
                 return await load(
                     stored_name(key),
-                    item,
                     key,
                     lambda: fn(*args, **kwargs),
                     ttl,

@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from perfkit.cache.backends.memory import Item
 from perfkit.cache.keys import TTL, ttl_seconds
 from perfkit.cache.tiers import Tiers
 from perfkit.errors import BackendError
@@ -70,7 +69,6 @@ class Loader:
     async def load(
         self,
         k: str,
-        item: Item | None,
         key: str,
         loader: Callable[[], Any],
         ttl: object,
@@ -79,7 +77,8 @@ class Loader:
         sensitive: bool,
         serve_stale_on_error: bool,
     ) -> Any:
-        """The value of stored name `k` past a fresh L1 hit; `item` is its stale L1 item, or None."""
+        """The value of stored name `k` (`key` as the caller wrote it) when L1 had no fresh item."""
+        item = self.tiers.peek(k)
         if item is not None:  # stale: answer now, refresh once in the background
             self._refresh(
                 k,

@@ -17,7 +17,6 @@ from perfkit._portal import Portal
 from perfkit.cache.cache import Cache
 from perfkit.cache.keys import TTL, UNSET, Unset
 from perfkit.cache.stats import CacheStats
-from perfkit.cache.tiers import is_fresh
 
 T = TypeVar("T")
 
@@ -41,8 +40,8 @@ class SyncCache:
         return self._portal.call(self._inner.get(key, default))
 
     def get_or_set(self, key: str, loader: Callable[[], T], ttl: TTL | Unset = UNSET, **options: Any) -> T:
-        item = self._tiers.find(key)
-        if item is not None and is_fresh(item):
+        item = self._tiers.find(key, True)
+        if item is not None:
             return cast(T, item.value)
         # the plain loader runs in a worker thread, so it never blocks the portal loop
         in_thread: Any = lambda: asyncio.to_thread(loader)  # noqa: E731

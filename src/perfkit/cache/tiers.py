@@ -1,10 +1,10 @@
 """The tier engine: the L1 and L2 backends, the codec, L2 health, L1 coherence and the observers.
 
-Everything that touches a tier goes through here, once: `find` (the counted L1 lookup, the hot path),
-`is_fresh` (the one fresh-hit check), `read` (an L2 read that copies a hit into L1), `write` (L2 then
-L1, with the stale-set guard), `fill` (the one L1 write, with the one `l1_ttl` clamp) and `call` (any
-other L2 operation through the health check and the observers). `Cache`, the loader, the decorator
-and the sync facade are built on these names.
+Everything that touches a tier goes through here, once: `find` (the counted L1 lookup, the hot path,
+with the one fresh-hit check), `peek` (the stale item for the loader), `read` (an L2 read that copies
+a hit into L1), `write` (L2 then L1, with the stale-set guard), `fill` (the one L1 write, with the one
+`l1_ttl` clamp) and `call` (any other L2 operation through the health check and the observers).
+`Cache`, the loader, the decorator and the sync facade are built on these names.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from perfkit.cache.backends import registry
@@ -35,13 +35,6 @@ _monotonic = time.monotonic
 _now = time.time
 _L1_HIT, _L1_MISS = ("l1", "get", HIT), ("l1", "get", MISS)
 ABSENT: tuple[bool, Any, bool] = (False, None, False)  # what `read` returns for a miss
-
-
-def is_fresh(item: Item) -> bool:
-    """The one fresh-hit check: an L1 item with no freshness bound, or still within it (else it is
-    stale: served while one caller refreshes it)."""
-    fresh_until = item.fresh_until
-    return fresh_until is None or fresh_until > _monotonic()
 
 
 class Tiers:
@@ -149,6 +142,8 @@ class Tiers:
 
     def tags(self, tags: Iterable[str] | None, key: str = "") -> tuple[str, ...]:
         """`tags` checked and namespaced."""
+        if not tags:  # the common call: no tags
+            return ()
         return tuple(self.prefix + t for t in check_tags(tags, key))
 
     def check_dependencies(self, tags: tuple[str, ...], key: str) -> None:
@@ -171,20 +166,19 @@ class Tiers:
 
     # -- L1 -------------------------------------------------------------------------------------------
 
-    def find(self, key: str) -> Item | None:
-        """The L1 item for `key` (fresh or stale), counted as an L1 hit or miss; None without an L1.
+    def find(self, key: str, fresh: bool = False) -> Item | None:
+        """The L1 item for `key`, counted as an L1 hit or miss; None without an L1. `fresh`: None for a
+        stale item too (one past its `ttl` but within `stale_ttl`; `peek` then returns it).
 
         The hot path: a hit is a dict lookup, so it is counted but not timed (two perf_counter calls
         and an observer call would triple its cost, bench/cache.py)."""
-        if type(key) is str and key and len(key) <= self._max_direct:
-            return self.lookup(self.prefix + key)
-        return self.lookup(make_key(self.prefix, key, self._max_key_length))
-
-    def lookup(self, k: str) -> Item | None:
-        """`find` for a stored name (`key(...)`)."""
         l1 = self.l1
         if l1 is None:
             return None
+        if type(key) is str and key and len(key) <= self._max_direct:
+            k = self.prefix + key
+        else:
+            k = make_key(self.prefix, key, self._max_key_length)
         if self._poll is not None:
             self._poll()
         coherence = self.coherence
@@ -196,7 +190,17 @@ class Tiers:
             counts[_L1_MISS if item is None else _L1_HIT] += 1
         else:
             self.observe(self.namespace, "l1", "get", MISS if item is None else HIT, 0.0)
+        if fresh and item is not None and item.fresh_until is not None and item.fresh_until <= _monotonic():
+            return None  # the one fresh-hit check: stale, to be served while it is refreshed
         return item
+
+    def peek(self, k: str) -> Item | None:
+        """The L1 item of stored name `k` (`key(...)`), fresh or stale, not counted: for the loader,
+        after `find(key, fresh=True)` counted the lookup and found no fresh item."""
+        l1 = self.l1
+        if l1 is None or (self.coherence is not None and not self.coherence.ready):
+            return None
+        return l1.lookup(k)
 
     def fill(
         self,
@@ -293,14 +297,6 @@ class Tiers:
             )
         return True, value, fresh_until is None or fresh_until > now
 
-    def decode(self, k: str, raw: Any) -> tuple[bool, Any]:
-        """(readable, value) of an L2 value read in bulk; an unreadable one is logged and skipped."""
-        try:
-            return True, self.codec.decode(k, raw)[0]
-        except SerializationError as exc:
-            log.warning("cache %r: ignoring unreadable value: %s", self.namespace, exc)
-            return False, None
-
     async def write(
         self,
         k: str,
@@ -362,6 +358,88 @@ class Tiers:
             return self.l1.versions(tags) if self.l1 is not None else None
         nothing: list[int] | None = None
         return await self.call("versions", lambda b: b.tag_versions(tags), nothing)
+
+    # -- bulk operations, counters, invalidation ------------------------------------------------------
+
+    async def read_many(self, keys: list[str]) -> dict[str, Any]:
+        """{key: value} of the `keys` present: L1 first, then the rest from L2 in one round trip."""
+        out: dict[str, Any] = {}
+        pending: list[tuple[str, str]] = []
+        for key in keys:
+            item = self.find(key)
+            if item is not None:
+                out[key] = item.value
+            else:
+                pending.append((key, self.key(key)))
+        if pending and self.l2 is not None:
+            nothing: list[Any] = [None] * len(pending)
+            raws = await self.call("get", lambda b: b.get_many([k for _, k in pending]), nothing)
+            for (key, k), raw in zip(pending, raws, strict=True):
+                if raw is None:
+                    continue
+                try:
+                    out[key] = self.codec.decode(k, raw)[0]
+                except SerializationError as exc:
+                    log.warning("cache %r: ignoring unreadable value: %s", self.namespace, exc)
+        return out
+
+    async def write_many(
+        self, mapping: Mapping[str, Any], ttl: float | None, tags: tuple[str, ...], sensitive: bool
+    ) -> None:
+        """Store every item of `mapping` (keys as the caller wrote them) with one ttl and tag set."""
+        items = [(self.key(key), value) for key, value in mapping.items()]
+        if tags and items:
+            self.check_dependencies(tags, next(iter(mapping)))
+        if self.l2 is not None:
+            now = _now()
+            expires_at = now + ttl if ttl else None
+            blobs = [
+                (k, self.codec.encode(k, v, expires_at=expires_at, sensitive=sensitive, name=key))
+                for (k, v), key in zip(items, mapping, strict=True)
+            ]
+            await self.call("set", lambda b: b.set_many(blobs, ttl, tags), None)
+        elif self.check_values:
+            for (k, v), key in zip(items, mapping, strict=True):
+                self.codec.check(k, v, key)
+        for k, v in items:
+            self.fill(k, v, ttl, tags)
+
+    async def incr(self, k: str, delta: int, ttl: float | None) -> int:
+        """Add `delta` to the integer at stored name `k`. Unlike reads, it has no answer to degrade
+        to: it raises while the L2 is down."""
+        l2 = self.l2
+        if l2 is None:
+            assert self.l1 is not None  # a cache without L2 is an L1
+            return await self.l1.incr(k, delta, ttl)
+        if self.l1 is not None:
+            self.l1.remove((k,))
+        if self.health.skip():
+            raise BackendUnavailableError(f"cache L2 {self.health.where} is down; incr cannot be answered")
+        try:
+            return await l2.incr(k, delta, ttl)
+        except BackendError as exc:
+            self.health.failed(exc, "incr")
+            raise
+
+    async def invalidate(self, tags: tuple[str, ...]) -> int:
+        """Remove every key carrying any of the (namespaced) `tags`; how many were removed."""
+        l1 = self.l1
+        # chunked: a tag on 100k keys must not hold the event loop for the whole removal
+        removed = await l1.remove_tags_async(tags) if l1 is not None else 0
+        t0 = _perf()
+        gone: list[str] = []
+        removed2 = await self.call("invalidate", lambda b: b.invalidate_tags(tags, gone), 0, always=True)
+        if l1 is not None and self.l2 is not None:
+            # L1 copies filled from L2 reads carry no tags: evict the removed keys by name, now,
+            # rather than when the coherence channel reports them (read-your-invalidation)
+            await l1.remove_async(gone)
+            coherence = self.coherence
+            if coherence is not None:
+                for key in gone:
+                    coherence.invalidated(key)
+                coherence.poll(force=True)  # SQLite: apply the change log rows just written
+        self.observe(self.namespace, "all", "invalidate", OK, _perf() - t0)
+        return max(removed, removed2)
 
     async def close(self) -> None:
         """Stop the coherence channel and close the L2's connections."""
