@@ -313,8 +313,7 @@ class Cache:
         if self._sync is None:
             from perfkit.cache.sync import SyncCache
 
-            SyncCache(self)  # registers itself (`adopt_sync`)
-        assert self._sync is not None
+            self._sync = SyncCache(self)
         return self._sync
 
     def adopt_sync(self, facade: SyncCache) -> None:
@@ -322,6 +321,13 @@ class Cache:
         `.cached` on plain functions reuses it rather than starting another thread."""
         if self._sync is None:
             self._sync = facade
+
+    @classmethod
+    def from_config(cls, config: CacheConfig, observers: Iterable[CacheObserver] = ()) -> Cache:
+        """A cache with settings already resolved by `CacheConfig.resolve(...)`."""
+        cache = cls.__new__(cls)
+        cache._assemble(config, observers, None)
+        return cache
 
     def sibling(self) -> Cache:
         """Same configuration, L1, statistics and observers, own L2 connections: for another event loop."""
