@@ -421,7 +421,7 @@ async def tiered_hit(url: str, payloads: dict[str, Any], rounds: int, sample: fl
     await cw.init()
     await pk.get("warmup")  # starts client-side tracking
     deadline = time.monotonic() + 5
-    while not (pk._coherence is not None and pk._coherence.ready):
+    while not (pk.tiers.coherence is not None and pk.tiers.coherence.ready):
         if time.monotonic() > deadline:
             raise SystemExit("perfkit tiered cache: client-side tracking did not become ready in 5 s")
         await asyncio.sleep(0.005)
@@ -435,7 +435,7 @@ async def tiered_hit(url: str, payloads: dict[str, Any], rounds: int, sample: fl
             check("perfkit tiered", await pk.get(k), value)
             check("cashews client_side", await cw.get(k), value)
         for k in keys:  # every timed get must be an L1 hit, for both
-            if pk._l1 is None or pk._l1.lookup(pk._key(k)) is None:
+            if pk.tiers.l1 is None or pk.tiers.l1.lookup(pk.tiers.key(k)) is None:
                 raise SystemExit("perfkit tiered: value not in L1 after a read")
             if await backend._local_cache.get(k) is None:
                 raise SystemExit("cashews client_side: value not in its local cache after a read")

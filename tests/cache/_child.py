@@ -18,7 +18,8 @@ async def main(url: str, l1: str, namespace: str) -> None:
     cache = Cache(url, l1=None if l1 == "-" else l1, namespace=namespace)
     await cache.get("__warm__")
     deadline = time.monotonic() + 5
-    while cache._coherence is not None and not cache._coherence.ready and time.monotonic() < deadline:
+    coherence = cache.tiers.coherence
+    while coherence is not None and not coherence.ready and time.monotonic() < deadline:
         await asyncio.sleep(0.005)
     print(json.dumps({"ready": True}), flush=True)
     loop = asyncio.get_running_loop()

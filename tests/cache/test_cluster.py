@@ -87,7 +87,7 @@ async def test_delete_match_scans_every_primary(redis_cluster_url: str, raw_clus
     try:
         for cache in caches:
             await cache.set_many({f"x{i}": i for i in range(30)})
-        backend = caches[0]._l2
+        backend = caches[0].tiers.l2
         assert backend is not None
         assert await backend.delete_match("{" + base + "-*") == 30 * len(caches)
         assert [key async for key in raw_cluster.scan_iter(match="{" + base + "*")] == []
@@ -106,7 +106,7 @@ async def test_l1_hears_writes_on_every_primary(redis_cluster_url: str, raw_clus
         ):
             await writer.set("k", "old")
             assert await reader.get("k") == "old"
-            coherence = reader._coherence
+            coherence = reader.tiers.coherence
             assert coherence is not None
             await eventually(lambda c=coherence: _ready(c), what="tracking subscribed")  # type: ignore[misc]
             assert await reader.get("k") == "old"  # now from L1
@@ -178,18 +178,18 @@ async def test_l1_follows_a_primary_added_later(private_cluster: LocalCluster, t
         Cache(private_cluster.url, l1="memory://", namespace=ns) as reader,
         Cache(private_cluster.url, namespace=ns) as writer,
     ):
-        tracker = reader._coherence
+        tracker = reader.tiers.coherence
         assert tracker is not None
         tracker.topology_interval = 0.05  # type: ignore[attr-defined]
         assert await reader.get("k", "none") == "none"
         await eventually(lambda: _ready(tracker), what="tracking subscribed")
-        assert len(tracker._primaries) == 3  # type: ignore[attr-defined]
+        assert len(tracker.followed) == 3  # type: ignore[attr-defined]
 
         port = private_cluster.add_node(tmp_path)
         cli(private_cluster.ports[0], "CLUSTER", "MEET", "127.0.0.1", str(port))
 
         async def four() -> bool:
-            return len(tracker._primaries) == 4 and tracker.ready  # type: ignore[attr-defined]
+            return len(tracker.followed) == 4 and tracker.ready  # type: ignore[attr-defined]
 
         await eventually(four, timeout=10.0, what="the new primary tracked")
         new_id = cli(port, "CLUSTER", "MYID").strip()
@@ -220,5 +220,5 @@ async def test_l1_follows_a_primary_added_later(private_cluster: LocalCluster, t
 
 
 async def _in_l1(cache: Cache, key: str) -> bool:
-    assert cache._l1 is not None
-    return cache._l1.lookup(cache._key(key)) is not None
+    assert cache.tiers.l1 is not None
+    return cache.tiers.l1.lookup(cache.tiers.key(key)) is not None

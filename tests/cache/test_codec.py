@@ -65,7 +65,7 @@ async def test_large_values_are_compressed_transparently(stored) -> None:  # typ
     await cache.set("big", value)
     blob = raw(cache, "big")
     assert blob[0] & ZSTD
-    assert len(blob) < len(cache._codec.serializer.dumps(value)) / 5
+    assert len(blob) < len(cache.tiers.codec.serializer.dumps(value)) / 5
     assert await cache.get("big") == value
 
 
@@ -151,7 +151,7 @@ async def test_plaintext_planted_in_encrypted_cache_is_refused(stored) -> None: 
 
 
 def _raw_writer(cache: Cache):  # type: ignore[no-untyped-def]
-    if cache._l2 is not None and cache._l2.kind == "redis":
+    if cache.tiers.l2 is not None and cache.tiers.l2.kind == "redis":
 
         def write(c: Cache, key: str, blob: bytes) -> None:
             client = redis.Redis.from_url(REDIS_URL)
@@ -161,7 +161,7 @@ def _raw_writer(cache: Cache):  # type: ignore[no-untyped-def]
         return write
 
     def write_sqlite(c: Cache, key: str, blob: bytes) -> None:
-        path = c._l2.path  # type: ignore[union-attr]
+        path = c.tiers.l2.path  # type: ignore[union-attr]
         with sqlite3.connect(path) as conn:
             conn.execute("UPDATE perfkit_cache SET value = ? WHERE key = ?", (blob, f"{c.namespace}:{key}"))
 
@@ -187,12 +187,12 @@ def _copy_raw(cache: Cache, raw, src: str, dst: str, dst_cache: Cache | None = N
     target = dst_cache or cache
     blob = raw(cache, src)
     assert blob is not None
-    if cache._l2 is not None and cache._l2.kind == "redis":
+    if cache.tiers.l2 is not None and cache.tiers.l2.kind == "redis":
         client = redis.Redis.from_url(REDIS_URL)
         client.set(namespace_prefix(target.namespace) + dst, blob)
         client.close()
         return
-    with sqlite3.connect(cache._l2.path) as conn:  # type: ignore[union-attr]
+    with sqlite3.connect(cache.tiers.l2.path) as conn:  # type: ignore[union-attr]
         conn.execute(
             "INSERT OR REPLACE INTO perfkit_cache (key, value, expires_at) VALUES (?, ?, NULL)",
             (f"{target.namespace}:{dst}", blob),

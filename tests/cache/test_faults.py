@@ -135,7 +135,7 @@ async def test_value_tagged_during_an_invalidation_stays_invalidatable(namespace
 
     require_redis()
     async with Cache(REDIS_URL, namespace=namespace) as cache:
-        backend = cache._l2
+        backend = cache.tiers.l2
         read_pages = backend._read_pages  # type: ignore[union-attr]
         injected = False
 

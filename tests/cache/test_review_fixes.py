@@ -38,7 +38,7 @@ async def test_tiered_redis_invalidation_evicts_own_l1_at_once(namespace: str) -
         await cache.get("k")
 
         async def l1_holds_it() -> bool:  # the tracking subscription is live and L1 has the copy
-            ready = cache._coherence is not None and cache._coherence.ready
+            ready = cache.tiers.coherence is not None and cache.tiers.coherence.ready
             return ready and await cache.get("k") == "old" and cache.stats().tiers["l1"].hits > 0
 
         await eventually(l1_holds_it, what="L1 copy under live tracking")
@@ -53,9 +53,9 @@ async def test_invalidations_are_attempted_during_backoff(namespace: str) -> Non
     require_redis()
     async with Cache(REDIS_URL, namespace=namespace) as cache:
         await cache.set("k", "old", tags=["t"])
-        cache._health.down, cache._health._retry_at = True, time.monotonic() + 60  # as after a failure
+        cache.tiers.health.down_for(60)  # as after a failure
         assert await cache.invalidate_tags(["t"]) == 1
-        cache._health.down = False
+        cache.tiers.health.ok()
         assert await cache.get("k") is None
         await cache.clear()
 
@@ -147,6 +147,6 @@ async def test_sqlite_sweep_drops_tag_rows_of_deleted_keys(tmp_path: Path) -> No
         for i in range(50):
             await cache.set(f"k{i}", i, ttl=None, tags=["t"])
         await cache.delete_match("k*")
-        cache._l2.sweep()  # type: ignore[union-attr]
+        cache.tiers.l2.sweep()  # type: ignore[union-attr]
     with sqlite3.connect(tmp_path / "c.db") as conn:
         assert conn.execute("SELECT count(*) FROM perfkit_cache_tags").fetchone()[0] == 0

@@ -131,7 +131,7 @@ async def test_memory_invalidation_of_many_keys_lets_the_loop_run() -> None:
         assert seen == ["gone", "gone"]  # read mid-invalidation: no invalidated value
         assert await cache.get_many([f"k{i}" for i in range(0, _BIG, 997)]) == {}
         assert await cache.get("other") == "kept"
-        assert len(cache._l1 or ()) == 1
+        assert len(cache.tiers.l1 or ()) == 1
 
 
 @pytest.mark.memory

@@ -1,6 +1,7 @@
 """perfkit's cache: tiered (in-process L1 over a shared SQLite or Redis L2), tagged, stampede-safe."""
 
 from perfkit.cache.cache import Cache
+from perfkit.cache.config import CacheConfig
 from perfkit.cache.crypto import generate_key
 from perfkit.cache.decorator import CachedFunction
 from perfkit.cache.keys import UNSET
@@ -10,6 +11,7 @@ from perfkit.cache.sync import SyncCache
 __all__ = [
     "UNSET",
     "Cache",
+    "CacheConfig",
     "CacheObserver",
     "CacheStats",
     "CachedFunction",

@@ -32,6 +32,7 @@ _RECENT = 4096
 
 class Coherence(Protocol):
     ready: bool
+    polls: bool  # True: `poll()` must run before every L1 lookup (else it is a no-op)
 
     def poll(self, force: bool = False) -> None: ...
 
@@ -74,6 +75,8 @@ class _FillGuard:
 
 
 class RedisTracker(_FillGuard):
+    polls = False
+
     def __init__(self, url: BackendURL, prefix: str, l1: MemoryBackend, timeout: float) -> None:
         super().__init__()
         self.url, self.prefix, self.l1, self.timeout = url, prefix, l1, timeout
@@ -216,6 +219,7 @@ class RedisTracker(_FillGuard):
 
 class SQLiteWatcher(_FillGuard):
     ready = True
+    polls = True
 
     def __init__(self, backend: object, prefix: str, l1: MemoryBackend, interval: float) -> None:
         super().__init__()
@@ -265,6 +269,11 @@ class ClusterTracker(RedisTracker):
     def __init__(self, url: BackendURL, prefix: str, l1: MemoryBackend, timeout: float) -> None:
         super().__init__(url, prefix, l1, timeout)
         self._primaries: list[str] = []
+
+    @property
+    def followed(self) -> list[str]:
+        """`host:port` of the primaries whose changes this tracker follows (as last read)."""
+        return list(self._primaries)
 
     async def _primary_names(self) -> list[str]:
         """`host:port` of every primary, from CLUSTER NODES of the first seed (or known node) that answers."""

@@ -11,18 +11,16 @@ from __future__ import annotations
 import functools
 import inspect
 import string
-import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from perfkit.cache.keys import TTL, _Unset, check_tags
+from perfkit.cache.keys import TTL, Unset, check_tags
 from perfkit.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from perfkit.cache.cache import Cache
 
 KeyBuilder = Callable[[tuple[Any, ...], dict[str, Any]], str]
-_monotonic = time.monotonic
 
 
 def _template_fields(template: str) -> set[str]:
@@ -132,7 +130,7 @@ class CachedFunction:
 def make_cached(
     cache: Cache,
     *,
-    ttl: TTL | _Unset,
+    ttl: TTL | Unset,
     key: str | None,
     key_prefix: str | None,
     tags: Iterable[str] | None,
@@ -164,17 +162,16 @@ def make_cached(
 
         wrapper: Any
         if inspect.iscoroutinefunction(fn):
+            find, stored_name, load = cache.tiers.find, cache.tiers.key, cache.loader.load
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 key = build(args, kwargs)
-                k = cache._key(key)
-                item = cache._l1_lookup(k)  # an L1 hit returns before any loader is built
-                if item is not None and (item.fresh_until is None or item.fresh_until > _monotonic()):
+                item = find(key, True)  # a fresh L1 hit returns before any loader is built
+                if item is not None:
                     return item.value
-                return await cache._get_or_load(
-                    k,
-                    item,
+                return await load(
+                    stored_name(key),
                     key,
                     lambda: fn(*args, **kwargs),
                     ttl,

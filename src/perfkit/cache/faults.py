@@ -42,6 +42,11 @@ class Health:
             self._backoff = min(self._backoff * 2, 5.0)
         self._retry_at = time.monotonic() + self._backoff
 
+    def down_for(self, seconds: float) -> None:
+        """Treat the tier as down and skip it for `seconds`, as after a failure (a maintenance window)."""
+        self.down = True
+        self._retry_at = time.monotonic() + seconds
+
     def ok(self) -> None:
         if self.down:
             self.down = False

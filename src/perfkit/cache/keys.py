@@ -16,12 +16,12 @@ from perfkit.config import parse_duration
 from perfkit.errors import InvalidArgumentError, InvalidKeyError
 
 
-class _Unset:
+class Unset:
     """Sentinel type for "argument not given" where None already means something (ttl=None: no expiry)."""
 
-    _instance: _Unset | None = None
+    _instance: Unset | None = None
 
-    def __new__(cls) -> _Unset:
+    def __new__(cls) -> Unset:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
@@ -33,7 +33,8 @@ class _Unset:
         return False
 
 
-UNSET: Final = _Unset()
+UNSET: Final = Unset()
+_Unset = Unset  # the former name, still imported by perfkit.web
 TTL = float | int | timedelta | None
 
 DEFAULT_MAX_KEY_LENGTH: Final = 250

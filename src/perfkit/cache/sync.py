@@ -15,11 +15,10 @@ from typing import Any, TypeVar, cast
 
 from perfkit._portal import Portal
 from perfkit.cache.cache import Cache
-from perfkit.cache.keys import TTL, UNSET, _Unset
+from perfkit.cache.keys import TTL, UNSET, Unset
 from perfkit.cache.stats import CacheStats
 
 T = TypeVar("T")
-_monotonic = __import__("time").monotonic
 
 
 class SyncCache:
@@ -27,28 +26,28 @@ class SyncCache:
 
     def __init__(self, url: str | Cache | None = None, **options: Any) -> None:
         self.cache = url if isinstance(url, Cache) else Cache(url, **options)
-        self._inner = self.cache._sibling()
+        self._inner = self.cache.sibling()
+        self._tiers = self._inner.tiers
         self._portal = Portal("perfkit-cache-sync")
-        if self.cache._sync is None:
-            self.cache._sync = self  # `.cached` on plain functions must reuse this facade, not start another
+        self.cache.adopt_sync(self)  # `.cached` on plain functions must reuse this facade, not start another
 
     def get(self, key: str, default: Any = None) -> Any:
-        item = self._inner._l1_lookup(self._inner._key(key))
+        item = self._tiers.find(key)
         if item is not None:
             return item.value
-        if self._inner._l2 is None:
+        if self._tiers.l2 is None:
             return default
         return self._portal.call(self._inner.get(key, default))
 
-    def get_or_set(self, key: str, loader: Callable[[], T], ttl: TTL | _Unset = UNSET, **options: Any) -> T:
-        item = self._inner._l1_lookup(self._inner._key(key))
-        if item is not None and (item.fresh_until is None or item.fresh_until > _monotonic()):
+    def get_or_set(self, key: str, loader: Callable[[], T], ttl: TTL | Unset = UNSET, **options: Any) -> T:
+        item = self._tiers.find(key, True)
+        if item is not None:
             return cast(T, item.value)
         # the plain loader runs in a worker thread, so it never blocks the portal loop
         in_thread: Any = lambda: asyncio.to_thread(loader)  # noqa: E731
         return cast(T, self._portal.call(self._inner.get_or_set(key, in_thread, ttl, **options)))
 
-    def set(self, key: str, value: Any, ttl: TTL | _Unset = UNSET, **options: Any) -> None:
+    def set(self, key: str, value: Any, ttl: TTL | Unset = UNSET, **options: Any) -> None:
         self._portal.call(self._inner.set(key, value, ttl, **options))
 
     def delete(self, key: str) -> bool:
@@ -60,15 +59,16 @@ class SyncCache:
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         return self._portal.call(self._inner.get_many(list(keys)))
 
-    def set_many(self, mapping: Mapping[str, Any], ttl: TTL | _Unset = UNSET, **options: Any) -> None:
+    def set_many(self, mapping: Mapping[str, Any], ttl: TTL | Unset = UNSET, **options: Any) -> None:
         self._portal.call(self._inner.set_many(mapping, ttl, **options))
 
-    def incr(self, key: str, delta: int = 1, ttl: TTL | _Unset = UNSET) -> int:
+    def incr(self, key: str, delta: int = 1, ttl: TTL | Unset = UNSET) -> int:
         return self._portal.call(self._inner.incr(key, delta, ttl))
 
     def invalidate_tags(self, tags: Iterable[str]) -> int:
-        if self._inner._l2 is None and self._inner._l1 is not None:  # in-process only: no thread hop
-            return self._inner._l1.remove_tags(self._inner._tags(list(tags)))
+        tiers = self._tiers
+        if tiers.l2 is None and tiers.l1 is not None:  # in-process only: no thread hop
+            return tiers.l1.remove_tags(tiers.tags(list(tags)))
         return self._portal.call(self._inner.invalidate_tags(list(tags)))
 
     def delete_match(self, pattern: str) -> int:
@@ -85,7 +85,7 @@ class SyncCache:
 
     def close(self) -> None:
         """Close the private loop's connections and stop its thread."""
-        if self._portal._loop is not None:
+        if self._portal.started:
             self._portal.call(self._inner.close())
         self._portal.close()
 

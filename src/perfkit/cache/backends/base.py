@@ -10,7 +10,11 @@ slow and `BackendError` for other driver failures, never a driver's own exceptio
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from perfkit.cache.backends.memory import MemoryBackend
+    from perfkit.cache.coherence import Coherence
 
 
 class CacheBackend(Protocol):
@@ -62,6 +66,11 @@ class CacheBackend(Protocol):
     async def acquire_lock(self, key: str, token: str, ttl: float) -> bool: ...
 
     async def release_lock(self, key: str, token: str) -> None: ...
+
+    def coherence(self, prefix: str, l1: MemoryBackend, interval: float) -> Coherence | None:
+        """What keeps an in-process L1 in front of this tier coherent with it (None: nothing needed).
+        `interval`: how often a polling implementation may look for changes."""
+        ...
 
     async def ping(self) -> None: ...
 

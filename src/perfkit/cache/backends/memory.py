@@ -285,6 +285,9 @@ class MemoryBackend:
         if held is not None and held[0] == token:
             del self._locks[key]
 
+    def coherence(self, prefix: str, l1: MemoryBackend, interval: float) -> None:
+        return None  # never shared, so never behind an L1
+
     async def ping(self) -> None:
         return None
 

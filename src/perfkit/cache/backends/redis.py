@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from redis.exceptions import ResponseError
 
@@ -20,6 +20,10 @@ from perfkit.cache.backends import redis_keys as K
 from perfkit.cache.pattern import compile_pattern, escape
 from perfkit.errors import SerializationError
 from perfkit.redisclient import CACHE_ERRORS, Translator, cache_options, close_client, make_client, translated
+
+if TYPE_CHECKING:
+    from perfkit.cache.backends.memory import MemoryBackend
+    from perfkit.cache.coherence import Coherence
 
 _CHUNK = 1000
 
@@ -45,6 +49,12 @@ class RedisBackend:
         self.translate = Translator(self.where, CACHE_ERRORS)  # every driver error, via @translated
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connect()
+
+    def coherence(self, prefix: str, l1: MemoryBackend, interval: float) -> Coherence:
+        """Client-side tracking: Redis reports every change under `prefix` (`RedisTracker`)."""
+        from perfkit.cache.coherence import RedisTracker
+
+        return RedisTracker(self.url, prefix, l1, self.timeout)
 
     def _connect(self) -> None:
         self.client = client_from_url(self.url, timeout=self.timeout)

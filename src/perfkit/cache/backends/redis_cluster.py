@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perfkit.cache.backends import redis_keys as K
 from perfkit.cache.backends.redis import RedisBackend, ttl_ms
@@ -24,9 +24,19 @@ from perfkit.redisclient import close_client, node_url, primaries, seed_names, t
 __all__ = ["RedisClusterBackend", "close_cluster_client", "node_url", "primaries", "seed_names"]
 close_cluster_client = close_client
 
+if TYPE_CHECKING:
+    from perfkit.cache.backends.memory import MemoryBackend
+    from perfkit.cache.coherence import Coherence
+
 
 class RedisClusterBackend(RedisBackend):
     kind = "redis-cluster"
+
+    def coherence(self, prefix: str, l1: MemoryBackend, interval: float) -> Coherence:
+        """Client-side tracking on every primary of the cluster (`ClusterTracker`)."""
+        from perfkit.cache.coherence import ClusterTracker
+
+        return ClusterTracker(self.url, prefix, l1, self.timeout)
 
     async def set_many(
         self, items: Sequence[tuple[str, Any]], ttl: float | None, tags: Sequence[str] = ()

@@ -18,12 +18,16 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perfkit._sqlite import enable_wal
 from perfkit.backends import BackendURL
 from perfkit.cache.pattern import compile_pattern
 from perfkit.errors import BackendError, BackendUnavailableError, ConfigurationError, SerializationError
+
+if TYPE_CHECKING:
+    from perfkit.cache.backends.memory import MemoryBackend
+    from perfkit.cache.coherence import Coherence
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS perfkit_cache (
@@ -70,6 +74,12 @@ class SQLiteBackend:
 
     def key_prefix(self, namespace: str) -> str:
         return namespace + ":"
+
+    def coherence(self, prefix: str, l1: MemoryBackend, interval: float) -> Coherence:
+        """An L1 in front reads this file's change log every `interval` seconds (`SQLiteWatcher`)."""
+        from perfkit.cache.coherence import SQLiteWatcher
+
+        return SQLiteWatcher(self, prefix, l1, interval)
 
     def __init__(self, url: BackendURL, *, timeout: float = 1.0, origin: str = "") -> None:
         self.path = sqlite_path(url)

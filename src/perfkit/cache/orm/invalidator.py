@@ -387,7 +387,7 @@ class CacheInvalidator:
             entry[1] += removed
             entry[2] += seconds
         for cache in self.caches:
-            cache._observe(cache.namespace, "orm", f"invalidate:{model}:{strategy}", "ok", seconds)
+            cache.tiers.observe(cache.namespace, "orm", f"invalidate:{model}:{strategy}", "ok", seconds)
 
     def stats(self) -> dict[str, dict[str, dict[str, float]]]:
         """{model: {strategy: {invalidations, keys_removed, seconds}}}."""
