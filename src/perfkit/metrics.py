@@ -17,8 +17,8 @@ import threading
 import time
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
-from contextvars import ContextVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar, Token
 from typing import Any
 
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -355,24 +355,23 @@ class RequestStats:
 _current: ContextVar[RequestStats | None] = ContextVar("perfkit_request", default=None)
 
 
-def current_request() -> RequestStats | None:
-    """The stats of the request being served in this context, or None outside a request."""
-    return _current.get()
+# The request-stats seam shared by the web layer (which opens and ends a request) and the db and cache
+# hooks (which add to it). The two bound methods are the public names themselves: no call in between.
+#: `current_request()`: the stats of the request being served in this context, or None outside one.
+current_request: Callable[[], RequestStats | None] = _current.get
+#: `end_request(token)`: end what `start_request` began (its token), restoring the outer request if any.
+end_request: Callable[[Token[RequestStats | None]], None] = _current.reset
 
 
-def start_request(route: str = "") -> tuple[RequestStats, Any]:
+def start_request(route: str = "") -> tuple[RequestStats, Token[RequestStats | None]]:
     """Begin collecting for a request; returns the stats and the token for `end_request`."""
     stats = RequestStats(route=route)
     return stats, _current.set(stats)
 
 
-def end_request(token: Any) -> None:
-    _current.reset(token)
-
-
 def add_cache_time(seconds: float) -> None:
     """Called by the cache's metrics hook: counts one cache operation against the current request."""
-    stats = _current.get()
+    stats = current_request()
     if stats is not None:
         stats.cache_count += 1
         stats.cache_time += seconds

@@ -17,7 +17,8 @@ from perfkit.errors import PerfkitError
 from perfkit.monitor import auth, live
 from perfkit.monitor.dashboard import Assets
 from perfkit.monitor.http import error, respond, respond_json
-from perfkit.web._asgi import ASGIApp, Message, Receive, Scope, Send, header
+from perfkit.web.headers import header
+from perfkit.web.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from perfkit.monitor.monitor import Monitor

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from perfkit.web._asgi import ASGIApp, Receive, Scope, Send
 from perfkit.web.config import WebConfig
 from perfkit.web.routing import RouteResolver
+from perfkit.web.types import ASGIApp, Receive, Scope, Send
 
 
 class SendLayer:

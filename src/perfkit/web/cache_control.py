@@ -6,8 +6,9 @@ data. Only successful GET/HEAD responses get the policy; errors and other method
 
 from __future__ import annotations
 
-from perfkit.web._asgi import Message, Scope, Send, get
 from perfkit.web._layer import SendLayer
+from perfkit.web.headers import get
+from perfkit.web.types import Message, Scope, Send
 
 
 class CacheControlMiddleware(SendLayer):

@@ -14,9 +14,10 @@ from email.utils import parsedate_to_datetime
 
 from xxhash import xxh3_128_hexdigest
 
-from perfkit.web._asgi import Message, Scope, Send, get
 from perfkit.web._layer import SendLayer
+from perfkit.web.headers import get
 from perfkit.web.routing import SCOPE_KEY
+from perfkit.web.types import Message, Scope, Send
 
 _SUFFIXES = (b"-zstd", b"-br", b"-gzip")
 # headers a 304 keeps (RFC 9110 15.4.5); the body-describing ones are dropped

@@ -13,7 +13,6 @@ from typing import Any
 
 from perfkit.errors import ConfigurationError
 from perfkit.metrics import Collector, cache_observer, default_collector
-from perfkit.web._asgi import ASGIApp, Receive, Scope, Send
 from perfkit.web.cache_control import CacheControlMiddleware
 from perfkit.web.compression import CompressionMiddleware
 from perfkit.web.conditional import ConditionalMiddleware
@@ -22,6 +21,7 @@ from perfkit.web.metrics import MetricsMiddleware
 from perfkit.web.ratelimit import RateLimitBackend, RateLimitMiddleware
 from perfkit.web.routing import RouteResolver
 from perfkit.web.timing import TimingMiddleware
+from perfkit.web.types import ASGIApp, Receive, Scope, Send
 
 
 @dataclass

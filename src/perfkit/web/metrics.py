@@ -12,9 +12,9 @@ from bisect import bisect_left
 from time import perf_counter
 
 from perfkit.metrics import SIZE_BUCKETS, Collector, RequestStats, current_request, default_collector
-from perfkit.web._asgi import ASGIApp, Message, Receive, Scope, Send
 from perfkit.web.config import WebConfig
 from perfkit.web.routing import UNMATCHED, RouteResolver
+from perfkit.web.types import ASGIApp, Message, Receive, Scope, Send
 
 _CLASSES = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
 

@@ -16,8 +16,7 @@ import re
 from time import perf_counter
 from typing import Any
 
-from perfkit.metrics import Collector, _current, default_collector, start_request
-from perfkit.web._asgi import ASGIApp, Headers, Message, Receive, Scope, Send
+from perfkit.metrics import Collector, default_collector, end_request, start_request
 from perfkit.web.cache_control import CacheControlMiddleware
 from perfkit.web.compression import CompressionMiddleware
 from perfkit.web.conditional import ConditionalMiddleware, body_etag, has_etag
@@ -25,6 +24,7 @@ from perfkit.web.config import WebConfig
 from perfkit.web.metrics import MetricsMiddleware
 from perfkit.web.ratelimit.middleware import RateLimitMiddleware, refuse
 from perfkit.web.routing import RouteResolver
+from perfkit.web.types import ASGIApp, Headers, Message, Receive, Scope, Send
 
 log = logging.getLogger("perfkit.web")
 _SAFE_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")  # fullmatch: `$` would let "abc\n" through
@@ -195,7 +195,7 @@ class TimingMiddleware:
             if metrics is not None:
                 metrics.active -= 1
                 metrics.record(scope, status, size, elapsed, stats, total)
-            _current.reset(token)
+            end_request(token)
             if self.slow and elapsed >= self.slow:
                 self._slow(scope, stats, status, elapsed, request_id)
 

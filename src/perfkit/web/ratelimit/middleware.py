@@ -19,11 +19,11 @@ from typing import Any, NamedTuple
 
 from perfkit.errors import BackendError
 from perfkit.metrics import Collector, default_collector
-from perfkit.web._asgi import ASGIApp, Headers, Message, Receive, Scope, Send
 from perfkit.web.config import RateLimit, WebConfig
 from perfkit.web.ratelimit.backend import Decision, RateLimitBackend, create_backend
 from perfkit.web.ratelimit.memory import MemoryRateLimit
 from perfkit.web.routing import SCOPE_KEY, RouteResolver
+from perfkit.web.types import ASGIApp, Headers, Message, Receive, Scope, Send
 
 log = logging.getLogger("perfkit.web.ratelimit")
 Refusal = tuple[int, bytes, Headers]  # status, detail text, headers
