@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar, Token
 from typing import Any
+from weakref import WeakKeyDictionary
 
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -211,6 +212,18 @@ class Collector:
         self._findings: dict[str, deque[dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self.started = time.time()
+        self._sources: WeakKeyDictionary[Any, set[str]] = WeakKeyDictionary()
+
+    def attach(self, source: Any, hook: str) -> bool:
+        """True the first time `hook` is attached to `source` for this collector, False after: a hook
+        that feeds this collector from `source` (its job events, say) is added once however many
+        parts ask for it."""
+        with self._lock:
+            hooks = self._sources.setdefault(source, set())
+            if hook in hooks:
+                return False
+            hooks.add(hook)
+            return True
 
     def _family(self, cls: type[Family], name: str, labels: Labels, help: str, **kw: Any) -> Any:
         family = self.families.get(name)

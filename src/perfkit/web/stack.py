@@ -1,0 +1,80 @@
+"""The web stack composed around an app, in the right order: what `perfkit.instrument()` mounts.
+
+Outer to inner: timing -> metrics -> rate limit -> compression -> conditional (ETag/304) ->
+Cache-Control -> response cache and coalescing -> the app. Compression sits outside the ETag layer so a
+304 is decided before any compression work, and outside the response cache so cached bodies are stored
+once, uncompressed. Layers with nothing to do (no limits, no cache rules) are left out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from perfkit.metrics import Collector
+from perfkit.web.cache_control import CacheControlMiddleware
+from perfkit.web.compression import CompressionMiddleware
+from perfkit.web.conditional import ConditionalMiddleware
+from perfkit.web.config import WebConfig
+from perfkit.web.metrics import MetricsMiddleware
+from perfkit.web.ratelimit import RateLimitBackend, RateLimitMiddleware
+from perfkit.web.routing import RouteResolver
+from perfkit.web.timing import TimingMiddleware
+from perfkit.web.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["Stack", "compose"]
+
+
+class Stack:
+    """The composed stack: `app` is its outer layer, `rate_limiter` the backend it opened (or None)."""
+
+    def __init__(self, app: ASGIApp, rate_limiter: RateLimitBackend | None) -> None:
+        self.app, self.rate_limiter = app, rate_limiter
+
+
+def compose(
+    app: ASGIApp, config: WebConfig, collector: Collector, *, cache: Any = None, router_app: Any = None
+) -> Stack:
+    """Compose the layers around `app` (`router_app`: where the routes are, when not `app` itself)."""
+    resolver = RouteResolver(router_app if router_app is not None else app, config)
+    inner: ASGIApp = app
+    if cache is not None and any(r.cache_ttl is not None for r in config.rules):
+        from perfkit.web.response_cache import ResponseCacheMiddleware
+
+        inner = ResponseCacheMiddleware(
+            inner, cache=cache, config=config, collector=collector, resolver=resolver
+        )
+    elif config.coalesce and any(r.coalesce for r in config.rules):
+        from perfkit.web.coalesce import CoalesceMiddleware
+
+        inner = CoalesceMiddleware(inner, config=config, resolver=resolver)
+    if any(r.cache_control for r in config.rules):
+        inner = CacheControlMiddleware(inner, config=config, resolver=resolver)
+    if config.etag:
+        inner = ConditionalMiddleware(inner, config=config, resolver=resolver)
+    if config.compress:
+        inner = CompressionMiddleware(inner, config=config, resolver=resolver)
+    limiter = None
+    if config.default_limit is not None or any(r.limit for r in config.rules):
+        limiter = RateLimitMiddleware(inner, config=config, collector=collector, resolver=resolver)
+    # timing, metrics and the rate limit share one ASGI layer (one send wrapper per request)
+    metrics = MetricsMiddleware(inner, config=config, collector=collector, resolver=resolver)
+    outer: ASGIApp = TimingMiddleware(
+        inner, config=config, collector=collector, resolver=resolver, metrics=metrics, limiter=limiter,
+        fold=True,
+    )  # fmt: skip
+    if config.exclude:
+        outer = Exclude(outer, app, config)
+    return Stack(outer, limiter.backend if limiter is not None else None)
+
+
+class Exclude:
+    """Excluded paths (e.g. the monitoring endpoints) go straight to the app, past every layer."""
+
+    def __init__(self, stack: ASGIApp, bare: ASGIApp, config: WebConfig) -> None:
+        self.stack, self.bare, self.config = stack, bare, config
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.config.excluded(scope["path"]):
+            await self.bare(scope, receive, send)
+            return
+        await self.stack(scope, receive, send)
