@@ -145,6 +145,15 @@ class Histogram(Family):
             if amount > seen[1]:
                 seen[1] = amount
 
+    def series_for(self, values: Labels, amount: float) -> HistogramSeries:
+        """`observe(values, amount)`, returning the series it went to (the overflow series past
+        `max_series`): a handle whose `observe(amount)` skips the lookups, for a hot path that observes
+        one label set again and again from one thread (a `locked=False` family)."""
+        self.observe(values, amount)
+        with self._lock:
+            key = values if values in self.series else self._key(values, self.series)
+            return HistogramSeries(self.buckets, self.series[key], self.extremes[key])
+
     def count(self, values: Labels = ()) -> int:
         row = self.series.get(values)
         return int(sum(row[:-1])) if row else 0
@@ -157,6 +166,25 @@ class Histogram(Family):
             keys = list(self.series)
         rows = [self.series[k] for k in keys]
         return bucket_quantile(q, self.buckets, rows, span([self.extremes.get(k) for k in keys]))
+
+
+class HistogramSeries:
+    """One label set of a `Histogram` (from `series_for`): its bucket row and its extremes."""
+
+    __slots__ = ("buckets", "row", "seen")
+
+    def __init__(self, buckets: tuple[float, ...], row: list[float], seen: list[float]) -> None:
+        self.buckets, self.row, self.seen = buckets, row, seen
+
+    def observe(self, amount: float) -> None:
+        row = self.row
+        row[bisect_left(self.buckets, amount)] += 1
+        row[-1] += amount
+        seen = self.seen
+        if amount < seen[0]:
+            seen[0] = amount
+        if amount > seen[1]:
+            seen[1] = amount
 
 
 def span(extremes: Iterable[Sequence[float] | None]) -> tuple[float, float] | None:

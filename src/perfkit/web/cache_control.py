@@ -6,8 +6,8 @@ data. Only successful GET/HEAD responses get the policy; errors and other method
 
 from __future__ import annotations
 
-from perfkit.web._layer import SendLayer
 from perfkit.web.headers import get
+from perfkit.web.layer import SendLayer
 from perfkit.web.types import Message, Scope, Send
 
 

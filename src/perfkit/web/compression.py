@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from perfkit.web._layer import SendLayer
 from perfkit.web.config import WebConfig
 from perfkit.web.headers import add_vary, get, without
+from perfkit.web.layer import SendLayer
 from perfkit.web.routing import SCOPE_KEY, RouteResolver
 from perfkit.web.types import ASGIApp, Headers, Message, Scope, Send
 

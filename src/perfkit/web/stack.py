@@ -15,13 +15,23 @@ from perfkit.web.cache_control import CacheControlMiddleware
 from perfkit.web.compression import CompressionMiddleware
 from perfkit.web.conditional import ConditionalMiddleware
 from perfkit.web.config import WebConfig
-from perfkit.web.metrics import MetricsMiddleware
-from perfkit.web.ratelimit import RateLimitBackend, RateLimitMiddleware
+from perfkit.web.layer import SendLayer
+from perfkit.web.metrics import RequestMetrics
+from perfkit.web.pipeline import Pipeline
+from perfkit.web.ratelimit import RateLimitBackend
+from perfkit.web.ratelimit.middleware import RateLimiter
 from perfkit.web.routing import RouteResolver
-from perfkit.web.timing import TimingMiddleware
+from perfkit.web.timing import Timing
 from perfkit.web.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["Stack", "compose"]
+__all__ = ["Exclude", "Stack", "compose"]
+
+# the send layers, outer to inner, and when each one is in the stack
+_SEND_LAYERS: tuple[tuple[type[SendLayer], Any], ...] = (
+    (CompressionMiddleware, lambda config: config.compress),
+    (ConditionalMiddleware, lambda config: config.etag),
+    (CacheControlMiddleware, lambda config: any(r.cache_control for r in config.rules)),
+)
 
 
 class Stack:
@@ -34,7 +44,9 @@ class Stack:
 def compose(
     app: ASGIApp, config: WebConfig, collector: Collector, *, cache: Any = None, router_app: Any = None
 ) -> Stack:
-    """Compose the layers around `app` (`router_app`: where the routes are, when not `app` itself)."""
+    """Compose the layers around `app` (`router_app`: where the routes are, when not `app` itself):
+    one pipeline (timing, metrics, rate limit, then the send layers in a loop) around the app, or
+    around the response cache or coalescing in front of it."""
     resolver = RouteResolver(router_app if router_app is not None else app, config)
     inner: ASGIApp = app
     if cache is not None and any(r.cache_ttl is not None for r in config.rules):
@@ -47,20 +59,13 @@ def compose(
         from perfkit.web.coalesce import CoalesceMiddleware
 
         inner = CoalesceMiddleware(inner, config=config, resolver=resolver)
-    if any(r.cache_control for r in config.rules):
-        inner = CacheControlMiddleware(inner, config=config, resolver=resolver)
-    if config.etag:
-        inner = ConditionalMiddleware(inner, config=config, resolver=resolver)
-    if config.compress:
-        inner = CompressionMiddleware(inner, config=config, resolver=resolver)
+    layers = [cls(inner, config=config, resolver=resolver) for cls, wanted in _SEND_LAYERS if wanted(config)]
     limiter = None
     if config.default_limit is not None or any(r.limit for r in config.rules):
-        limiter = RateLimitMiddleware(inner, config=config, collector=collector, resolver=resolver)
-    # timing, metrics and the rate limit share one ASGI layer (one send wrapper per request)
-    metrics = MetricsMiddleware(inner, config=config, collector=collector, resolver=resolver)
-    outer: ASGIApp = TimingMiddleware(
-        inner, config=config, collector=collector, resolver=resolver, metrics=metrics, limiter=limiter,
-        fold=True,
+        limiter = RateLimiter(config, resolver, collector=collector)
+    outer: ASGIApp = Pipeline(
+        inner, resolver, timing=Timing(config, collector, resolver),
+        metrics=RequestMetrics(collector, resolver), limiter=limiter, layers=layers,
     )  # fmt: skip
     if config.exclude:
         outer = Exclude(outer, app, config)

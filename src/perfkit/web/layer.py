@@ -1,4 +1,9 @@
-"""The shape shared by the layers that only wrap `send` (compression, ETag, Cache-Control)."""
+"""The thin ASGI shell of a layer whose whole work is a `send` wrapper (compression, ETag, Cache-Control).
+
+The layer's decision method is `wrap(scope, send)`: the `send` to use for this request (`send` itself
+when it has nothing to do). Used alone the layer is ordinary ASGI middleware; in `instrument()`'s stack
+the pipeline calls `wrap` directly, one loop over the layers, no coroutine of their own per request.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,10 @@ from perfkit.web.config import WebConfig
 from perfkit.web.routing import RouteResolver
 from perfkit.web.types import ASGIApp, Receive, Scope, Send
 
+__all__ = ["SendLayer"]
+
 
 class SendLayer:
-    """Middleware whose whole work is `wrap(scope, send)`. Used alone it is ordinary ASGI middleware;
-    `instrument()`'s outer layer calls `wrap` directly, saving one coroutine per layer per request."""
-
     def __init__(
         self, app: ASGIApp, *, config: WebConfig | None = None, resolver: RouteResolver | None = None
     ) -> None:
