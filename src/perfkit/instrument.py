@@ -55,12 +55,13 @@ def build_stack(app: ASGIApp, handle: Instrumentation, router_app: Any = None) -
     the monitor mounted outermost: /perf/* never passes through the app's stack."""
     from perfkit.web.stack import compose
 
-    stack = compose(app, handle.config, handle.collector, cache=handle.cache, router_app=router_app)
+    # the monitor is the stack's front: /perf/* is served before any layer, in the same ASGI hop
+    front = handle.monitor.mount(app) if handle.monitor is not None else None
+    stack = compose(
+        app, handle.config, handle.collector, cache=handle.cache, router_app=router_app, front=front
+    )
     handle.rate_limiter = stack.rate_limiter
-    outer = stack.app
-    if handle.monitor is not None:
-        outer = handle.monitor.mount(outer)
-    return outer
+    return stack.app
 
 
 class PerfkitStack:

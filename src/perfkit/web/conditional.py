@@ -9,15 +9,15 @@ layer adds (`"abc-br"` matches `"abc"`). Malformed validators are ignored, never
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from email.utils import parsedate_to_datetime
 
 from xxhash import xxh3_128_hexdigest
 
 from perfkit.web.headers import get
-from perfkit.web.layer import SendLayer
+from perfkit.web.layer import Filter, SendLayer
 from perfkit.web.routing import SCOPE_KEY
-from perfkit.web.types import Message, Scope, Send
+from perfkit.web.types import Message, Scope
 
 _SUFFIXES = (b"-zstd", b"-br", b"-gzip")
 # headers a 304 keeps (RFC 9110 15.4.5); the body-describing ones are dropped
@@ -71,7 +71,7 @@ def has_etag(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     return False
 
 
-def _tagger(send: Send, inm: bytes | None, ims: bytes | None, head: bool) -> Send:
+def _tagger(inm: bytes | None, ims: bytes | None, head: bool) -> Filter:
     """The one ETag path: hold a 200's start, hash its complete body into an ETag, and answer 304
     instead when the request's validators (`inm`: If-None-Match, `ims`: If-Modified-Since) match.
     A plain GET is the case with neither; an ETag the app set is compared without buffering."""
@@ -79,49 +79,40 @@ def _tagger(send: Send, inm: bytes | None, ims: bytes | None, head: bool) -> Sen
     start: Message | None = None
     state = 0  # 0: waiting for the start, 1: pass everything through, 2: done (drop the rest)
 
-    async def send_tagged(message: Message) -> None:
+    def tag(message: Message) -> Sequence[Message]:
         nonlocal start, state
         if state == 1:
-            await send(message)
-            return
+            return (message,)
         if message["type"] == "http.response.start":
             if message["status"] != 200:
                 state = 1
-                await send(message)
-                return
+                return (message,)
             headers = message.get("headers", ())
             if has_etag(headers):  # the app has a validator: compare, don't buffer
                 state = 1
                 if conditional and _fresh(inm, ims, headers):
                     state = 2
-                    await _send_304(send, headers)
-                    return
-                await send(message)
-                return
+                    return _not_modified(headers)
+                return (message,)
             if head:  # a HEAD body is empty: its hash would not be the GET's validator
                 state = 1
-                await send(message)
-                return
+                return (message,)
             start = message
-            return
-        if state == 2 or start is None or message["type"] != "http.response.body":
-            if state != 2:
-                await send(message)  # e.g. a body before the start message: not ours to fix
-            return
+            return ()
+        if state == 2:
+            return ()
+        if start is None or message["type"] != "http.response.body":
+            return (message,)  # e.g. a body before the start message: not ours to fix
         state = 1
         if message.get("more_body", False):  # streaming: no ETag, send as it comes
-            await send(start)
-            await send(message)
-            return
+            return (start, message)
         headers = [*start.get("headers", ()), (b"etag", body_etag(message.get("body", b"")))]
         if conditional and _fresh(inm, ims, headers):
             state = 2
-            await _send_304(send, headers)
-            return
-        await send({**start, "headers": headers})
-        await send(message)
+            return _not_modified(headers)
+        return ({**start, "headers": headers}, message)
 
-    return send_tagged
+    return tag
 
 
 def _fresh(inm: bytes | None, ims: bytes | None, headers: Iterable[tuple[bytes, bytes]]) -> bool:
@@ -134,25 +125,27 @@ def _fresh(inm: bytes | None, ims: bytes | None, headers: Iterable[tuple[bytes, 
     return False
 
 
-async def _send_304(send: Send, headers: Iterable[tuple[bytes, bytes]]) -> None:
+def _not_modified(headers: Iterable[tuple[bytes, bytes]]) -> tuple[Message, Message]:
     kept = [(k, v) for k, v in headers if k.lower() in _KEEP_304]
-    await send({"type": "http.response.start", "status": 304, "headers": kept})
-    await send({"type": "http.response.body", "body": b""})
+    return {"type": "http.response.start", "status": 304, "headers": kept}, {
+        "type": "http.response.body",
+        "body": b"",
+    }
 
 
 class ConditionalMiddleware(SendLayer):
-    def wrap(self, scope: Scope, send: Send) -> Send:
-        """The ETag/304 `send` for a GET or HEAD this layer applies to; `send` itself otherwise."""
+    def filter(self, scope: Scope) -> Filter | None:
+        """The ETag/304 filter for a GET or HEAD this layer applies to."""
         method = scope["method"]
         if (method != "GET" and method != "HEAD") or not self.config.etag:
-            return send
+            return None
         rule = (scope.get(SCOPE_KEY) or self.resolver.resolve(scope)).rule
         if rule is not None and rule.etag is False:
-            return send
+            return None
         inm = ims = None
         for key, value in scope["headers"]:
             if key == b"if-none-match":
                 inm = value
             elif key == b"if-modified-since":
                 ims = value
-        return _tagger(send, inm, ims, method == "HEAD")
+        return _tagger(inm, ims, method == "HEAD")

@@ -20,7 +20,7 @@ from perfkit.metrics import (
 )
 from perfkit.web.config import WebConfig
 from perfkit.web.pipeline import Pipeline
-from perfkit.web.routing import UNMATCHED, RouteResolver
+from perfkit.web.routing import SCOPE_KEY, UNMATCHED, RouteResolver
 from perfkit.web.types import ASGIApp, Scope
 
 _CLASSES = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
@@ -88,7 +88,9 @@ class RequestMetrics:
             self.sizes.observe((method, route), size)
         if total is not None and total > elapsed:
             self.after_response.inc((method, route), total - elapsed)
-        self.resolver.check(scope)
+        info = scope.get(SCOPE_KEY)
+        if info is None or scope.get("endpoint", info.endpoint) is not info.endpoint:
+            self.resolver.check(scope)  # the router ran another endpoint than resolved: warn once
         if stats is None:
             stats = current_request()
         if stats is not None and stats.db_count:

@@ -17,14 +17,14 @@ from perfkit.web.conditional import ConditionalMiddleware
 from perfkit.web.config import WebConfig
 from perfkit.web.layer import SendLayer
 from perfkit.web.metrics import RequestMetrics
-from perfkit.web.pipeline import Pipeline
+from perfkit.web.pipeline import Front, Pipeline
 from perfkit.web.ratelimit import RateLimitBackend
 from perfkit.web.ratelimit.middleware import RateLimiter
 from perfkit.web.routing import RouteResolver
 from perfkit.web.timing import Timing
-from perfkit.web.types import ASGIApp, Receive, Scope, Send
+from perfkit.web.types import ASGIApp
 
-__all__ = ["Exclude", "Stack", "compose"]
+__all__ = ["Stack", "compose"]
 
 # the send layers, outer to inner, and when each one is in the stack
 _SEND_LAYERS: tuple[tuple[type[SendLayer], Any], ...] = (
@@ -42,7 +42,13 @@ class Stack:
 
 
 def compose(
-    app: ASGIApp, config: WebConfig, collector: Collector, *, cache: Any = None, router_app: Any = None
+    app: ASGIApp,
+    config: WebConfig,
+    collector: Collector,
+    *,
+    cache: Any = None,
+    router_app: Any = None,
+    front: Front | None = None,
 ) -> Stack:
     """Compose the layers around `app` (`router_app`: where the routes are, when not `app` itself):
     one pipeline (timing, metrics, rate limit, then the send layers in a loop) around the app, or
@@ -63,23 +69,9 @@ def compose(
     limiter = None
     if config.default_limit is not None or any(r.limit for r in config.rules):
         limiter = RateLimiter(config, resolver, collector=collector)
-    outer: ASGIApp = Pipeline(
+    outer = Pipeline(
         inner, resolver, timing=Timing(config, collector, resolver),
-        metrics=RequestMetrics(collector, resolver), limiter=limiter, layers=layers,
+        metrics=RequestMetrics(collector, resolver), limiter=limiter, layers=layers, front=front,
+        excluded=config.excluded if config.exclude else None, bare=app,
     )  # fmt: skip
-    if config.exclude:
-        outer = Exclude(outer, app, config)
     return Stack(outer, limiter.backend if limiter is not None else None)
-
-
-class Exclude:
-    """Excluded paths (e.g. the monitoring endpoints) go straight to the app, past every layer."""
-
-    def __init__(self, stack: ASGIApp, bare: ASGIApp, config: WebConfig) -> None:
-        self.stack, self.bare, self.config = stack, bare, config
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.config.excluded(scope["path"]):
-            await self.bare(scope, receive, send)
-            return
-        await self.stack(scope, receive, send)

@@ -95,14 +95,8 @@ class Timing:
             out.extend(self.allow_origin)
         return out
 
-    def finish(
-        self, scope: Scope, stats: RequestStats, status: int, elapsed: float, request_id: bytes
-    ) -> None:
-        """After the response: log (and record) it when it took `slow_request` seconds or more."""
-        if self.slow and elapsed >= self.slow:
-            self._slow(scope, stats, status, elapsed, request_id)
-
-    def _slow(self, scope: Scope, stats: Any, status: int, elapsed: float, request_id: bytes) -> None:
+    def log_slow(self, scope: Scope, stats: Any, status: int, elapsed: float, request_id: bytes) -> None:
+        """Log (and record) a request that took `slow_request` seconds or more (the pipeline checks)."""
         finding = {
             "method": scope.get("method"),
             "route": self.resolver.template(scope),
