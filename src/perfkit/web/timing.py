@@ -66,8 +66,8 @@ class Timing:
             if key == name:
                 request_id = bytes(value) if _SAFE_ID.fullmatch(value) else None
                 break
-        if request_id is None:
-            request_id = new_request_id()
+        if request_id is None:  # (the formatting of `new_request_id` inline once the prefix exists)
+            request_id = b"%s-%x" % (_prefix[0], next(_ids)) if _prefix[0] else new_request_id()
         scope[REQUEST_ID_KEY] = request_id
         return request_id
 
