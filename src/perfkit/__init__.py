@@ -39,11 +39,14 @@ __all__ = [
     "instrument",
 ]
 
+# the composition root is light to import (it imports the parts it wires when it runs); importing it
+# here, not lazily, keeps `perfkit.instrument` the function even after `import perfkit.instrument`
+from perfkit.instrument import instrument
+
 if TYPE_CHECKING:
     from perfkit.jobs import JobQueue
-    from perfkit.web.instrument import instrument
 
-_LAZY = {"JobQueue": "perfkit.jobs", "instrument": "perfkit.web.instrument"}
+_LAZY = {"JobQueue": "perfkit.jobs"}
 
 
 def __getattr__(name: str) -> Any:

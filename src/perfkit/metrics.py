@@ -17,9 +17,10 @@ import threading
 import time
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
-from contextvars import ContextVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar, Token
 from typing import Any
+from weakref import WeakKeyDictionary
 
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -144,6 +145,15 @@ class Histogram(Family):
             if amount > seen[1]:
                 seen[1] = amount
 
+    def series_for(self, values: Labels, amount: float) -> HistogramSeries:
+        """`observe(values, amount)`, returning the series it went to (the overflow series past
+        `max_series`): a handle whose `observe(amount)` skips the lookups, for a hot path that observes
+        one label set again and again from one thread (a `locked=False` family)."""
+        self.observe(values, amount)
+        with self._lock:
+            key = values if values in self.series else self._key(values, self.series)
+            return HistogramSeries(self.buckets, self.series[key], self.extremes[key])
+
     def count(self, values: Labels = ()) -> int:
         row = self.series.get(values)
         return int(sum(row[:-1])) if row else 0
@@ -156,6 +166,25 @@ class Histogram(Family):
             keys = list(self.series)
         rows = [self.series[k] for k in keys]
         return bucket_quantile(q, self.buckets, rows, span([self.extremes.get(k) for k in keys]))
+
+
+class HistogramSeries:
+    """One label set of a `Histogram` (from `series_for`): its bucket row and its extremes."""
+
+    __slots__ = ("buckets", "row", "seen")
+
+    def __init__(self, buckets: tuple[float, ...], row: list[float], seen: list[float]) -> None:
+        self.buckets, self.row, self.seen = buckets, row, seen
+
+    def observe(self, amount: float) -> None:
+        row = self.row
+        row[bisect_left(self.buckets, amount)] += 1
+        row[-1] += amount
+        seen = self.seen
+        if amount < seen[0]:
+            seen[0] = amount
+        if amount > seen[1]:
+            seen[1] = amount
 
 
 def span(extremes: Iterable[Sequence[float] | None]) -> tuple[float, float] | None:
@@ -211,6 +240,18 @@ class Collector:
         self._findings: dict[str, deque[dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self.started = time.time()
+        self._sources: WeakKeyDictionary[Any, set[str]] = WeakKeyDictionary()
+
+    def attach(self, source: Any, hook: str) -> bool:
+        """True the first time `hook` is attached to `source` for this collector, False after: a hook
+        that feeds this collector from `source` (its job events, say) is added once however many
+        parts ask for it."""
+        with self._lock:
+            hooks = self._sources.setdefault(source, set())
+            if hook in hooks:
+                return False
+            hooks.add(hook)
+            return True
 
     def _family(self, cls: type[Family], name: str, labels: Labels, help: str, **kw: Any) -> Any:
         family = self.families.get(name)
@@ -355,24 +396,23 @@ class RequestStats:
 _current: ContextVar[RequestStats | None] = ContextVar("perfkit_request", default=None)
 
 
-def current_request() -> RequestStats | None:
-    """The stats of the request being served in this context, or None outside a request."""
-    return _current.get()
+# The request-stats seam shared by the web layer (which opens and ends a request) and the db and cache
+# hooks (which add to it). The two bound methods are the public names themselves: no call in between.
+#: `current_request()`: the stats of the request being served in this context, or None outside one.
+current_request: Callable[[], RequestStats | None] = _current.get
+#: `end_request(token)`: end what `start_request` began (its token), restoring the outer request if any.
+end_request: Callable[[Token[RequestStats | None]], None] = _current.reset
 
 
-def start_request(route: str = "") -> tuple[RequestStats, Any]:
+def start_request(route: str = "") -> tuple[RequestStats, Token[RequestStats | None]]:
     """Begin collecting for a request; returns the stats and the token for `end_request`."""
     stats = RequestStats(route=route)
     return stats, _current.set(stats)
 
 
-def end_request(token: Any) -> None:
-    _current.reset(token)
-
-
 def add_cache_time(seconds: float) -> None:
     """Called by the cache's metrics hook: counts one cache operation against the current request."""
-    stats = _current.get()
+    stats = current_request()
     if stats is not None:
         stats.cache_count += 1
         stats.cache_time += seconds

@@ -381,31 +381,23 @@ def test_four_processes_share_one_budget(prefix: str) -> None:
 
 
 def test_memory_fast_path_matches_generic_path() -> None:
-    """`admit_now` (memory, no coroutine) gives the same decisions and headers as `admit` would."""
-    fast, slow = make_app(), make_app()
-    slow._memory = None  # the generic path: `admit` through `hit_sync`
+    """`decide_now` (memory, no coroutine) gives the same decisions and headers as the awaited path."""
+    fast = make_app()
+    slow = make_app(rate_limit_key=lambda scope: scope["client"][0])  # a key function: `decide` awaits
     scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "client": ("10.0.0.9", 1)}
+    assert fast.limiter is not None and slow.limiter is not None
+    assert slow.limiter.decide_now(dict(scope)) is None
     fast_answers, slow_answers = [], []
     for _ in range(5):  # 3/minute: three allowed, then refusals
-        got = fast.admit_now(dict(scope))
-        fast_answers.append(got if got is not None else asyncio.run(fast.admit(dict(scope))))
-        slow_answers.append(asyncio.run(slow.admit(dict(scope))))
+        fast_answers.append(fast.limiter.decide_now(dict(scope)))
+        slow_answers.append(asyncio.run(slow.limiter.decide(dict(scope))))
     assert fast_answers == slow_answers
     assert [refusal is None for _, refusal in fast_answers] == [True, True, True, False, False]
-    assert fast.decisions.series == slow.decisions.series == {("/", "allowed"): 3.0, ("/", "limited"): 2.0}
-
-
-def test_memory_take_matches_gcra() -> None:
-    """`MemoryRateLimit.take` is the GCRA of `gcra()`: same remaining count and reset."""
-    from perfkit.web.ratelimit.memory import MemoryRateLimit
-
-    limit = RateLimit(4, 2.0)
-    fast, slow = MemoryRateLimit(), MemoryRateLimit()
-    for _ in range(6):
-        taken = fast.take("k", limit.period / limit.limit, limit.period)
-        decision = slow.hit_sync("k", limit)
-        if taken is None:
-            assert not decision.allowed
-        else:
-            assert decision.allowed and taken[0] == decision.remaining
-            assert abs(taken[1] - decision.reset) < 0.01
+    assert (
+        fast.limiter.decisions.series
+        == slow.limiter.decisions.series
+        == {
+            ("/", "allowed"): 3.0,
+            ("/", "limited"): 2.0,
+        }
+    )

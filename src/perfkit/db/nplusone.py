@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from perfkit.db.config import DbConfig
-from perfkit.metrics import Collector, _current
+from perfkit.metrics import Collector, current_request
 
 log = logging.getLogger("perfkit.db")
 LOG_EVERY = 60.0  # seconds between log lines for one (relationship, route): a hot route is not a log flood
@@ -53,7 +53,7 @@ class NPlusOneDetector:
         # only SELECTs carry load options: reading them on session.execute(insert(...)) raises
         if not state.is_select or state.lazy_loaded_from is None:
             return
-        stats = _current.get()
+        stats = current_request()
         if stats is None:
             return
         path = state.loader_strategy_path

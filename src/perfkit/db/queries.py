@@ -15,7 +15,7 @@ from typing import Any
 from perfkit.db.config import DbConfig
 from perfkit.db.explain import Plan, explainable, redact_plan, run_explain, suggest_indexes
 from perfkit.db.statements import clip, params_key, redact, shape, shape_id
-from perfkit.metrics import Collector, _current
+from perfkit.metrics import Collector, current_request
 
 log = logging.getLogger("perfkit.db")
 _START = "_perfkit_start"
@@ -81,7 +81,7 @@ class QueryHooks:
         head = statement[:6]
         op = _OPS.get(head) or _operation(statement)
         self.latency.observe(op, elapsed)
-        stats = _current.get()
+        stats = current_request()
         if stats is not None:
             stats.db_count += 1
             stats.db_time += elapsed

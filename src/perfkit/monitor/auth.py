@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hmac
 
-from perfkit.web._asgi import Scope, header
+from perfkit.web.headers import header
+from perfkit.web.types import Scope
 
 
 def presented(scope: Scope) -> bytes | None:

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from perfkit.redaction import redact
-from perfkit.web._asgi import Send
+from perfkit.web.types import Send
 
 
 def _default(value: Any) -> Any:

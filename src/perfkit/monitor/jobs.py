@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from weakref import WeakKeyDictionary, WeakSet
 
 from perfkit.metrics import Collector
 
@@ -34,16 +33,11 @@ class JobObserver:
             self.run.observe((event.queue, event.task), event.duration)
 
 
-_OBSERVED: WeakKeyDictionary[Any, WeakSet[Collector]] = WeakKeyDictionary()
-
-
 def observe_jobs(jobs: Any, collector: Collector) -> bool:
     """Feed `jobs`' events into `collector` through one `JobObserver`; False when one already does
-    (`instrument()` and `Monitor` both call this, so events are never counted twice)."""
-    seen = _OBSERVED.setdefault(jobs, WeakSet())
-    if collector in seen:
+    (`instrument()` and a standalone `Monitor` may both ask: events are never counted twice)."""
+    if not collector.attach(jobs, "jobs"):
         return False
-    seen.add(collector)
     jobs.on_event(JobObserver(collector))
     return True
 

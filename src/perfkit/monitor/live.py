@@ -12,7 +12,7 @@ from perfkit.monitor import kpis
 from perfkit.monitor.sampler import Sampler
 from perfkit.monitor.snapshots import rows
 from perfkit.redaction import redact
-from perfkit.web._asgi import Receive, Send
+from perfkit.web.types import Receive, Send
 
 if TYPE_CHECKING:
     from perfkit.monitor.monitor import Monitor

@@ -48,6 +48,10 @@ class Monitor:
             observe_jobs(jobs, self.collector)
         self.alerts = AlertManager(self)
 
+    def observes(self, jobs: Any, collector: Collector) -> bool:
+        """True when this monitor already feeds `jobs`' events into `collector`."""
+        return jobs is not None and jobs is self.jobs and collector is self.collector
+
     # -- parts created on first use ------------------------------------------------------------------
     @property
     def store(self) -> MonitorStore:

@@ -17,7 +17,8 @@ from perfkit.errors import PerfkitError
 from perfkit.monitor import auth, live
 from perfkit.monitor.dashboard import Assets
 from perfkit.monitor.http import error, respond, respond_json
-from perfkit.web._asgi import ASGIApp, Message, Receive, Scope, Send, header
+from perfkit.web.headers import header
+from perfkit.web.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from perfkit.monitor.monitor import Monitor
@@ -199,20 +200,31 @@ class MonitorMount:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            await self.app(scope, self._lifespan(receive), send)
+            await self.app(scope, self.lifespan(receive), send)
             return
         if kind != "http":
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
-        if path.startswith(self._below) or path == self.prefix:
+        if self.serves(scope["path"]):
             await self.perf(scope, receive, send)
             return
+        await self.app(scope, receive, self.watch(scope, send))
+
+    def serves(self, path: str) -> bool:
+        """True for a path under the monitor's prefix (served by `perf`, past every other layer)."""
+        return path.startswith(self._below) or path == self.prefix
+
+    def lifespan(self, receive: Receive) -> Receive:
+        """`receive` for the app's lifespan scope: the monitor starts and stops with the app."""
+        return self._lifespan(receive)
+
+    def watch(self, scope: Scope, send: Send) -> Send:
+        """`send` that counts a large uncompressed response to a client that accepts compression
+        (`send` itself for one that does not)."""
         accepted = header(scope, b"accept-encoding")
         if not accepted or not any(e in accepted for e in _ENCODINGS):
-            await self.app(scope, receive, send)
-            return
-        await self.app(scope, receive, self._watch(scope, send))
+            return send
+        return self._watch(scope, send)
 
     def _lifespan(self, receive: Receive) -> Receive:
         async def wrapped() -> Message:

@@ -1,11 +1,16 @@
-"""perfkit's web layer: pure-ASGI middleware, each usable alone, composed by `instrument()`."""
+"""perfkit's web layer: pure-ASGI middleware, each usable alone, composed by `perfkit.web.stack`.
+
+`instrument`, `Instrumentation`, `PerfkitStack` and `build_stack` live in the composition root
+(`perfkit.instrument`), which wires this layer with the others; they stay reachable here by name.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from perfkit.web.cache_control import CacheControlMiddleware
 from perfkit.web.coalesce import CoalesceMiddleware
 from perfkit.web.compression import CompressionMiddleware
 from perfkit.web.conditional import ConditionalMiddleware
 from perfkit.web.config import RateLimit, Rule, WebConfig
-from perfkit.web.instrument import Instrumentation, PerfkitStack, build_stack, instrument
 from perfkit.web.metrics import MetricsMiddleware
 from perfkit.web.ratelimit import RateLimitMiddleware
 from perfkit.web.response_cache import ResponseCacheMiddleware
@@ -28,3 +33,18 @@ __all__ = [
     "build_stack",
     "instrument",
 ]
+
+if TYPE_CHECKING:
+    from perfkit.instrument import Instrumentation, PerfkitStack, build_stack, instrument
+
+_ROOT = frozenset({"Instrumentation", "PerfkitStack", "build_stack", "instrument"})
+
+
+def __getattr__(name: str) -> Any:
+    """The composition root's names, looked up when asked for (the root imports this layer, not the
+    other way round)."""
+    if name not in _ROOT:
+        raise AttributeError(f"module 'perfkit.web' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module("perfkit.instrument"), name)

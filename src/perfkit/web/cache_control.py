@@ -6,25 +6,26 @@ data. Only successful GET/HEAD responses get the policy; errors and other method
 
 from __future__ import annotations
 
-from perfkit.web._asgi import Message, Scope, Send, get
-from perfkit.web._layer import SendLayer
+from perfkit.web.headers import get
+from perfkit.web.layer import Filter, SendLayer
+from perfkit.web.types import Message, Scope
 
 
 class CacheControlMiddleware(SendLayer):
-    def wrap(self, scope: Scope, send: Send) -> Send:
+    def filter(self, scope: Scope) -> Filter | None:
         if scope["method"] not in ("GET", "HEAD"):
-            return send
+            return None
         rule = self.resolver.resolve(scope).rule
         if rule is None or rule.cache_control is None:
-            return send
+            return None
         policy = rule.cache_control.encode("latin-1")
 
-        async def send_policy(message: Message) -> None:
+        def add_policy(message: Message) -> tuple[Message]:
             if message["type"] == "http.response.start" and 200 <= message["status"] < 400:
                 headers = list(message.get("headers", ()))
                 if get(headers, b"cache-control") is None:
                     headers.append((b"cache-control", policy))
-                    message = {**message, "headers": headers}
-            await send(message)
+                    return ({**message, "headers": headers},)
+            return (message,)
 
-        return send_policy
+        return add_policy

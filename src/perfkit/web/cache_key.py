@@ -27,8 +27,8 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
-from perfkit.web._asgi import Scope
 from perfkit.web.config import Rule, WebConfig
+from perfkit.web.types import Scope
 
 
 class CacheKey(NamedTuple):

@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from perfkit.web._asgi import ASGIApp, Headers, Message, Receive, Scope, Send
 from perfkit.web.cache_key import cache_key, shareable
 from perfkit.web.config import WebConfig
 from perfkit.web.routing import RouteResolver
+from perfkit.web.types import ASGIApp, Headers, Message, Receive, Scope, Send
 
 Recorded = tuple[int, Headers, bytes]
 

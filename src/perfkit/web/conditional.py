@@ -9,14 +9,15 @@ layer adds (`"abc-br"` matches `"abc"`). Malformed validators are ignored, never
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from email.utils import parsedate_to_datetime
 
 from xxhash import xxh3_128_hexdigest
 
-from perfkit.web._asgi import Message, Scope, Send, get
-from perfkit.web._layer import SendLayer
+from perfkit.web.headers import get
+from perfkit.web.layer import Filter, SendLayer
 from perfkit.web.routing import SCOPE_KEY
+from perfkit.web.types import Message, Scope
 
 _SUFFIXES = (b"-zstd", b"-br", b"-gzip")
 # headers a 304 keeps (RFC 9110 15.4.5); the body-describing ones are dropped
@@ -70,131 +71,81 @@ def has_etag(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     return False
 
 
-def _tagger(send: Send) -> Send:
-    """The common case, a plain GET: add an ETag to a complete 200 response, with nothing to compare."""
-    held: Message | None = None
-    passthrough = False
+def _tagger(inm: bytes | None, ims: bytes | None, head: bool) -> Filter:
+    """The one ETag path: hold a 200's start, hash its complete body into an ETag, and answer 304
+    instead when the request's validators (`inm`: If-None-Match, `ims`: If-Modified-Since) match.
+    A plain GET is the case with neither; an ETag the app set is compared without buffering."""
+    conditional = inm is not None or ims is not None
+    start: Message | None = None
+    state = 0  # 0: waiting for the start, 1: pass everything through, 2: done (drop the rest)
 
-    async def send_tagged(message: Message) -> None:
-        nonlocal held, passthrough
-        if passthrough:
-            await send(message)
-            return
-        if held is None:
-            if message["type"] == "http.response.start":
-                if message["status"] != 200 or has_etag(message.get("headers", ())):
-                    passthrough = True
-                    await send(message)
-                    return
-                held = message
-                return
-            await send(message)  # a body before the start message: not ours to fix
-            return
-        if message["type"] != "http.response.body":
-            await send(message)
-            return
-        passthrough = True
+    def tag(message: Message) -> Sequence[Message]:
+        nonlocal start, state
+        if state == 1:
+            return (message,)
+        if message["type"] == "http.response.start":
+            if message["status"] != 200:
+                state = 1
+                return (message,)
+            headers = message.get("headers", ())
+            if has_etag(headers):  # the app has a validator: compare, don't buffer
+                state = 1
+                if conditional and _fresh(inm, ims, headers):
+                    state = 2
+                    return _not_modified(headers)
+                return (message,)
+            if head:  # a HEAD body is empty: its hash would not be the GET's validator
+                state = 1
+                return (message,)
+            start = message
+            return ()
+        if state == 2:
+            return ()
+        if start is None or message["type"] != "http.response.body":
+            return (message,)  # e.g. a body before the start message: not ours to fix
+        state = 1
         if message.get("more_body", False):  # streaming: no ETag, send as it comes
-            await send(held)
-            await send(message)
-            return
-        tag = body_etag(message.get("body", b""))
-        await send({**held, "headers": [*held.get("headers", ()), (b"etag", tag)]})
-        await send(message)
+            return (start, message)
+        headers = [*start.get("headers", ()), (b"etag", body_etag(message.get("body", b"")))]
+        if conditional and _fresh(inm, ims, headers):
+            state = 2
+            return _not_modified(headers)
+        return ({**start, "headers": headers}, message)
 
-    return send_tagged
+    return tag
+
+
+def _fresh(inm: bytes | None, ims: bytes | None, headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    if inm is not None:  # If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2)
+        etag = get(headers, b"etag")
+        return etag is not None and etag_matches(inm, etag)
+    if ims is not None:
+        modified = get(headers, b"last-modified")
+        return modified is not None and not_modified_since(ims, modified)
+    return False
+
+
+def _not_modified(headers: Iterable[tuple[bytes, bytes]]) -> tuple[Message, Message]:
+    kept = [(k, v) for k, v in headers if k.lower() in _KEEP_304]
+    return {"type": "http.response.start", "status": 304, "headers": kept}, {
+        "type": "http.response.body",
+        "body": b"",
+    }
 
 
 class ConditionalMiddleware(SendLayer):
-    def plain(self, scope: Scope) -> bool | None:
-        """True for a plain GET to tag (no validators to compare), False when this layer has nothing to
-        do, None for the full conditional handling (If-None-Match, If-Modified-Since, HEAD)."""
+    def filter(self, scope: Scope) -> Filter | None:
+        """The ETag/304 filter for a GET or HEAD this layer applies to."""
         method = scope["method"]
         if (method != "GET" and method != "HEAD") or not self.config.etag:
-            return False
+            return None
         rule = (scope.get(SCOPE_KEY) or self.resolver.resolve(scope)).rule
         if rule is not None and rule.etag is False:
-            return False
-        if method == "HEAD":
             return None
-        for key, _ in scope["headers"]:
-            if key == b"if-none-match" or key == b"if-modified-since":
-                return None
-        return True
-
-    def wrap(self, scope: Scope, send: Send) -> Send:
-        plain = self.plain(scope)
-        if plain:
-            return _tagger(send)
-        if plain is False:
-            return send
         inm = ims = None
         for key, value in scope["headers"]:
             if key == b"if-none-match":
                 inm = value
             elif key == b"if-modified-since":
                 ims = value
-        conditional = inm is not None or ims is not None
-        head = scope["method"] == "HEAD"
-        start: Message | None = None
-        state = 0  # 0: waiting for the start, 1: pass everything through, 2: done (drop the rest)
-
-        async def send_conditional(message: Message) -> None:
-            nonlocal start, state
-            if state == 1:
-                await send(message)
-                return
-            if message["type"] == "http.response.start":
-                headers = message.get("headers", ())
-                if message["status"] != 200:
-                    state = 1
-                    await send(message)
-                    return
-                if get(headers, b"etag") is not None:  # the app has a validator: compare, don't buffer
-                    state = 1
-                    if conditional and self._fresh(inm, ims, headers):
-                        state = 2
-                        await self._send_304(send, headers)
-                        return
-                    await send(message)
-                    return
-                if head:  # a HEAD body is empty: its hash would not be the GET's validator
-                    state = 1
-                    await send(message)
-                    return
-                start = message
-                return
-            if state == 2 or start is None or message["type"] != "http.response.body":
-                if state != 2:
-                    await send(message)
-                return
-            state = 1
-            if message.get("more_body", False):  # streaming: no ETag, send as it comes
-                await send(start)
-                await send(message)
-                return
-            headers = [*start.get("headers", ()), (b"etag", body_etag(message.get("body", b"")))]
-            if conditional and self._fresh(inm, ims, headers):
-                state = 2
-                await self._send_304(send, headers)
-                return
-            await send({**start, "headers": headers})
-            await send(message)
-
-        return send_conditional
-
-    @staticmethod
-    def _fresh(inm: bytes | None, ims: bytes | None, headers: Iterable[tuple[bytes, bytes]]) -> bool:
-        if inm is not None:  # If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2)
-            etag = get(headers, b"etag")
-            return etag is not None and etag_matches(inm, etag)
-        if ims is not None:
-            modified = get(headers, b"last-modified")
-            return modified is not None and not_modified_since(ims, modified)
-        return False
-
-    @staticmethod
-    async def _send_304(send: Send, headers: Iterable[tuple[bytes, bytes]]) -> None:
-        kept = [(k, v) for k, v in headers if k.lower() in _KEEP_304]
-        await send({"type": "http.response.start", "status": 304, "headers": kept})
-        await send({"type": "http.response.body", "body": b""})
+        return _tagger(inm, ims, method == "HEAD")

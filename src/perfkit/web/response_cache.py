@@ -20,11 +20,12 @@ from typing import Any
 
 from perfkit.errors import PerfkitError
 from perfkit.metrics import Collector, default_collector
-from perfkit.web._asgi import ASGIApp, Headers, Message, Receive, Scope, Send, get, without
 from perfkit.web.cache_key import CacheKey, cache_key, shareable
 from perfkit.web.coalesce import Coalescer, Recorded, Recorder, replay
 from perfkit.web.config import Rule, WebConfig
+from perfkit.web.headers import get, without
 from perfkit.web.routing import RouteResolver
+from perfkit.web.types import ASGIApp, Headers, Message, Receive, Scope, Send
 
 log = logging.getLogger("perfkit.web.cache")
 _MISSING: Any = object()

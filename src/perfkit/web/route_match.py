@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from perfkit.web._asgi import Scope
+from perfkit.web.types import Scope
 
 
 @dataclass(frozen=True, slots=True)

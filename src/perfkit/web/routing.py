@@ -13,9 +13,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from perfkit.web._asgi import Scope, header
 from perfkit.web.config import Rule, WebConfig
+from perfkit.web.headers import header
 from perfkit.web.route_match import RouteWalk, find_router
+from perfkit.web.types import Scope
 
 __all__ = ["SCOPE_KEY", "UNMATCHED", "RouteInfo", "RouteResolver", "find_router"]
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from importlib import resources
 
 from perfkit.monitor.http import respond
-from perfkit.web._asgi import Scope, Send, header
+from perfkit.web.headers import header
+from perfkit.web.types import Scope, Send
 
 _TYPES = {
     "js": "text/javascript; charset=utf-8",

@@ -27,16 +27,21 @@ class RateLimitBackend(Protocol):
     async def close(self) -> None: ...
 
 
+_new = tuple.__new__
+
+
 def gcra(tat: float, now: float, limit: RateLimit, cost: int = 1) -> tuple[Decision, float]:
     """Decide one request; returns the decision and the new TAT (unchanged when refused)."""
-    interval = limit.period / limit.limit
-    tat = max(tat, now)
+    period = limit.period
+    interval = period / limit.limit
+    if tat < now:
+        tat = now
     new_tat = tat + interval * cost
-    allow_at = new_tat - limit.period
+    allow_at = new_tat - period
+    # (tuple.__new__ is what Decision(...) calls, without the generated __new__'s Python frame)
     if allow_at > now + 1e-9:
-        return Decision(False, 0, tat - now, allow_at - now), tat
-    remaining = math.floor((now - allow_at) / interval + 1e-9)
-    return Decision(True, remaining, new_tat - now, 0.0), new_tat
+        return _new(Decision, (False, 0, tat - now, allow_at - now)), tat
+    return _new(Decision, (True, math.floor((now - allow_at) / interval + 1e-9), new_tat - now, 0.0)), new_tat
 
 
 registry: Registry[RateLimitBackend] = Registry("rate limit")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from math import floor
 from time import monotonic
 from typing import Any
 
@@ -29,23 +28,6 @@ class MemoryRateLimit:
                 self._prune(now)
             self._tat[key] = tat
         return decision
-
-    def take(self, key: str, interval: float, period: float) -> tuple[int, float] | None:
-        """`hit_sync` for one request in a few float operations: (remaining, seconds to a full quota)
-        when allowed, None when refused (the caller asks `hit_sync` for the details of a refusal)."""
-        now = monotonic()
-        tats = self._tat
-        tat = tats.get(key, now)
-        if tat < now:
-            tat = now
-        tat += interval
-        spare = now - tat + period  # = now - allow_at
-        if spare < -1e-9:
-            return None
-        if len(tats) >= self.max_keys and key not in tats:
-            self._prune(now)
-        tats[key] = tat
-        return floor(spare / interval + 1e-9), tat - now
 
     def _prune(self, now: float) -> None:
         """Drop keys whose TAT has passed (they are back to a full quota); else the oldest half."""

@@ -1,27 +1,28 @@
-"""`perfkit.instrument(app)`: the whole middleware stack around any ASGI app, in the right order.
+"""`perfkit.instrument(app)`: the composition root. It wires the web stack, the database hooks, the
+cache's metrics, the job events and the monitor around one app; none of those parts imports this module.
 
-Outer to inner: timing -> metrics -> rate limit -> compression -> conditional (ETag/304) ->
-Cache-Control -> response cache and coalescing -> the app. Compression sits outside the ETag layer so a
-304 is decided before any compression work, and outside the response cache so cached bodies are stored
-once, uncompressed. Layers with nothing to do (no limits, no cache rules) are left out.
+Its imports of those parts are made when `instrument()` runs, so `import perfkit` stays cheap (no
+starlette, no SQLAlchemy). The web stack itself is composed by `perfkit.web.stack.compose`.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perfkit.errors import ConfigurationError
 from perfkit.metrics import Collector, cache_observer, default_collector
-from perfkit.web._asgi import ASGIApp, Receive, Scope, Send
-from perfkit.web.cache_control import CacheControlMiddleware
-from perfkit.web.compression import CompressionMiddleware
-from perfkit.web.conditional import ConditionalMiddleware
-from perfkit.web.config import WebConfig
-from perfkit.web.metrics import MetricsMiddleware
-from perfkit.web.ratelimit import RateLimitBackend, RateLimitMiddleware
-from perfkit.web.routing import RouteResolver
-from perfkit.web.timing import TimingMiddleware
+
+if TYPE_CHECKING:
+    from perfkit.web.config import WebConfig
+    from perfkit.web.ratelimit import RateLimitBackend
+    from perfkit.web.types import ASGIApp
+
+__all__ = ["Instrumentation", "PerfkitStack", "build_stack", "instrument"]
+
+# the old address of this module keeps working: `from perfkit.web.instrument import instrument`
+sys.modules.setdefault("perfkit.web.instrument", sys.modules[__name__])
 
 
 @dataclass
@@ -50,54 +51,17 @@ class Instrumentation:
 
 
 def build_stack(app: ASGIApp, handle: Instrumentation, router_app: Any = None) -> ASGIApp:
-    """Compose the layers around `app`; returns the outermost layer (no extra hop of its own)."""
-    config, collector = handle.config, handle.collector
-    resolver = RouteResolver(router_app if router_app is not None else app, config)
-    inner: ASGIApp = app
-    if handle.cache is not None and any(r.cache_ttl is not None for r in config.rules):
-        from perfkit.web.response_cache import ResponseCacheMiddleware
+    """The web stack around `app` for `handle` (its rate limiter lands in `handle.rate_limiter`), with
+    the monitor mounted outermost: /perf/* never passes through the app's stack."""
+    from perfkit.web.stack import compose
 
-        inner = ResponseCacheMiddleware(
-            inner, cache=handle.cache, config=config, collector=collector, resolver=resolver
-        )
-    elif config.coalesce and any(r.coalesce for r in config.rules):
-        from perfkit.web.coalesce import CoalesceMiddleware
-
-        inner = CoalesceMiddleware(inner, config=config, resolver=resolver)
-    if any(r.cache_control for r in config.rules):
-        inner = CacheControlMiddleware(inner, config=config, resolver=resolver)
-    if config.etag:
-        inner = ConditionalMiddleware(inner, config=config, resolver=resolver)
-    if config.compress:
-        inner = CompressionMiddleware(inner, config=config, resolver=resolver)
-    limiter = None
-    if config.default_limit is not None or any(r.limit for r in config.rules):
-        limiter = RateLimitMiddleware(inner, config=config, collector=collector, resolver=resolver)
-        handle.rate_limiter = limiter.backend
-    # timing, metrics and the rate limit share one ASGI layer (one send wrapper per request)
-    metrics = MetricsMiddleware(inner, config=config, collector=collector, resolver=resolver)
-    outer: ASGIApp = TimingMiddleware(
-        inner, config=config, collector=collector, resolver=resolver, metrics=metrics, limiter=limiter,
-        fold=True,
-    )  # fmt: skip
-    if config.exclude:
-        outer = _Exclude(outer, app, config)
-    if handle.monitor is not None:  # outermost: /perf/* never passes through the app's stack
-        outer = handle.monitor.mount(outer)
-    return outer
-
-
-class _Exclude:
-    """Excluded paths (e.g. the monitoring endpoints) go straight to the app, past every layer."""
-
-    def __init__(self, stack: ASGIApp, bare: ASGIApp, config: WebConfig) -> None:
-        self.stack, self.bare, self.config = stack, bare, config
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.config.excluded(scope["path"]):
-            await self.bare(scope, receive, send)
-            return
-        await self.stack(scope, receive, send)
+    # the monitor is the stack's front: /perf/* is served before any layer, in the same ASGI hop
+    front = handle.monitor.mount(app) if handle.monitor is not None else None
+    stack = compose(
+        app, handle.config, handle.collector, cache=handle.cache, router_app=router_app, front=front
+    )
+    handle.rate_limiter = stack.rate_limiter
+    return stack.app
 
 
 class PerfkitStack:
@@ -134,6 +98,8 @@ def instrument(
     rows. Left out when `orm_invalidation=False`, or when the cache already has an invalidator of your
     own (yours, with its strategies, stays the only one).
     """
+    from perfkit.web.config import WebConfig
+
     if not isinstance(orm_invalidation, bool):
         raise ConfigurationError("orm_invalidation", f"must be True or False, not {orm_invalidation!r}")
     handle = Instrumentation(
@@ -148,7 +114,8 @@ def instrument(
             if isinstance(monitor, Monitor)
             else Monitor(monitor, collector=handle.collector, cache=cache, jobs=jobs, engine=engine)
         )
-    if jobs is not None and hasattr(jobs, "on_event"):  # job events -> the collector, monitor or not
+    observed = handle.monitor is not None and handle.monitor.observes(jobs, handle.collector)
+    if jobs is not None and hasattr(jobs, "on_event") and not observed:  # job events -> the collector
         from perfkit.monitor.jobs import observe_jobs
 
         observe_jobs(jobs, handle.collector)

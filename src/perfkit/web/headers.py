@@ -1,16 +1,12 @@
-"""ASGI type aliases and the few header helpers every middleware shares."""
+"""The few header helpers every layer shares (raw ASGI header lists: lower-case names as bytes)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from collections.abc import Iterable
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-Headers = list[tuple[bytes, bytes]]
+from perfkit.web.types import Headers, Scope
+
+__all__ = ["add_vary", "get", "header", "without"]
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:
@@ -22,6 +18,7 @@ def header(scope: Scope, name: bytes) -> bytes | None:
 
 
 def get(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The first header called `name` (compared case-insensitively), or None."""
     for key, value in headers:
         if key.lower() == name:
             return value
@@ -29,6 +26,7 @@ def get(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
 
 
 def without(headers: Headers, *names: bytes) -> Headers:
+    """`headers` less every header called one of `names`."""
     return [(k, v) for k, v in headers if k.lower() not in names]
 
 
