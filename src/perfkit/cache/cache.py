@@ -27,7 +27,7 @@ from perfkit.cache.backends.memory import Item, MemoryBackend
 from perfkit.cache.codec import Codec
 from perfkit.cache.coherence import ClusterTracker, Coherence, RedisTracker, SQLiteWatcher
 from perfkit.cache.crypto import Encryptor
-from perfkit.cache.faults import Health
+from perfkit.cache.health import Health
 from perfkit.cache.keys import (
     DEFAULT_MAX_KEY_LENGTH,
     DEPENDENCY_TAG_PREFIX,
