@@ -29,16 +29,16 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
 bench: $(BSTAMP)
-	$(BVENV)/bin/python bench/cache.py
-	$(BVENV)/bin/python bench/orm.py
-	$(BVENV)/bin/python bench/web.py
-	$(BVENV)/bin/python bench/jobs.py
-	$(BVENV)/bin/python bench/loadgen.py
+	$(BVENV)/bin/python benchmarks/cache.py
+	$(BVENV)/bin/python benchmarks/orm.py
+	$(BVENV)/bin/python benchmarks/web.py
+	$(BVENV)/bin/python benchmarks/jobs.py
+	$(BVENV)/bin/python benchmarks/loadgen.py
 
 clean:
 	rm -rf $(VENV) $(BVENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,8 +1,8 @@
 """ORM-driven invalidation benchmark (issue 3, item 8): what CacheInvalidator adds to a commit, and
 how long invalidating 1k / 10k / 100k dependent keys takes.
 
-    .venv/bin/python bench/orm.py            # full run (~1 min)
-    .venv/bin/python bench/orm.py --quick    # short run (fewer rounds, no 100k case)
+    .venv/bin/python benchmarks/orm.py            # full run (~1 min)
+    .venv/bin/python benchmarks/orm.py --quick    # short run (fewer rounds, no 100k case)
 
 1. Hook overhead: the same transaction (load N tickets by id, change their title, commit) on a plain
    sessionmaker and on sessionmakers instrumented by a CacheInvalidator over a memory cache and over a
