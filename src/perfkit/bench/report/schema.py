@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from perfkit._version import __version__
+from perfkit import __version__
 from perfkit.bench.hdr import PERCENTILES, Histogram
 from perfkit.bench.metrics import ERROR_KINDS, NameStats, Recorder
 from perfkit.bench.plan import Plan
