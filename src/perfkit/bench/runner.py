@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from perfkit.bench.metrics import Recorder
 from perfkit.bench.plan import Plan
+from perfkit.bench.recorder import Recorder
 from perfkit.bench.stop import Stop
 from perfkit.errors import PerfkitError
 
