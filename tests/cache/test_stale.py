@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from perfkit import Cache
-from tests.conftest import eventually, pass_time
+from tests.conftest import REDIS_URL, eventually, pass_time, require_redis
 
 
 async def test_stale_value_served_while_refreshing(cache: Cache) -> None:
@@ -71,3 +73,27 @@ async def test_past_stale_window_is_a_miss(cache: Cache) -> None:
 
 async def _equals(cache: Cache, key: str, expected: object) -> bool:
     return bool(await cache.get(key) == expected)
+
+
+@pytest.mark.redis
+async def test_stale_while_revalidate_on_a_single_l2_tier(namespace: str) -> None:
+    """On an L2-only cache, stale readers are answered at once while the one refresh runs."""
+    require_redis()
+    release = asyncio.Event()
+    calls = 0
+
+    async def loader() -> int:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            await release.wait()
+        return calls
+
+    async with Cache(REDIS_URL, namespace=namespace) as cache:
+        assert await cache.get_or_set("k", loader, ttl=0.05, stale_ttl=30) == 1
+        await pass_time(0.08)
+        first = await cache.get_or_set("k", loader, ttl=0.05, stale_ttl=30)
+        second = await asyncio.wait_for(cache.get_or_set("k", loader, ttl=0.05, stale_ttl=30), 0.5)
+        assert (first, second) == (1, 1)
+        release.set()
+        await cache.clear()

@@ -281,7 +281,8 @@ def make_rule(rule: dict[str, Any]) -> Any:
     return Rule(name=rule["name"], cache_control=rule["cache_control"])
 
 
-async def drive(
+# C901: walks every route kind of a real app's spec in one place: a new kind is one more branch here
+async def drive(  # noqa: C901
     app: Any, spec: dict[str, Any], routes: list[dict[str, Any]], realapp: dict[str, Any]
 ) -> Client:
     client = Client(app)

@@ -1,7 +1,7 @@
 """What perfkit resolves for a fixed set of requests on apps shaped like real ones, as JSON.
 
-Imported by tests/web/test_web_routing.py (the installed FastAPI and Starlette) and run as a script by
-tests/web/test_web_routing_matrix.py inside virtual environments holding other releases, so it uses only
+Imported by tests/web/test_routing.py (the installed FastAPI and Starlette) and run as a script by
+tests/web/test_routing_matrix.py inside virtual environments holding other releases, so it uses only
 what every supported release has: no TestClient (no httpx), the ASGI app called directly.
 `python _routing_probe.py fastapi|starlette` prints {"versions": ..., "results": [...]}.
 """

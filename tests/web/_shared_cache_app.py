@@ -1,4 +1,4 @@
-"""The app `test_web_coalesce_processes.py` serves from two uvicorn processes sharing one Redis.
+"""The app `test_coalesce_processes.py` serves from two uvicorn processes sharing one Redis.
 
 `/report` counts its real runs in Redis (`<prefix>runs`) and answers only once all `PERFKIT_TEST_N`
 requests have looked the response up and missed (the cache counts lookups in `<prefix>looked` and pushes

@@ -16,8 +16,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from perfkit.bench.client import Connection, HttpProtocolError, RawResponse, open_connection
-from perfkit.bench.metrics import NameStats, Recorder
 from perfkit.bench.plan import Plan
+from perfkit.bench.recorder import NameStats, Recorder
 from perfkit.bench.scheduler import ArrivalSchedule, Stage, UserSchedule
 from perfkit.bench.stop import Stop
 

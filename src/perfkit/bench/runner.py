@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from perfkit.bench.metrics import Recorder
 from perfkit.bench.plan import Plan
+from perfkit.bench.recorder import Recorder
 from perfkit.bench.stop import Stop
 from perfkit.errors import PerfkitError
 
@@ -228,7 +228,9 @@ def _run_here(
     return RunResult(rec, started, time.perf_counter() - t0 - START_DELAY, 1)
 
 
-def _run_processes(
+# C901: one supervision loop (ready, error, result, Ctrl-C, deadline) over the worker processes; splitting it
+# would scatter the state they share
+def _run_processes(  # noqa: C901
     plan: Plan, on_tick: Callable[[float, list[float]], None] | None, started: str, handle_sigint: bool
 ) -> RunResult:
     """Start the workers, wait until all are ready, give them one start time, merge their results."""

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
-from perfkit.bench.metrics import Recorder
+from perfkit.bench.recorder import Recorder
 from perfkit.errors import ConfigurationError
 
 TaskFn = Callable[[Any], Awaitable[None]]

@@ -9,8 +9,8 @@ import zlib
 from typing import Any
 
 from perfkit.bench.client import HttpProtocolError, RawResponse
-from perfkit.bench.metrics import Recorder
 from perfkit.bench.pool import Pool
+from perfkit.bench.recorder import Recorder
 from perfkit.bench.stop import Stop
 from perfkit.bench.target import encode_request
 from perfkit.errors import MissingDependencyError

@@ -9,9 +9,9 @@ import traceback
 from pathlib import Path
 
 from perfkit.bench.drivers import Sweeper, ramp_users
-from perfkit.bench.metrics import Recorder
 from perfkit.bench.plan import Plan
 from perfkit.bench.pool import Pool
+from perfkit.bench.recorder import Recorder
 from perfkit.bench.scenario import Scenario, TaskFn, current_recorder
 from perfkit.bench.scenario_client import ScenarioClient, StopUser
 from perfkit.bench.scheduler import ArrivalSchedule, Stage, UserSchedule

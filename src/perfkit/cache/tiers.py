@@ -23,7 +23,7 @@ from perfkit.cache.codec import Codec
 from perfkit.cache.coherence import Coherence
 from perfkit.cache.config import CacheConfig
 from perfkit.cache.crypto import Encryptor
-from perfkit.cache.faults import Health
+from perfkit.cache.health import Health
 from perfkit.cache.keys import DEPENDENCY_TAG_PREFIX, UNSET, check_tags, make_key, ttl_seconds
 from perfkit.cache.stats import DROPPED, ERROR, HIT, MISS, OK, CacheObserver, StatsCounter
 from perfkit.errors import BackendError, BackendUnavailableError, SerializationError
@@ -171,7 +171,7 @@ class Tiers:
         stale item too (one past its `ttl` but within `stale_ttl`; `peek` then returns it).
 
         The hot path: a hit is a dict lookup, so it is counted but not timed (two perf_counter calls
-        and an observer call would triple its cost, bench/cache.py)."""
+        and an observer call would triple its cost, benchmarks/cache.py)."""
         l1 = self.l1
         if l1 is None:
             return None

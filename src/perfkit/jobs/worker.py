@@ -181,7 +181,8 @@ class Worker:
             self._threads.shutdown(wait=False, cancel_futures=True)
         return self.stats
 
-    async def _fetch_loop(self) -> None:
+    # C901: prefetch sizing, fetch, lease and shutdown in one loop (issue 15: the run loop is being split)
+    async def _fetch_loop(self) -> None:  # noqa: C901
         backend = self.jobs.backend
         while not self._stop.is_set():
             if self._auto_prefetch:

@@ -12,7 +12,7 @@ class BoundedPool(aioredis.ConnectionPool):
     """At most `max_connections`; a burst past that waits up to `timeout` for a free one.
 
     redis-py's plain pool raises at once when full, and its BlockingConnectionPool takes a Condition,
-    a timeout and a `wait_for` on every command (7-13 us on a 60 us GET, measured in bench/cache.py).
+    a timeout and a `wait_for` on every command (7-13 us on a 60 us GET, measured in benchmarks/cache.py).
     A semaphore costs nothing while connections are free and only waits when they are not.
     """
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from perfkit._version import __version__
+from perfkit import __version__
 from perfkit.bench.hdr import PERCENTILES, Histogram
-from perfkit.bench.metrics import ERROR_KINDS, NameStats, Recorder
 from perfkit.bench.plan import Plan
+from perfkit.bench.recorder import ERROR_KINDS, NameStats, Recorder
 from perfkit.redaction import redact
 
 SCHEMA = "perfkit.bench/1"

@@ -305,7 +305,7 @@ class SQLiteBackend:
         now = time.time()
         with self._write() as conn:
             for tag in tags:
-                # set-based, in SQL: 100k keys never pass through Python (bench/cache.py)
+                # set-based, in SQL: 100k keys never pass through Python (benchmarks/cache.py)
                 removed += conn.execute(
                     "DELETE FROM perfkit_cache WHERE key IN "
                     "(SELECT key FROM perfkit_cache_tags WHERE tag = ?)",

@@ -164,7 +164,8 @@ class CacheInvalidator:
         store: list[tuple[set[Any], Group]] = session.info.setdefault(self._key, [])
         store.extend(({txn}, g) for g in groups)
 
-    def _on_flush(self, session: Session, flush_context: Any) -> None:
+    # C901: one pass over a flush's new, dirty and deleted objects and their parents
+    def _on_flush(self, session: Session, flush_context: Any) -> None:  # noqa: C901
         groups: dict[tuple[str, str], set[str]] = defaultdict(set)
         parents: dict[tuple[str, str], tuple[Mapper[Any], set[Any]]] = {}
         dirty = [o for o in session.dirty if session.is_modified(o, include_collections=False)]

@@ -3,7 +3,7 @@
 -- this one) and deletes the records, and removes exactly the page from this index, atomically: a value
 -- re-set meanwhile keeps its (new) index entry. Returns how many keys existed (a key on two tags' pages
 -- is unlinked by the first and counted once). The value keys and their records are not repeated in
--- KEYS: that would send every page twice (20% slower on 100k keys, bench/cache.py); they share the
+-- KEYS: that would send every page twice (20% slower on 100k keys, benchmarks/cache.py); they share the
 -- index's hash tag, so on a cluster they are on this node all the same.
 local removed, a = 0, 1
 for i = 1, #KEYS do

@@ -1,7 +1,7 @@
 """Load-generator benchmark (issue 7): perfkit bench vs locust FastHttpUser vs wrk, per client CPU-second.
 
-    .venv/bin/python bench/loadgen.py            # 3 rounds of 6 s per contender
-    .venv/bin/python bench/loadgen.py --quick    # 1 round of 4 s
+    .venv/bin/python benchmarks/loadgen.py            # 3 rounds of 6 s per contender
+    .venv/bin/python benchmarks/loadgen.py --quick    # 1 round of 4 s
 
 One local server for everyone: a raw asyncio (uvloop) hello-world on 127.0.0.1, pinned to the last
 core; each client is pinned to core 0 (`sched_setaffinity`), with the same number of keep-alive

@@ -1,17 +1,16 @@
-"""Regressions found in review: each test failed before its fix."""
+"""Tag invalidation across tiers and failures: own L1 copies, backoff, skewed clocks, swept tag rows.
+
+Found in review; each test failed before its fix."""
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import time
-import warnings
 from pathlib import Path
 
 import pytest
 
-from perfkit import Cache, SyncCache
-from tests.conftest import REDIS_URL, eventually, pass_time, require_redis
+from perfkit import Cache
+from tests.conftest import REDIS_URL, eventually, require_redis
 
 
 @pytest.mark.sqlite
@@ -75,67 +74,6 @@ async def test_tag_index_uses_the_server_clock(namespace: str) -> None:
         assert await cache.invalidate_tags(["t"]) == 2
         assert await cache.get("a") is None
         await cache.clear()
-
-
-@pytest.mark.redis
-async def test_stale_while_revalidate_on_a_single_l2_tier(namespace: str) -> None:
-    """On an L2-only cache, stale readers are answered at once while the one refresh runs."""
-    require_redis()
-    release = asyncio.Event()
-    calls = 0
-
-    async def loader() -> int:
-        nonlocal calls
-        calls += 1
-        if calls > 1:
-            await release.wait()
-        return calls
-
-    async with Cache(REDIS_URL, namespace=namespace) as cache:
-        assert await cache.get_or_set("k", loader, ttl=0.05, stale_ttl=30) == 1
-        await pass_time(0.08)
-        first = await cache.get_or_set("k", loader, ttl=0.05, stale_ttl=30)
-        second = await asyncio.wait_for(cache.get_or_set("k", loader, ttl=0.05, stale_ttl=30), 0.5)
-        assert (first, second) == (1, 1)
-        release.set()
-        await cache.clear()
-
-
-@pytest.mark.redis
-def test_a_cache_survives_a_second_event_loop(namespace: str) -> None:
-    """A Cache used by two asyncio.run() calls (scripts, job workers) keeps working on the second."""
-    require_redis()
-    cache = Cache(REDIS_URL, namespace=namespace, on_error="raise")
-
-    async def clean() -> None:
-        await cache.clear()
-        await cache.close()
-
-    with warnings.catch_warnings():
-        # each loop ends with the cache's connections open (the caller never closed them): their
-        # sockets are garbage once the next loop reconnects, and Python says so; collect them here
-        warnings.simplefilter("ignore", ResourceWarning)
-        asyncio.run(cache.set("k", 1))
-        assert asyncio.run(cache.get("k")) == 1
-        asyncio.run(clean())
-        gc.collect()
-
-
-@pytest.mark.sqlite
-def test_sync_cache_decorator_does_not_start_a_second_portal(tmp_path: Path) -> None:
-    """SyncCache(url).cached on a plain function uses that SyncCache, so close() stops everything."""
-    cache = SyncCache(f"sqlite:///{tmp_path}/s.db", namespace="s")
-
-    @cache.cached(ttl=60)
-    def f(x: int) -> int:
-        return x * 2
-
-    assert f(2) == 4
-    assert cache.cache.sync is cache
-    cache.close()
-    import threading
-
-    assert not [t for t in threading.enumerate() if t.name == "perfkit-cache-sync" and t.is_alive()]
 
 
 @pytest.mark.sqlite

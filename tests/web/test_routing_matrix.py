@@ -2,7 +2,7 @@
 
 Every environment gets one framework release from the package index plus perfkit's own dependencies;
 perfkit itself comes from this checkout (PYTHONPATH=src). `_routing_probe.py` runs there and prints what
-perfkit resolved; the answers must equal the ones the installed releases give (test_web_routing.py).
+perfkit resolved; the answers must equal the ones the installed releases give (test_routing.py).
 Environments are cached under $PERFKIT_MATRIX_CACHE (default ~/.cache/perfkit-matrix) and built once:
 a fresh machine spends about a minute per environment, later runs a second or two each.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_web_routing import EXPECTED, as_expected
+from .test_routing import EXPECTED, as_expected
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).with_name("_routing_probe.py")

@@ -1,6 +1,6 @@
 """Web-layer benchmark: perfkit's stack vs bare Starlette and the peer libraries, in one run.
 
-    python bench/web.py [--duration 3] [--rounds 2] [--connections 32]
+    python benchmarks/web.py [--duration 3] [--rounds 2] [--connections 32]
 
 1. Throughput under uvicorn on 127.0.0.1 driven by `wrk` (bounded: one thread, a few seconds each):
    hello-world and a ~4 KB JSON endpoint; bare Starlette, perfkit's full stack (timing + metrics +

@@ -15,7 +15,7 @@ import redis
 from tests.conftest import free_port
 
 from .conftest import REDIS_URL
-from .test_web_response_cache import redis_up
+from .test_response_cache import redis_up
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 40

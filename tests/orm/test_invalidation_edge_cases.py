@@ -1,4 +1,4 @@
-"""ORM invalidation regressions found in review: each test failed before its fix."""
+"""ORM invalidation edge cases: savepoints, unloaded columns, core DML, self-joins, inheritance."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """How fast can one sequential enqueue be? perfkit's ENQUEUE script over the leanest possible connection,
 against huey's one-at-a-time enqueue, in one run (issue 4's "enqueue >= 1.5x the best peer").
 
-    python bench/jobs_floor.py [--n 10000] [--rounds 3] [--redis URL]
+    python benchmarks/jobs_floor.py [--n 10000] [--rounds 3] [--redis URL]
 
 Per round, interleaved, each timed over `n` sequential calls from one process on uvloop:
   - huey: `task(...)` (pickle + one LPUSH through redis-py's synchronous client),

@@ -1,14 +1,14 @@
 """Instructions per request, counted by callgrind: where the web stack's cost goes, without the noise.
 
-    python bench/web_instructions.py [--variants bare,bare-headers,perfkit-core] [--seconds 15]
-    python bench/web_instructions.py --variants bare,starlette-gzip,perfkit-gzip --path /json --gzip
+    python benchmarks/web_instructions.py [--variants bare,bare-headers,perfkit-core] [--seconds 15]
+    python benchmarks/web_instructions.py --variants bare,starlette-gzip,perfkit-gzip --path /json --gzip
 
 Wall-clock and CPU-time figures on this shared 2-core VM move by +-30 % between runs; instruction
 counts do not (the same binary and inputs give the same count whatever else the machine does). For
-each `bench/web.py` variant (the same apps as there) this prints:
+each `benchmarks/web.py` variant (the same apps as there) this prints:
   - under uvicorn: the server run under `valgrind --tool=callgrind`, counters zeroed after a warm-up,
     loaded by `wrk` for `--seconds`, then dumped: instructions / requests served;
-  - in-process: the ASGI app called directly (`bench/web.py`'s `per_request_us` loop) at two request
+  - in-process: the ASGI app called directly (`benchmarks/web.py`'s `per_request_us` loop) at two request
     counts, and the difference of the two totals divided by the difference of the counts (start-up
     cancels out).
 `bare-headers` is bare Starlette plus the five response headers perfkit's core stack adds (request id,

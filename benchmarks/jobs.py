@@ -7,7 +7,7 @@ Every library gets the same Redis, one worker process and the same no-op job. Pe
   3. with that worker idle, enqueue jobs one by one 5 ms apart and record enqueue-to-start latency.
 perfkit is also measured on SQLite and PostgreSQL. A peer that cannot run here is listed with why.
 
-    python bench/jobs.py [--jobs 10000] [--concurrency 16] [--only perfkit,arq] [--redis URL]
+    python benchmarks/jobs.py [--jobs 10000] [--concurrency 16] [--only perfkit,arq] [--redis URL]
 """
 
 from __future__ import annotations

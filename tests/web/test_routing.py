@@ -1,7 +1,7 @@
 """Route resolution: labels are the full template (include prefixes, mounts), names match, 404 and 405
 and slash redirects answer as the router does, and perfkit's answer is checked against the endpoint run.
 
-The same probe runs on other FastAPI and Starlette releases in test_web_routing_matrix.py."""
+The same probe runs on other FastAPI and Starlette releases in test_routing_matrix.py."""
 
 from __future__ import annotations
 
