@@ -109,7 +109,7 @@ class RedisTracker(_FillGuard):
         return [self.url]
 
     async def _run(self) -> None:
-        from perfkit.cache.backends.redis import client_from_url, close_client
+        from perfkit.redisclient import cache_options, close_client, make_client
 
         backoff, outage_logged = 0.05, False
         while not self._closing:
@@ -117,7 +117,8 @@ class RedisTracker(_FillGuard):
             try:
                 conns = []
                 for url in await self._node_urls():
-                    clients.append(client_from_url(url, timeout=self.timeout, max_connections=1, protocol=2))
+                    options = cache_options(url, timeout=self.timeout, max_connections=1, protocol=2)
+                    clients.append(make_client(url, options))
                     conns.append(await self._subscribe(clients[-1]))
                 self._drop_all()  # anything cached before the subscriptions may have been missed
                 self.ready, backoff = True, 0.05
@@ -277,12 +278,19 @@ class ClusterTracker(RedisTracker):
 
     async def _primary_names(self) -> list[str]:
         """`host:port` of every primary, from CLUSTER NODES of the first seed (or known node) that answers."""
-        from perfkit.cache.backends.redis import client_from_url, close_client
-        from perfkit.cache.backends.redis_cluster import node_url, primaries, seed_names
+        from perfkit.redisclient import (
+            cache_options,
+            close_client,
+            make_client,
+            node_url,
+            primaries,
+            seed_names,
+        )
 
         error: Exception = ConnectionError(f"no node of {self.url.redacted()} answered")
         for name in dict.fromkeys([*seed_names(self.url), *self._primaries]):
-            client = client_from_url(node_url(self.url, name), timeout=self.timeout, max_connections=1)
+            node = node_url(self.url, name)
+            client = make_client(node, cache_options(node, timeout=self.timeout, max_connections=1))
             try:
                 reply = await client.execute_command("CLUSTER NODES")  # type: ignore[no-untyped-call, unused-ignore]
                 return primaries(reply)
@@ -293,7 +301,7 @@ class ClusterTracker(RedisTracker):
         raise error
 
     async def _node_urls(self) -> list[BackendURL]:
-        from perfkit.cache.backends.redis_cluster import node_url
+        from perfkit.redisclient import node_url
 
         self._primaries = await self._primary_names()
         return [node_url(self.url, name) for name in self._primaries]
