@@ -96,9 +96,10 @@ class RateLimiter:
         if plan is None:
             return NOT_LIMITED
         peer = scope.get("client")
-        return self._verdict(
-            plan, memory.hit_sync(plan.key + (str(peer[0]) if peer else "unknown"), plan.limit)
-        )
+        ip = peer[0] if peer else "unknown"
+        if type(ip) is not str:  # (a str already, from every server: no str() call for it)
+            ip = str(ip)
+        return self._verdict(plan, memory.hit_sync(plan.key + ip, plan.limit))
 
     async def decide(self, scope: Scope) -> Verdict:
         """Decide one request: (headers to add, None) when allowed, (None, None) when not limited,
