@@ -176,15 +176,22 @@ class HistogramSeries:
     def __init__(self, buckets: tuple[float, ...], row: list[float], seen: list[float]) -> None:
         self.buckets, self.row, self.seen = buckets, row, seen
 
-    def observe(self, amount: float) -> None:
-        row = self.row
-        row[bisect_left(self.buckets, amount)] += 1
-        row[-1] += amount
-        seen = self.seen
-        if amount < seen[0]:
-            seen[0] = amount
-        if amount > seen[1]:
-            seen[1] = amount
+    def observe(self, amount: float, other: HistogramSeries | None = None, other_amount: float = 0.0) -> None:
+        """Add `amount`; with `other`, add `other_amount` to that series too, in the same call (a request
+        updates two histograms in one frame)."""
+        series: HistogramSeries = self
+        while True:
+            row = series.row
+            row[bisect_left(series.buckets, amount)] += 1
+            row[-1] += amount
+            seen = series.seen
+            if amount < seen[0]:
+                seen[0] = amount
+            if amount > seen[1]:
+                seen[1] = amount
+            if other is None:
+                return
+            series, amount, other = other, other_amount, None
 
 
 def span(extremes: Iterable[Sequence[float] | None]) -> tuple[float, float] | None:

@@ -205,22 +205,23 @@ class MonitorMount:
         if kind != "http":
             await self.app(scope, receive, send)
             return
-        if self.serves(scope["path"]):
+        watched = self.watch(scope, send)
+        if watched is None:
             await self.perf(scope, receive, send)
             return
-        await self.app(scope, receive, self.watch(scope, send))
-
-    def serves(self, path: str) -> bool:
-        """True for a path under the monitor's prefix (served by `perf`, past every other layer)."""
-        return path.startswith(self._below) or path == self.prefix
+        await self.app(scope, receive, watched)
 
     def lifespan(self, receive: Receive) -> Receive:
         """`receive` for the app's lifespan scope: the monitor starts and stops with the app."""
         return self._lifespan(receive)
 
-    def watch(self, scope: Scope, send: Send) -> Send:
-        """`send` that counts a large uncompressed response to a client that accepts compression
-        (`send` itself for one that does not)."""
+    def watch(self, scope: Scope, send: Send) -> Send | None:
+        """None for a path under the monitor's prefix (served by `perf`, past every other layer); else
+        `send` that counts a large uncompressed response to a client that accepts compression (`send`
+        itself for one that does not). One call per request decides both."""
+        path = scope["path"]
+        if path.startswith(self._below) or path == self.prefix:
+            return None
         accepted = header(scope, b"accept-encoding")
         if not accepted or not any(e in accepted for e in _ENCODINGS):
             return send

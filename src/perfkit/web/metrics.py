@@ -76,8 +76,7 @@ class RequestMetrics:
         labels = (method, route, _CLASSES[min(status // 100, 5)])
         series = self._series.get(labels)
         if series is not None:
-            series[0].observe(elapsed)
-            series[1].observe(size)
+            series[0].observe(elapsed, series[1], size)
         elif len(self._series) < 4096:
             self._series[labels] = (
                 self.latency.series_for(labels, elapsed),

@@ -35,11 +35,10 @@ class Front(Protocol):
 
     perf: ASGIApp
 
-    def serves(self, path: str) -> bool: ...
-
     def lifespan(self, receive: Receive) -> Receive: ...
 
-    def watch(self, scope: Scope, send: Send) -> Send: ...
+    def watch(self, scope: Scope, send: Send) -> Send | None:
+        """None for a path the front serves itself (with `perf`), else the `send` to use."""
 
 
 class Pipeline:
@@ -72,10 +71,11 @@ class Pipeline:
             await self.app(scope, receive, send)
             return
         if front is not None:
-            if front.serves(scope["path"]):
+            watched = front.watch(scope, send)
+            if watched is None:
                 await front.perf(scope, receive, send)
                 return
-            send = front.watch(scope, send)
+            send = watched
         if self.excluded is not None and self.bare is not None and self.excluded(scope["path"]):
             await self.bare(scope, receive, send)
             return

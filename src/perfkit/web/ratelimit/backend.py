@@ -8,6 +8,7 @@ Memory is O(1) per key and the check is one read and one write, which Redis does
 from __future__ import annotations
 
 import math
+from time import monotonic
 from typing import NamedTuple, Protocol
 
 from perfkit.backends import Registry
@@ -30,18 +31,52 @@ class RateLimitBackend(Protocol):
 _new = tuple.__new__
 
 
+class GcraTable:
+    """The one GCRA, in process: a TAT per key, at most `max_keys` of them (expired keys pruned)."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self.max_keys = max_keys
+        self.tats: dict[str, float] = {}
+
+    def hit_sync(self, key: str, limit: RateLimit, cost: int = 1, now: float | None = None) -> Decision:
+        """Decide one request for `key` at `now` (default: the monotonic clock), storing its new TAT
+        when allowed. (One frame: the arithmetic is not a call of its own.)"""
+        if now is None:
+            now = monotonic()
+        tats = self.tats
+        tat = tats.get(key, now)
+        period = limit.period
+        interval = period / limit.limit
+        if tat < now:
+            tat = now
+        new_tat = tat + interval * cost
+        allow_at = new_tat - period
+        # (tuple.__new__ is what Decision(...) calls, without the generated __new__'s Python frame)
+        if allow_at > now + 1e-9:
+            return _new(Decision, (False, 0, tat - now, allow_at - now))
+        if len(tats) >= self.max_keys and key not in tats:
+            self.prune(now)
+        tats[key] = new_tat
+        remaining = math.floor((now - allow_at) / interval + 1e-9)
+        return _new(Decision, (True, remaining, new_tat - now, 0.0))
+
+    def prune(self, now: float) -> None:
+        """Drop keys whose TAT has passed (they are back to a full quota); else the oldest half."""
+        tats = self.tats
+        for k in [k for k, t in tats.items() if t <= now]:
+            del tats[k]
+        if len(tats) >= self.max_keys:
+            for k in list(tats)[: self.max_keys // 2]:
+                del tats[k]
+
+
 def gcra(tat: float, now: float, limit: RateLimit, cost: int = 1) -> tuple[Decision, float]:
-    """Decide one request; returns the decision and the new TAT (unchanged when refused)."""
-    period = limit.period
-    interval = period / limit.limit
-    if tat < now:
-        tat = now
-    new_tat = tat + interval * cost
-    allow_at = new_tat - period
-    # (tuple.__new__ is what Decision(...) calls, without the generated __new__'s Python frame)
-    if allow_at > now + 1e-9:
-        return _new(Decision, (False, 0, tat - now, allow_at - now)), tat
-    return _new(Decision, (True, math.floor((now - allow_at) / interval + 1e-9), new_tat - now, 0.0)), new_tat
+    """Decide one request from its key's TAT; returns the decision and the new TAT (unchanged when
+    refused). `GcraTable.hit_sync` on a table of one key."""
+    table = GcraTable()
+    table.tats[""] = tat
+    decision = table.hit_sync("", limit, cost, now)
+    return decision, table.tats[""]
 
 
 registry: Registry[RateLimitBackend] = Registry("rate limit")

@@ -24,7 +24,7 @@ from perfkit.web.config import RateLimit, WebConfig
 from perfkit.web.pipeline import Pipeline
 from perfkit.web.ratelimit.backend import Decision, RateLimitBackend, create_backend
 from perfkit.web.ratelimit.memory import MemoryRateLimit
-from perfkit.web.routing import SCOPE_KEY, RouteResolver
+from perfkit.web.routing import SCOPE_KEY, RouteInfo, RouteResolver
 from perfkit.web.types import ASGIApp, Headers, Scope, Send
 
 log = logging.getLogger("perfkit.web.ratelimit")
@@ -75,6 +75,8 @@ class RateLimiter:
         )
         self._down = False
         self._plans: dict[str, _Plan] = {}
+        # id(resolved route) -> (that route, its plan): `_plan_for` once per route, not per request
+        self._by_route: dict[int, tuple[RouteInfo, _Plan | None]] = {}
 
     def decide_now(self, scope: Scope) -> Verdict | None:
         """The verdict when it needs no I/O (the in-process backend, the client is the IP); None when
@@ -82,13 +84,22 @@ class RateLimiter:
         memory = self._memory
         if memory is None or self.key_func is not None:
             return None
-        plan = self._plan_for(scope)
+        info = scope.get(SCOPE_KEY) or self.resolver.resolve(scope)
+        known = self._by_route.get(id(info))
+        if known is not None and known[0] is info:  # (the identity check: an id can be reused)
+            plan = known[1]
+        else:
+            plan = self._plan_for(scope)
+            if len(self._by_route) > 4096:
+                self._by_route.clear()
+            self._by_route[id(info)] = (info, plan)
         if plan is None:
             return NOT_LIMITED
         peer = scope.get("client")
-        return self._verdict(
-            plan, memory.hit_sync(plan.key + (str(peer[0]) if peer else "unknown"), plan.limit)
-        )
+        ip = peer[0] if peer else "unknown"
+        if type(ip) is not str:  # (a str already, from every server: no str() call for it)
+            ip = str(ip)
+        return self._verdict(plan, memory.hit_sync(plan.key + ip, plan.limit))
 
     async def decide(self, scope: Scope) -> Verdict:
         """Decide one request: (headers to add, None) when allowed, (None, None) when not limited,
