@@ -80,6 +80,16 @@ def require_postgres() -> None:
         service_missing(why)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The Django project of tests/django/ (pytest-django sets Django up after this hook)."""
+    from django.conf import settings
+
+    from tests.django.project import settings as project
+
+    if not settings.configured:
+        settings.configure(**{k: v for k, v in vars(project).items() if k.isupper()})
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Under CI, an unreachable Redis or PostgreSQL fails the whole run before any test: some modules
     decide to skip at collection, and none of those skips may turn a CI run green."""

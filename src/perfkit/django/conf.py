@@ -1,0 +1,147 @@
+"""`settings.PERFKIT`, read once and checked: every key named in an error, unknown keys refused.
+
+PERFKIT = {
+    "web": {...},                 # perfkit.web.WebConfig keywords (compress, etag, slow_request, ...)
+    "rules": [{"name": "ticket-list", "cache_ttl": 300}, ...],   # perfkit.web.Rule keywords, or Rules
+    "rate_limit": "100/minute",   # the default limit for every route
+    "db": {...},                  # perfkit.db.DbConfig keywords (slow_query, nplusone_threshold, ...)
+    "databases": None,            # the DATABASES aliases to instrument; None: all of them
+    "monitor": {"token": "..."},  # perfkit.monitor.MonitorConfig keywords; False: no monitor
+    "cache": "default",           # the CACHES alias whose perfkit Cache the response cache uses
+    "jobs": "redis://...",        # the job queue: a URL, or perfkit.jobs.JobsConfig keywords
+}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from perfkit.errors import ConfigurationError
+
+__all__ = ["DjangoSettings", "get_settings", "installers", "reset"]
+
+_KEYS = ("web", "rules", "rate_limit", "db", "databases", "monitor", "cache", "jobs")
+
+
+@dataclass(frozen=True)
+class DjangoSettings:
+    """`settings.PERFKIT`, checked. `web`, `db` and `monitor` are perfkit's own config objects."""
+
+    web: Any  # perfkit.web.config.WebConfig
+    db: Any  # perfkit.db.config.DbConfig
+    monitor: Any  # perfkit.monitor.config.MonitorConfig, or None when switched off
+    databases: tuple[str, ...] | None = None
+    cache: str = "default"
+    jobs: Any = None  # a URL or a dict of JobsConfig keywords; None: no job queue
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+_current: DjangoSettings | None = None
+
+
+def _section(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key) or {}
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"PERFKIT['{key}']", f"must be a dict of keywords, not {value!r}")
+    return dict(value)
+
+
+def _build(name: str, factory: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    try:
+        return factory(**kwargs)
+    except TypeError as exc:  # an unknown keyword: name it
+        raise ConfigurationError(name, str(exc)) from None
+
+
+def _rules(raw: Any) -> list[Any]:
+    from perfkit.web.config import Rule
+
+    if not isinstance(raw, Sequence) or isinstance(raw, str | bytes):
+        raise ConfigurationError("PERFKIT['rules']", f"must be a list of rules, not {raw!r}")
+    rules = []
+    for i, item in enumerate(raw):
+        if isinstance(item, Rule):
+            rules.append(item)
+        elif isinstance(item, dict):
+            rules.append(_build(f"PERFKIT['rules'][{i}]", Rule, dict(item)))
+        else:
+            raise ConfigurationError(f"PERFKIT['rules'][{i}]", f"must be a dict or a Rule, not {item!r}")
+    return rules
+
+
+def parse(raw: Any) -> DjangoSettings:
+    """`raw` (the PERFKIT dict) checked and turned into perfkit's config objects."""
+    from perfkit.db.config import DbConfig
+    from perfkit.monitor.config import MonitorConfig
+    from perfkit.web.config import WebConfig
+
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigurationError("PERFKIT", f"must be a dict, not {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(_KEYS))
+    if unknown:
+        raise ConfigurationError(f"PERFKIT['{unknown[0]}']", f"unknown setting; known: {', '.join(_KEYS)}")
+    web = _section(raw, "web")
+    for key in ("rules", "rate_limit"):
+        if key in raw:
+            if key in web:
+                raise ConfigurationError(
+                    f"PERFKIT['{key}']", f"given twice (also in PERFKIT['web']['{key}'])"
+                )
+            web[key] = raw[key]
+    if "rules" in web:
+        web["rules"] = _rules(web["rules"])
+    monitor: Any = None
+    if raw.get("monitor", True) is not False:
+        monitor = _build("PERFKIT['monitor']", MonitorConfig, _section(raw, "monitor"))
+    databases = raw.get("databases")
+    if databases is not None:
+        if isinstance(databases, str) or not all(isinstance(a, str) for a in databases):
+            raise ConfigurationError("PERFKIT['databases']", f"must be a list of aliases, not {databases!r}")
+        databases = tuple(databases)
+    cache = raw.get("cache", "default")
+    if not isinstance(cache, str):
+        raise ConfigurationError("PERFKIT['cache']", f"must be a CACHES alias, not {cache!r}")
+    return DjangoSettings(
+        web=_build("PERFKIT['web']", WebConfig, web),
+        db=_build("PERFKIT['db']", DbConfig, _section(raw, "db")),
+        monitor=monitor, databases=databases, cache=cache, jobs=raw.get("jobs"), raw=dict(raw),
+    )  # fmt: skip
+
+
+def get_settings() -> DjangoSettings:
+    """The project's PERFKIT settings, parsed on first use (and again after `reset()`)."""
+    global _current
+    if _current is None:
+        from django.conf import settings
+
+        _current = parse(getattr(settings, "PERFKIT", None))
+    return _current
+
+
+def reset() -> None:
+    """Forget the parsed settings (tests that change `settings.PERFKIT` call this; so does the
+    `setting_changed` signal)."""
+    global _current
+    _current = None
+
+
+def installers() -> list[Callable[[], None]]:
+    """What `PerfkitConfig.ready()` runs, once per process: each part's `install()`."""
+    from perfkit.django import db, invalidation
+
+    return [db.install, invalidation.install]
+
+
+def _on_setting_changed(*, setting: str, **_: Any) -> None:
+    if setting == "PERFKIT":
+        reset()
+
+
+def connect_signals() -> None:
+    from django.test.signals import setting_changed
+
+    setting_changed.connect(_on_setting_changed, dispatch_uid="perfkit.django.conf")
