@@ -72,3 +72,23 @@ urlpatterns = [
     path("naive/", naive, name="naive"),
     path("async/", async_tickets, name="async-tickets"),
 ]
+
+
+class ToPostgres:
+    """A database router sending every model to `pg` (the async view test's PostgreSQL run)."""
+
+    def db_for_read(self, model: Any, **hints: Any) -> str:
+        return "pg"
+
+    def db_for_write(self, model: Any, **hints: Any) -> str:
+        return "pg"
+
+
+class ToDefault(ToPostgres):
+    """Every model to `default`."""
+
+    def db_for_read(self, model: Any, **hints: Any) -> str:
+        return "default"
+
+    def db_for_write(self, model: Any, **hints: Any) -> str:
+        return "default"

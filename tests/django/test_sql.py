@@ -180,3 +180,28 @@ def test_an_unknown_alias_is_refused(settings: Any) -> None:
     with pytest.raises(ConfigurationError) as err:
         settings.PERFKIT = {**settings.PERFKIT, "databases": ["nope"]}
     assert err.value.setting == "PERFKIT['databases']" and "nope" in str(err.value)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(databases=["pg"], transaction=True)
+def test_a_connection_opened_inside_a_users_execute_wrapper_block(configure: Configure) -> None:
+    """The hook goes first in execute_wrappers: when the connection opens inside the user's
+    `connection.execute_wrapper(w)` block, leaving the block removes `w`, not perfkit's hook."""
+    require_postgres()
+    configure()
+    connection = connections["pg"]
+    seen: list[str] = []
+
+    def mine(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    connection.close()
+    connection.execute_wrappers.clear()  # as a new thread's DatabaseWrapper starts
+    with connection.execute_wrapper(mine), connection.cursor() as cursor:
+        cursor.execute("SELECT 1")  # opens the connection: connection_created adds the hook
+    assert seen == ["SELECT 1"]
+    assert connection.execute_wrappers == [django_db.hook_for("pg")]
+    with track() as stats:
+        Ticket.objects.using("pg").count()
+    assert stats.db_count == 1 and len(seen) == 1
