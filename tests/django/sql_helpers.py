@@ -12,7 +12,6 @@ from perfkit.metrics import Collector, default_collector
 from tests.conftest import require_postgres
 
 
-
 def databases(*, transaction: bool = False) -> Any:
     """Parametrize a test over the two databases every behaviour runs on, the in-memory SQLite
     `default` and the real PostgreSQL `pg`, each with its own `django_db` mark."""
@@ -23,6 +22,7 @@ def databases(*, transaction: bool = False) -> Any:
                      marks=[pytest.mark.postgres,
                             pytest.mark.django_db(databases=["pg"], transaction=transaction)]),
     ])  # fmt: skip
+
 
 Configure = Callable[..., Collector]
 

@@ -13,8 +13,12 @@ from perfkit.django import db as django_db
 from perfkit.errors import ConfigurationError
 from perfkit.metrics import Collector, current_request
 from tests.conftest import require_postgres
-from tests.django.sql_helpers import Configure, alias, configure, databases  # noqa: F401  (fixtures)
+from tests.django import sql_helpers
+from tests.django.sql_helpers import Configure, databases
 from tests.django.tickets.models import Organization, Ticket
+
+alias = sql_helpers.alias  # the fixtures, used by name
+configure = sql_helpers.configure
 
 
 def _tickets(alias: str, n: int = 3) -> Organization:

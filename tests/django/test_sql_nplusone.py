@@ -11,8 +11,12 @@ from django.db.models import QuerySet
 
 from perfkit.db import track
 from perfkit.metrics import Collector
-from tests.django.sql_helpers import Configure, alias, configure, databases  # noqa: F401  (fixtures)
+from tests.django import sql_helpers
+from tests.django.sql_helpers import Configure, databases
 from tests.django.tickets.models import Organization, Tag, Ticket, TicketComment
+
+alias = sql_helpers.alias  # the fixtures, used by name
+configure = sql_helpers.configure
 
 
 def _data(alias: str, n: int = 4) -> None:
@@ -104,7 +108,9 @@ def test_writes_through_a_related_manager_are_not_loads(alias: str, configure: C
 
 
 @databases()
-def test_below_the_threshold_or_outside_a_request_nothing_is_reported(alias: str, configure: Configure) -> None:
+def test_below_the_threshold_or_outside_a_request_nothing_is_reported(
+    alias: str, configure: Configure
+) -> None:
     """Two lazy loads with a threshold of 3, or any number outside a request, record nothing."""
     collector = configure(nplusone_threshold=3)
     _data(alias)
@@ -123,6 +129,6 @@ def test_a_lazily_loaded_queryset_still_pickles_as_a_plain_one(configure: Config
     configure()
     _data("default", 1)
     ticket = Ticket.objects.get()
-    restored = pickle.loads(pickle.dumps(ticket.comments.all()))
+    restored = pickle.loads(pickle.dumps(ticket.comments.all()))  # noqa: S301  (made here)
     assert type(restored) is QuerySet
     assert [c.body for c in restored] == ["hello"]

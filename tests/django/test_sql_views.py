@@ -9,8 +9,12 @@ import pytest
 from django.db import connections
 
 from perfkit.metrics import current_request
-from tests.django.sql_helpers import Configure, alias, configure, databases  # noqa: F401  (fixtures)
+from tests.django import sql_helpers
+from tests.django.sql_helpers import Configure, databases
 from tests.django.tickets.models import Organization, Ticket
+
+alias = sql_helpers.alias  # the fixtures, used by name
+configure = sql_helpers.configure
 
 pytestmark = pytest.mark.urls("tests.django.sql_urls")
 

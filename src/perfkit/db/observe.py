@@ -85,7 +85,9 @@ class StatementObserver:
             "message": f"the same query ran {count}+ times in one request: load it once and reuse it",
         })  # fmt: skip
 
-    def slow_query(self, connection: Any, statement: str, parameters: Any, many: bool, elapsed: float) -> None:
+    def slow_query(
+        self, connection: Any, statement: str, parameters: Any, many: bool, elapsed: float
+    ) -> None:
         """Count, record and log a slow statement; EXPLAIN it on `connection` if its shape is new."""
         stats = current_request()
         route = stats.route if stats is not None else None

@@ -120,10 +120,11 @@ def _counting(manager: type, key: tuple[str, str], fix: str) -> type:
     return manager
 
 
-def _marked_class(base: type, key: tuple[str, str], fix: str) -> type:
+def _marked_class(base: type[Any], key: tuple[str, str], fix: str) -> type[Any]:
     """A subclass of the QuerySet class `base` that counts one lazy load of `key` per query it runs;
     one per (class, relation), so bounded; it pickles as `base`."""
     base = getattr(base, "_perfkit_base", base)  # never a marked class over another marked class
+    fetch_all = base._fetch_all
     found = _marked.get((base, key))
     if found is not None:
         return found
@@ -131,7 +132,7 @@ def _marked_class(base: type, key: tuple[str, str], fix: str) -> type:
     def _fetch_all(self: Any) -> None:
         if self._result_cache is None:
             _loaded(key, fix)
-        base._fetch_all(self)  # type: ignore[attr-defined]  # a QuerySet
+        fetch_all(self)
 
     def __reduce_ex__(self: Any, protocol: Any) -> Any:
         return (_restore, (base, self.__getstate__()))
@@ -146,8 +147,8 @@ def _marked_class(base: type, key: tuple[str, str], fix: str) -> type:
     return made
 
 
-def _restore(base: type, state: dict[str, Any]) -> Any:
+def _restore(base: type[Any], state: dict[str, Any]) -> Any:
     """Unpickle a marked queryset as a plain one of its base class."""
-    queryset = base.__new__(base)
+    queryset = object.__new__(base)  # what unpickling does: no __init__
     queryset.__setstate__(state)
     return queryset
