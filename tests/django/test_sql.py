@@ -209,3 +209,17 @@ def test_a_connection_opened_inside_a_users_execute_wrapper_block(configure: Con
     with track() as stats:
         Ticket.objects.using("pg").count()
     assert stats.db_count == 1 and len(seen) == 1
+
+
+@pytest.mark.django_db
+def test_install_hooks_the_connections_already_open(configure: Configure) -> None:
+    """A connection that was open before `install()` ran (no connection_created to come) is hooked."""
+    configure()
+    connection = connections["default"]
+    connection.ensure_connection()
+    connection.execute_wrappers.clear()
+    django_db.install()
+    assert connection.execute_wrappers == [django_db.hook_for("default")]
+    with track() as stats:
+        Ticket.objects.count()
+    assert stats.db_count == 1
