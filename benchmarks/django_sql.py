@@ -23,12 +23,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
 
 
 def setup() -> None:
-    import django
     from django.conf import settings
+
+    import django
 
     settings.configure(
         DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
@@ -111,8 +111,9 @@ def instructions(n: int) -> dict[str, tuple[float, float]]:
             totals = []
             for count in (n, 3 * n):
                 with tempfile.TemporaryDirectory() as tmp:
+                    side = "--on" if on else "--off"
                     cmd = [valgrind, "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.out",
-                           sys.executable, __file__, "--run", loop, "--on" if on else "--off", "--n", str(count)]  # fmt: skip
+                           sys.executable, __file__, "--run", loop, side, "--n", str(count)]  # fmt: skip
                     done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ, check=True)
                     found = re.search(r"Collected : (\d+)", done.stderr)
                     if found is None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 
 from perfkit.metrics import end_request, start_request
@@ -67,7 +67,26 @@ async def async_tickets(request: HttpRequest) -> HttpResponse:
     return HttpResponse(",".join(names))
 
 
+async def async_naive(request: HttpRequest) -> HttpResponse:
+    """The N+1 from an async view: the lazy loads run in sync_to_async's thread."""
+    from asgiref.sync import sync_to_async
+
+    def names() -> list[str]:
+        return [t.organization.name for t in Ticket.objects.all()]
+
+    return HttpResponse(",".join(await sync_to_async(names)()))
+
+
+def findings(request: HttpRequest) -> JsonResponse:
+    """The process's N+1 findings (what the monitor's report reads), for the server tests."""
+    from perfkit.metrics import default_collector
+
+    return JsonResponse({"n_plus_one": default_collector().findings("n_plus_one")})
+
+
 urlpatterns = [
+    path("async-naive/", async_naive, name="async-naive"),
+    path("findings/", findings, name="findings"),
     path("tickets/", tickets, name="tickets"),
     path("naive/", naive, name="naive"),
     path("async/", async_tickets, name="async-tickets"),
