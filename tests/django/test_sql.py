@@ -96,7 +96,10 @@ def test_slow_statements_are_explained_once_per_shape(alias: str, configure: Con
     assert len(plans) == 1 and plans[0]["explain"]
     assert "explain" in selects[0] and "explain" not in selects[1]
     suggestions = [s for s in collector.findings("index_suggestion") if s["table"] == "tickets_ticket"]
-    assert any("status" in s["columns"] for s in suggestions), suggestions
+    [status] = [s for s in suggestions if s["columns"] == ["status"]]
+    assert status["model"] == "tickets.Ticket"
+    assert status["django"] == 'models.Index(fields=["status"]) in Ticket.Meta.indexes'
+    assert status["sql"].startswith("CREATE INDEX")
     assert collector.counter("db_slow_queries_total").value() >= 3
 
 
@@ -223,3 +226,16 @@ def test_install_hooks_the_connections_already_open(configure: Configure) -> Non
     with track() as stats:
         Ticket.objects.count()
     assert stats.db_count == 1
+
+
+@databases()
+def test_an_order_by_limit_suggestion_names_the_model_index(alias: str, configure: Configure) -> None:
+    """A filtered `ORDER BY -priority LIMIT` over a full scan suggests the index in Django terms, the
+    filter's column first and the sort key descending."""
+    collector = configure(slow_query=1e-9)
+    _tickets(alias, 3)
+    list(Ticket.objects.using(alias).filter(status="open").order_by("-priority")[:2])
+    found = [s for s in collector.findings("index_suggestion") if s.get("reason") == "order_by"]
+    assert [s["django"] for s in found] == [
+        'models.Index(fields=["status", "-priority"]) in Ticket.Meta.indexes'
+    ], collector.findings("index_suggestion")

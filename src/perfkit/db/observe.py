@@ -115,7 +115,8 @@ class StatementObserver:
                 # once per shape, on its own: the grouped report finds it after the ring dropped this finding
                 self.collector.record("query_plan", {"shape_id": sid, "shape": clip(key), "explain": lines})
                 for suggestion in suggest_indexes(self.dialect, statement, plan):
-                    self.collector.record("index_suggestion", {**suggestion, "statement": clip(statement)})
+                    found = self.index_suggestion({**suggestion, "statement": clip(statement)})
+                    self.collector.record("index_suggestion", found)
         self.collector.record("slow_query", finding)
         log.warning("slow query %.1f ms route=%s: %s", elapsed * 1000, route, finding["statement"],
                     extra={"perfkit": finding})  # fmt: skip
@@ -129,6 +130,10 @@ class StatementObserver:
                 self._explained.pop(next(iter(self._explained)))
             self._explained[key] = None
             return True
+
+    def index_suggestion(self, suggestion: dict[str, Any]) -> dict[str, Any]:
+        """The `index_suggestion` finding as recorded; an ORM's hooks add how to declare the index."""
+        return suggestion
 
     def explain(self, connection: Any, statement: str, parameters: Any) -> Plan | None:
         """The plan of `statement`, run on a new cursor of `connection` (its `.cursor()`); None on error."""

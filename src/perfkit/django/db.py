@@ -70,6 +70,31 @@ class ExecuteHook(StatementObserver):
             cursor.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
             cursor.close()
 
+    def index_suggestion(self, suggestion: dict[str, Any]) -> dict[str, Any]:
+        """Adds the model (`"model": "tickets.Ticket"`) and the index as the model declares it
+        (`"django": 'models.Index(fields=["status"]) in Ticket.Meta.indexes'`) when the table and
+        columns are a model's."""
+        return {**suggestion, **model_index(suggestion)}
+
+
+def model_index(suggestion: dict[str, Any]) -> dict[str, str]:
+    """`model` and `django` for an index suggestion on a model's table, or {} (not a model's)."""
+    from django.apps import apps
+
+    table, columns = suggestion.get("table"), list(suggestion.get("columns", ()))
+    model = next((m for m in apps.get_models() if m._meta.db_table == table), None)
+    if model is None or not columns:
+        return {}
+    names = {f.column: f.name for f in model._meta.concrete_fields}
+    if not all(c in names for c in columns):
+        return {}
+    descending = {t.split()[0] for t in suggestion.get("order_by", ()) if " DESC" in t.upper()}
+    fields = ", ".join(f'"{"-" if c in descending else ""}{names[c]}"' for c in columns)
+    return {
+        "model": model._meta.label,
+        "django": f"models.Index(fields=[{fields}]) in {model.__name__}.Meta.indexes",
+    }
+
 
 class _Cursors:
     """What `run_explain` needs of a connection: `.cursor()`, here the backend's own cursor."""
