@@ -239,3 +239,16 @@ def test_an_order_by_limit_suggestion_names_the_model_index(alias: str, configur
     assert [s["django"] for s in found] == [
         'models.Index(fields=["status", "-priority"]) in Ticket.Meta.indexes'
     ], collector.findings("index_suggestion")
+
+
+@pytest.mark.django_db
+def test_no_databases_switches_the_instrumentation_off(configure: Configure, settings: Any) -> None:
+    """PERFKIT['databases'] = []: no statement is counted and no lazy load reported."""
+    collector = configure(nplusone_threshold=1)
+    settings.PERFKIT = {**settings.PERFKIT, "databases": []}
+    org = Organization.objects.create(name="acme")
+    Ticket.objects.create(organization=org, title="t")
+    with track() as stats:
+        assert [t.organization.name for t in Ticket.objects.all()] == ["acme"]
+    assert stats.db_count == 0 and stats.lazy_loads == {}
+    assert collector.findings("n_plus_one") == [] and _operations(collector) == {}

@@ -108,7 +108,8 @@ class _Cursors:
 
 def hook_for(alias: str) -> ExecuteHook | None:
     """The hook of a database alias (None if that alias is not instrumented)."""
-    return _hooks.get(alias)
+    hook = _hooks.get(alias)
+    return hook if hook is not None and hook.active else None
 
 
 def _aliases(wanted: tuple[str, ...] | None) -> tuple[str, ...]:
@@ -137,9 +138,8 @@ def install(collector: Collector | None = None) -> None:
     settings = conf.get_settings()
     aliases = _aliases(settings.databases)
     _collector = collector or _collector or default_collector()
-    for alias in list(_hooks):
-        if alias not in aliases:
-            _hooks.pop(alias).active = False  # it stays in the wrappers' lists, passing statements through
+    for alias, hook in _hooks.items():
+        hook.active = alias in aliases  # off: it stays in the wrappers' lists, passing statements through
     for alias in aliases:
         vendor = connections[alias].vendor
         hook = _hooks.get(alias)
@@ -151,14 +151,14 @@ def install(collector: Collector | None = None) -> None:
     setting_changed.connect(_on_setting_changed, dispatch_uid="perfkit.django.db")
     for connection in connections.all(initialized_only=True):
         attach(connection)
-    db_nplusone.install(settings.db, _collector)
+    db_nplusone.install(settings.db, _collector, enabled=bool(aliases))  # databases=[]: all off
 
 
 def attach(connection: Any) -> None:
     """Put the alias's hook first in `connection.execute_wrappers` (once). First, because Django's
     `connection.execute_wrapper()` context manager pops the last entry when its block ends: a hook
     appended inside such a block (the connection opened there) would be the one popped."""
-    hook = _hooks.get(connection.alias)
+    hook = hook_for(connection.alias)
     if hook is None or hook in connection.execute_wrappers:
         return
     connection.execute_wrappers.insert(0, hook)

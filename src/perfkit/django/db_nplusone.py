@@ -38,10 +38,11 @@ _marked: dict[tuple[type, tuple[str, str]], type] = {}  # (QuerySet class, relat
 _APPLY = ".{fix} to the queryset"
 
 
-def install(config: DbConfig, collector: Collector) -> None:
-    """Detect with this config and collector (again: replace them); patch Django once per process."""
-    _state["detector"] = NPlusOneDetector(config, collector)
-    if not _state["patched"]:
+def install(config: DbConfig, collector: Collector, *, enabled: bool = True) -> None:
+    """Detect with this config and collector (again: replace them); patch Django once per process.
+    `enabled=False` (no database instrumented) records nothing and patches nothing."""
+    _state["detector"] = NPlusOneDetector(config, collector) if enabled else None
+    if enabled and not _state["patched"]:
         _patch()
         _state["patched"] = True
 
