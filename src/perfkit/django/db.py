@@ -138,8 +138,8 @@ def install(collector: Collector | None = None) -> None:
     settings = conf.get_settings()
     aliases = _aliases(settings.databases)
     _collector = collector or _collector or default_collector()
-    for alias, hook in _hooks.items():
-        hook.active = alias in aliases  # off: it stays in the wrappers' lists, passing statements through
+    for alias, made in _hooks.items():
+        made.active = alias in aliases  # off: it stays in the wrappers' lists, passing statements through
     for alias in aliases:
         vendor = connections[alias].vendor
         hook = _hooks.get(alias)
