@@ -13,7 +13,7 @@ from perfkit.db import track
 from perfkit.metrics import Collector
 from tests.django import sql_helpers
 from tests.django.sql_helpers import Configure, databases
-from tests.django.tickets.models import Organization, Tag, Ticket, TicketComment
+from tests.django.tickets.models import Organization, Tag, Ticket, TicketComment, TicketSummary
 
 alias = sql_helpers.alias  # the fixtures, used by name
 configure = sql_helpers.configure
@@ -132,3 +132,23 @@ def test_a_lazily_loaded_queryset_still_pickles_as_a_plain_one(configure: Config
     restored = pickle.loads(pickle.dumps(ticket.comments.all()))  # noqa: S301  (made here)
     assert type(restored) is QuerySet
     assert [c.body for c in restored] == ["hello"]
+
+
+@databases()
+def test_one_to_one_both_ways_name_select_related(alias: str, configure: Configure) -> None:
+    """`summary.ticket` and `ticket.summary` per row name select_related("ticket") and
+    select_related("summary"); with select_related both load nothing lazily."""
+    collector = configure(nplusone_threshold=3)
+    _data(alias)
+    for ticket in Ticket.objects.using(alias).all():
+        TicketSummary.objects.using(alias).create(ticket=ticket, text=ticket.title)
+    with track():
+        assert all(s.ticket.title == s.text for s in TicketSummary.objects.using(alias).all())
+        assert all(t.summary.text == t.title for t in Ticket.objects.using(alias).all())
+    found = _found(collector)
+    assert found["TicketSummary.ticket"]["fix"] == 'select_related("ticket")'
+    assert found["Ticket.summary"]["fix"] == 'select_related("summary")'
+    with track() as stats:
+        assert all(s.ticket.title for s in TicketSummary.objects.using(alias).select_related("ticket"))
+        assert all(t.summary.text for t in Ticket.objects.using(alias).select_related("summary"))
+    assert stats.lazy_loads == {} and stats.db_count == 2
