@@ -25,7 +25,7 @@ from perfkit.db.observe import StatementObserver
 from perfkit.errors import ConfigurationError
 from perfkit.metrics import Collector, default_collector
 
-__all__ = ["ExecuteHook", "hook_for", "install"]
+__all__ = ["ExecuteHook", "attach", "hook_for", "install", "model_index"]
 
 _hooks: dict[str, ExecuteHook] = {}
 _collector: Collector | None = None
