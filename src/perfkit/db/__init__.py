@@ -4,7 +4,9 @@
     perfkit.db.instrument_engine(engine)   # perfkit.instrument(app, engine=engine) does this for you
 
 Inside a request served by perfkit's middleware, queries and lazy loads are counted per request; in
-scripts and tests, wrap the work in `with perfkit.db.track(): ...` to get the same accounting.
+scripts and tests, wrap the work in `with perfkit.db.track(): ...` to get the same accounting (Django
+projects too: `perfkit.django` instruments their databases with the same per-statement path,
+perfkit.db.observe).
 """
 
 from __future__ import annotations

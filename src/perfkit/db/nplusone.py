@@ -53,30 +53,34 @@ class NPlusOneDetector:
         # only SELECTs carry load options: reading them on session.execute(insert(...)) raises
         if not state.is_select or state.lazy_loaded_from is None:
             return
-        stats = current_request()
-        if stats is None:
-            return
         path = state.loader_strategy_path
         prop = getattr(path, "prop", None) if path is not None else None
         if prop is None:
             return
-        key = (prop.parent.class_.__name__, prop.key)
+        option = "selectinload" if prop.uselist else "joinedload"
+        name = f"{prop.parent.class_.__name__}.{prop.key}"
+        self.lazy_load((prop.parent.class_.__name__, prop.key), f"{option}({name})", ".options({fix})")
+
+    def lazy_load(self, key: tuple[str, str], fix: str, apply: str) -> None:
+        """One lazy load of relationship `key` ((class, attribute)) in the current request; at the
+        threshold one `n_plus_one` finding with `fix` (`selectinload(Ticket.comments)`), whose message
+        says how to apply it (`apply`, with `{fix}` in it: ".options({fix})"). Any ORM's hook calls this."""
+        stats = current_request()
+        if stats is None:
+            return
         count = stats.lazy_loads.get(key, 0) + 1
         stats.lazy_loads[key] = count
         if count == self.threshold:
-            self._report(prop, key, count, stats.route)
+            self._report(f"{key[0]}.{key[1]}", fix, apply.format(fix=fix), count, stats.route)
 
-    def _report(self, prop: Any, key: tuple[str, str], count: int, route: str) -> None:
-        name = f"{key[0]}.{key[1]}"
-        option = "selectinload" if prop.uselist else "joinedload"
-        hint = f"{option}({name})"
+    def _report(self, name: str, hint: str, apply: str, count: int, route: str) -> None:
         self.total.inc((name, route or "-"))
         finding = {
             "relationship": name,
             "count": count,
             "route": route,
             "fix": hint,
-            "message": f"N+1 on {name}: {count}+ lazy loads in one request; add .options({hint})",
+            "message": f"N+1 on {name}: {count}+ lazy loads in one request; add {apply}",
         }
         self.collector.record("n_plus_one", finding)
         now, where = time.monotonic(), (name, route or "-")

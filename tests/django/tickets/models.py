@@ -48,3 +48,13 @@ class TicketAttachment(models.Model):
 
     class Meta:
         app_label = "tickets"
+
+
+class TicketSummary(models.Model):
+    """A one-to-one relation (the SQL tests' select_related for both directions)."""
+
+    ticket = models.OneToOneField(Ticket, on_delete=models.CASCADE, related_name="summary")
+    text = models.TextField(default="")
+
+    class Meta:
+        app_label = "tickets"

@@ -28,8 +28,10 @@ from perfkit.demo.app.models import (
     WorkOrder,
 )
 
-_meta = MetaData()
-demo_meta = Table("demo_meta", _meta, Column("id", Integer, primary_key=True), Column("seeded", String(100)))
+_metadata = MetaData()
+demo_meta = Table(
+    "demo_meta", _metadata, Column("id", Integer, primary_key=True), Column("seeded", String(100))
+)
 _TAGS = ("billing", "login", "printer", "network", "vpn", "email", "hardware", "onboarding")
 _CHUNK = 20_000
 
@@ -64,7 +66,7 @@ def seed(engine: Engine, scale: float = 1.0, *, seed_value: int = 7) -> tuple[Vo
     """Create and fill the schema unless it already holds this volume: (volume, seconds, reused)."""
     volume = Volume().scaled(scale)
     start = time.perf_counter()
-    _meta.create_all(engine)
+    _metadata.create_all(engine)
     with engine.connect() as conn:
         done = conn.execute(select(demo_meta.c.seeded)).scalar()
     if done == volume.label:
