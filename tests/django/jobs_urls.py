@@ -1,4 +1,4 @@
-"""Views that enqueue jobs, the way a project's views would (`@pytest.mark.urls("tests.django.jobs_urls")`)."""
+"""Views that enqueue jobs as a project's views would (the job tests set ROOT_URLCONF to this module)."""
 
 from __future__ import annotations
 

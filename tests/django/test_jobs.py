@@ -110,7 +110,10 @@ async def test_async_client_enqueues(queue: JobQueue, async_client: Any, setting
     first = (await async_client.get("/enqueue-async/?ticket=7")).json()
     second = (await async_client.get("/enqueue-async/?ticket=8")).json()
     jobs = [queue.sync().get(body["job"]) for body in (first, second)]
-    assert [(j.args, j.status) for j in jobs if j is not None] == [((7,), Status.QUEUED), ((8,), Status.QUEUED)]
+    assert [(j.args, j.status) for j in jobs if j is not None] == [
+        ((7,), Status.QUEUED),
+        ((8,), Status.QUEUED),
+    ]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -50,7 +50,8 @@ class WorkerProcess:
         }
         env.pop("DJANGO_SETTINGS_MODULE", None)
         self.log = tmp_path / "worker.log"
-        command = [sys.executable, "-m", "django", "perfkit_worker", "--settings", "tests.django.jobs_settings",
+        settings = "tests.django.jobs_settings"
+        command = [sys.executable, "-m", "django", "perfkit_worker", "--settings", settings,
                    "--queues", QUEUE, "--concurrency", "1", *args]  # fmt: skip
         with open(self.log, "w") as out:
             self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -145,8 +146,16 @@ def test_worker_runs_what_a_view_queued_on_commit(
     assert (job.type, job.status) == (ticket_title.name, Status.SUCCEEDED), job.error
     assert job.result == {"title": "printer on fire", "open_during_job": True}
     assert run_job(sync_jobs_closed, worker) == [True]  # the sync job's worker thread: closed after it
-    client.get(f"/create/?title=async%20read&db=pg&async=1")
-    assert run_job(ticket_title_async, worker, ticket) == {"title": "printer on fire", "open_during_job": True}
+    before = set(queued_ids())
+    second = client.get("/create/?title=async%20read&db=pg&async=1").json()["ticket"]
+    (async_id,) = set(queued_ids()) - before
+    job = finished(async_id, worker)
+    assert (job.type, job.result) == (
+        ticket_title_async.name,
+        {"title": "async read", "open_during_job": True},
+    )
+    assert run_job(ticket_title_async, worker, ticket)["title"] == "printer on fire"
+    assert second != ticket
     assert run_job(async_jobs_closed, worker) == [True, True]  # the async ORM's thread: closed after each
     assert "tests.django.jobs_app.tasks" in worker.output()  # found by autodiscovery
 

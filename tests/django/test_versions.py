@@ -26,9 +26,7 @@ import pytest
 from tests.conftest import under_ci
 
 ROOT = Path(__file__).resolve().parents[2]
-CACHE = Path(
-    os.environ.get("PERFKIT_DJANGO_MATRIX_CACHE", Path.home() / ".cache" / "perfkit-django-matrix")
-)
+CACHE = Path(os.environ.get("PERFKIT_DJANGO_MATRIX_CACHE", Path.home() / ".cache" / "perfkit-django-matrix"))
 PY312 = os.environ.get("PERFKIT_PYTHON312", "/root/.pyenv/versions/3.12.1/bin/python")
 EXTRAS = ("redis", "postgres", "web", "monitor", "cli")
 # dev tools the Django tests never import (linters, coverage, the browser, the JSON-schema checker)
@@ -58,7 +56,7 @@ def requirements(django: str) -> list[str]:
     for extra in (*EXTRAS, "dev"):
         wanted += extras[extra]
     picked = [r for r in wanted if _name(r) not in NOT_NEEDED and _name(r) != "django"]
-    return sorted(set(picked)) + [f"Django=={django}"]
+    return [*sorted(set(picked)), f"Django=={django}"]
 
 
 def _unavailable(message: str) -> None:
@@ -111,7 +109,9 @@ def test_django_suite_passes_on_release(django: str, interpreter: str) -> None:
     assert version == django
     command = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/django",
                "--ignore", "tests/django/test_versions.py"]  # fmt: skip
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=1200, check=False)
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=1200, check=False
+    )
     tail = done.stdout[-4000:] + done.stderr[-2000:]
     assert done.returncode == 0, f"Django {django}: pytest exited {done.returncode}\n{tail}"
     assert re.search(r"\b\d+ passed\b", done.stdout), f"Django {django}: nothing passed\n{tail}"

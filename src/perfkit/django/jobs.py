@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from perfkit.errors import ConfigurationError, SerializationError
-from perfkit.jobs import JobInfo, JobQueue, JobsConfig, Priority, PreparedJob, Task
+from perfkit.jobs import JobInfo, JobQueue, JobsConfig, PreparedJob, Priority, Task
 from perfkit.jobs.hooks import Hooks
 from perfkit.jobs.registry import TaskRegistry
 from perfkit.jobs.retry import BackoffSpec
@@ -167,9 +167,15 @@ class ProjectJobs:
         bound = self._required()
         return await bound.acall(
             bound.portal_queue.enqueue(
-                task, args=tuple(args), kwargs=kwargs, delay=delay, at=at, priority=priority, key=key,
+                task,
+                args=tuple(args),
+                kwargs=kwargs,
+                delay=delay,
+                at=at,
+                priority=priority,
+                key=key,
                 queue=queue,
-            )  # fmt: skip
+            )
         )
 
     async def enqueue_many(self, jobs: Iterable[PreparedJob]) -> list[JobInfo]:
