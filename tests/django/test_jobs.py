@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -197,3 +198,28 @@ def test_queue_down_after_commit_is_logged_not_raised(
         ticket_title.enqueue_sync(1)
     with pytest.raises(PerfkitError), transaction.atomic():
         ticket_title.enqueue_on_commit(1, robust=False)
+
+
+def test_a_forked_child_gets_its_own_queue(queue: JobQueue) -> None:
+    """After a fork (gunicorn --preload) the child enqueues through a queue of its own: the parent's
+    background loop thread does not exist there, and waiting on it would hang the child."""
+    import multiprocessing
+    import warnings
+
+    assert ticket_title.enqueue_sync(1).args == (1,)  # the parent's background loop is running
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12: fork() of a process with threads
+        child = multiprocessing.get_context("fork").Process(target=_enqueue_in_child, daemon=True)
+        child.start()
+    child.join(timeout=20)
+    if child.exitcode is None:
+        child.kill()
+        child.join(timeout=5)
+    assert child.exitcode == 0, "the child could not enqueue"
+    assert sorted(j.args for j in queued(queue)) == [(1,), (2,)]
+    assert ticket_title.enqueue_sync(3).args == (3,)  # and the parent's own queue still works
+
+
+def _enqueue_in_child() -> None:
+    ticket_title.enqueue_sync(2)
+    os._exit(0)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import Callable, Coroutine, Iterable
 from datetime import datetime
@@ -92,6 +93,13 @@ class ProjectJobs:
         self.hooks = Hooks()
         self._bound: _Bound | None = None
         self._lock = threading.Lock()
+        self._fork_safe = False
+
+    def _after_fork(self) -> None:
+        """In a forked child (gunicorn --preload): the parent's background loop thread is not there, so
+        forget its queue (never close it: the parent still uses those connections); build a new one."""
+        self._bound = None
+        self._lock = threading.Lock()
 
     def _current(self) -> _Bound | None:
         from perfkit.django.conf import get_settings
@@ -105,6 +113,9 @@ class ProjectJobs:
             if old is not None and old.config == config:
                 return old
             self._bound = None if config is None else _Bound(config, self.registry, self.hooks)
+            if not self._fork_safe:
+                os.register_at_fork(after_in_child=self._after_fork)
+                self._fork_safe = True
         if old is not None:
             old.close()
         return self._bound
