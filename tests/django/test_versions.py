@@ -114,4 +114,6 @@ def test_django_suite_passes_on_release(django: str, interpreter: str) -> None:
     )
     tail = done.stdout[-4000:] + done.stderr[-2000:]
     assert done.returncode == 0, f"Django {django}: pytest exited {done.returncode}\n{tail}"
-    assert re.search(r"\b\d+ passed\b", done.stdout), f"Django {django}: nothing passed\n{tail}"
+    summary = re.search(r"^=*\s*(\d+ passed.*?)\s*=*$", done.stdout, re.M)
+    assert summary, f"Django {django}: nothing passed\n{tail}"
+    print(f"Django {django} on {interpreter}: {summary.group(1)}")  # shown by `pytest -rP`
