@@ -223,3 +223,14 @@ def test_a_forked_child_gets_its_own_queue(queue: JobQueue) -> None:
 def _enqueue_in_child() -> None:
     ticket_title.enqueue_sync(2)
     os._exit(0)
+
+
+def test_run_reaches_the_queue_from_any_loop(queue: JobQueue) -> None:
+    """`project.run(...)` awaits a queue call from each new event loop (as a readiness check under
+    Django's adaptation would), and `run_sync` from sync code; both see the same jobs."""
+    import asyncio
+
+    ticket_title.enqueue_sync(4)
+    depths = [asyncio.run(project.run(lambda jobs: jobs.depth())) for _ in range(2)]
+    assert depths[0] == depths[1] == project.run_sync(lambda jobs: jobs.depth())
+    assert sum(depths[0].values()) == 1

@@ -28,7 +28,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -212,12 +212,27 @@ class ProjectJobs:
             )
         )
 
+    async def run(self, call: Callable[[JobQueue], Awaitable[T]]) -> T:
+        """`await call(queue)` on the background loop, from any event loop: e.g. a readiness check's
+        `await project.run(lambda jobs: jobs.depth())`, which a queue bound to another loop would fail."""
+        bound = self._required()
+        return await bound.acall(_awaited(call(bound.portal_queue)))
+
+    def run_sync(self, call: Callable[[JobQueue], Awaitable[T]]) -> T:
+        """`run()` for sync code: waits for `call(queue)` on the background loop."""
+        bound = self._required()
+        return bound.call(_awaited(call(bound.portal_queue)))
+
     def close(self) -> None:
         """Close the queue's connections and stop its background loop (it starts again when used)."""
         with self._lock:
             old, self._bound = self._bound, None
         if old is not None:
             old.close()
+
+
+async def _awaited(value: Awaitable[T]) -> T:
+    return await value
 
 
 class DjangoTask(Task):
