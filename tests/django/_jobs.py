@@ -38,3 +38,24 @@ def drop(url: str) -> None:
             await queue.close()
 
     asyncio.run(run())
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def process_env(jobs_url: str | None, db_name: str, conn_max_age: str = "0") -> dict[str, str]:
+    """The environment of a process the job tests start with tests/django/jobs_settings.py: this
+    checkout on the path, the test process's PostgreSQL test database, the test's queue (None: unset)."""
+    import os
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}",
+        "PERFKIT_TEST_DJ_DB": db_name,
+        "PERFKIT_TEST_DJ_CONN_MAX_AGE": conn_max_age,
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env.pop("PERFKIT_TEST_DJ_JOBS", None)
+    if jobs_url is not None:
+        env["PERFKIT_TEST_DJ_JOBS"] = jobs_url
+    return env

@@ -8,7 +8,6 @@ PostgreSQL test database as its `default`, and the job queue of the test, on SQL
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from django.db import connections
 from perfkit.django.jobs import get_queue, project
 from perfkit.jobs import JobInfo, Status
 from tests.conftest import eventually, require_postgres
-from tests.django._jobs import JOB_BACKENDS, drop, queue_url
+from tests.django._jobs import JOB_BACKENDS, ROOT, drop, process_env, queue_url
 from tests.django.jobs_app.tasks import (
     QUEUE,
     async_jobs_closed,
@@ -32,7 +31,6 @@ from tests.django.jobs_app.tasks import (
     work_for,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(120)]
 PG = pytest.mark.django_db(databases=["default", "pg"], transaction=True)
 
@@ -41,14 +39,7 @@ class WorkerProcess:
     """One `perfkit_worker` process; its output goes to a file (a full pipe would block it)."""
 
     def __init__(self, jobs_url: str, tmp_path: Path, *args: str, conn_max_age: str = "0") -> None:
-        env = {
-            **os.environ,
-            "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}",
-            "PERFKIT_TEST_DJ_DB": connections["pg"].settings_dict["NAME"],
-            "PERFKIT_TEST_DJ_JOBS": jobs_url,
-            "PERFKIT_TEST_DJ_CONN_MAX_AGE": conn_max_age,
-        }
-        env.pop("DJANGO_SETTINGS_MODULE", None)
+        env = process_env(jobs_url, connections["pg"].settings_dict["NAME"], conn_max_age)
         self.log = tmp_path / "worker.log"
         settings = "tests.django.jobs_settings"
         command = [sys.executable, "-m", "django", "perfkit_worker", "--settings", settings,
@@ -197,9 +188,7 @@ def test_sigterm_finishes_the_job_in_hand(jobs_url: str, worker_for: Any) -> Non
 
 def test_without_the_setting_the_command_names_it(tmp_path: Path) -> None:
     """`perfkit_worker` with no PERFKIT['jobs'] exits 1 and says which setting to add."""
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
-    env.pop("PERFKIT_TEST_DJ_JOBS", None)
-    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env = process_env(None, "unused")
     done = subprocess.run(
         [sys.executable, "-m", "django", "perfkit_worker", "--settings", "tests.django.jobs_settings"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
