@@ -211,11 +211,11 @@ def test_a_forked_child_gets_its_own_queue(queue: JobQueue) -> None:
         warnings.simplefilter("ignore", DeprecationWarning)  # 3.12: fork() of a process with threads
         child = multiprocessing.get_context("fork").Process(target=_enqueue_in_child, daemon=True)
         child.start()
-    child.join(timeout=20)
+    child.join(timeout=40)
     if child.exitcode is None:
         child.kill()
         child.join(timeout=5)
-    assert child.exitcode == 0, "the child could not enqueue"
+    assert child.exitcode == 0, f"the child could not enqueue (exit code {child.exitcode})"
     assert sorted(j.args for j in queued(queue)) == [(1,), (2,)]
     assert ticket_title.enqueue_sync(3).args == (3,)  # and the parent's own queue still works
 

@@ -24,20 +24,13 @@ opened them. Async callers await it without blocking their own loop.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import threading
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
+from perfkit.django.jobs_project import ProjectJobs
 from perfkit.errors import ConfigurationError, SerializationError
-from perfkit.jobs import JobInfo, JobQueue, JobsConfig, PreparedJob, Priority, Task
-from perfkit.jobs.hooks import Hooks
-from perfkit.jobs.registry import TaskRegistry
-from perfkit.jobs.retry import BackoffSpec
-from perfkit.jobs.task import TaskOptions
+from perfkit.jobs import JobInfo, JobQueue, Priority, Task
 from perfkit.redaction import redact
 
 __all__ = [
@@ -51,188 +44,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("perfkit.django.jobs")
-T = TypeVar("T")
-_NOT_SET = "is not set: add PERFKIT = {'jobs': 'redis://...'} (or sqlite:///..., postgresql://...)"
-
-
-class _Bound:
-    """The queue built from one `JobsConfig`, and its twin that only ever runs on the facade's loop."""
-
-    def __init__(self, config: JobsConfig, registry: TaskRegistry, hooks: Hooks) -> None:
-        self.config = config
-        self.queue = JobQueue(config=config)
-        self.queue.registry, self.queue.hooks = registry, hooks
-        self.portal_queue = self.queue.sibling()
-
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run `coro` (over `portal_queue`) on the background loop and wait: for sync callers."""
-        return self.queue.sync().call(coro)
-
-    async def acall(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run `coro` on the background loop and await it from the caller's loop, which stays free."""
-        loop = self.queue.sync().portal.loop
-        if asyncio.get_running_loop() is loop:
-            return await coro
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
-
-    def close(self) -> None:
-        facade = self.queue.sync()
-        if facade.portal.started:
-            facade.call(self.portal_queue.close())
-        facade.close()
-
-
-class ProjectJobs:
-    """The project's queue, as `PERFKIT["jobs"]` says now: the producer behind every `@task`.
-
-    Its tasks and hooks outlive a change of the setting (tests override it); the queue is rebuilt.
-    """
-
-    def __init__(self) -> None:
-        self.registry = TaskRegistry()
-        self.hooks = Hooks()
-        self._bound: _Bound | None = None
-        self._lock = threading.Lock()
-        self._fork_safe = False
-
-    def _after_fork(self) -> None:
-        """In a forked child (gunicorn --preload): the parent's background loop thread is not there, so
-        forget its queue (never close it: the parent still uses those connections); build a new one."""
-        self._bound = None
-        self._lock = threading.Lock()
-
-    def _current(self) -> _Bound | None:
-        from perfkit.django.conf import get_settings
-
-        config = get_settings().jobs
-        bound = self._bound
-        if bound is not None and bound.config == config:
-            return bound
-        with self._lock:
-            old = self._bound
-            if old is not None and old.config == config:
-                return old
-            self._bound = None if config is None else _Bound(config, self.registry, self.hooks)
-            if not self._fork_safe:
-                os.register_at_fork(after_in_child=self._after_fork)
-                self._fork_safe = True
-        if old is not None:
-            old.close()
-        return self._bound
-
-    def _required(self) -> _Bound:
-        bound = self._current()
-        if bound is None:
-            raise ConfigurationError("PERFKIT['jobs']", _NOT_SET)
-        return bound
-
-    def queue(self) -> JobQueue | None:
-        """The project's JobQueue (one per process); None when `PERFKIT["jobs"]` is not set."""
-        bound = self._current()
-        return None if bound is None else bound.queue
-
-    @property
-    def default_queue(self) -> str:
-        bound = self._current()
-        return "default" if bound is None else bound.config.default_queue
-
-    def task(
-        self,
-        func: Callable[..., Any] | None = None,
-        *,
-        name: str | None = None,
-        queue: str | None = None,
-        priority: Priority | str | int = Priority.MEDIUM,
-        retries: int = 0,
-        backoff: BackoffSpec = "exponential",
-        timeout: float | str | None = None,
-    ) -> Any:
-        """Register `func(ctx, ...)` as a project task (the options of `JobQueue.task`); `@task` or
-        `@task(queue=..., ...)`. Registering needs no queue; enqueueing does."""
-
-        def register(f: Callable[..., Any]) -> DjangoTask:
-            options = TaskOptions.check(
-                queue or self.default_queue, priority=priority, retries=retries, backoff=backoff,
-                timeout=timeout,
-            )  # fmt: skip
-            t = DjangoTask(self, f, name or f"{f.__module__}.{f.__qualname__}", options)
-            self.registry.add(t)
-            return t
-
-        return register if func is None else register(func)
-
-    # -- the producer side (what `Task.enqueue` and `Task.map` call) ---------------------------------
-    async def enqueue(
-        self,
-        task: Task | str,
-        *,
-        args: Iterable[Any] = (),
-        kwargs: dict[str, Any] | None = None,
-        delay: float | str | None = None,
-        at: datetime | float | None = None,
-        priority: Priority | str | int | None = None,
-        key: str | None = None,
-        queue: str | None = None,
-    ) -> JobInfo:
-        """`JobQueue.enqueue` on the project's queue, from any event loop."""
-        bound = self._required()
-        return await bound.acall(
-            bound.portal_queue.enqueue(
-                task,
-                args=tuple(args),
-                kwargs=kwargs,
-                delay=delay,
-                at=at,
-                priority=priority,
-                key=key,
-                queue=queue,
-            )
-        )
-
-    async def enqueue_many(self, jobs: Iterable[PreparedJob]) -> list[JobInfo]:
-        """`JobQueue.enqueue_many` on the project's queue, from any event loop."""
-        bound = self._required()
-        return await bound.acall(bound.portal_queue.enqueue_many(list(jobs)))
-
-    def enqueue_sync(
-        self,
-        task: Task | str,
-        *args: Any,
-        delay: float | str | None = None,
-        at: datetime | float | None = None,
-        priority: Priority | str | int | None = None,
-        key: str | None = None,
-        **kwargs: Any,
-    ) -> JobInfo:
-        """`task.enqueue(...)` without await, for sync code: WSGI views, signals, commands, scripts."""
-        bound = self._required()
-        return bound.call(
-            bound.portal_queue.enqueue(
-                task, args=args, kwargs=kwargs, delay=delay, at=at, priority=priority, key=key
-            )
-        )
-
-    async def run(self, call: Callable[[JobQueue], Awaitable[T]]) -> T:
-        """`await call(queue)` on the background loop, from any event loop: e.g. a readiness check's
-        `await project.run(lambda jobs: jobs.depth())`, which a queue bound to another loop would fail."""
-        bound = self._required()
-        return await bound.acall(_awaited(call(bound.portal_queue)))
-
-    def run_sync(self, call: Callable[[JobQueue], Awaitable[T]]) -> T:
-        """`run()` for sync code: waits for `call(queue)` on the background loop."""
-        bound = self._required()
-        return bound.call(_awaited(call(bound.portal_queue)))
-
-    def close(self) -> None:
-        """Close the queue's connections and stop its background loop (it starts again when used)."""
-        with self._lock:
-            old, self._bound = self._bound, None
-        if old is not None:
-            old.close()
-
-
-async def _awaited(value: Awaitable[T]) -> T:
-    return await value
 
 
 class DjangoTask(Task):
@@ -268,7 +79,7 @@ class DjangoTask(Task):
         )  # fmt: skip
 
 
-project = ProjectJobs()
+project = ProjectJobs(DjangoTask)
 task = project.task
 
 
@@ -303,12 +114,14 @@ def enqueue_sync(
     options: dict[str, Any] = {"delay": delay, "at": at, "priority": priority, "key": key}
     if isinstance(t.jobs, JobQueue):
         return t.jobs.sync().enqueue(t, *args, **options, **kwargs)
-    return project.enqueue_sync(t, *args, **options, **kwargs)
+    if isinstance(t.jobs, ProjectJobs):
+        return t.jobs.enqueue_sync(t, *args, **options, **kwargs)
+    raise ConfigurationError("task", f"{t!r} belongs to neither a JobQueue nor the project")
 
 
 def _check_payload(t: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Refuse arguments the queue cannot carry now, in the view, rather than after the commit."""
-    queue = t.jobs if isinstance(t.jobs, JobQueue) else project._required().queue
+    queue = t.jobs if isinstance(t.jobs, JobQueue) else project.required().queue
     try:
         queue.serializer.dumps([list(args), kwargs])
     except (TypeError, ValueError, OverflowError) as exc:
