@@ -194,3 +194,17 @@ def test_without_the_setting_the_command_names_it(tmp_path: Path) -> None:
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 1 and "PERFKIT['jobs'] is not set" in done.stderr, done.stderr
+
+
+@PG
+def test_burst_with_named_modules_only(jobs_url: str, worker_for: Any) -> None:
+    """`--discover '' --import MODULE --burst`: only the named module's tasks are loaded, the queued job
+    runs, and the worker exits 0 by itself once the queue is empty."""
+    job = work_for.enqueue_sync(0)
+    worker = worker_for(jobs_url, "--burst", "--discover", "", "--import", "tests.django.jobs_app.tasks")
+    assert worker.process.wait(timeout=60) == 0, worker.output()[-3000:]
+    queue = get_queue()
+    assert queue is not None
+    done = queue.sync().get(job.id)
+    assert done is not None and (done.status, done.result) == (Status.SUCCEEDED, "finished")
+    assert "tasks from tests.django.jobs_app.tasks:" in worker.output()
