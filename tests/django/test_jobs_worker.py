@@ -175,9 +175,9 @@ def test_sigterm_finishes_the_job_in_hand(jobs_url: str, worker_for: Any) -> Non
 
     async def running() -> bool:
         info = queue.sync().get(job.id)
-        return info is not None and info.status == Status.RUNNING
+        return info is not None and info.status == Status.RUNNING and info.progress > 0
 
-    asyncio.run(eventually(running, timeout=30, what="the job running", max_interval=0.02))
+    asyncio.run(eventually(running, timeout=30, what="the job started", max_interval=0.02))
     worker.process.send_signal(signal.SIGTERM)
     assert worker.stop() == 0, worker.output()[-3000:]
     done = queue.sync().get(job.id)

@@ -24,6 +24,9 @@ from perfkit.jobs.task import TaskOptions
 __all__ = ["ProjectJobs"]
 
 T = TypeVar("T")
+# the parent's queues a forked child inherited: kept referenced so that their connections are never
+# finalized in the child (see ProjectJobs._after_fork)
+_FORKED_AWAY: list[PortalQueue] = []
 _NOT_SET = "is not set: add PERFKIT = {'jobs': 'redis://...'} (or sqlite:///..., postgresql://...)"
 
 
@@ -43,7 +46,11 @@ class ProjectJobs:
 
     def _after_fork(self) -> None:
         """In a forked child (gunicorn --preload): the parent's background loop thread is not there, so
-        forget its queue (never close it: the parent still uses those connections); build a new one."""
+        forget its queue and build a new one. The parent's is never closed, nor freed, here: closing a
+        connection it inherited would unregister that socket from the event-loop selector (epoll) that
+        the child shares with the parent, and the parent's loop would stop hearing its replies."""
+        if self._bound is not None:
+            _FORKED_AWAY.append(self._bound)
         self._bound = None
         self._lock = threading.Lock()
 

@@ -54,6 +54,8 @@ def async_jobs_closed(ctx: Any) -> list[bool]:
 
 @task(queue=QUEUE)
 def work_for(ctx: Any, seconds: float) -> str:
-    """A job that takes `seconds` (the job in hand when the worker is told to stop)."""
+    """A job that takes `seconds` (the job in hand when the worker is told to stop); it reports progress
+    as it starts, so a test knows it runs (a claimed job is `running` before it starts)."""
+    ctx.progress_sync(0.01, "started")
     time.sleep(seconds)
     return "finished"
