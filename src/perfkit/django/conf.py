@@ -34,7 +34,7 @@ class DjangoSettings:
     monitor: Any  # perfkit.monitor.config.MonitorConfig, or None when switched off
     databases: tuple[str, ...] | None = None
     cache: str = "default"
-    jobs: Any = None  # a URL or a dict of JobsConfig keywords; None: no job queue
+    jobs: Any = None  # perfkit.jobs.JobsConfig (from a URL or a dict of its keywords); None: no job queue
     raw: dict[str, Any] = field(default_factory=dict)
 
 
@@ -69,6 +69,32 @@ def _rules(raw: Any) -> list[Any]:
         else:
             raise ConfigurationError(f"PERFKIT['rules'][{i}]", f"must be a dict or a Rule, not {item!r}")
     return rules
+
+
+def _jobs(raw: Any) -> Any:
+    """PERFKIT['jobs'] (a URL, or a dict of `JobsConfig.resolve` keywords) as a JobsConfig; None: unset."""
+    from perfkit.backends import parse_url
+    from perfkit.jobs.backends import registry
+    from perfkit.jobs.config import JobsConfig
+
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raw = {"url": raw}
+    if not isinstance(raw, dict):
+        raise ConfigurationError("PERFKIT['jobs']", f"must be a URL or a dict of keywords, not {raw!r}")
+    try:
+        config = JobsConfig.resolve(**raw)
+        url = parse_url(config.url, "jobs_url")
+    except TypeError as exc:  # an unknown keyword: name it
+        raise ConfigurationError("PERFKIT['jobs']", str(exc)) from None
+    except ConfigurationError as exc:
+        raise ConfigurationError("PERFKIT['jobs']", str(exc)) from None
+    if url.scheme not in registry.schemes:
+        raise ConfigurationError(
+            "PERFKIT['jobs']", f"unknown job backend {url.redacted()!r}; known: {', '.join(registry.schemes)}"
+        )
+    return config
 
 
 def parse(raw: Any) -> DjangoSettings:
@@ -108,7 +134,7 @@ def parse(raw: Any) -> DjangoSettings:
     return DjangoSettings(
         web=_build("PERFKIT['web']", WebConfig, web),
         db=_build("PERFKIT['db']", DbConfig, _section(raw, "db")),
-        monitor=monitor, databases=databases, cache=cache, jobs=raw.get("jobs"), raw=dict(raw),
+        monitor=monitor, databases=databases, cache=cache, jobs=_jobs(raw.get("jobs")), raw=dict(raw),
     )  # fmt: skip
 
 

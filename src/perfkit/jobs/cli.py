@@ -9,12 +9,22 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from perfkit.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from perfkit.jobs.queue import JobQueue
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("app", metavar="MODULE:ATTR", help="where the JobQueue lives, e.g. myapp.tasks:jobs")
+    add_worker_options(parser)
+
+
+def add_worker_options(parser: argparse.ArgumentParser) -> None:
+    """The worker's options (all but where the queue lives): `perfkit worker` and Django's
+    `manage.py perfkit_worker` share them."""
     parser.add_argument(
         "--queues", help="comma-separated queues (default: every queue with a registered task)"
     )
@@ -50,12 +60,18 @@ def load_queue(spec: str) -> object:
 def run(args: argparse.Namespace) -> int:
     from perfkit.jobs.queue import JobQueue
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     jobs = load_queue(args.app)
     if not isinstance(jobs, JobQueue):
         raise ConfigurationError("app", f"{args.app!r} is a {type(jobs).__name__}, not a JobQueue")
+    return serve(jobs, args)
+
+
+def serve(jobs: JobQueue, args: argparse.Namespace) -> int:
+    """Run a worker for `jobs` with the options of `add_worker_options` until SIGTERM/SIGINT (or, with
+    `--burst`, until the queues are empty); running jobs get `--grace` seconds to finish."""
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(_serve(jobs, queues, args))

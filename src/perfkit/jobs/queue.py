@@ -23,7 +23,7 @@ from perfkit.jobs.cron import Cron
 from perfkit.jobs.hooks import Hook, Hooks
 from perfkit.jobs.models import JobInfo, JobRecord, Priority, Status, new_job_id, queue_of
 from perfkit.jobs.registry import Periodic, TaskRegistry
-from perfkit.jobs.retry import BackoffSpec, make_policy
+from perfkit.jobs.retry import BackoffSpec
 from perfkit.jobs.task import PreparedJob, Task, TaskOptions
 from perfkit.serialization import Serializer
 
@@ -129,14 +129,8 @@ class JobQueue:
         timeout: float | str | None = None,
     ) -> Any:
         """Register `func(ctx, ...)` as a task; usable as `@jobs.task` or `@jobs.task(queue=..., ...)`."""
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ConfigurationError("retries", f"{retries!r} is not a count >= 0")
-        options = TaskOptions(
-            queue=check_queue(queue or self.default_queue),
-            priority=Priority.parse(priority),
-            retries=retries,
-            backoff=make_policy(backoff),
-            timeout=None if timeout is None else parse_duration("timeout", timeout) or None,
+        options = TaskOptions.check(
+            queue or self.default_queue, priority=priority, retries=retries, backoff=backoff, timeout=timeout
         )
 
         def register(f: Callable[..., Any]) -> Task:

@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from perfkit.config import parse_duration
+from perfkit.errors import ConfigurationError
+from perfkit.jobs.config import check_queue
 from perfkit.jobs.models import Priority
-from perfkit.jobs.retry import RetryPolicy
+from perfkit.jobs.retry import BackoffSpec, RetryPolicy, make_policy
 
 if TYPE_CHECKING:
     from perfkit.jobs.models import JobInfo
@@ -26,6 +29,27 @@ class TaskOptions:
     retries: int
     backoff: RetryPolicy
     timeout: float | None
+
+    @classmethod
+    def check(
+        cls,
+        queue: str,
+        *,
+        priority: Priority | str | int = Priority.MEDIUM,
+        retries: int = 0,
+        backoff: BackoffSpec = "exponential",
+        timeout: float | str | None = None,
+    ) -> TaskOptions:
+        """The options `@jobs.task(...)` registers with, checked: a bad one raises naming it."""
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ConfigurationError("retries", f"{retries!r} is not a count >= 0")
+        return cls(
+            queue=check_queue(queue),
+            priority=Priority.parse(priority),
+            retries=retries,
+            backoff=make_policy(backoff),
+            timeout=None if timeout is None else parse_duration("timeout", timeout) or None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
