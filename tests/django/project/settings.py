@@ -23,10 +23,6 @@ INSTALLED_APPS = [
     "tests.django.tickets",
 ]
 MIDDLEWARE: list[str] = []
-# no migrations: every app's tables are made from its models, foreign keys added after all of them (the
-# migrated contrib apps would otherwise be created after the unmigrated test apps that point at them,
-# which PostgreSQL refuses: `relation "auth_user" does not exist`)
-MIGRATION_MODULES = {"auth": None, "contenttypes": None, "sessions": None}
 _PG = urlsplit(os.environ.get("PERFKIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
 # each pytest process makes its own test databases (parallel runs on one machine never collide)
 DATABASES = {
