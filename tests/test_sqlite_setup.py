@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from perfkit._sqlite import enable_wal
+from perfkit.sqlite import enable_wal
 
 
 def test_fresh_file_switched_to_wal_by_racing_connections(tmp_path: Path) -> None:

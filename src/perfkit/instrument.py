@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Instrumentation", "PerfkitStack", "build_stack", "instrument"]
 
-# the old address of this module keeps working: `from perfkit.web.instrument import instrument`
+# The old address of this module keeps working (`from perfkit.web.instrument import instrument`,
+# documented in docs/web.md): registered from here, above the web layer, since `import perfkit` always
+# runs this module first. A shim file perfkit/web/instrument.py could not do it: importing it would bind
+# `perfkit.web.instrument` to that module and shadow the function `from perfkit.web import instrument`
+# returns (web's lazy `__getattr__`).
 sys.modules.setdefault("perfkit.web.instrument", sys.modules[__name__])
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from perfkit.cache import bulk
 from perfkit.cache.config import CacheConfig
 from perfkit.cache.keys import DEFAULT_MAX_KEY_LENGTH, TTL, UNSET, Unset, check_tags
 from perfkit.cache.loader import Loader
@@ -178,7 +179,7 @@ class Cache:
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The cached values of `keys` that are present, as {key: value}; absent keys are left out."""
-        return await self.tiers.read_many(list(keys))
+        return await bulk.read_many(self.tiers, list(keys))
 
     async def set_many(
         self,
@@ -190,7 +191,7 @@ class Cache:
     ) -> None:
         """Store every item of `mapping` with the same ttl and tags, in one round trip on Redis."""
         tiers = self.tiers
-        await tiers.write_many(mapping, tiers.ttl(ttl, "*"), tiers.tags(tags), sensitive)
+        await bulk.write_many(tiers, mapping, tiers.ttl(ttl, "*"), tiers.tags(tags), sensitive)
 
     async def incr(self, key: str, delta: int = 1, ttl: TTL | Unset = UNSET) -> int:
         """Add `delta` to the integer at `key` (created at `delta`, with `ttl`); atomic on every backend."""
@@ -203,7 +204,7 @@ class Cache:
 
     async def invalidate_tags(self, tags: Iterable[str]) -> int:
         """Remove every key carrying any of `tags`; returns how many were removed."""
-        return await self.tiers.invalidate(self.tiers.tags(tags))
+        return await bulk.invalidate(self.tiers, self.tiers.tags(tags))
 
     async def delete_match(self, pattern: str) -> int:
         """Remove the keys of this namespace matching `pattern`: `*`, `?`, `[...]`, and `\\` to quote

@@ -1,10 +1,11 @@
 """`SyncCache`: the cache for code that is not async (Django views, scripts, sync FastAPI routes).
 
 It is a facade, not a second implementation: an L1 hit is answered in the calling thread (a dict
-lookup), everything else runs the async `Cache` on a private event loop thread (`perfkit._portal`),
-which owns its own L2 connections and shares the L1 and the statistics with the async cache. A plain
-loader runs in a worker thread, so one slow loader does not hold up other threads' cache calls, and
-concurrent misses from many threads still share one loader call.
+lookup), everything else runs the async `Cache` on a private event loop thread (a
+`perfkit.syncfacade.SyncFacade`, as `SyncJobQueue` is), which owns its own L2 connections and shares
+the L1 and the statistics with the async cache. A plain loader runs in a worker thread, so one slow
+loader does not hold up other threads' cache calls, and concurrent misses from many threads still
+share one loader call.
 """
 
 from __future__ import annotations
@@ -13,22 +14,22 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, cast
 
-from perfkit._portal import Portal
 from perfkit.cache.cache import Cache
 from perfkit.cache.keys import TTL, UNSET, Unset
 from perfkit.cache.stats import CacheStats
+from perfkit.syncfacade import SyncFacade
 
 T = TypeVar("T")
 
 
-class SyncCache:
+class SyncCache(SyncFacade):
     """Blocking cache API: `SyncCache("sqlite:///cache.db")` or `cache.sync` for an existing `Cache`."""
 
     def __init__(self, url: str | Cache | None = None, **options: Any) -> None:
+        super().__init__("perfkit-cache-sync")
         self.cache = url if isinstance(url, Cache) else Cache(url, **options)
         self._inner = self.cache.sibling()
         self._tiers = self._inner.tiers
-        self._portal = Portal("perfkit-cache-sync")
         self.cache.adopt_sync(self)  # `.cached` on plain functions must reuse this facade, not start another
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -37,7 +38,7 @@ class SyncCache:
             return item.value
         if self._tiers.l2 is None:
             return default
-        return self._portal.call(self._inner.get(key, default))
+        return self.call(self._inner.get(key, default))
 
     def get_or_set(self, key: str, loader: Callable[[], T], ttl: TTL | Unset = UNSET, **options: Any) -> T:
         item = self._tiers.find(key, True)
@@ -45,37 +46,37 @@ class SyncCache:
             return cast(T, item.value)
         # the plain loader runs in a worker thread, so it never blocks the portal loop
         in_thread: Any = lambda: asyncio.to_thread(loader)  # noqa: E731
-        return cast(T, self._portal.call(self._inner.get_or_set(key, in_thread, ttl, **options)))
+        return cast(T, self.call(self._inner.get_or_set(key, in_thread, ttl, **options)))
 
     def set(self, key: str, value: Any, ttl: TTL | Unset = UNSET, **options: Any) -> None:
-        self._portal.call(self._inner.set(key, value, ttl, **options))
+        self.call(self._inner.set(key, value, ttl, **options))
 
     def delete(self, key: str) -> bool:
-        return self._portal.call(self._inner.delete(key))
+        return self.call(self._inner.delete(key))
 
     def exists(self, key: str) -> bool:
-        return self._portal.call(self._inner.exists(key))
+        return self.call(self._inner.exists(key))
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        return self._portal.call(self._inner.get_many(list(keys)))
+        return self.call(self._inner.get_many(list(keys)))
 
     def set_many(self, mapping: Mapping[str, Any], ttl: TTL | Unset = UNSET, **options: Any) -> None:
-        self._portal.call(self._inner.set_many(mapping, ttl, **options))
+        self.call(self._inner.set_many(mapping, ttl, **options))
 
     def incr(self, key: str, delta: int = 1, ttl: TTL | Unset = UNSET) -> int:
-        return self._portal.call(self._inner.incr(key, delta, ttl))
+        return self.call(self._inner.incr(key, delta, ttl))
 
     def invalidate_tags(self, tags: Iterable[str]) -> int:
         tiers = self._tiers
         if tiers.l2 is None and tiers.l1 is not None:  # in-process only: no thread hop
             return tiers.l1.remove_tags(tiers.tags(list(tags)))
-        return self._portal.call(self._inner.invalidate_tags(list(tags)))
+        return self.call(self._inner.invalidate_tags(list(tags)))
 
     def delete_match(self, pattern: str) -> int:
-        return self._portal.call(self._inner.delete_match(pattern))
+        return self.call(self._inner.delete_match(pattern))
 
     def clear(self) -> int:
-        return self._portal.call(self._inner.clear())
+        return self.call(self._inner.clear())
 
     def stats(self) -> CacheStats:
         return self.cache.stats()
@@ -83,14 +84,6 @@ class SyncCache:
     def cached(self, *args: Any, **kwargs: Any) -> Any:
         return self.cache.cached(*args, **kwargs)
 
-    def close(self) -> None:
-        """Close the private loop's connections and stop its thread."""
-        if self._portal.started:
-            self._portal.call(self._inner.close())
-        self._portal.close()
-
-    def __enter__(self) -> SyncCache:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    async def aclose(self) -> None:
+        """Close the private loop's connections (runs on that loop; `close()` also stops its thread)."""
+        await self._inner.close()

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from perfkit._cancel import cancelling
+from perfkit.cancellation import cancelling
 
 if TYPE_CHECKING:
     from perfkit.jobs.backends.base import JobBackend
@@ -83,7 +83,7 @@ class LeaseKeeper:
                     last_sweep = time.monotonic()
                     await self.sweep_once()
             except Exception as exc:  # PerfkitError, OSError, or a driver error not translated yet
-                if cancelling():  # a cancel reported as an I/O error (see perfkit._cancel)
+                if cancelling():  # a cancel reported as an I/O error (see perfkit.cancellation)
                     raise asyncio.CancelledError from exc
                 self._on_error(exc)
             if cancelling():  # a driver swallowed our cancel and returned normally: honour it here

@@ -1,7 +1,7 @@
 """`SyncJobQueue`: the producer side of a `JobQueue` for synchronous code (Django views, scripts, cron).
 
 A thin facade: each method submits the async implementation to a background loop and waits
-(`perfkit._portal.SyncFacade`, the pattern `Cache.sync` follows too). It drives `jobs.sibling()`:
+(`perfkit.syncfacade.SyncFacade`, the pattern `Cache.sync` follows too). It drives `jobs.sibling()`:
 the same config, tasks and hooks with its own backend connection, since connections belong to the
 loop that opened them. `jobs.sync()` returns one cached facade per queue: one background loop.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from perfkit._portal import SyncFacade
 from perfkit.jobs.models import JobInfo, Priority, Status
+from perfkit.syncfacade import SyncFacade
 
 if TYPE_CHECKING:
     from perfkit.jobs.queue import JobQueue

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from perfkit._cancel import cancelling
+from perfkit.cancellation import cancelling
 from perfkit.config import parse_duration
 from perfkit.errors import ConfigurationError, PerfkitError
 from perfkit.jobs.context import ContextJobs
@@ -367,7 +367,7 @@ class Worker:
             try:
                 await self.jobs.backend.cleanup(time.time() - self._retention)
             except (PerfkitError, OSError) as exc:
-                if cancelling():  # a cancel reported as an I/O error (see perfkit._cancel)
+                if cancelling():  # a cancel reported as an I/O error (see perfkit.cancellation)
                     raise asyncio.CancelledError from exc
             if cancelling():  # a driver swallowed our cancel and returned normally: honour it here
                 raise asyncio.CancelledError

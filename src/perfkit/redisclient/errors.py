@@ -2,7 +2,7 @@
 
     driver error                                    becomes
     -------------------------------------------     ------------------------------------------------
-    any, while the task is being cancelled          asyncio.CancelledError (see perfkit._cancel)
+    any, while the task is being cancelled          asyncio.CancelledError (see perfkit.cancellation)
     ConnectionError, TimeoutError, OSError,         BackendUnavailableError (`ErrorPolicy.unavailable`)
     ClusterError, TryAgainError, SlotNotCovered,
     "cannot connect / no reachable node"
@@ -32,7 +32,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from perfkit._cancel import cancelling
+from perfkit.cancellation import cancelling
 from perfkit.errors import BackendError, BackendUnavailableError
 
 # RedisClusterException is no RedisError: the cluster client raises it when no node answers
@@ -92,7 +92,7 @@ class Translator:
         policy = self.policy
         if not (policy.catch_all or is_driver_error(exc)):
             return exc
-        if cancelling():  # a cancel reported as a read timeout stays a cancel (see perfkit._cancel)
+        if cancelling():  # a cancel reported as a read timeout stays a cancel (see perfkit.cancellation)
             return asyncio.CancelledError()
         outage = policy.failed is None or (policy.unavailable is not None and is_outage(exc))
         if outage and policy.unavailable is not None:

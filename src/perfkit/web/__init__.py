@@ -41,10 +41,16 @@ _ROOT = frozenset({"Instrumentation", "PerfkitStack", "build_stack", "instrument
 
 
 def __getattr__(name: str) -> Any:
-    """The composition root's names, looked up when asked for (the root imports this layer, not the
-    other way round)."""
+    """The composition root's names, a compatibility alias resolved when first asked for: importing this
+    layer never imports `perfkit.instrument`, the layer above it (which imports this one)."""
     if name not in _ROOT:
         raise AttributeError(f"module 'perfkit.web' has no attribute {name!r}")
-    import importlib
+    from perfkit.instrument import Instrumentation, PerfkitStack, build_stack, instrument
 
-    return getattr(importlib.import_module("perfkit.instrument"), name)
+    root: dict[str, Any] = {
+        "Instrumentation": Instrumentation,
+        "PerfkitStack": PerfkitStack,
+        "build_stack": build_stack,
+        "instrument": instrument,
+    }
+    return root[name]

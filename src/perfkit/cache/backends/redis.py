@@ -130,14 +130,17 @@ class RedisBackend:
             tag_keys = [K.tag_key(t) for t in tags]
             for key, value in items:
                 if tags:
-                    await self._set_tagged(
-                        keys=[key, K.keytags_key(key), *tag_keys],
-                        args=[value, ttl_ms(ttl) or "", now],
-                        client=pipe,
+                    await self.queue_set_tagged(
+                        pipe, [key, K.keytags_key(key), *tag_keys], [value, ttl_ms(ttl) or "", now]
                     )
                 else:
                     pipe.set(key, value, px=ttl_ms(ttl))
             await pipe.execute()
+
+    async def queue_set_tagged(self, pipe: Any, keys: list[Any], args: list[Any]) -> None:
+        """For subclasses: queue one tagged SET (the `SET_TAGGED` script) on `pipe`, a pipeline of this
+        backend's client. Here the registered script (EVALSHA, loaded on the first NOSCRIPT)."""
+        await self._set_tagged(keys=keys, args=args, client=pipe)
 
     @translated
     async def delete(self, keys: Sequence[str]) -> int:

@@ -3,8 +3,9 @@
 The same backend as single-node Redis (`redis.py`) over redis-py's asyncio `RedisCluster`. Every key
 of a namespace carries the namespace's hash tag (`redis_keys.py`), so the scripts and pages of one
 call touch one slot; SCAN-based deletion runs on every primary. Only what the cluster client cannot
-do differently is overridden here: it refuses EVALSHA inside a pipeline, so `set_many` with tags
-sends the script itself. The client is made (and closed) by `perfkit.redisclient`.
+do differently is overridden here: it refuses EVALSHA inside a pipeline, so a tagged `set_many`
+queues the script itself (`queue_set_tagged`, the base backend's seam for it). The client is made
+(and closed) by `perfkit.redisclient`.
 
 The URL names one node to learn the cluster from; `?nodes=host:port,host:port` adds more, for a
 start while that one is down. `?max_connections=` is per node (default 64).
@@ -12,13 +13,11 @@ start while that one is down. `?max_connections=` is per node (default 64).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from perfkit.cache.backends import redis_keys as K
-from perfkit.cache.backends.redis import RedisBackend, ttl_ms
-from perfkit.redisclient import close_client, node_url, primaries, seed_names, translated
+from perfkit.cache.backends.redis import RedisBackend
+from perfkit.redisclient import close_client, node_url, primaries, seed_names
 
 # the cluster helpers moved to perfkit.redisclient; coherence still reads them from here
 __all__ = ["RedisClusterBackend", "close_cluster_client", "node_url", "primaries", "seed_names"]
@@ -38,23 +37,6 @@ class RedisClusterBackend(RedisBackend):
 
         return ClusterTracker(self.url, prefix, l1, self.timeout)
 
-    async def set_many(
-        self, items: Sequence[tuple[str, Any]], ttl: float | None, tags: Sequence[str] = ()
-    ) -> None:
-        if not tags:
-            await super().set_many(items, ttl, tags)
-            return
-        await self._set_many_tagged(items, ttl, tags)
-
-    @translated
-    async def _set_many_tagged(
-        self, items: Sequence[tuple[str, Any]], ttl: float | None, tags: Sequence[str]
-    ) -> None:
-        self._bind()
-        tag_keys = [K.tag_key(t) for t in tags]
-        async with self.client.pipeline(transaction=False) as pipe:
-            now = int(time.time() * 1000)
-            for key, value in items:
-                keys = [key, K.keytags_key(key), *tag_keys]
-                pipe.eval(K.SET_TAGGED, len(keys), *keys, value, ttl_ms(ttl) or "", now)
-            await pipe.execute()
+    async def queue_set_tagged(self, pipe: Any, keys: list[Any], args: list[Any]) -> None:
+        """The script itself (EVAL): a cluster pipeline refuses EVALSHA."""
+        pipe.eval(K.SET_TAGGED, len(keys), *keys, *args)

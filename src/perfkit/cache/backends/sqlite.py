@@ -20,10 +20,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from perfkit._sqlite import enable_wal
 from perfkit.backends import BackendURL
 from perfkit.cache.pattern import compile_pattern
 from perfkit.errors import BackendError, BackendUnavailableError, ConfigurationError, SerializationError
+from perfkit.sqlite import enable_wal
 
 if TYPE_CHECKING:
     from perfkit.cache.backends.memory import MemoryBackend

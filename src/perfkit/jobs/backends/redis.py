@@ -17,8 +17,8 @@ from typing import Any, TypeVar, cast
 
 from redis import exceptions as rexc
 
-from perfkit._cancel import cancelling
 from perfkit.backends import BackendURL
+from perfkit.cancellation import cancelling
 from perfkit.errors import BackendError, ConfigurationError
 from perfkit.jobs.backends import redis_lua as lua
 from perfkit.jobs.backends._pipeline import EnqueuePipeline, chunks
@@ -109,7 +109,8 @@ class RedisBackend:
     def _connection_kwargs(self) -> dict[str, Any]:
         return connection_kwargs(self.client)
 
-    def _k(self, queue: str) -> QueueKeys:
+    def queue_keys(self, queue: str) -> QueueKeys:
+        """The Redis key names of `queue` (for this backend and its subclasses)."""
         keys = self._keys.get(queue)
         if keys is None:
             keys = self._keys[queue] = QueueKeys(self.prefix, queue)
@@ -164,7 +165,7 @@ class RedisBackend:
         return await self._pipeline.enqueue(record, self._enqueue_one)
 
     async def _enqueue_one(self, record: JobRecord) -> tuple[str, bool]:
-        k = self._k(record.queue)
+        k = self.queue_keys(record.queue)
         flat = await self._script("ENQUEUE", [k.ready, k.delayed, k.keys], self._enqueue_args(k, [record]))
         if flat[-1]:
             await self._register([record.queue])
@@ -179,7 +180,7 @@ class RedisBackend:
         unregistered: set[str] = set()
 
         async def one_call(queue: str, indexes: list[int]) -> None:
-            k = self._k(queue)
+            k = self.queue_keys(queue)
             args = self._enqueue_args(k, [records[i] for i in indexes])
             flat = await self._script("ENQUEUE", [k.ready, k.delayed, k.keys], args)
             for n, i in enumerate(indexes):
@@ -245,7 +246,7 @@ class RedisBackend:
         # delayed jobs due by `now` are promoted: scores (rounded up) <= now rounded down, never early
         head = [_ms_down(now), 0, int(lease * 1000), repr(now), self._retention_s]
         for queue in queues:  # in the order given: earlier queues first
-            k = self._k(queue)
+            k = self.queue_keys(queue)
             head[1] = limit - len(out)
             rows = await self._script(
                 "CLAIM", [k.ready, k.delayed, k.active], [k.tag, *head, *ok.pop(queue, ())]
@@ -262,7 +263,12 @@ class RedisBackend:
         worker stopping) ends this call at once. redis-py can swallow the cancel of a BLPOP just sent
         (asyncio.wait_for around the send) and block for all of `idle`.
         """
-        await self._wait_any([tuple(self._k(q).wake for q in queues)], idle)
+        await self._wait_any(self.wake_groups(queues), idle)
+
+    def wake_groups(self, queues: Sequence[str]) -> list[tuple[str, ...]]:
+        """For subclasses: the wake lists `wait` watches, grouped one BLPOP per group. Here one group
+        with every queue's wake list (one BLPOP on one node)."""
+        return [tuple(self.queue_keys(q).wake for q in queues)]
 
     async def _wait_any(self, groups: Sequence[tuple[str, ...]], idle: float) -> None:
         """Return when the BLPOP on any group of wake lists returned; its error, if any, is raised."""
@@ -292,7 +298,7 @@ class RedisBackend:
     async def renew(self, leases: Sequence[tuple[str, int]], lease: float, now: float) -> set[str]:
         stop: set[str] = set()
         for queue, items in _by_queue(leases).items():
-            k = self._k(queue)
+            k = self.queue_keys(queue)
             args: list[Any] = [k.tag, int(now * 1000), int(lease * 1000)]
             for job_id, token in items:
                 args += (job_id, token)
@@ -301,7 +307,7 @@ class RedisBackend:
 
     async def release(self, leases: Sequence[tuple[str, int]], now: float) -> None:
         for queue, items in _by_queue(leases).items():
-            k = self._k(queue)
+            k = self.queue_keys(queue)
             args: list[Any] = [k.tag, repr(now), self._retention_s]
             for job_id, token in items:
                 args += (job_id, token)
@@ -315,7 +321,7 @@ class RedisBackend:
         # one call per queue, concurrently: a pipeline would first check SCRIPT EXISTS, one more round trip
         calls = []
         for queue, items in groups.items():
-            k = self._k(queue)
+            k = self.queue_keys(queue)
             ok: list[Any] = [k.tag, now, self._retention_s]
             other: list[Any] = [k.tag, now, self._retention_s]
             for o in items:
@@ -333,7 +339,7 @@ class RedisBackend:
     async def reap(self, queues: Sequence[str], now: float) -> list[JobRecord]:
         dead: list[JobRecord] = []
         for queue in queues:
-            k = self._k(queue)
+            k = self.queue_keys(queue)
             rows = await self._script(
                 "REAP", [k.active], [k.tag, int(now * 1000), repr(now), self._retention_s, MAX_STALLS]
             )
@@ -351,7 +357,7 @@ class RedisBackend:
 
         def commands(pipe: Any) -> None:
             for job_id in readable:
-                pipe.execute_command("HGETALL", self._k(queue_of(job_id)).job + job_id)
+                pipe.execute_command("HGETALL", self.queue_keys(queue_of(job_id)).job + job_id)
 
         rows = await self._pipelined(commands, raise_on_error=False) if readable else []
         found = dict(zip(readable, rows, strict=True))
@@ -380,7 +386,7 @@ class RedisBackend:
 
         def commands(pipe: Any) -> None:
             for q in queues:
-                k = self._k(q)
+                k = self.queue_keys(q)
                 for st in statuses:
                     for name in _STATUS_KEYS.get(st, ()):
                         pipe.zrange(getattr(k, name), 0, offset + limit, desc=True)
@@ -401,7 +407,7 @@ class RedisBackend:
         return records, str(offset + limit) if more else None
 
     async def cancel(self, job_id: str, now: float) -> JobRecord | None:
-        k = self._k(queue_of(job_id))
+        k = self.queue_keys(queue_of(job_id))
         flat = await self._script(
             "CANCEL", [k.ready, k.delayed], [k.tag, job_id, repr(now), self._retention_s]
         )
@@ -410,17 +416,17 @@ class RedisBackend:
         return record_from_hash(flat, job_id) if flat else None
 
     async def retry(self, job_id: str, now: float) -> bool:
-        k = self._k(queue_of(job_id))
+        k = self.queue_keys(queue_of(job_id))
         return bool(await self._script("RETRY", [k.keys], [k.tag, job_id, repr(now)]))
 
     async def progress(self, job_id: str, value: float, message: str | None) -> None:
-        key = self._k(queue_of(job_id)).job + job_id
+        key = self.queue_keys(queue_of(job_id)).job + job_id
         await self._script("PROGRESS", [key], [repr(value), message or ""])
 
     async def cleanup(self, before: float) -> int:
         removed = 0
         for queue in await self._queues():
-            k = self._k(queue)
+            k = self.queue_keys(queue)
             removed += int(await self._script("CLEANUP", [k.ready], [k.tag, repr(before)]))
         return removed
 
@@ -430,7 +436,7 @@ class RedisBackend:
         def commands(pipe: Any) -> None:
             for q in queues:
                 for prio in range(4):
-                    pipe.zcount(self._k(q).ready, prio * BAND, (prio + 1) * BAND - 1)
+                    pipe.zcount(self.queue_keys(q).ready, prio * BAND, (prio + 1) * BAND - 1)
 
         counts = await self._pipelined(commands) if queues else []
         it = iter(counts)

@@ -17,11 +17,8 @@ from perfkit.jobs.backends.redis import RedisBackend
 class RedisClusterBackend(RedisBackend):
     kind = "redis-cluster"
 
-    async def wait(self, queues: Sequence[str], idle: float) -> None:
-        """Return when any queue's wake list has a token, or after about `idle` seconds.
-
-        One BLPOP per queue (a cluster runs no command across slots), each in a task that outlives
-        this call when another queue woke first or the call was cancelled: the next wait takes it
-        over (a token it popped is not lost), or close() ends it (see `RedisBackend._blpop`).
-        """
-        await self._wait_any([(self._k(q).wake,) for q in queues], idle)
+    def wake_groups(self, queues: Sequence[str]) -> list[tuple[str, ...]]:
+        """One group per queue: a cluster runs no command across slots, so `wait` sends one BLPOP per
+        queue, each in a task that outlives the call when another queue woke first or the call was
+        cancelled: the next wait takes it over (a token it popped is not lost), or close() ends it."""
+        return [(self.queue_keys(q).wake,) for q in queues]

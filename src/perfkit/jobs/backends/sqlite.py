@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from perfkit._sqlite import enable_wal
 from perfkit.backends import BackendURL
 from perfkit.errors import BackendError, BackendUnavailableError
 from perfkit.jobs.backends._pipeline import EnqueuePipeline
@@ -30,6 +29,7 @@ from perfkit.jobs.backends._sql import (
     table_name,
 )
 from perfkit.jobs.models import MAX_STALLS, JobRecord, Outcome, Status
+from perfkit.sqlite import enable_wal
 
 T = TypeVar("T")
 _IDLE_POLL = 0.005

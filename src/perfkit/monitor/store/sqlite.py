@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from perfkit._sqlite import enable_wal
 from perfkit.backends import BackendURL
 from perfkit.errors import BackendError
 from perfkit.monitor.store.base import Snapshot
+from perfkit.sqlite import enable_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS perfkit_snapshots (proc TEXT PRIMARY KEY, at REAL NOT NULL, data TEXT NOT NULL);

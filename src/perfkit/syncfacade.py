@@ -1,4 +1,10 @@
-"""A background event loop that lets synchronous code call perfkit's async implementation.
+"""The sync facade pattern: a background event loop that lets synchronous code call perfkit's async
+implementation.
+
+- `Portal(name)`: one daemon thread running one event loop; `portal.call(coro)` runs a coroutine there
+  and waits for its result, `portal.close()` stops the loop.
+- `SyncFacade(name)`: the base of the blocking facades (`SyncCache`, `SyncJobQueue`): one portal each,
+  `call(coro)`, `aclose()` (what a subclass closes on the portal loop) and `close()`.
 
 perfkit has one implementation of each part, async; the sync facades (`SyncCache`, `SyncJobQueue`)
 submit coroutines to this loop instead of keeping a second, blocking copy of the logic. The thread
@@ -17,6 +23,8 @@ import asyncio
 import threading
 from collections.abc import Coroutine
 from typing import Any, Self, TypeVar
+
+__all__ = ["Portal", "SyncFacade"]
 
 T = TypeVar("T")
 

@@ -1,9 +1,16 @@
-"""Connection setup shared by the embedded SQLite stores (cache, job queue, monitoring)."""
+"""SQLite connection set-up shared by the embedded SQLite stores (the cache, the job queue and the
+monitor's store backends).
+
+`enable_wal(conn, timeout=5.0)`: switch a connection's file to write-ahead logging, retrying while
+another connection switches the same new file.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 import time
+
+__all__ = ["enable_wal"]
 
 
 def enable_wal(conn: sqlite3.Connection, timeout: float = 5.0) -> None:
