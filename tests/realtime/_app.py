@@ -1,0 +1,93 @@
+"""The app the real-time tests serve with uvicorn: a hub from the environment, its two endpoints, and
+routes to publish and to look inside the process (connections, subscriptions, queues).
+
+    RT_URL       the broker URL (memory:// or redis://...)
+    RT_SETTINGS  JSON of Hub settings (batch_window, heartbeat, queue_size, ...)
+    RT_ORIGINS   JSON list of allowed origins (unset: same origin only)
+
+auth: `?token=<name>` or `Authorization: Bearer <name>` is the user <name>; "nobody" (or none) refuses.
+can_subscribe: `secret:*` never, `user:<name>` only for <name>, the rest for anyone.
+can_publish: `chat:*` only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+
+from perfkit.realtime import Hub
+
+hub = Hub(os.environ.get("RT_URL", "memory://"), **json.loads(os.environ.get("RT_SETTINGS", "{}")))
+origins = json.loads(os.environ["RT_ORIGINS"]) if os.environ.get("RT_ORIGINS") else None
+
+
+def current_user(conn: HTTPConnection) -> str | None:
+    token = conn.query_params.get("token") or conn.headers.get("authorization", "").removeprefix("Bearer ")
+    return token if token and token != "nobody" else None
+
+
+async def may_subscribe(user: Any, channel: str) -> bool:
+    if channel.startswith("secret:"):
+        return False
+    if channel.startswith("user:"):
+        return bool(channel == f"user:{user}")
+    return True
+
+
+def may_publish(user: Any, channel: str) -> bool:
+    return channel.startswith("chat:")
+
+
+async def publish(request: Request) -> JSONResponse:
+    body = await request.json()
+    positions = [await hub.publish(body["channel"], data) for data in body.get("many", [body.get("data")])]
+    return JSONResponse({"epoch": positions[-1].epoch, "offsets": [p.offset for p in positions]})
+
+
+async def stats(request: Request) -> JSONResponse:
+    rt = hub.runtime
+    conns = list(hub.connections)
+    return JSONResponse(
+        {
+            "connections": len(conns),
+            "channels": sorted(rt.fanout.channels),
+            "subscribers": {c: len(s.subscribers) for c, s in rt.fanout.channels.items()},
+            "max_queue": max((len(c.queue) for c in conns), default=0),
+            "rtt": [c.rtt for c in conns],
+            "dropped": {k[0]: v for k, v in hub.metrics.dropped.series.items()},
+            "closed": {k[0]: v for k, v in hub.metrics.closed.series.items()},
+            "pid": os.getpid(),
+        }
+    )
+
+
+async def health(request: Request) -> JSONResponse:
+    result = await hub.check()()
+    return JSONResponse({"status": result.status, "message": result.message, **result.details})
+
+
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    yield
+    await hub.close()
+
+
+app = Starlette(
+    routes=[
+        WebSocketRoute("/ws", hub.websocket(auth=current_user, can_subscribe=may_subscribe,
+                                            can_publish=may_publish, origins=origins)),
+        Route("/events", hub.sse(auth=current_user, can_subscribe=may_subscribe, origins=origins)),
+        Route("/publish", publish, methods=["POST"]),
+        Route("/stats", stats),
+        Route("/health", health),
+    ],
+    lifespan=lifespan,
+)  # fmt: skip
