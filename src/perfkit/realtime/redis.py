@@ -180,13 +180,16 @@ class RedisBroker:
                 self.up = False
                 await self._drop(self.pubsub)
                 self.pubsub = None
+            await asyncio.sleep(delay * (0.5 + random.random()))  # a link that drops at once must not spin
 
     async def _read(self, pubsub: PubSub) -> None:
         while True:
             message = await pubsub.get_message(timeout=1.0)
             if message is None:
                 continue
-            kind, topic = message["type"], message["channel"]
+            kind, topic = message["type"], message.get("channel")
+            if kind not in ("message", "subscribe") or topic is None:
+                continue  # the connect's pong, unsubscribe confirmations
             name = topic.decode() if isinstance(topic, bytes) else topic
             channel = name[len(self.prefix) + 1 : -1]
             if kind == "message":
