@@ -72,7 +72,7 @@ def start_server(url: str, port: int | None = None, origins: list[str] | None = 
         env["RT_ORIGINS"] = json.dumps(origins)
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "tests.realtime._app:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "info", "--ws", "websockets", "--timeout-graceful-shutdown", "3"],
+         "--port", str(port), "--log-level", "info", "--ws", "websockets-sansio", "--timeout-graceful-shutdown", "3"],
         cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     server = Server(proc, port, env)

@@ -200,6 +200,9 @@ class Connection:
             frames.append(item.frame)
             self.sent[channel] = Position(item.epoch, item.offset)
             self.metrics.lag.observe((), max(0.0, now - item.at))
+            if not self.config.batch_window:  # batching off: each message its own frame
+                await self._send_batch(frames)
+                frames = []
         await self._send_batch(frames)
 
     async def _send_batch(self, frames: list[str]) -> None:

@@ -31,6 +31,7 @@ ERRORS = ErrorPolicy(
     unavailable="realtime Redis at {where} unavailable: {exc}", failed="realtime Redis {where}: {exc}"
 )
 TIMEOUT = 2.0  # seconds for a command (publish, history, ping)
+POOL = 4  # command connections per process
 BACKOFF = (0.05, 2.0)  # first and longest wait between pub/sub reconnects
 
 
@@ -52,9 +53,12 @@ class RedisBroker:
         self.config = config
         self.prefix = url.options.get("prefix", config.prefix)
         self.translate = Translator(url.redacted(), ERRORS)
+        # a small pool that makes a burst wait: Redis runs the scripts one at a time anyway, and the number
+        # of sockets a process holds must not grow with its connections (subscribes read the history)
         options = ClientOptions(
-            socket_timeout=TIMEOUT, connect_timeout=TIMEOUT, no_retries=True, errors=ERRORS
-        )
+            socket_timeout=TIMEOUT, connect_timeout=TIMEOUT, no_retries=True, errors=ERRORS,
+            max_connections=POOL, pool_wait=TIMEOUT,
+        )  # fmt: skip
         self.client = make_client(url, options)
         # the pub/sub link: reads wait as long as there is nothing to read (get_message has its own timeout)
         self.link = make_client(
