@@ -23,6 +23,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
+from perfkit.metrics import Histogram
 from perfkit.realtime import Hub
 
 hub = Hub(os.environ.get("RT_URL", "memory://"), **json.loads(os.environ.get("RT_SETTINGS", "{}")))
@@ -69,6 +70,19 @@ async def stats(request: Request) -> JSONResponse:
     )
 
 
+async def metrics(request: Request) -> JSONResponse:
+    """The collector's realtime_* families: counters and gauges by label set; histograms' count and p99."""
+    found: dict[str, Any] = {}
+    for name, family in hub.collector.families.items():
+        if not name.startswith("realtime_"):
+            continue
+        if isinstance(family, Histogram):
+            found[name] = {"count": family.count(), "p99": family.quantile(0.99)}
+        else:
+            found[name] = {",".join(k): v for k, v in family.series.items()}  # type: ignore[attr-defined]
+    return JSONResponse(found)
+
+
 async def health(request: Request) -> JSONResponse:
     result = await hub.check()()
     return JSONResponse({"status": result.status, "message": result.message, **result.details})
@@ -88,6 +102,7 @@ app = Starlette(
         Route("/publish", publish, methods=["POST"]),
         Route("/stats", stats),
         Route("/health", health),
+        Route("/metrics", metrics),
     ],
     lifespan=lifespan,
 )  # fmt: skip

@@ -45,7 +45,9 @@ class Server:
 
     async def publish(self, channel: str, *many: Any) -> dict[str, Any]:
         async with httpx.AsyncClient(timeout=10) as client:
-            response = await client.post(f"{self.http}/publish", json={"channel": channel, "many": list(many)})
+            response = await client.post(
+                f"{self.http}/publish", json={"channel": channel, "many": list(many)}
+            )
             response.raise_for_status()
             return dict(response.json())
 
@@ -64,7 +66,9 @@ class Server:
         self.proc.wait(timeout=5)
 
 
-def start_server(url: str, port: int | None = None, origins: list[str] | None = None, **settings: Any) -> Server:
+def start_server(
+    url: str, port: int | None = None, origins: list[str] | None = None, **settings: Any
+) -> Server:
     """One uvicorn process with a hub on `url`; returns once it listens."""
     port = port or free_port()
     env = {**os.environ, "RT_URL": url, "RT_SETTINGS": json.dumps(settings), "PYTHONPATH": str(ROOT / "src")}
@@ -72,7 +76,8 @@ def start_server(url: str, port: int | None = None, origins: list[str] | None = 
         env["RT_ORIGINS"] = json.dumps(origins)
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "tests.realtime._app:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "info", "--ws", "websockets-sansio", "--timeout-graceful-shutdown", "3"],
+         "--port", str(port), "--log-level", "info", "--ws", "websockets-sansio",
+         "--timeout-graceful-shutdown", "3"],
         cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     server = Server(proc, port, env)

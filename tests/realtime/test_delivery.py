@@ -11,7 +11,6 @@ import pytest
 from perfkit.realtime.client import Client, Message, Resync
 from perfkit.realtime.protocol import Position
 from perfkit.realtime.sse_client import SseClient
-
 from tests.conftest import pass_time
 
 from .conftest import Server
@@ -53,7 +52,9 @@ async def test_messages_arrive_in_order_with_offsets(broker_url: str, servers: C
     assert len({e.epoch for e in events}) == 1 and extra == []
 
 
-async def test_resume_gets_exactly_the_missed_messages(broker_url: str, servers: Callable[..., Server]) -> None:
+async def test_resume_gets_exactly_the_missed_messages(
+    broker_url: str, servers: Callable[..., Server]
+) -> None:
     """A client that reconnects with its last (epoch, offset) gets every message it missed, in order,
     and none it already had."""
     server = servers(broker_url, batch_window=0)
@@ -73,7 +74,9 @@ async def test_resume_gets_exactly_the_missed_messages(broker_url: str, servers:
     assert (frame["offset"], frame["replayed"]) == (10, 15)
 
 
-async def test_resume_outside_the_history_gets_resync(broker_url: str, servers: Callable[..., Server]) -> None:
+async def test_resume_outside_the_history_gets_resync(
+    broker_url: str, servers: Callable[..., Server]
+) -> None:
     """With a history of 5, a client 20 messages behind gets `resync` (reason history) at the current
     offset, then the live stream."""
     server = servers(broker_url, batch_window=0, history_size=5)
@@ -99,7 +102,9 @@ async def test_resume_with_another_epoch_gets_resync(broker_url: str, servers: C
     assert event == Resync("room:4", epoch, 3, "epoch")
 
 
-async def test_resume_in_the_history_but_too_old_gets_resync(redis_url: str, servers: Callable[..., Server]) -> None:
+async def test_resume_in_the_history_but_too_old_gets_resync(
+    redis_url: str, servers: Callable[..., Server]
+) -> None:
     """Messages older than history_ttl leave the history: resuming behind them is a resync."""
     server = servers(redis_url, batch_window=0, history_ttl=0.3)
     epoch = (await server.publish("room:5", 1, 2))["epoch"]
@@ -111,7 +116,9 @@ async def test_resume_in_the_history_but_too_old_gets_resync(redis_url: str, ser
     assert isinstance(event, Resync) and event.reason == "history"
 
 
-async def test_sse_delivers_and_resumes_from_last_event_id(broker_url: str, servers: Callable[..., Server]) -> None:
+async def test_sse_delivers_and_resumes_from_last_event_id(
+    broker_url: str, servers: Callable[..., Server]
+) -> None:
     """Over SSE a client gets the messages of its channels, and reconnecting with `Last-Event-ID` (the
     position of its last event) gets exactly the ones it missed, on every channel."""
     server = servers(broker_url, batch_window=0)

@@ -160,7 +160,9 @@ async def _rtt_measured(server: Server) -> bool:
     return any(r is not None for r in (await server.stats())["rtt"])
 
 
-async def test_one_redis_subscription_per_channel_per_process(redis_url: str, servers: Callable[..., Server]) -> None:
+async def test_one_redis_subscription_per_channel_per_process(
+    redis_url: str, servers: Callable[..., Server]
+) -> None:
     """30 connections on one channel over two processes hold 2 Redis subscriptions (one per process),
     and no Redis connection per client; after they leave, none is left."""
     prefix = redis_url.split("prefix=")[1]

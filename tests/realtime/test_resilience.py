@@ -139,7 +139,9 @@ async def test_redis_restart_without_persistence_is_a_resync(
     assert [e.offset for e in events] == list(range(resync.offset + 1, 4))
 
 
-async def test_no_loss_across_a_server_process_restart(redis_url: str, servers: Callable[..., Server]) -> None:
+async def test_no_loss_across_a_server_process_restart(
+    redis_url: str, servers: Callable[..., Server]
+) -> None:
     """The server process is killed (SIGKILL) and started again on its port: the client reconnects by
     itself and resumes, getting what was published while it was down, in order, once."""
     server = servers(redis_url, batch_window=0)
@@ -173,7 +175,10 @@ async def test_health_fails_while_redis_is_down(
     the app keeps serving meanwhile."""
     redis_server = own_redis(False)
     server = servers(redis_server.url, batch_window=0)
-    async with httpx.AsyncClient(timeout=10) as http, Client(f"{server.ws}?token=alice", channels=["h:1"]) as client:
+    async with (
+        httpx.AsyncClient(timeout=10) as http,
+        Client(f"{server.ws}?token=alice", channels=["h:1"]) as client,
+    ):
         await subscribed(client, "h:1")
 
         async def status(expected: str) -> bool:

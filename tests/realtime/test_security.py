@@ -48,11 +48,15 @@ async def test_origin_allow_list(servers: Callable[..., Server], http: httpx.Asy
     assert await handshake_status(url, "https://app.example.com") == 101
     assert await handshake_status(url, "https://evil.example.com") == 403
     assert await handshake_status(url, f"http://127.0.0.1:{server.port}") == 403
-    refused = await http.get(f"{server.http}/events?token=alice&channel=a:1", headers={"origin": "https://evil.example.com"})
+    refused = await http.get(
+        f"{server.http}/events?token=alice&channel=a:1", headers={"origin": "https://evil.example.com"}
+    )
     assert refused.status_code == 403
 
 
-async def test_unauthenticated_connections_refused(servers: Callable[..., Server], http: httpx.AsyncClient) -> None:
+async def test_unauthenticated_connections_refused(
+    servers: Callable[..., Server], http: httpx.AsyncClient
+) -> None:
     """`auth` returning None closes a WebSocket with 4401 (the client stops, no reconnect loop) and
     answers SSE with 401."""
     server = servers("memory://")

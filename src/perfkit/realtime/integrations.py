@@ -37,7 +37,8 @@ def follow_jobs(hub: Hub, queue: Any, channel: str = "job:{id}") -> None:
 
 def publish_on_commit(hub: Hub, session: Any, channel: str, data: Any) -> None:
     """Queue `data` for `channel` on `session`'s transaction: published after its commit, dropped on
-    rollback. `session` is a SQLAlchemy `Session` or `AsyncSession`."""
+    its rollback. `session` is a SQLAlchemy `Session` or `AsyncSession`. Messages queued inside a
+    savepoint that is rolled back are still published if the outer transaction commits."""
     from sqlalchemy import event
 
     from perfkit.realtime.protocol import check_channel, encode
@@ -49,7 +50,9 @@ def publish_on_commit(hub: Hub, session: Any, channel: str, data: Any) -> None:
     if pending is None:
         pending = sync_session.info[PENDING] = []
         event.listen(sync_session, "after_commit", _after_commit)
-        event.listen(sync_session, "after_rollback", _after_rollback)
+        event.listen(sync_session, "after_soft_rollback", _after_rollback)
+    if not sync_session.in_transaction():
+        sync_session.begin()  # no I/O yet: the messages now belong to this transaction's fate
     pending.append((hub, channel, data))
 
 
@@ -60,5 +63,8 @@ def _after_commit(session: Any) -> None:
         hub.publish_soon(channel, data)
 
 
-def _after_rollback(session: Any) -> None:
-    session.info[PENDING] = []
+def _after_rollback(session: Any, previous_transaction: Any) -> None:
+    """Any rollback of the session's transaction (a no-op one too) drops what waited for its commit;
+    a savepoint's rollback keeps them (the outer transaction may still commit)."""
+    if not getattr(previous_transaction, "nested", False):
+        session.info[PENDING] = []
