@@ -9,13 +9,15 @@ lossless resume (docs/realtime.md has the guide and the wire protocol).
     session.py      a connection's requests: subscribe/resume, unsubscribe, publish, ping/pong
     security.py     Origin allow-list, auth at connect, per-channel policies
     websocket.py    sse.py: the ASGI endpoints
-    hub.py          Hub: publish, the endpoints, heartbeats, health; sync.py: hub.sync
+    hub.py          Hub: publish, the endpoints, heartbeats; sync.py: hub.sync; health.py: hub.check()
+    outbox.py       fire-and-forget publishing in call order
     integrations.py job events and SQLAlchemy commits published
     client.py       the Python client (WebSocket and SSE), resuming after reconnects
 """
 
 from perfkit.realtime.config import HubConfig
-from perfkit.realtime.hub import HealthResult, Hub, HubCheck
+from perfkit.realtime.health import HealthResult, HubCheck
+from perfkit.realtime.hub import Hub
 from perfkit.realtime.protocol import Position
 
 __all__ = ["HealthResult", "Hub", "HubCheck", "HubConfig", "Position"]

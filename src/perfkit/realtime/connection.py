@@ -25,6 +25,7 @@ from perfkit.realtime.protocol import Entry, Position
 
 _ids = itertools.count(1)
 _PROCESS = os.urandom(3).hex()
+MAX_CONTROL = 100  # control frames waiting (pings, answers) before a connection counts as stalled
 
 
 class Transport(Protocol):
@@ -120,6 +121,9 @@ class Connection:
         self.wake.set()
 
     def ping(self) -> None:
+        if len(self.control) > MAX_CONTROL:  # not even control frames get out: a stalled client
+            self.close(p.CLOSE_SLOW)
+            return
         t = int(time.monotonic() * 1000)
         if self.transport.kind == "sse":
             self.control.append((f"ping {t}", "comment"))

@@ -63,6 +63,7 @@ class Fanout:
                 del self.channels[channel]
                 state.ready.set_exception(exc)
                 state.ready.exception()  # retrieved: the waiters (if any) re-raise it
+                await self._unsubscribe(channel)
                 raise
             state.epoch, state.offset = history.epoch, history.offset
             self._release(channel, state)
@@ -80,6 +81,9 @@ class Fanout:
         if state.subscribers:
             return
         del self.channels[channel]
+        await self._unsubscribe(channel)
+
+    async def _unsubscribe(self, channel: str) -> None:
         try:
             async with self.lock:
                 if channel not in self.channels:

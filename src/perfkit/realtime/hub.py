@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from perfkit.errors import BackendError
@@ -22,43 +22,20 @@ from perfkit.realtime.broker import Broker, check_url, create_broker
 from perfkit.realtime.config import HubConfig
 from perfkit.realtime.connection import Connection
 from perfkit.realtime.fanout import Fanout
+from perfkit.realtime.health import HubCheck
 from perfkit.realtime.metrics import RealtimeMetrics
+from perfkit.realtime.outbox import Outbox
 from perfkit.realtime.protocol import Position
 from perfkit.realtime.security import Access, Auth, Policy
 from perfkit.realtime.session import Runtime, Session
 from perfkit.realtime.sse import SseEndpoint
 from perfkit.realtime.websocket import WebSocketEndpoint, close_quietly
-from perfkit.redaction import redact
 
 if TYPE_CHECKING:
     from perfkit.realtime.sync import SyncHub
 
+logger = logging.getLogger("perfkit.realtime")
 SHUTDOWN_WAIT = 2.0  # seconds `close()` gives connections to end after their close frame
-
-
-@dataclass
-class HealthResult:
-    """The shape `perfkit.monitor` reads from a readiness check (status "pass" | "warn" | "fail")."""
-
-    status: str = "pass"
-    message: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class HubCheck:
-    """A readiness check for `MonitorConfig(checks=[hub.check()])`: fails while the broker is unreachable."""
-
-    hub: Hub
-    name: str = "realtime"
-    critical: bool = True
-
-    async def __call__(self) -> HealthResult:
-        health = await self.hub.health()
-        status = "pass" if health["ok"] else "fail"
-        return HealthResult(
-            status, health["message"], {k: v for k, v in health.items() if k not in ("ok", "message")}
-        )
 
 
 class Hub:
@@ -75,8 +52,7 @@ class Hub:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._runtime: Runtime | None = None
         self._heartbeats: asyncio.Task[None] | None = None
-        self._outbox: asyncio.Queue[tuple[str, Any]] | None = None
-        self._sender: asyncio.Task[None] | None = None
+        self.outbox = Outbox(self.publish)
         self._sync: SyncHub | None = None
         self._sync_lock = threading.Lock()
         self._all_closed: asyncio.Event | None = None
@@ -151,7 +127,9 @@ class Hub:
         finally:
             for task in (writer, read):
                 task.cancel()
-            await asyncio.gather(writer, read, return_exceptions=True)
+            for outcome in await asyncio.gather(writer, read, return_exceptions=True):
+                if isinstance(outcome, Exception):  # a policy or auth function raised: the app's bug, shown
+                    logger.error("realtime: connection %s failed", conn.id, exc_info=outcome)
             await session.leave_all()
             self.connections.discard(conn)
             self.metrics.connected(conn.transport.kind, -1)
@@ -182,8 +160,6 @@ class Hub:
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
-            running = None
-        if running is None:
             self.sync.publish(channel, data)
             return
         if self.loop is not None and running is not self.loop:
@@ -191,32 +167,11 @@ class Hub:
                 self.loop.call_soon_threadsafe(self.publish_soon, channel, data)
             return
         self.runtime  # noqa: B018 -- binds the hub to this loop
-        if self._outbox is None:
-            self._outbox = asyncio.Queue()
-        if self._sender is None or self._sender.done():
-            self._sender = running.create_task(
-                self._send_outbox(self._outbox), name="perfkit-realtime-outbox"
-            )
-        self._outbox.put_nowait((channel, data))
-
-    async def _send_outbox(self, outbox: asyncio.Queue[tuple[str, Any]]) -> None:
-        import logging
-
-        while True:
-            channel, data = await outbox.get()
-            try:
-                await self.publish(channel, data)
-            except Exception as exc:
-                logging.getLogger("perfkit.realtime").warning(
-                    "realtime: publish on %s failed: %s", channel, redact(str(exc))
-                )
-            finally:
-                outbox.task_done()
+        self.outbox.put(running, channel, data)
 
     async def drain(self) -> None:
         """Wait until every `publish_soon` message so far is published."""
-        if self._outbox is not None:
-            await self._outbox.join()
+        await self.outbox.drain()
 
     def follow_jobs(self, queue: Any, channel: str = "job:{id}") -> None:
         """Publish every event of `queue`'s jobs (enqueued, started, progress, succeeded, failed, retried,
@@ -251,7 +206,8 @@ class Hub:
         return {"ok": linked, "message": message, "connected": rt.broker.connected(), **info}
 
     def check(self) -> HubCheck:
-        return HubCheck(self)
+        """The readiness check for `MonitorConfig(checks=[hub.check()])`."""
+        return HubCheck(self.health)
 
     @property
     def sync(self) -> SyncHub:
@@ -269,7 +225,8 @@ class Hub:
         twin = Hub.__new__(Hub)
         twin.__dict__.update(self.__dict__)
         twin.connections, twin.loop, twin._runtime = set(), None, None
-        twin._heartbeats = twin._outbox = twin._sender = twin._sync = None
+        twin._heartbeats = twin._sync = None
+        twin.outbox = Outbox(twin.publish)
         return twin
 
     async def close(self) -> None:
@@ -282,12 +239,12 @@ class Hub:
                 async with asyncio.timeout(SHUTDOWN_WAIT):
                     await self._all_closed.wait()
             self._all_closed = None
-        for task in (self._heartbeats, self._sender):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
-        self._heartbeats = self._sender = None
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+            with contextlib.suppress(BaseException):
+                await self._heartbeats
+            self._heartbeats = None
+        await self.outbox.close()
         if self._runtime is not None:
             await self._runtime.fanout.close()
             await self._runtime.broker.close()
