@@ -158,3 +158,27 @@ async def test_fanout_across_two_processes(redis_url: str, servers: Callable[...
         await one.publish("org:9", {"n": 1}, {"n": 2})
         events = await collect(client, 2)
     assert [e.data for e in events] == [{"n": 1}, {"n": 2}]
+
+
+async def test_resume_query_parameter(servers: Callable[..., Server]) -> None:
+    """`?resume=<position>` resumes as `Last-Event-ID` does (SSE) and as subscribe offsets do (WebSocket
+    `?channel=&resume=`), for a client that builds its own connection after a page load."""
+    import json
+
+    from websockets.asyncio.client import connect
+
+    from perfkit.realtime.protocol import encode_position
+
+    server = servers("memory://", batch_window=0)
+    epoch = (await server.publish("q:1", 1, 2, 3))["epoch"]
+    resume = encode_position({"q:1": Position(epoch, 1)})
+    async with SseClient(f"{server.http}/events?token=alice&resume={resume}", channels=["q:1"]) as sse:
+        over_sse = await collect(sse, 2)
+    async with connect(f"{server.ws}?token=alice&channel=q:1&resume={resume}") as ws:
+        frames = []
+        async with asyncio.timeout(5):
+            while len([f for f in frames if f["type"] == "message"]) < 2:
+                frames.append(json.loads(await ws.recv()))
+    assert [e.data for e in over_sse] == [2, 3]
+    assert [f["data"] for f in frames if f["type"] == "message"] == [2, 3]
+    assert next(f for f in frames if f["type"] == "subscribed")["replayed"] == 2

@@ -152,3 +152,28 @@ async def test_malformed_requests_get_errors_with_codes(servers: Callable[..., S
     codes = [f.get("code") or f["type"] for f in frames]
     assert codes == ["bad_request", "bad_request", "unknown_type", "bad_request", "not_subscribed", "pong"]
     assert frames[4]["id"] == 7
+
+
+async def test_repeated_protocol_errors_close_with_4400(servers: Callable[..., Server]) -> None:
+    """More than 20 malformed frames close the connection with 4400 (the client does not reconnect)."""
+    server = servers("memory://", rate_limit="100/second")
+    async with connect(f"{server.ws}?token=alice") as ws:
+        for _ in range(21):
+            await ws.send("[1]")
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            async with asyncio.timeout(5):
+                while True:
+                    await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400
+
+
+async def test_subscriptions_per_connection_are_capped(servers: Callable[..., Server]) -> None:
+    """Past max_channels a subscribe gets `too_many_channels`; unsubscribing frees a place."""
+    server = servers("memory://", max_channels=2)
+    async with Client(f"{server.ws}?token=alice", channels=["c:1", "c:2"]) as client:
+        await subscribed(client, "c:1", "c:2")
+        with pytest.raises(RequestError) as refused:
+            await client.subscribe("c:3")
+        assert refused.value.code == "too_many_channels"
+        assert (await client.unsubscribe("c:1"))["type"] == "unsubscribed"
+        assert (await client.subscribe("c:3"))["type"] == "subscribed"
