@@ -136,7 +136,7 @@ async def test_dead_connection_closed_and_released(redis_url: str, servers: Call
     """A client that never answers pings is closed with 4408 after heartbeat_timeout, and its
     subscription is released (the process unsubscribes from Redis); a client that answers stays, with
     its round trip measured."""
-    server = servers(redis_url, heartbeat=0.1, heartbeat_timeout=0.5)
+    server = servers(redis_url, heartbeat=0.1, heartbeat_timeout=1.0)
     silent = Client(f"{server.ws}?token=bob", channels=["room:h"], answer_pings=False, reconnect=False)
     async with Client(f"{server.ws}?token=alice", channels=["room:k"]) as alive, silent:
         await subscribed(silent, "room:h")

@@ -68,6 +68,9 @@ class Fanout:
             state.epoch, state.offset = history.epoch, history.offset
             self._release(channel, state)
             state.ready.set_result(None)
+            if state.again:  # the link dropped and came back while joining: fill what it missed
+                state.filling = True
+                self._fill(channel, state)
         elif state.ready is not None and not state.ready.done():
             await asyncio.shield(state.ready)
         state.subscribers.add(subscriber)
@@ -133,7 +136,8 @@ class Fanout:
         """The broker's link is back: fill every channel from the history."""
         for channel, state in list(self.channels.items()):
             if state.ready is not None and not state.ready.done():
-                continue  # still joining: its position is read after the link is up
+                state.again = True  # still joining: filled once its position is known
+                continue
             state.filling = True
             self._fill(channel, state)
 
