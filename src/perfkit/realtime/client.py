@@ -238,7 +238,8 @@ class Client(Tracker):
         if ws is None:
             await asyncio.wait_for(self.connected.wait(), REQUEST_TIMEOUT)
             ws = self.ws
-        assert ws is not None
+        if ws is None:
+            raise ConnectionError("not connected")
         rid = next(self._ids)
         future = self._waiting[rid] = asyncio.get_running_loop().create_future()
         await ws.send(encode({"type": kind, "id": rid, **fields}).decode())
@@ -267,7 +268,8 @@ class Client(Tracker):
 
     async def send_raw(self, text: str | bytes) -> None:
         """Send a frame as is (tests: malformed and oversized frames)."""
-        assert self.ws is not None
+        if self.ws is None:
+            raise ConnectionError("not connected")
         await self.ws.send(text)
 
     async def close(self) -> None:
