@@ -205,3 +205,37 @@ async def test_monitor_readiness_includes_the_hub(own_redis: Callable[[bool], Ow
         assert not ready and body["checks"]["realtime"]["status"] == "fail", body
     finally:
         await hub.close()
+
+
+async def test_client_reconnects_from_a_frozen_server(servers: Callable[..., Server]) -> None:
+    """A server that stops sending without closing (SIGSTOP) is taken for dead after the client's
+    silence limit; the client reconnects once the server runs again, and resumes without loss."""
+    import os
+    import signal
+
+    server = servers("memory://", batch_window=0, heartbeat=0.1)
+    async with Client(
+        f"{server.ws}?token=alice", channels=["f:1"], silence=0.5, backoff=(0.05, 0.2)
+    ) as client:
+        await subscribed(client, "f:1")
+        await server.publish("f:1", 1)
+        await client.next(5)
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            await eventually(
+                lambda: _disconnected(client), timeout=5, what="the client gives up on the frozen server"
+            )
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        await eventually(lambda: _reconnected(client), timeout=10, what="the client is back")
+        await server.publish("f:1", 2)
+        event = await client.next(5)
+    assert event.data == 2 and event.offset == 2
+
+
+async def _disconnected(client: Client) -> bool:
+    return not client.connected.is_set()
+
+
+async def _reconnected(client: Client) -> bool:
+    return client.connects >= 2 and client.connected.is_set()
