@@ -21,7 +21,9 @@ ROOT = Path(perfkit.__file__).resolve().parent
 # the web parts). `core` is perfkit's top-level modules (errors, config, backends, serialization, ...).
 # monitor sits above web: it reports on the web layer (web building a Monitor is the upward import issue 15
 # removes). The top wires and uses everything: the package root, the CLI, instrument(), and the commands.
-LAYERS: dict[str, int] = {"core": 0, "cache": 1, "jobs": 1, "db": 1, "web": 2, "monitor": 3, "top": 4}
+LAYERS: dict[str, int] = {
+    "core": 0, "cache": 1, "jobs": 1, "db": 1, "web": 2, "realtime": 2, "monitor": 3, "top": 4,
+}  # fmt: skip
 TOP_PARTS = {"assets", "bench", "demo", "django"}  # django: the composition root for Django projects
 TOP_MODULES = {"perfkit", "perfkit.__main__", "perfkit.cli", "perfkit.instrument"}
 # packages of the core layer: neutral plumbing every part may use (the one Redis client module)
@@ -33,6 +35,7 @@ LAZY_FACADES: dict[tuple[str, str], str] = {
     ("perfkit.cache.cache", "perfkit.cache.sync"): "Cache.sync builds the SyncCache facade lazily",
     ("perfkit.cache.cache", "perfkit.cache.decorator"): "Cache.cached builds the CachedFunction lazily",
     ("perfkit.jobs.queue", "perfkit.jobs.sync"): "JobQueue.sync() builds the SyncJobQueue facade lazily",
+    ("perfkit.realtime.hub", "perfkit.realtime.sync"): "Hub.sync builds the SyncHub facade lazily",
 }
 
 # Today's exceptions (issue 15 is removing them; the integrator deletes each entry as its fix is merged,
