@@ -1,0 +1,43 @@
+"""tests/realtime/_app.py plus what a browser needs: the JavaScript client mounted at /realtime and a
+test page at /page that runs it from its query (`?channel=a&channel=b&ws=/ws&sse=/events&token=alice`,
+`module=1` loads the ES module instead of the classic script). Every event the client emits is kept
+in `window.events`, the client itself is `window.rt`."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Mount, Route
+
+from perfkit.realtime.static import ClientScript
+
+from . import _app
+
+SETUP = """
+  const q = new URLSearchParams(location.search);
+  window.events = [];
+  const rt = (window.rt = new PerfkitRealtime({
+    url: q.has("ws") ? q.get("ws") : "/ws", sse: q.get("sse"), channels: q.getAll("channel"),
+    params: { token: q.get("token") || "alice" }, backoff: [50, 400],
+  }));
+  for (const name of ["message", "resync", "state", "error", "closed", "open", "subscribed"]) {
+    rt.on(name, (value) => window.events.push([name, value]));
+  }
+  document.title = "ready";
+"""
+PAGE = """<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><title>loading</title>
+<script src="/realtime/perfkit-realtime.js"></script><script>{setup}</script>"""
+MODULE_PAGE = """<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><title>loading</title>
+<script type="module">import PerfkitRealtime from "/realtime/perfkit-realtime.mjs";{setup}</script>"""
+
+
+async def page(request: Request) -> HTMLResponse:
+    template = MODULE_PAGE if request.query_params.get("module") else PAGE
+    return HTMLResponse(template.replace("{setup}", SETUP))
+
+
+app = Starlette(
+    routes=[*_app.app.routes, Mount("/realtime", ClientScript()), Route("/page", page)],
+    lifespan=_app.lifespan,
+)
