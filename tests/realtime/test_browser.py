@@ -9,6 +9,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from perfkit.realtime import Hub
@@ -26,7 +27,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
         not os.access(CHROMIUM, os.X_OK),
-        reason=f"BROWSER TESTS SKIPPED: {CHROMIUM} is missing; `apt-get install -y chromium` (.ci/run does it)",
+        reason=f"BROWSER TESTS SKIPPED: {CHROMIUM} is missing; `apt-get install -y chromium` (.ci/run)",
     ),
 ]
 
@@ -44,14 +45,23 @@ async def browser() -> AsyncIterator[Any]:
             await chromium.close()
 
 
+# what Chromium itself logs for a refused connection or a failed request (the tests cause those)
+NETWORK = ("WebSocket connection to ", "Failed to load resource", "net::ERR_")
+
+
 class Page:
-    """One browser page running the client; `errors` collects console errors and uncaught exceptions."""
+    """One browser page running the client; `errors` collects console errors and uncaught exceptions
+    (not the browser's own lines about the failed connections a test causes on purpose)."""
 
     def __init__(self, page: Any) -> None:
         self.page = page
         self.errors: list[str] = []
-        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("console", self.console)
         page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def console(self, message: Any) -> None:
+        if message.type == "error" and not message.text.startswith(NETWORK):
+            self.errors.append(message.text)
 
     async def open(self, server: Server, query: str) -> None:
         await self.page.goto(f"{server.http}/page?{query}")
@@ -136,3 +146,137 @@ async def test_messages_arrive_in_order_and_requests_are_answered(
 
 async def _pong_seen(server: Server) -> bool:
     return any(r is not None for r in (await server.stats())["rtt"])
+
+
+async def restart(server: Server, servers: Callable[..., Server], url: str, **options: Any) -> Server:
+    """Stop `server` (SIGTERM: its clients get 1012) and start another on the same port."""
+    server.stop()
+    return servers(url, port=server.port, app=APP, **options)
+
+
+@pytest.mark.redis
+async def test_resumes_after_a_server_restart_without_loss(
+    servers: Callable[..., Server], pages: Callable[[], Any], redis_url: str
+) -> None:
+    """Messages published while the only server is down reach the page once it is back, in order, with
+    no duplicate and no resync (resumed from the page's last offset, Redis history); then live ones."""
+    server = servers(redis_url, app=APP)
+    page: Page = await pages()
+    await page.open(server, "channel=room:r")
+    await page.until("rt.state === 'open'")
+    await server.publish("room:r", 1, 2, 3)
+    assert await page.received("room:r", 3) == [1, 2, 3]
+    server.stop()
+    await page.until("rt.state !== 'open'")
+    hub = Hub(redis_url)
+    try:
+        for value in range(4, 21):
+            await hub.publish("room:r", value)  # from another process while no server runs
+    finally:
+        await hub.close()
+    server = await restart(server, servers, redis_url)
+    assert await page.received("room:r", 20) == list(range(1, 21))
+    await server.publish("room:r", 21)
+    assert await page.received("room:r", 21) == list(range(1, 22))
+    assert await page.kinds("resync") == []
+    assert await page.js("rt.connects") == 2
+    assert page.errors == [], page.errors
+
+
+@pytest.mark.redis
+async def test_resync_outside_the_window(
+    servers: Callable[..., Server], pages: Callable[[], Any], redis_url: str
+) -> None:
+    """More messages missed than the history keeps: `resync` (reason history) and the stream goes on
+    after its offset; a memory:// server that restarts has a new epoch: `resync` (reason epoch)."""
+    server = servers(redis_url, app=APP, history_size=5)
+    page: Page = await pages()
+    await page.open(server, "channel=room:h")
+    await page.until("rt.state === 'open'")
+    await server.publish("room:h", 0)
+    await page.received("room:h", 1)
+    server.stop()
+    hub = Hub(redis_url, history_size=5)
+    try:
+        for value in range(1, 21):
+            await hub.publish("room:h", value)
+    finally:
+        await hub.close()
+    server = await restart(server, servers, redis_url, history_size=5)
+    resync = await page.until("events.find(([e]) => e === 'resync')?.[1]")
+    assert resync["channel"] == "room:h" and resync["reason"] == "history" and resync["offset"] == 21
+    await server.publish("room:h", "live")
+    assert (await page.received("room:h", 2))[-1] == "live"
+
+    local = servers("memory://", app=APP)
+    other: Page = await pages()
+    await other.open(local, "channel=room:e")
+    await other.until("rt.state === 'open'")
+    await local.publish("room:e", "a")
+    await other.received("room:e", 1)
+    await restart(local, servers, "memory://")
+    resync = await other.until("events.find(([e]) => e === 'resync')?.[1]")
+    assert resync["channel"] == "room:e" and resync["reason"] == "epoch"
+    assert page.errors == other.errors == [], (page.errors, other.errors)
+
+
+async def test_falls_back_to_sse_when_websocket_is_blocked(
+    servers: Callable[..., Server], pages: Callable[[], Any]
+) -> None:
+    """When the server answers but its WebSocket handshake fails (here: a path with no WebSocket, as
+    behind a proxy that strips upgrades), the page uses SSE: it receives, subscribes (a new stream)
+    and resumes after a restart without loss (memory:// keeps no history across it: so same process)."""
+    server = servers("memory://", app=APP, heartbeat=0.5)
+    page: Page = await pages()
+    await page.open(server, "channel=room:s&ws=/no-websocket-here&sse=/events")
+    assert await page.until("rt.state === 'open' && rt.transport") == "sse"
+    await server.publish("room:s", *range(50))
+    assert await page.received("room:s", 50) == list(range(50))
+    frame = await page.js("rt.subscribe('room:t')")
+    assert frame["channel"] == "room:t"
+    await server.publish("room:s", 50)
+    await server.publish("room:t", "t")
+    assert await page.received("room:s", 51) == list(range(51))  # the new stream resumed room:s
+    assert await page.received("room:t", 1) == ["t"]
+    assert await page.js("rt.publish('chat:1', 1).then(() => 'sent', (e) => e.code)") == "unavailable"
+    assert await page.kinds("resync") == []
+    assert page.errors == [], page.errors
+
+
+async def _refusals(server: Server, reason: str) -> float:
+    async with httpx.AsyncClient(timeout=5) as client:
+        found = (await client.get(f"{server.http}/metrics")).json().get("realtime_refused_total", {})
+    return float(found.get(reason, 0))
+
+
+NO_LOOP = 1.5  # seconds a refused client is watched: with a 50-400 ms backoff a loop would retry ~8 times
+
+
+async def test_a_refusal_does_not_reconnect(servers: Callable[..., Server], pages: Callable[[], Any]) -> None:
+    """Refused auth (close 4401) and a refused Origin (handshake 403, seen by a probe) stop the client:
+    state `closed` with the code, and the server sees one attempt, not a loop."""
+    server = servers("memory://", app=APP, origins=["https://app.example.com"])
+    page: Page = await pages()
+    await page.open(server, "channel=room:x&token=nobody")  # same origin is not on the allow-list:
+    closed = await page.until("events.find(([e]) => e === 'closed')?.[1]")  # refused before auth runs
+    assert closed["code"] == 4403
+    open_ = servers("memory://", app=APP)
+    other: Page = await pages()
+    await other.open(open_, "channel=room:x&token=nobody")
+    closed = await other.until("events.find(([e]) => e === 'closed')?.[1]")
+    assert closed["code"] == 4401
+    await asyncio.sleep(NO_LOOP)  # nothing to wait for: the claim is that nothing happens
+    assert await _refusals(server, "origin") == 1
+    assert await _refusals(open_, "unauthorized") == 1
+    assert await page.js("rt.state") == await other.js("rt.state") == "closed"
+
+
+async def test_es_module_build(servers: Callable[..., Server], pages: Callable[[], Any]) -> None:
+    """`import PerfkitRealtime from "/realtime/perfkit-realtime.mjs"` works and receives, like the script."""
+    server = servers("memory://", app=APP)
+    page: Page = await pages()
+    await page.open(server, "channel=room:m&module=1")
+    await page.until("rt.state === 'open'")
+    await server.publish("room:m", "m")
+    assert await page.received("room:m", 1) == ["m"]
+    assert page.errors == [], page.errors

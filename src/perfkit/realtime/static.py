@@ -37,7 +37,8 @@ class Script:
 
     @classmethod
     def of(cls, body: bytes) -> Script:
-        return cls(body, gzip.compress(body, 9, mtime=0), b'"' + hashlib.sha256(body).hexdigest()[:20].encode() + b'"')
+        etag = b'"' + hashlib.sha256(body).hexdigest()[:20].encode() + b'"'
+        return cls(body, gzip.compress(body, 9, mtime=0), etag)
 
 
 def source() -> bytes:
@@ -70,9 +71,10 @@ class ClientScript:
             path = path[len(root) :]
         found = self.files.get(path)
         if found is None or scope.get("method") not in ("GET", "HEAD"):
-            status = 404 if found is None else 405
-            await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
-            await send({"type": "http.response.body", "body": b"not found" if status == 404 else b"GET only"})
+            status, text = (404, b"not found") if found is None else (405, b"GET only")
+            plain = [(b"content-type", b"text/plain")]
+            await send({"type": "http.response.start", "status": status, "headers": plain})
+            await send({"type": "http.response.body", "body": text})
             return
         script, cache_control = found
         headers = [
