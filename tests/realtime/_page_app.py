@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Mount, Route
 
-from perfkit.realtime.static import ClientScript
+from perfkit.realtime import ClientScript
 
 from . import _app
 

@@ -20,8 +20,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 
-from perfkit.realtime import Hub
-from perfkit.realtime.static import ClientScript
+from perfkit.realtime import ClientScript, Hub
 
 CHANNELS = ("org:", "job:")  # what a page may follow (the demo has no users: anyone, these only)
 
