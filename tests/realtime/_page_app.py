@@ -1,6 +1,7 @@
 """tests/realtime/_app.py plus what a browser needs: the JavaScript client mounted at /realtime and a
 test page at /page that runs it from its query (`?channel=a&channel=b&ws=/ws&sse=/events&token=alice`,
-`module=1` loads the ES module instead of the classic script). Every event the client emits is kept
+`module=1` loads the ES module instead of the classic script, `dead=<ms>` the silence after
+which the client gives a connection up). Every event the client emits is kept
 in `window.events`, the client itself is `window.rt`."""
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ SETUP = """
   const rt = (window.rt = new PerfkitRealtime({
     url: q.has("ws") ? q.get("ws") : "/ws", sse: q.get("sse"), channels: q.getAll("channel"),
     params: { token: q.get("token") || "alice" }, backoff: [50, 400],
+    deadAfter: Number(q.get("dead")) || undefined,
   }));
-  for (const name of ["message", "resync", "state", "error", "closed", "open", "subscribed"]) {
+  for (const name of ["message", "resync", "state", "error", "close", "closed", "open", "subscribed"]) {
     rt.on(name, (value) => window.events.push([name, value]));
   }
   document.title = "ready";

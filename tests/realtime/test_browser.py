@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -279,4 +280,28 @@ async def test_es_module_build(servers: Callable[..., Server], pages: Callable[[
     await page.until("rt.state === 'open'")
     await server.publish("room:m", "m")
     assert await page.received("room:m", 1) == ["m"]
+    assert page.errors == [], page.errors
+
+
+async def test_a_silent_server_is_given_up_and_rejoined(
+    servers: Callable[..., Server], pages: Callable[[], Any]
+) -> None:
+    """A server that stops answering (SIGSTOP: the socket stays open, nothing comes) is noticed by the
+    client's heartbeat watchdog, which reconnects; once the server runs again the page resumes."""
+    server = servers("memory://", app=APP, heartbeat=0.3)
+    page: Page = await pages()
+    await page.open(server, "channel=room:d&dead=1500")
+    await page.until("rt.state === 'open'")
+    await server.publish("room:d", 1)
+    await page.received("room:d", 1)
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        lost = await page.until("events.find(([e]) => e === 'close')?.[1]")
+        assert lost["reason"] == "heartbeat timeout" and lost["transport"] == "ws"
+        assert await page.js("rt.state") != "open"
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    await page.until("rt.connects === 2 && rt.state === 'open'", timeout=20_000)
+    await server.publish("room:d", 2)
+    assert await page.received("room:d", 2) == [1, 2]
     assert page.errors == [], page.errors
