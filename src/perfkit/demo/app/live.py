@@ -7,8 +7,8 @@ enqueued, started, progress, succeeded, ...). The page loads the organization's 
 applies updates; on a `resync` it loads it again.
 
 Across processes (the app and `perfkit worker`) the hub needs Redis: `perfkit demo --redis URL`. On the
-embedded default the hub is `memory://`: ticket updates are live (the app publishes them), job progress
-is live only for jobs run in the app's own process.
+embedded default the hub is `memory://`: ticket updates are live (the app publishes them), job events
+only for jobs run in the app's own process; the page then also reads the job's state until it ends.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def add_live(app: FastAPI, hub: Hub) -> None:
     script = ClientScript()
     page = resources.files(__package__).joinpath("live.html").read_text()
     page = page.replace("{{script}}", f"/live/static/{script.path('js')}")
+    page = page.replace("{{jobs_live}}", "false" if hub.url.startswith("memory://") else "true")
     app.router.routes += [  # the endpoints are plain ASGI apps: starlette routes take them as they are
         WebSocketRoute("/live/ws", hub.websocket(auth=None, can_subscribe=may_follow)),
         Route("/live/events", hub.sse(auth=None, can_subscribe=may_follow)),
