@@ -31,7 +31,7 @@ const PerfkitRealtime = (() => {
       this.attempt = 0;
       this.connects = 0; // connections that reached `welcome`
       this.frames = 0; // frames received
-      this.rtt = null; // ms, last round trip of our ping
+      this.rtt = null; // ms, the last round trip measured (by our ping or the server's)
       this.state = "idle";
       this.transport = this.options.url ? "ws" : "sse";
       this.proven = null; // the transport that once worked: never abandoned for the other
@@ -144,12 +144,14 @@ const PerfkitRealtime = (() => {
         this.emit("resync", { channel: f.channel, epoch: f.epoch, offset: f.offset, reason: f.reason });
       } else if (f.type === "ping") {
         this.send({ type: "pong", t: f.t });
-        if (f.rtt != null) this.serverRtt = f.rtt;
-      } else if (f.type === "pong" && typeof f.t === "number") {
-        this.rtt = now() - f.t;
-        this.emit("rtt", this.rtt);
-      } else if (f.type === "error") this.refused(f);
+        if (f.rtt != null) this.measured(f.rtt);
+      } else if (f.type === "pong" && typeof f.t === "number") this.measured(now() - f.t); else if (f.type === "error") this.refused(f);
       this.answer(f);
+    }
+
+    measured(ms) {
+      this.rtt = ms;
+      this.emit("rtt", ms);
     }
 
     welcome(f) {
@@ -161,10 +163,13 @@ const PerfkitRealtime = (() => {
       this.info = f;
       const beat = (this.options.heartbeat || f.heartbeat * 1000) || 15000;
       const dead = this.options.deadAfter || 2 * f.heartbeat * 1000 + 5000;
+      // the server pings every heartbeat and reports the round trip it measured; the client pings once
+      // now (a first rtt) and then only when the server has been quiet for a beat (is it still there?)
       this.beatTimer = setInterval(() => {
-        if (now() - this.lastHeard > dead) return this.lost(4000, "heartbeat timeout");
-        this.send({ type: "ping", t: now() });
-      }, Math.min(beat, dead / 2));
+        const quiet = now() - this.lastHeard;
+        if (quiet > dead) return this.lost(4000, "heartbeat timeout");
+        if (quiet > beat) this.send({ type: "ping", t: now() });
+      }, Math.min(beat, dead) / 2);
       this.send({ type: "ping", t: now() });
       for (const c of this.wanted.keys()) {
         if (!this.asked.has(c)) this.resubscribe(c).catch(() => null); // added while connecting
@@ -229,6 +234,7 @@ const PerfkitRealtime = (() => {
       if (!known) this.wanted.set(channel, new Set());
       if (handler) this.wanted.get(channel).add(handler);
       if (known) return Promise.resolve(null);
+      if (this.state === "closed") return Promise.reject(Object.assign(new Error("closed"), { code: "closed" }));
       if (this.transport === "sse" || !this.welcomed) {
         this.restartStream();
         return new Promise((resolve, reject) => {
