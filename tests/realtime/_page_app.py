@@ -1,4 +1,4 @@
-"""tests/realtime/_app.py plus what a browser needs: the JavaScript client mounted at /realtime and a
+"""tests/realtime/_app.py's app plus what a browser needs: the JavaScript client mounted at /realtime and a
 test page at /page that runs it from its query (`?channel=a&channel=b&ws=/ws&sse=/events&token=alice`,
 `module=1` loads the ES module instead of the classic script, `dead=<ms>` the silence after
 which the client gives a connection up). Every event the client emits is kept
@@ -39,7 +39,10 @@ async def page(request: Request) -> HTMLResponse:
     return HTMLResponse(template.replace("{setup}", SETUP))
 
 
-app = Starlette(
-    routes=[*_app.app.routes, Mount("/realtime", ClientScript()), Route("/page", page)],
-    lifespan=_app.lifespan,
-)
+def from_environment() -> Starlette:
+    """The test app of `_app.from_environment()` with the client and the page added."""
+    base = _app.from_environment()
+    return Starlette(
+        routes=[*base.routes, Mount("/realtime", ClientScript()), Route("/page", page)],
+        lifespan=base.router.lifespan_context,
+    )

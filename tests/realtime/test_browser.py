@@ -16,12 +16,12 @@ import pytest
 from perfkit.realtime import Hub
 from tests.conftest import eventually
 
-from .conftest import Server
+from .conftest import ProcessServer
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
-APP = "tests.realtime._page_app:app"
+APP = "tests.realtime._page_app:from_environment"
 
 pytestmark = [
     pytest.mark.browser,
@@ -64,7 +64,7 @@ class Page:
         if message.type == "error" and not message.text.startswith(NETWORK):
             self.errors.append(message.text)
 
-    async def open(self, server: Server, query: str) -> None:
+    async def open(self, server: ProcessServer, query: str) -> None:
         await self.page.goto(f"{server.http}/page?{query}")
         await self.page.wait_for_function("document.title === 'ready'", timeout=10_000)
 
@@ -113,11 +113,11 @@ async def pages(browser: Any) -> AsyncIterator[Callable[[], Any]]:
 
 
 async def test_messages_arrive_in_order_and_requests_are_answered(
-    servers: Callable[..., Server], pages: Callable[[], Any]
+    process_servers: Callable[..., ProcessServer], pages: Callable[[], Any]
 ) -> None:
     """The page subscribes at connect and later, gets 300 messages in order (a burst unpacked from
     `batch` frames), publishes where allowed and is refused elsewhere, and measures its round trip."""
-    server = servers("memory://", app=APP, heartbeat=0.5, batch_window=0.05)
+    server = process_servers("memory://", app=APP, heartbeat=0.5, batch_window=0.05)
     page: Page = await pages()
     await page.open(server, "channel=room:1")
     assert await page.until("rt.state === 'open' && rt.transport") == "ws"
@@ -145,23 +145,25 @@ async def test_messages_arrive_in_order_and_requests_are_answered(
     assert page.errors == [], page.errors
 
 
-async def _pong_seen(server: Server) -> bool:
+async def _pong_seen(server: ProcessServer) -> bool:
     return any(r is not None for r in (await server.stats())["rtt"])
 
 
-async def restart(server: Server, servers: Callable[..., Server], url: str, **options: Any) -> Server:
+async def restart(
+    server: ProcessServer, process_servers: Callable[..., ProcessServer], url: str, **options: Any
+) -> ProcessServer:
     """Stop `server` (SIGTERM: its clients get 1012) and start another on the same port."""
     server.stop()
-    return servers(url, port=server.port, app=APP, **options)
+    return process_servers(url, port=server.port, app=APP, **options)
 
 
 @pytest.mark.redis
 async def test_resumes_after_a_server_restart_without_loss(
-    servers: Callable[..., Server], pages: Callable[[], Any], redis_url: str
+    process_servers: Callable[..., ProcessServer], pages: Callable[[], Any], redis_url: str
 ) -> None:
     """Messages published while the only server is down reach the page once it is back, in order, with
     no duplicate and no resync (resumed from the page's last offset, Redis history); then live ones."""
-    server = servers(redis_url, app=APP)
+    server = process_servers(redis_url, app=APP)
     page: Page = await pages()
     await page.open(server, "channel=room:r")
     await page.until("rt.state === 'open'")
@@ -175,7 +177,7 @@ async def test_resumes_after_a_server_restart_without_loss(
             await hub.publish("room:r", value)  # from another process while no server runs
     finally:
         await hub.close()
-    server = await restart(server, servers, redis_url)
+    server = await restart(server, process_servers, redis_url)
     assert await page.received("room:r", 20) == list(range(1, 21))
     await server.publish("room:r", 21)
     assert await page.received("room:r", 21) == list(range(1, 22))
@@ -186,11 +188,11 @@ async def test_resumes_after_a_server_restart_without_loss(
 
 @pytest.mark.redis
 async def test_resync_outside_the_window(
-    servers: Callable[..., Server], pages: Callable[[], Any], redis_url: str
+    process_servers: Callable[..., ProcessServer], pages: Callable[[], Any], redis_url: str
 ) -> None:
     """More messages missed than the history keeps: `resync` (reason history) and the stream goes on
     after its offset; a memory:// server that restarts has a new epoch: `resync` (reason epoch)."""
-    server = servers(redis_url, app=APP, history_size=5)
+    server = process_servers(redis_url, app=APP, history_size=5)
     page: Page = await pages()
     await page.open(server, "channel=room:h")
     await page.until("rt.state === 'open'")
@@ -203,31 +205,31 @@ async def test_resync_outside_the_window(
             await hub.publish("room:h", value)
     finally:
         await hub.close()
-    server = await restart(server, servers, redis_url, history_size=5)
+    server = await restart(server, process_servers, redis_url, history_size=5)
     resync = await page.until("events.find(([e]) => e === 'resync')?.[1]")
     assert resync["channel"] == "room:h" and resync["reason"] == "history" and resync["offset"] == 21
     await server.publish("room:h", "live")
     assert (await page.received("room:h", 2))[-1] == "live"
 
-    local = servers("memory://", app=APP)
+    local = process_servers("memory://", app=APP)
     other: Page = await pages()
     await other.open(local, "channel=room:e")
     await other.until("rt.state === 'open'")
     await local.publish("room:e", "a")
     await other.received("room:e", 1)
-    await restart(local, servers, "memory://")
+    await restart(local, process_servers, "memory://")
     resync = await other.until("events.find(([e]) => e === 'resync')?.[1]")
     assert resync["channel"] == "room:e" and resync["reason"] == "epoch"
     assert page.errors == other.errors == [], (page.errors, other.errors)
 
 
 async def test_falls_back_to_sse_when_websocket_is_blocked(
-    servers: Callable[..., Server], pages: Callable[[], Any]
+    process_servers: Callable[..., ProcessServer], pages: Callable[[], Any]
 ) -> None:
     """When the server answers but its WebSocket handshake fails (here: a path with no WebSocket, as
     behind a proxy that strips upgrades), the page uses SSE: it receives, subscribes (a new stream)
     and resumes after a restart without loss (memory:// keeps no history across it: so same process)."""
-    server = servers("memory://", app=APP, heartbeat=0.5)
+    server = process_servers("memory://", app=APP, heartbeat=0.5)
     page: Page = await pages()
     await page.open(server, "channel=room:s&ws=/no-websocket-here&sse=/events")
     assert await page.until("rt.state === 'open' && rt.transport") == "sse"
@@ -244,7 +246,7 @@ async def test_falls_back_to_sse_when_websocket_is_blocked(
     assert page.errors == [], page.errors
 
 
-async def _refusals(server: Server, reason: str) -> float:
+async def _refusals(server: ProcessServer, reason: str) -> float:
     async with httpx.AsyncClient(timeout=5) as client:
         found = (await client.get(f"{server.http}/metrics")).json().get("realtime_refused_total", {})
     return float(found.get(reason, 0))
@@ -253,15 +255,17 @@ async def _refusals(server: Server, reason: str) -> float:
 NO_LOOP = 1.5  # seconds a refused client is watched: with a 50-400 ms backoff a loop would retry ~8 times
 
 
-async def test_a_refusal_does_not_reconnect(servers: Callable[..., Server], pages: Callable[[], Any]) -> None:
+async def test_a_refusal_does_not_reconnect(
+    process_servers: Callable[..., ProcessServer], pages: Callable[[], Any]
+) -> None:
     """Refused auth (close 4401) and a refused Origin (handshake 403, seen by a probe) stop the client:
     state `closed` with the code, and the server sees one attempt, not a loop."""
-    server = servers("memory://", app=APP, origins=["https://app.example.com"])
+    server = process_servers("memory://", app=APP, origins=["https://app.example.com"])
     page: Page = await pages()
     await page.open(server, "channel=room:x&token=nobody")  # same origin is not on the allow-list:
     closed = await page.until("events.find(([e]) => e === 'closed')?.[1]")  # refused before auth runs
     assert closed["code"] == 4403
-    open_ = servers("memory://", app=APP)
+    open_ = process_servers("memory://", app=APP)
     other: Page = await pages()
     await other.open(open_, "channel=room:x&token=nobody")
     closed = await other.until("events.find(([e]) => e === 'closed')?.[1]")
@@ -272,9 +276,11 @@ async def test_a_refusal_does_not_reconnect(servers: Callable[..., Server], page
     assert await page.js("rt.state") == await other.js("rt.state") == "closed"
 
 
-async def test_es_module_build(servers: Callable[..., Server], pages: Callable[[], Any]) -> None:
+async def test_es_module_build(
+    process_servers: Callable[..., ProcessServer], pages: Callable[[], Any]
+) -> None:
     """`import PerfkitRealtime from "/realtime/perfkit-realtime.mjs"` works and receives, like the script."""
-    server = servers("memory://", app=APP)
+    server = process_servers("memory://", app=APP)
     page: Page = await pages()
     await page.open(server, "channel=room:m&module=1")
     await page.until("rt.state === 'open'")
@@ -284,11 +290,11 @@ async def test_es_module_build(servers: Callable[..., Server], pages: Callable[[
 
 
 async def test_a_silent_server_is_given_up_and_rejoined(
-    servers: Callable[..., Server], pages: Callable[[], Any]
+    process_servers: Callable[..., ProcessServer], pages: Callable[[], Any]
 ) -> None:
     """A server that stops answering (SIGSTOP: the socket stays open, nothing comes) is noticed by the
     client's heartbeat watchdog, which reconnects; once the server runs again the page resumes."""
-    server = servers("memory://", app=APP, heartbeat=0.3)
+    server = process_servers("memory://", app=APP, heartbeat=0.3)
     page: Page = await pages()
     await page.open(server, "channel=room:d&dead=1500")
     await page.until("rt.state === 'open'")

@@ -150,9 +150,9 @@ async def test_sse_heartbeat_comments(servers: Callable[..., Server]) -> None:
     assert client.comments >= 2
 
 
-async def test_fanout_across_two_processes(redis_url: str, servers: Callable[..., Server]) -> None:
+async def test_fanout_across_two_processes(redis_url: str, process_servers: Callable[..., Server]) -> None:
     """A message published in one process reaches subscribers connected to another, through Redis."""
-    one, two = servers(redis_url, batch_window=0), servers(redis_url, batch_window=0)
+    one, two = process_servers(redis_url, batch_window=0), process_servers(redis_url, batch_window=0)
     async with Client(f"{two.ws}?token=alice", channels=["org:9"]) as client:
         await subscribed(client, "org:9")
         await one.publish("org:9", {"n": 1}, {"n": 2})

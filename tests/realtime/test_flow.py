@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect
 from perfkit.realtime.client import Client, ClientClosed, Message
 from tests.conftest import REDIS_URL, eventually
 
-from .conftest import Server
+from .conftest import OwnRedis, Server
 from .test_delivery import collect, subscribed
 
 pytestmark = pytest.mark.slow
@@ -161,14 +161,18 @@ async def _rtt_measured(server: Server) -> bool:
 
 
 async def test_one_redis_subscription_per_channel_per_process(
-    redis_url: str, servers: Callable[..., Server]
+    own_redis: Callable[[bool], OwnRedis], process_servers: Callable[..., Server]
 ) -> None:
     """30 connections on one channel over two processes hold 2 Redis subscriptions (one per process),
-    and no Redis connection per client; after they leave, none is left."""
-    prefix = redis_url.split("prefix=")[1]
-    topic = f"{prefix}{{room:n}}"
-    one, two = servers(redis_url, batch_window=0), servers(redis_url, batch_window=0)
-    client = aioredis.Redis.from_url(REDIS_URL)
+    and no Redis connection per client; after they leave, none is left. (A Redis of the test's own:
+    CLIENT LIST counts only these processes.)"""
+    redis_server = own_redis(False)
+    topic = "perfkit:rt:{room:n}"
+    one, two = (
+        process_servers(redis_server.url, batch_window=0),
+        process_servers(redis_server.url, batch_window=0),
+    )
+    client = aioredis.Redis.from_url(redis_server.url)
     try:
         before = len(await client.client_list())
         clients = [Client(f"{s.ws}?token=u{i}", channels=["room:n"]) for i, s in enumerate([one, two] * 15)]

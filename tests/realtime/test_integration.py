@@ -21,7 +21,7 @@ from perfkit.metrics import Collector
 from perfkit.realtime import Hub, HubConfig
 from perfkit.realtime.client import Client, RequestError
 from perfkit.realtime.protocol import Position, encode_position, parse_position
-from tests.conftest import free_port, pass_time
+from tests.conftest import eventually, free_port, pass_time
 
 from .conftest import Server
 from .test_delivery import subscribed
@@ -200,3 +200,23 @@ async def test_redis_down_degrades(servers: Callable[..., Server]) -> None:
         with pytest.raises(RequestError) as refused:
             await client.subscribe("secret:1")
         assert refused.value.code == "forbidden"  # still answering
+
+
+async def test_first_subscription_is_live_when_it_returns(redis_url: str) -> None:
+    """A broker's first `subscribe` returns only once Redis confirms it: a message published right after
+    reaches the process (it once returned before the pub/sub link was up, and such messages were lost)."""
+    from perfkit.realtime.broker import create_broker
+
+    broker = create_broker(redis_url, HubConfig.resolve())
+    got: list[int] = []
+    broker.bind(lambda channel, entry: got.append(entry.offset), lambda: None)
+    try:
+        await broker.subscribe("first:1")
+        await broker.publish("first:1", "1")
+
+        async def delivered() -> bool:
+            return got == [1]
+
+        await eventually(delivered, timeout=3, what="the message published right after subscribing")
+    finally:
+        await broker.close()

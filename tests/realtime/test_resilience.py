@@ -6,9 +6,7 @@ Each test runs a redis-server of its own on a free port (never restarting the sh
 from __future__ import annotations
 
 import asyncio
-import subprocess
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -19,55 +17,12 @@ from perfkit.metrics import Collector
 from perfkit.monitor import Monitor, MonitorConfig
 from perfkit.realtime import Hub
 from perfkit.realtime.client import Client, Message, Resync
-from tests import _redis_server
-from tests.conftest import eventually, free_port, service_missing
+from tests.conftest import eventually
 
-from .conftest import Server, start_server
+from .conftest import OwnRedis, ProcessServer, Server, start_server
 from .test_delivery import collect, subscribed
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
-
-
-class OwnRedis:
-    """redis-server on a free port; `restart()` stops it (SIGTERM: the AOF is flushed) and starts it again."""
-
-    def __init__(self, folder: Path, persistent: bool) -> None:
-        self.port = free_port()
-        self.folder = folder
-        self.extra = ["--dir", str(folder)]
-        if persistent:
-            self.extra += ["--appendonly", "yes", "--appendfsync", "always"]
-        self.proc: subprocess.Popen[bytes] | None = _redis_server.start(self.port, *self.extra)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-    def start(self) -> None:
-        self.proc = _redis_server.start(self.port, *self.extra)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[Callable[[bool], OwnRedis]]:
-    made: list[OwnRedis] = []
-
-    def make(persistent: bool) -> OwnRedis:
-        try:
-            server = OwnRedis(tmp_path, persistent)
-        except FileNotFoundError:
-            service_missing("redis-server is not installed (apt-get install redis-server)")
-        made.append(server)
-        return server
-
-    yield make
-    for server in made:
-        server.stop()
 
 
 async def publish_when_up(hub: Hub, channel: str, values: list[Any]) -> None:
@@ -140,11 +95,11 @@ async def test_redis_restart_without_persistence_is_a_resync(
 
 
 async def test_no_loss_across_a_server_process_restart(
-    redis_url: str, servers: Callable[..., Server]
+    redis_url: str, process_servers: Callable[..., ProcessServer]
 ) -> None:
     """The server process is killed (SIGKILL) and started again on its port: the client reconnects by
     itself and resumes, getting what was published while it was down, in order, once."""
-    server = servers(redis_url, batch_window=0)
+    server = process_servers(redis_url, batch_window=0)
     publisher = Hub(redis_url)
     try:
         async with Client(f"{server.ws}?token=alice", channels=["room:w"], backoff=(0.05, 0.5)) as client:
@@ -205,3 +160,37 @@ async def test_monitor_readiness_includes_the_hub(own_redis: Callable[[bool], Ow
         assert not ready and body["checks"]["realtime"]["status"] == "fail", body
     finally:
         await hub.close()
+
+
+async def test_client_reconnects_from_a_frozen_server(process_servers: Callable[..., ProcessServer]) -> None:
+    """A server that stops sending without closing (SIGSTOP) is taken for dead after the client's
+    silence limit; the client reconnects once the server runs again, and resumes without loss."""
+    import os
+    import signal
+
+    server = process_servers("memory://", batch_window=0, heartbeat=0.1)
+    async with Client(
+        f"{server.ws}?token=alice", channels=["f:1"], silence=0.5, backoff=(0.05, 0.2)
+    ) as client:
+        await subscribed(client, "f:1")
+        await server.publish("f:1", 1)
+        await client.next(5)
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            await eventually(
+                lambda: _disconnected(client), timeout=5, what="the client gives up on the frozen server"
+            )
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        await eventually(lambda: _reconnected(client), timeout=10, what="the client is back")
+        await server.publish("f:1", 2)
+        event = await client.next(5)
+    assert event.data == 2 and event.offset == 2
+
+
+async def _disconnected(client: Client) -> bool:
+    return not client.connected.is_set()
+
+
+async def _reconnected(client: Client) -> bool:
+    return client.connects >= 2 and client.connected.is_set()

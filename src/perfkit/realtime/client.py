@@ -27,6 +27,7 @@ from perfkit.realtime.protocol import Position, decode, encode
 
 FINAL = {4400, 4401, 4403}  # close codes after which reconnecting cannot help
 REQUEST_TIMEOUT = 10.0
+DEFAULT_SILENCE = 35.0  # seconds, until the server's `welcome` says its heartbeat
 
 
 class Message(NamedTuple):
@@ -137,8 +138,12 @@ class Client(Tracker):
         reconnect: bool = True,
         backoff: tuple[float, float] = (0.05, 5.0),
         answer_pings: bool = True,
+        silence: float | None = None,
     ) -> None:
         super().__init__(channels)
+        # seconds without any frame after which the server counts as dead and the client reconnects;
+        # None: from the server's `welcome` (2 x heartbeat + 5, the server's own rule)
+        self.silence = silence
         self.url, self.headers, self.origin = url, dict(headers or {}), origin
         self.reconnect, self.backoff, self.answer_pings = reconnect, backoff, answer_pings
         self.ws: ClientConnection | None = None
@@ -222,8 +227,13 @@ class Client(Tracker):
             await ws.send(encode(request).decode())
 
     async def _read(self, ws: ClientConnection) -> None:
-        async for raw in ws:
+        limit = self.silence
+        while True:
+            async with asyncio.timeout(limit or DEFAULT_SILENCE):  # a silent server: TimeoutError, reconnect
+                raw = await ws.recv()
             frame = decode(raw)
+            if frame.get("type") == "welcome" and self.silence is None:
+                limit = 2 * float(frame.get("heartbeat") or 15) + 5
             kind = frame.get("type")
             if kind == "ping" and self.answer_pings:
                 await ws.send(encode({"type": "pong", "t": frame.get("t")}).decode())
@@ -238,7 +248,8 @@ class Client(Tracker):
         if ws is None:
             await asyncio.wait_for(self.connected.wait(), REQUEST_TIMEOUT)
             ws = self.ws
-        assert ws is not None
+        if ws is None:
+            raise ConnectionError("not connected")
         rid = next(self._ids)
         future = self._waiting[rid] = asyncio.get_running_loop().create_future()
         await ws.send(encode({"type": kind, "id": rid, **fields}).decode())
@@ -267,7 +278,8 @@ class Client(Tracker):
 
     async def send_raw(self, text: str | bytes) -> None:
         """Send a frame as is (tests: malformed and oversized frames)."""
-        assert self.ws is not None
+        if self.ws is None:
+            raise ConnectionError("not connected")
         await self.ws.send(text)
 
     async def close(self) -> None:

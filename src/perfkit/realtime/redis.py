@@ -71,6 +71,7 @@ class RedisBroker:
         self.waiting: dict[str, asyncio.Future[None]] = {}  # subscribe confirmations
         self.reader: asyncio.Task[None] | None = None
         self.up = False
+        self.link_up = asyncio.Event()
         self.reconnects = 0
         self._deliver: Deliver | None = None
         self._resumed: Resumed | None = None
@@ -110,16 +111,18 @@ class RedisBroker:
         return History(epoch, int(last), kept, complete)
 
     async def subscribe(self, channel: str) -> None:
-        self.channels.add(channel)
         self._start()
-        if not self.up or self.pubsub is None:
-            return  # subscribed when the link is back (and the gap then filled from the history)
-        future = self.waiting.setdefault(channel, asyncio.get_running_loop().create_future())
         try:
             async with asyncio.timeout(TIMEOUT):
+                await self.link_up.wait()  # the first subscribe waits for the link; Redis down: unavailable
+                self.channels.add(channel)
+                future = self.waiting.setdefault(channel, asyncio.get_running_loop().create_future())
+                if self.pubsub is None:
+                    raise ConnectionError("the pub/sub link dropped")
                 await self.pubsub.subscribe(self._topic(channel))
-                await future
+                await future  # confirmed: every later publish of the channel reaches this process
         except Exception as exc:
+            self.channels.discard(channel)
             self.waiting.pop(channel, None)
             self.translate.reraise(exc)
 
@@ -169,6 +172,7 @@ class RedisBroker:
                 delay = min(BACKOFF[1], delay * 2)
                 continue
             self.up, delay = True, BACKOFF[0]
+            self.link_up.set()
             if not first:
                 self.reconnects += 1
                 if self._resumed is not None:
@@ -182,6 +186,7 @@ class RedisBroker:
                 logger.warning("realtime: Redis pub/sub link lost (%s); reconnecting", exc)
             finally:
                 self.up = False
+                self.link_up.clear()
                 await self._drop(self.pubsub)
                 self.pubsub = None
             await asyncio.sleep(delay * (0.5 + random.random()))  # a link that drops at once must not spin

@@ -22,9 +22,11 @@ class SseClient(Tracker):
         headers: Mapping[str, str] | None = None,
         reconnect: bool = True,
         backoff: tuple[float, float] = (0.05, 5.0),
+        silence: float = 35.0,
     ) -> None:
         super().__init__(channels)
         self.url, self.headers, self.reconnect, self.backoff = url, dict(headers or {}), reconnect, backoff
+        self.silence = silence  # seconds without a line (heartbeats included) before reconnecting
         self.last_event_id: str | None = None
         self.status: int | None = None
         self.connects = 0
@@ -60,7 +62,7 @@ class SseClient(Tracker):
         attempt = 0
         query = urlencode([("channel", c) for c in sorted(self.wanted)])
         url = f"{self.url}{'&' if '?' in self.url else '?'}{query}"
-        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None)) as http:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=self.silence)) as http:
             while True:
                 headers = dict(self.headers)
                 if self.last_event_id:
