@@ -183,6 +183,10 @@ async def test_resumes_after_a_server_restart_without_loss(
     assert await page.received("room:r", 21) == list(range(1, 22))
     assert await page.kinds("resync") == []
     assert await page.js("rt.connects") == 2
+    delays = [v["delay"] for v in await page.kinds("state") if v["state"] == "waiting"]
+    assert len(delays) >= 3, delays  # it kept trying while the server was down, with backoff [50, 400] ms:
+    assert all(0 <= d <= min(400, 50 * 2**k) for k, d in enumerate(delays)), delays  # exponential bound
+    assert len(set(delays)) == len(delays), delays  # full jitter: random within the bound
     assert page.errors == [], page.errors
 
 
