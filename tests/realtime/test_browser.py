@@ -227,13 +227,14 @@ async def test_resync_outside_the_window(
     assert page.errors == other.errors == [], (page.errors, other.errors)
 
 
+@pytest.mark.redis
 async def test_falls_back_to_sse_when_websocket_is_blocked(
-    process_servers: Callable[..., ProcessServer], pages: Callable[[], Any]
+    process_servers: Callable[..., ProcessServer], pages: Callable[[], Any], redis_url: str
 ) -> None:
     """When the server answers but its WebSocket handshake fails (here: a path with no WebSocket, as
-    behind a proxy that strips upgrades), the page uses SSE: it receives, subscribes (a new stream)
-    and resumes after a restart without loss (memory:// keeps no history across it: so same process)."""
-    server = process_servers("memory://", app=APP, heartbeat=0.5)
+    behind a proxy that strips upgrades), the page uses SSE: it receives, subscribes and unsubscribes
+    (each a new stream, resuming the other channels), and resumes after a server restart without loss."""
+    server = process_servers(redis_url, app=APP, heartbeat=0.5)
     page: Page = await pages()
     await page.open(server, "channel=room:s&ws=/no-websocket-here&sse=/events")
     assert await page.until("rt.state === 'open' && rt.transport") == "sse"
@@ -246,6 +247,21 @@ async def test_falls_back_to_sse_when_websocket_is_blocked(
     assert await page.received("room:s", 51) == list(range(51))  # the new stream resumed room:s
     assert await page.received("room:t", 1) == ["t"]
     assert await page.js("rt.publish('chat:1', 1).then(() => 'sent', (e) => e.code)") == "unavailable"
+    await page.js("rt.unsubscribe('room:t')")
+    await page.until("rt.state === 'open'")
+    server.stop()
+    await page.until("rt.state !== 'open'")
+    hub = Hub(redis_url)
+    try:
+        await hub.publish("room:t", "not wanted")
+        for value in range(51, 60):
+            await hub.publish("room:s", value)  # while no server runs
+    finally:
+        await hub.close()
+    server = await restart(server, process_servers, redis_url, heartbeat=0.5)
+    assert await page.received("room:s", 60) == list(range(60))
+    assert await page.data("room:t") == ["t"]
+    assert await page.js("rt.transport") == "sse"
     assert await page.kinds("resync") == []
     assert page.errors == [], page.errors
 
@@ -262,8 +278,8 @@ NO_LOOP = 1.5  # seconds a refused client is watched: with a 50-400 ms backoff a
 async def test_a_refusal_does_not_reconnect(
     process_servers: Callable[..., ProcessServer], pages: Callable[[], Any]
 ) -> None:
-    """Refused auth (close 4401) and a refused Origin (handshake 403, seen by a probe) stop the client:
-    state `closed` with the code, and the server sees one attempt, not a loop."""
+    """Refused auth (close 4401; HTTP 401 over SSE) and a refused Origin (handshake 403, seen by a probe)
+    stop the client: state `closed` with the code, and the server sees one attempt each, not a loop."""
     server = process_servers("memory://", app=APP, origins=["https://app.example.com"])
     page: Page = await pages()
     await page.open(server, "channel=room:x&token=nobody")  # same origin is not on the allow-list:
@@ -274,10 +290,14 @@ async def test_a_refusal_does_not_reconnect(
     await other.open(open_, "channel=room:x&token=nobody")
     closed = await other.until("events.find(([e]) => e === 'closed')?.[1]")
     assert closed["code"] == 4401
+    sse: Page = await pages()  # SSE only: HTTP 401 is final too
+    await sse.open(open_, "channel=room:x&token=nobody&ws=&sse=/events")
+    closed = await sse.until("events.find(([e]) => e === 'closed')?.[1]")
+    assert closed["code"] == 4401
     await asyncio.sleep(NO_LOOP)  # nothing to wait for: the claim is that nothing happens
     assert await _refusals(server, "origin") == 1
-    assert await _refusals(open_, "unauthorized") == 1
-    assert await page.js("rt.state") == await other.js("rt.state") == "closed"
+    assert await _refusals(open_, "unauthorized") == 2  # the WebSocket page and the SSE page, once each
+    assert await page.js("rt.state") == await other.js("rt.state") == await sse.js("rt.state") == "closed"
 
 
 async def test_es_module_build(
