@@ -8,11 +8,12 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import pytest
 import redis
 from sqlalchemy import create_engine
@@ -39,7 +40,10 @@ pytestmark = [
 LIVE_REDIS_DB = 12  # the demo's fixed key names on Redis live in a database of this test's own
 
 
-def _serve_in_process(tmp_path: Path) -> Iterator[str]:
+Start = Callable[[], Awaitable[None]]  # starts the job worker
+
+
+def _serve_in_process(tmp_path: Path) -> Iterator[tuple[str, Start]]:
     """The seeded demo under uvicorn (tests/demo/_live_app.py: memory:// hub, worker in-process)."""
     settings = DemoSettings.choose(tmp_path, token="t")
     port = free_port()
@@ -59,7 +63,13 @@ def _serve_in_process(tmp_path: Path) -> Iterator[str]:
                 break
         else:
             raise AssertionError(f"the demo did not start: {''.join(log)}")
-        yield f"http://127.0.0.1:{port}"
+        base = f"http://127.0.0.1:{port}"
+
+        async def start() -> None:
+            async with httpx.AsyncClient(timeout=10) as client:
+                (await client.post(f"{base}/test/worker")).raise_for_status()
+
+        yield base, start
     finally:
         proc.terminate()
         try:
@@ -70,7 +80,7 @@ def _serve_in_process(tmp_path: Path) -> Iterator[str]:
         proc.stderr.close()
 
 
-def _serve_apart(tmp_path: Path, redis_url: str | None) -> Iterator[str]:
+def _serve_apart(tmp_path: Path, redis_url: str | None) -> Iterator[tuple[str, Start]]:
     """The demo as `perfkit demo` runs it: the app and a `perfkit worker`, two processes. With Redis
     their hubs meet there (the worker's job events reach the app's pages); embedded they do not."""
     url = redis_url
@@ -80,11 +90,15 @@ def _serve_apart(tmp_path: Path, redis_url: str | None) -> Iterator[str]:
     children: list[processes.Child | None] = []
     client = redis.Redis.from_url(url) if url else None
     try:
-        children.append(processes.start_app(port, env, tmp_path / "app.log"))
-        children.append(processes.start_worker(env, tmp_path / "worker.log", concurrency=1))
+        app = processes.start_app(port, env, tmp_path / "app.log")
+        children.append(app)
         base = f"http://127.0.0.1:{port}"
-        processes.wait_until_up(children[0], base + "/perf/health", timeout=30)  # type: ignore[arg-type]
-        yield base
+        processes.wait_until_up(app, base + "/perf/health", timeout=30)
+
+        async def start() -> None:
+            children.append(processes.start_worker(env, tmp_path / "worker.log", concurrency=1))
+
+        yield base, start
     finally:
         processes.stop_all(children)
         if client is not None:
@@ -94,7 +108,7 @@ def _serve_apart(tmp_path: Path, redis_url: str | None) -> Iterator[str]:
 
 
 @pytest.fixture(params=["in-process", "embedded", pytest.param("redis", marks=pytest.mark.redis)])
-def live_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def live_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Start]]:
     """The seeded demo, served: memory:// hub with the worker in the app's process, the embedded
     default (worker apart: job state read, not pushed), or on Redis (worker apart, events pushed)."""
     seed(create_engine(f"sqlite:///{tmp_path}/demo.db"), scale=0.01)
@@ -120,19 +134,20 @@ async def browser() -> AsyncIterator[Any]:
 
 
 async def test_live_page_follows_tickets_and_job_progress(
-    live_app: str, browser: Any, request: pytest.FixtureRequest
+    live_app: tuple[str, Start], browser: Any, request: pytest.FixtureRequest
 ) -> None:
     """Two tabs on /live: a status changed in the first shows in the second (pushed, not polled); the
     export job's events and completion arrive live (read from /jobs/<id> on the embedded default, where
     the worker's hub cannot reach the app's), with a link to the file; no console errors."""
     variant = request.node.callspec.id
+    base, start_worker = live_app
     errors: list[str] = []
     tabs = []
     for _ in range(2):
         tab = await browser.new_page(viewport={"width": 1000, "height": 820})
         tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         tab.on("pageerror", lambda e: errors.append(str(e)))
-        await tab.goto(f"{live_app}/live?org=1{'&jobs=live' if variant == 'in-process' else ''}")
+        await tab.goto(f"{base}/live?org=1{'&jobs=live' if variant == 'in-process' else ''}")
         await tab.wait_for_selector("#conn.open", timeout=10_000)
         await tab.wait_for_selector("#tickets tbody tr", timeout=10_000)
         tabs.append(tab)
@@ -148,6 +163,10 @@ async def test_live_page_follows_tickets_and_job_progress(
         )
         assert "is now" in await second.inner_text("#events")
         await first.click("#export")
+        await first.wait_for_function(  # the page follows the job: now let it run
+            "() => Object.keys(rt.positions).some((c) => c.startsWith('job:'))", timeout=10_000
+        )
+        await start_worker()
         await first.wait_for_selector("#job-status a[href$='export.csv']", timeout=30_000)
         assert await first.get_attribute("#job-progress", "value") == "1"
         events = await first.inner_text("#events")

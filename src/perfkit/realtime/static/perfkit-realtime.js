@@ -105,7 +105,8 @@ const PerfkitRealtime = (() => {
           if (done || this.stream !== abort) break;
           const lines = (rest + value).split("\n");
           rest = lines.pop();
-          for (const line of lines) {
+          for (let line of lines) {
+            if (line.endsWith("\r")) line = line.slice(0, -1); // CRLF line ends are SSE too
             if (line.startsWith("data:")) data.push(line.slice(line[5] === " " ? 6 : 5));
             else if (line === "" && data.length) this.receive(data.join("\n")), (data = []);
             else if (line.startsWith(":")) this.heard(); // `: ping <t>`
