@@ -55,7 +55,8 @@ def make_seeded(request: pytest.FixtureRequest) -> Iterator[Seeded]:
         require_postgres()
     cache = Cache("memory://", namespace=f"djorm{uuid.uuid4().hex[:10]}")
     yield Seeded(request.param, cache)
-    from perfkit.django.invalidation import flush
+    from perfkit.django.invalidation import flush, unwatch
 
     flush()
+    unwatch(cache)
     cache.sync.close()

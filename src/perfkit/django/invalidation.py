@@ -19,12 +19,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from perfkit.django.orm_apply import invalidator, register, watch
+from perfkit.django.orm_apply import invalidator, register, unwatch, watch
 from perfkit.django.orm_deps import Rows, rows
 from perfkit.django.orm_writes import install as install_writes
 from perfkit.django.orm_writes import installed, uninstall
 
-__all__ = ["Rows", "flush", "install", "installed", "register", "rows", "stats", "uninstall", "watch"]
+__all__ = [
+    "Rows",
+    "flush",
+    "install",
+    "installed",
+    "register",
+    "rows",
+    "stats",
+    "uninstall",
+    "unwatch",
+    "watch",
+]
 
 
 def install() -> None:

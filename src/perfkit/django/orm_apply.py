@@ -27,6 +27,7 @@ __all__ = [
     "record",
     "register",
     "strategy_of",
+    "unwatch",
     "watch",
     "watched",
 ]
@@ -48,6 +49,10 @@ class DjangoInvalidator:
             self.caches.add(cache)
             cache.add_invalidator(self)  # the cache's "nobody invalidates these tags" warning stays quiet
 
+    def unwatch(self, cache: Any) -> None:
+        self.caches.discard(cache)
+        cache.remove_invalidator(self)
+
     def register(self, model: Any, related: Iterable[Any] = (), strategy: str = "immediate") -> None:
         check_strategy(strategy)
         parent = resolve_model(model)
@@ -65,6 +70,11 @@ def watch(cache: Any) -> None:
     """Invalidate `cache` on Django writes. `depends_on=[...]` with Django models and
     `cache_queryset(cache, ...)` do it for you; call it for values you tag with `dep:` tags yourself."""
     invalidator.watch(cache)
+
+
+def unwatch(cache: Any) -> None:
+    """Stop invalidating `cache` (before closing it)."""
+    invalidator.unwatch(cache)
 
 
 def watched() -> list[Any]:
