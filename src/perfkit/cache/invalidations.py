@@ -80,26 +80,28 @@ class Invalidations:
             self.apply_sync(now)
 
     async def apply_async(self, groups: list[Group]) -> None:
+        caches = list(self.caches())
         for model, strategy, tags in groups:
             start, removed = time.perf_counter(), 0
-            for cache in list(self.caches()):
+            for cache in caches:
                 removed += await cache.invalidate_tags(sorted(tags))
-            self._record(model, strategy, removed, time.perf_counter() - start)
+            self._record(model, strategy, removed, time.perf_counter() - start, caches)
 
     def apply_sync(self, groups: list[Group]) -> None:
+        caches = list(self.caches())
         for model, strategy, tags in groups:
             start, removed = time.perf_counter(), 0
-            for cache in list(self.caches()):
+            for cache in caches:
                 removed += cache.sync.invalidate_tags(sorted(tags))
-            self._record(model, strategy, removed, time.perf_counter() - start)
+            self._record(model, strategy, removed, time.perf_counter() - start, caches)
 
-    def _record(self, model: str, strategy: str, removed: int, seconds: float) -> None:
+    def _record(self, model: str, strategy: str, removed: int, seconds: float, caches: list[Any]) -> None:
         with self._lock:
             entry = self._stats[model, strategy]
             entry[0] += 1
             entry[1] += removed
             entry[2] += seconds
-        for cache in list(self.caches()):
+        for cache in caches:
             cache.tiers.observe(cache.namespace, "orm", f"invalidate:{model}:{strategy}", "ok", seconds)
 
     def stats(self) -> dict[str, dict[str, dict[str, float]]]:

@@ -16,6 +16,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+from django.db import connections, transaction
+
 from perfkit.cache.invalidations import Group, Invalidations, check_strategy
 from perfkit.django.orm_deps import model_label, resolve_model
 
@@ -125,8 +127,6 @@ def record(alias: str, groups: list[Group]) -> None:
     """Hold `groups` until the transaction on `alias` commits (apply now in autocommit)."""
     if not groups:
         return
-    from django.db import connections, transaction
-
     conn = connections[alias]
     if not conn.in_atomic_block:
         apply(groups)
@@ -143,7 +143,5 @@ def record(alias: str, groups: list[Group]) -> None:
 
 def has_pending(alias: str) -> bool:
     """True when the open transaction on `alias` has written rows that are not committed yet."""
-    from django.db import connections
-
     conn = connections[alias]
     return conn.in_atomic_block and any(isinstance(entry[1], _Pending) for entry in conn.run_on_commit)

@@ -13,6 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.db.models import Case, Model, QuerySet, Value
+from django.db.models.functions import Cast
+from django.db.models.lookups import Exact, In
+from django.db.models.sql import Query
+from django.db.models.sql.where import AND
+
 from perfkit.cache.depends import column_tag, table_tag, unknown_rows_tag
 from perfkit.cache.invalidations import Group
 from perfkit.django.orm_apply import parents_of, strategy_of
@@ -41,9 +47,6 @@ def attnames(model: Any) -> dict[str, str]:
 def literal_values(val: Any) -> list[Any] | None:
     """The values an UPDATE assigns: a plain value, a model instance (its pk), `Value(x)`, or the
     `Case(When(pk=..., then=Value(x)), ...)` that `bulk_update` builds; None when not knowable."""
-    from django.db.models import Case, Model, Value
-    from django.db.models.functions import Cast
-
     if isinstance(val, Model):
         return [val.pk]
     if isinstance(val, Value):
@@ -65,9 +68,6 @@ def literal_values(val: Any) -> list[Any] | None:
 
 def pinned(query: Any) -> dict[str, list[Any]]:
     """column -> values for `col = v` / `col IN (...)` on the base table, joined by AND."""
-    from django.db.models.lookups import Exact, In
-    from django.db.models.sql.where import AND
-
     alias = query.base_table
     out: dict[str, list[Any]] = {}
 
@@ -91,9 +91,6 @@ def pinned(query: Any) -> dict[str, list[Any]]:
 
 def pre_read(query: Any, using: str, model: Any, columns: Iterable[str]) -> Values | None:
     """The distinct values of `columns` in the rows `query`'s WHERE selects (None: all rows)."""
-    from django.db.models import QuerySet
-    from django.db.models.sql import Query
-
     if not query.where.children:
         return None
     cols = list(columns)

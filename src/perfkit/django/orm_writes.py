@@ -21,10 +21,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from perfkit.cache.depends import register_dependency_compiler
+from django.db import connections
+
+from perfkit.cache.depends import register_dependency_compiler, table_tag, unknown_rows_tag
 from perfkit.cache.invalidations import Group
-from perfkit.django.orm_apply import record
-from perfkit.django.orm_deps import compile_model_dependency, dependency_columns, on_note
+from perfkit.django.orm_apply import record, strategy_of
+from perfkit.django.orm_deps import compile_model_dependency, dependency_columns, model_label, on_note
 from perfkit.django.orm_rows import (
     UNKNOWN,
     Values,
@@ -94,8 +96,6 @@ def _refresh_from_db(self: Any, *args: Any, **kwargs: Any) -> None:
 
 
 def _save_base(self: Any, *args: Any, **kwargs: Any) -> None:
-    from django.db import connections
-
     adding = self._state.adding
     token = _saving.set(self)
     try:
@@ -112,7 +112,8 @@ def _saved_row(query: Any, model: Any, cols: tuple[str, ...]) -> Values | None:
     if inst is None or not isinstance(inst, model):
         return None
     pk = str(model._meta.pk.column)
-    if pinned(query) != {pk: [inst.pk]}:
+    children = query.where.children
+    if len(children) != 1 or getattr(children[0], "rhs", None) != inst.pk or pinned(query) != {pk: [inst.pk]}:
         return None
     snap = getattr(inst._state, "perfkit_loaded", None)
     if snap is None or any(c not in snap for c in cols if c != pk):
@@ -175,10 +176,6 @@ def _guarded(plan: Callable[[], list[Group]], model: Any) -> list[Group]:
 
 
 def _table_wide(model: Any) -> list[Group]:
-    from perfkit.cache.depends import table_tag, unknown_rows_tag
-    from perfkit.django.orm_apply import strategy_of
-    from perfkit.django.orm_deps import model_label
-
     table = model._meta.db_table
     return [(model_label(model), strategy_of(model), {table_tag(table), unknown_rows_tag(table)})]
 
