@@ -128,8 +128,8 @@ def test_rows_round_trip_through_redis() -> None:
 
 
 def test_sync_loaders_run_in_the_calling_thread(seeded: Seeded) -> None:
-    """A sync @cached loader runs in the caller's thread, on the caller's Django connection (none is
-    opened, and left open, in one of perfkit's worker threads)."""
+    """A sync @cached(depends_on=[Ticket]) loader runs in the caller's thread, on the caller's Django
+    connection (none is opened, and left open, in a worker thread), and a write to Ticket invalidates it."""
     import threading
 
     seen: list[int] = []
@@ -142,3 +142,6 @@ def test_sync_loaders_run_in_the_calling_thread(seeded: Seeded) -> None:
     with CaptureQueriesContext(connections[seeded.alias]) as captured:
         assert count(seeded.org7.pk) == 2
     assert seen == [threading.get_ident()] and len(captured) == 1
+    assert count(seeded.org7.pk) == 2 and len(seen) == 1  # cached
+    seeded.objects(Ticket).create(organization=seeded.org7, title="new")  # depends_on=[Ticket]: invalidated
+    assert count(seeded.org7.pk) == 3 and len(seen) == 2

@@ -19,7 +19,7 @@ from typing import Any
 from django.db import connections, transaction
 
 from perfkit.cache.invalidations import Group, Invalidations, check_strategy
-from perfkit.django.orm_deps import model_label, resolve_model
+from perfkit.django.orm_deps import meta, model_label, resolve_model
 
 __all__ = [
     "DjangoInvalidator",
@@ -98,8 +98,8 @@ def parents_of(model: Any) -> list[tuple[Any, str]]:
     """The models whose rows a write to `model` reaches: the relationship map, and for an
     auto-created M2M table (`ticket.tags.add(...)`) both of its ends."""
     found = list(invalidator.parents.get(model_label(model), ()))
-    if model._meta.auto_created:
-        for field in model._meta.concrete_fields:
+    if meta(model).auto_created:
+        for field in meta(model).concrete_fields:
             end = field.related_model if field.is_relation else None
             if end is not None and all(p is not end for p, _ in found):
                 found.append((end, strategy_of(end)))

@@ -26,6 +26,7 @@ __all__ = [
     "compile_model_dependency",
     "dependency_columns",
     "is_model",
+    "meta",
     "model_label",
     "note_column",
     "resolve_model",
@@ -43,6 +44,11 @@ def is_model(obj: Any) -> bool:
 
     meta: Any = getattr(obj, "_meta", None)
     return isinstance(obj, type) and issubclass(obj, Model) and not meta.abstract
+
+
+def meta(model: Any) -> Any:
+    """A model's `_meta` (Django's documented Options API): the one place perfkit reads it."""
+    return getattr(model, "_meta", None)
 
 
 def model_label(model: Any) -> str:

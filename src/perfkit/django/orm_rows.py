@@ -22,7 +22,7 @@ from django.db.models.sql.where import AND
 from perfkit.cache.depends import column_tag, table_tag, unknown_rows_tag
 from perfkit.cache.invalidations import Group
 from perfkit.django.orm_apply import parents_of, strategy_of
-from perfkit.django.orm_deps import dependency_columns, model_label
+from perfkit.django.orm_deps import dependency_columns, meta, model_label
 
 __all__ = [
     "UNKNOWN",
@@ -41,7 +41,7 @@ UNKNOWN: Any = object()  # a value that cannot be known
 
 def attnames(model: Any) -> dict[str, str]:
     """column -> attname for the model's concrete fields."""
-    return {str(f.column): str(f.attname) for f in model._meta.concrete_fields}
+    return {str(f.column): str(f.attname) for f in meta(model).concrete_fields}
 
 
 def literal_values(val: Any) -> list[Any] | None:
@@ -125,7 +125,7 @@ def _tags(table: str, values: Values | None, unknown: bool) -> set[str]:
 
 def _parent_tags(parent: Any, column: str, refs: set[Any], using: str) -> set[str]:
     """Tags of the parent rows whose `column` is in `refs`, with their own dependency columns."""
-    table = parent._meta.db_table
+    table = meta(parent).db_table
     tags = {table_tag(table)}
     known = {v for v in refs if v is not UNKNOWN and v is not None}
     if UNKNOWN in refs:
@@ -145,10 +145,10 @@ def _parent_tags(parent: Any, column: str, refs: set[Any], using: str) -> set[st
 def groups_for(model: Any, values: Values | None, using: str, unknown: bool = False) -> list[Group]:
     """The groups (model, strategy, tags) of a write to `model`'s rows with these column values."""
     label = model_label(model)
-    groups: list[Group] = [(label, strategy_of(model), _tags(model._meta.db_table, values, unknown))]
+    groups: list[Group] = [(label, strategy_of(model), _tags(meta(model).db_table, values, unknown))]
     for parent, strategy in parents_of(model):
         tags: set[str] = set()
-        for field in model._meta.concrete_fields:
+        for field in meta(model).concrete_fields:
             if not field.is_relation or field.related_model is not parent:
                 continue
             refs = {UNKNOWN} if values is None or unknown else values.get(field.column, {UNKNOWN})

@@ -26,7 +26,7 @@ from django.db import connections
 from perfkit.cache.depends import register_dependency_compiler, table_tag, unknown_rows_tag
 from perfkit.cache.invalidations import Group
 from perfkit.django.orm_apply import record, strategy_of
-from perfkit.django.orm_deps import compile_model_dependency, dependency_columns, model_label, on_note
+from perfkit.django.orm_deps import compile_model_dependency, dependency_columns, meta, model_label, on_note
 from perfkit.django.orm_rows import (
     UNKNOWN,
     Values,
@@ -50,10 +50,10 @@ _targets: dict[str, tuple[type, str, bool]] = {}  # owner, name, defined there
 def _fields(model: Any) -> tuple[tuple[str, str], ...]:
     found = _snap_fields.get(model)
     if found is None:
-        deps, pk = set(dependency_columns(model)), model._meta.pk.column
+        deps, pk = set(dependency_columns(model)), meta(model).pk.column
         found = tuple(
             (str(f.column), str(f.attname))
-            for f in model._meta.concrete_fields
+            for f in meta(model).concrete_fields
             if f.column in deps and f.column != pk
         )
         _snap_fields[model] = found
@@ -111,7 +111,7 @@ def _saved_row(query: Any, model: Any, cols: tuple[str, ...]) -> Values | None:
     inst = _saving.get()
     if inst is None or not isinstance(inst, model):
         return None
-    pk = str(model._meta.pk.column)
+    pk = str(meta(model).pk.column)
     children = query.where.children
     if len(children) != 1 or getattr(children[0], "rhs", None) != inst.pk or pinned(query) != {pk: [inst.pk]}:
         return None
@@ -145,7 +145,7 @@ def _plan_delete(compiler: Any) -> list[Group]:
     model = query.model
     cols = dependency_columns(model)
     pins = pinned(query)
-    if cols == (model._meta.pk.column,) and set(pins) == set(cols):  # the pks are in the WHERE
+    if cols == (meta(model).pk.column,) and set(pins) == set(cols):  # the pks are in the WHERE
         return groups_for(model, {c: set(v) for c, v in pins.items()}, using)
     values = pre_read(query, using, model, cols)
     return [] if no_rows(values) else groups_for(model, values, using)
@@ -154,7 +154,7 @@ def _plan_delete(compiler: Any) -> list[Group]:
 def _plan_insert(compiler: Any, rows: Any, returning: Any) -> list[Group]:
     query, using = compiler.query, compiler.using
     model = query.model
-    cols, names, pk = dependency_columns(model), attnames(model), model._meta.pk
+    cols, names, pk = dependency_columns(model), attnames(model), meta(model).pk
     at = next((i for i, f in enumerate(returning or ()) if f.column == pk.column), None)
     values: Values = defaultdict(set)
     for i, obj in enumerate(query.objs):
@@ -176,7 +176,7 @@ def _guarded(plan: Callable[[], list[Group]], model: Any) -> list[Group]:
 
 
 def _table_wide(model: Any) -> list[Group]:
-    table = model._meta.db_table
+    table = meta(model).db_table
     return [(model_label(model), strategy_of(model), {table_tag(table), unknown_rows_tag(table)})]
 
 

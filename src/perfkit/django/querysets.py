@@ -20,7 +20,7 @@ from typing import Any
 from perfkit.cache.depends import column_tag, table_tag, unknown_rows_tag
 from perfkit.cache.keys import TTL, UNSET, Unset
 from perfkit.django.orm_apply import has_pending, watch
-from perfkit.django.orm_deps import note_column
+from perfkit.django.orm_deps import meta, note_column
 from perfkit.django.orm_rows import pinned
 from perfkit.errors import InvalidArgumentError
 
@@ -30,7 +30,7 @@ __all__ = ["acache_queryset", "cache_queryset", "queryset_key", "queryset_tags"]
 def _tables() -> dict[str, Any]:
     from django.apps import apps
 
-    return {m._meta.db_table: m for m in apps.get_models(include_auto_created=True)}
+    return {meta(m).db_table: m for m in apps.get_models(include_auto_created=True)}
 
 
 def queryset_tags(queryset: Any, sql: str) -> list[str]:
@@ -38,7 +38,7 @@ def queryset_tags(queryset: Any, sql: str) -> list[str]:
     from django.db import connections
 
     quote = connections[queryset.db].ops.quote_name
-    base = queryset.model._meta.db_table
+    base = meta(queryset.model).db_table
     tags: set[str] = set()
     for table in _tables():
         if quote(table) in sql and table != base:
@@ -49,7 +49,7 @@ def queryset_tags(queryset: Any, sql: str) -> list[str]:
     if not pins or self_joined:
         tags.add(table_tag(base))
         return sorted(tags)
-    pk = queryset.model._meta.pk.column
+    pk = meta(queryset.model).pk.column
     column = pk if pk in pins else next(iter(pins))
     note_column(queryset.model, column)
     tags.update(column_tag(base, column, v) for v in pins[column])
@@ -58,7 +58,7 @@ def queryset_tags(queryset: Any, sql: str) -> list[str]:
 
 
 def queryset_key(queryset: Any, sql: str, params: Any) -> str:
-    text = f"{queryset.db}|{queryset.model._meta.label}|{queryset._iterable_class.__name__}|{sql}|{params!r}"
+    text = f"{queryset.db}|{meta(queryset.model).label}|{queryset._iterable_class.__name__}|{sql}|{params!r}"
     return "djqs:" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
@@ -73,7 +73,7 @@ def _dump(queryset: Any) -> dict[str, Any]:
         return {"names": names, "rows": [list(r.values()) if isinstance(r, dict) else _row(r) for r in rows]}
     objs = list(qs)
     annotations = list(qs.query.annotation_select)
-    fields = [f.attname for f in qs.model._meta.concrete_fields]
+    fields = [f.attname for f in meta(qs.model).concrete_fields]
     loaded = [a for a in fields if not objs or a in objs[0].__dict__]
     rows = [[o.__dict__[a] for a in loaded] + [getattr(o, n) for n in annotations] for o in objs]
     return {"fields": loaded, "annotations": annotations, "rows": rows}
@@ -95,7 +95,7 @@ def _load(queryset: Any, stored: dict[str, Any]) -> list[Any]:
     kind, rows = queryset._iterable_class, stored["rows"]
     if kind is ModelIterable:
         model, fields, annotations = queryset.model, stored["fields"], stored["annotations"]
-        by_att = {f.attname: f for f in model._meta.concrete_fields}
+        by_att = {f.attname: f for f in meta(model).concrete_fields}
         convert = [by_att[a].to_python for a in fields]
         out = []
         for row in rows:
