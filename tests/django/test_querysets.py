@@ -95,10 +95,19 @@ def test_uncommitted_writes_are_not_cached(seeded: Seeded) -> None:
     assert [t.title for t in cache_queryset(seeded.cache, qs)] == ["a", "b"]
 
 
-def test_select_related_is_refused(seeded: Seeded) -> None:
-    """select_related()/prefetch_related() raise a clear error instead of caching half the objects."""
-    with pytest.raises(InvalidArgumentError, match="select_related"):
-        cache_queryset(seeded.cache, seeded.objects(Ticket).select_related("organization"))
+def test_select_related_objects_are_stored_and_followed(seeded: Seeded) -> None:
+    """select_related('organization') comes back with its organizations, with no query, and a write
+    to an organization invalidates it; select_related() without names and prefetch_related() raise."""
+    qs = seeded.objects(Ticket).select_related("organization").order_by("id")
+    assert [t.organization.name for t in cache_queryset(seeded.cache, qs)] == ["seven", "seven", "eight"]
+    again, n = _queries(seeded, lambda: cache_queryset(seeded.cache, qs))
+    assert n == 0 and [t.organization.name for t in again] == ["seven", "seven", "eight"]  # type: ignore[attr-defined]
+    seeded.objects(Organization).filter(pk=seeded.org8.pk).update(name="renamed")
+    assert cache_queryset(seeded.cache, qs)[2].organization.name == "renamed"
+    with pytest.raises(InvalidArgumentError, match="name the relations"):
+        cache_queryset(seeded.cache, seeded.objects(Ticket).select_related())
+    with pytest.raises(InvalidArgumentError, match="prefetch_related"):
+        cache_queryset(seeded.cache, seeded.objects(Ticket).prefetch_related("comments"))
 
 
 @pytest.mark.redis

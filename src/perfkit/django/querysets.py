@@ -5,9 +5,10 @@
 The key is the SQL, its parameters and the database alias. The dependencies are every table the SQL
 reads (joins and subqueries); the base table narrowed to `column = v` / `column IN (...)` when the
 WHERE pins one under AND (`filter(organization_id=7)` depends on organization 7's tickets only).
-Model rows are stored as field values and rebuilt with `Model.from_db` (no pickle: a cache shared with
-other programs cannot run code here); `values()` and `values_list()` rows as lists. `select_related()`
-and `prefetch_related()` are refused (their related objects are not stored). A queryset run in a
+Model rows are stored as field values and rebuilt with `Model.from_db` (`orm_store`; no pickle: a cache
+shared with other programs cannot run code here), `select_related(...)` objects with them;
+`values()` and `values_list()` rows as lists. `prefetch_related()` is refused (its objects are not
+stored). A queryset run in a
 transaction that has written rows not committed yet is evaluated but not cached: its answer holds them.
 """
 
@@ -22,6 +23,7 @@ from perfkit.cache.keys import TTL, UNSET, Unset
 from perfkit.django.orm_apply import has_pending, watch
 from perfkit.django.orm_deps import meta, note_column
 from perfkit.django.orm_rows import pinned
+from perfkit.django.orm_store import dump_instances, load_instances, related_tree
 from perfkit.errors import InvalidArgumentError
 
 __all__ = ["acache_queryset", "cache_queryset", "queryset_key", "queryset_tags"]
@@ -73,10 +75,9 @@ def _dump(queryset: Any) -> dict[str, Any]:
         return {"names": names, "rows": [list(r.values()) if isinstance(r, dict) else _row(r) for r in rows]}
     objs = list(qs)
     annotations = list(qs.query.annotation_select)
-    fields = [f.attname for f in meta(qs.model).concrete_fields]
-    loaded = [a for a in fields if not objs or a in objs[0].__dict__]
-    rows = [[o.__dict__[a] for a in loaded] + [getattr(o, n) for n in annotations] for o in objs]
-    return {"fields": loaded, "annotations": annotations, "rows": rows}
+    stored = dump_instances(qs.model, objs, related_tree(qs))
+    stored["annotations"] = {n: [getattr(o, n) for o in objs] for n in annotations}
+    return stored
 
 
 def _row(row: Any) -> list[Any]:
@@ -94,17 +95,11 @@ def _load(queryset: Any, stored: dict[str, Any]) -> list[Any]:
 
     kind, rows = queryset._iterable_class, stored["rows"]
     if kind is ModelIterable:
-        model, fields, annotations = queryset.model, stored["fields"], stored["annotations"]
-        by_att = {f.attname: f for f in meta(model).concrete_fields}
-        convert = [by_att[a].to_python for a in fields]
-        out = []
-        for row in rows:
-            values = [None if v is None else c(v) for c, v in zip(convert, row, strict=False)]
-            obj = model.from_db(queryset.db, fields, values)
-            for name, value in zip(annotations, row[len(fields) :], strict=True):
+        objs = load_instances(queryset.model, queryset.db, stored)
+        for name, values in stored["annotations"].items():
+            for obj, value in zip(objs, values, strict=True):
                 setattr(obj, name, value)
-            out.append(obj)
-        return out
+        return objs
     names = stored["names"]
     if kind is ValuesIterable:
         return [dict(zip(names, row, strict=True)) for row in rows]
@@ -120,11 +115,12 @@ def _prepare(queryset: Any) -> tuple[str, Any] | None:
     """(sql, params) of a cacheable queryset; None when it selects nothing (an empty IN)."""
     from django.core.exceptions import EmptyResultSet
 
-    if queryset.query.select_related or queryset._prefetch_related_lookups:
+    if queryset._prefetch_related_lookups:
         raise InvalidArgumentError(
-            "cache_queryset: select_related()/prefetch_related() querysets are not cached (their "
-            "related objects would not be stored); cache the related rows in a queryset of their own"
+            "cache_queryset: prefetch_related() querysets are not cached (the prefetched objects "
+            "would not be stored); cache the related rows in a queryset of their own"
         )
+    related_tree(queryset)  # a select_related() this cannot store is refused before any query
     try:
         sql, params = queryset.query.get_compiler(using=queryset.db).as_sql()
     except EmptyResultSet:
