@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import connections
 
 from perfkit.cache.invalidations import Group, Invalidations, check_strategy
 from perfkit.django.orm_deps import meta, model_label, resolve_model
@@ -26,6 +26,7 @@ __all__ = [
     "has_pending",
     "invalidator",
     "parents_of",
+    "profile",
     "record",
     "register",
     "strategy_of",
@@ -45,6 +46,7 @@ class DjangoInvalidator:
         self.own: dict[str, str] = {}  # model label -> strategy of its own writes
         self.parents: dict[str, list[tuple[Any, str]]] = defaultdict(list)  # child -> [(parent, strategy)]
         self.applied = Invalidations(lambda: list(self.caches))
+        self.profiles: dict[Any, tuple[str, str, str, list[tuple[Any, str]]]] = {}  # see profile()
 
     def watch(self, cache: Any) -> None:
         if cache not in self.caches:
@@ -57,6 +59,7 @@ class DjangoInvalidator:
 
     def register(self, model: Any, related: Iterable[Any] = (), strategy: str = "immediate") -> None:
         check_strategy(strategy)
+        self.profiles.clear()
         parent = resolve_model(model)
         self.own[model_label(parent)] = strategy
         for child in related:
@@ -106,6 +109,15 @@ def parents_of(model: Any) -> list[tuple[Any, str]]:
     return found
 
 
+def profile(model: Any) -> tuple[str, str, str, list[tuple[Any, str]]]:
+    """(label, strategy, table, parents) of a model, looked up once per `register()` state."""
+    found = invalidator.profiles.get(model)
+    if found is None:
+        found = (model_label(model), strategy_of(model), str(meta(model).db_table), parents_of(model))
+        invalidator.profiles[model] = found
+    return found
+
+
 class _Pending:
     """One on_commit callback: the groups of the writes made at one savepoint level."""
 
@@ -117,17 +129,21 @@ class _Pending:
 
 
 def apply(groups: list[Group]) -> None:
+    applied = invalidator.applied
     try:
-        invalidator.applied.dispatch_sync(groups)
+        if len(groups) == 1 and groups[0][1] == "immediate":  # the common case: one model, now
+            applied.apply_sync(groups)
+        else:
+            applied.dispatch_sync(groups)
     except Exception:  # a cache fault degrades (stale until TTL), never fails the committed request
         log.exception("perfkit: cache invalidation after commit failed")
 
 
-def record(alias: str, groups: list[Group]) -> None:
-    """Hold `groups` until the transaction on `alias` commits (apply now in autocommit)."""
+def record(conn: Any, groups: list[Group]) -> None:
+    """Hold `groups` until the transaction on `conn` (a Django DatabaseWrapper) commits; apply them
+    now in autocommit."""
     if not groups:
         return
-    conn = connections[alias]
     if not conn.in_atomic_block:
         apply(groups)
         if not conn.get_autocommit():  # manual transactions: no on_commit; once more after a moment
@@ -137,7 +153,7 @@ def record(alias: str, groups: list[Group]) -> None:
     pending = conn.run_on_commit[-1][1] if conn.run_on_commit else None
     if not (isinstance(pending, _Pending) and conn.run_on_commit[-1][0] == set(conn.savepoint_ids)):
         pending = _Pending()
-        transaction.on_commit(pending, using=alias)
+        conn.on_commit(pending)
     pending.groups.extend(groups)
 
 

@@ -21,7 +21,7 @@ from django.db.models.sql.where import AND
 
 from perfkit.cache.depends import column_tag, table_tag, unknown_rows_tag
 from perfkit.cache.invalidations import Group
-from perfkit.django.orm_apply import parents_of, strategy_of
+from perfkit.django.orm_apply import profile
 from perfkit.django.orm_deps import dependency_columns, meta, model_label
 
 __all__ = [
@@ -144,9 +144,9 @@ def _parent_tags(parent: Any, column: str, refs: set[Any], using: str) -> set[st
 
 def groups_for(model: Any, values: Values | None, using: str, unknown: bool = False) -> list[Group]:
     """The groups (model, strategy, tags) of a write to `model`'s rows with these column values."""
-    label = model_label(model)
-    groups: list[Group] = [(label, strategy_of(model), _tags(meta(model).db_table, values, unknown))]
-    for parent, strategy in parents_of(model):
+    label, own, table, parents = profile(model)
+    groups: list[Group] = [(label, own, _tags(table, values, unknown))]
+    for parent, strategy in parents:
         tags: set[str] = set()
         for field in meta(model).concrete_fields:
             if not field.is_relation or field.related_model is not parent:

@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from django.db import connections
+from django.db.models.lookups import Exact
 
 from perfkit.cache.depends import register_dependency_compiler, table_tag, unknown_rows_tag
 from perfkit.cache.invalidations import Group
@@ -96,14 +96,15 @@ def _refresh_from_db(self: Any, *args: Any, **kwargs: Any) -> None:
 
 
 def _save_base(self: Any, *args: Any, **kwargs: Any) -> None:
-    adding = self._state.adding
+    state = self._state
+    adding = state.adding
     token = _saving.set(self)
     try:
         _originals["save_base"](self, *args, **kwargs)
     finally:
         _saving.reset(token)
-    if _fields(type(self)):
-        _snapshot(self, merge=not adding and connections[self._state.db].in_atomic_block)
+    if _fields(type(self)):  # in a transaction (set by the compilers' hooks), a rollback restores the old
+        _snapshot(self, merge=not adding and getattr(state, "perfkit_in_atomic", True))
 
 
 def _saved_row(query: Any, model: Any, cols: tuple[str, ...]) -> Values | None:
@@ -113,7 +114,9 @@ def _saved_row(query: Any, model: Any, cols: tuple[str, ...]) -> Values | None:
         return None
     pk = str(meta(model).pk.column)
     children = query.where.children
-    if len(children) != 1 or getattr(children[0], "rhs", None) != inst.pk or pinned(query) != {pk: [inst.pk]}:
+    if len(children) != 1 or not isinstance(children[0], Exact) or children[0].rhs != inst.pk:
+        return None
+    if getattr(children[0].lhs.target, "column", None) != pk:
         return None
     snap = getattr(inst._state, "perfkit_loaded", None)
     if snap is None or any(c not in snap for c in cols if c != pk):
@@ -180,24 +183,33 @@ def _table_wide(model: Any) -> list[Group]:
     return [(model_label(model), strategy_of(model), {table_tag(table), unknown_rows_tag(table)})]
 
 
+def _note_saving(compiler: Any) -> None:
+    """Tell a saving instance whether its write is inside a transaction (for its snapshot)."""
+    inst = _saving.get()
+    if inst is not None:
+        inst._state.perfkit_in_atomic = compiler.connection.in_atomic_block
+
+
 def _insert_execute(self: Any, *args: Any, **kwargs: Any) -> Any:
     rows = _originals["insert"](self, *args, **kwargs)
     returning = kwargs.get("returning_fields", args[0] if args else None)
-    record(self.using, _guarded(lambda: _plan_insert(self, rows, returning), self.query.model))
+    record(self.connection, _guarded(lambda: _plan_insert(self, rows, returning), self.query.model))
+    _note_saving(self)
     return rows
 
 
 def _update_execute(self: Any, *args: Any, **kwargs: Any) -> Any:
     groups = _guarded(lambda: _plan_update(self), self.query.model)
     result = _originals["update"](self, *args, **kwargs)
-    record(self.using, groups)
+    record(self.connection, groups)
+    _note_saving(self)
     return result
 
 
 def _delete_execute(self: Any, *args: Any, **kwargs: Any) -> Any:
     groups = _guarded(lambda: _plan_delete(self), self.query.model)
     result = _originals["delete"](self, *args, **kwargs)
-    record(self.using, groups)
+    record(self.connection, groups)
     return result
 
 
