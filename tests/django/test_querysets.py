@@ -104,8 +104,10 @@ def test_select_related_objects_are_stored_and_followed(seeded: Seeded) -> None:
     assert n == 0 and [t.organization.name for t in again] == ["seven", "seven", "eight"]  # type: ignore[attr-defined]
     seeded.objects(Organization).filter(pk=seeded.org8.pk).update(name="renamed")
     assert cache_queryset(seeded.cache, qs)[2].organization.name == "renamed"
+    every = seeded.objects(Ticket).all()
+    every.query.select_related = True  # what select_related() with no names sets (deprecated in 6.1)
     with pytest.raises(InvalidArgumentError, match="name the relations"):
-        cache_queryset(seeded.cache, seeded.objects(Ticket).select_related())
+        cache_queryset(seeded.cache, every)
     with pytest.raises(InvalidArgumentError, match="prefetch_related"):
         cache_queryset(seeded.cache, seeded.objects(Ticket).prefetch_related("comments"))
 

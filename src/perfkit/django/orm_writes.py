@@ -79,8 +79,8 @@ def _snapshot(instance: Any, merge: bool) -> None:
     instance._state.perfkit_loaded = snap
 
 
-def _from_db(cls: Any, db: str, field_names: Any, values: Any) -> Any:
-    new = _originals["from_db"].__func__(cls, db, field_names, values)
+def _from_db(cls: Any, db: str, field_names: Any, values: Any, *args: Any, **kwargs: Any) -> Any:
+    new = _originals["from_db"].__func__(cls, db, field_names, values, *args, **kwargs)  # 6.1: fetch_mode
     if _fields(cls):
         _snapshot(new, merge=False)
     return new
