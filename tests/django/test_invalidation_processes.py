@@ -154,3 +154,20 @@ def test_a_write_in_another_process_evicts_this_process_l1() -> None:
         cache.sync.clear()
         unwatch(cache)
         cache.sync.close()
+
+
+def test_manual_transactions_invalidate_after_the_statement_and_again(seeded: Seeded) -> None:
+    """With set_autocommit(False) (no on_commit), a write invalidates at once and again shortly after
+    (a reader who refilled from pre-commit data in between is corrected)."""
+    from django.db import transaction
+
+    seeded.put("org7", [rows(Ticket, organization_id="{org}")], org=seeded.org7.pk)
+    transaction.set_autocommit(False, using=seeded.alias)
+    try:
+        seeded.objects(Ticket).filter(pk=seeded.t1.pk).update(title="manual")
+        assert not seeded.has("org7")
+        seeded.put("org7", [rows(Ticket, organization_id="{org}")], org=seeded.org7.pk)  # a refill
+        transaction.commit(using=seeded.alias)
+    finally:
+        transaction.set_autocommit(True, using=seeded.alias)
+    assert _gone(seeded, "org7")

@@ -57,6 +57,7 @@ class Invalidations:
         self.caches = caches  # a function: the set of caches may grow (perfkit.django watches lazily)
         self._scheduler = _Scheduler(self.apply_sync, delay, batch_interval, batch_size)
         self._stats: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0.0])
+        self._ops: dict[tuple[str, str], str] = {}  # (model, strategy) -> the observers' op name
         self._lock = threading.Lock()
         atexit.register(self._scheduler.close)  # delayed/batched invalidations must not die with us
 
@@ -101,8 +102,11 @@ class Invalidations:
             entry[0] += 1
             entry[1] += removed
             entry[2] += seconds
+        op = self._ops.get((model, strategy))
+        if op is None:
+            op = self._ops[model, strategy] = f"invalidate:{model}:{strategy}"
         for cache in caches:
-            cache.tiers.observe(cache.namespace, "orm", f"invalidate:{model}:{strategy}", "ok", seconds)
+            cache.tiers.observe(cache.namespace, "orm", op, "ok", seconds)
 
     def stats(self) -> dict[str, dict[str, dict[str, float]]]:
         """{model: {strategy: {invalidations, keys_removed, seconds}}}."""

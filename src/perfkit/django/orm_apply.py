@@ -146,7 +146,7 @@ def record(conn: Any, groups: list[Group]) -> None:
         return
     if not conn.in_atomic_block:
         apply(groups)
-        if not conn.get_autocommit():  # manual transactions: no on_commit; once more after a moment
+        if not conn.autocommit:  # manual transactions: no on_commit; once more after a moment
             for model, _, tags in groups:
                 invalidator.applied.schedule("delayed", model, tags)
         return
