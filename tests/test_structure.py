@@ -59,6 +59,7 @@ ALLOWED_PRIVATE_IMPORTS: dict[tuple[str, str], str] = {
     ("perfkit.jobs.worker", "perfkit._cancel"): _SHARED,
     ("perfkit.cache.sync", "perfkit._portal"): _SHARED,
     ("perfkit.jobs.sync", "perfkit._portal"): _SHARED,
+    ("perfkit.django.background", "perfkit._portal"): _SHARED,
     ("perfkit.cache.backends.sqlite", "perfkit._sqlite"): _SHARED,
     ("perfkit.jobs.backends.sqlite", "perfkit._sqlite"): _SHARED,
     ("perfkit.monitor.store.sqlite", "perfkit._sqlite"): _SHARED,
