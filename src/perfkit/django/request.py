@@ -32,8 +32,8 @@ _UNPREFIXED = (("CONTENT_TYPE", b"content-type"), ("CONTENT_LENGTH", b"content-l
 
 def _wsgi_headers(meta: dict[str, Any]) -> Headers:
     headers: Headers = []
-    for key, value in meta.items():
-        if key[:5] == "HTTP_":
+    for key, value in meta.items():  # (an empty value carries nothing: Django's test client sends `Cookie:`)
+        if key[:5] == "HTTP_" and value:
             name = key[5:].replace("_", "-").lower().encode("latin-1")
             headers.append((name, value.encode("latin-1", "replace")))
     for key, name in _UNPREFIXED:
@@ -48,9 +48,11 @@ def scope_of(request: Any) -> Scope:
     asgi = getattr(request, "scope", None)
     meta = request.META
     if asgi is not None:  # ASGIRequest: the server's headers and client as they came
-        headers = list(asgi.get("headers") or ())
+        headers = [h for h in asgi.get("headers") or () if h[1]]
         client = asgi.get("client")
         query = asgi.get("query_string", b"")
+        if isinstance(query, str):  # Django's AsyncRequestFactory gives a str
+            query = query.encode("latin-1", "replace")
         scheme = asgi.get("scheme", "http")
     else:
         headers = _wsgi_headers(meta)
