@@ -8,8 +8,8 @@ from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django.server_settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402  # after the settings module is set
-from django.core.wsgi import get_wsgi_application  # noqa: E402
+from django.core.asgi import get_asgi_application  # (after the settings module is set)
+from django.core.wsgi import get_wsgi_application
 
 wsgi = get_wsgi_application()
 http = get_asgi_application()

@@ -10,9 +10,15 @@ from typing import Any
 import pytest
 
 from tests.django import web_views
-from tests.django.web_support import TEST_CACHE, count, perfkit  # noqa: F401  # the fixture
+from tests.django.web_support import TEST_CACHE, configure, count
 
 pytestmark = [pytest.mark.urls("tests.django.web_urls")]
+
+
+@pytest.fixture
+def perfkit(settings: Any) -> Any:
+    """Django's settings with perfkit's middleware installed (`web_support.configure`)."""
+    return configure(settings)
 
 
 async def test_async_view_timing_and_metrics(async_client: Any, perfkit: Any) -> None:

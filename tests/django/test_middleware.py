@@ -14,9 +14,15 @@ from django.db import connection
 from perfkit.django.middleware import PerfkitMiddleware
 from perfkit.metrics import current_request
 from tests.django import web_views
-from tests.django.web_support import count, perfkit  # noqa: F401  # the fixture
+from tests.django.web_support import configure, count
 
 pytestmark = [pytest.mark.urls("tests.django.web_urls")]
+
+
+@pytest.fixture
+def perfkit(settings: Any) -> Any:
+    """Django's settings with perfkit's middleware installed (`web_support.configure`)."""
+    return configure(settings)
 
 
 def test_server_timing_and_request_id(client: Any, perfkit: Any) -> None:

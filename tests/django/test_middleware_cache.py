@@ -12,9 +12,15 @@ from django.test import Client
 
 from perfkit.errors import ConfigurationError
 from tests.django import web_views
-from tests.django.web_support import TEST_CACHE, perfkit  # noqa: F401  # the fixture
+from tests.django.web_support import TEST_CACHE, configure
 
 pytestmark = [pytest.mark.urls("tests.django.web_urls")]
+
+
+@pytest.fixture
+def perfkit(settings: Any) -> Any:
+    """Django's settings with perfkit's middleware installed (`web_support.configure`)."""
+    return configure(settings)
 
 
 @pytest.fixture

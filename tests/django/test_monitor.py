@@ -11,9 +11,17 @@ import pytest
 
 from perfkit.django import monitoring
 from perfkit.metrics import default_collector
-from tests.django.web_support import MIDDLEWARE, TEST_CACHE, perfkit  # noqa: F401  # the fixture
+from tests.django.web_support import MIDDLEWARE, TEST_CACHE, configure
 
 pytestmark = [pytest.mark.urls("tests.django.web_urls"), pytest.mark.django_db]
+
+
+@pytest.fixture
+def perfkit(settings: Any) -> Any:
+    """Django's settings with perfkit's middleware installed (`web_support.configure`)."""
+    return configure(settings)
+
+
 TOKEN = {"Authorization": "Bearer test-token"}
 
 
@@ -23,7 +31,9 @@ def test_liveness_is_open(client: Any, perfkit: Any) -> None:
     assert response.status_code == 200 and response.json()["status"] == "ok"
 
 
-@pytest.mark.parametrize("path", ["/perf/health/ready", "/perf/metrics", "/perf/report", "/perf/api/findings"])
+@pytest.mark.parametrize(
+    "path", ["/perf/health/ready", "/perf/metrics", "/perf/report", "/perf/api/findings"]
+)
 def test_reads_need_the_token(client: Any, perfkit: Any, path: str) -> None:
     """Every read but liveness answers 401 without the token, or with a wrong one."""
     assert client.get(path).status_code == 401
@@ -49,7 +59,10 @@ def test_metrics_count_the_traffic_not_the_scrapes(client: Any, perfkit: Any) ->
         client.get(f"/tickets/{pk}/")
     client.get("/perf/health")
     text = client.get("/perf/metrics", headers=TOKEN).content.decode()
-    assert 'perfkit_http_request_duration_seconds_count{method="GET",route="/tickets/<int:pk>/",status="2xx"}' in text
+    assert (
+        'perfkit_http_request_duration_seconds_count{method="GET",route="/tickets/<int:pk>/",status="2xx"}'
+        in text
+    )
     assert "/perf" not in text.split("perfkit_http_request_duration_seconds_count", 1)[1].split("\n# ", 1)[0]
 
 
@@ -57,7 +70,12 @@ def test_the_report_names_django_fixes(client: Any, perfkit: Any) -> None:
     """An N+1 finding with a Django fix is recommended as a QuerySet method, not as `.options(...)`."""
     default_collector().record(
         "n_plus_one",
-        {"relationship": "Ticket.organization", "count": 12, "route": "/tickets/", "fix": 'select_related("organization")'},
+        {
+            "relationship": "Ticket.organization",
+            "count": 12,
+            "route": "/tickets/",
+            "fix": 'select_related("organization")',
+        },
     )
     response = client.get("/perf/report", headers=TOKEN)
     assert response.status_code == 200

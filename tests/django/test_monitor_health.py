@@ -7,9 +7,15 @@ from typing import Any
 
 import pytest
 
-from tests.django.web_support import perfkit  # noqa: F401  # the fixture
+from tests.django.web_support import configure
 
 pytestmark = [pytest.mark.urls("tests.django.web_urls")]
+
+
+@pytest.fixture
+def perfkit(settings: Any) -> Any:
+    """Django's settings with perfkit's middleware installed (`web_support.configure`)."""
+    return configure(settings)
 
 
 def test_readiness_fails_when_a_database_is_down(

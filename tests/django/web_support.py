@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from perfkit.metrics import default_collector
 
 MIDDLEWARE = [
@@ -16,13 +14,12 @@ MIDDLEWARE = [
 TEST_CACHE = {"BACKEND": "tests.django.web_cache.PerfkitTestCache", "LOCATION": "memory://"}
 
 
-@pytest.fixture
-def perfkit(settings: Any) -> Any:
-    """The test project with perfkit's middleware (first), sessions and auth; `settings.PERFKIT` as given
-    by the test (assign it; the parsed settings are reset on every change)."""
+def configure(settings: Any) -> Any:
+    """The test project with perfkit's middleware (first), sessions and auth, and a monitor token; the
+    test then assigns `settings.PERFKIT` as it needs (the parsed settings are reset on every change)."""
     settings.MIDDLEWARE = MIDDLEWARE
     settings.PERFKIT = {"monitor": {"token": "test-token"}}
-    yield settings
+    return settings
 
 
 def count(name: str, labels: tuple[str, ...]) -> float:

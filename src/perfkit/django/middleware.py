@@ -121,7 +121,13 @@ class PerfkitMiddleware:
             policies.metrics.active -= 1
 
     def _finish(
-        self, policies: Policies, scope: Scope, stats: RequestStats, response: Any, request_id: bytes, start: float
+        self,
+        policies: Policies,
+        scope: Scope,
+        stats: RequestStats,
+        response: Any,
+        request_id: bytes,
+        start: float,
     ) -> Any:
         if scope.get(_SKIP):  # perfkit's own monitor views: not traffic, served as they are
             with policies.lock:
@@ -161,7 +167,9 @@ class PerfkitMiddleware:
             timing.log_slow(scope, stats, status, elapsed, scope.get("perfkit.request_id", b""))
 
     # -- after Django resolved the URL, before the view -------------------------------------------------
-    def _route(self, request: Any, view_func: Any, view_kwargs: dict[str, Any]) -> tuple[Policies, Scope, Any]:
+    def _route(
+        self, request: Any, view_func: Any, view_kwargs: dict[str, Any]
+    ) -> tuple[Policies, Scope, Any]:
         scope: Scope | None = getattr(request, SCOPE_ATTRIBUTE, None)
         if scope is None:
             return current(), {}, None

@@ -75,7 +75,7 @@ class ResponseCache:
 
     def __init__(self, cache: Any, config: WebConfig, collector: Collector) -> None:
         self.cache, self.config = cache, config
-        self.sync_cache = cache.sync if cache is not None else None
+        self.sync_cache: Any = cache.sync if cache is not None else None  # (None: coalescing only)
         self.results = collector.counter(
             "http_response_cache_total", ("route", "result"), "Response cache lookups by result"
         )
@@ -107,7 +107,9 @@ class ResponseCache:
         """(state, a response to answer with instead of running the view, or None)."""
         rule = info.rule
         prefix = "response:" if rule is not None and rule.cache_ttl is not None else "coalesce:"
-        state = self._state(scope, info, drive(cache_key(scope, rule, self.config, prefix), "rules.cache_per_user"))
+        state = self._state(
+            scope, info, drive(cache_key(scope, rule, self.config, prefix), "rules.cache_per_user")
+        )
         if state.key is None:
             return state, None
         key = state.key.key
@@ -131,7 +133,7 @@ class ResponseCache:
         recorded = self._record(state, response)
         if state.leader and state.key is not None:
             if recorded is not None and state.store and cacheable(recorded, state.key):
-                self._set(state, recorded, self._tags(state, recorded))
+                self._set(state.key.key, state.rule.cache_ttl, recorded, self._tags(state, recorded))
             with self._lock:
                 flight = self._threads.pop(state.key.key, None)
             if flight is not None:
@@ -141,17 +143,15 @@ class ResponseCache:
 
     def _get(self, key: str) -> dict[str, Any] | None:
         try:
-            entry = self.sync_cache.get(key, _MISSING)  # type: ignore[union-attr]  # store implies a cache
+            entry = self.sync_cache.get(key, _MISSING)
         except PerfkitError as exc:  # a broken cache is a miss, never an error page
             log.warning("response cache lookup failed: %s", exc)
             return None
         return entry if isinstance(entry, dict) else None
 
-    def _set(self, state: CacheState, recorded: Recorded, tags: list[str]) -> None:
+    def _set(self, key: str, ttl: float | None, recorded: Recorded, tags: list[str]) -> None:
         try:
-            self.sync_cache.set(  # type: ignore[union-attr]  # store implies a cache
-                state.key.key, _entry(recorded), ttl=state.rule.cache_ttl, tags=tags  # type: ignore[union-attr]
-            )
+            self.sync_cache.set(key, _entry(recorded), ttl=ttl, tags=tags)
         except PerfkitError as exc:
             log.warning("response cache store failed: %s", exc)
 
@@ -186,7 +186,9 @@ class ResponseCache:
             shared = None
             try:
                 if recorded is not None and state.store and cacheable(recorded, state.key):
-                    await self._aset(state, recorded, self._tags(state, recorded))
+                    await self._aset(
+                        state.key.key, state.rule.cache_ttl, recorded, self._tags(state, recorded)
+                    )
                 shared = recorded if recorded is not None and self._shared(state, recorded) else None
             finally:
                 future = self._tasks.pop(state.key.key, None)
@@ -214,9 +216,9 @@ class ResponseCache:
             return None
         return entry if isinstance(entry, dict) else None
 
-    async def _aset(self, state: CacheState, recorded: Recorded, tags: list[str]) -> None:
+    async def _aset(self, key: str, ttl: float | None, recorded: Recorded, tags: list[str]) -> None:
         try:
-            await self.cache.set(state.key.key, _entry(recorded), ttl=state.rule.cache_ttl, tags=tags)  # type: ignore[union-attr]
+            await self.cache.set(key, _entry(recorded), ttl=ttl, tags=tags)
         except PerfkitError as exc:
             log.warning("response cache store failed: %s", exc)
 

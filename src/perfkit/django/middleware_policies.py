@@ -33,7 +33,9 @@ def perfkit_cache(settings: DjangoSettings) -> Any:
     try:
         backend = caches[settings.cache]
     except Exception as exc:  # InvalidCacheBackendError: the alias is not in CACHES
-        raise ConfigurationError("PERFKIT['cache']", f"{settings.cache!r} is not a CACHES alias: {exc}") from None
+        raise ConfigurationError(
+            "PERFKIT['cache']", f"{settings.cache!r} is not a CACHES alias: {exc}"
+        ) from None
     return getattr(backend, "perfkit_cache", None)
 
 
@@ -65,7 +67,9 @@ class Policies:
         if config.default_limit is not None or any(r.limit for r in config.rules):
             self.limiter = RateLimiter(config, resolver, collector=collector)
         # the in-process limiter decides without I/O; others (Redis) run on perfkit's background loop
-        self.limiter_in_process = self.limiter is not None and isinstance(self.limiter.backend, MemoryRateLimit)
+        self.limiter_in_process = self.limiter is not None and isinstance(
+            self.limiter.backend, MemoryRateLimit
+        )
         self.layers = _layers(config, resolver)
         self.cache: ResponseCache | None = None
         cached = any(r.cache_ttl is not None for r in config.rules)

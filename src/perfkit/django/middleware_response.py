@@ -102,7 +102,9 @@ async def _achunks(
             done(size)
 
 
-def filter_response(response: Any, filters: Sequence[Filter], done: Callable[[int], None] | None = None) -> bool:
+def filter_response(
+    response: Any, filters: Sequence[Filter], done: Callable[[int], None] | None = None
+) -> bool:
     """Run `response` through `filters` (innermost first), in place. Returns True for a streaming response,
     whose `done(size)` is called when its last chunk was produced (or the stream was closed early)."""
     if getattr(response, "streaming", False):

@@ -69,7 +69,7 @@ def cache_check(alias: str) -> Check:
 def job_queue() -> Any:
     """The project's JobQueue (`perfkit.django.jobs.get_queue()`), or None without one."""
     try:
-        from perfkit.django.jobs import get_queue  # type: ignore[attr-defined, unused-ignore]
+        from perfkit.django.jobs import get_queue  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         return None
     return get_queue()

@@ -130,7 +130,10 @@ async def _answer(exchange: _Exchange, asgi: bool) -> Any:
         response: Any = HttpResponse(body)
         apply_start(response, start)
         return response
-    streamed = {**start, "headers": [h for h in start.get("headers", ()) if h[0].lower() != b"content-length"]}
+    streamed = {
+        **start,
+        "headers": [h for h in start.get("headers", ()) if h[0].lower() != b"content-length"],
+    }
     content = exchange.achunks(body) if asgi else exchange.chunks(body)
     response = StreamingHttpResponse(content)
     apply_start(response, streamed)
