@@ -34,6 +34,7 @@ __all__ = ["PerfkitMiddleware"]
 
 SCOPE_ATTRIBUTE = "perfkit_scope"  # the request's scope, for process_view and for the views
 _STATS, _EXTRA, _CACHE, _SKIP = "perfkit.stats", "perfkit.extra", "perfkit.cache", "perfkit.skip"
+_POLICIES = "perfkit.policies"
 
 
 def _refusal(refusal: tuple[int, bytes, Headers]) -> Any:
@@ -61,11 +62,11 @@ class PerfkitMiddleware:
 
     # -- the request's bracket ----------------------------------------------------------------------
     def _open(self, policies: Policies, request: Any) -> tuple[Scope, RequestStats, Any, bytes]:
-        scope = scope_of(request)
+        scope = scope_of(request, policies.header_keys)
         request_id = policies.timing.request_id(scope)
         stats, token = start_request(UNMATCHED)
-        scope[_STATS] = stats
-        setattr(request, SCOPE_ATTRIBUTE, scope)
+        scope[_STATS], scope[_POLICIES] = stats, policies
+        request.perfkit_scope = scope  # (SCOPE_ATTRIBUTE)
         return scope, stats, token, request_id
 
     def __call__(self, request: Any) -> Any:
@@ -144,14 +145,15 @@ class PerfkitMiddleware:
             if f is not None:
                 filters.append(f)
 
+        def stamp() -> Headers:  # the request id, the rate limit's headers, Server-Timing (time to now)
+            return policies.timing.stamp((), request_id, scope.get(_EXTRA) or [], start, stats)
+
         def done(size: int) -> None:  # a streamed response is counted when its stream ends
             self._record(policies, scope, stats, response.status_code, size, start)
 
-        streaming = filter_response(response, filters, done)
-        for name, value in policies.timing.stamp((), request_id, scope.get(_EXTRA) or [], start, stats):
-            response[name.decode("latin-1")] = value.decode("latin-1")
-        if not streaming:
-            self._record(policies, scope, stats, response.status_code, len(response.content), start)
+        size = filter_response(response, filters, stamp, done)
+        if size is not None:
+            self._record(policies, scope, stats, response.status_code, size, start)
         return response
 
     @staticmethod
@@ -167,19 +169,17 @@ class PerfkitMiddleware:
             timing.log_slow(scope, stats, status, elapsed, scope.get("perfkit.request_id", b""))
 
     # -- after Django resolved the URL, before the view -------------------------------------------------
-    def _route(
-        self, request: Any, view_func: Any, view_kwargs: dict[str, Any]
-    ) -> tuple[Policies, Scope, Any]:
+    def _route(self, request: Any, view_func: Any, view_kwargs: dict[str, Any]) -> tuple[Any, Scope, Any]:
+        """(policies, scope, the route's RouteInfo); None for the info when there is nothing to do."""
         scope: Scope | None = getattr(request, SCOPE_ATTRIBUTE, None)
-        if scope is None:
-            return current(), {}, None
+        if scope is None:  # the middleware's __call__ did not run for this request (an excluded path)
+            return None, {}, None
         if getattr(view_func, "perfkit_monitor", False):
             scope[_SKIP] = True
-            return current(), scope, None
-        policies = current()
+            return None, scope, None
+        policies: Policies = scope[_POLICIES]
         info = policies.rules.info(scope, request.resolver_match)
-        stats: RequestStats = scope[_STATS]
-        stats.route = info.template or UNMATCHED
+        scope[_STATS].route = info.template or UNMATCHED
         scope["path_params"] = view_kwargs
         return policies, scope, info
 
@@ -191,7 +191,9 @@ class PerfkitMiddleware:
         if limiter is not None:
             if policies.limiter_in_process:  # no I/O: decided in this thread (a key function runs here)
                 with policies.lock:
-                    verdict = background.drive(limiter.decide(scope), "PERFKIT['web']['rate_limit_key']")
+                    verdict = limiter.decide_now(scope) or background.drive(
+                        limiter.decide(scope), "PERFKIT['web']['rate_limit_key']"
+                    )
             else:
                 verdict = background.call(limiter.decide(scope))
             headers, refusal = verdict

@@ -9,7 +9,7 @@ from typing import Any
 
 from perfkit.django.conf import DjangoSettings, get_settings
 from perfkit.django.middleware_cache import ResponseCache
-from perfkit.django.request import RuleTable
+from perfkit.django.request import RuleTable, header_keys
 from perfkit.errors import ConfigurationError
 from perfkit.metrics import default_collector
 from perfkit.web.cache_control import CacheControlMiddleware
@@ -61,6 +61,7 @@ class Policies:
         resolver = RouteResolver(None, config)  # routes come from Django's resolver (`RuleTable`)
         self.settings, self.config = settings, config
         self.rules = RuleTable(config)
+        self.header_keys = header_keys(config)  # the request headers the policies read (None: all)
         self.timing = Timing(config, collector, resolver)
         self.metrics = RequestMetrics(collector, resolver)
         self.limiter: RateLimiter | None = None

@@ -13,16 +13,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from perfkit.django.request import apply_start, start_message
+from perfkit.django.request import apply_changes, apply_start, headers_of, start_message
 from perfkit.web.layer import Filter, run_filters
-from perfkit.web.types import Message
+from perfkit.web.types import Headers, Message
 
 __all__ = ["filter_response"]
 
+Stamp = Callable[[], Headers]
 _FIRST: Message = {"type": "http.response.body", "body": b"", "more_body": True}
 
 
 def _run(filters: Sequence[Filter], message: Message) -> Sequence[Message]:
+    if not filters:
+        return (message,)
     return filters[0](message) if len(filters) == 1 else run_filters(filters, message)
 
 
@@ -30,27 +33,39 @@ def _bodies(messages: Iterable[Message]) -> bytes:
     return b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
 
 
-def _complete(response: Any, filters: Sequence[Filter]) -> None:
+def _complete(response: Any, filters: Sequence[Filter], stamp: Stamp) -> int:
+    body = response.content
+    if not filters:  # nothing to filter: the stamp's headers alone
+        for name, value in stamp():
+            response[name.decode("latin-1")] = value.decode("latin-1")
+        return len(body)
+    before = headers_of(response)
     # a filter that holds the start (to read the body first) returns it with the body
-    out = [*_run(filters, start_message(response))]
-    out.extend(_run(filters, {"type": "http.response.body", "body": response.content}))
-    start = next((m for m in out if m["type"] == "http.response.start"), None)
-    if start is None:  # a filter swallowed the response (never, for perfkit's): leave it as it was
-        return
-    apply_start(response, start)
-    content = _bodies(out)
-    if content != response.content:
+    out = [*_run(filters, {"type": "http.response.start", "status": response.status_code, "headers": before})]
+    out.extend(_run(filters, {"type": "http.response.body", "body": body}))
+    if len(out) == 2 and out[0]["type"] == "http.response.start":  # the usual: one start, one body
+        start, content = out[0], out[1].get("body", b"")
+    else:
+        found = [m for m in out if m["type"] == "http.response.start"]
+        if not found:  # a filter swallowed the response (never, for perfkit's): leave it as it was
+            return len(body)
+        start, content = found[0], _bodies(out)
+    if start["status"] != response.status_code:
+        response.status_code = start["status"]
+    apply_changes(response, before, [*start.get("headers", ()), *stamp()])
+    if content is not body and content != body:
         response.content = content
+    return len(content)
 
 
-def _streaming(response: Any, filters: Sequence[Filter], done: Callable[[int], None] | None) -> None:
+def _streaming(response: Any, filters: Sequence[Filter], stamp: Stamp, done: Callable[[int], None]) -> None:
     out = [*_run(filters, start_message(response))]
     if not any(m["type"] == "http.response.start" for m in out):
         out.extend(_run(filters, dict(_FIRST)))
     start = next((m for m in out if m["type"] == "http.response.start"), None)
     if start is None:
         return
-    apply_start(response, start)
+    apply_start(response, {**start, "headers": [*start.get("headers", ()), *stamp()]})
     first = _bodies(out)
     if response.is_async:
         response.streaming_content = _achunks(response.streaming_content, filters, first, done)
@@ -103,19 +118,21 @@ async def _achunks(
 
 
 def filter_response(
-    response: Any, filters: Sequence[Filter], done: Callable[[int], None] | None = None
-) -> bool:
-    """Run `response` through `filters` (innermost first), in place. Returns True for a streaming response,
-    whose `done(size)` is called when its last chunk was produced (or the stream was closed early)."""
-    if getattr(response, "streaming", False):
-        if filters:
-            _streaming(response, filters, done)
-        elif done is not None:
-            _wrap_count(response, done)
-        return True
+    response: Any, filters: Sequence[Filter], stamp: Stamp, done: Callable[[int], None]
+) -> int | None:
+    """Run `response` through `filters` (innermost first), in place, and add the headers `stamp()` gives
+    (the request id, Server-Timing: taken after the filters ran, as the ASGI pipeline does). Returns the
+    body size of a complete response; None for a streaming one, whose `done(size)` is called when its last
+    chunk was produced (or the stream was closed early)."""
+    if not getattr(response, "streaming", False):
+        return _complete(response, filters, stamp)
     if filters:
-        _complete(response, filters)
-    return False
+        _streaming(response, filters, stamp, done)
+    else:
+        for name, value in stamp():
+            response[name.decode("latin-1")] = value.decode("latin-1")
+        _wrap_count(response, done)
+    return None
 
 
 def _wrap_count(response: Any, done: Callable[[int], None]) -> None:

@@ -18,8 +18,10 @@ from perfkit.web.types import Headers, Message, Scope
 __all__ = [
     "REQUEST_KEY",
     "RuleTable",
+    "apply_changes",
     "apply_start",
     "django_user",
+    "header_keys",
     "headers_of",
     "scope_of",
     "start_message",
@@ -28,10 +30,18 @@ __all__ = [
 REQUEST_KEY = "django.request"  # the HttpRequest, for functions of the scope (`WebConfig.user`)
 # META keys that are headers without the HTTP_ prefix (PEP 3333)
 _UNPREFIXED = (("CONTENT_TYPE", b"content-type"), ("CONTENT_LENGTH", b"content-length"))
+_META_NAMES = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}
+HeaderKeys = tuple[tuple[str, bytes], ...]
 
 
-def _wsgi_headers(meta: dict[str, Any]) -> Headers:
+def _wsgi_headers(meta: dict[str, Any], keys: HeaderKeys | None) -> Headers:
     headers: Headers = []
+    if keys is not None:  # only the headers the policies read: a lookup each, not a walk over META
+        for key, name in keys:
+            value = meta.get(key)
+            if value:
+                headers.append((name, value.encode("latin-1", "replace")))
+        return headers
     for key, value in meta.items():  # (an empty value carries nothing: Django's test client sends `Cookie:`)
         if key[:5] == "HTTP_" and value:
             name = key[5:].replace("_", "-").lower().encode("latin-1")
@@ -43,8 +53,26 @@ def _wsgi_headers(meta: dict[str, Any]) -> Headers:
     return headers
 
 
-def scope_of(request: Any) -> Scope:
-    """The ASGI-style HTTP scope of `request` (a plain dict the policies may annotate)."""
+def header_keys(config: WebConfig) -> HeaderKeys | None:
+    """The request headers perfkit's policies read under `config`, as (META key, header name) pairs; None
+    (every header) when a function of the config's reads the scope (a rate-limit key, a user key)."""
+    per_user = [r.cache_per_user for r in config.rules if callable(r.cache_per_user)]
+    if config.rate_limit_key is not None or per_user or config.user not in (None, django_user):
+        return None
+    names = {config.request_id_header, "accept-encoding", "if-none-match", "if-modified-since", "host",
+             *config.credential_headers, *(h for r in config.rules for h in r.cache_vary)}  # fmt: skip
+    return tuple(
+        (
+            ("HTTP_" + n.upper().replace("-", "_")) if n not in _META_NAMES else _META_NAMES[n],
+            n.encode("latin-1"),
+        )
+        for n in sorted(h.lower() for h in names)
+    )
+
+
+def scope_of(request: Any, keys: HeaderKeys | None = None) -> Scope:
+    """The ASGI-style HTTP scope of `request` (a plain dict the policies may annotate). Under WSGI its
+    headers are those in `keys` (`header_keys(config)`), or all of them when `keys` is None."""
     asgi = getattr(request, "scope", None)
     meta = request.META
     if asgi is not None:  # ASGIRequest: the server's headers and client as they came
@@ -55,7 +83,7 @@ def scope_of(request: Any) -> Scope:
             query = query.encode("latin-1", "replace")
         scheme = asgi.get("scheme", "http")
     else:
-        headers = _wsgi_headers(meta)
+        headers = _wsgi_headers(meta, keys)
         addr = meta.get("REMOTE_ADDR")
         client = (addr, int(meta.get("REMOTE_PORT") or 0)) if addr else None
         query = meta.get("QUERY_STRING", "").encode("latin-1", "replace")
@@ -150,3 +178,24 @@ def apply_start(response: Any, message: Message) -> None:
     for name, value in wanted.items():
         if current.get(name) != value:
             current[name] = value
+
+
+def apply_changes(response: Any, before: Headers, after: Headers) -> None:
+    """Write onto `response` what a policy changed from the headers `before` to `after`: one Django header
+    call per header added, changed or dropped, none for the rest (Set-Cookie stays `response.cookies`')."""
+    kept = set(before)
+    names = {k for k, _ in after}
+    for name, _ in before:
+        if name not in names and name != b"set-cookie":
+            text = name.decode("latin-1")
+            if response.has_header(text):
+                del response[text]
+    changed = {k for k, v in after if (k, v) not in kept and k != b"set-cookie"}
+    if not changed:
+        return
+    values: dict[bytes, list[bytes]] = {}
+    for name, value in after:  # a header Django holds once: every value of a changed name, joined
+        if name in changed:
+            values.setdefault(name, []).append(value)
+    for name, parts in values.items():
+        response[name.decode("latin-1")] = b", ".join(parts).decode("latin-1")
