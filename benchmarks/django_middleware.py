@@ -247,9 +247,8 @@ def report(rows: list[tuple[str, float, float | None]]) -> None:
     if mine is not None and rate:
         estimate = mine * rate
         verdict = "meets" if estimate <= TARGET_US else "misses"
-        print(
-            f"  perfkit adds {mine:.0f} instructions = {estimate:.1f} us at this run's rate: {verdict} <= {TARGET_US:g} us"
-        )
+        line = f"  perfkit adds {mine:.0f} instructions = {estimate:.1f} us at this run's rate"
+        print(f"{line}: {verdict} <= {TARGET_US:g} us")
     print("  'added us (instr)': added instructions x the baseline's us per instruction in this run;")
     print("  'peer/perfkit': the peer's added instructions (us without callgrind) over perfkit's")
 
