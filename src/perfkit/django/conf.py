@@ -120,6 +120,10 @@ def parse(raw: Any) -> DjangoSettings:
             web[key] = raw[key]
     if "rules" in web:
         web["rules"] = _rules(web["rules"])
+    if "user" not in web:  # `cache_per_user=True` keys by `request.user`
+        from perfkit.django.request import django_user
+
+        web["user"] = django_user
     monitor: Any = None
     if raw.get("monitor", True) is not False:
         monitor = _build("PERFKIT['monitor']", MonitorConfig, _section(raw, "monitor"))

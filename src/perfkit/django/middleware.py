@@ -1,19 +1,232 @@
-"""Placeholder: the middleware work of issue 16 fills this in."""
+"""`PerfkitMiddleware`: perfkit's web layer for Django, one class, sync and async capable.
+
+    MIDDLEWARE = ["perfkit.django.PerfkitMiddleware", ...]   # first: it times everything below it
+
+Under WSGI it is a plain sync middleware, under ASGI a coroutine (Django's `markcoroutinefunction`), so
+Django never adapts it into a thread. Each request is turned into an ASGI scope once
+(`perfkit.django.request`) and goes through perfkit.web's own policies: `Timing` (X-Request-ID kept when
+valid, else new; `Server-Timing` total/app/db with the query count/cache, read from the request's
+`perfkit.metrics.RequestStats` that the SQL hooks fill), `RequestMetrics` (per URL pattern, never the raw
+path, and method: the ASGI stack's metric names), `RateLimiter`, and the send layers' filters
+(compression, ETag/304, Cache-Control) over the response. The rate limit and the response cache decide in
+`process_view`, once Django has resolved the URL (rules match by URL name or path) and before the view.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from time import perf_counter
 from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
+from perfkit.django import background
+from perfkit.django.middleware_cache import CacheState
+from perfkit.django.middleware_policies import Policies, current
+from perfkit.django.middleware_response import filter_response
+from perfkit.django.request import scope_of
+from perfkit.metrics import RequestStats, end_request, start_request
+from perfkit.web.layer import Filter
+from perfkit.web.routing import SCOPE_KEY, UNMATCHED
+from perfkit.web.types import Headers, Scope
+
+__all__ = ["PerfkitMiddleware"]
+
+SCOPE_ATTRIBUTE = "perfkit_scope"  # the request's scope, for process_view and for the views
+_STATS, _EXTRA, _CACHE, _SKIP = "perfkit.stats", "perfkit.extra", "perfkit.cache", "perfkit.skip"
+_POLICIES = "perfkit.policies"
+
+
+def _refusal(refusal: tuple[int, bytes, Headers]) -> Any:
+    from django.http import HttpResponse
+
+    status, text, headers = refusal
+    response = HttpResponse(b'{"detail":"' + text + b'"}', status=status, content_type="application/json")
+    for name, value in headers:
+        response[name.decode("latin-1")] = value.decode("latin-1")
+    return response
 
 
 class PerfkitMiddleware:
-    """Passes requests through unchanged (sync and async capable)."""
-
     sync_capable = True
     async_capable = True
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
         self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+            # Django adapts process_view to the handler's mode by what it is: give it the async one
+            self.process_view = self.aprocess_view  # type: ignore[method-assign]
+        current()  # a bad PERFKIT setting (a cache rule without a perfkit cache) fails at start-up
+
+    # -- the request's bracket ----------------------------------------------------------------------
+    def _open(self, policies: Policies, request: Any) -> tuple[Scope, RequestStats, Any, bytes]:
+        scope = scope_of(request, policies.header_keys)
+        request_id = policies.timing.request_id(scope)
+        stats, token = start_request(UNMATCHED)
+        scope[_STATS], scope[_POLICIES] = stats, policies
+        request.perfkit_scope = scope  # (SCOPE_ATTRIBUTE)
+        return scope, stats, token, request_id
 
     def __call__(self, request: Any) -> Any:
-        return self.get_response(request)
+        if self.is_async:
+            return self.__acall__(request)
+        policies = current()
+        if policies.excluded is not None and policies.excluded(request.path_info):
+            return self.get_response(request)
+        start = perf_counter()
+        scope, stats, token, request_id = self._open(policies, request)
+        with policies.lock:
+            policies.metrics.active += 1
+        response = None
+        try:
+            response = self.get_response(request)
+            state: CacheState | None = scope.get(_CACHE)
+            if state is not None:
+                policies.cache.finish(state, response)  # type: ignore[union-attr]  # a state implies a cache
+        except BaseException:
+            self._release(policies, scope)
+            raise
+        finally:
+            end_request(token)
+        return self._finish(policies, scope, stats, response, request_id, start)
+
+    async def __acall__(self, request: Any) -> Any:
+        policies = current()
+        if policies.excluded is not None and policies.excluded(request.path_info):
+            return await self.get_response(request)
+        start = perf_counter()
+        scope, stats, token, request_id = self._open(policies, request)
+        policies.metrics.active += 1
+        response = None
+        try:
+            response = await self.get_response(request)
+            state: CacheState | None = scope.get(_CACHE)
+            if state is not None:
+                await policies.cache.afinish(state, response)  # type: ignore[union-attr]  # see __call__
+        except BaseException:
+            self._release(policies, scope)
+            raise
+        finally:
+            end_request(token)
+        return self._finish(policies, scope, stats, response, request_id, start)
+
+    @staticmethod
+    def _release(policies: Policies, scope: Scope) -> None:
+        """The view raised out of Django's handler: wake requests waiting on this one, count it."""
+        state: CacheState | None = scope.get(_CACHE)
+        if state is not None and policies.cache is not None:
+            policies.cache.release(state)
+        with policies.lock:
+            policies.metrics.active -= 1
+
+    def _finish(
+        self,
+        policies: Policies,
+        scope: Scope,
+        stats: RequestStats,
+        response: Any,
+        request_id: bytes,
+        start: float,
+    ) -> Any:
+        if scope.get(_SKIP):  # perfkit's own monitor views: not traffic, served as they are
+            with policies.lock:
+                policies.metrics.active -= 1
+            return response
+        info = scope.get(SCOPE_KEY)
+        if info is None:  # not resolved (404), or a middleware below answered before the view
+            info = policies.rules.info(scope, getattr(scope.get("django.request"), "resolver_match", None))
+            if info.template is not None:
+                stats.route = info.template
+        filters: list[Filter] = []
+        for layer in policies.layers:
+            f = layer.filter(scope)
+            if f is not None:
+                filters.append(f)
+
+        def stamp() -> Headers:  # the request id, the rate limit's headers, Server-Timing (time to now)
+            return policies.timing.stamp((), request_id, scope.get(_EXTRA) or [], start, stats)
+
+        def done(size: int) -> None:  # a streamed response is counted when its stream ends
+            self._record(policies, scope, stats, response.status_code, size, start)
+
+        size = filter_response(response, filters, stamp, done)
+        if size is not None:
+            self._record(policies, scope, stats, response.status_code, size, start)
+        return response
+
+    @staticmethod
+    def _record(
+        policies: Policies, scope: Scope, stats: RequestStats, status: int, size: int, start: float
+    ) -> None:
+        elapsed = perf_counter() - start
+        with policies.lock:
+            policies.metrics.active -= 1
+            policies.metrics.record(scope, status, size, elapsed, stats)
+        timing = policies.timing
+        if timing.slow and elapsed >= timing.slow:
+            timing.log_slow(scope, stats, status, elapsed, scope.get("perfkit.request_id", b""))
+
+    # -- after Django resolved the URL, before the view -------------------------------------------------
+    def _route(self, request: Any, view_func: Any, view_kwargs: dict[str, Any]) -> tuple[Any, Scope, Any]:
+        """(policies, scope, the route's RouteInfo); None for the info when there is nothing to do."""
+        scope: Scope | None = getattr(request, SCOPE_ATTRIBUTE, None)
+        if scope is None:  # the middleware's __call__ did not run for this request (an excluded path)
+            return None, {}, None
+        if getattr(view_func, "perfkit_monitor", False):
+            scope[_SKIP] = True
+            return None, scope, None
+        policies: Policies = scope[_POLICIES]
+        info = policies.rules.info(scope, request.resolver_match)
+        scope[_STATS].route = info.template or UNMATCHED
+        scope["path_params"] = view_kwargs
+        return policies, scope, info
+
+    def process_view(self, request: Any, view_func: Any, view_args: Any, view_kwargs: Any) -> Any:
+        policies, scope, info = self._route(request, view_func, view_kwargs)
+        if info is None:
+            return None
+        limiter = policies.limiter
+        if limiter is not None:
+            if policies.limiter_in_process:  # no I/O: decided in this thread (a key function runs here)
+                with policies.lock:
+                    verdict = limiter.decide_now(scope) or background.drive(
+                        limiter.decide(scope), "PERFKIT['web']['rate_limit_key']"
+                    )
+            else:
+                verdict = background.call(limiter.decide(scope))
+            headers, refusal = verdict
+            if refusal is not None:
+                return _refusal(refusal)
+            scope[_EXTRA] = headers
+        cache = policies.cache
+        if cache is not None and cache.wanted(scope, info):
+            state, response = cache.lookup(scope, info)
+            scope[_CACHE] = None if response is not None else state
+            if response is not None:
+                return response
+        return None
+
+    async def aprocess_view(self, request: Any, view_func: Any, view_args: Any, view_kwargs: Any) -> Any:
+        policies, scope, info = self._route(request, view_func, view_kwargs)
+        if info is None:
+            return None
+        limiter = policies.limiter
+        if limiter is not None:
+            verdict = limiter.decide_now(scope)
+            if verdict is None and policies.limiter_in_process:  # a key function: on this loop
+                verdict = await limiter.decide(scope)
+            elif verdict is None:  # Redis: on perfkit's loop, which owns the limiter's connections
+                verdict = await background.run(limiter.decide(scope))
+            headers, refusal = verdict
+            if refusal is not None:
+                return _refusal(refusal)
+            scope[_EXTRA] = headers
+        cache = policies.cache
+        if cache is not None and cache.wanted(scope, info):
+            state, response = await cache.alookup(scope, info)
+            scope[_CACHE] = None if response is not None else state
+            if response is not None:
+                return response
+        return None

@@ -26,6 +26,17 @@ def figure(value: float, budget: float) -> str:
     return text
 
 
+# fixes that are query methods of their own (Django's QuerySet), not SQLAlchemy loader options
+_METHODS = ("select_related(", "prefetch_related(")
+
+
+def applied_fix(fix: str) -> str:
+    """How a finding's fix is applied to the query: `.options(selectinload(...))` for SQLAlchemy's
+    loader options, `.select_related("organization")` for Django's QuerySet methods (or any fix that
+    already starts with a dot)."""
+    return "." + fix.lstrip(".") if fix.startswith(".") or fix.startswith(_METHODS) else f".options({fix})"
+
+
 def _rec(
     kind: str, severity: str, message: str, fix: str, magnitude: float, **evidence: Any
 ) -> dict[str, Any]:
@@ -99,8 +110,8 @@ def _findings(groups: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
             _rec(
                 "n_plus_one",
                 "warning",
-                f"N+1 on {rel}: {fix.split('(')[0]}",
-                f".options({fix})",
+                f"N+1 on {rel}: {fix.lstrip('.').split('(')[0]}",
+                applied_fix(fix),
                 g["count"] * 2,
                 relationship=rel,
                 occurrences=g["count"],

@@ -33,13 +33,16 @@ def _query(scope: Scope) -> dict[str, str]:
 
 
 class MonitorApp:
-    def __init__(self, monitor: Monitor) -> None:
+    def __init__(self, monitor: Monitor, prefix: str | None = None) -> None:
+        """`prefix`: where the app is mounted when not at `monitor.config.prefix` (a Django project's
+        `include()` path): the paths it strips and the dashboard's links."""
         self.monitor = monitor
         self.config = monitor.config
-        self.assets = Assets(str(self.config.prefix))
+        self.prefix = str(self.config.prefix) if prefix is None else prefix
+        self.assets = Assets(self.prefix)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope["path"][len(str(self.config.prefix)) :] or "/"
+        path = scope["path"][len(self.prefix) :] or "/"
         method = scope["method"]
         if path == "/health":
             await respond_json(send, 200, {"status": "ok", "t": time.time()})

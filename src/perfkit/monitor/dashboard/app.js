@@ -19,6 +19,10 @@
     return el;
   }
   const fmt = (v, digits = 1) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
+  // a fix as applied to the query: Django's QuerySet methods as they are, SQLAlchemy's loader options in .options()
+  const applied = (fix) =>
+    fix.startsWith(".") || fix.startsWith("select_related(") || fix.startsWith("prefetch_related(")
+      ? "." + fix.replace(/^\./, "") : `.options(${fix})`;
   const pct = (v) => (v === null || v === undefined ? "–" : (v * 100).toFixed(1) + " %");
 
   // -- API ------------------------------------------------------------------------------------------
@@ -153,7 +157,7 @@
   function nplusoneGroup(g) {
     return h("details", { class: "group" },
       h("summary", {}, h("b", {}, `${g.count}× `), `N+1 on ${g.relationship}`),
-      h("p", {}, "routes " + routeList(g.routes) + " · first " + when(g.first_seen) + " · last " + when(g.last_seen) + " · fix: ", h("code", {}, g.fix ? `.options(${g.fix})` : "")));
+      h("p", {}, "routes " + routeList(g.routes) + " · first " + when(g.first_seen) + " · last " + when(g.last_seen) + " · fix: ", h("code", {}, g.fix ? applied(g.fix) : "")));
   }
   async function loadFindings(kind, target, key) {
     const page = await api(`/api/findings?kind=${kind}&group=1&offset=${state[key]}&limit=${PAGE}`);

@@ -1,0 +1,112 @@
+"""PerfkitMiddleware on Django's async path (`async_client`, the ASGI handler): async views, the same
+policies, streaming with async iterators, the response cache and coalescing across tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from typing import Any
+
+import pytest
+
+from tests.django import web_views
+from tests.django.web_support import TEST_CACHE, configure, count
+
+pytestmark = [pytest.mark.urls("tests.django.web_urls")]
+
+
+@pytest.fixture
+def perfkit(settings: Any) -> Any:
+    """Django's settings with perfkit's middleware installed (`web_support.configure`)."""
+    return configure(settings)
+
+
+async def test_async_view_timing_and_metrics(async_client: Any, perfkit: Any) -> None:
+    """An async view gets Server-Timing and X-Request-ID and is counted under its URL pattern."""
+    labels = ("GET", "/async/tickets/<int:pk>/", "2xx")
+    before = count("http_request_duration_seconds", labels)
+    response = await async_client.get("/async/tickets/1/", headers={"X-Request-ID": "req-1"})
+    assert response.status_code == 200
+    assert response["X-Request-ID"] == "req-1" and response["Server-Timing"].startswith("total;dur=")
+    await async_client.get("/async/tickets/2/")
+    assert count("http_request_duration_seconds", labels) == before + 2
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_django_adapts_nothing_of_the_middleware(
+    client: Any, async_client: Any, perfkit: Any, caplog: Any, mode: str
+) -> None:
+    """Under both handlers Django adapts neither the middleware nor its process_view (with DEBUG on
+    it logs every adaptation on `django.request`; none names perfkit)."""
+    import logging
+
+    from asgiref.sync import sync_to_async
+
+    perfkit.DEBUG = True
+    with caplog.at_level(logging.DEBUG, logger="django.request"):
+        if mode == "async":
+            response = await async_client.get("/async/hello/")
+        else:
+            response = await sync_to_async(client.get)("/hello/")
+    assert response.status_code == 200
+    adapted = [r.getMessage() for r in caplog.records if "adapted" in r.getMessage()]
+    assert not [m for m in adapted if "perfkit" in m.lower() or "process_view" in m], adapted
+
+
+async def test_async_compression_and_etag(async_client: Any, perfkit: Any) -> None:
+    """Compression and ETag/304 work the same on the async path."""
+    response = await async_client.get("/async/big/", headers={"Accept-Encoding": "gzip"})
+    assert response["Content-Encoding"] == "gzip" and gzip.decompress(response.content) == web_views.BIG
+    plain = await async_client.get("/async/big/")
+    again = await async_client.get("/async/big/", headers={"If-None-Match": plain["ETag"]})
+    assert again.status_code == 304 and again.content == b""
+
+
+async def test_async_streaming_stays_streaming(async_client: Any, perfkit: Any) -> None:
+    """An async-iterator response stays an async stream, compressed chunk by chunk."""
+    response = await async_client.get("/async/stream/", headers={"Accept-Encoding": "gzip"})
+    assert response.streaming and response.is_async and response["Content-Encoding"] == "gzip"
+    chunks = [chunk async for chunk in response.streaming_content]
+    assert len(chunks) >= 5
+    assert gzip.decompress(b"".join(chunks)) == b"".join((f"chunk {i} " * 100).encode() for i in range(5))
+
+
+async def test_async_rate_limit(async_client: Any, perfkit: Any) -> None:
+    """The rate limit refuses on the async path too."""
+    perfkit.PERFKIT = {"rules": [{"name": "ahello", "rate_limit": "1/minute"}]}
+    assert (await async_client.get("/async/hello/")).status_code == 200
+    refused = await async_client.get("/async/hello/")
+    assert refused.status_code == 429 and "Retry-After" in refused
+
+
+async def test_async_response_cache(async_client: Any, perfkit: Any) -> None:
+    """An async view's response is cached and replayed (X-Cache: HIT), with the credentials rule."""
+    perfkit.CACHES = {"default": TEST_CACHE}
+    perfkit.PERFKIT = {"rules": [{"name": "aticket-detail", "cache_ttl": 60}]}
+    web_views.calls.clear()
+    first = await async_client.get("/async/tickets/5/")
+    assert first["X-Cache"] == "MISS"
+    hit = await async_client.get("/async/tickets/5/")
+    assert hit["X-Cache"] == "HIT" and hit.json() == {"ticket": 5, "run": 1}
+    bypass = await async_client.get("/async/tickets/5/", headers={"Cookie": "sessionid=abc"})
+    assert bypass["X-Cache"] == "BYPASS" and bypass.json()["run"] == 2
+
+
+async def test_async_coalescing(async_client: Any, perfkit: Any) -> None:
+    """Concurrent identical GETs (tasks on one loop) on a coalesced route run the async view once."""
+    perfkit.PERFKIT = {"rules": [{"name": "aslow", "coalesce": True}]}
+    web_views.calls.clear()
+    web_views.gate.clear()
+    try:
+        first = asyncio.ensure_future(async_client.get("/async/slow/"))
+        for _ in range(500):  # the leader is in the view before the others come
+            if web_views.calls.get("aslow"):
+                break
+            await asyncio.sleep(0.01)
+        others = [asyncio.ensure_future(async_client.get("/async/slow/")) for _ in range(3)]
+        await asyncio.sleep(0.2)  # (bounded: the followers reach the in-flight table)
+    finally:
+        web_views.gate.set()
+    responses = await asyncio.wait_for(asyncio.gather(first, *others), 10)
+    assert [r.content for r in responses] == [b"slow run 1"] * 4
+    assert web_views.calls["aslow"] == 1
