@@ -1,0 +1,94 @@
+"""What the sync and async halves of `PerfkitCache` share: Django's keys and timeouts in perfkit's terms.
+
+Keys: Django's own `make_key` (KEY_PREFIX, VERSION, KEY_FUNCTION) and `validate_key` (the memcached
+portability warnings), then perfkit namespaces the result (and hashes keys past `max_key_length`).
+Timeouts: Django's DEFAULT_TIMEOUT means the alias's TIMEOUT, None means forever, 0 or less means
+"expired at once" (`EXPIRED`: nothing is stored, an existing value is removed), and anything longer
+than perfkit's longest TTL (ten years) is stored for that long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Final
+
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
+
+from perfkit.cache import Cache
+from perfkit.cache.keys import MAX_TTL, UNSET, Unset
+from perfkit.django.cache_setup import cache_for, cache_for_loop
+from perfkit.errors import SerializationError
+
+__all__ = ["EXPIRED", "MISSING", "PerfkitCacheBase", "not_an_int"]
+
+
+class Expired:
+    """The type of `EXPIRED`: a timeout of 0 or less."""
+
+    def __repr__(self) -> str:
+        return "EXPIRED"
+
+
+EXPIRED: Final = Expired()
+MISSING: Final[Any] = object()
+Seconds = float | None | Expired
+
+
+def not_an_int(key: object, value: object) -> SerializationError:
+    """What incr()/decr() raise for a value that is not an int (a TypeError, as Django's backends)."""
+    return SerializationError(f"cannot incr key {key!r}: it holds a {type(value).__name__}, not an int")
+
+
+class PerfkitCacheBase(BaseCache):
+    """The shared state of a `PerfkitCache`: `perfkit_cache` (the underlying `perfkit.Cache`, shared by
+    every thread's backend object for this configuration) and the key and timeout conversions."""
+
+    def __init__(self, location: str, params: dict[str, Any]) -> None:
+        super().__init__(params)
+        self.perfkit_cache: Cache = cache_for(location, params.get("OPTIONS") or {})
+        self.sync = self.perfkit_cache.sync  # the blocking facade (an L1 hit stays in the caller's thread)
+        self._bound: tuple[asyncio.AbstractEventLoop | None, Cache] = (None, self.perfkit_cache)
+
+    def key(self, key: Any, version: int | None = None) -> str:
+        """The key perfkit stores: Django's `make_key`, after its portability warnings."""
+        made: str = self.make_and_validate_key(key, version=version)
+        return made
+
+    def seconds(self, timeout: Any = DEFAULT_TIMEOUT) -> Seconds:
+        """Django's timeout as perfkit's ttl: seconds, None (forever) or `EXPIRED`."""
+        if timeout is DEFAULT_TIMEOUT:
+            timeout = self.default_timeout
+        if timeout is None:
+            return None
+        if timeout <= 0:
+            return EXPIRED
+        return min(float(timeout), MAX_TTL)
+
+    def counter_ttl(self) -> float | None | Unset:
+        """The ttl of a counter that incr() has to (re)create: the alias's TIMEOUT."""
+        ttl = self.seconds()
+        return UNSET if isinstance(ttl, Expired) else ttl
+
+    def for_loop(self) -> Cache:
+        """The perfkit cache for the running event loop (its own connections, the shared L1)."""
+        loop = asyncio.get_running_loop()
+        bound = self._bound  # one tuple, replaced whole: a thread on another loop never sees half of it
+        if bound[0] is loop:
+            return bound[1]
+        cache = cache_for_loop(self.perfkit_cache)
+        self._bound = (loop, cache)
+        return cache
+
+    def pattern(self, pattern: str, version: int | None = None) -> str:
+        """A delete_pattern() pattern as a pattern over stored keys: KEY_PREFIX and VERSION quoted."""
+        from perfkit.cache.pattern import escape
+
+        if not isinstance(pattern, str) or not pattern:
+            raise TypeError("delete_pattern pattern must be a non-empty string")
+        version = self.version if version is None else version
+        made: str = self.key_func(pattern, escape(self.key_prefix), escape(str(version)))
+        return made
+
+    def l2_down(self) -> bool:
+        """True while the shared tier is failing (a write then went to L1 only, or nowhere)."""
+        return bool(self.perfkit_cache.tiers.health.down)
