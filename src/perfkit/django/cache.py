@@ -30,7 +30,7 @@ from typing import Any
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
 from perfkit.django.cache_async import AsyncPerfkitCache
-from perfkit.django.cache_base import EXPIRED, MISSING, Expired, not_an_int
+from perfkit.django.cache_base import MISSING, Expired, not_an_int, sync_conversion_lock
 from perfkit.django.cache_flight import get_or_set_here
 from perfkit.django.cache_values import prepare, unwrap
 from perfkit.errors import SerializationError
@@ -58,8 +58,9 @@ class PerfkitCache(AsyncPerfkitCache):
         if isinstance(ttl, Expired):
             self.sync.delete(k)
             return True
+        failed = self.l2_failures()
         self.sync.set(k, prepare(value), ttl, tags=tags)
-        return not self.l2_down()
+        return self.l2_failures() == failed
 
     def add(
         self,
@@ -112,7 +113,7 @@ class PerfkitCache(AsyncPerfkitCache):
         value = self.sync.get(k, MISSING)
         if value is MISSING:
             return False
-        if ttl is EXPIRED:
+        if isinstance(ttl, Expired):
             self.sync.delete(k)
         else:
             self.sync.set(k, prepare(value), ttl)
@@ -143,8 +144,9 @@ class PerfkitCache(AsyncPerfkitCache):
         if isinstance(ttl, Expired):
             self.delete_many(list(data), version)
             return []
+        failed = self.l2_failures()
         self.sync.set_many({self.key(k, version): prepare(v) for k, v in data.items()}, ttl, tags=tags)
-        return list(data) if self.l2_down() else []
+        return list(data) if self.l2_failures() != failed else []
 
     def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
         for k in [self.key(key, version) for key in keys]:
@@ -152,12 +154,20 @@ class PerfkitCache(AsyncPerfkitCache):
 
     def incr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
         """Add `delta` atomically (Redis INCRBY, a SQLite transaction, the memory tier's lock); ValueError
-        when `key` is absent, TypeError when it is not an int. An int stored by set() is made a counter
-        on its first incr (read, then rewritten with the alias's TIMEOUT, as Django's BaseCache.incr)."""
+        when `key` is absent, TypeError when it is not an int. An int stored by set() or add() becomes a
+        counter on its first incr: read, then rewritten with the alias's TIMEOUT (as Django's
+        BaseCache.incr), one conversion at a time in this process."""
         k = self.key(key, version)
         if not self.sync.exists(k):
             raise ValueError(f"Key '{key}' not found")
         try:
+            return self.sync.incr(k, delta, self.counter_ttl())
+        except SerializationError:
+            with sync_conversion_lock(k):
+                return self._convert(key, k, delta)
+
+    def _convert(self, key: Any, k: str, delta: int) -> int:
+        try:  # another thread may have converted it while this one waited for the lock
             return self.sync.incr(k, delta, self.counter_ttl())
         except SerializationError:
             value = self.sync.get(k, MISSING)

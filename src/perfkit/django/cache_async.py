@@ -1,3 +1,4 @@
+# ruff: noqa: ASYNC109 - `timeout` is the name Django's cache API gives the entry's lifetime, not a deadline
 """The async half of `PerfkitCache`: Django's `a*` methods, native over perfkit's async `Cache`.
 
 Django's `BaseCache` runs each async method as its sync twin in a thread (`sync_to_async`); here they
@@ -13,7 +14,7 @@ from typing import Any
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
-from perfkit.django.cache_base import EXPIRED, MISSING, Expired, PerfkitCacheBase, not_an_int
+from perfkit.django.cache_base import MISSING, Expired, PerfkitCacheBase, conversion_lock, not_an_int
 from perfkit.django.cache_values import prepare, unwrap
 from perfkit.errors import SerializationError
 
@@ -39,8 +40,9 @@ class AsyncPerfkitCache(PerfkitCacheBase):
         if isinstance(ttl, Expired):
             await self.for_loop().delete(k)
             return True
+        failed = self.l2_failures()
         await self.for_loop().set(k, prepare(value), ttl, tags=tags)
-        return not self.l2_down()
+        return self.l2_failures() == failed
 
     async def aadd(
         self,
@@ -88,7 +90,7 @@ class AsyncPerfkitCache(PerfkitCacheBase):
         value = await cache.get(k, MISSING)
         if value is MISSING:
             return False
-        if ttl is EXPIRED:
+        if isinstance(ttl, Expired):
             await cache.delete(k)
         else:
             await cache.set(k, prepare(value), ttl)
@@ -117,10 +119,11 @@ class AsyncPerfkitCache(PerfkitCacheBase):
         if isinstance(ttl, Expired):
             await self.adelete_many(list(data), version)
             return []
+        failed = self.l2_failures()
         await self.for_loop().set_many(
             {self.key(k, version): prepare(v) for k, v in data.items()}, ttl, tags=tags
         )
-        return list(data) if self.l2_down() else []
+        return list(data) if self.l2_failures() != failed else []
 
     async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
         cache = self.for_loop()
@@ -134,6 +137,14 @@ class AsyncPerfkitCache(PerfkitCacheBase):
         try:
             return await cache.incr(k, delta, self.counter_ttl())
         except SerializationError:  # an int written by set(): made a counter (see `PerfkitCache.incr`)
+            async with conversion_lock(k):
+                return await self._aconvert(key, k, delta)
+
+    async def _aconvert(self, key: Any, k: str, delta: int) -> int:
+        cache = self.for_loop()
+        try:
+            return await cache.incr(k, delta, self.counter_ttl())
+        except SerializationError:
             value = await cache.get(k, MISSING)
             if value is MISSING:
                 raise ValueError(f"Key '{key}' not found") from None

@@ -10,16 +10,19 @@ than perfkit's longest TTL (ten years) is stored for that long.
 from __future__ import annotations
 
 import asyncio
+import threading
+import weakref
 from typing import Any, Final
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 
 from perfkit.cache import Cache
 from perfkit.cache.keys import MAX_TTL, UNSET, Unset
+from perfkit.cache.stats import ERROR
 from perfkit.django.cache_setup import cache_for, cache_for_loop
 from perfkit.errors import SerializationError
 
-__all__ = ["EXPIRED", "MISSING", "PerfkitCacheBase", "not_an_int"]
+__all__ = ["EXPIRED", "MISSING", "PerfkitCacheBase", "conversion_lock", "not_an_int", "sync_conversion_lock"]
 
 
 class Expired:
@@ -31,12 +34,36 @@ class Expired:
 
 EXPIRED: Final = Expired()
 MISSING: Final[Any] = object()
+_L2_SET_ERROR: Final = ("l2", "set", ERROR)
 Seconds = float | None | Expired
 
 
 def not_an_int(key: object, value: object) -> SerializationError:
     """What incr()/decr() raise for a value that is not an int (a TypeError, as Django's backends)."""
     return SerializationError(f"cannot incr key {key!r}: it holds a {type(value).__name__}, not an int")
+
+
+# incr() of an int that set() stored makes it a counter (read, delete, INCRBY): one conversion of a key
+# at a time in this process, so concurrent first increments are not lost (striped locks, by key hash)
+_STRIPES: Final = 64
+_thread_stripes: Final = [threading.Lock() for _ in range(_STRIPES)]
+_loop_stripes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def sync_conversion_lock(key: str) -> threading.Lock:
+    """The lock under which sync code turns `key`'s stored int into a counter."""
+    return _thread_stripes[hash(key) % _STRIPES]
+
+
+def conversion_lock(key: str) -> asyncio.Lock:
+    """The running loop's lock under which async code turns `key`'s stored int into a counter."""
+    loop = asyncio.get_running_loop()
+    stripes = _loop_stripes.get(loop)
+    if stripes is None:
+        stripes = _loop_stripes[loop] = [asyncio.Lock() for _ in range(_STRIPES)]
+    return stripes[hash(key) % _STRIPES]
 
 
 class PerfkitCacheBase(BaseCache):
@@ -64,7 +91,7 @@ class PerfkitCacheBase(BaseCache):
             return EXPIRED
         return min(float(timeout), MAX_TTL)
 
-    def counter_ttl(self) -> float | None | Unset:
+    def counter_ttl(self) -> float | Unset | None:
         """The ttl of a counter that incr() has to (re)create: the alias's TIMEOUT."""
         ttl = self.seconds()
         return UNSET if isinstance(ttl, Expired) else ttl
@@ -89,6 +116,7 @@ class PerfkitCacheBase(BaseCache):
         made: str = self.key_func(pattern, escape(self.key_prefix), escape(str(version)))
         return made
 
-    def l2_down(self) -> bool:
-        """True while the shared tier is failing (a write then went to L1 only, or nowhere)."""
-        return bool(self.perfkit_cache.tiers.health.down)
+    def l2_failures(self) -> int:
+        """How many writes to the shared tier failed so far (all threads and loops): a write that
+        raises the count was not stored there (it went to L1 only, or nowhere)."""
+        return self.perfkit_cache.tiers.stats.counts.get(_L2_SET_ERROR, 0)

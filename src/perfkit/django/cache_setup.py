@@ -20,6 +20,7 @@ OPTIONS (lower case: perfkit's `Cache` keywords; upper case: Django's own):
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import threading
 import weakref
@@ -31,7 +32,7 @@ from perfkit.cache import Cache
 from perfkit.django.cache_values import DjangoSerializer, derive_pickle_key
 from perfkit.errors import ConfigurationError
 
-__all__ = ["OPTION_KEYS", "cache_for", "cache_for_loop", "cache_options"]
+__all__ = ["OPTION_KEYS", "aclose_loop", "cache_for", "cache_for_loop", "cache_options", "close_all"]
 
 _PASSED: Final = (
     "l1",
@@ -55,7 +56,7 @@ DEFAULT_NAMESPACE: Final = "django"
 _SERIALIZERS: Final = ("django", "pickle", "msgpack", "json")
 
 _lock = threading.Lock()
-_caches: dict[tuple[int, str], Cache] = {}
+_caches: dict[tuple[int, str], Cache] = {}  # (pid, configuration): a forked child makes its own
 
 
 def _secret() -> str | bytes:
@@ -67,6 +68,10 @@ def _secret() -> str | bytes:
             "CACHES OPTIONS['pickle_key']", "is needed when settings.SECRET_KEY is empty"
         )
     return secret
+
+
+def _as_bytes(secret: str | bytes) -> bytes:
+    return secret.encode() if isinstance(secret, str) else secret
 
 
 def _with_max_size(url: str, entries: Any) -> str:
@@ -93,7 +98,9 @@ def cache_options(location: str, options: Mapping[str, Any]) -> tuple[str, dict[
         url = _with_max_size(location, options["MAX_ENTRIES"])
     name = options.get("serializer", "django")
     if name not in _SERIALIZERS:
-        raise ConfigurationError("CACHES OPTIONS['serializer']", f"{name!r} is not one of {list(_SERIALIZERS)}")
+        raise ConfigurationError(
+            "CACHES OPTIONS['serializer']", f"{name!r} is not one of {list(_SERIALIZERS)}"
+        )
     pickle_key = options.get("pickle_key")
     if name == "django":
         kwargs["serializer"] = DjangoSerializer(pickle_key or derive_pickle_key(_secret()))
@@ -108,7 +115,9 @@ def cache_options(location: str, options: Mapping[str, Any]) -> tuple[str, dict[
 def cache_for(location: str, options: Mapping[str, Any]) -> Cache:
     """This process's `Cache` for a LOCATION and OPTIONS: made on first use, then shared."""
     url, kwargs = cache_options(location, options)
-    ident = (os.getpid(), repr((url, sorted((k, repr(v)) for k, v in options.items()))))
+    own_key = "pickle_key" in options or options.get("serializer", "django") not in ("django", "pickle")
+    secret = b"" if own_key else hashlib.sha256(_as_bytes(_secret())).digest()  # SECRET_KEY changed: anew
+    ident = (os.getpid(), repr((url, sorted((k, repr(v)) for k, v in options.items()), secret)))
     cache = _caches.get(ident)
     if cache is None:
         with _lock:
@@ -138,3 +147,20 @@ def cache_for_loop(cache: Cache) -> Cache:
             if sibling is None:
                 sibling = per_loop[id(cache)] = cache.sibling()
     return sibling
+
+
+async def aclose_loop() -> None:
+    """Close the running loop's siblings of every cache (before the loop ends: a test, a worker's loop)."""
+    per_loop = _loops.pop(asyncio.get_running_loop(), {})
+    for sibling in per_loop.values():
+        await sibling.close()
+
+
+def close_all() -> None:
+    """Close and forget this process's caches (tests, shutdown); the next use makes them again. Call it
+    where no event loop runs (it runs each cache's async close on a loop of its own)."""
+    with _lock:
+        made = list(_caches.values())
+        _caches.clear()
+    for cache in made:
+        asyncio.run(cache.close())

@@ -75,7 +75,8 @@ def derive_pickle_key(secret_key: str | bytes) -> bytes:
     """The HMAC key for pickled values, derived from Django's SECRET_KEY (never the SECRET_KEY itself)."""
     from django.utils.crypto import salted_hmac
 
-    return salted_hmac("perfkit.django.cache", "pickle_key", secret=secret_key, algorithm="sha256").digest()
+    mac = salted_hmac("perfkit.django.cache", "pickle_key", secret=secret_key, algorithm="sha256")
+    return bytes(mac.digest())
 
 
 class DjangoSerializer(SignedPickleSerializer):

@@ -93,7 +93,8 @@ class AsyncSkips:
 
     _QUERYSET = (
         "pickles a lazy QuerySet, which queries the database: in an async context Django refuses that "
-        "(SynchronousOnlyOperation), as it refuses any query there; the sync API pickles it in the caller's thread"
+        "(SynchronousOnlyOperation), as it refuses any query there; the sync API pickles it in the "
+        "caller's thread"
     )
 
     @unittest.skip(_QUERYSET)
