@@ -18,7 +18,7 @@ from django.core.cache import caches
 from perfkit.cache import Cache
 from perfkit.django.cache import PerfkitCache
 from perfkit.django.cache_setup import aclose_loop, close_all
-from perfkit.errors import ConfigurationError
+from perfkit.errors import BackendUnavailableError, ConfigurationError
 from tests.conftest import REDIS_URL, cache_url, free_port, require_redis
 
 BACKEND = "perfkit.django.cache.PerfkitCache"
@@ -247,8 +247,8 @@ def test_pickles_not_signed_here_or_moved_are_refused(
 
 
 def test_redis_down_degrades_and_never_raises(settings: Any, namespace: str) -> None:
-    """With nothing listening: get returns the default, set False, set_many every key, get_or_set the
-    computed value, add/delete/has_key answer; nothing raises."""
+    """With nothing listening: get returns the default, set/add False, set_many every key, get_or_set the
+    computed value, delete/has_key answer; only incr raises (BackendUnavailableError: no answer)."""
     settings.CACHES = {
         "default": entry(f"redis://127.0.0.1:{free_port()}/0", namespace=namespace, timeout=0.2)
     }
@@ -261,6 +261,9 @@ def test_redis_down_degrades_and_never_raises(settings: Any, namespace: str) -> 
         assert down.has_key("k") is False
         assert down.delete("k") is False
         assert down.get_many(["a", "b"]) == {}
+        assert down.add("new", 1, 60) is False
+        with pytest.raises(BackendUnavailableError):
+            down.incr("k")
     finally:
         close_all()
 

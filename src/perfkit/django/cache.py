@@ -76,7 +76,7 @@ class PerfkitCache(AsyncPerfkitCache):
         k, ttl = self.key(key, version), self.seconds(timeout)
         if isinstance(ttl, Expired):
             return not self.sync.exists(k)
-        added, prepared = False, prepare(value)
+        added, prepared, failures = False, prepare(value), self.l2_failures()
 
         def load() -> Any:
             nonlocal added
@@ -84,7 +84,7 @@ class PerfkitCache(AsyncPerfkitCache):
             return prepared
 
         self.sync.get_or_set(k, load, ttl, tags=tags)
-        return added
+        return added and self.l2_failures() == failures
 
     def get_or_set(
         self,
@@ -157,9 +157,9 @@ class PerfkitCache(AsyncPerfkitCache):
         when `key` is absent, TypeError when it is not an int. An int stored by set() or add() becomes a
         counter on its first incr: read, then rewritten with the alias's TIMEOUT (as Django's
         BaseCache.incr), one conversion at a time in this process."""
-        k = self.key(key, version)
+        k, failures = self.key(key, version), self.l2_failures("exists")
         if not self.sync.exists(k):
-            raise ValueError(f"Key '{key}' not found")
+            raise self.absent(key, failures)
         try:
             return self.sync.incr(k, delta, self.counter_ttl())
         except SerializationError:

@@ -56,7 +56,7 @@ class AsyncPerfkitCache(PerfkitCacheBase):
         k, ttl, cache = self.key(key, version), self.seconds(timeout), self.for_loop()
         if isinstance(ttl, Expired):
             return not await cache.exists(k)
-        added, prepared = False, prepare(value)
+        added, prepared, failures = False, prepare(value), self.l2_failures()
 
         def load() -> Any:
             nonlocal added
@@ -64,7 +64,7 @@ class AsyncPerfkitCache(PerfkitCacheBase):
             return prepared
 
         await cache.get_or_set(k, load, ttl, tags=tags)  # single flight + the cross-process lock
-        return added
+        return added and self.l2_failures() == failures
 
     async def aget_or_set(
         self,
@@ -131,9 +131,9 @@ class AsyncPerfkitCache(PerfkitCacheBase):
             await cache.delete(k)
 
     async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        k, cache = self.key(key, version), self.for_loop()
+        k, cache, failures = self.key(key, version), self.for_loop(), self.l2_failures("exists")
         if not await cache.exists(k):
-            raise ValueError(f"Key '{key}' not found")
+            raise self.absent(key, failures)
         try:
             return await cache.incr(k, delta, self.counter_ttl())
         except SerializationError:  # an int written by set(): made a counter (see `PerfkitCache.incr`)

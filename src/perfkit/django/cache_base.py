@@ -20,7 +20,7 @@ from perfkit.cache import Cache
 from perfkit.cache.keys import MAX_TTL, UNSET, Unset
 from perfkit.cache.stats import ERROR
 from perfkit.django.cache_setup import cache_for, cache_for_loop
-from perfkit.errors import SerializationError
+from perfkit.errors import BackendUnavailableError, SerializationError
 
 __all__ = ["EXPIRED", "MISSING", "PerfkitCacheBase", "conversion_lock", "not_an_int", "sync_conversion_lock"]
 
@@ -34,7 +34,6 @@ class Expired:
 
 EXPIRED: Final = Expired()
 MISSING: Final[Any] = object()
-_L2_SET_ERROR: Final = ("l2", "set", ERROR)
 Seconds = float | None | Expired
 
 
@@ -116,7 +115,14 @@ class PerfkitCacheBase(BaseCache):
         made: str = self.key_func(pattern, escape(self.key_prefix), escape(str(version)))
         return made
 
-    def l2_failures(self) -> int:
-        """How many writes to the shared tier failed so far (all threads and loops): a write that
-        raises the count was not stored there (it went to L1 only, or nowhere)."""
-        return self.perfkit_cache.tiers.stats.counts.get(_L2_SET_ERROR, 0)
+    def l2_failures(self, op: str = "set") -> int:
+        """How many `op`s on the shared tier failed so far (all threads and loops): a write that raises
+        the count was not stored there (it went to L1 only, or nowhere)."""
+        return self.perfkit_cache.tiers.stats.counts.get(("l2", op, ERROR), 0)
+
+    def absent(self, key: Any, failures: int) -> Exception:
+        """What incr() raises for a key exists() did not find: ValueError, or, when that exists() failed
+        (`failures` is the count before it), `BackendUnavailableError`: there is no answer to give."""
+        if self.l2_failures("exists") != failures:
+            return BackendUnavailableError(f"cannot incr key {key!r}: the cache's shared tier is unavailable")
+        return ValueError(f"Key '{key}' not found")
