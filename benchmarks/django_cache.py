@@ -45,8 +45,9 @@ OPS = ("get", "set", "get_many")
 
 
 def setup() -> None:
-    import django
     from django.conf import settings
+
+    import django
 
     if not settings.configured:
         settings.configure(
