@@ -351,3 +351,76 @@ def test_queryset_with_timeout_zero_caches_nothing(settings: Any, namespace: str
         assert caches["default"].perfkit_cache.stats().tiers["l1"].sets == 0
     finally:
         close_all()
+
+
+_CHILD = """
+import sys, time, pathlib, django
+from django.conf import settings
+work, namespace, redis_url = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+settings.configure(SECRET_KEY="perfkit-tests-only", CACHES={"default": {
+    "BACKEND": "perfkit.django.cache.PerfkitCache", "LOCATION": redis_url, "OPTIONS": {"namespace": namespace}}})
+django.setup()
+from django.core.cache import cache
+
+def compute():
+    with open(work / "computed", "a") as f:
+        f.write("x")
+    deadline = time.monotonic() + 10
+    while not (work / "release").exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return "once"
+
+(work / f"ready-{sys.argv[4]}").write_text("")
+print(cache.get_or_set("report", compute, 60))
+"""
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+async def test_get_or_set_runs_the_default_once_across_processes(tmp_path: Any, namespace: str) -> None:
+    """Two processes missing one key at once: one runs the default, both print its value."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import eventually
+
+    require_redis()
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": src}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _CHILD,
+            str(tmp_path),
+            namespace,
+            REDIS_URL,
+            str(i),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    try:
+
+        async def both_waiting() -> bool:
+            return (
+                all((tmp_path / f"ready-{i}").exists() for i in range(2)) and (tmp_path / "computed").exists()
+            )
+
+        await eventually(both_waiting, timeout=20, what="both processes in get_or_set")
+        (tmp_path / "release").write_text("")
+        outs = [await asyncio.wait_for(p.communicate(), 20) for p in procs]
+        assert [out.decode().strip() for out, _ in outs] == ["once", "once"]
+        assert (tmp_path / "computed").read_text() == "x"
+    finally:
+        for p in procs:
+            if p.returncode is None:
+                p.kill()
+                await p.wait()
+        raw = redis.Redis.from_url(REDIS_URL)
+        for key in raw.scan_iter(match=f"*{namespace}*"):
+            raw.delete(key)
+        raw.close()

@@ -34,6 +34,7 @@ class Expired:
 
 EXPIRED: Final = Expired()
 MISSING: Final[Any] = object()
+_MEMCACHED_MAX: Final = 250  # Django's MEMCACHE_MAX_KEY_LENGTH: longer keys get a CacheKeyWarning
 Seconds = float | None | Expired
 
 
@@ -73,11 +74,24 @@ class PerfkitCacheBase(BaseCache):
         super().__init__(params)
         self.perfkit_cache: Cache = cache_for(location, params.get("OPTIONS") or {})
         self.sync = self.perfkit_cache.sync  # the blocking facade (an L1 hit stays in the caller's thread)
+        # Django's own validate_key (a subclass's may refuse more): its warnings can be predicted cheaply
+        self._stock_validation = type(self).validate_key is BaseCache.validate_key
         self._bound: tuple[asyncio.AbstractEventLoop | None, Cache] = (None, self.perfkit_cache)
 
     def key(self, key: Any, version: int | None = None) -> str:
-        """The key perfkit stores: Django's `make_key`, after its portability warnings."""
-        made: str = self.make_and_validate_key(key, version=version)
+        """The key perfkit stores: Django's `make_key`, after its portability warnings (`validate_key`,
+        skipped for a key that cannot raise one: printable ASCII, no space, at most 250 characters)."""
+        made: str = self.make_key(key, version=version)
+        if (
+            self._stock_validation
+            and type(made) is str
+            and len(made) <= _MEMCACHED_MAX
+            and made.isascii()
+            and made.isprintable()
+            and " " not in made
+        ):
+            return made
+        self.validate_key(made)
         return made
 
     def seconds(self, timeout: Any = DEFAULT_TIMEOUT) -> Seconds:
