@@ -358,7 +358,8 @@ import sys, time, pathlib, django
 from django.conf import settings
 work, namespace, redis_url = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 settings.configure(SECRET_KEY="perfkit-tests-only", CACHES={"default": {
-    "BACKEND": "perfkit.django.cache.PerfkitCache", "LOCATION": redis_url, "OPTIONS": {"namespace": namespace}}})
+    "BACKEND": "perfkit.django.cache.PerfkitCache", "LOCATION": redis_url,
+    "OPTIONS": {"namespace": namespace}}})
 django.setup()
 from django.core.cache import cache
 
@@ -400,7 +401,7 @@ async def test_get_or_set_runs_the_default_once_across_processes(tmp_path: Any, 
             str(i),
             env=env,
             stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        )
         for i in range(2)
     ]
     try:
