@@ -150,12 +150,12 @@ def instructions(args: argparse.Namespace) -> None:
             for label in args.sizes.split(","):
                 size = SIZES[label]
                 per = {}
-                for name in BACKENDS:
+                for name in BACKENDS if op != "set" else [n for n in BACKENDS if n != "perfkit-l1"]:
                     lo, hi = (_instructions(name, op, size, n, Path(tmp)) for n in (args.n, 3 * args.n))
                     per[name] = (hi - lo) / (2 * args.n)
                 best_peer = min(PEERS, key=lambda p: per[p])
                 rows.append(
-                    [op, label, *(f"{per[n] / 1000:.1f}k" for n in BACKENDS),
+                    [op, label, *(f"{per[n] / 1000:.1f}k" if n in per else "-" for n in BACKENDS),
                      f"{per[best_peer] / per['perfkit']:.2f}x vs {best_peer}",
                      f"{min(per[p] for p in PEERS) / per['perfkit-l1']:.1f}x" if op != "set" else "-"]
                 )  # fmt: skip

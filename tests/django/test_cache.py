@@ -425,3 +425,39 @@ async def test_get_or_set_runs_the_default_once_across_processes(tmp_path: Any, 
         for key in raw.scan_iter(match=f"*{namespace}*"):
             raw.delete(key)
         raw.close()
+
+
+@pytest.mark.redis
+def test_a_backend_made_before_fork_works_in_the_child(settings: Any, namespace: str) -> None:
+    """A backend used before os.fork() (gunicorn --preload) serves the child through the child's own
+    cache instead of waiting forever on the parent's facade thread."""
+    import os
+    import time
+
+    require_redis()
+    settings.CACHES = {"default": entry(REDIS_URL, namespace=namespace)}
+    backend = caches["default"]
+    try:
+        backend.set("before", "fork", 60)  # the parent's facade thread and connections are running
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report what it read, then leave without running pytest's exit
+            try:
+                backend.set("child", "ok", 60)
+                os.write(write, f"{backend.get('before')}-{backend.get('child')}".encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        deadline = time.monotonic() + 20
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail("the forked child hung on the parent's cache")
+            time.sleep(0.01)
+        assert os.read(read, 100) == b"fork-ok"
+        os.close(read)
+        assert backend.get("child") == "ok"
+    finally:
+        backend.clear()
+        close_all()

@@ -10,6 +10,7 @@ than perfkit's longest TTL (ten years) is stored for that long.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import weakref
 from typing import Any, Final
@@ -18,6 +19,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 
 from perfkit.cache import Cache
 from perfkit.cache.keys import MAX_TTL, UNSET, Unset
+from perfkit.cache.sync import SyncCache
 from perfkit.cache.stats import ERROR
 from perfkit.django.cache_setup import cache_for, cache_for_loop
 from perfkit.errors import BackendUnavailableError, SerializationError
@@ -72,11 +74,24 @@ class PerfkitCacheBase(BaseCache):
 
     def __init__(self, location: str, params: dict[str, Any]) -> None:
         super().__init__(params)
-        self.perfkit_cache: Cache = cache_for(location, params.get("OPTIONS") or {})
-        self.sync = self.perfkit_cache.sync  # the blocking facade (an L1 hit stays in the caller's thread)
+        self._location, self._options = location, params.get("OPTIONS") or {}
         # Django's own validate_key (a subclass's may refuse more): its warnings can be predicted cheaply
         self._stock_validation = type(self).validate_key is BaseCache.validate_key
+        self._attach()
+
+    def _attach(self) -> None:
+        self._pid = os.getpid()
+        self.perfkit_cache: Cache = cache_for(self._location, self._options)
+        self._facade = self.perfkit_cache.sync  # the blocking facade (an L1 hit stays in the caller's thread)
         self._bound: tuple[asyncio.AbstractEventLoop | None, Cache] = (None, self.perfkit_cache)
+
+    @property
+    def sync(self) -> SyncCache:
+        """The blocking facade of `perfkit_cache`. In a forked child (a backend made before gunicorn
+        forked its workers) the parent's facade thread does not exist: the child's own cache is used."""
+        if self._pid != os.getpid():
+            self._attach()
+        return self._facade
 
     def key(self, key: Any, version: int | None = None) -> str:
         """The key perfkit stores: Django's `make_key`, after its portability warnings (`validate_key`,
@@ -112,6 +127,8 @@ class PerfkitCacheBase(BaseCache):
     def for_loop(self) -> Cache:
         """The perfkit cache for the running event loop (its own connections, the shared L1)."""
         loop = asyncio.get_running_loop()
+        if self._pid != os.getpid():
+            self._attach()
         bound = self._bound  # one tuple, replaced whole: a thread on another loop never sees half of it
         if bound[0] is loop:
             return bound[1]
