@@ -19,8 +19,8 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 
 from perfkit.cache import Cache
 from perfkit.cache.keys import MAX_TTL, UNSET, Unset
-from perfkit.cache.sync import SyncCache
 from perfkit.cache.stats import ERROR
+from perfkit.cache.sync import SyncCache
 from perfkit.django.cache_setup import cache_for, cache_for_loop
 from perfkit.errors import BackendUnavailableError, SerializationError
 
