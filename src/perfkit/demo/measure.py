@@ -19,7 +19,7 @@ import httpx
 from perfkit.bench import command as bench_command
 from perfkit.bench import runner
 from perfkit.bench.report import schema
-from perfkit.demo.app.runtime import CACHE_NAMESPACE
+from perfkit.demo.settings import CACHE_NAMESPACE
 
 
 @dataclass(frozen=True)
@@ -51,14 +51,20 @@ _PAIRS = (
 BACKGROUND = ("export", "notify")
 
 
-def pairs(org: int, assignee: int) -> list[Pair]:
+def django_route(template: str) -> str:
+    """The route label the Django app's metrics give `template`: its URL pattern, `"/" + route`."""
+    return template.replace("{org_id}", "<int:org_id>")
+
+
+def pairs(org: int, assignee: int, route: Callable[[str], str] = str) -> list[Pair]:
+    """Every pair's variants; `route` turns the FastAPI route template into the app's route label."""
     out = []
     for name, title, naive_method, fast_method, template, query in _PAIRS:
         variants = []
         for v, method in (("naive", naive_method), ("fast", fast_method)):
-            route = template.format(v=v)
-            path = route.replace("{org_id}", str(org)) + query.format(a=assignee)
-            variants.append(Variant(method, path, route))
+            fastapi_route = template.format(v=v)
+            path = fastapi_route.replace("{org_id}", str(org)) + query.format(a=assignee)
+            variants.append(Variant(method, path, route(fastapi_route)))
         out.append(Pair(name, title, variants[0], variants[1], background=name in BACKGROUND))
     return out
 

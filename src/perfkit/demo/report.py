@@ -142,10 +142,11 @@ class Printer:
             f"Done in {doc['elapsed_s']:.0f}s." + ("" if doc["ok"] else " Some checks FAILED (exit code 1).")
         )
 
-    def keep_serving(self, base: str, token: str, *, shown: bool) -> None:
-        """`shown`: the demo made the token up; one the user set (PERFKIT_MONITOR_TOKEN) is not printed."""
+    def keep_serving(self, base: str, token: str, *, shown: bool, api_docs: bool = True) -> None:
+        """`shown`: the demo made the token up; one the user set (PERFKIT_MONITOR_TOKEN) is not printed.
+        `api_docs`: the app serves its OpenAPI page (FastAPI's /docs; the Django project has none)."""
         self.line()
-        self.line(f"Serving until Ctrl-C:  API {base}/docs")
+        self.line(f"Serving until Ctrl-C:  API {base}{'/docs' if api_docs else '/'}")
         if shown:
             self.line(f"  dashboard {base}/perf/#token={token}")
         else:
