@@ -14,8 +14,8 @@ import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from perfkit.syncfacade import Portal
 from perfkit.errors import ConfigurationError
+from perfkit.syncfacade import Portal
 
 __all__ = ["call", "drive", "loop", "run", "stop"]
 

@@ -31,7 +31,8 @@ async def stats_fast(org_id: int) -> dict[str, Any]:
     counts: dict[str, Any] = {"total": Count("id")}
     counts |= {s: Count("id", filter=Q(status=s)) for s in STATUSES}
     counts |= {f"priority_{p}": Count("id", filter=Q(priority=p)) for p in PRIORITIES}
-    return await Ticket.objects.filter(organization_id=org_id).aaggregate(**counts)
+    row: dict[str, Any] = await Ticket.objects.filter(organization_id=org_id).aaggregate(**counts)
+    return row
 
 
 # -- ticket list with comments: N+1 lazy loads vs prefetch_related ---------------------------------------

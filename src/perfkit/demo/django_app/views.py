@@ -62,7 +62,7 @@ def _id(name: str, value: Any) -> int:
 
 
 def _message(request: HttpRequest) -> str:
-    message = request.GET.get("message", "maintenance tonight")
+    message: str = request.GET.get("message", "maintenance tonight")
     if not 1 <= len(message) <= MAX_MESSAGE:
         raise Invalid(422, f"message must be 1 to {MAX_MESSAGE} characters")
     return message
