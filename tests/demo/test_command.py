@@ -150,16 +150,22 @@ def _wait_for_exit(pids: list[int], timeout: float) -> None:
             os.close(fd)
 
 
-@pytest.mark.parametrize(("sig", "code"), [("SIGTERM", 143), ("SIGHUP", 129), ("SIGKILL", -9)])
-def test_demo_children_stop_with_the_demo(tmp_path: Path, sig: str, code: int) -> None:
+@pytest.mark.parametrize(
+    ("sig", "code", "app"),
+    [("SIGTERM", 143, ()), ("SIGHUP", 129, ()), ("SIGKILL", -9, ()),
+     ("SIGTERM", 143, ("--django",)), ("SIGKILL", -9, ("--django",))],
+    ids=["SIGTERM", "SIGHUP", "SIGKILL", "django-SIGTERM", "django-SIGKILL"],
+)  # fmt: skip
+def test_demo_children_stop_with_the_demo(tmp_path: Path, sig: str, code: int, app: tuple[str, ...]) -> None:
     """A serving demo ended by SIGTERM (a supervisor), SIGHUP (a closed terminal) or even SIGKILL leaves
-    neither the app nor the worker running."""
+    neither the app nor the worker running (the FastAPI app and `perfkit worker`, or with --django the
+    Django project under uvicorn and `perfkit_worker`)."""
     import signal
 
     stores = tmp_path / "stores"
     proc = subprocess.Popen(
         [sys.executable, "-m", "perfkit", "demo", "--quick", "--dir", str(stores), "--scale", "0.01",
-         "--duration", "0.2s"],
+         "--duration", "0.2s", *app],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     pids: list[int] = []

@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigurationError(f"--{option}", f"{target!r}: its directory does not exist")
     if args.port is not None and not 0 < args.port < 65536:
         raise ConfigurationError("--port", f"{args.port} is not a TCP port")
+    if args.django:
+        _require_django()
     given_token = os.environ.get("PERFKIT_MONITOR_TOKEN")
     token = given_token or secrets.token_urlsafe(18)
     settings = DemoSettings.choose(
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     directory = folder.claim(Path(args.dir))  # before anything is written or deleted
     started = time.perf_counter()
     say = report.Printer()
-    say.header(settings)
+    say.header(settings, django=bool(args.django))
     prepared = asyncio.run(prepare(settings, redis_option=args.redis is not None))
     say.seeded(prepared)
 
@@ -134,6 +136,13 @@ def _load(args: argparse.Namespace) -> Any:
     return measure.Load(users=int(values["users"]), duration=float(values["duration"]))
 
 
+def _require_django() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("django") is None:
+        raise ConfigurationError("--django", "needs Django: pip install 'perfkit[django]'")
+
+
 def _django_environ() -> dict[str, str]:
     """What the Django project's processes need besides the stores: a SECRET_KEY for this run (its cache
     backend signs what it pickles with a key derived from it), the same in the app and the worker."""
@@ -157,10 +166,9 @@ def _measure(
     from perfkit.demo import checks, measure
 
     headers = {"Authorization": f"Bearer {settings.token}"}
-    route = measure.django_route if django else str
     with httpx.Client(base_url=base, headers=headers, timeout=60.0) as client:
         rows = []
-        for pair in measure.pairs(prepared["org"], prepared["assignee"], route):
+        for pair in measure.pairs(prepared["org"], prepared["assignee"], django=django):
             say.measuring(pair)
             rows.append(measure.measure_pair(client, base, pair, load))
         verified = checks.run_all(client, prepared["org"])

@@ -72,8 +72,9 @@ class Printer:
     def line(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
 
-    def header(self, settings: Any) -> None:
-        self.line("perfkit demo: a support-ticket API, each endpoint slow then fast, measured")
+    def header(self, settings: Any, *, django: bool = False) -> None:
+        app = " (a Django project under ASGI)" if django else ""
+        self.line(f"perfkit demo: a support-ticket API{app}, each endpoint slow then fast, measured")
         self.line(
             f"  data {settings.database_url.split('://')[0]}, cache {settings.cache_url.split('://')[0]}"
             f" (+ in-process L1), jobs {settings.jobs_url.split('://')[0]}"
