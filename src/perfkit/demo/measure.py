@@ -19,7 +19,7 @@ import httpx
 from perfkit.bench import command as bench_command
 from perfkit.bench import runner
 from perfkit.bench.report import schema
-from perfkit.demo.settings import CACHE_NAMESPACE
+from perfkit.demo.app.runtime import CACHE_NAMESPACE
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ PG_JOBS_TABLE = "perfkit_demo_jobs"  # the job queue's tables, apart from a user
 # on a user's Redis, the demo's keys apart from an app's own jobs and monitoring store
 REDIS_JOBS_PREFIX = "perfkit-demo"
 REDIS_MONITOR_PREFIX = "perfkit:demo:monitor:"
-CACHE_NAMESPACE = "demo"  # the only namespace the demo clears, and the one its cache hit ratio counts
 SECRET_KEY_ENV = ENV_PREFIX + "SECRET_KEY"  # the Django demo's SECRET_KEY, made up for each run
 
 

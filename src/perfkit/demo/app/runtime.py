@@ -8,7 +8,9 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from perfkit.cache import Cache
-from perfkit.demo.settings import CACHE_NAMESPACE, PG_SCHEMA, DemoSettings
+from perfkit.demo.settings import PG_SCHEMA, DemoSettings
+
+CACHE_NAMESPACE = "demo"
 
 
 def _sqlite_pragmas(engine: Engine) -> None:

@@ -13,7 +13,8 @@ import os
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from perfkit.demo.settings import CACHE_NAMESPACE, PG_SCHEMA, SECRET_KEY_ENV, DemoSettings, web_rules
+from perfkit.demo.app.runtime import CACHE_NAMESPACE
+from perfkit.demo.settings import PG_SCHEMA, SECRET_KEY_ENV, DemoSettings, web_rules
 from perfkit.errors import ConfigurationError
 
 _demo = DemoSettings.from_environ()
