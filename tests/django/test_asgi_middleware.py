@@ -110,3 +110,46 @@ async def test_async_coalescing(async_client: Any, perfkit: Any) -> None:
     responses = await asyncio.wait_for(asyncio.gather(first, *others), 10)
     assert [r.content for r in responses] == [b"slow run 1"] * 4
     assert web_views.calls["aslow"] == 1
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_redis_rate_limit_shared_by_both_paths(
+    client: Any, async_client: Any, perfkit: Any, mode: str
+) -> None:
+    """A Redis rate limiter (its client on perfkit's background loop) refuses over the limit on the sync
+    and on the async path alike; its client is closed when the settings change, its keys removed."""
+    import uuid
+
+    from asgiref.sync import sync_to_async
+
+    from tests.conftest import REDIS_URL, require_redis
+
+    require_redis()
+    prefix = f"pktest-djrl-{uuid.uuid4().hex[:8]}:"
+    perfkit.PERFKIT = {
+        "rules": [{"name": "hello", "rate_limit": "2/minute"}, {"name": "ahello", "rate_limit": "2/minute"}],
+        "web": {"rate_limit_url": f"{REDIS_URL}?prefix={prefix}"},
+    }
+
+    async def get(path: str) -> Any:
+        if mode == "async":
+            return await async_client.get(f"/async{path}")
+        return await sync_to_async(client.get)(path)
+
+    try:
+        assert (await get("/hello/")).status_code == 200
+        assert (await get("/hello/")).status_code == 200
+        refused = await get("/hello/")
+        assert refused.status_code == 429 and "Retry-After" in refused
+    finally:
+        import redis
+
+        from perfkit.django.middleware_policies import current
+
+        perfkit.PERFKIT = {}
+        current()  # new policies: the old ones close the limiter's client on perfkit's loop
+        r = redis.Redis.from_url(REDIS_URL)
+        for key in r.scan_iter(f"{prefix}*"):
+            r.delete(key)
+        r.close()

@@ -3,6 +3,7 @@ the settings change or the process forks): what `PerfkitMiddleware` runs each re
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from typing import Any
@@ -24,6 +25,8 @@ from perfkit.web.routing import RouteResolver
 from perfkit.web.timing import Timing
 
 __all__ = ["Policies", "current", "perfkit_cache"]
+
+log = logging.getLogger("perfkit.django")
 
 
 def perfkit_cache(settings: DjangoSettings) -> Any:
@@ -87,6 +90,17 @@ class Policies:
         # under WSGI several threads may finish requests at once; the metrics are written without locks
         self.lock = threading.Lock()
 
+    def close(self) -> None:
+        """Close what these policies opened: a Redis rate limiter's client (on perfkit's loop, whose
+        connections they are)."""
+        if self.limiter is not None and not self.limiter_in_process:
+            from perfkit.django import background
+
+            try:
+                background.call(self.limiter.close())
+            except Exception as exc:  # Redis gone meanwhile: nothing left to close cleanly
+                log.warning("closing the rate limiter failed: %s", exc)
+
 
 _current: list[Policies] = []
 
@@ -104,7 +118,9 @@ def current() -> Policies:
     if _current and _current[0].settings is settings:
         return _current[0]
     policies = Policies(settings)
-    _current[:] = [policies]
+    old, _current[:] = _current[:], [policies]
+    for previous in old:  # the settings changed (tests, `override_settings`): close the old ones
+        previous.close()
     if settings.monitor is not None:  # every process publishes its measurements for /perf/metrics
         from perfkit.django import monitoring
 

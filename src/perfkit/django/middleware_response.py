@@ -36,8 +36,9 @@ def _bodies(messages: Iterable[Message]) -> bytes:
 def _complete(response: Any, filters: Sequence[Filter], stamp: Stamp) -> int:
     body = response.content
     if not filters:  # nothing to filter: the stamp's headers alone
+        headers = response.headers  # (Django's header mapping: one call less per header than response[...])
         for name, value in stamp():
-            response[name.decode("latin-1")] = value.decode("latin-1")
+            headers[name.decode("latin-1")] = value.decode("latin-1")
         return len(body)
     before = headers_of(response)
     # a filter that holds the start (to read the body first) returns it with the body
@@ -129,8 +130,9 @@ def filter_response(
     if filters:
         _streaming(response, filters, stamp, done)
     else:
+        headers = response.headers
         for name, value in stamp():
-            response[name.decode("latin-1")] = value.decode("latin-1")
+            headers[name.decode("latin-1")] = value.decode("latin-1")
         _wrap_count(response, done)
     return None
 

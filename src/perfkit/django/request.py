@@ -194,8 +194,9 @@ def apply_changes(response: Any, before: Headers, after: Headers) -> None:
     if not changed:
         return
     values: dict[bytes, list[bytes]] = {}
+    headers = response.headers  # (Django's header mapping: one call less per header than response[...])
     for name, value in after:  # a header Django holds once: every value of a changed name, joined
         if name in changed:
             values.setdefault(name, []).append(value)
     for name, parts in values.items():
-        response[name.decode("latin-1")] = b", ".join(parts).decode("latin-1")
+        headers[name.decode("latin-1")] = b", ".join(parts).decode("latin-1")

@@ -53,11 +53,10 @@ class _Exchange:
     def __init__(self, app: MonitorApp, scope: Scope, body: bytes) -> None:
         self.app, self.scope, self.body = app, scope, body
         self.messages: queue.Queue[Message | None] = queue.Queue()
-        self.gone: asyncio.Event | None = None
+        self.gone = asyncio.Event()  # (bound to the loop that first waits on it: the background one)
         self.loop = background.loop()
 
     async def run(self) -> None:  # on the background loop
-        self.gone = asyncio.Event()
         sent = False
 
         async def receive() -> Message:
@@ -65,7 +64,6 @@ class _Exchange:
             if not sent:
                 sent = True
                 return {"type": "http.request", "body": self.body, "more_body": False}
-            assert self.gone is not None
             await self.gone.wait()
             return {"type": "http.disconnect"}
 
@@ -83,14 +81,11 @@ class _Exchange:
     def disconnect(self) -> None:
         """The client went away (or the stream was closed): the app's `receive` says so."""
 
-        def set_gone() -> None:
-            if self.gone is not None:
-                self.gone.set()
-
         with contextlib.suppress(RuntimeError):  # the loop was stopped meanwhile
-            self.loop.call_soon_threadsafe(set_gone)
+            self.loop.call_soon_threadsafe(self.gone.set)
 
-    def next(self, timeout: float | None = None) -> Message | None:
+    def next(self, timeout: float | None = FIRST_ANSWER) -> Message | None:
+        """The app's next message; None after its last one, or after `timeout` seconds without one."""
         try:
             return self.messages.get(timeout=timeout)
         except queue.Empty:
