@@ -156,3 +156,24 @@ def test_sync_loaders_run_in_the_calling_thread(seeded: Seeded) -> None:
     assert count(seeded.org7.pk) == 2 and len(seen) == 1  # cached
     seeded.objects(Ticket).create(organization=seeded.org7, title="new")  # depends_on=[Ticket]: invalidated
     assert count(seeded.org7.pk) == 3 and len(seen) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_acache_queryset_in_async_code() -> None:
+    """acache_queryset caches from async code and is invalidated by an async aupdate()."""
+    from perfkit.django.querysets import acache_queryset
+
+    cache = Cache("memory://", namespace=f"djqa{uuid.uuid4().hex[:10]}")
+    try:
+        org = await Organization.objects.acreate(name="async")
+        await Ticket.objects.acreate(organization=org, title="a")
+        qs = Ticket.objects.filter(organization=org)
+        assert [t.title for t in await acache_queryset(cache, qs, ttl=60)] == ["a"]
+        assert cache.stats().hits == 0
+        assert [t.title for t in await acache_queryset(cache, qs, ttl=60)] == ["a"]
+        assert cache.stats().hits == 1
+        await Ticket.objects.filter(organization=org).aupdate(title="b")
+        assert [t.title for t in await acache_queryset(cache, qs, ttl=60)] == ["b"]
+    finally:
+        unwatch(cache)
+        await cache.close()
