@@ -65,7 +65,8 @@ def _body(response: httpx.Response) -> Any:
 
 def test_django_app_answers_what_the_fastapi_app_answers(tmp_path: Path) -> None:
     """On one seeded database, every GET of every pair (naive and fast) returns the same data from the
-    Django project as from the FastAPI app; bad ids are a 422 naming the parameter, a missing ticket 404."""
+    Django project as from the FastAPI app; bad ids are a 422 naming the parameter, a missing ticket 404,
+    a GET of a write 405."""
     stores = folder.claim(tmp_path / "stores")
     settings = DemoSettings.choose(stores, token="t0k", scale=0.01)
     prepared = asyncio.run(prepare(settings, redis_option=False))
@@ -86,5 +87,7 @@ def test_django_app_answers_what_the_fastapi_app_answers(tmp_path: Path) -> None
             missing = django_app.post("/tickets/2147483647/status/open")
             assert missing.status_code == 404 and "no ticket" in missing.json()["detail"]
             assert django_app.post("/tickets/1/status/bogus").status_code == 422
+            wrong = django_app.get("/tickets/1/status/open")  # a write is a POST
+            assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
     finally:
         processes.stop_all(list(children))
