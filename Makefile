@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 BVENV  := .venv-bench
 BSTAMP := $(BVENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo demo-django test lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ $(BSTAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/perfkit demo
+
+demo-django: $(STAMP)
+	$(BIN)/perfkit demo --django
 
 # the whole suite. Under CI=true (as .ci/run sets) it also measures coverage of src/perfkit and fails below
 # pyproject's [tool.coverage.report] fail_under; on a developer's machine without Redis/PostgreSQL their

@@ -8,17 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from perfkit.cli import main
-from perfkit.demo.settings import PG_JOBS_TABLE, PG_SCHEMA
-
-from ..conftest import POSTGRES_URL, REDIS_URL, require_postgres, require_redis
-
-DEMO_REDIS_DB = 14  # the demo writes several key families; its own database keeps them apart
-
 
 SECRET = "tok-do-not-print-7f3a"
 
@@ -80,37 +73,6 @@ def test_quick_demo_on_the_embedded_default(tmp_path: Path) -> None:
     assert doc["stores"] == {"database": "sqlite", "cache": "sqlite", "jobs": "sqlite", "monitor": "sqlite"}
     assert doc["volume"]["tickets"] == 200_000
     assert_optimised_do_less(doc, p95=True)
-
-
-@pytest.fixture
-def demo_redis_url() -> Any:
-    require_redis()
-    import redis
-
-    parts = urlsplit(REDIS_URL)
-    url = urlunsplit(parts._replace(path=f"/{DEMO_REDIS_DB}"))
-    client = redis.Redis.from_url(url)
-    try:
-        yield url
-    finally:
-        for key in client.scan_iter(count=1000):  # this database is the demo test's alone
-            client.delete(key)
-        client.close()
-
-
-@pytest.fixture
-def demo_postgres_url() -> Any:
-    """The test database, with a password the server ignores (trust auth) that must never be shown."""
-    require_postgres()
-    import psycopg
-
-    parts = urlsplit(POSTGRES_URL)
-    user = parts.username or "postgres"
-    host = parts.hostname or "127.0.0.1"
-    yield urlunsplit(parts._replace(netloc=f"{user}:hunter2@{host}:{parts.port or 5432}"))
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
-        conn.execute(f"DROP TABLE IF EXISTS {PG_JOBS_TABLE}, {PG_JOBS_TABLE}_once")
 
 
 def test_quick_demo_on_postgres(tmp_path: Path, demo_postgres_url: str) -> None:
@@ -188,16 +150,22 @@ def _wait_for_exit(pids: list[int], timeout: float) -> None:
             os.close(fd)
 
 
-@pytest.mark.parametrize(("sig", "code"), [("SIGTERM", 143), ("SIGHUP", 129), ("SIGKILL", -9)])
-def test_demo_children_stop_with_the_demo(tmp_path: Path, sig: str, code: int) -> None:
+@pytest.mark.parametrize(
+    ("sig", "code", "app"),
+    [("SIGTERM", 143, ()), ("SIGHUP", 129, ()), ("SIGKILL", -9, ()),
+     ("SIGTERM", 143, ("--django",)), ("SIGKILL", -9, ("--django",))],
+    ids=["SIGTERM", "SIGHUP", "SIGKILL", "django-SIGTERM", "django-SIGKILL"],
+)  # fmt: skip
+def test_demo_children_stop_with_the_demo(tmp_path: Path, sig: str, code: int, app: tuple[str, ...]) -> None:
     """A serving demo ended by SIGTERM (a supervisor), SIGHUP (a closed terminal) or even SIGKILL leaves
-    neither the app nor the worker running."""
+    neither the app nor the worker running (the FastAPI app and `perfkit worker`, or with --django the
+    Django project under uvicorn and `perfkit_worker`)."""
     import signal
 
     stores = tmp_path / "stores"
     proc = subprocess.Popen(
         [sys.executable, "-m", "perfkit", "demo", "--quick", "--dir", str(stores), "--scale", "0.01",
-         "--duration", "0.2s"],
+         "--duration", "0.2s", *app],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     pids: list[int] = []

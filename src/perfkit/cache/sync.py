@@ -79,7 +79,19 @@ class SyncCache(SyncFacade):
         return self.call(self._inner.exists(key))
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        return self.call(self._inner.get_many(list(keys)))
+        keys = list(keys)
+        tiers = self._tiers
+        l1 = tiers.l1
+        # all in L1 (or no L2 to ask): answered in the calling thread, as get() answers an L1 hit; the
+        # uncounted peek first, so a partial hit is counted once, by the L2 path, not twice
+        if l1 is not None and (tiers.l2 is None or all(tiers.peek(tiers.key(k)) is not None for k in keys)):
+            out = {}
+            for key in keys:
+                item = tiers.find(key)
+                if item is not None:
+                    out[key] = item.value
+            return out
+        return self.call(self._inner.get_many(keys))
 
     def set_many(self, mapping: Mapping[str, Any], ttl: TTL | Unset = UNSET, **options: Any) -> None:
         self.call(self._inner.set_many(mapping, ttl, **options))

@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--users", type=int, help="concurrent users of the load (default 8)")
     parser.add_argument("--port", type=int, help="the app's port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--scale", type=float, default=1.0, help="data volume factor (tests use 0.01)")
+    parser.add_argument(
+        "--django", action="store_true", help="the same app as a Django project (ASGI, perfkit.django)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigurationError(f"--{option}", f"{target!r}: its directory does not exist")
     if args.port is not None and not 0 < args.port < 65536:
         raise ConfigurationError("--port", f"{args.port} is not a TCP port")
+    if args.django:
+        _require_django()
     given_token = os.environ.get("PERFKIT_MONITOR_TOKEN")
     token = given_token or secrets.token_urlsafe(18)
     settings = DemoSettings.choose(
@@ -72,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     directory = folder.claim(Path(args.dir))  # before anything is written or deleted
     started = time.perf_counter()
     say = report.Printer()
-    say.header(settings)
+    say.header(settings, django=bool(args.django))
     prepared = asyncio.run(prepare(settings, redis_option=args.redis is not None))
     say.seeded(prepared)
 
@@ -82,18 +87,22 @@ def run(args: argparse.Namespace) -> int:
     # `finally` that stops the children (which also die with the demo if it is killed outright)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
-    app = processes.start_app(port, {**os.environ, **settings.environ()}, directory / "app.log")
+    django = bool(args.django)
+    extra = _django_environ() if django else {}
+    app = processes.start_app(
+        port, {**os.environ, **settings.environ(), **extra}, directory / "app.log", django=django
+    )
     worker = None
     try:
         worker_env = {k: v for k, v in os.environ.items() if k != "PERFKIT_MONITOR_TOKEN"}
         worker = processes.start_worker(
-            {**worker_env, **settings.environ(token=False)}, directory / "worker.log"
+            {**worker_env, **settings.environ(token=False), **extra}, directory / "worker.log", django=django
         )
         processes.wait_until_up(app, base + "/perf/health")
         if (why := worker.failed()) is not None:
             raise PerfkitError(why)
         say.serving(base, app.pid, worker.pid)
-        doc = _measure(base, settings, prepared, load, say, started)
+        doc = _measure(base, settings, prepared, load, say, started, django=django)
         doc["elapsed_s"] = round(time.perf_counter() - started, 1)
         say.table(doc)
         for option, render in (
@@ -104,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
                 Path(getattr(args, option)).write_text(render(doc) + "\n")
                 say.line(f"wrote {getattr(args, option)}")
         if not args.no_serve:
-            say.keep_serving(base, token, shown=given_token is None)
+            say.keep_serving(base, token, shown=given_token is None, api_docs=not django)
             with contextlib.suppress(KeyboardInterrupt):
                 app.proc.wait()
     finally:
@@ -127,8 +136,30 @@ def _load(args: argparse.Namespace) -> Any:
     return measure.Load(users=int(values["users"]), duration=float(values["duration"]))
 
 
+def _require_django() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("django") is None:
+        raise ConfigurationError("--django", "needs Django: pip install 'perfkit[django]'")
+
+
+def _django_environ() -> dict[str, str]:
+    """What the Django project's processes need besides the stores: a SECRET_KEY for this run (its cache
+    backend signs what it pickles with a key derived from it), the same in the app and the worker."""
+    from perfkit.demo.settings import SECRET_KEY_ENV
+
+    return {SECRET_KEY_ENV: secrets.token_urlsafe(32)}
+
+
 def _measure(
-    base: str, settings: Any, prepared: dict[str, Any], load: Any, say: Any, started: float
+    base: str,
+    settings: Any,
+    prepared: dict[str, Any],
+    load: Any,
+    say: Any,
+    started: float,
+    *,
+    django: bool = False,
 ) -> dict[str, Any]:
     import httpx
 
@@ -137,7 +168,7 @@ def _measure(
     headers = {"Authorization": f"Bearer {settings.token}"}
     with httpx.Client(base_url=base, headers=headers, timeout=60.0) as client:
         rows = []
-        for pair in measure.pairs(prepared["org"], prepared["assignee"]):
+        for pair in measure.pairs(prepared["org"], prepared["assignee"], django=django):
             say.measuring(pair)
             rows.append(measure.measure_pair(client, base, pair, load))
         verified = checks.run_all(client, prepared["org"])
@@ -145,6 +176,7 @@ def _measure(
     volume = prepared["volume"]
     return {
         "perfkit_demo": 1,
+        "app": "django" if django else "fastapi",
         "machine": _machine(),
         "stores": settings.kinds(),
         "volume": {

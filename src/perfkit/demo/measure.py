@@ -51,14 +51,25 @@ _PAIRS = (
 BACKGROUND = ("export", "notify")
 
 
-def pairs(org: int, assignee: int) -> list[Pair]:
+# what the Django project says differently: its ORM's eager loading
+_DJANGO_TITLES = {"tickets": "ticket list: N+1 vs prefetch_related"}
+
+
+def django_route(template: str) -> str:
+    """The route label the Django project's metrics give `template`: its URL pattern, `"/" + route`."""
+    return template.replace("{org_id}", "<int:org_id>")
+
+
+def pairs(org: int, assignee: int, *, django: bool = False) -> list[Pair]:
+    """Every pair's variants, with the route labels of the app that serves them (FastAPI or Django)."""
     out = []
     for name, title, naive_method, fast_method, template, query in _PAIRS:
         variants = []
         for v, method in (("naive", naive_method), ("fast", fast_method)):
             route = template.format(v=v)
             path = route.replace("{org_id}", str(org)) + query.format(a=assignee)
-            variants.append(Variant(method, path, route))
+            variants.append(Variant(method, path, django_route(route) if django else route))
+        title = _DJANGO_TITLES.get(name, title) if django else title
         out.append(Pair(name, title, variants[0], variants[1], background=name in BACKGROUND))
     return out
 

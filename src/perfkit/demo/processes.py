@@ -94,17 +94,32 @@ def stop_all(children: list[Child | None]) -> None:
             signal.signal(sig, handler)
 
 
-def start_app(port: int, env: dict[str, str], log: Path) -> Child:
+DJANGO_SETTINGS = "perfkit.demo.django_app.settings"  # `perfkit demo --django`: the demo as a Django project
+
+
+def start_app(port: int, env: dict[str, str], log: Path, *, django: bool = False) -> Child:
+    """The FastAPI app, or with `django` the Django project under ASGI (`get_asgi_application`)."""
+    if django:
+        env = {**env, "DJANGO_SETTINGS_MODULE": DJANGO_SETTINGS}
+        target = ["perfkit.demo.django_app.asgi:application", "--lifespan", "off"]
+    else:
+        target = ["--factory", "perfkit.demo.app.main:create_from_env"]
     argv = [
-        sys.executable, "-m", "uvicorn", "--factory", "perfkit.demo.app.main:create_from_env",
+        sys.executable, "-m", "uvicorn", *target,
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
     return Child("app", argv, env, log)
 
 
-def start_worker(env: dict[str, str], log: Path, concurrency: int = 4) -> Child:
+def start_worker(env: dict[str, str], log: Path, concurrency: int = 4, *, django: bool = False) -> Child:
+    """`perfkit worker` on the demo's queue, or with `django` the project's `perfkit_worker` command
+    (Django set up first, then the tasks imported from the installed apps)."""
+    if django:
+        command = ["django", "perfkit_worker", f"--settings={DJANGO_SETTINGS}"]
+    else:
+        command = ["perfkit", "worker", "perfkit.demo.app.tasks:jobs"]
     argv = [
-        sys.executable, "-m", "perfkit", "worker", "perfkit.demo.app.tasks:jobs",
+        sys.executable, "-m", *command,
         "--queues", "demo", "--concurrency", str(concurrency), "--grace", "10", "--log-level", "WARNING",
     ]  # fmt: skip
     return Child("worker", argv, env, log)

@@ -72,8 +72,9 @@ class Printer:
     def line(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
 
-    def header(self, settings: Any) -> None:
-        self.line("perfkit demo: a support-ticket API, each endpoint slow then fast, measured")
+    def header(self, settings: Any, *, django: bool = False) -> None:
+        app = " (a Django project under ASGI)" if django else ""
+        self.line(f"perfkit demo: a support-ticket API{app}, each endpoint slow then fast, measured")
         self.line(
             f"  data {settings.database_url.split('://')[0]}, cache {settings.cache_url.split('://')[0]}"
             f" (+ in-process L1), jobs {settings.jobs_url.split('://')[0]}"
@@ -142,11 +143,13 @@ class Printer:
             f"Done in {doc['elapsed_s']:.0f}s." + ("" if doc["ok"] else " Some checks FAILED (exit code 1).")
         )
 
-    def keep_serving(self, base: str, token: str, *, shown: bool) -> None:
-        """`shown`: the demo made the token up; one the user set (PERFKIT_MONITOR_TOKEN) is not printed."""
+    def keep_serving(self, base: str, token: str, *, shown: bool, api_docs: bool = True) -> None:
+        """`shown`: the demo made the token up; one the user set (PERFKIT_MONITOR_TOKEN) is not printed.
+        `api_docs`: the app serves its OpenAPI page (FastAPI's /docs; the Django project has none)."""
         self.line()
-        self.line(f"Serving until Ctrl-C:  API {base}/docs")
-        self.line(f"  live page {base}/live?org=1 (open it in two tabs)")
+        self.line(f"Serving until Ctrl-C:  API {base}{'/docs' if api_docs else '/'}")
+        if api_docs:  # the FastAPI app's live page (the Django project has none)
+            self.line(f"  live page {base}/live?org=1 (open it in two tabs)")
         if shown:
             self.line(f"  dashboard {base}/perf/#token={token}")
         else:

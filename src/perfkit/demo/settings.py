@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from perfkit.errors import ConfigurationError
 
@@ -19,6 +20,7 @@ PG_JOBS_TABLE = "perfkit_demo_jobs"  # the job queue's tables, apart from a user
 # on a user's Redis, the demo's keys apart from an app's own jobs and monitoring store
 REDIS_JOBS_PREFIX = "perfkit-demo"
 REDIS_MONITOR_PREFIX = "perfkit:demo:monitor:"
+SECRET_KEY_ENV = ENV_PREFIX + "SECRET_KEY"  # the Django demo's SECRET_KEY, made up for each run
 
 
 @dataclass(frozen=True)
@@ -108,3 +110,15 @@ class DemoSettings:
 
 def _with_option(url: str, name: str, value: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}{name}={value}"
+
+
+def web_rules() -> tuple[Any, ...]:
+    """Both demo apps' web rules: the naive routes get no compression or ETag (as an app without
+    perfkit), the fast ones the stack's defaults and a Cache-Control; ticket writes are rate-limited."""
+    from perfkit.web import Rule
+
+    return (
+        Rule(path="/naive/*", compress=False, etag=False),
+        Rule(path="/fast/*", cache_control="private, no-cache"),
+        Rule(path="/tickets/*", methods=frozenset({"POST"}), rate_limit="50/s"),
+    )

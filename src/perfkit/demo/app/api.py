@@ -6,7 +6,6 @@ tests drive it in-process and `perfkit demo` serves it with uvicorn.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -18,7 +17,7 @@ from perfkit.cache import Cache
 from perfkit.cache.orm import CacheInvalidator
 from perfkit.demo.app import live, queries
 from perfkit.demo.app.models import STATUSES, Ticket
-from perfkit.demo.app.tasks import DemoJobs, export_key
+from perfkit.demo.app.tasks import DemoJobs, export_key, job_json, notify_key
 from perfkit.errors import ConfigurationError
 from perfkit.realtime import Hub
 
@@ -117,7 +116,7 @@ def _job_endpoints(app: FastAPI, state: DemoState, jobs: DemoJobs, Session: Any)
     async def export_fast(org_id: Id) -> dict[str, Any]:
         # one export per organization at a time: repeated clicks get the job already under way
         job = await jobs.export_report.enqueue(org_id, key=f"export:{org_id}")
-        return _job_json(job)
+        return job_json(job)
 
     @app.post("/naive/notify/{org_id}", name="naive_notify")
     async def notify_naive(
@@ -127,8 +126,8 @@ def _job_endpoints(app: FastAPI, state: DemoState, jobs: DemoJobs, Session: Any)
 
     @app.post("/fast/notify/{org_id}", name="fast_notify", status_code=202)
     async def notify_fast(org_id: Id, message: Message = "maintenance tonight") -> dict[str, Any]:
-        job = await jobs.notify_org.enqueue(org_id, message, key=_notify_key(org_id, message))
-        return _job_json(job)
+        job = await jobs.notify_org.enqueue(org_id, message, key=notify_key(org_id, message))
+        return job_json(job)
 
     async def find(job_id: str) -> Any:
         try:
@@ -141,7 +140,7 @@ def _job_endpoints(app: FastAPI, state: DemoState, jobs: DemoJobs, Session: Any)
 
     @app.get("/jobs/{job_id}", name="job_status")
     async def job_status(job_id: str) -> dict[str, Any]:
-        return _job_json(await find(job_id))
+        return job_json(await find(job_id))
 
     @app.get("/jobs/{job_id}/export.csv", name="job_export")
     async def job_export(job_id: str) -> Response:
@@ -150,25 +149,3 @@ def _job_endpoints(app: FastAPI, state: DemoState, jobs: DemoJobs, Session: Any)
         if body is None:
             raise HTTPException(409, f"export {job_id} is not ready ({info.status})")
         return _csv(body)
-
-
-def _notify_key(org_id: int, message: str) -> str:
-    """One job per organization and message while it is queued or running (a repeated click joins it);
-    hashed, so any message fits the key column."""
-    return f"notify:{org_id}:{hashlib.sha256(message.encode()).hexdigest()[:24]}"
-
-
-def _job_json(info: Any) -> dict[str, Any]:
-    return {
-        "id": info.id,
-        "task": info.type,
-        "status": str(info.status),
-        "progress": info.progress,
-        "progress_message": info.progress_message,
-        "result": info.result,
-        "error": info.error,
-        "queued_at": info.queued_at,
-        "started_at": info.started_at,
-        "completed_at": info.completed_at,
-        "status_url": f"/jobs/{info.id}",
-    }

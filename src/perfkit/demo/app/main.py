@@ -16,15 +16,11 @@ from fastapi import FastAPI
 from perfkit.demo.app import runtime
 from perfkit.demo.app.api import DemoState, create_app
 from perfkit.demo.app.tasks import build_jobs
-from perfkit.demo.settings import DemoSettings
+from perfkit.demo.settings import DemoSettings, web_rules
 from perfkit.monitor import MonitorConfig
-from perfkit.web import Rule, WebConfig
+from perfkit.web import WebConfig
 
-WEB_CONFIG_RULES = (
-    Rule(path="/naive/*", compress=False, etag=False),
-    Rule(path="/fast/*", cache_control="private, no-cache"),
-    Rule(path="/tickets/*", methods=frozenset({"POST"}), rate_limit="50/s"),
-)
+WEB_CONFIG_RULES = web_rules()
 
 
 def build(settings: DemoSettings) -> tuple[FastAPI, DemoState]:

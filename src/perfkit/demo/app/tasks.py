@@ -7,6 +7,7 @@ Finished exports are stored in the shared cache (L2), so any app process on any 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,28 @@ QUEUE = "demo"
 
 def export_key(job_id: str) -> str:
     return f"export:{job_id}"
+
+
+def notify_key(org_id: int, message: str) -> str:
+    """One job per organization and message while it is queued or running (a repeated click joins it);
+    hashed, so any message fits the key column."""
+    return f"notify:{org_id}:{hashlib.sha256(message.encode()).hexdigest()[:24]}"
+
+
+def job_json(info: Any) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "task": info.type,
+        "status": str(info.status),
+        "progress": info.progress,
+        "progress_message": info.progress_message,
+        "result": info.result,
+        "error": info.error,
+        "queued_at": info.queued_at,
+        "started_at": info.started_at,
+        "completed_at": info.completed_at,
+        "status_url": f"/jobs/{info.id}",
+    }
 
 
 @dataclass
