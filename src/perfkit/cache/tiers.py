@@ -372,15 +372,25 @@ class Tiers:
             else:
                 pending.append((key, self.key(key)))
         if pending and self.l2 is not None:
+            coherence = self.coherence
+            token = 0
+            if coherence is not None:  # as `read`: L2 hits are copied into L1 unless an invalidation raced
+                coherence.start()
+                token = coherence.token()
             nothing: list[Any] = [None] * len(pending)
             raws = await self.call("get", lambda b: b.get_many([k for _, k in pending]), nothing)
+            now = _now()
             for (key, k), raw in zip(pending, raws, strict=True):
                 if raw is None:
                     continue
                 try:
-                    out[key] = self.codec.decode(k, raw)[0]
+                    value, expires_at, _ = self.codec.decode(k, raw)
                 except SerializationError as exc:
                     log.warning("cache %r: ignoring unreadable value: %s", self.namespace, exc)
+                    continue
+                out[key] = value
+                if coherence is not None and coherence.may_fill(k, token):
+                    self.fill(k, value, expires_at - now if expires_at is not None else None)
         return out
 
     async def write_many(
