@@ -46,3 +46,21 @@ def test_tiered_get_many_counts_each_lookup_once(tmp_path: Any) -> None:
     finally:
         sync.clear()
         sync.close()
+
+
+@pytest.mark.redis
+async def test_tiered_get_many_fills_l1(tmp_path: Any) -> None:
+    """memory+redis: keys another process wrote, read by get_many alone, are then answered from L1."""
+    url, l1 = cache_url("memory+redis", tmp_path)
+    namespace = f"sgmf{threading.get_ident()}"
+    writer, reader = Cache(url, namespace=namespace), Cache(url, l1=l1, namespace=namespace)
+    try:
+        await writer.set_many({"a": 1, "b": 2}, 60)
+        deadline = time.monotonic() + 5  # the first reads subscribe the coherence channel
+        while reader.stats().tiers["l1"].hits < 2 and time.monotonic() < deadline:
+            assert await reader.get_many(["a", "b"]) == {"a": 1, "b": 2}
+        assert reader.stats().tiers["l1"].hits >= 2
+    finally:
+        await writer.clear()
+        await writer.close()
+        await reader.close()

@@ -34,15 +34,25 @@ async def read_many(tiers: Tiers, keys: list[str]) -> dict[str, Any]:
         else:
             pending.append((key, tiers.key(key)))
     if pending and tiers.l2 is not None:
+        coherence = tiers.coherence
+        token = 0
+        if coherence is not None:  # as `read`: L2 hits are copied into L1 unless an invalidation raced
+            coherence.start()
+            token = coherence.token()
         nothing: list[Any] = [None] * len(pending)
         raws = await tiers.call("get", lambda b: b.get_many([k for _, k in pending]), nothing)
+        now = time.time()
         for (key, k), raw in zip(pending, raws, strict=True):
             if raw is None:
                 continue
             try:
-                out[key] = tiers.codec.decode(k, raw)[0]
+                value, expires_at, _ = tiers.codec.decode(k, raw)
             except SerializationError as exc:
                 log.warning("cache %r: ignoring unreadable value: %s", tiers.namespace, exc)
+                continue
+            out[key] = value
+            if coherence is not None and coherence.may_fill(k, token):
+                tiers.fill(k, value, expires_at - now if expires_at is not None else None)
     return out
 
 

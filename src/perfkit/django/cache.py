@@ -29,6 +29,7 @@ from typing import Any
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
+from perfkit.cache.keys import MAX_TTL
 from perfkit.django.cache_async import AsyncPerfkitCache
 from perfkit.django.cache_base import MISSING, Expired, not_an_int, sync_conversion_lock
 from perfkit.django.cache_flight import get_or_set_here
@@ -199,11 +200,15 @@ class PerfkitCache(AsyncPerfkitCache):
         return self.sync.delete_match(self.pattern(pattern, version))
 
     def queryset(self, qs: Any, ttl: Any = DEFAULT_TIMEOUT, *, tags: Iterable[str] | None = None) -> Any:
-        """`qs`'s rows, cached and invalidated when the rows change (`perfkit.django.querysets`)."""
+        """`qs`'s rows, cached and invalidated when the rows change (`perfkit.django.querysets`). `ttl` is
+        a Django timeout: the alias's TIMEOUT by default, None for as long as perfkit keeps anything (ten
+        years: `cache_queryset` reads None as "the cache's default"), 0 for no caching at all."""
         import importlib
 
         seconds = self.seconds(ttl)
         if isinstance(seconds, Expired):  # a timeout of 0: nothing is cached
             return list(qs)
         querysets = importlib.import_module("perfkit.django.querysets")  # loaded lazily, as Django does
-        return querysets.cache_queryset(self.perfkit_cache, qs, ttl=seconds, tags=tags)
+        return querysets.cache_queryset(
+            self.perfkit_cache, qs, ttl=MAX_TTL if seconds is None else seconds, tags=tuple(tags or ())
+        )
