@@ -461,3 +461,18 @@ def test_a_backend_made_before_fork_works_in_the_child(settings: Any, namespace:
     finally:
         backend.clear()
         close_all()
+
+
+def test_operations_reach_the_metrics_and_the_request(django_cache: PerfkitCache, namespace: str) -> None:
+    """The backend's cache operations are counted in the process collector
+    (`cache_operations_total{namespace,...}`) and in the open request's cache count (Server-Timing)."""
+    from perfkit.db import track
+    from perfkit.metrics import default_collector
+
+    django_cache.set("k", 1)
+    with track("/x") as stats:
+        assert django_cache.get("k") == 1
+        assert django_cache.get("missing") is None
+    assert stats.cache_count >= 2
+    series = default_collector().families["cache_operations_total"].series
+    assert sum(v for labels, v in series.items() if labels[0] == namespace) >= 3

@@ -31,6 +31,7 @@ from perfkit.backends import parse_url
 from perfkit.cache import Cache
 from perfkit.django.cache_values import DjangoSerializer, derive_pickle_key
 from perfkit.errors import ConfigurationError
+from perfkit.metrics import cache_observer, default_collector
 
 __all__ = ["OPTION_KEYS", "aclose_loop", "cache_for", "cache_for_loop", "cache_options", "close_all"]
 
@@ -127,6 +128,9 @@ def cache_for(location: str, options: Mapping[str, Any]) -> Cache:
                     cache = Cache(url, **kwargs)
                 except TypeError as exc:  # a keyword of the wrong type: name the setting
                     raise ConfigurationError("CACHES OPTIONS", str(exc)) from None
+                # counted in the process's metrics and the request's Server-Timing `cache`, as
+                # `perfkit.instrument(cache=...)` does for an ASGI app (siblings share the observers)
+                cache.add_observer(cache_observer(default_collector()))
                 _caches[ident] = cache
     return cache
 

@@ -18,18 +18,4 @@ class DemoConfig(AppConfig):
         from perfkit.django import register
 
         register(Ticket, related=[TicketComment], strategy="immediate")
-        _observe_cache("default")
 
-
-def _observe_cache(alias: str) -> None:
-    """Count the alias's cache operations in the process's metrics (`perfkit_cache_operations_total`,
-    Server-Timing's `cache`), as `perfkit.instrument(cache=...)` does for the FastAPI app: perfkit.django
-    does not attach the backend's cache to the collector (yet), and the demo's hit ratio is read there."""
-    from django.core.cache import caches
-
-    from perfkit.metrics import cache_observer, default_collector
-
-    backend = caches[alias]
-    cache = getattr(backend, "perfkit_cache", None)
-    if cache is not None:
-        cache.add_observer(cache_observer(default_collector()))
