@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import Table, event, inspect, select
@@ -32,6 +32,7 @@ from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.util.concurrency import await_only, in_greenlet
 
 from perfkit.cache.cache import Cache
+from perfkit.cache.orm.changes import Observer, Observers
 from perfkit.cache.orm.deps import column_tag, dependency_columns, table_tag, unknown_rows_tag
 from perfkit.errors import ConfigurationError
 
@@ -64,6 +65,7 @@ class CacheInvalidator:
         atexit.register(self._scheduler.close)  # delayed/batched invalidations must not die with us
         self._lock = threading.Lock()
         self._listeners: list[tuple[Any, str, Any]] = []  # (target, event, fn), removed by close()
+        self._observers = Observers()
 
     def _listen(self, target: Any, name: str, fn: Any) -> None:
         event.listen(target, name, fn)
@@ -82,6 +84,11 @@ class CacheInvalidator:
         self._own[name] = strategy
         for child in related:
             self._parents[_model_name(child)].append((name, strategy))
+
+    def on_change(self, observer: Observer) -> Callable[[], None]:
+        """Call `observer(RowsChanged(model, tags))` once per changed model after each commit, once its
+        dependents are invalidated (perfkit.cache.orm.changes); returns a function that removes it."""
+        return self._observers.add(observer)
 
     def instrument(self, target: Any) -> None:
         """Watch a sessionmaker, async_sessionmaker, Session (sub)class or session, or an Engine."""
@@ -343,7 +350,8 @@ class CacheInvalidator:
         if groups:
             # this event fires just before the database commits: apply now, and once more shortly
             # after, so that a reader who refilled from pre-commit data in between is corrected
-            self._dispatch(groups)
+            # (observers hear of it then: after the commit)
+            self._dispatch(groups, notify=False)
             for model, _, tags in groups:
                 self._scheduler.add("delayed", model, tags)
 
@@ -352,7 +360,7 @@ class CacheInvalidator:
 
     # -- applying -------------------------------------------------------------------------------------
 
-    def _dispatch(self, groups: list[Group]) -> None:
+    def _dispatch(self, groups: list[Group], notify: bool = True) -> None:
         merged: dict[tuple[str, str], set[str]] = defaultdict(set)
         for model, strategy, tags in groups:
             merged[model, strategy].update(tags)
@@ -363,23 +371,27 @@ class CacheInvalidator:
         if not now:
             return
         if in_greenlet():  # an AsyncSession commit: await the invalidation before commit() returns
-            await_only(self._apply_async(now))
+            await_only(self._apply_async(now, notify))
         else:
-            self.apply_sync(now)
+            self.apply_sync(now, notify)
 
-    async def _apply_async(self, groups: list[Group]) -> None:
+    async def _apply_async(self, groups: list[Group], notify: bool) -> None:
         for model, strategy, tags in groups:
             start, removed = time.perf_counter(), 0
             for cache in self.caches:
                 removed += await cache.invalidate_tags(sorted(tags))
             self._record(model, strategy, removed, time.perf_counter() - start)
+        if notify:
+            self._observers.notify(groups)
 
-    def apply_sync(self, groups: list[Group]) -> None:
+    def apply_sync(self, groups: list[Group], notify: bool = True) -> None:
         for model, strategy, tags in groups:
             start, removed = time.perf_counter(), 0
             for cache in self.caches:
                 removed += cache.sync.invalidate_tags(sorted(tags))
             self._record(model, strategy, removed, time.perf_counter() - start)
+        if notify:
+            self._observers.notify(groups)
 
     def _record(self, model: str, strategy: str, removed: int, seconds: float) -> None:
         with self._lock:
