@@ -1,6 +1,7 @@
 """Views and the hub of tests/django/realtime_asgi.py (the Django ASGI project tests/django/
 test_realtime_asgi.py serves with uvicorn): log in and out, who am I, and a view that creates a ticket
-in a transaction and publishes it on `org:<id>` after the commit (`?fail=1` rolls it back)."""
+in a transaction and publishes it on `org:<id>` after the commit (`?fail=1` rolls it back), and an
+async view that publishes at once."""
 
 from __future__ import annotations
 
@@ -59,7 +60,14 @@ def create_ticket(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"ticket": ticket.pk, "org": org.pk})
 
 
+async def announce(request: HttpRequest) -> HttpResponse:
+    """An async view: no transaction can be open here, so the message goes at once."""
+    publish_on_commit(hub, "org:1", {"announce": request.GET.get("text", "")})
+    return HttpResponse(status=204)
+
+
 urlpatterns = [
+    path("announce/", announce),
     path("login/", login_view),
     path("logout/", logout_view),
     path("whoami/", whoami),

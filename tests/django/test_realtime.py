@@ -16,7 +16,7 @@ from perfkit.django.realtime import RealtimeRouter, publish_on_commit, session_u
 from perfkit.errors import ConfigurationError, InvalidArgumentError, SerializationError
 from perfkit.metrics import Collector
 from perfkit.realtime import Hub
-from tests.conftest import REDIS_URL, require_redis
+from tests.conftest import REDIS_URL, free_port, require_redis
 
 DATABASES = ["default", "pg"]
 
@@ -211,3 +211,32 @@ async def test_router_dispatches_by_path_and_answers_lifespan() -> None:
 
 async def _record(closed: list[Any]) -> None:
     closed.append(True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_redis_down_never_breaks_the_commit(caplog: pytest.LogCaptureFixture) -> None:
+    """With the hub's Redis unreachable the transaction still commits and the view goes on; the lost
+    publish is logged with its channel."""
+    from tests.django.tickets.models import Organization
+
+    down = Hub(f"redis://127.0.0.1:{free_port()}/0", collector=Collector())
+    try:
+        with transaction.atomic():
+            Organization.objects.create(name="kept")
+            publish_on_commit(down, "org:9", {"n": 1})
+    finally:
+        down.sync.close()
+    assert Organization.objects.filter(name="kept").exists()
+    assert "publish on org:9 failed" in caplog.text
+
+
+async def test_async_code_outside_a_transaction_publishes_at_once() -> None:
+    """From async code (an async view: autocommit, Django runs the callback at once) the message goes
+    through the hub's outbox on the running loop, without blocking it."""
+    hub = Hub("memory://", collector=Collector())
+    try:
+        publish_on_commit(hub, "org:5", "from an async view")
+        await hub.drain()
+        assert await hub.history("org:5") == ["from an async view"]
+    finally:
+        await hub.close()

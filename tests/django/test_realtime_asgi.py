@@ -92,8 +92,8 @@ async def start_and_read(client: Client) -> None:
 async def test_logged_in_user_hears_the_commit(project: Project) -> None:
     """With alice's session cookie: the WebSocket subscribes to her own user channel and an org channel
     but not to bob's; a view's rolled-back ticket is never published, its committed tickets are, in
-    order (offsets 1, 2: nothing in between); an SSE stream with the cookie hears them too; Django's
-    own HTTP views are served beside the endpoints."""
+    order (offsets 1, 2: nothing in between), then an async view's message; an SSE stream with the
+    cookie hears them too; Django's own HTTP views are served beside the endpoints."""
     cookie, alice = project.login("alice")
     _, bob = project.login("bob")
     headers = {"Cookie": f"{SESSION_COOKIE}={cookie}"}
@@ -111,12 +111,14 @@ async def test_logged_in_user_hears_the_commit(project: Project) -> None:
             assert (await http.post("/tickets/", data={"title": "lost", "fail": "1"})).status_code == 409
             first = (await http.post("/tickets/", data={"title": "one"})).json()
             second = (await http.post("/tickets/", data={"title": "two"})).json()
+            assert (await http.get("/announce/?text=hi")).status_code == 204
             for client in (ws, sse):
-                events = [await client.next(10), await client.next(10)]
+                events = [await client.next(10) for _ in range(3)]
                 assert all(isinstance(e, Message) for e in events)
                 assert [(e.channel, e.offset, e.data) for e in events] == [
                     ("org:1", 1, {"ticket": first["ticket"], "title": "one"}),
                     ("org:1", 2, {"ticket": second["ticket"], "title": "two"}),
+                    ("org:1", 3, {"announce": "hi"}),
                 ]
 
 

@@ -16,6 +16,7 @@ Channels' `ProtocolTypeRouter` works as well: the endpoints are plain ASGI apps 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from importlib import import_module
@@ -38,13 +39,26 @@ def publish_on_commit(hub: Hub, channel: str, data: Any, *, using: str | None = 
     """Publish `data` on `channel` once the current transaction of database `using` (default: the
     default database) commits, through `transaction.on_commit`: nothing if it rolls back; inside a
     savepoint (a nested `atomic`) that rolls back, only what was queued in it is dropped. Outside a
-    transaction (autocommit) it is published at once. A bad channel or a value with no JSON form fails
-    here, in the caller, not after the commit; a publish that fails later is logged, never raised."""
+    transaction (autocommit) it is published at once, and so from async code (an async view), where
+    no `atomic` block can be open (Django's `on_commit` would raise SynchronousOnlyOperation there).
+    A bad channel or a value with no JSON form fails here, in the caller, not after the commit; a
+    publish that fails later is logged, never raised."""
     from django.db import transaction
 
     check_channel(channel)
     encode(data)
+    if not transaction.get_connection(using).in_atomic_block and _on_event_loop():
+        hub.publish_soon(channel, data)
+        return
     transaction.on_commit(lambda: hub.publish_soon(channel, data), using=using)
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 async def session_user(conn: HTTPConnection) -> Any:
