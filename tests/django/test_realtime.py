@@ -130,7 +130,8 @@ class Conn:
 @pytest.mark.django_db(transaction=True)
 def test_session_user_resolves_the_logged_in_user(client: Any, settings: Any) -> None:
     """The session cookie of a logged-in user resolves to that user (read in Django's sync thread);
-    no cookie, an unknown session, a logged-out session and an inactive user resolve to None."""
+    no cookie, an unknown session, an inactive user, a logged-out session and a password changed since
+    the login resolve to None."""
     from django.contrib.auth.models import User
 
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.db"
@@ -150,7 +151,13 @@ def test_session_user_resolves_the_logged_in_user(client: Any, settings: Any) ->
     assert resolve({name: cookie}) is None
     alice.is_active = True
     alice.save()
+    assert resolve({name: cookie}) is not None
     client.logout()
+    assert resolve({name: cookie}) is None
+    client.force_login(alice)
+    cookie = _cookie_of(client)
+    alice.set_password("changed")
+    alice.save()  # the session's auth hash no longer matches: Django logs the session out
     assert resolve({name: cookie}) is None
 
 
