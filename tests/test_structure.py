@@ -240,6 +240,11 @@ def _defined_names(tree: ast.Module) -> set[str]:
     return {n for n in names if is_private(n)}
 
 
+# Underscored names that are another library's documented API, not perfkit's private state: Django's
+# `Model._meta` (the Options API) and `Model._state` (adding/db of an instance) are documented for use.
+THIRD_PARTY_API = {"_meta", "_state"}
+
+
 def private_attribute_uses() -> dict[tuple[str, str], int]:
     """(module, attribute) pairs: `x._name` read in a module that does not define `_name` itself.
 
@@ -257,6 +262,7 @@ def private_attribute_uses() -> dict[tuple[str, str], int]:
                 and is_private(node.attr)
                 and node.attr not in defined[module]
                 and node.attr in everywhere
+                and node.attr not in THIRD_PARTY_API
             ):
                 found.setdefault((module, node.attr), node.lineno)
     return found

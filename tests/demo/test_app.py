@@ -244,3 +244,47 @@ async def test_closing_the_worker_queue_disposes_what_its_jobs_opened(
     assert closed == []
     await jobs.queue.close()
     assert sorted(closed) == ["cache", "engine"]
+
+
+@pytest.mark.memory
+async def test_a_status_write_reaches_the_live_channel_after_its_commit(
+    seeded: Path, namespace: str, tmp_path: Path
+) -> None:
+    """With a hub, a committed status change is published on `org:<id>` (ticket, status, title); a refused
+    write publishes nothing; job events go to `job:<id>`; /live serves the page with the hashed client."""
+    from perfkit.realtime import Hub
+
+    engine = create_async_engine(f"sqlite+aiosqlite:///{seeded}")
+    cache = Cache("memory://", namespace=namespace)
+    settings = DemoSettings.choose(tmp_path, token="t")
+    settings = DemoSettings(**{**settings.__dict__, "database_url": f"sqlite:///{seeded}"})
+    hub = Hub("memory://")
+    jobs = build_jobs(settings, cache=cache, hub=hub)
+    state = DemoState.build(engine, cache, jobs, hub)
+    transport = httpx.ASGITransport(app=create_app(state))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
+            board = (await client.get("/fast/dashboard/2")).json()
+            ticket = board["recent"][0]
+            status = "pending" if ticket["status"] != "pending" else "open"
+            assert (await client.post(f"/tickets/{ticket['id']}/status/{status}")).status_code == 200
+            assert (await client.post(f"/tickets/{ticket['id']}/status/bogus")).status_code == 422
+            job = (await client.post("/fast/export/2")).json()
+            await jobs.queue.worker(burst=True, concurrency=1).run()
+            await hub.drain()
+            assert await hub.history("org:2") == [
+                {"ticket": ticket["id"], "status": status, "title": ticket["title"]}
+            ]
+            events = [e["event"] for e in await hub.history(f"job:{job['id']}")]
+            assert events[0] == "enqueued" and events[-1] == "succeeded", events
+            page = await client.get("/live")
+            assert page.status_code == 200 and "/live/static/perfkit-realtime." in page.text
+            assert "{{" not in page.text
+            script = page.text.split('<script src="')[1].split('"')[0]
+            served = await client.get(script)
+            assert served.headers["cache-control"] == "public, max-age=31536000, immutable"
+    finally:
+        state.invalidator.close()
+        await jobs.queue.close()  # closes the hub it was given, too
+        await cache.close()
+        await engine.dispose()

@@ -1,5 +1,6 @@
 """perfkit.django.realtime in the test process: `publish_on_commit` on real transactions (SQLite and the
-real PostgreSQL, a hub on the real Redis), `session_user` on real sessions, `RealtimeRouter`'s routing."""
+real PostgreSQL, a hub on the real Redis), `session_user` on real sessions, `RealtimeRouter`'s routing,
+Django writes followed (`follow_invalidations`)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import pytest
 import redis
 from django.db import transaction
 
-from perfkit.django.realtime import RealtimeRouter, publish_on_commit, session_user
+from perfkit.django.realtime import RealtimeRouter, follow_invalidations, publish_on_commit, session_user
 from perfkit.errors import ConfigurationError, InvalidArgumentError, SerializationError
 from perfkit.metrics import Collector
 from perfkit.realtime import Hub
 from tests.conftest import REDIS_URL, free_port, require_redis
+from tests.django.orm_fixtures import DATABASES as DATABASES_SEEDED
+from tests.django.orm_fixtures import Seeded, make_seeded
 
 DATABASES = ["default", "pg"]
 
@@ -247,3 +250,43 @@ async def test_async_code_outside_a_transaction_publishes_at_once() -> None:
         assert await hub.history("org:5") == ["from an async view"]
     finally:
         await hub.close()
+
+
+@pytest.fixture(params=DATABASES_SEEDED)
+def seeded(request: pytest.FixtureRequest) -> Iterator[Seeded]:
+    yield from make_seeded(request)
+
+
+def test_django_writes_published_after_commit(seeded: Seeded, hub: Hub) -> None:
+    """`follow_invalidations(hub)` publishes a committed Ticket move on model:tickets.Ticket with its
+    key and both organizations, once the cached dependents are gone; nothing before the commit, nothing
+    for a rolled-back write, nothing for a model left out by `models=`."""
+    from perfkit.django import rows
+    from tests.django.tickets.models import Organization, Ticket
+
+    channel = "model:tickets.Ticket"
+    seeded.put("org7", [rows(Ticket, organization_id="{org}")], org=seeded.org7.pk)
+    stop = follow_invalidations(hub, models=[Ticket])
+    try:
+        with transaction.atomic(using=seeded.alias):
+            ticket = seeded.objects(Ticket).get(pk=seeded.t1.pk)
+            ticket.organization = seeded.org8
+            ticket.save()
+            assert history(hub, channel) == [] and seeded.has("org7")
+        [message] = history(hub, channel)
+        assert not seeded.has("org7")
+        table = message["rows"]["tickets_ticket"]
+        assert message["model"] == "tickets.Ticket" and message["unknown"] == []
+        assert table["id"] == [str(ticket.pk)]
+        assert table["organization_id"] == sorted([str(seeded.org7.pk), str(seeded.org8.pk)])
+        try:
+            with transaction.atomic(using=seeded.alias):
+                seeded.objects(Ticket).filter(pk=seeded.t2.pk).update(title="rolled back")
+                raise RuntimeError("roll back")
+        except RuntimeError:
+            pass
+        seeded.objects(Organization).filter(pk=seeded.org7.pk).update(name="renamed")
+        assert len(history(hub, channel)) == 1
+        assert history(hub, "model:tickets.Organization") == []
+    finally:
+        stop()

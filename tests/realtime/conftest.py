@@ -108,15 +108,19 @@ class ThreadServer(Server):
 
 
 def start_server(
-    url: str, port: int | None = None, origins: list[str] | None = None, **settings: Any
+    url: str,
+    port: int | None = None,
+    origins: list[str] | None = None,
+    app: str = "tests.realtime._app:from_environment",
+    **settings: Any,
 ) -> ProcessServer:
-    """One uvicorn process with a hub on `url`; returns once it listens."""
+    """One uvicorn process serving the app factory `app` (a hub on `url`); returns once it listens."""
     port = port or free_port()
     env = {**os.environ, "RT_URL": url, "RT_SETTINGS": json.dumps(settings), "PYTHONPATH": str(ROOT / "src")}
     if origins is not None:
         env["RT_ORIGINS"] = json.dumps(origins)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "tests.realtime._app:from_environment", "--factory",
+        [sys.executable, "-m", "uvicorn", app, "--factory",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "info", "--ws", "websockets-sansio",
          "--timeout-graceful-shutdown", "3"],
         cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,

@@ -142,9 +142,9 @@ def make_cached(
     tag_list = check_tags(tags, key or "")
     dep_tags = None
     if depends_on:
-        from perfkit.cache.orm.deps import compile_dependencies  # SQLAlchemy only when asked for
+        from perfkit.cache.depends import compile_dependencies
 
-        dep_tags = compile_dependencies(depends_on)
+        dep_tags = compile_dependencies(depends_on, cache)
 
     def decorate(fn: Callable[..., Any]) -> CachedFunction:
         build = key_builder(fn, key, key_prefix)

@@ -2,15 +2,19 @@
 
 It is a facade, not a second implementation: an L1 hit is answered in the calling thread (a dict
 lookup), everything else runs the async `Cache` on a private event loop thread (a
-`perfkit.syncfacade.SyncFacade`, as `SyncJobQueue` is), which owns its own L2 connections and shares
-the L1 and the statistics with the async cache. A plain loader runs in a worker thread, so one slow
-loader does not hold up other threads' cache calls, and concurrent misses from many threads still
-share one loader call.
+`perfkit.syncfacade.SyncFacade`, as `SyncJobQueue` is), which owns its own L2 connections and shares the
+L1 and the statistics with the async cache. A plain loader runs in the thread that called `get_or_set`
+(so thread-bound state works in it: a Django database connection, a thread-local session) while the loop
+waits for it, so one slow loader does not hold up other threads' cache calls, and concurrent misses from
+many threads still share one loader call (the others wait for the first). A background refresh of a
+stale value, once its caller has gone, runs the loader in a worker thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, cast
 
@@ -44,9 +48,26 @@ class SyncCache(SyncFacade):
         item = self._tiers.find(key, True)
         if item is not None:
             return cast(T, item.value)
-        # the plain loader runs in a worker thread, so it never blocks the portal loop
-        in_thread: Any = lambda: asyncio.to_thread(loader)  # noqa: E731
-        return cast(T, self.call(self._inner.get_or_set(key, in_thread, ttl, **options)))
+        loop = self.portal.loop
+        wanted: concurrent.futures.Future[asyncio.Future[Any]] = concurrent.futures.Future()
+        lock, state = threading.Lock(), {"gone": False}
+
+        async def in_caller() -> Any:  # the loop's side: ask the calling thread to run the loader
+            with lock:
+                gone = state["gone"]
+                if not gone:
+                    result: asyncio.Future[Any] = loop.create_future()
+                    wanted.set_result(result)
+            return await (asyncio.to_thread(loader) if gone else result)
+
+        outer = asyncio.run_coroutine_threadsafe(self._inner.get_or_set(key, in_caller, ttl, **options), loop)
+        concurrent.futures.wait([outer, wanted], return_when=concurrent.futures.FIRST_COMPLETED)
+        with lock:
+            state["gone"] = True
+            asked = wanted.done()
+        if asked:
+            _run_for(loop, wanted.result(), loader)
+        return cast(T, outer.result())
 
     def set(self, key: str, value: Any, ttl: TTL | Unset = UNSET, **options: Any) -> None:
         self.call(self._inner.set(key, value, ttl, **options))
@@ -87,3 +108,20 @@ class SyncCache(SyncFacade):
     async def aclose(self) -> None:
         """Close the private loop's connections (runs on that loop; `close()` also stops its thread)."""
         await self._inner.close()
+
+
+def _run_for(loop: asyncio.AbstractEventLoop, result: asyncio.Future[Any], loader: Callable[[], Any]) -> None:
+    """Run `loader` here and hand its value (or exception) to `result` on `loop`."""
+
+    def settle(fn: Callable[[Any], None], value: Any) -> None:
+        if not result.done():  # the waiting load may have been cancelled meanwhile
+            fn(value)
+
+    try:
+        value = loader()
+    except BaseException as exc:
+        loop.call_soon_threadsafe(settle, result.set_exception, exc)
+        if not isinstance(exc, Exception):
+            raise
+    else:
+        loop.call_soon_threadsafe(settle, result.set_result, value)

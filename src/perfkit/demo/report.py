@@ -146,6 +146,7 @@ class Printer:
         """`shown`: the demo made the token up; one the user set (PERFKIT_MONITOR_TOKEN) is not printed."""
         self.line()
         self.line(f"Serving until Ctrl-C:  API {base}/docs")
+        self.line(f"  live page {base}/live?org=1 (open it in two tabs)")
         if shown:
             self.line(f"  dashboard {base}/perf/#token={token}")
         else:

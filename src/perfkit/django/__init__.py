@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PerfkitMiddleware"]
+__all__ = ["PerfkitMiddleware", "cache_queryset", "register", "rows", "watch"]
 
 
 def __getattr__(name: str) -> Any:
@@ -22,4 +22,12 @@ def __getattr__(name: str) -> Any:
         from perfkit.django.middleware import PerfkitMiddleware
 
         return PerfkitMiddleware
+    if name in ("register", "rows", "watch"):  # the ORM invalidation (perfkit.django.invalidation)
+        from perfkit.django import invalidation
+
+        return getattr(invalidation, name)
+    if name == "cache_queryset":
+        from perfkit.django.querysets import cache_queryset
+
+        return cache_queryset
     raise AttributeError(f"module 'perfkit.django' has no attribute {name!r}")

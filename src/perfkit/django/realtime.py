@@ -1,6 +1,7 @@
 """The real-time hub in a Django project (`perfkit.realtime`; docs/realtime.md).
 
     publish_on_commit(hub, channel, data, using=None)   after the transaction of `using` commits
+    follow_invalidations(hub)                           model writes -> `model:<app_label.Model>`
     session_user                                        `auth=` for the endpoints: the logged-in user
     RealtimeRouter(django_app, {"/ws": ..., "/events": ...})   the endpoints beside Django's ASGI app
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
     from perfkit.realtime import Hub
 
-__all__ = ["RealtimeRouter", "publish_on_commit", "session_user"]
+__all__ = ["RealtimeRouter", "follow_invalidations", "publish_on_commit", "session_user"]
 logger = logging.getLogger("perfkit.realtime")
 
 
@@ -51,6 +52,21 @@ def publish_on_commit(hub: Hub, channel: str, data: Any, *, using: str | None = 
         hub.publish_soon(channel, data)
         return
     transaction.on_commit(lambda: hub.publish_soon(channel, data), using=using)
+
+
+def follow_invalidations(
+    hub: Hub, channel: str = "model:{model}", models: Iterable[Any] | None = None
+) -> Callable[[], None]:
+    """`hub.follow_invalidations` for the project's Django invalidation (perfkit.django.invalidation):
+    after each commit that wrote rows of a model, once its cached dependents are invalidated,
+    `{"model", "rows", "unknown"}` is published on `channel.format(model=<app_label.Model>)`.
+    `models` (classes or "app_label.Model" names) limits it to those models. Returns a function that
+    stops it."""
+    from perfkit.django.orm_apply import invalidator
+    from perfkit.django.orm_deps import model_label, resolve_model
+
+    labels = None if models is None else [model_label(resolve_model(m)) for m in models]
+    return hub.follow_invalidations(invalidator, channel, labels)
 
 
 def _on_event_loop() -> bool:

@@ -14,11 +14,13 @@ lossless resume (docs/realtime.md has the guide and the wire protocol).
     integrations.py job events and SQLAlchemy commits published
     bridges.py      the cache invalidator's row changes published per model
     client.py       the Python client (WebSocket and SSE), resuming after reconnects
+    static.py       ClientScript: the JavaScript client (static/perfkit-realtime.js), served
 """
 
 from perfkit.realtime.config import HubConfig
 from perfkit.realtime.health import HealthResult, HubCheck
 from perfkit.realtime.hub import Hub
 from perfkit.realtime.protocol import Position
+from perfkit.realtime.static import ClientScript
 
-__all__ = ["HealthResult", "Hub", "HubCheck", "HubConfig", "Position"]
+__all__ = ["ClientScript", "HealthResult", "Hub", "HubCheck", "HubConfig", "Position"]

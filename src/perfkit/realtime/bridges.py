@@ -1,7 +1,7 @@
 """The hub fed by the cache invalidator: rows of a model changed -> a message on the model's channel.
 
 `follow_invalidations(hub, invalidator)` listens through the invalidator's public observer seam
-(`invalidator.on_change`, perfkit.cache.orm.changes), so it hears of a change after the commit and
+(`invalidator.on_change`, perfkit.cache.changes), so it hears of a change after the commit and
 after the model's cached dependents were invalidated: a page that reloads on the message reads fresh
 values. Publishing goes through `Hub.publish_soon` (in order, failures logged, never raised into the
 commit).

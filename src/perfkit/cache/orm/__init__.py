@@ -6,7 +6,7 @@ and, after each commit, invalidates exactly the dependents of the rows that chan
 `invalidator.on_change(observer)` hears which rows those were (`RowsChanged`).
 """
 
-from perfkit.cache.orm.changes import RowsChanged
+from perfkit.cache.changes import RowsChanged
 from perfkit.cache.orm.deps import column_tag, table_tag, unknown_rows_tag
 from perfkit.cache.orm.invalidator import CacheInvalidator
 

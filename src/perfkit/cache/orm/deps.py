@@ -15,34 +15,30 @@ someone depends on: the primary key, foreign keys, and every column named in a `
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import Table, inspect
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter, ColumnElement
 
-from perfkit.cache.keys import DEPENDENCY_TAG_PREFIX
+from perfkit.cache.depends import TagBuilder, column_tag, fill, table_tag, unknown_rows_tag
 from perfkit.errors import InvalidArgumentError
 
-TagBuilder = Callable[[Mapping[str, Any]], list[str]]
+__all__ = [
+    "column_tag",
+    "compile_dependencies",
+    "compile_dependency",
+    "dependency_columns",
+    "note_column",
+    "table_tag",
+    "unknown_rows_tag",
+]
 
 _lock = threading.Lock()
 _columns: dict[str, set[str]] = {}
 _version = 0  # bumped by note_column; invalidates the per-table cache below
 _cached: dict[Table, tuple[int, frozenset[str]]] = {}
-
-
-def table_tag(table: str) -> str:
-    return f"{DEPENDENCY_TAG_PREFIX}{table}"
-
-
-def unknown_rows_tag(table: str) -> str:
-    return f"{DEPENDENCY_TAG_PREFIX}{table}!"
-
-
-def column_tag(table: str, column: str, value: Any) -> str:
-    return f"{DEPENDENCY_TAG_PREFIX}{table}.{column}={value}"
 
 
 def note_column(table: str, column: str) -> None:
@@ -106,7 +102,7 @@ def compile_dependency(dep: Any) -> TagBuilder:
 
             def build(values: Mapping[str, Any]) -> list[str]:
                 items: list[Any] = list(raw or ()) if many else [raw]
-                out = [column_tag(table_name, col_name, _fill(v, values)) for v in items]
+                out = [column_tag(table_name, col_name, fill(v, values)) for v in items]
                 out.append(unknown)
                 return out
 
@@ -119,9 +115,3 @@ def compile_dependency(dep: Any) -> TagBuilder:
 def compile_dependencies(deps: Iterable[Any]) -> TagBuilder:
     builders = [compile_dependency(d) for d in deps]
     return lambda values: [tag for b in builders for tag in b(values)]
-
-
-def _fill(value: Any, values: Mapping[str, Any]) -> Any:
-    if isinstance(value, str) and "{" in value:
-        return value.format_map(values)
-    return value

@@ -15,10 +15,7 @@ Strategies, per registered model:
 
 from __future__ import annotations
 
-import atexit
 import logging
-import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -32,15 +29,16 @@ from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.util.concurrency import await_only, in_greenlet
 
 from perfkit.cache.cache import Cache
-from perfkit.cache.orm.changes import Observer, Observers
+from perfkit.cache.changes import Observer
+from perfkit.cache.invalidations import STRATEGIES, Group, Invalidations, check_strategy
 from perfkit.cache.orm.deps import column_tag, dependency_columns, table_tag, unknown_rows_tag
 from perfkit.errors import ConfigurationError
 
+__all__ = ["STRATEGIES", "CacheInvalidator"]
+
 log = logging.getLogger("perfkit.cache")
-STRATEGIES = ("immediate", "delayed", "batch")
 _PENDING = "perfkit.pending"  # session.info: {transaction: [(model, strategy, tags)]}
 _IN_ORM = "perfkit.in_orm"  # connection.info: set while the ORM itself executes, so Core hooks skip it
-Group = tuple[str, str, set[str]]  # model, strategy, tags
 
 
 def _model_name(model: Any) -> str:
@@ -59,13 +57,9 @@ class CacheInvalidator:
         self._own: dict[str, str] = {}  # model -> strategy for its own writes
         self._parents: dict[str, list[tuple[str, str]]] = defaultdict(list)  # child -> [(parent, strategy)]
         self._mappers: dict[str, Mapper[Any]] = {}
-        self._scheduler = _Scheduler(self, delay, batch_interval, batch_size)
-        self._stats: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0.0])
+        self._applied = Invalidations(lambda: self.caches, delay, batch_interval, batch_size)
         self._key = f"{_PENDING}.{id(self):x}"  # several invalidators may watch one session
-        atexit.register(self._scheduler.close)  # delayed/batched invalidations must not die with us
-        self._lock = threading.Lock()
         self._listeners: list[tuple[Any, str, Any]] = []  # (target, event, fn), removed by close()
-        self._observers = Observers()
 
     def _listen(self, target: Any, name: str, fn: Any) -> None:
         event.listen(target, name, fn)
@@ -78,8 +72,7 @@ class CacheInvalidator:
     def register(self, model: Any, related: Iterable[Any] = (), strategy: str = "immediate") -> None:
         """Writes to `model` use `strategy`; a write to a `related` model also invalidates the dependents
         of its parent `model` row (found through the related model's foreign keys)."""
-        if strategy not in STRATEGIES:
-            raise ConfigurationError("strategy", f"{strategy!r} is not one of {list(STRATEGIES)}")
+        check_strategy(strategy)
         name = _model_name(model)
         self._own[name] = strategy
         for child in related:
@@ -87,8 +80,8 @@ class CacheInvalidator:
 
     def on_change(self, observer: Observer) -> Callable[[], None]:
         """Call `observer(RowsChanged(model, tags))` once per changed model after each commit, once its
-        dependents are invalidated (perfkit.cache.orm.changes); returns a function that removes it."""
-        return self._observers.add(observer)
+        dependents are invalidated (perfkit.cache.changes); returns a function that removes it."""
+        return self._applied.observers.add(observer)
 
     def instrument(self, target: Any) -> None:
         """Watch a sessionmaker, async_sessionmaker, Session (sub)class or session, or an Engine."""
@@ -353,7 +346,7 @@ class CacheInvalidator:
             # (observers hear of it then: after the commit)
             self._dispatch(groups, notify=False)
             for model, _, tags in groups:
-                self._scheduler.add("delayed", model, tags)
+                self._applied.schedule("delayed", model, tags)
 
     def _on_core_rollback(self, conn: Connection) -> None:
         conn.info.pop(self._key, None)
@@ -361,67 +354,28 @@ class CacheInvalidator:
     # -- applying -------------------------------------------------------------------------------------
 
     def _dispatch(self, groups: list[Group], notify: bool = True) -> None:
-        merged: dict[tuple[str, str], set[str]] = defaultdict(set)
-        for model, strategy, tags in groups:
-            merged[model, strategy].update(tags)
-        now = [(m, s, t) for (m, s), t in merged.items() if s == "immediate"]
-        for (model, strategy), tags in merged.items():
-            if strategy != "immediate":
-                self._scheduler.add(strategy, model, tags)
+        now = self._applied.split(groups)
         if not now:
             return
         if in_greenlet():  # an AsyncSession commit: await the invalidation before commit() returns
-            await_only(self._apply_async(now, notify))
+            await_only(self._applied.apply_async(now, notify))
         else:
             self.apply_sync(now, notify)
 
-    async def _apply_async(self, groups: list[Group], notify: bool) -> None:
-        for model, strategy, tags in groups:
-            start, removed = time.perf_counter(), 0
-            for cache in self.caches:
-                removed += await cache.invalidate_tags(sorted(tags))
-            self._record(model, strategy, removed, time.perf_counter() - start)
-        if notify:
-            self._observers.notify(groups)
-
     def apply_sync(self, groups: list[Group], notify: bool = True) -> None:
-        for model, strategy, tags in groups:
-            start, removed = time.perf_counter(), 0
-            for cache in self.caches:
-                removed += cache.sync.invalidate_tags(sorted(tags))
-            self._record(model, strategy, removed, time.perf_counter() - start)
-        if notify:
-            self._observers.notify(groups)
-
-    def _record(self, model: str, strategy: str, removed: int, seconds: float) -> None:
-        with self._lock:
-            entry = self._stats[model, strategy]
-            entry[0] += 1
-            entry[1] += removed
-            entry[2] += seconds
-        for cache in self.caches:
-            cache.tiers.observe(cache.namespace, "orm", f"invalidate:{model}:{strategy}", "ok", seconds)
+        self._applied.apply_sync(groups, notify)
 
     def stats(self) -> dict[str, dict[str, dict[str, float]]]:
         """{model: {strategy: {invalidations, keys_removed, seconds}}}."""
-        out: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
-        with self._lock:
-            for (model, strategy), (n, removed, seconds) in self._stats.items():
-                out[model][strategy] = {
-                    "invalidations": n,
-                    "keys_removed": removed,
-                    "seconds": round(seconds, 6),
-                }
-        return dict(out)
+        return self._applied.stats()
 
     def flush(self) -> None:
         """Apply every delayed and batched invalidation now (at shutdown, or in tests)."""
-        self._scheduler.flush("delayed")
-        self._scheduler.flush("batch")
+        self._applied.flush()
 
     def close(self) -> None:
         """Apply what is pending, stop watching (every listener removed) and detach from the caches."""
-        self._scheduler.close()
+        self._applied.close()
         listeners, self._listeners = self._listeners, []
         for target, name, fn in listeners:
             if event.contains(target, name, fn):
@@ -471,53 +425,3 @@ def _row_values(state: Any, mapper: Mapper[Any], table: Table, new: bool) -> dic
         else:
             out[col] = None  # not loaded, or filled in by the server
     return out
-
-
-class _Scheduler:
-    """Holds delayed and batched tags and applies them from a timer thread through the sync facade."""
-
-    def __init__(self, owner: CacheInvalidator, delay: float, interval: float, size: int) -> None:
-        self.owner, self.delay, self.interval, self.size = owner, delay, interval, size
-        self._lock = threading.Lock()
-        self._pending: dict[str, dict[str, set[str]]] = {
-            "delayed": defaultdict(set),
-            "batch": defaultdict(set),
-        }
-        self._timers: dict[str, threading.Timer] = {}
-
-    def add(self, strategy: str, model: str, tags: set[str]) -> None:
-        with self._lock:
-            pending = self._pending[strategy]
-            pending[model].update(tags)
-            if strategy == "batch" and sum(map(len, pending.values())) >= self.size:
-                self._start(strategy, 0.0, replace=True)
-            elif strategy not in self._timers:
-                self._start(strategy, self.delay if strategy == "delayed" else self.interval)
-
-    def _start(self, strategy: str, after: float, replace: bool = False) -> None:
-        old = self._timers.get(strategy)
-        if old is not None:
-            if not replace:
-                return
-            old.cancel()
-        timer = threading.Timer(after, self.flush, (strategy,))
-        timer.daemon = True
-        self._timers[strategy] = timer
-        timer.start()
-
-    def flush(self, strategy: str) -> None:
-        with self._lock:
-            groups = self._pending[strategy]
-            self._pending[strategy] = defaultdict(set)
-            timer = self._timers.pop(strategy, None)
-        if timer is not None and timer is not threading.current_thread():
-            timer.cancel()
-        if groups:
-            try:
-                self.owner.apply_sync([(m, strategy, t) for m, t in groups.items()])
-            except Exception:
-                log.exception("cache invalidation (%s) failed", strategy)
-
-    def close(self) -> None:
-        self.flush("delayed")
-        self.flush("batch")

@@ -16,10 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from perfkit.cache import Cache
 from perfkit.cache.orm import CacheInvalidator
-from perfkit.demo.app import queries
+from perfkit.demo.app import live, queries
 from perfkit.demo.app.models import STATUSES, Ticket
 from perfkit.demo.app.tasks import DemoJobs, export_key
 from perfkit.errors import ConfigurationError
+from perfkit.realtime import Hub
 
 # ids are 32-bit in the schema: a larger one is a 422 naming the parameter, not a database error
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -34,13 +35,16 @@ class DemoState:
     cache: Cache
     invalidator: CacheInvalidator
     jobs: DemoJobs | None = None  # the export and notification pairs need it
+    hub: Hub | None = None  # the live page (/live) needs it
 
     @classmethod
-    def build(cls, engine: AsyncEngine, cache: Cache, jobs: DemoJobs | None = None) -> DemoState:
+    def build(
+        cls, engine: AsyncEngine, cache: Cache, jobs: DemoJobs | None = None, hub: Hub | None = None
+    ) -> DemoState:
         sessions = async_sessionmaker(engine, expire_on_commit=False)
         invalidator = CacheInvalidator(cache)
         invalidator.instrument(sessions)
-        return cls(engine, sessions, cache, invalidator, jobs)
+        return cls(engine, sessions, cache, invalidator, jobs, hub)
 
 
 def create_app(state: DemoState, lifespan: Any = None) -> FastAPI:
@@ -85,11 +89,16 @@ def create_app(state: DemoState, lifespan: Any = None) -> FastAPI:
         if ticket is None:
             raise HTTPException(404, f"no ticket {ticket_id}")
         ticket.status = status
+        if state.hub is not None:  # the live pages of this organization hear it, after the commit only
+            update = {"ticket": ticket_id, "status": status, "title": ticket.title}
+            state.hub.publish_on_commit(s, live.org_channel(ticket.organization_id), update)
         await s.commit()  # the invalidator clears this organization's cached dashboard after commit
         return {"id": ticket_id, "status": status, "organization_id": ticket.organization_id}
 
     if state.jobs is not None:
         _job_endpoints(app, state, state.jobs, Session)
+    if state.hub is not None:
+        live.add_live(app, state.hub)
     return app
 
 

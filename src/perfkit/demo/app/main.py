@@ -32,11 +32,14 @@ def build(settings: DemoSettings) -> tuple[FastAPI, DemoState]:
     cache = runtime.cache(settings)
     jobs = build_jobs(settings, cache=cache)
     engine = runtime.async_engine(settings)
-    state = DemoState.build(engine, cache, jobs)
+    hub = runtime.hub(settings)
+    hub.follow_jobs(jobs.queue)  # `enqueued` here; the worker publishes the rest (through Redis)
+    state = DemoState.build(engine, cache, jobs, hub)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        await hub.close()
         state.invalidator.close()
         await jobs.queue.close()
         await cache.close()

@@ -9,8 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from perfkit.cache import Cache
 from perfkit.demo.settings import PG_SCHEMA, DemoSettings
+from perfkit.realtime import Hub
 
 CACHE_NAMESPACE = "demo"
+REALTIME_PREFIX = "perfkit:demo:rt:"  # the live page's channels, apart from an app's own on a shared Redis
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -52,3 +54,17 @@ def async_engine(settings: DemoSettings) -> AsyncEngine:
 def cache(settings: DemoSettings) -> Cache:
     """Tiered: an in-process L1 over the shared L2 (SQLite file or Redis), kept coherent across processes."""
     return Cache(settings.cache_url, l1="memory://?max_size=10000", namespace=CACHE_NAMESPACE)
+
+
+def hub(settings: DemoSettings) -> Hub:
+    """The live page's hub: on the demo's Redis when it has one (the app and the worker share it),
+    else `memory://` (one process: job progress from `perfkit worker` does not reach it)."""
+    if hub_is_shared(settings):
+        sep = "&" if "?" in settings.cache_url else "?"
+        return Hub(f"{settings.cache_url}{sep}prefix={REALTIME_PREFIX}", latest=["job:*"])
+    return Hub("memory://", latest=["job:*"])
+
+
+def hub_is_shared(settings: DemoSettings) -> bool:
+    """True when the hub reaches other processes (Redis): then the worker publishes job events too."""
+    return settings.cache_url.startswith(("redis://", "rediss://"))

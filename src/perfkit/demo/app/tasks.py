@@ -17,6 +17,7 @@ from perfkit.demo.app import queries, runtime
 from perfkit.demo.settings import DemoSettings
 from perfkit.jobs import JobQueue
 from perfkit.jobs.task import Task
+from perfkit.realtime import Hub
 
 EXPORT_TTL = 3600.0
 QUEUE = "demo"
@@ -35,6 +36,7 @@ class _Resources:
     sessions: async_sessionmaker[AsyncSession] | None = None
     cache: Cache | None = None
     owns_cache: bool = False  # opened here, not the caller's
+    hub: Hub | None = None  # the worker's: job events to the live page (closed with the queue)
 
     def open(self) -> tuple[async_sessionmaker[AsyncSession], Cache]:
         if self.sessions is None:
@@ -52,6 +54,9 @@ class _Resources:
         if self.owns_cache and self.cache is not None:
             cache, self.cache, self.owns_cache = self.cache, None, False
             await cache.close()
+        if self.hub is not None:
+            hub, self.hub = self.hub, None
+            await hub.close()
 
 
 class _DemoQueue(JobQueue):
@@ -77,10 +82,13 @@ class DemoJobs:
     notify_org: Task
 
 
-def build_jobs(settings: DemoSettings, *, cache: Cache | None = None) -> DemoJobs:
-    """The queue with the demo's tasks; `cache` shares the caller's cache instead of opening another."""
-    res = _Resources(settings, cache=cache)
+def build_jobs(settings: DemoSettings, *, cache: Cache | None = None, hub: Hub | None = None) -> DemoJobs:
+    """The queue with the demo's tasks; `cache` shares the caller's cache instead of opening another;
+    `hub` (closed with the queue) gets every job event, for the live page."""
+    res = _Resources(settings, cache=cache, hub=hub)
     jobs = _DemoQueue(settings.jobs_url, res)
+    if hub is not None:
+        hub.follow_jobs(jobs)
 
     async def export_report(ctx: Any, org_id: int) -> dict[str, Any]:
         sessions, cache = res.open()
@@ -109,6 +117,8 @@ def __getattr__(name: str) -> Any:
     global _jobs
     if name == "jobs":
         if _jobs is None:
-            _jobs = build_jobs(DemoSettings.from_environ()).queue
+            settings = DemoSettings.from_environ()
+            hub = runtime.hub(settings) if runtime.hub_is_shared(settings) else None
+            _jobs = build_jobs(settings, hub=hub).queue
         return _jobs
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
