@@ -9,7 +9,9 @@ touched, as groups `(model, strategy, tags)`; `Invalidations` applies them to it
 
 Delayed and batched tags are applied from a timer thread through each cache's sync facade, and at
 process exit (`atexit`). `stats()` counts invalidations, keys removed and seconds, by model and
-strategy; each invalidation is also reported to the caches' observers (tier `orm`).
+strategy; each invalidation is also reported to the caches' observers (tier `orm`). `observers`
+(perfkit.cache.changes) hear which rows changed once a group is applied (`notify=False` for a pass
+that runs before the database commits).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from perfkit.cache.changes import Observers
 from perfkit.errors import ConfigurationError
 
 __all__ = ["STRATEGIES", "Group", "Invalidations", "check_strategy"]
@@ -59,6 +62,7 @@ class Invalidations:
         self._stats: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0.0])
         self._ops: dict[tuple[str, str], str] = {}  # (model, strategy) -> the observers' op name
         self._lock = threading.Lock()
+        self.observers = Observers()  # told of each applied group (RowsChanged), see on_change
         atexit.register(self._scheduler.close)  # delayed/batched invalidations must not die with us
 
     def split(self, groups: Iterable[Group]) -> list[Group]:
@@ -74,27 +78,31 @@ class Invalidations:
     def schedule(self, strategy: str, model: str, tags: set[str]) -> None:
         self._scheduler.add(strategy, model, tags)
 
-    def dispatch_sync(self, groups: Iterable[Group]) -> None:
+    def dispatch_sync(self, groups: Iterable[Group], notify: bool = True) -> None:
         """Apply the immediate groups now (blocking), schedule the others."""
         now = self.split(groups)
         if now:
-            self.apply_sync(now)
+            self.apply_sync(now, notify)
 
-    async def apply_async(self, groups: list[Group]) -> None:
+    async def apply_async(self, groups: list[Group], notify: bool = True) -> None:
         caches = list(self.caches())
         for model, strategy, tags in groups:
             start, removed = time.perf_counter(), 0
             for cache in caches:
                 removed += await cache.invalidate_tags(sorted(tags))
             self._record(model, strategy, removed, time.perf_counter() - start, caches)
+        if notify:
+            self.observers.notify(groups)
 
-    def apply_sync(self, groups: list[Group]) -> None:
+    def apply_sync(self, groups: list[Group], notify: bool = True) -> None:
         caches = list(self.caches())
         for model, strategy, tags in groups:
             start, removed = time.perf_counter(), 0
             for cache in caches:
                 removed += cache.sync.invalidate_tags(sorted(tags))
             self._record(model, strategy, removed, time.perf_counter() - start, caches)
+        if notify:
+            self.observers.notify(groups)
 
     def _record(self, model: str, strategy: str, removed: int, seconds: float, caches: list[Any]) -> None:
         with self._lock:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 import weakref
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.db import connections
 
+from perfkit.cache.changes import Observer
 from perfkit.cache.invalidations import Group, Invalidations, check_strategy
 from perfkit.django.orm_deps import meta, model_label, resolve_model
 
@@ -56,6 +57,11 @@ class DjangoInvalidator:
     def unwatch(self, cache: Any) -> None:
         self.caches.discard(cache)
         cache.remove_invalidator(self)
+
+    def on_change(self, observer: Observer) -> Callable[[], None]:
+        """Call `observer(RowsChanged(model label, tags))` once per changed model after each commit,
+        once its dependents are invalidated (perfkit.cache.changes); returns a function that removes it."""
+        return self.applied.observers.add(observer)
 
     def register(self, model: Any, related: Iterable[Any] = (), strategy: str = "immediate") -> None:
         check_strategy(strategy)
@@ -128,13 +134,13 @@ class _Pending:
         apply(self.groups)
 
 
-def apply(groups: list[Group]) -> None:
+def apply(groups: list[Group], notify: bool = True) -> None:
     applied = invalidator.applied
     try:
         if len(groups) == 1 and groups[0][1] == "immediate":  # the common case: one model, now
-            applied.apply_sync(groups)
+            applied.apply_sync(groups, notify)
         else:
-            applied.dispatch_sync(groups)
+            applied.dispatch_sync(groups, notify)
     except Exception:  # a cache fault degrades (stale until TTL), never fails the committed request
         log.exception("perfkit: cache invalidation after commit failed")
 
@@ -145,7 +151,8 @@ def record(conn: Any, groups: list[Group]) -> None:
     if not groups:
         return
     if not conn.in_atomic_block:
-        apply(groups)
+        # manual transactions (autocommit off) have not committed yet: observers hear of the pass below
+        apply(groups, notify=conn.autocommit)
         if not conn.autocommit:  # manual transactions: no on_commit; once more after a moment
             for model, _, tags in groups:
                 invalidator.applied.schedule("delayed", model, tags)

@@ -12,6 +12,7 @@ lossless resume (docs/realtime.md has the guide and the wire protocol).
     hub.py          Hub: publish, the endpoints, heartbeats; sync.py: hub.sync; health.py: hub.check()
     outbox.py       fire-and-forget publishing in call order
     integrations.py job events and SQLAlchemy commits published
+    bridges.py      the cache invalidator's row changes published per model
     client.py       the Python client (WebSocket and SSE), resuming after reconnects
     static.py       ClientScript: the JavaScript client (static/perfkit-realtime.js), served
 """

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from perfkit.errors import BackendError
@@ -186,6 +186,15 @@ class Hub:
         from perfkit.realtime.integrations import follow_jobs
 
         follow_jobs(self, queue, channel)
+
+    def follow_invalidations(
+        self, invalidator: Any, channel: str = "model:{model}", models: Iterable[str] | None = None
+    ) -> Callable[[], None]:
+        """Publish `{"model", "rows", "unknown"}` on `model:<Model>` after each commit that changed rows
+        `invalidator` (a CacheInvalidator) watches; returns a function that stops it."""
+        from perfkit.realtime.bridges import follow_invalidations
+
+        return follow_invalidations(self, invalidator, channel, models)
 
     def publish_on_commit(self, session: Any, channel: str, data: Any) -> None:
         """Publish `data` on `channel` when `session` (SQLAlchemy, sync or async) commits; not on rollback."""

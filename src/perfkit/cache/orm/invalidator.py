@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import Table, event, inspect, select
@@ -29,6 +29,7 @@ from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.util.concurrency import await_only, in_greenlet
 
 from perfkit.cache.cache import Cache
+from perfkit.cache.changes import Observer
 from perfkit.cache.invalidations import STRATEGIES, Group, Invalidations, check_strategy
 from perfkit.cache.orm.deps import column_tag, dependency_columns, table_tag, unknown_rows_tag
 from perfkit.errors import ConfigurationError
@@ -76,6 +77,11 @@ class CacheInvalidator:
         self._own[name] = strategy
         for child in related:
             self._parents[_model_name(child)].append((name, strategy))
+
+    def on_change(self, observer: Observer) -> Callable[[], None]:
+        """Call `observer(RowsChanged(model, tags))` once per changed model after each commit, once its
+        dependents are invalidated (perfkit.cache.changes); returns a function that removes it."""
+        return self._applied.observers.add(observer)
 
     def instrument(self, target: Any) -> None:
         """Watch a sessionmaker, async_sessionmaker, Session (sub)class or session, or an Engine."""
@@ -337,7 +343,8 @@ class CacheInvalidator:
         if groups:
             # this event fires just before the database commits: apply now, and once more shortly
             # after, so that a reader who refilled from pre-commit data in between is corrected
-            self._dispatch(groups)
+            # (observers hear of it then: after the commit)
+            self._dispatch(groups, notify=False)
             for model, _, tags in groups:
                 self._applied.schedule("delayed", model, tags)
 
@@ -346,17 +353,17 @@ class CacheInvalidator:
 
     # -- applying -------------------------------------------------------------------------------------
 
-    def _dispatch(self, groups: list[Group]) -> None:
+    def _dispatch(self, groups: list[Group], notify: bool = True) -> None:
         now = self._applied.split(groups)
         if not now:
             return
         if in_greenlet():  # an AsyncSession commit: await the invalidation before commit() returns
-            await_only(self._applied.apply_async(now))
+            await_only(self._applied.apply_async(now, notify))
         else:
-            self.apply_sync(now)
+            self.apply_sync(now, notify)
 
-    def apply_sync(self, groups: list[Group]) -> None:
-        self._applied.apply_sync(groups)
+    def apply_sync(self, groups: list[Group], notify: bool = True) -> None:
+        self._applied.apply_sync(groups, notify)
 
     def stats(self) -> dict[str, dict[str, dict[str, float]]]:
         """{model: {strategy: {invalidations, keys_removed, seconds}}}."""

@@ -18,4 +18,3 @@ class DemoConfig(AppConfig):
         from perfkit.django import register
 
         register(Ticket, related=[TicketComment], strategy="immediate")
-
