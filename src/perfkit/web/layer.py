@@ -25,7 +25,13 @@ def run_filters(filters: Sequence[Filter], message: Message) -> Sequence[Message
     """`message` through `filters`, innermost first (the order the app's messages meet the layers)."""
     out: Sequence[Message] = (message,)
     for f in filters:
-        out = f(out[0]) if len(out) == 1 else [o for m in out for o in f(m)]
+        if len(out) == 1:
+            out = f(out[0])
+        else:  # (a loop, not a comprehension: a comprehension is one more frame per call)
+            more: list[Message] = []
+            for m in out:
+                more.extend(f(m))
+            out = more
     return out
 
 
