@@ -22,12 +22,13 @@ from time import perf_counter
 from typing import Any, Protocol
 
 from perfkit.metrics import RequestStats, end_request, start_request
-from perfkit.web.layer import Filter, SendLayer, run_filters
 from perfkit.web.routing import SCOPE_KEY, RouteInfo, RouteResolver
 from perfkit.web.types import ASGIApp, Headers, Message, Receive, Scope, Send
 
 __all__ = [
+    "Filter",
     "Front",
+    "Layer",
     "LimiterPart",
     "MetricsPart",
     "Pipeline",
@@ -36,10 +37,36 @@ __all__ = [
     "RouteRecorder",
     "TimingPart",
     "Verdict",
+    "run_filters",
 ]
 
 Refusal = tuple[int, bytes, Headers]  # status, detail text, headers
 Verdict = tuple[Headers | None, Refusal | None]  # (headers to add, refusal or None)
+# A send layer's filter for one request: `f(start, message)` -> the messages to send on in their place.
+# The shell holds the response's start until the message after it arrives, so `start` is that start on
+# the first call (most responses are one start and one body: one call) and None after it. Given the start,
+# a filter returns nothing (the response is dropped) or the start, changed or not, followed by at least
+# one message; without it, the messages that replace `message` (no start among them).
+Filter = Callable[[Message | None, Message], Sequence[Message]]
+
+
+def run_filters(filters: Sequence[Filter], start: Message | None, message: Message) -> Sequence[Message]:
+    """`start` and `message` through `filters`, innermost first (the order the app's messages meet the
+    layers): each filter gets the start (when given) with the message after it, then the rest one by one."""
+    out: Sequence[Message] = (message,) if start is None else (start, message)
+    for f in filters:
+        if not out:
+            break
+        head = out[0] if start is not None else None  # a filter given the start returns it first
+        rest = out[1:] if head is not None else out
+        if len(rest) == 1:
+            out = f(head, rest[0])
+        else:  # (a loop, not a comprehension: a comprehension is one more frame per call)
+            more: list[Message] = list(f(head, rest[0]))
+            for m in rest[1:]:
+                more.extend(f(None, m))
+            out = more
+    return out
 
 
 class Front(Protocol):
@@ -52,6 +79,12 @@ class Front(Protocol):
 
     def watch(self, scope: Scope, send: Send) -> Send | None:
         """None for a path the front serves itself (with `perf`), else the `send` to use."""
+
+
+class Layer(Protocol):
+    """A send layer (`perfkit.web.layer.SendLayer`): its decision is a filter per request, or None."""
+
+    def filter(self, scope: Scope) -> Filter | None: ...
 
 
 class TimingPart(Protocol):
@@ -129,7 +162,7 @@ class Pipeline:
         timing: TimingPart | None = None,
         metrics: MetricsPart | None = None,
         limiter: LimiterPart | None = None,
-        layers: Sequence[SendLayer] = (),
+        layers: Sequence[Layer] = (),
         front: Front | None = None,
         excluded: Callable[[str], bool] | None = None,
         bare: ASGIApp | None = None,
@@ -200,11 +233,19 @@ class Pipeline:
         sent = 0.0  # when the last body byte was sent: the request's latency as the client sees it
         extra: Headers = []  # the rate limit's headers
         f: Filter | None = None  # the send layers' for this request
+        held: Message | None = None  # the response start, held for `f` until the message after it
 
         # (no reference from send_outer to itself: a closure cycle per request would be left to the GC)
         async def send_outer(message: Message) -> None:
-            nonlocal status, size, sent
-            for out in (message,) if f is None else f(message):
+            nonlocal status, size, sent, held
+            if f is None:
+                outs: Sequence[Message] = (message,)
+            elif message["type"] == "http.response.start":
+                held = message
+                return
+            else:
+                outs, held = f(held, message), None
+            for out in outs:
                 kind = out["type"]
                 if kind == "http.response.start":
                     status = out["status"]
