@@ -22,7 +22,7 @@ from time import perf_counter
 from typing import Any, Protocol
 
 from perfkit.metrics import RequestStats, end_request, start_request
-from perfkit.web.routing import SCOPE_KEY, RouteInfo, RouteResolver
+from perfkit.web.routing import RouteInfo, RouteResolver
 from perfkit.web.types import ASGIApp, Headers, Message, Receive, Scope, Send
 
 __all__ = [
@@ -46,7 +46,8 @@ Verdict = tuple[Headers | None, Refusal | None]  # (headers to add, refusal or N
 # The shell holds the response's start until the message after it arrives, so `start` is that start on
 # the first call (most responses are one start and one body: one call) and None after it. Given the start,
 # a filter returns nothing (the response is dropped) or the start, changed or not, followed by at least
-# one message; without it, the messages that replace `message` (no start among them).
+# one message; without it, the messages that replace `message` (no start among them). A start a filter
+# returns in place of the one it was given is a dict it made for this response: the shell may change it.
 Filter = Callable[[Message | None, Message], Sequence[Message]]
 
 
@@ -170,6 +171,7 @@ class Pipeline:
         """`front`: served before everything else; `excluded(path)`: paths that go to `bare` (the
         app without any layer) instead."""
         self.app, self.resolver = app, resolver
+        self._resolve = resolver.resolve  # (bound once: one attribute load per request)
         self.front, self.excluded, self.bare = front, excluded, bare
         self._skip = excluded if bare is not None else None
         self.timing, self.metrics, self.limiter = timing, metrics, limiter
@@ -219,15 +221,15 @@ class Pipeline:
             await self.bare(scope, receive, send)  # type: ignore[misc]  # _skip is set only with bare
             return
         start = perf_counter()
-        info = scope.get(SCOPE_KEY) or self.resolver.resolve(scope)
+        info = self._resolve(scope)
         plan = info.plans.get(self) or self.plan(info, scope)
         route = plan.template or self.resolver.template(scope)
         timing, metrics = self.timing, self.metrics
-        stats = token = None
-        request_id = b""
         if timing is not None:  # the per-request stats the db and cache hooks fill in
             request_id = timing.request_id(scope)
             stats, token = start_request(route)
+        else:
+            request_id, stats, token = b"", None, None
         status = 500
         size = 0
         sent = 0.0  # when the last body byte was sent: the request's latency as the client sees it
@@ -240,20 +242,28 @@ class Pipeline:
             nonlocal status, size, sent, held
             if f is None:
                 outs: Sequence[Message] = (message,)
+                app_start: Message | None = message
             elif message["type"] == "http.response.start":
                 held = message
                 return
             else:
-                outs, held = f(held, message), None
+                app_start, held = held, None
+                outs = f(app_start, message)
             for out in outs:
                 kind = out["type"]
                 if kind == "http.response.start":
                     status = out["status"]
                     if timing is not None:
                         headers = timing.stamp(out.get("headers", ()), request_id, extra, start, stats)
-                        out = {**out, "headers": headers}
                     elif extra:
-                        out = {**out, "headers": [*out.get("headers", ()), *extra]}
+                        headers = [*out.get("headers", ()), *extra]
+                    else:
+                        await send(out)
+                        continue
+                    if out is app_start:  # the app's: copied, never changed
+                        out = {**out, "headers": headers}
+                    else:  # a start a filter made for this response (the Filter contract): ours to finish
+                        out["headers"] = headers
                 elif kind == "http.response.body":
                     body = out.get("body")
                     if body:

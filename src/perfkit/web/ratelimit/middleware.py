@@ -48,6 +48,9 @@ class RatePlan(NamedTuple):
     prefix: bytes  # '"<policy>";r='
     allowed: tuple[str, str]  # the decisions counter's labels
     limited: tuple[str, str]
+    # [remaining, reset, verdict] of the last allowed answer: a client with its full quota back (most
+    # clients, most of the time) gets the same answer as the one before, headers and all
+    last: list[Any]
 
 
 class RateLimiter:
@@ -65,10 +68,11 @@ class RateLimiter:
         self.backend = backend or create_backend(
             config.rate_limit_url or "memory://", timeout=config.rate_limit_timeout
         )
-        # the in-process backend decides without a coroutine (`decide_now`)
-        self._memory = self.backend if isinstance(self.backend, MemoryRateLimit) else None
         self.fail_open = config.rate_limit_fail != "closed"
         self.key_func = config.rate_limit_key
+        # the in-process backend decides without a coroutine (`decide_now`) when the client is the IP
+        backend = self.backend
+        self._now = backend if isinstance(backend, MemoryRateLimit) and self.key_func is None else None
         self._default = config.default_limit
         self.decisions = (collector or default_collector()).counter(
             "ratelimit_decisions_total", ("class", "decision"), "Rate limiter decisions", locked=False
@@ -80,8 +84,8 @@ class RateLimiter:
         """The verdict when it needs no I/O (the in-process backend, the client is the IP); None when
         the caller must `await decide(scope)` (nothing was decided yet). `plan`: the request's
         `plan_for(scope)` when the caller kept it for the route."""
-        memory = self._memory
-        if memory is None or self.key_func is not None:
+        memory = self._now
+        if memory is None:
             return None
         if plan is None:
             plan = self.plan_for(scope)
@@ -138,16 +142,26 @@ class RateLimiter:
             self._plans.clear()
         plan = self._plans[policy] = RatePlan(
             policy, limit, policy + ":", (b"ratelimit-policy", value), prefix,
-            (policy, "allowed"), (policy, "limited"),
+            (policy, "allowed"), (policy, "limited"), [-1, -1, NOT_LIMITED],
         )  # fmt: skip
         return plan
 
     def _verdict(self, plan: RatePlan, decision: Decision) -> Verdict:
+        """The answer to a decision: its headers (shared by the answers that repeat one: never changed by
+        the caller) and the refusal, if refused."""
         if decision.allowed:
             self.decisions.inc(plan.allowed)
-            reset = math.ceil(decision.reset)
-            ratelimit = plan.prefix + b"%d;t=%d" % (decision.remaining, reset if reset > 0 else 0)
-            return [plan.policy_header, (b"ratelimit", ratelimit)], None
+            remaining, reset = decision.remaining, math.ceil(decision.reset)
+            if reset < 0:
+                reset = 0
+            last = plan.last
+            if last[0] == remaining and last[1] == reset:
+                verdict: Verdict = last[2]
+                return verdict
+            ratelimit = plan.prefix + b"%d;t=%d" % (remaining, reset)
+            verdict = [plan.policy_header, (b"ratelimit", ratelimit)], None
+            last[:] = remaining, reset, verdict
+            return verdict
         self.decisions.inc(plan.limited)
         retry = max(1, math.ceil(decision.retry_after))
         headers = [plan.policy_header, (b"ratelimit", plan.prefix + b"%d;t=%d" % (decision.remaining, retry))]
