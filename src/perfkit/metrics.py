@@ -417,7 +417,7 @@ end_request: Callable[[Token[RequestStats | None]], None] = _current.reset
 
 def start_request(route: str = "") -> tuple[RequestStats, Token[RequestStats | None]]:
     """Begin collecting for a request; returns the stats and the token for `end_request`."""
-    stats = RequestStats(route=route)
+    stats = RequestStats(route)
     return stats, _current.set(stats)
 
 

@@ -49,6 +49,7 @@ Verdict = tuple[Headers | None, Refusal | None]  # (headers to add, refusal or N
 # one message; without it, the messages that replace `message` (no start among them). A start a filter
 # returns in place of the one it was given is a dict it made for this response: the shell may change it.
 Filter = Callable[[Message | None, Message], Sequence[Message]]
+_NO_HEADERS: Headers = []  # (shared, never changed)
 
 
 def run_filters(filters: Sequence[Filter], start: Message | None, message: Message) -> Sequence[Message]:
@@ -233,63 +234,72 @@ class Pipeline:
         status = 500
         size = 0
         sent = 0.0  # when the last body byte was sent: the request's latency as the client sees it
-        extra: Headers = []  # the rate limit's headers
-        f: Filter | None = None  # the send layers' for this request
         held: Message | None = None  # the response start, held for `f` until the message after it
-
-        # (no reference from send_outer to itself: a closure cycle per request would be left to the GC)
-        async def send_outer(message: Message) -> None:
-            nonlocal status, size, sent, held
-            if f is None:
-                outs: Sequence[Message] = (message,)
-                app_start: Message | None = message
-            elif message["type"] == "http.response.start":
-                held = message
-                return
-            else:
-                app_start, held = held, None
-                outs = f(app_start, message)
-            for out in outs:
-                kind = out["type"]
-                if kind == "http.response.start":
-                    status = out["status"]
-                    if timing is not None:
-                        headers = timing.stamp(out.get("headers", ()), request_id, extra, start, stats)
-                    elif extra:
-                        headers = [*out.get("headers", ()), *extra]
-                    else:
-                        await send(out)
-                        continue
-                    if out is app_start:  # the app's: copied, never changed
-                        out = {**out, "headers": headers}
-                    else:  # a start a filter made for this response (the Filter contract): ours to finish
-                        out["headers"] = headers
-                elif kind == "http.response.body":
-                    body = out.get("body")
-                    if body:
-                        size += len(body)
-                    if not out.get("more_body", False):
-                        await send(out)
-                        sent = perf_counter()
-                        continue
-                await send(out)
-
         if metrics is not None:
             metrics.active += 1
         try:
+            extra = _NO_HEADERS  # the rate limit's headers
+            refusal = None
             limiter = self.limiter
             if limiter is not None and plan.limit is not None:
                 verdict = limiter.decide_now(scope, plan.limit)
                 if verdict is None:
                     verdict = await limiter.decide(scope)
                 headers, refusal = verdict
-                if refusal is not None:
-                    await limiter.refuse(send_outer, refusal)
-                    return
-                if headers:
+                if headers and refusal is None:
                     extra = headers
-            if self.layers:
-                f = self.filter(scope)
+            f = self.filter(scope) if self.layers and refusal is None else None  # the send layers'
+
+            # what it only reads is bound as defaults (one tuple, not a cell each); no reference from
+            # send_outer to itself: a closure cycle per request would be left to the GC
+            async def send_outer(
+                message: Message,
+                f: Filter | None = f,
+                timing: TimingPart | None = timing,
+                request_id: bytes = request_id,
+                extra: Headers = extra,
+                start: float = start,
+                stats: RequestStats | None = stats,
+                send: Send = send,
+            ) -> None:
+                nonlocal status, size, sent, held
+                if f is None:
+                    outs: Sequence[Message] = (message,)
+                    app_start: Message | None = message
+                elif message["type"] == "http.response.start":
+                    held = message
+                    return
+                else:
+                    app_start, held = held, None
+                    outs = f(app_start, message)
+                for out in outs:
+                    kind = out["type"]
+                    if kind == "http.response.start":
+                        status = out["status"]
+                        if timing is not None:
+                            headers = timing.stamp(out.get("headers", ()), request_id, extra, start, stats)
+                        elif extra:
+                            headers = [*out.get("headers", ()), *extra]
+                        else:
+                            await send(out)
+                            continue
+                        if out is app_start:  # the app's: copied, never changed
+                            out = {**out, "headers": headers}
+                        else:  # a start a filter made for this response (the Filter contract): ours to finish
+                            out["headers"] = headers
+                    elif kind == "http.response.body":
+                        body = out.get("body")
+                        if body:
+                            size += len(body)
+                        if not out.get("more_body", False):
+                            await send(out)
+                            sent = perf_counter()
+                            continue
+                    await send(out)
+
+            if refusal is not None and limiter is not None:
+                await limiter.refuse(send_outer, refusal)
+                return
             await self.app(scope, receive, send_outer)
         finally:
             # latency ends at the last body byte; what the app does after it (dependency teardown,
