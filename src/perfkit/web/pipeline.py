@@ -177,6 +177,9 @@ class Pipeline:
         self._skip = excluded if bare is not None else None
         self.timing, self.metrics, self.limiter = timing, metrics, limiter
         self.layers = tuple(reversed(layers))  # the order the app's messages meet them
+        # the request's filter: the one layer's decision itself when there is one (no call in between)
+        self._filter = self.layers[0].filter if len(self.layers) == 1 else self.filter if layers else None
+        self._slow = timing.slow if timing is not None else 0.0
 
     def plan(self, info: RouteInfo, scope: Scope) -> RoutePlan:
         """The route's plan (made on its first request and kept in `info.plans`)."""
@@ -248,7 +251,7 @@ class Pipeline:
                 headers, refusal = verdict
                 if headers and refusal is None:
                     extra = headers
-            f = self.filter(scope) if self.layers and refusal is None else None  # the send layers'
+            f = self._filter(scope) if self._filter is not None and refusal is None else None
 
             # what it only reads is bound as defaults (one tuple, not a cell each); no reference from
             # send_outer to itself: a closure cycle per request would be left to the GC
@@ -313,5 +316,5 @@ class Pipeline:
                 )
             if token is not None:
                 end_request(token)
-            if timing is not None and timing.slow and elapsed >= timing.slow and stats is not None:
+            if self._slow and elapsed >= self._slow and timing is not None and stats is not None:
                 timing.log_slow(scope, stats, status, elapsed, request_id)
