@@ -40,18 +40,7 @@ LAZY_FACADES: dict[tuple[str, str], str] = {
 
 # Today's exceptions (issue 15 is removing them; the integrator deletes each entry as its fix is merged,
 # and `test_allowlists_hold_only_live_entries` says which). Keys are (importing module, what it uses).
-_PIPELINE = (
-    "issue 15 (left): each policy module builds its one-part Pipeline shell and the pipeline types its"
-    " parts; a Protocol per part in pipeline.py would cut it"
-)
-ALLOWED_CYCLE_EDGES: dict[tuple[str, str], str] = {
-    ("perfkit.web.metrics", "perfkit.web.pipeline"): _PIPELINE,
-    ("perfkit.web.pipeline", "perfkit.web.metrics"): _PIPELINE,
-    ("perfkit.web.pipeline", "perfkit.web.ratelimit.middleware"): _PIPELINE,
-    ("perfkit.web.pipeline", "perfkit.web.timing"): _PIPELINE,
-    ("perfkit.web.ratelimit.middleware", "perfkit.web.pipeline"): _PIPELINE,
-    ("perfkit.web.timing", "perfkit.web.pipeline"): _PIPELINE,
-}
+ALLOWED_CYCLE_EDGES: dict[tuple[str, str], str] = {}
 ALLOWED_PRIVATE_IMPORTS: dict[tuple[str, str], str] = {}
 ALLOWED_PRIVATE_ATTRIBUTES: dict[tuple[str, str], str] = {}
 ALLOWED_UPWARD_IMPORTS: dict[tuple[str, str], str] = {}

@@ -45,3 +45,54 @@ def test_collector_attaches_a_hook_once_per_source() -> None:
     assert collector.attach(source, "jobs") is False
     assert collector.attach(source, "other") is True
     assert Collector().attach(source, "jobs") is True
+
+
+def test_pipelines_sharing_a_resolver_keep_their_own_route_plans() -> None:
+    """Two one-part pipelines on one resolver each keep their own plan for a route (`RouteInfo.plans`)."""
+    from starlette.testclient import TestClient
+
+    from perfkit.web import MetricsMiddleware, TimingMiddleware, WebConfig
+    from perfkit.web.routing import RouteResolver
+
+    from .conftest import make_starlette
+
+    app, config, collector = make_starlette(), WebConfig(), Collector()
+    resolver = RouteResolver(app, config)
+    inner = MetricsMiddleware(app, config=config, collector=collector, resolver=resolver)
+    outer = TimingMiddleware(inner, config=config, collector=collector, resolver=resolver)
+    with TestClient(outer) as client:
+        answers = [client.get("/") for _ in range(3)]
+    assert all("server-timing" in r.headers and "x-request-id" in r.headers for r in answers)
+    info = resolver.resolve({"type": "http", "method": "GET", "path": "/", "headers": []})  # from its table
+    assert set(info.plans) == {inner, outer}
+    histogram = collector.families["http_request_duration_seconds"]
+    assert histogram.count(("GET", "/", "2xx")) == 3  # type: ignore[attr-defined]
+
+
+def test_repeated_rate_limit_answer_stays_per_client() -> None:
+    """The limiter repeats its last allowed answer only when it is the same: each client counts its own."""
+    import asyncio
+
+    from perfkit.web import Rule, WebConfig
+    from perfkit.web.ratelimit.middleware import RateLimiter
+    from perfkit.web.routing import RouteResolver
+
+    from .conftest import make_starlette
+
+    config = WebConfig(rules=[Rule(path="/", rate_limit="2/minute")])
+    limiter = RateLimiter(config, RouteResolver(make_starlette(), config), collector=Collector())
+
+    def answer(ip: str) -> str:
+        scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "client": (ip, 1)}
+        verdict = limiter.decide_now(scope)
+        assert verdict is not None
+        headers, refusal = verdict
+        assert headers is not None
+        return dict(headers)[b"ratelimit"].decode().split(";")[1] + ("/refused" if refusal else "")
+
+    assert [answer(ip) for ip in ("10.0.0.1", "10.0.0.2", "10.0.0.1", "10.0.0.2", "10.0.0.1")] == [
+        "r=1", "r=1", "r=0", "r=0", "r=0/refused",
+    ]  # fmt: skip
+    third = {"type": "http", "method": "GET", "path": "/", "client": ("10.0.0.3", 1)}
+    slow = asyncio.run(limiter.decide(third))
+    assert slow[0] is not None and dict(slow[0])[b"ratelimit"].startswith(b'"/";r=1;')

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from typing import Any
 
 from perfkit.django.request import apply_changes, apply_start, headers_of, start_message
-from perfkit.web.layer import Filter, run_filters
+from perfkit.web.pipeline import Filter, run_filters
 from perfkit.web.types import Headers, Message
 
 __all__ = ["filter_response"]
@@ -23,10 +23,16 @@ Stamp = Callable[[], Headers]
 _FIRST: Message = {"type": "http.response.body", "body": b"", "more_body": True}
 
 
-def _run(filters: Sequence[Filter], message: Message) -> Sequence[Message]:
+def _run(filters: Sequence[Filter], start: Message | None, message: Message) -> Sequence[Message]:
+    """`message` (after the response's `start`, when given) through `filters`, as the ASGI pipeline
+    runs them: a filter gets the start together with the first message after it."""
     if not filters:
-        return (message,)
-    return filters[0](message) if len(filters) == 1 else run_filters(filters, message)
+        return (message,) if start is None else (start, message)
+    return filters[0](start, message) if len(filters) == 1 else run_filters(filters, start, message)
+
+
+def _chunk(body: bytes) -> Message:
+    return {"type": "http.response.body", "body": body, "more_body": True}
 
 
 def _bodies(messages: Iterable[Message]) -> bytes:
@@ -41,9 +47,8 @@ def _complete(response: Any, filters: Sequence[Filter], stamp: Stamp) -> int:
             headers[name.decode("latin-1")] = value.decode("latin-1")
         return len(body)
     before = headers_of(response)
-    # a filter that holds the start (to read the body first) returns it with the body
-    out = [*_run(filters, {"type": "http.response.start", "status": response.status_code, "headers": before})]
-    out.extend(_run(filters, {"type": "http.response.body", "body": body}))
+    start_in = {"type": "http.response.start", "status": response.status_code, "headers": before}
+    out = [*_run(filters, start_in, {"type": "http.response.body", "body": body})]
     if len(out) == 2 and out[0]["type"] == "http.response.start":  # the usual: one start, one body
         start, content = out[0], out[1].get("body", b"")
     else:
@@ -60,9 +65,7 @@ def _complete(response: Any, filters: Sequence[Filter], stamp: Stamp) -> int:
 
 
 def _streaming(response: Any, filters: Sequence[Filter], stamp: Stamp, done: Callable[[int], None]) -> None:
-    out = [*_run(filters, start_message(response))]
-    if not any(m["type"] == "http.response.start" for m in out):
-        out.extend(_run(filters, dict(_FIRST)))
+    out = [*_run(filters, start_message(response), dict(_FIRST))]
     start = next((m for m in out if m["type"] == "http.response.start"), None)
     if start is None:
         return
@@ -83,11 +86,11 @@ def _chunks(
             size += len(first)
             yield first
         for chunk in source:
-            data = _bodies(_run(filters, {"type": "http.response.body", "body": chunk, "more_body": True}))
+            data = _bodies(_run(filters, None, _chunk(chunk)))
             if data:
                 size += len(data)
                 yield data
-        last = _bodies(_run(filters, {"type": "http.response.body", "body": b"", "more_body": False}))
+        last = _bodies(_run(filters, None, {"type": "http.response.body", "body": b"", "more_body": False}))
         if last:
             size += len(last)
             yield last
@@ -105,11 +108,11 @@ async def _achunks(
             size += len(first)
             yield first
         async for chunk in source:
-            data = _bodies(_run(filters, {"type": "http.response.body", "body": chunk, "more_body": True}))
+            data = _bodies(_run(filters, None, _chunk(chunk)))
             if data:
                 size += len(data)
                 yield data
-        last = _bodies(_run(filters, {"type": "http.response.body", "body": b"", "more_body": False}))
+        last = _bodies(_run(filters, None, {"type": "http.response.body", "body": b"", "more_body": False}))
         if last:
             size += len(last)
             yield last
@@ -140,10 +143,6 @@ def filter_response(
 def _wrap_count(response: Any, done: Callable[[int], None]) -> None:
     """A streaming response with no filter: only counted (its size when the stream ends)."""
     if response.is_async:
-        response.streaming_content = _achunks(response.streaming_content, (_identity,), b"", done)
+        response.streaming_content = _achunks(response.streaming_content, (), b"", done)
     else:
-        response.streaming_content = _chunks(response.streaming_content, (_identity,), b"", done)
-
-
-def _identity(message: Message) -> tuple[Message]:
-    return (message,)
+        response.streaming_content = _chunks(response.streaming_content, (), b"", done)

@@ -11,8 +11,8 @@ from perfkit.web.coalesce import CoalesceMiddleware
 from perfkit.web.compression import CompressionMiddleware
 from perfkit.web.conditional import ConditionalMiddleware
 from perfkit.web.config import RateLimit, Rule, WebConfig
-from perfkit.web.metrics import MetricsMiddleware
 from perfkit.web.ratelimit import RateLimitMiddleware
+from perfkit.web.request_metrics import MetricsMiddleware
 from perfkit.web.response_cache import ResponseCacheMiddleware
 from perfkit.web.timing import TimingMiddleware
 

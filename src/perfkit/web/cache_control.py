@@ -6,8 +6,11 @@ data. Only successful GET/HEAD responses get the policy; errors and other method
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from perfkit.web.headers import get
-from perfkit.web.layer import Filter, SendLayer
+from perfkit.web.layer import SendLayer
+from perfkit.web.pipeline import Filter
 from perfkit.web.types import Message, Scope
 
 
@@ -20,12 +23,14 @@ class CacheControlMiddleware(SendLayer):
             return None
         policy = rule.cache_control.encode("latin-1")
 
-        def add_policy(message: Message) -> tuple[Message]:
-            if message["type"] == "http.response.start" and 200 <= message["status"] < 400:
-                headers = list(message.get("headers", ()))
+        def add_policy(start: Message | None, message: Message) -> Sequence[Message]:
+            if start is None:
+                return (message,)
+            if 200 <= start["status"] < 400:
+                headers = list(start.get("headers", ()))
                 if get(headers, b"cache-control") is None:
                     headers.append((b"cache-control", policy))
-                    return ({**message, "headers": headers},)
-            return (message,)
+                    return ({**start, "headers": headers}, message)
+            return (start, message)
 
         return add_policy

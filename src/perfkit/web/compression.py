@@ -17,7 +17,8 @@ from typing import Any
 
 from perfkit.web.config import WebConfig
 from perfkit.web.headers import add_vary, get, without
-from perfkit.web.layer import Filter, SendLayer
+from perfkit.web.layer import SendLayer
+from perfkit.web.pipeline import Filter
 from perfkit.web.routing import SCOPE_KEY, RouteResolver
 from perfkit.web.types import ASGIApp, Headers, Message, Scope
 
@@ -176,14 +177,15 @@ class CompressionMiddleware(SendLayer):
         return _Responder(encoder, self.min_size, inm).filter
 
 
-def _vary_only(message: Message) -> tuple[Message]:
+def _vary_only(start: Message | None, message: Message) -> Sequence[Message]:
     """An identity response still varies on Accept-Encoding when it could have been compressed."""
-    if message["type"] == "http.response.start":
-        headers = list(message.get("headers", ()))
-        if _compressible(headers):
-            add_vary(headers, b"Accept-Encoding")
-            return ({**message, "headers": headers},)
-    return (message,)
+    if start is None:
+        return (message,)
+    headers = list(start.get("headers", ()))
+    if _compressible(headers):
+        add_vary(headers, b"Accept-Encoding")
+        return ({**start, "headers": headers}, message)
+    return (start, message)
 
 
 class _Responder:
@@ -195,7 +197,13 @@ class _Responder:
         self.start: Message | None = None
         self.state = "start"  # start -> (passthrough | stream | done)
 
-    def filter(self, message: Message) -> Sequence[Message]:
+    def filter(self, start: Message | None, message: Message) -> Sequence[Message]:
+        """The start (held with the message after it) and then each message (the `Filter` contract)."""
+        if start is None:
+            return self._step(message)
+        return [*self._step(start), *self._step(message)]
+
+    def _step(self, message: Message) -> Sequence[Message]:
         kind = message["type"]
         if kind == "http.response.start":
             headers = list(message.get("headers", ()))
@@ -232,7 +240,7 @@ class _Responder:
             out.append(self.start)
         if self.state == "stream":
             chunk = self.encoder.chunk(body, not more)
-            if chunk or not more:
+            if chunk or not more or out:  # (out: the start was just added; a message must follow it)
                 out.append({"type": "http.response.body", "body": chunk, "more_body": more})
             if not more:
                 self.state = "done"

@@ -15,7 +15,8 @@ from email.utils import parsedate_to_datetime
 from xxhash import xxh3_128_hexdigest
 
 from perfkit.web.headers import get
-from perfkit.web.layer import Filter, SendLayer
+from perfkit.web.layer import SendLayer
+from perfkit.web.pipeline import Filter
 from perfkit.web.routing import SCOPE_KEY
 from perfkit.web.types import Message, Scope
 
@@ -81,13 +82,55 @@ def _not_modified(headers: Iterable[tuple[bytes, bytes]]) -> tuple[Message, Mess
     }
 
 
+def tag(start: Message | None, message: Message) -> Sequence[Message]:
+    """The ETag filter of a GET: the one tagger. A complete 200 body (its start held with it) gets a
+    strong ETag from its bytes, unless the app set one; everything else passes as it is (a streamed
+    body is not buffered, so streaming stays streaming)."""
+    if start is None:
+        return (message,)
+    if start["status"] != 200 or message["type"] != "http.response.body" or message.get("more_body", False):
+        return (start, message)
+    headers = start.get("headers", ())
+    for name, _ in headers:  # (a loop, not any(genexpr): a generator costs more than the check)
+        if len(name) == 4 and name.lower() == b"etag":
+            return (start, message)  # the app has a validator of its own
+    headers = [*headers, (b"etag", body_etag(message.get("body", b"")))]
+    return ({**start, "headers": headers}, message)
+
+
+def conditional_tag(inm: bytes | None, ims: bytes | None, head: bool) -> Filter:
+    """The ETag filter of a request with validators (`inm`: If-None-Match, `ims`: If-Modified-Since):
+    a 304 instead of the 200 when they match the app's ETag (compared without buffering) or the one
+    `tag` gives the complete body (not on HEAD: its empty body cannot be hashed into the GET's ETag)."""
+    done = False  # a 304 was sent: the rest of the app's body is dropped
+
+    def check(start: Message | None, message: Message) -> Sequence[Message]:
+        nonlocal done
+        if done:
+            return ()
+        if start is None or start["status"] != 200:
+            return (message,) if start is None else (start, message)
+        if get(start.get("headers", ()), b"etag") is not None:  # the app's: compare, don't buffer
+            out: Sequence[Message] = (start, message)
+        elif head:
+            return (start, message)
+        else:
+            out = tag(start, message)
+            if out[0] is start:  # not tagged (a streamed body): nothing to compare
+                return out
+        headers = out[0].get("headers", ())
+        if _fresh(inm, ims, headers):
+            done = True
+            return _not_modified(headers)
+        return out
+
+    return check
+
+
 class ConditionalMiddleware(SendLayer):
-    # C901: the filter is a closure made here, per request: a factory would cost ~1k instructions a request
-    def filter(self, scope: Scope) -> Filter | None:  # noqa: C901
-        """The ETag/304 filter for a GET or HEAD this layer applies to: the one ETag path. It holds a
-        200's start, hashes its complete body into an ETag, and answers 304 instead when the request's
-        validators (`inm`: If-None-Match, `ims`: If-Modified-Since) match. A plain GET is the case with
-        neither; an ETag the app set is compared without buffering."""
+    def filter(self, scope: Scope) -> Filter | None:
+        """The ETag/304 filter for a GET or HEAD this layer applies to: `tag` for a plain GET (nothing
+        made per request), `conditional_tag` when the request has validators, None for a plain HEAD."""
         method = scope["method"]
         if (method != "GET" and method != "HEAD") or not self.config.etag:
             return None
@@ -100,48 +143,6 @@ class ConditionalMiddleware(SendLayer):
                 inm = value
             elif key == b"if-modified-since":
                 ims = value
-        head = method == "HEAD"
-        conditional = inm is not None or ims is not None
-        start: Message | None = None
-        state = 0  # 0: waiting for the start, 1: pass everything through, 2: done (drop the rest)
-
-        # (built here, not by a factory: one call less per request)
-        def tag(message: Message) -> Sequence[Message]:
-            nonlocal start, state
-            if state == 1:
-                return (message,)
-            if message["type"] == "http.response.start":
-                if message["status"] != 200:
-                    state = 1
-                    return (message,)
-                headers = message.get("headers", ())
-                etagged = False  # (a loop, not any(genexpr): a generator costs more than the check)
-                for name, _ in headers:
-                    if len(name) == 4 and name.lower() == b"etag":
-                        etagged = True
-                        break
-                if etagged:  # the app has a validator: compare, don't buffer
-                    state = 1
-                    if conditional and _fresh(inm, ims, headers):
-                        state = 2
-                        return _not_modified(headers)
-                    return (message,)
-                if head:  # a HEAD body is empty: its hash would not be the GET's validator
-                    state = 1
-                    return (message,)
-                start = message
-                return ()
-            if state == 2:
-                return ()
-            if start is None or message["type"] != "http.response.body":
-                return (message,)  # e.g. a body before the start message: not ours to fix
-            state = 1
-            if message.get("more_body", False):  # streaming: no ETag, send as it comes
-                return (start, message)
-            headers = [*start.get("headers", ()), (b"etag", body_etag(message.get("body", b"")))]
-            if conditional and _fresh(inm, ims, headers):
-                state = 2
-                return _not_modified(headers)
-            return ({**start, "headers": headers}, message)
-
-        return tag
+        if inm is None and ims is None:
+            return tag if method == "GET" else None
+        return conditional_tag(inm, ims, method == "HEAD")

@@ -1,32 +1,21 @@
 """Send layers (compression, ETag, Cache-Control): a policy that decides per request, and a thin shell.
 
 A send layer's decision method is `filter(scope)`: None when it has nothing to do for this request, else
-the request's `Filter`, a plain function that takes each response message and returns the messages to
-send on in its place (none while it holds one, two when it releases a held start with the body).
-Filters are synchronous: `instrument()`'s pipeline runs every layer's filter in one loop inside its one
-`send`, with no coroutine per layer; used alone, a layer is ordinary ASGI middleware (`SendLayer`
-below, as starlette's `GZipMiddleware` is) whose `send` runs its filter.
+the request's `Filter` (`perfkit.web.pipeline`): a plain function that gets the response's start with the
+message after it (one call for a response of one body), then each further message, and returns the
+messages to send on in their place. Filters are synchronous: `instrument()`'s pipeline runs every layer's
+filter in one loop inside its one `send`, with no coroutine per layer. Used alone, a layer is ordinary
+ASGI middleware (as starlette's `GZipMiddleware` is) whose shell is that same pipeline with this one layer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 from perfkit.web.config import WebConfig
+from perfkit.web.pipeline import Filter, Pipeline, run_filters
 from perfkit.web.routing import RouteResolver
-from perfkit.web.types import ASGIApp, Message, Receive, Scope, Send
+from perfkit.web.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["Filter", "SendLayer", "run_filters"]
-
-Filter = Callable[[Message], Sequence[Message]]
-
-
-def run_filters(filters: Sequence[Filter], message: Message) -> Sequence[Message]:
-    """`message` through `filters`, innermost first (the order the app's messages meet the layers)."""
-    out: Sequence[Message] = (message,)
-    for f in filters:
-        out = f(out[0]) if len(out) == 1 else [o for m in out for o in f(m)]
-    return out
 
 
 class SendLayer:
@@ -36,25 +25,11 @@ class SendLayer:
         self.app = app
         self.config = config or WebConfig()
         self.resolver = resolver or RouteResolver(app, self.config)
+        self._shell = Pipeline(app, self.resolver, layers=[self])  # used alone: the one-layer pipeline
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        await self.app(scope, receive, self.wrap(scope, send))
+        await self._shell(scope, receive, send)
 
     def filter(self, scope: Scope) -> Filter | None:
         """This layer's filter for an HTTP request, or None when it has nothing to do."""
         raise NotImplementedError
-
-    def wrap(self, scope: Scope, send: Send) -> Send:
-        """`send` with this layer's filter in front (`send` itself when it has nothing to do)."""
-        f = self.filter(scope)
-        if f is None:
-            return send
-
-        async def send_filtered(message: Message) -> None:
-            for out in f(message):
-                await send(out)
-
-        return send_filtered

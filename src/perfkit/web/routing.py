@@ -10,7 +10,7 @@ scope and warns once per route when they differ (e.g. a middleware inside perfki
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from perfkit.web.config import Rule, WebConfig
@@ -32,6 +32,9 @@ class RouteInfo:
     name: str | None
     rule: Rule | None
     endpoint: Any = None  # what the router will run (`scope["endpoint"]` after matching), None for none
+    # what each part that uses this route worked out for it, once (the pipeline's per-route plan): kept
+    # here so a request finds it with the resolution itself, and it goes when the route leaves the table
+    plans: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class RouteResolver:

@@ -16,10 +16,10 @@ from perfkit.web.compression import CompressionMiddleware
 from perfkit.web.conditional import ConditionalMiddleware
 from perfkit.web.config import WebConfig
 from perfkit.web.layer import SendLayer
-from perfkit.web.metrics import RequestMetrics
 from perfkit.web.pipeline import Front, Pipeline
 from perfkit.web.ratelimit import RateLimitBackend
 from perfkit.web.ratelimit.middleware import RateLimiter
+from perfkit.web.request_metrics import RequestMetrics
 from perfkit.web.routing import RouteResolver
 from perfkit.web.timing import Timing
 from perfkit.web.types import ASGIApp

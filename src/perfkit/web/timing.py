@@ -92,7 +92,8 @@ class Timing:
                 app = total - db - cache
                 value = _SERVER_TIMING % (total, app if app > 0 else 0.0, db, stats.db_count, cache)
             out.append((b"server-timing", value))
-            out.extend(self.allow_origin)
+            if self.allow_origin:
+                out.extend(self.allow_origin)
         return out
 
     def log_slow(self, scope: Scope, stats: Any, status: int, elapsed: float, request_id: bytes) -> None:

@@ -21,15 +21,15 @@ from typing import Any, NamedTuple
 from perfkit.errors import BackendError
 from perfkit.metrics import Collector, default_collector
 from perfkit.web.config import RateLimit, WebConfig
-from perfkit.web.pipeline import Pipeline
+from perfkit.web.pipeline import Pipeline, Refusal, Verdict
 from perfkit.web.ratelimit.backend import Decision, RateLimitBackend, create_backend
 from perfkit.web.ratelimit.memory import MemoryRateLimit
-from perfkit.web.routing import SCOPE_KEY, RouteInfo, RouteResolver
-from perfkit.web.types import ASGIApp, Headers, Scope, Send
+from perfkit.web.routing import SCOPE_KEY, RouteResolver
+from perfkit.web.types import ASGIApp, Scope, Send
+
+__all__ = ["NOT_LIMITED", "RateLimitMiddleware", "RateLimiter", "Refusal", "Verdict", "refuse"]
 
 log = logging.getLogger("perfkit.web.ratelimit")
-Refusal = tuple[int, bytes, Headers]  # status, detail text, headers
-Verdict = tuple[Headers | None, Refusal | None]  # (headers to add, refusal or None)
 NOT_LIMITED: Verdict = (None, None)
 
 
@@ -38,7 +38,7 @@ def _client_ip(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
-class _Plan(NamedTuple):
+class RatePlan(NamedTuple):
     """What a decision needs per policy, computed once."""
 
     policy: str
@@ -48,6 +48,9 @@ class _Plan(NamedTuple):
     prefix: bytes  # '"<policy>";r='
     allowed: tuple[str, str]  # the decisions counter's labels
     limited: tuple[str, str]
+    # [remaining, reset, verdict] of the last allowed answer: a client with its full quota back (most
+    # clients, most of the time) gets the same answer as the one before, headers and all
+    last: list[Any]
 
 
 class RateLimiter:
@@ -65,36 +68,29 @@ class RateLimiter:
         self.backend = backend or create_backend(
             config.rate_limit_url or "memory://", timeout=config.rate_limit_timeout
         )
-        # the in-process backend decides without a coroutine (`decide_now`)
-        self._memory = self.backend if isinstance(self.backend, MemoryRateLimit) else None
         self.fail_open = config.rate_limit_fail != "closed"
         self.key_func = config.rate_limit_key
+        # the in-process backend decides without a coroutine (`decide_now`) when the client is the IP
+        backend = self.backend
+        self._now = backend if isinstance(backend, MemoryRateLimit) and self.key_func is None else None
         self._default = config.default_limit
         self.decisions = (collector or default_collector()).counter(
             "ratelimit_decisions_total", ("class", "decision"), "Rate limiter decisions", locked=False
         )
         self._down = False
-        self._plans: dict[str, _Plan] = {}
-        # id(resolved route) -> (that route, its plan): `_plan_for` once per route, not per request
-        self._by_route: dict[int, tuple[RouteInfo, _Plan | None]] = {}
+        self._plans: dict[str, RatePlan] = {}
 
-    def decide_now(self, scope: Scope) -> Verdict | None:
+    def decide_now(self, scope: Scope, plan: RatePlan | None = None) -> Verdict | None:
         """The verdict when it needs no I/O (the in-process backend, the client is the IP); None when
-        the caller must `await decide(scope)` (nothing was decided yet)."""
-        memory = self._memory
-        if memory is None or self.key_func is not None:
+        the caller must `await decide(scope)` (nothing was decided yet). `plan`: the request's
+        `plan_for(scope)` when the caller kept it for the route."""
+        memory = self._now
+        if memory is None:
             return None
-        info = scope.get(SCOPE_KEY) or self.resolver.resolve(scope)
-        known = self._by_route.get(id(info))
-        if known is not None and known[0] is info:  # (the identity check: an id can be reused)
-            plan = known[1]
-        else:
-            plan = self._plan_for(scope)
-            if len(self._by_route) > 4096:
-                self._by_route.clear()
-            self._by_route[id(info)] = (info, plan)
         if plan is None:
-            return NOT_LIMITED
+            plan = self.plan_for(scope)
+            if plan is None:
+                return NOT_LIMITED
         peer = scope.get("client")
         ip = peer[0] if peer else "unknown"
         if type(ip) is not str:  # (a str already, from every server: no str() call for it)
@@ -107,7 +103,7 @@ class RateLimiter:
         now = self.decide_now(scope)
         if now is not None:
             return now
-        plan = self._plan_for(scope)
+        plan = self.plan_for(scope)
         if plan is None:
             return NOT_LIMITED
         client = await self._client(scope)
@@ -124,8 +120,8 @@ class RateLimiter:
         """Answer a refused request."""
         await refuse(send, refusal)
 
-    def _plan_for(self, scope: Scope) -> _Plan | None:
-        """The request's policy and limit (None: not limited), resolved once per request."""
+    def plan_for(self, scope: Scope) -> RatePlan | None:
+        """The request's policy and limit (None: not limited); the pipeline keeps it per route."""
         info = scope.get(SCOPE_KEY) or self.resolver.resolve(scope)
         rule = info.rule
         limit = (rule.limit if rule is not None else None) or self._default
@@ -137,25 +133,35 @@ class RateLimiter:
             plan = self._plan(policy, limit)
         return plan
 
-    def _plan(self, policy: str, limit: RateLimit) -> _Plan:
+    def _plan(self, policy: str, limit: RateLimit) -> RatePlan:
         name = policy.replace("\\", "").replace('"', "")
         window = max(1, math.ceil(limit.period))
         value = f'"{name}";q={limit.limit};w={window}'.encode("latin-1", "replace")
         prefix = f'"{name}";r='.encode("latin-1", "replace")
         if len(self._plans) > 1024:
             self._plans.clear()
-        plan = self._plans[policy] = _Plan(
+        plan = self._plans[policy] = RatePlan(
             policy, limit, policy + ":", (b"ratelimit-policy", value), prefix,
-            (policy, "allowed"), (policy, "limited"),
+            (policy, "allowed"), (policy, "limited"), [-1, -1, NOT_LIMITED],
         )  # fmt: skip
         return plan
 
-    def _verdict(self, plan: _Plan, decision: Decision) -> Verdict:
+    def _verdict(self, plan: RatePlan, decision: Decision) -> Verdict:
+        """The answer to a decision: its headers (shared by the answers that repeat one: never changed by
+        the caller) and the refusal, if refused."""
         if decision.allowed:
             self.decisions.inc(plan.allowed)
-            reset = math.ceil(decision.reset)
-            ratelimit = plan.prefix + b"%d;t=%d" % (decision.remaining, reset if reset > 0 else 0)
-            return [plan.policy_header, (b"ratelimit", ratelimit)], None
+            remaining, reset = decision.remaining, math.ceil(decision.reset)
+            if reset < 0:
+                reset = 0
+            last = plan.last
+            if last[0] == remaining and last[1] == reset:
+                verdict: Verdict = last[2]
+                return verdict
+            ratelimit = plan.prefix + b"%d;t=%d" % (remaining, reset)
+            verdict = [plan.policy_header, (b"ratelimit", ratelimit)], None
+            last[:] = remaining, reset, verdict
+            return verdict
         self.decisions.inc(plan.limited)
         retry = max(1, math.ceil(decision.retry_after))
         headers = [plan.policy_header, (b"ratelimit", plan.prefix + b"%d;t=%d" % (decision.remaining, retry))]
@@ -169,7 +175,7 @@ class RateLimiter:
             value = await value
         return None if value is None else str(value)
 
-    async def _decide(self, key: str, plan: _Plan) -> Decision | None:
+    async def _decide(self, key: str, plan: RatePlan) -> Decision | None:
         """The backend's decision, or None when it is down (the caller fails open or closed)."""
         try:
             decision = await self.backend.hit(key, plan.limit)

@@ -4,8 +4,8 @@ Route labels are templates (`/items/{id}`), never raw paths, so the number of se
 the collector caps it anyway. Per-method-and-route database totals come from the request's `RequestStats`.
 Latency is what the client sees: it ends when the last body byte is sent. The app's work after that
 (FastAPI's dependency teardown, background tasks) is summed apart, per method and route.
-`RequestMetrics` is the policy (what one finished request adds); `MetricsMiddleware` is the pipeline
-with the metrics alone.
+`RequestMetrics` is the policy (what one finished request adds; `RouteMetrics` is one route's share of it,
+kept by the pipeline's per-route plan); `MetricsMiddleware` is the pipeline with the metrics alone.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ _CLASSES = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
 
 
 class RequestMetrics:
-    """The request metrics of one app: `record()` accounts one finished request."""
+    """The request metrics of one app: `route(method, template)` is one route's `RouteMetrics`, whose
+    `record()` accounts one finished request (`record()` here finds it by the request)."""
 
     def __init__(self, collector: Collector, resolver: RouteResolver) -> None:
         c = self.collector = collector
@@ -44,8 +45,6 @@ class RequestMetrics:
         self.in_flight = c.gauge("http_requests_in_flight", (), "Requests being served")
         self.active = 0
         self.in_flight.track(lambda: self.active)
-        # label set -> its latency and size series: both histograms in one dict lookup per request
-        self._series: dict[tuple[str, str, str], tuple[HistogramSeries, HistogramSeries]] = {}
         # per method and route: GET and DELETE on one template run different queries
         self.db_queries = c.counter(
             "http_db_queries_total", ("method", "route"), "SQL queries run by requests"
@@ -57,6 +56,19 @@ class RequestMetrics:
             "Seconds the app ran after the last response byte (dependency teardown, background tasks)",
             locked=False,
         )
+        # (method, route) -> its recorder, at most 4096 (past that a recorder per request: the families
+        # fold extra label sets into their overflow series)
+        self._routes: dict[tuple[str, str], RouteMetrics] = {}
+
+    def route(self, method: str, template: str) -> RouteMetrics:
+        """The recorder of one method and route template."""
+        key = (method, template)
+        recorder = self._routes.get(key)
+        if recorder is None:
+            recorder = RouteMetrics(self, key)
+            if len(self._routes) < 4096:
+                self._routes[key] = recorder
+        return recorder
 
     def record(
         self,
@@ -72,29 +84,50 @@ class RequestMetrics:
         route = (
             stats.route if stats is not None and stats.route != UNMATCHED else self.resolver.template(scope)
         )
-        method = scope["method"]
-        labels = (method, route, _CLASSES[min(status // 100, 5)])
-        series = self._series.get(labels)
+        self.route(scope["method"], route).record(scope, status, size, elapsed, stats, total)
+
+
+class RouteMetrics:
+    """The metrics of one method and route: its latency and size series per status class, kept once made."""
+
+    __slots__ = ("by_class", "key", "owner")
+
+    def __init__(self, owner: RequestMetrics, key: tuple[str, str]) -> None:
+        self.owner, self.key = owner, key  # key: (method, route)
+        self.by_class: list[tuple[HistogramSeries, HistogramSeries] | None] = [None] * len(_CLASSES)
+
+    def record(
+        self,
+        scope: Scope,
+        status: int,
+        size: int,
+        elapsed: float,
+        stats: RequestStats | None = None,
+        total: float | None = None,
+    ) -> None:
+        """Account one finished request (`RequestMetrics.record`, with the route found)."""
+        owner = self.owner
+        index = status // 100
+        if index > 5:
+            index = 5
+        series = self.by_class[index]
         if series is not None:
             series[0].observe(elapsed, series[1], size)
-        elif len(self._series) < 4096:
-            self._series[labels] = (
-                self.latency.series_for(labels, elapsed),
-                self.sizes.series_for((method, route), size),
+        else:  # the first request of this class: the series are made with its values in them
+            self.by_class[index] = (
+                owner.latency.series_for((*self.key, _CLASSES[index]), elapsed),
+                owner.sizes.series_for(self.key, size),
             )
-        else:
-            self.latency.observe(labels, elapsed)
-            self.sizes.observe((method, route), size)
         if total is not None and total > elapsed:
-            self.after_response.inc((method, route), total - elapsed)
+            owner.after_response.inc(self.key, total - elapsed)
         info = scope.get(SCOPE_KEY)
         if info is None or scope.get("endpoint", info.endpoint) is not info.endpoint:
-            self.resolver.check(scope)  # the router ran another endpoint than resolved: warn once
+            owner.resolver.check(scope)  # the router ran another endpoint than resolved: warn once
         if stats is None:
             stats = current_request()
         if stats is not None and stats.db_count:
-            self.db_queries.inc((method, route), stats.db_count)
-            self.db_time.inc((method, route), stats.db_time)
+            owner.db_queries.inc(self.key, stats.db_count)
+            owner.db_time.inc(self.key, stats.db_time)
 
 
 class MetricsMiddleware(Pipeline):
