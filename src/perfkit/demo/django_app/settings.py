@@ -38,7 +38,11 @@ def _database(demo: DemoSettings) -> dict[str, Any]:
         "HOST": url.hostname or "",
         "PORT": str(url.port or ""),
         "OPTIONS": {"options": f"-c search_path={PG_SCHEMA}"},
-        "CONN_MAX_AGE": 60,
+        # served under ASGI: each request's sync work runs in a thread of its own, so a persistent
+        # connection per thread is one connection per request that nobody reuses, until PostgreSQL
+        # refuses new clients ("too many clients already"). Django's advice for ASGI: no persistent
+        # connections (or a pool).
+        "CONN_MAX_AGE": 0,
     }
 
 
