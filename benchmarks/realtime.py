@@ -34,6 +34,7 @@ import math
 import os
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -48,9 +49,10 @@ from _util import machine_line, table
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-PEERS = ["perfkit", "socketio", "channels", "broadcaster"]
+PEERS = ["perfkit", "perfkit-nobatch", "socketio", "channels", "broadcaster"]
 LABELS = {
     "perfkit": "perfkit.realtime",
+    "perfkit-nobatch": "perfkit.realtime, batch_window=0",
     "socketio": "python-socketio (AsyncRedisManager)",
     "channels": "channels + channels_redis",
     "broadcaster": "broadcaster + Starlette",
@@ -65,18 +67,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def env() -> dict[str, str]:
+# a variant: (server module, client dialect, Hub settings)
+VARIANTS = {"perfkit-nobatch": ("perfkit", {"batch_window": 0})}
+
+
+def env(settings: dict[str, Any] | None = None) -> dict[str, str]:
     path = [str(ROOT / "src"), str(HERE), os.environ.get("PYTHONPATH", "")]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p), "RT_BENCH_REDIS": REDIS_URL}
+    return {
+        **os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p), "RT_BENCH_REDIS": REDIS_URL,
+        "RT_BENCH_SETTINGS": json.dumps(settings or {}),
+    }  # fmt: skip
 
 
 def start_server(peer: str, port: int) -> subprocess.Popen[bytes]:
+    module, settings = VARIANTS.get(peer, (peer, {}))
     cmd = [
-        sys.executable, "-m", "uvicorn", f"realtime_peers.{peer}_app:app", "--host", "127.0.0.1",
+        sys.executable, "-m", "uvicorn", f"realtime_peers.{module}_app:app", "--host", "127.0.0.1",
         "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio",
         "--no-access-log", "--log-level", "warning", "--backlog", "4096",
     ]  # fmt: skip
-    return subprocess.Popen(cmd, cwd=HERE, env=env())
+    return subprocess.Popen(cmd, cwd=HERE, env=env(settings))
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -114,28 +124,34 @@ def profile(pid: int, seconds: float) -> subprocess.Popen[bytes] | None:
 
 def run_peer(peer: str, args: argparse.Namespace) -> dict[str, Any]:
     ports = [free_port(), free_port()]
+    dialect = VARIANTS.get(peer, (peer,))[0]
     servers = [start_server(peer, port) for port in ports]
     spy = None
     try:
         for port, proc in zip(ports, servers, strict=True):
             wait_port(port, proc)
         cmd = [
-            sys.executable, str(HERE / "realtime_peers" / "load.py"), "--peer", peer,
+            sys.executable, str(HERE / "realtime_peers" / "load.py"), "--peer", dialect,
             "--ports", ",".join(map(str, ports)), "--pids", ",".join(str(s.pid) for s in servers),
-            "--scenarios", args.scenarios, "--idle", str(args.idle), "--fanout", str(args.fanout),
+            "--redis", REDIS_URL, "--scenarios", args.scenarios, "--idle", str(args.idle),
+            "--fanout", str(args.fanout),
             "--burst", str(args.burst), "--rounds", str(args.rounds), "--connections", str(args.connections),
             "--rate", str(args.rate), "--seconds", str(args.seconds),
         ]  # fmt: skip
-        if args.profile and peer == "perfkit":
+        if args.profile and peer.startswith("perfkit"):
             spy = profile(servers[0].pid, args.profile_seconds)
         client = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=CLIENT_TIMEOUT)
         if client.returncode != 0:
             print(client.stderr[-3000:], file=sys.stderr)
             return {"peer": peer, "error": f"client exited {client.returncode}"}
-        return dict(json.loads(client.stdout.strip().splitlines()[-1]))
+        return {**json.loads(client.stdout.strip().splitlines()[-1]), "peer": peer}
     finally:
-        if spy is not None:
-            stop(spy)
+        if spy is not None:  # py-spy writes its file on SIGINT (Ctrl-C), not on SIGTERM
+            spy.send_signal(signal.SIGINT)
+            try:
+                spy.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                stop(spy)
         for proc in servers:
             stop(proc)
 
@@ -152,7 +168,7 @@ def num(x: Any, fmt: str = "{:.0f}") -> str:
 
 
 def best_peer(results: list[dict[str, Any]], get: Any, higher: bool) -> float | None:
-    values = [get(r) for r in results if r["peer"] != "perfkit" and get(r) is not None]
+    values = [get(r) for r in results if not r["peer"].startswith("perfkit") and get(r) is not None]
     if not values:
         return None
     return max(values) if higher else min(values)
@@ -176,6 +192,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
                 num(get(r, "idle", "connections")),
                 num(None if idle_kib is None else idle_kib / 1024, "{:.1f}"),
                 num(get(r, "fanout", "rate")),
+                num(get(r, "fanout", "cpu_us_per_msg"), "{:.1f}"),
+                num(get(r, "fanout", "frames_per_msg"), "{:.2f}"),
                 num(get(r, "fanout", "first_to_all_ms"), "{:.0f}"),
                 num(get(r, "fanout", "lost")),
                 num(get(r, "latency", "p50_ms"), "{:.1f}"),
@@ -187,28 +205,27 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
             ]
         )  # fmt: skip
     headers = [
-        "library", "(a) idle conns", "KiB/conn", "(b) msgs/s", "1st->all ms", "lost",
-        "(c) p50 ms", "p99 ms", "delivered", "(d) others p99 ms", "RSS +MiB",
+        "library", "(a) idle conns", "KiB/conn", "(b) msgs/s", "CPU us/msg", "frames/msg", "1st->all ms",
+        "lost", "(c) p50 ms", "p99 ms", "delivered", "(d) others p99 ms", "RSS +MiB",
     ]  # fmt: skip
     print()
     print(table(headers, rows))
-    pk = next((r for r in results if r["peer"] == "perfkit"), None)
-    if pk is None:
-        return
-    print("\nperfkit vs the best peer of this run (x > 1: perfkit better):")
     ratios = [
         ("(a) memory per idle connection", ("idle", "per_conn"), False),
         ("(b) fan-out messages delivered per second", ("fanout", "rate"), True),
+        ("(b) fan-out server CPU per delivered message", ("fanout", "cpu_us_per_msg"), False),
         ("(c) p99 latency", ("latency", "p99_ms"), False),
         ("(d) others' p99 with a slow consumer", ("slow", "p99_ms"), False),
     ]
-    for label, path, higher in ratios:
-        mine = get(pk, *path)
-        best = best_peer(results, lambda r, path=path: get(r, *path), higher)
-        if mine is None or best is None or not mine:
-            continue
-        ratio = mine / best if higher else best / mine
-        print(f"  {label}: {ratio:.2f}x (perfkit {mine:.4g}, best peer {best:.4g})")
+    for pk in (r for r in results if r["peer"].startswith("perfkit")):
+        print(f"\n{LABELS[pk['peer']]} vs the best peer of this run (x > 1: perfkit better):")
+        for label, path, higher in ratios:
+            mine = get(pk, *path)
+            best = best_peer(results, lambda r, path=path: get(r, *path), higher)
+            if mine is None or best is None or not mine:
+                continue
+            ratio = mine / best if higher else best / mine
+            print(f"  {label}: {ratio:.2f}x (perfkit {mine:.4g}, best peer {best:.4g})")
 
 
 def main() -> None:

@@ -1,22 +1,20 @@
 """encode/broadcaster (redis backend) under Starlette: each WebSocket subscribes (`broadcast.subscribe`)
-to the channels of `?channel=` and forwards every event; a publish is `broadcast.publish`."""
+to the channels of `?channel=` and forwards every event; the load client publishes with
+`broadcast.publish`."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from broadcaster import Broadcast
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from realtime_peers._http import REDIS
+from realtime_peers._common import REDIS
 
 broadcast = Broadcast(REDIS)
 
@@ -43,19 +41,10 @@ async def ws(websocket: WebSocket) -> None:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def publish(request: Request) -> PlainTextResponse:
-    body = await request.json()
-    for data in body["many"]:
-        await broadcast.publish(body["channel"], json.dumps(data))
-    return PlainTextResponse("ok")
-
-
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     async with broadcast:
         yield
 
 
-app = Starlette(
-    routes=[WebSocketRoute("/ws", ws), Route("/publish", publish, methods=["POST"])], lifespan=lifespan
-)
+app = Starlette(routes=[WebSocketRoute("/ws", ws)], lifespan=lifespan)

@@ -1,16 +1,16 @@
 """django/channels with channels_redis's default `RedisChannelLayer`: a consumer joins the groups named by
-`?channel=` (`group_add`); a publish is `group_send(channel, {"type": "bench.msg", ...})`, served by
-uvicorn like the others (Daphne is channels' own server; uvicorn keeps the HTTP/WebSocket layer equal)."""
+`?channel=` (`group_add`); the load client publishes with `group_send(channel, {"type": "bench.msg"})`.
+Served by uvicorn like the others (Daphne is channels' own server; uvicorn keeps the HTTP/WebSocket
+layer the same for every library)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.conf import settings
 
 import django
-from realtime_peers._http import REDIS, Receive, Scope, Send, channels_of, publish_endpoint
+from realtime_peers._common import REDIS, channels_of
 
 settings.configure(
     DEBUG=False,
@@ -22,7 +22,6 @@ settings.configure(
 django.setup()
 
 from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402 -- needs the settings
-from channels.layers import get_channel_layer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
@@ -42,12 +41,4 @@ class BenchConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await self.send(text_data=event["text"])
 
 
-async def group_send(channel: str, data: Any) -> None:
-    await get_channel_layer().group_send(channel, {"type": "bench.msg", "text": json.dumps(data)})
-
-
-async def http(scope: Scope, receive: Receive, send: Send) -> None:
-    await publish_endpoint(scope, receive, send, group_send)
-
-
-app = ProtocolTypeRouter({"http": http, "websocket": URLRouter([path("ws", BenchConsumer.as_asgi())])})
+app = ProtocolTypeRouter({"websocket": URLRouter([path("ws", BenchConsumer.as_asgi())])})

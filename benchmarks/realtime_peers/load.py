@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -31,8 +30,16 @@ OPEN_TIMEOUT = 30.0
 _answers: set[asyncio.Task[None]] = set()  # heartbeat answers in flight (a task needs a reference)
 
 
-def answer(ws: ClientConnection, text: str) -> None:
-    task = asyncio.ensure_future(ws.send(text))
+RETRY_AFTER = 0.2  # seconds before a subscribe refused as `unavailable` is sent again
+refused: dict[str, int] = {}  # error codes perfkit answered subscribes with (retried when unavailable)
+
+
+def answer(ws: ClientConnection, text: str, delay: float = 0) -> None:
+    async def later() -> None:
+        await asyncio.sleep(delay)
+        await ws.send(text)
+
+    task = asyncio.ensure_future(later() if delay else ws.send(text))
     _answers.add(task)
     task.add_done_callback(_answers.discard)
 
@@ -46,6 +53,10 @@ def parse_perfkit(text: str, ws: ClientConnection) -> list[Any]:
         return [m["data"] for m in frame["messages"]]
     if kind == "ping":
         answer(ws, json.dumps({"type": "pong", "t": frame["t"]}))
+    elif kind == "error":
+        refused[frame["code"]] = refused.get(frame["code"], 0) + 1
+        if frame["code"] == "unavailable":  # the protocol's "try again", which a browser app would do
+            answer(ws, json.dumps({"type": "subscribe", "channel": frame["channel"]}), RETRY_AFTER)
     return []
 
 
@@ -69,6 +80,50 @@ PARSERS: dict[str, Callable[[str, ClientConnection], list[Any]]] = {
 }
 
 
+class Publisher:
+    """A library's own cross-process publish API, used from this (client) process, as a view, a job or
+    a script of the app would use it: the servers only fan out."""
+
+    async def start(self, peer: str, redis_url: str) -> None:
+        if peer == "perfkit":
+            from perfkit.realtime import Hub
+
+            hub = Hub(redis_url, prefix="bench:pk:")
+            self.send = hub.publish
+            self.stop = hub.close
+        elif peer == "socketio":
+            import socketio
+
+            mgr = socketio.AsyncRedisManager(redis_url, channel="bench-sio", write_only=True)
+
+            async def emit(channel: str, data: Any) -> None:
+                await mgr.emit("msg", data, namespace="/", room=channel)
+
+            self.send, self.stop = emit, self.nothing
+        elif peer == "channels":
+            from channels_redis.core import RedisChannelLayer
+
+            layer = RedisChannelLayer(hosts=[redis_url])
+
+            async def group_send(channel: str, data: Any) -> None:
+                await layer.group_send(channel, {"type": "bench.msg", "text": json.dumps(data)})
+
+            self.send, self.stop = group_send, layer.flush
+        else:
+            from broadcaster import Broadcast
+
+            broadcast = Broadcast(redis_url)
+            await broadcast.connect()
+
+            async def publish(channel: str, data: Any) -> None:
+                await broadcast.publish(channel, json.dumps(data))
+
+            self.send, self.stop = publish, broadcast.disconnect
+
+    async def nothing(self) -> None:
+        return None
+
+
 def url(peer: str, port: int, channels: list[str]) -> str:
     query = "&".join(f"channel={c}" for c in channels)
     if peer == "socketio":
@@ -86,8 +141,8 @@ class Counter:
         self.n, self.target = 0, target
         self.done.clear()
 
-    def hit(self) -> None:
-        self.n += 1
+    def hit(self, n: int) -> None:
+        self.n += n
         if self.n >= self.target:
             self.done.set()
 
@@ -97,31 +152,40 @@ class Conn:
     ws: ClientConnection
     parse: Callable[[str, ClientConnection], list[Any]]
     received: int = 0
-    seen: set[Any] = field(default_factory=set)  # sequence numbers of the current scenario
-    first: dict[Any, float] = field(default_factory=dict)  # seq -> arrival (fan-out)
+    frames: int = 0
+    first: dict[str, float] = field(default_factory=dict)  # when the burst's first message came
+    port: int = 0
+    control: list[str] = field(default_factory=list)  # the first frames that were not messages
     latencies: list[float] | None = None
     task: asyncio.Task[None] | None = None
     counter: Counter | None = None
 
     async def read(self) -> None:
         with contextlib.suppress(Exception):
-            async for text in self.ws:
+            async for raw in self.ws:
                 now = time.time()
-                for data in self.parse(str(text), self.ws):
-                    self.received += 1
-                    self.seen.add(data["s"])
-                    if self.latencies is not None:
-                        self.latencies.append(now - data["t"])
-                    if data.get("first"):
-                        self.first.setdefault(data["s"], now)
+                self.frames += 1
+                text = str(raw)
+                if self.latencies is None:  # counting only: cheap, so the client is not what limits
+                    count = text.count('"s":')
+                    if not count:
+                        self.parse(text, self.ws)  # a heartbeat to answer
+                        if len(self.control) < 4:
+                            self.control.append(text[:200])
+                    elif '"first": true' in text or '"first":true' in text:
+                        self.first.setdefault("first", now)
+                    self.received += count
                     if self.counter is not None:
-                        self.counter.hit()
+                        self.counter.hit(count)
+                    continue
+                for data in self.parse(text, self.ws):
+                    self.received += 1
+                    self.latencies.append(now - data["t"])
 
 
 class Load:
-    def __init__(self, peer: str, ports: list[int], pids: list[int]) -> None:
-        self.peer, self.ports, self.pids = peer, ports, pids
-        self.http = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64))
+    def __init__(self, peer: str, ports: list[int], pids: list[int], publisher: Publisher) -> None:
+        self.peer, self.ports, self.pids, self.publisher = peer, ports, pids, publisher
         self.seq = 0
 
     async def open(self, port: int, channels: list[str], *, read: bool = True) -> Conn:
@@ -134,17 +198,23 @@ class Load:
             await ws.send("40")
             while not str(await ws.recv()).startswith("40"):
                 pass
-        conn = Conn(ws, PARSERS[self.peer])
+        conn = Conn(ws, PARSERS[self.peer], port=port)
         if read:
             conn.task = asyncio.create_task(conn.read())
         return conn
 
-    async def open_many(self, specs: list[tuple[int, list[str]]], concurrency: int = 64) -> list[Conn]:
+    async def open_many(
+        self, specs: list[tuple[int, list[str]]], concurrency: int = 64, seconds: float = 300
+    ) -> list[Conn]:
+        """Open them `concurrency` at a time; those not open within `seconds` are not opened."""
         conns: list[Conn | None] = [None] * len(specs)
         index = iter(range(len(specs)))
+        deadline = time.monotonic() + seconds
 
         async def worker() -> None:
             for i in index:
+                if time.monotonic() > deadline:
+                    return
                 conns[i] = await self.open(*specs[i])
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -161,10 +231,9 @@ class Load:
         for i in range(0, len(conns), 500):
             await asyncio.gather(*(one(c) for c in conns[i : i + 500]))
 
-    async def publish(self, port: int, channel: str, many: list[Any]) -> None:
-        body = {"channel": channel, "many": many}
-        response = await self.http.post(f"http://127.0.0.1:{port}/publish", json=body)
-        response.raise_for_status()
+    async def publish(self, channel: str, many: list[Any]) -> None:
+        for data in many:
+            await self.publisher.send(channel, data)
 
     def message(self, pad: int = 0, **extra: Any) -> dict[str, Any]:
         self.seq += 1
@@ -172,17 +241,29 @@ class Load:
 
     async def warm(self, conns: list[Conn], channels: list[str], timeout: float = 30) -> None:
         """Publish probes on every channel until every connection has heard one (subscriptions live)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                for channel in channels:
-                    await self.publish(self.ports[0], channel, [self.message(probe=True)])
-                await asyncio.sleep(0.3)
-                if all(c.received for c in conns):
-                    break
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    for channel in channels:
+                        await self.publish(channel, [self.message(probe=True)])
+                    await asyncio.sleep(0.3)
+                    if all(c.received for c in conns):
+                        break
+        except TimeoutError:
+            deaf = [c for c in conns if not c.received]
+            ports = {port: sum(1 for c in deaf if c.port == port) for port in self.ports}
+            raise RuntimeError(
+                f"{len(deaf)} of {len(conns)} connections heard no probe in {timeout} s (per port {ports});"
+                f" their first frames: {deaf[0].control}"
+            ) from None
         await asyncio.sleep(0.3)
         for c in conns:
             c.received, c.latencies = 0, None
-            c.seen.clear()
+
+    def cpu(self) -> float:
+        """CPU seconds (user + system) the server processes have used so far: other work on the shared
+        machine does not count in it, unlike wall-clock rates."""
+        return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in self.pids)
 
     def rss(self) -> list[int]:
         return [psutil.Process(pid).memory_info().rss for pid in self.pids]
@@ -197,8 +278,7 @@ async def idle(load: Load, n: int) -> dict[str, Any]:
     before = load.rss()[0]
     t0 = time.perf_counter()
     try:
-        async with asyncio.timeout(600):
-            conns = await load.open_many([(load.ports[0], [f"idle-{i % 100}"]) for i in range(n)])
+        conns = await load.open_many([(load.ports[0], [f"idle-{i % 100}"]) for i in range(n)], seconds=240)
     except (TimeoutError, OSError) as exc:
         return {"error": f"{type(exc).__name__}: {exc}", "wanted": n}
     opened = time.perf_counter() - t0
@@ -206,8 +286,8 @@ async def idle(load: Load, n: int) -> dict[str, Any]:
     after = load.rss()[0]
     await load.close(conns)
     return {
-        "connections": len(conns), "open_s": round(opened, 1), "rss_before": before, "rss_after": after,
-        "per_conn": (after - before) / max(1, len(conns)),
+        "connections": len(conns), "wanted": n, "open_s": round(opened, 1), "rss_before": before,
+        "rss_after": after, "per_conn": (after - before) / max(1, len(conns)),
     }  # fmt: skip
 
 
@@ -218,7 +298,7 @@ async def fanout(load: Load, n: int, burst: int, rounds: int) -> dict[str, Any]:
     counter = Counter()
     for c in conns:
         c.counter = counter
-    rates, first_all, lost = [], [], 0
+    rates, first_all, cpu, frames, lost = [], [], [], [], 0
     for _ in range(rounds):
         for c in conns:
             c.received = 0
@@ -226,22 +306,27 @@ async def fanout(load: Load, n: int, burst: int, rounds: int) -> dict[str, Any]:
         expected = n * burst
         counter.reset(expected)
         many = [load.message(first=(i == 0)) for i in range(burst)]
+        frames0 = sum(c.frames for c in conns)
+        cpu0 = load.cpu()
         t0 = time.time()
-        await load.publish(load.ports[0], "fan", many)
+        await load.publish("fan", many)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(60):
                 await counter.done.wait()
         t1 = time.time()
         got = counter.n
+        cpu.append((load.cpu() - cpu0) / max(1, got) * 1e6)
+        frames.append((sum(c.frames for c in conns) - frames0) / max(1, got))
         lost += expected - got
         rates.append(got / (t1 - t0))
-        arrivals = [c.first.get(many[0]["s"]) for c in conns]
+        arrivals = [c.first.get("first") for c in conns]
         first_all.append(max(a for a in arrivals if a is not None) - t0 if any(arrivals) else float("nan"))
         await asyncio.sleep(0.5)
     await load.close(conns)
     return {
         "rate": statistics.median(rates), "rates": [round(r) for r in rates],
         "first_to_all_ms": statistics.median(first_all) * 1000, "lost": lost,
+        "cpu_us_per_msg": statistics.median(cpu), "frames_per_msg": statistics.median(frames),
     }  # fmt: skip
 
 
@@ -266,6 +351,7 @@ async def latency(
     rng = random.Random(17)
     published = 0
     rss_start = load.rss()
+    cpu0 = load.cpu()
     rss_max = list(rss_start)
     pending: set[asyncio.Task[None]] = set()
     t0 = time.perf_counter()
@@ -274,12 +360,12 @@ async def latency(
         if delay > 0:
             await asyncio.sleep(delay)
         channel = f"lat-{rng.randrange(100)}"
-        task = asyncio.create_task(load.publish(load.ports[k % 2], channel, [load.message()]))
+        task = asyncio.create_task(load.publish(channel, [load.message()]))
         pending.add(task)
         task.add_done_callback(pending.discard)
         published += 1
         if slow:
-            hog_task = asyncio.create_task(load.publish(load.ports[1], "hog", [load.message(pad=hog_pad)]))
+            hog_task = asyncio.create_task(load.publish("hog", [load.message(pad=hog_pad)]))
             pending.add(hog_task)
             hog_task.add_done_callback(pending.discard)
         if k % 50 == 0:
@@ -287,10 +373,11 @@ async def latency(
     await asyncio.gather(*pending, return_exceptions=True)
     await asyncio.sleep(2)
     rss_end = load.rss()
+    cpu_s = load.cpu() - cpu0
     expected = published * (n // 100)
     result = {
         "p50_ms": pct(samples, 0.50), "p99_ms": pct(samples, 0.99), "max_ms": pct(samples, 1.0),
-        "delivered": len(samples), "expected": expected,
+        "delivered": len(samples), "expected": expected, "server_cpu_s": cpu_s,
         "rss_growth": [b - a for a, b in zip(rss_start, rss_max, strict=True)],
         "rss_end_growth": [b - a for a, b in zip(rss_start, rss_end, strict=True)],
     }  # fmt: skip
@@ -305,6 +392,7 @@ async def main() -> None:
     ap.add_argument("--peer", required=True, choices=sorted(PARSERS))
     ap.add_argument("--ports", required=True)
     ap.add_argument("--pids", required=True)
+    ap.add_argument("--redis", required=True)
     ap.add_argument("--scenarios", default="idle,fanout,latency,slow")
     ap.add_argument("--idle", type=int, default=10_000)
     ap.add_argument("--fanout", type=int, default=1000)
@@ -316,7 +404,10 @@ async def main() -> None:
     args = ap.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    load = Load(args.peer, [int(x) for x in args.ports.split(",")], [int(x) for x in args.pids.split(",")])
+    publisher = Publisher()
+    await publisher.start(args.peer, args.redis)
+    ports, pids = [int(x) for x in args.ports.split(",")], [int(x) for x in args.pids.split(",")]
+    load = Load(args.peer, ports, pids, publisher)
     out: dict[str, Any] = {"peer": args.peer}
     scenarios = args.scenarios.split(",")
     try:
@@ -329,7 +420,8 @@ async def main() -> None:
         if "slow" in scenarios:
             out["slow"] = await latency(load, args.connections, args.rate, args.seconds, slow=True)
     finally:
-        await load.http.aclose()
+        await publisher.stop()
+    out["refused_subscribes"] = refused
     print(json.dumps(out), flush=True)
 
 

@@ -9,7 +9,7 @@ import os
 from typing import Any
 
 from perfkit.realtime import Hub
-from realtime_peers._http import REDIS, Receive, Scope, Send, publish_endpoint
+from realtime_peers._common import REDIS, Receive, Scope, Send
 
 hub = Hub(REDIS, prefix="bench:pk:", **json.loads(os.environ.get("RT_BENCH_SETTINGS", "{}")))
 ws = hub.websocket(auth=None, can_subscribe=lambda user, channel: True, origins=["*"])
@@ -18,8 +18,6 @@ ws = hub.websocket(auth=None, can_subscribe=lambda user, channel: True, origins=
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "websocket":
         await ws(scope, receive, send)
-    elif scope["type"] == "http":
-        await publish_endpoint(scope, receive, send, hub.publish)
     elif scope["type"] == "lifespan":
         await lifespan(receive, send)
 
