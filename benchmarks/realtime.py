@@ -7,7 +7,8 @@ broadcaster + Starlette, in one run, on the same Redis database.
 
 For each library: two uvicorn processes of its server (benchmarks/realtime_peers/, same uvicorn setup
 for all: uvloop, httptools, `websockets-sansio`), and the load client (realtime_peers/load.py) in a
-third process, which runs, in order:
+third process, which also publishes, through the library's own Redis API (as a job or a script of the
+app would), so the servers only fan out. A fresh pair of servers for (a), for (b)+(c) and for (d):
 
 (a) idle: `--idle` subscribed WebSockets on the first server process; its RSS (psutil) before and after,
     so memory per connection = growth / connections (the server's own baseline is not counted).
@@ -123,6 +124,22 @@ def profile(pid: int, seconds: float) -> subprocess.Popen[bytes] | None:
 
 
 def run_peer(peer: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Each group of scenarios on a fresh pair of server processes: memory freed by one scenario (the idle
+    connections) must not hide the growth of the next (the slow consumer)."""
+    result: dict[str, Any] = {"peer": peer}
+    wanted = args.scenarios.split(",")
+    for group in (["idle"], ["fanout", "latency"], ["slow"]):
+        scenarios = [s for s in group if s in wanted]
+        if scenarios:
+            found = run_group(peer, ",".join(scenarios), args)
+            refused = {**result.get("refused_subscribes", {})}
+            for code, n in found.pop("refused_subscribes", {}).items():
+                refused[code] = refused.get(code, 0) + n
+            result.update(found, refused_subscribes=refused)
+    return result
+
+
+def run_group(peer: str, scenarios: str, args: argparse.Namespace) -> dict[str, Any]:
     ports = [free_port(), free_port()]
     dialect = VARIANTS.get(peer, (peer,))[0]
     servers = [start_server(peer, port) for port in ports]
@@ -133,18 +150,20 @@ def run_peer(peer: str, args: argparse.Namespace) -> dict[str, Any]:
         cmd = [
             sys.executable, str(HERE / "realtime_peers" / "load.py"), "--peer", dialect,
             "--ports", ",".join(map(str, ports)), "--pids", ",".join(str(s.pid) for s in servers),
-            "--redis", REDIS_URL, "--scenarios", args.scenarios, "--idle", str(args.idle),
+            "--redis", REDIS_URL, "--scenarios", scenarios, "--idle", str(args.idle),
             "--fanout", str(args.fanout),
             "--burst", str(args.burst), "--rounds", str(args.rounds), "--connections", str(args.connections),
             "--rate", str(args.rate), "--seconds", str(args.seconds),
         ]  # fmt: skip
-        if args.profile and peer.startswith("perfkit"):
+        if args.profile and peer.startswith("perfkit") and "fanout" in scenarios:
             spy = profile(servers[0].pid, args.profile_seconds)
         client = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=CLIENT_TIMEOUT)
         if client.returncode != 0:
             print(client.stderr[-3000:], file=sys.stderr)
-            return {"peer": peer, "error": f"client exited {client.returncode}"}
-        return {**json.loads(client.stdout.strip().splitlines()[-1]), "peer": peer}
+            return {"error": f"client exited {client.returncode} in {scenarios}"}
+        found = dict(json.loads(client.stdout.strip().splitlines()[-1]))
+        found.pop("peer", None)
+        return found
     finally:
         if spy is not None:  # py-spy writes its file on SIGINT (Ctrl-C), not on SIGTERM
             spy.send_signal(signal.SIGINT)
@@ -210,6 +229,10 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     ]  # fmt: skip
     print()
     print(table(headers, rows))
+    for r in results:
+        if r.get("refused_subscribes") or r.get("error"):
+            extra = f"; error: {r['error']}" if r.get("error") else ""
+            print(f"{LABELS[r['peer']]}: subscribes refused (and retried) {r.get('refused_subscribes')}{extra}")
     ratios = [
         ("(a) memory per idle connection", ("idle", "per_conn"), False),
         ("(b) fan-out messages delivered per second", ("fanout", "rate"), True),
