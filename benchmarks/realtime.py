@@ -232,7 +232,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     for r in results:
         if r.get("refused_subscribes") or r.get("error"):
             extra = f"; error: {r['error']}" if r.get("error") else ""
-            print(f"{LABELS[r['peer']]}: subscribes refused (and retried) {r.get('refused_subscribes')}{extra}")
+            refused = r.get("refused_subscribes")
+            print(f"{LABELS[r['peer']]}: subscribes refused (and retried) {refused}{extra}")
     ratios = [
         ("(a) memory per idle connection", ("idle", "per_conn"), False),
         ("(b) fan-out messages delivered per second", ("fanout", "rate"), True),
