@@ -50,14 +50,17 @@ from _util import machine_line, table
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-PEERS = ["perfkit", "perfkit-nobatch", "socketio", "channels", "broadcaster"]
+PEERS = ["perfkit", "perfkit-nobatch", "socketio", "channels", "broadcaster", "floor"]
 LABELS = {
     "perfkit": "perfkit.realtime",
     "perfkit-nobatch": "perfkit.realtime, batch_window=0",
     "socketio": "python-socketio (AsyncRedisManager)",
     "channels": "channels + channels_redis",
     "broadcaster": "broadcaster + Starlette",
+    "floor": "(floor: raw ASGI WebSocket, no library)",
 }
+ONLY = {"floor": {"idle"}}  # what a row can run
+LIBRARIES = ("socketio", "channels", "broadcaster")  # the peers the ratios compare against
 REDIS_URL = os.environ.get("RT_BENCH_REDIS", "redis://127.0.0.1:6379/14")
 CLIENT_TIMEOUT = 1200  # seconds for one library's whole client run
 
@@ -129,7 +132,7 @@ def run_peer(peer: str, args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"peer": peer}
     wanted = args.scenarios.split(",")
     for group in (["idle"], ["fanout", "latency"], ["slow"]):
-        scenarios = [s for s in group if s in wanted]
+        scenarios = [s for s in group if s in wanted and s in ONLY.get(peer, group)]
         if scenarios:
             found = run_group(peer, ",".join(scenarios), args)
             refused = {**result.get("refused_subscribes", {})}
@@ -187,7 +190,7 @@ def num(x: Any, fmt: str = "{:.0f}") -> str:
 
 
 def best_peer(results: list[dict[str, Any]], get: Any, higher: bool) -> float | None:
-    values = [get(r) for r in results if not r["peer"].startswith("perfkit") and get(r) is not None]
+    values = [get(r) for r in results if r["peer"] in LIBRARIES and get(r) is not None]
     if not values:
         return None
     return max(values) if higher else min(values)

@@ -77,6 +77,7 @@ PARSERS: dict[str, Callable[[str, ClientConnection], list[Any]]] = {
     "socketio": parse_socketio,
     "channels": parse_plain,
     "broadcaster": parse_plain,
+    "floor": parse_plain,
 }
 
 
@@ -109,6 +110,8 @@ class Publisher:
                 await layer.group_send(channel, {"type": "bench.msg", "text": json.dumps(data)})
 
             self.send, self.stop = group_send, layer.flush
+        elif peer == "floor":  # nothing to publish through: idle connections only
+            self.send, self.stop = self.nowhere, self.nothing
         else:
             from broadcaster import Broadcast
 
@@ -121,6 +124,9 @@ class Publisher:
             self.send, self.stop = publish, broadcast.disconnect
 
     async def nothing(self) -> None:
+        return None
+
+    async def nowhere(self, channel: str, data: Any) -> None:
         return None
 
 
