@@ -32,6 +32,7 @@ _answers: set[asyncio.Task[None]] = set()  # heartbeat answers in flight (a task
 
 RETRY_AFTER = 0.2  # seconds before a subscribe refused as `unavailable` is sent again
 refused: dict[str, int] = {}  # error codes perfkit answered subscribes with (retried when unavailable)
+reasons: list[str] = []  # a few of their messages
 
 
 def answer(ws: ClientConnection, text: str, delay: float = 0) -> None:
@@ -55,6 +56,8 @@ def parse_perfkit(text: str, ws: ClientConnection) -> list[Any]:
         answer(ws, json.dumps({"type": "pong", "t": frame["t"]}))
     elif kind == "error":
         refused[frame["code"]] = refused.get(frame["code"], 0) + 1
+        if len(reasons) < 3 and frame["message"] not in reasons:
+            reasons.append(frame["message"])
         if frame["code"] == "unavailable":  # the protocol's "try again", which a browser app would do
             answer(ws, json.dumps({"type": "subscribe", "channel": frame["channel"]}), RETRY_AFTER)
     return []
@@ -428,6 +431,7 @@ async def main() -> None:
     finally:
         await publisher.stop()
     out["refused_subscribes"] = refused
+    out["refused_reasons"] = reasons
     print(json.dumps(out), flush=True)
 
 
