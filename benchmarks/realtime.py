@@ -138,7 +138,8 @@ def run_peer(peer: str, args: argparse.Namespace) -> dict[str, Any]:
             refused = {**result.get("refused_subscribes", {})}
             for code, n in found.pop("refused_subscribes", {}).items():
                 refused[code] = refused.get(code, 0) + n
-            result.update(found, refused_subscribes=refused)
+            reasons = result.get("refused_reasons", []) + found.pop("refused_reasons", [])
+            result.update(found, refused_subscribes=refused, refused_reasons=reasons[:3])
     return result
 
 
@@ -237,6 +238,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
             extra = f"; error: {r['error']}" if r.get("error") else ""
             refused = r.get("refused_subscribes")
             print(f"{LABELS[r['peer']]}: subscribes refused (and retried) {refused}{extra}")
+            for reason in r.get("refused_reasons", []):
+                print(f"  e.g. {reason}")
     ratios = [
         ("(a) memory per idle connection", ("idle", "per_conn"), False),
         ("(b) fan-out messages delivered per second", ("fanout", "rate"), True),
