@@ -187,3 +187,12 @@ async def test_subscriptions_per_connection_are_capped(servers: Callable[..., Se
         assert refused.value.code == "too_many_channels"
         assert (await client.unsubscribe("c:1"))["type"] == "unsubscribed"
         assert (await client.subscribe("c:3"))["type"] == "subscribed"
+
+
+async def test_sse_refuses_bad_requests(servers: Callable[..., Server], http: httpx.AsyncClient) -> None:
+    """SSE answers 405 to anything but GET, and 400 without a channel or with an invalid channel name."""
+    server = servers("memory://")
+    assert (await http.post(f"{server.http}/events?token=alice&channel=a:1")).status_code == 405
+    assert (await http.get(f"{server.http}/events?token=alice")).status_code == 400
+    bad = await http.get(f"{server.http}/events?token=alice&channel=not%20valid")
+    assert bad.status_code == 400 and "channel" in bad.text

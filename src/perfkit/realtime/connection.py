@@ -168,6 +168,8 @@ class Connection:
         except TimeoutError:
             self.metrics.dropped.inc(("send_timeout",), len(self.queue))
             self.close(p.CLOSE_SLOW)
+        except OSError:  # the client went away mid-send (the server's ClientDisconnected)
+            self.closing = self.closing or (0, "client")
 
     async def _send(self, text: str, position: str | None = None) -> None:
         async with asyncio.timeout(self.config.send_timeout):
@@ -187,13 +189,17 @@ class Connection:
         return p.encode_position(self.sent) if self.transport.kind == "sse" else None
 
     async def _flush(self) -> None:
-        for channel, position in self.dropped.items():
-            self.sent[channel] = position
-            await self._send(p.resync(channel, position, p.DROPPED), self._position())
-        self.dropped.clear()
         frames: list[str] = []
         now = time.time()
-        while self.queue:
+        while self.queue or self.dropped:
+            if self.dropped:  # dropped messages are older than every waiting one: announce them first
+                await self._send_batch(frames)
+                frames = []
+                dropped, self.dropped = self.dropped, {}
+                for channel, position in dropped.items():
+                    self.sent[channel] = position
+                    await self._send(p.resync(channel, position, p.DROPPED), self._position())
+                continue
             channel, item = self.queue.popleft()
             if item is None:
                 item = self.latest_waiting.pop(channel)

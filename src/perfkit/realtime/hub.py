@@ -160,13 +160,20 @@ class Hub:
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
-            self.sync.publish(channel, data)
+            running = None
+        if running is None:
+            try:
+                self.sync.publish(channel, data)
+            except Exception as exc:
+                logger.warning("realtime: publish on %s failed: %s", channel, exc)
             return
         if self.loop is not None and running is not self.loop:
             if self.loop.is_running():
                 self.loop.call_soon_threadsafe(self.publish_soon, channel, data)
+            else:
+                logger.warning("realtime: publish on %s dropped: the hub's event loop has stopped", channel)
             return
-        self.runtime  # noqa: B018 -- binds the hub to this loop
+        self.runtime  # noqa: B018 -- binds the hub to this loop (the first loop that uses a hub owns it)
         self.outbox.put(running, channel, data)
 
     async def drain(self) -> None:
