@@ -53,6 +53,7 @@ LUA_PACKAGES = (
     "perfkit.jobs.backends",
     "perfkit.web.ratelimit",
     "perfkit.monitor.store",
+    "perfkit.realtime",
 )
 
 
@@ -196,12 +197,12 @@ async def test_backends_raise_translated_errors_when_redis_is_down() -> None:
 
 
 async def test_every_lua_file_loads_and_compiles_on_redis() -> None:
-    """Each lua/*.lua of the four Redis users reads through importlib.resources and Redis compiles it,
+    """Each lua/*.lua of the five Redis users reads through importlib.resources and Redis compiles it,
     alone and as the scripts the backends run."""
     require_redis()
     names = {package: lua_names(package) for package in LUA_PACKAGES}
     assert all(names.values()), names
-    assert sum(len(n) for n in names.values()) == 21
+    assert sum(len(n) for n in names.values()) == 23
     from perfkit.cache.backends import redis_keys
     from perfkit.jobs.backends import redis_lua
 
