@@ -40,6 +40,7 @@ from perfkit.web.config import RateLimit
 from perfkit.web.ratelimit.redis import RedisRateLimit
 from perfkit.web.ratelimit.redis_cluster import RedisClusterRateLimit
 
+from . import _redis_server
 from .conftest import REDIS_URL, free_port, require_redis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +53,7 @@ LUA_PACKAGES = (
     "perfkit.jobs.backends",
     "perfkit.web.ratelimit",
     "perfkit.monitor.store",
+    "perfkit.realtime",
 )
 
 
@@ -195,12 +197,12 @@ async def test_backends_raise_translated_errors_when_redis_is_down() -> None:
 
 
 async def test_every_lua_file_loads_and_compiles_on_redis() -> None:
-    """Each lua/*.lua of the four Redis users reads through importlib.resources and Redis compiles it,
+    """Each lua/*.lua of the five Redis users reads through importlib.resources and Redis compiles it,
     alone and as the scripts the backends run."""
     require_redis()
     names = {package: lua_names(package) for package in LUA_PACKAGES}
     assert all(names.values()), names
-    assert sum(len(n) for n in names.values()) == 21
+    assert sum(len(n) for n in names.values()) == 23
     from perfkit.cache.backends import redis_keys
     from perfkit.jobs.backends import redis_lua
 
@@ -242,3 +244,25 @@ def test_the_wheel_ships_every_lua_file(tmp_path: Path) -> None:
         for name in lua_names(package)
     }
     assert shipped == expected
+
+
+async def test_bounded_pool_stays_bounded_after_failed_connects() -> None:
+    """A connect that fails frees its pool slot once: later bursts wait for a slot (then time out as
+    unavailable) instead of passing the bound and failing with redis-py's "Too many connections"."""
+    port = free_port()
+    pool = BoundedPool.from_url(f"redis://127.0.0.1:{port}/0", max_connections=1, timeout=0.3)
+    for _ in range(3):  # nothing listens yet: each connect fails
+        with pytest.raises(RedisConnectionError):
+            await pool.get_connection()
+    server = _redis_server.start(port)
+    try:
+        held = await pool.get_connection()  # the one connection the pool may have
+        with pytest.raises(TimeoutError):  # the bound holds: a second one waits, and times out
+            await pool.get_connection()
+        await pool.release(held)
+        again = await pool.get_connection()  # and the slot came back
+        await pool.release(again)
+    finally:
+        await pool.disconnect()
+        server.terminate()
+        server.wait(timeout=10)

@@ -59,6 +59,9 @@ class Position(NamedTuple):
     offset: int
 
 
+Mark = Position | Entry  # anything with the `epoch` and `offset` of a place in a channel
+
+
 def check_channel(channel: object) -> str:
     """The channel name, or InvalidArgumentError naming what a channel may be."""
     if not isinstance(channel, str) or not CHANNEL.match(channel):
@@ -105,7 +108,7 @@ def resync(channel: str, position: Position, reason: str) -> str:
     return frame("resync", channel=channel, epoch=position.epoch, offset=position.offset, reason=reason)
 
 
-def encode_position(positions: Mapping[str, Position]) -> str:
+def encode_position(positions: Mapping[str, Mark]) -> str:
     """The SSE event id: `channel=epoch.offset` pairs, percent-encoded, joined by `&`."""
     return "&".join(f"{quote(c, safe='')}={p.epoch}.{p.offset}" for c, p in positions.items())
 

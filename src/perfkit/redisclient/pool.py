@@ -20,6 +20,10 @@ class BoundedPool(aioredis.ConnectionPool):
         super().__init__(*args, **kwargs)
         self._slots = asyncio.Semaphore(self.max_connections)
         self._wait = timeout
+        # tasks inside get_connection, and those of them whose connection redis-py already gave back
+        # through `release` (it does when connecting fails): their slot is freed there, not twice
+        self._taking: set[asyncio.Task[Any] | None] = set()
+        self._given_back: set[asyncio.Task[Any] | None] = set()
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         if self._slots.locked():
@@ -27,14 +31,23 @@ class BoundedPool(aioredis.ConnectionPool):
                 await self._slots.acquire()
         else:
             await self._slots.acquire()
+        task = asyncio.current_task()
+        self._taking.add(task)
         try:
             return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call, unused-ignore]
         except BaseException:
-            self._slots.release()
+            if task not in self._given_back:
+                self._slots.release()
             raise
+        finally:
+            self._taking.discard(task)
+            self._given_back.discard(task)
 
     async def release(self, connection: Any) -> None:
         try:
             await super().release(connection)
         finally:
+            task = asyncio.current_task()
+            if task in self._taking:
+                self._given_back.add(task)
             self._slots.release()
