@@ -43,12 +43,11 @@ async def test_messages_arrive_in_order_with_offsets(broker_url: str, servers: C
     server = servers(broker_url, batch_window=0)
     async with Client(f"{server.ws}?token=alice", channels=["room:1"]) as client:
         await subscribed(client, "room:1")
-        await server.publish("room:1", *range(200))
-        events = await collect(client, 200)
-        await asyncio.sleep(0.1)
+        await server.publish("room:1", *range(200), "end")  # a duplicate would come before "end"
+        events = await collect(client, 201)
         extra = client.drain()
-    assert [e.data for e in events] == list(range(200))
-    assert [e.offset for e in events] == list(range(1, 201))
+    assert [e.data for e in events] == [*range(200), "end"]
+    assert [e.offset for e in events] == list(range(1, 202))
     assert len({e.epoch for e in events}) == 1 and extra == []
 
 

@@ -218,5 +218,6 @@ async def test_first_subscription_is_live_when_it_returns(redis_url: str) -> Non
             return got == [1]
 
         await eventually(delivered, timeout=3, what="the message published right after subscribing")
+        assert got == [1]
     finally:
         await broker.close()

@@ -15,6 +15,7 @@ from websockets.asyncio.client import connect
 
 from perfkit.realtime.client import Client, ClientClosed, Message, RequestError
 from perfkit.realtime.sse_client import SseClient
+from tests.conftest import eventually
 
 from .conftest import Server
 from .test_delivery import subscribed
@@ -91,13 +92,16 @@ async def test_channel_authorisation(servers: Callable[..., Server]) -> None:
             assert refused.value.code == "forbidden" and refused.value.frame["channel"] == channel
         await client.subscribe("user:alice")
         await server.publish("user:bob", "not for alice")
-        await server.publish("user:alice", "for alice")
-        event = await client.next(5)
-        await asyncio.sleep(0.1)
-        assert event.data == "for alice" and client.drain() == []
+        await server.publish("user:alice", "for alice", "end")  # "end": anything of bob's would come first
+        events = [await client.next(5), await client.next(5)]
+        assert [e.data for e in events] == ["for alice", "end"] and client.drain() == []
     async with SseClient(f"{server.http}/events?token=alice", channels=["secret:2", "room:ok"]) as sse:
         await subscribed(sse, "room:ok")
-        await asyncio.sleep(0.1)
+
+        async def refused() -> bool:
+            return any(f["type"] == "error" for f in sse.frames)
+
+        await eventually(refused, timeout=5, what="the error event for secret:2")
         errors = [f for f in sse.frames if f["type"] == "error"]
     assert [(e["code"], e["channel"]) for e in errors] == [("forbidden", "secret:2")]
 
