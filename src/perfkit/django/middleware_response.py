@@ -77,48 +77,63 @@ def _streaming(response: Any, filters: Sequence[Filter], stamp: Stamp, done: Cal
         response.streaming_content = _chunks(response.streaming_content, filters, first, done)
 
 
+class _Stream:
+    """One streamed body through the filters, counted: what the sync and the async iterator share."""
+
+    def __init__(self, filters: Sequence[Filter], done: Callable[[int], None] | None) -> None:
+        self.filters, self.done, self.size = filters, done, 0
+
+    def out(self, message: Message) -> bytes:
+        data = _bodies(_run(self.filters, None, message))
+        self.size += len(data)
+        return data
+
+    def first(self, data: bytes) -> bytes:
+        self.size += len(data)
+        return data
+
+    def last(self) -> bytes:
+        return self.out({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def close(self) -> None:
+        if self.done is not None:
+            self.done(self.size)
+
+
 def _chunks(
     source: Iterator[bytes], filters: Sequence[Filter], first: bytes, done: Callable[[int], None] | None
 ) -> Iterator[bytes]:
-    size = 0
+    stream = _Stream(filters, done)
     try:
         if first:
-            size += len(first)
-            yield first
+            yield stream.first(first)
         for chunk in source:
-            data = _bodies(_run(filters, None, _chunk(chunk)))
+            data = stream.out(_chunk(chunk))
             if data:
-                size += len(data)
                 yield data
-        last = _bodies(_run(filters, None, {"type": "http.response.body", "body": b"", "more_body": False}))
+        last = stream.last()
         if last:
-            size += len(last)
             yield last
     finally:
-        if done is not None:
-            done(size)
+        stream.close()
 
 
 async def _achunks(
     source: AsyncIterator[bytes], filters: Sequence[Filter], first: bytes, done: Callable[[int], None] | None
 ) -> AsyncIterator[bytes]:
-    size = 0
+    stream = _Stream(filters, done)
     try:
         if first:
-            size += len(first)
-            yield first
+            yield stream.first(first)
         async for chunk in source:
-            data = _bodies(_run(filters, None, _chunk(chunk)))
+            data = stream.out(_chunk(chunk))
             if data:
-                size += len(data)
                 yield data
-        last = _bodies(_run(filters, None, {"type": "http.response.body", "body": b"", "more_body": False}))
+        last = stream.last()
         if last:
-            size += len(last)
             yield last
     finally:
-        if done is not None:
-            done(size)
+        stream.close()
 
 
 def filter_response(
