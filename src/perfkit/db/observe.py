@@ -20,6 +20,7 @@ from perfkit.metrics import Collector, current_request
 log = logging.getLogger("perfkit.db")
 
 _OPS = {op: (op,) for op in ("SELECT", "INSERT", "UPDATE", "DELETE")}
+SAVEPOINT = "perfkit_explain"  # the savepoint EXPLAIN runs in on PostgreSQL
 MAX_STATEMENTS = 10_000  # distinct (statement, parameters) remembered per request for repeat detection
 
 
@@ -136,7 +137,13 @@ class StatementObserver:
         return suggestion
 
     def explain(self, connection: Any, statement: str, parameters: Any) -> Plan | None:
-        """The plan of `statement`, run on a new cursor of `connection` (its `.cursor()`); None on error."""
+        """The plan of `statement`, run on a new cursor of `connection` (its `.cursor()`); None on error.
+
+        On PostgreSQL inside a transaction it runs in a savepoint that is always rolled back: a failed
+        EXPLAIN never aborts the application's transaction, and what EXPLAIN ANALYZE did (a `nextval`,
+        a function with side effects) is undone. Outside a transaction (autocommit) the SAVEPOINT is
+        refused, harmlessly, and EXPLAIN runs on its own."""
+        guarded = self.dialect == "postgresql" and _run(connection, f"SAVEPOINT {SAVEPOINT}")
         try:
             return run_explain(
                 connection, self.dialect, statement, parameters, bool(self.config.explain_analyze)
@@ -144,3 +151,19 @@ class StatementObserver:
         except Exception as exc:  # EXPLAIN is best effort: never break the application's query
             log.info("EXPLAIN failed for %s: %r", clip(statement)[:200], exc)
             return None
+        finally:
+            if guarded:
+                _run(connection, f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
+                _run(connection, f"RELEASE SAVEPOINT {SAVEPOINT}")
+
+
+def _run(connection: Any, sql: str) -> bool:
+    """Run one statement on a new cursor of `connection`; False if it was refused."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute(sql)
+    except Exception:
+        return False
+    finally:
+        cursor.close()
+    return True

@@ -29,7 +29,6 @@ __all__ = ["ExecuteHook", "attach", "hook_for", "install", "model_index"]
 
 _hooks: dict[str, ExecuteHook] = {}
 _collector: Collector | None = None
-_SAVEPOINT = "perfkit_explain"
 
 
 class ExecuteHook(StatementObserver):
@@ -52,23 +51,9 @@ class ExecuteHook(StatementObserver):
 
     def explain(self, connection: Any, statement: str, parameters: Any) -> Plan | None:
         """EXPLAIN on a backend cursor of the Django `connection` (`create_cursor()`: it takes Django's
-        `%s` placeholders and does not pass through the execute wrappers again). Inside a PostgreSQL
-        transaction it runs in a savepoint, so a failed EXPLAIN never aborts the application's
-        transaction."""
-        cursors = _Cursors(connection)
-        if connection.vendor != "postgresql" or connection.get_autocommit():
-            return super().explain(cursors, statement, parameters)
-        try:
-            cursor = connection.create_cursor()
-            cursor.execute(f"SAVEPOINT {_SAVEPOINT}")
-        except Exception:  # best effort, like every EXPLAIN
-            return None
-        try:
-            return super().explain(cursors, statement, parameters)
-        finally:
-            cursor.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")  # also undoes what ANALYZE did
-            cursor.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
-            cursor.close()
+        `%s` placeholders and does not pass through the execute wrappers again), in a savepoint inside
+        a PostgreSQL transaction (`StatementObserver.explain`)."""
+        return super().explain(_Cursors(connection), statement, parameters)
 
     def index_suggestion(self, suggestion: dict[str, Any]) -> dict[str, Any]:
         """Adds the model (`"model": "tickets.Ticket"`) and the index as the model declares it
