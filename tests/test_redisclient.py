@@ -266,3 +266,25 @@ async def test_bounded_pool_stays_bounded_after_failed_connects() -> None:
         await pool.disconnect()
         server.terminate()
         server.wait(timeout=10)
+
+
+async def test_the_urls_driver_options_reach_every_client() -> None:
+    """`?db=`, `?client_name=` and the like reach redis-py for the cache, the rate limiter, the monitor
+    store and the jobs backend alike; perfkit's own keys (`prefix`, `max_connections`) do not."""
+    url = parse_url("redis://127.0.0.1:6379?db=7&client_name=perfkit-probe&prefix=p&max_connections=9")
+    clients = {
+        "cache": CacheRedis(url, timeout=0.4).client,
+        "jobs": JobsRedis(url, max_connections=33).client,
+        "ratelimit": RedisRateLimit(url, timeout=0.2).client,
+        "monitor": RedisStore(url)._redis,
+    }
+    try:
+        for name, client in clients.items():
+            kw = connection_kwargs(client)
+            assert (name, kw.get("db"), kw.get("client_name")) == (name, 7, "perfkit-probe")
+            assert "prefix" not in kw and "max_connections" not in kw, name
+        assert clients["cache"].connection_pool.max_connections == 9
+        assert connection_kwargs(clients["cache"]).get("socket_timeout") == 0.4  # the cache's own still
+    finally:
+        for client in clients.values():
+            await close_client(client)

@@ -51,8 +51,10 @@ class ClientOptions:
     protocol: int | None = None
     max_connections: int | None = None  # per node on a cluster
     pool_wait: float | None = None  # one node: a bounded pool where a burst waits this long
-    url_options: bool = False  # one node: the URL's query options go to redis-py (a cluster's always do)
-    own: tuple[str, ...] = ()  # URL options that are perfkit's, kept from redis-py
+    # one node: the URL's query options (`?db=`, `?client_name=`, `?ssl_cert_reqs=` ...) go to redis-py,
+    # as a cluster's always do; False drops them
+    url_options: bool = True
+    own: tuple[str, ...] = ("prefix",)  # URL options that are perfkit's, kept from redis-py
     errors: ErrorPolicy = field(default_factory=ErrorPolicy)
 
     def driver_kwargs(self) -> dict[str, Any]:
@@ -103,8 +105,6 @@ def jobs_options(url: BackendURL, *, max_connections: int) -> ClientOptions:
         health_check_interval=30,
         protocol=2,  # replies are read as RESP2 (flat lists); redis-py 8 defaults to RESP3 maps
         max_connections=int(url.options.get("max_connections") or max_connections),
-        url_options=True,
-        own=("prefix",),
         errors=JOBS_ERRORS,
     )
 
@@ -118,7 +118,6 @@ def _small_options(url: BackendURL, timeout: float, errors: ErrorPolicy, **singl
             connect_timeout=timeout,
             no_retries=True,
             max_connections=_per_node(url),
-            own=("prefix",),
             errors=errors,
         )
     return ClientOptions(socket_timeout=timeout, connect_timeout=timeout, errors=errors, **single)

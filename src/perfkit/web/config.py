@@ -99,14 +99,16 @@ class Rule:
 
 
 def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """`/items/{id}` matches one segment per parameter; `*` matches anything (also `/`)."""
+    """`/items/{id}` matches one segment per parameter; `*` matches anything (also `/`, and control
+    characters: a percent-decoded `%0A` must not move a path out of its rule). The whole path must match:
+    `\\Z`, not `$`, which would also accept a trailing newline."""
     out, pos = [], 0
     for match in re.finditer(r"\{[^}/]+\}|\*", pattern):
         out.append(re.escape(pattern[pos : match.start()]))
         out.append(".*" if match.group() == "*" else "[^/]+")
         pos = match.end()
     out.append(re.escape(pattern[pos:]))
-    return re.compile("^" + "".join(out) + "$")
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
 def _rate(name: str, raw: str) -> RateLimit:
