@@ -7,6 +7,7 @@ Redis key of the wrong type) must never break list(), get(), depth(), the monito
 
 from __future__ import annotations
 
+import asyncio
 import math
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,6 +24,7 @@ import perfkit
 from perfkit.jobs import Context, JobQueue, Status
 from perfkit.jobs.backends.redis_keys import QueueKeys
 from perfkit.monitor import MonitorConfig
+from tests.conftest import eventually
 
 from .conftest import POSTGRES_URL, REDIS_URL, _postgres_reachable, _redis_reachable, backend_url
 
@@ -202,3 +204,63 @@ async def test_worker_dead_letters_a_corrupt_record_alone(store: tuple[str, JobQ
     assert await jobs.depth() == {}
     running, _ = await jobs.list(status="running")
     assert running == []
+
+
+@pytest.mark.redis
+async def test_a_wrong_typed_queue_index_stops_only_its_queue(caplog: pytest.LogCaptureFixture) -> None:
+    """A queue whose `ready` index stops being a sorted set (here the running job overwrites it) is
+    skipped with an error naming the key; the job that was running still succeeds, and the worker's
+    other queues go on claiming and running their jobs."""
+    reason = await _redis_reachable()
+    if reason:
+        pytest.skip(reason)
+    jobs = JobQueue(backend_url("redis", Path("unused")), lease=1.5)
+    backend: Any = jobs.backend
+    raw = aioredis.Redis.from_url(REDIS_URL)
+    broken = QueueKeys(backend.prefix, "broken").ready
+    runs: list[str] = []
+
+    @jobs.task(queue="broken", name="broken.work")
+    async def breaks_its_queue(ctx: Context) -> None:
+        await raw.set(broken, b"not a sorted set")
+        runs.append("broken")
+
+    @jobs.task(queue="good", name="good.work")
+    async def work(ctx: Context, n: int) -> int:
+        runs.append(f"good {n}")
+        return n
+
+    try:
+        first = await breaks_its_queue.enqueue()
+        caplog.set_level("ERROR", logger="perfkit.jobs")
+        worker = jobs.worker(["broken", "good"], concurrency=1)
+        running = asyncio.create_task(worker.run())
+
+        async def broke() -> bool:
+            return runs == ["broken"]
+
+        await eventually(broke, what="the queue's index overwritten")
+        later = await work.enqueue(7)
+
+        async def settled() -> bool:
+            return sorted(runs) == ["broken", "good 7"] and all(
+                [await _succeeded(jobs, first.id), await _succeeded(jobs, later.id)]
+            )
+
+        async def logged() -> bool:
+            return any(broken in r.getMessage() for r in caplog.records)
+
+        await eventually(settled, timeout=10, what="both jobs succeeded")
+        await eventually(logged, what="the wrong-typed key logged")
+        worker.stop()
+        await running
+    finally:
+        await backend.drop()
+        await raw.delete(broken)
+        await raw.aclose()
+        await jobs.close()
+
+
+async def _succeeded(jobs: JobQueue, job_id: str) -> bool:
+    info = await jobs.get(job_id)
+    return info is not None and info.status is Status.SUCCEEDED

@@ -98,6 +98,7 @@ class RedisBackend:
         self.client = make_client(url, jobs_options(url, max_connections=max_connections))
         self._scripts = {name: self.client.register_script(getattr(lua, name)) for name in _SCRIPTS}
         self._keys: dict[str, QueueKeys] = {}
+        self._wrong_type_logged: dict[str, float] = {}  # queue -> when its wrong-typed key was logged
         self._pipeline = EnqueuePipeline(self.enqueue_many)
         # wake-list keys -> the BLPOP on them in flight (or done and not yet seen); see wait()
         self._blpops: dict[tuple[str, ...], asyncio.Task[Any]] = {}
@@ -248,13 +249,39 @@ class RedisBackend:
         for queue in queues:  # in the order given: earlier queues first
             k = self.queue_keys(queue)
             head[1] = limit - len(out)
-            rows = await self._script(
-                "CLAIM", [k.ready, k.delayed, k.active], [k.tag, *head, *ok.pop(queue, ())]
-            )
+            riding = ok.pop(queue, [])
+            try:
+                rows = await self._script("CLAIM", [k.ready, k.delayed, k.active], [k.tag, *head, *riding])
+            except BackendError as exc:
+                if not _wrong_type(exc):
+                    raise
+                # one queue's index overwritten by hand: skip that queue, keep claiming the others
+                await self._report_wrong_type(queue, k, exc)
+                if riding:  # its successes rode on the claim that failed: record them on their own
+                    await self.finish([o for o in finish if o.queue == queue and o not in other])
+                continue
             out.extend(claimed_record(queue, r, now, lease) for r in rows)
             if len(out) >= limit and not ok:
                 break
         return out
+
+    async def _report_wrong_type(self, queue: str, k: QueueKeys, exc: BackendError) -> None:
+        """Log which of a queue's keys holds the wrong type of value (at most once a minute per queue)."""
+        last = self._wrong_type_logged.get(queue, 0.0)
+        if time.monotonic() - last < 60.0:
+            return
+        self._wrong_type_logged[queue] = time.monotonic()
+        expected = {k.ready: "zset", k.delayed: "zset", k.active: "zset", k.wake: "list"}
+        wrong = []
+        for key, kind in expected.items():
+            found = await self._call(self.client.type(key))
+            found = found.decode() if isinstance(found, bytes) else str(found)
+            if found not in (kind, "none"):
+                wrong.append(f"{key} is a {found}, not a {kind}")
+        logger.error(
+            "queue %r is not claimed: %s (%s); delete or repair the key to resume it",
+            queue, "; ".join(wrong) or "one of its keys holds the wrong type of value", exc,
+        )  # fmt: skip
 
     async def wait(self, queues: Sequence[str], idle: float) -> None:
         """Return when a queue's wake list has a token, or after about `idle` seconds.
@@ -482,6 +509,12 @@ def _is_job_id(text: str) -> bool:
     except ConfigurationError:
         return False
     return True
+
+
+def _wrong_type(exc: BaseException) -> bool:
+    """Whether Redis refused a command on a key of the wrong type (WRONGTYPE), a key written by hand."""
+    cause = exc.__cause__
+    return isinstance(cause, rexc.ResponseError) and str(cause).startswith("WRONGTYPE")
 
 
 async def _raise(exc: Exception) -> Any:
