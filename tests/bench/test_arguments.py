@@ -31,6 +31,13 @@ CASES: list[tuple[str, str, Argv]] = [
     ("url-crlf", "target", lambda u, t: [f"{u}/a\r\nX-Evil: 1"]),
     ("rate-inf", "--rate", lambda u, t: [f"{u}/", "--rate", "inf"]),
     ("stage-not-a-number", "--stage", lambda u, t: [f"{u}/", "--stage", "1s:."]),
+    (
+        "connections-1e6",
+        "--connections",
+        lambda u, t: [f"{u}/", "--rate", "10/s", "--connections", "1000000"],
+    ),
+    ("users-1e6", "--users", lambda u, t: [f"{u}/", "--users", "1000000"]),
+    ("stage-users-1e6", "--stage", lambda u, t: [f"{u}/", "--stage", "1s:1000000"]),
 ]
 
 

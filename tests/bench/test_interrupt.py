@@ -54,10 +54,14 @@ class StderrReader(threading.Thread):
         return match
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("processes", ["1", "2"])
-def test_sigint_writes_the_partial_report(server: Server, tmp_path: Path, processes: str) -> None:
-    """A 60 s run without a tty prints progress to stderr; SIGINT after the first line ends it with
-    exit 130, the JSON report (interrupted=true, valid schema) and the summary on stdout."""
+def test_an_interrupt_writes_the_partial_report(
+    server: Server, tmp_path: Path, processes: str, signum: signal.Signals
+) -> None:
+    """A 60 s run without a tty prints progress to stderr; SIGINT (Ctrl-C) or SIGTERM (a CI timeout)
+    after the first line ends it with exit 130, the JSON report (interrupted=true, valid schema) and
+    the summary on stdout."""
     report = tmp_path / "partial.json"
     argv = [f"{server.url}/", "--rate", "100/s", "--duration", "60s", "--processes", processes]
     with subprocess.Popen(
@@ -71,7 +75,7 @@ def test_sigint_writes_the_partial_report(server: Server, tmp_path: Path, proces
         try:
             progress = reader.wait_for("elapsed", LOG_EVERY + 10)
             assert progress.startswith("perfkit bench:") and "left" in progress and "req/s" in progress
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signum)
             assert proc.stdout is not None
             out = proc.stdout.read().decode()  # the summary; EOF when the process exits
             proc.wait(timeout=20)

@@ -23,6 +23,7 @@ from perfkit.errors import ConfigurationError
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 MAX_TIMEOUT = 3600.0  # a request timeout beyond an hour is a typo
+MAX_CONNECTIONS = 10_000  # keep-alive connections (or closed-model users) per run, over all processes
 
 
 def max_processes() -> int:
@@ -147,6 +148,13 @@ def build_plan(args: argparse.Namespace) -> tuple[Plan, set[str], str]:
     )
     if not plan.open_model and not plan.users and not stages:
         raise ConfigurationError("--users", "the closed model needs at least one user")
+    if plan.connection_count > MAX_CONNECTIONS:
+        setting = "--connections" if plan.connections else ("--stage" if stages else "--users")
+        raise ConfigurationError(
+            setting,
+            f"{plan.connection_count:,} connections is above the maximum of {MAX_CONNECTIONS:,} per run "
+            "(each is a socket and a task; spread a larger load over several machines)",
+        )
     return plan, names, label
 
 

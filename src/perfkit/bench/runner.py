@@ -6,21 +6,22 @@ second and none loses part of the run to a slow start; and send back their recor
 form (counts plus HdrHistogram's encoding), which the parent adds up. While they run, each worker
 publishes four numbers (sent, completed, errors, recent p95) into shared memory for the live view.
 
-With `handle_sigint`, a first Ctrl-C stops the sending (in every worker: they ignore SIGINT and
-follow the parent's `halt` event) and the run returns what it measured, marked interrupted; a second
-Ctrl-C aborts at once (KeyboardInterrupt).
+With `handle_sigint`, a first Ctrl-C or SIGTERM (a CI job's timeout, `kill`) stops the sending (in
+every worker: they ignore both and follow the parent's `halt` event) and the run returns what it
+measured, marked interrupted; a second one aborts at once (KeyboardInterrupt).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing as mp
 import queue
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, MutableSequence
+from collections.abc import Callable, Iterator, MutableSequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,7 @@ from perfkit.bench.stop import Stop
 from perfkit.errors import PerfkitError
 
 LIVE_FIELDS = 4  # sent, completed, errors, p95 of the last full second (µs)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # each ends a run early, its report kept
 START_DELAY = 0.05  # single process: time zero is this far after setup
 READY_TIMEOUT = 60.0  # worker processes: time to start and import before the run is abandoned
 HALT_POLL = 0.1  # how often a run checks whether it was interrupted
@@ -125,7 +127,8 @@ async def run_async(
 
 def _worker(plan: Plan, start_at: Any, go: Any, halt: Any, results: Any, live: Any, index: int) -> None:
     """A worker process: import and load everything, say ready, wait for the common start, run."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which sets `halt`
+    for signum in STOP_SIGNALS:  # Ctrl-C / SIGTERM reach the parent, which sets `halt`
+        signal.signal(signum, signal.SIG_IGN)
     try:
         from perfkit.bench import drivers, scenario_driver  # noqa: F401 - imported before the start
 
@@ -173,6 +176,21 @@ def _say_interrupted(plan: Plan) -> None:
     )
 
 
+@contextlib.contextmanager
+def _loop_signals(loop: asyncio.AbstractEventLoop, handler: Callable[[], None] | None) -> Iterator[None]:
+    """`handler` on the loop for every stop signal while the block runs (nothing when None)."""
+    if handler is None:
+        yield
+        return
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, handler)
+    try:
+        yield
+    finally:
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+
+
 def _run_here(
     plan: Plan, on_tick: Callable[[float, list[float]], None] | None, started: str, handle_sigint: bool
 ) -> RunResult:
@@ -193,28 +211,25 @@ def _run_here(
                     on_tick(time.time() - start_at, live)
 
             ticker = asyncio.create_task(tick())
-        if handle_sigint:
 
-            def on_sigint() -> None:
-                nonlocal aborted
-                if interrupted.is_set() and main_task is not None:  # the second Ctrl-C: abort
-                    aborted = True
-                    main_task.cancel()
-                    return
-                interrupted.set()
-                _say_interrupted(plan)
+        def on_sigint() -> None:
+            nonlocal aborted
+            if interrupted.is_set() and main_task is not None:  # the second Ctrl-C: abort
+                aborted = True
+                main_task.cancel()
+                return
+            interrupted.set()
+            _say_interrupted(plan)
 
-            loop.add_signal_handler(signal.SIGINT, on_sigint)
-        try:
-            return await run_async(plan, start_at, live if on_tick else None, 0, interrupted.is_set)
-        finally:
-            if ticker is not None:
-                ticker.cancel()
-            if handle_sigint:
-                loop.remove_signal_handler(signal.SIGINT)
+        with _loop_signals(loop, on_sigint if handle_sigint else None):
+            try:
+                return await run_async(plan, start_at, live if on_tick else None, 0, interrupted.is_set)
+            finally:
+                if ticker is not None:
+                    ticker.cancel()
 
     t0 = time.perf_counter()
-    previous = signal.getsignal(signal.SIGINT) if handle_sigint else None
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS} if handle_sigint else {}
     try:
         with asyncio.Runner(loop_factory=_new_loop) as runner:
             rec = runner.run(main())
@@ -223,8 +238,9 @@ def _run_here(
             raise KeyboardInterrupt from None
         raise
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            if handler is not None:
+                signal.signal(signum, handler)
     return RunResult(rec, started, time.perf_counter() - t0 - START_DELAY, 1)
 
 
@@ -253,7 +269,7 @@ def _run_processes(  # noqa: C901
             raise KeyboardInterrupt
         _say_interrupted(plan)
 
-    previous = signal.signal(signal.SIGINT, on_sigint) if handle_sigint else None
+    previous = {s: signal.signal(s, on_sigint) for s in STOP_SIGNALS} if handle_sigint else {}
     for p in procs:
         p.start()
     ready: set[int] = set()
@@ -286,8 +302,8 @@ def _run_processes(  # noqa: C901
             else:
                 wires[index] = payload
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         halt.set()  # a worker still running (an error above) stops sending at once
         go.set()
         grace = 0.0 if interrupts[0] > 1 else 5.0  # a second Ctrl-C aborts: no waiting for the workers
