@@ -153,3 +153,28 @@ async def test_a_redis_rate_limit_shared_by_both_paths(
         for key in r.scan_iter(f"{prefix}*"):
             r.delete(key)
         r.close()
+
+
+def test_persistent_connections_under_asgi_are_warned_about_once(
+    settings: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Built for the ASGI handler with the PostgreSQL alias at CONN_MAX_AGE=60, the middleware warns
+    once, naming the alias; under the WSGI handler, or at CONN_MAX_AGE=0, it says nothing."""
+    from perfkit.django import PerfkitMiddleware
+    from perfkit.django import middleware as module
+
+    configure(settings)
+    monkeypatch.setattr(module, "_warned", set())
+
+    async def handler(request: Any) -> Any:
+        return None
+
+    caplog.set_level("WARNING", logger="perfkit.django")
+    PerfkitMiddleware(handler)  # the test project's aliases keep CONN_MAX_AGE=0
+    monkeypatch.setitem(settings.DATABASES["pg"], "CONN_MAX_AGE", 60)
+    PerfkitMiddleware(lambda request: None)  # WSGI: no thread per request, nothing to say
+    assert not caplog.records
+    PerfkitMiddleware(handler)
+    PerfkitMiddleware(handler)
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "DATABASES['pg']" in warned[0] and "CONN_MAX_AGE=0" in warned[0], warned

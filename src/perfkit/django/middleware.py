@@ -14,6 +14,7 @@ path, and method: the ASGI stack's metric names), `RateLimiter`, and the send la
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
@@ -35,6 +36,7 @@ __all__ = ["PerfkitMiddleware"]
 SCOPE_ATTRIBUTE = "perfkit_scope"  # the request's scope, for process_view and for the views
 _STATS, _EXTRA, _CACHE, _SKIP = "perfkit.stats", "perfkit.extra", "perfkit.cache", "perfkit.skip"
 _POLICIES = "perfkit.policies"
+log = logging.getLogger("perfkit.django")
 
 
 def _refusal(refusal: tuple[int, bytes, Headers]) -> Any:
@@ -45,6 +47,28 @@ def _refusal(refusal: tuple[int, bytes, Headers]) -> Any:
     for name, value in headers:
         response[name.decode("latin-1")] = value.decode("latin-1")
     return response
+
+
+_warned: set[str] = set()  # database aliases already warned about in this process
+
+
+def warn_persistent_connections() -> None:
+    """Under ASGI each request's sync work runs in a thread of its own, so `CONN_MAX_AGE > 0` (or None)
+    keeps one database connection open per such thread: connections pile up until the server refuses
+    them ("too many clients"). Django's docs say to disable persistent connections under ASGI; perfkit
+    says so once per alias at start-up, in its log."""
+    from django.conf import settings
+
+    for alias, db in getattr(settings, "DATABASES", {}).items():
+        age = db.get("CONN_MAX_AGE", 0)
+        if alias in _warned or age == 0 or "sqlite" in str(db.get("ENGINE", "")):
+            continue
+        _warned.add(alias)
+        log.warning(
+            "DATABASES[%r] has CONN_MAX_AGE=%r under ASGI: every request thread keeps its own connection "
+            "open, so they pile up; set CONN_MAX_AGE=0 (Django's advice for ASGI) or use a pool",
+            alias, age,
+        )  # fmt: skip
 
 
 class PerfkitMiddleware:
@@ -58,6 +82,7 @@ class PerfkitMiddleware:
             markcoroutinefunction(self)
             # Django adapts process_view to the handler's mode by what it is: give it the async one
             self.process_view = self.aprocess_view  # type: ignore[method-assign]
+            warn_persistent_connections()
         current()  # a bad PERFKIT setting (a cache rule without a perfkit cache) fails at start-up
 
     # -- the request's bracket ----------------------------------------------------------------------
