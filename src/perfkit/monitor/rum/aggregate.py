@@ -45,8 +45,10 @@ class RumAggregator:
         self.config = config
         self.settle = float(config.settle)
         labels = ("route", "device")
+        # locked=False: written from the event loop only (the endpoint, the settle task, the report)
         self.histograms = {
-            name: collector.histogram(v.family, labels, v.help, v.buckets) for name, v in VITALS.items()
+            name: collector.histogram(v.family, labels, v.help, v.buckets, locked=False)
+            for name, v in VITALS.items()
         }
         ttfb = VITALS["TTFB"].buckets
         self.server = collector.histogram(
@@ -56,9 +58,9 @@ class RumAggregator:
             TTFB_REST, labels, "TTFB less the server's time (network, queues)", ttfb
         )
         self.targets = collector.counter(
-            TARGETS, ("metric", "route", "target"), "Page views per attribution target (RUM)"
+            TARGETS, ("metric", "route", "target"), "Page views per attribution target (RUM)", locked=False
         )
-        self.beacons = collector.counter(BEACONS, ("outcome",), "RUM beacons per outcome")
+        self.beacons = collector.counter(BEACONS, ("outcome",), "RUM beacons per outcome", locked=False)
         self.pending: dict[str, Pending] = {}  # in arrival order: the oldest first
         self._routes: set[str] = set()
         self._targets: dict[str, set[tuple[str, str]]] = {name: set() for name in ATTRIBUTED}

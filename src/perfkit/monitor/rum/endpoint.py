@@ -19,19 +19,18 @@ from perfkit.monitor.rum.aggregate import RumAggregator
 from perfkit.monitor.rum.config import RumConfig
 from perfkit.monitor.rum.schema import decode
 from perfkit.web.config import RateLimit
-from perfkit.web.headers import header
 from perfkit.web.ratelimit.backend import GcraTable
 from perfkit.web.types import Receive, Scope, Send
 
 _TYPES = (b"text/plain", b"application/json")
 
 
-def device_of(scope: Scope) -> str:
+def device_of(headers: dict[bytes, bytes]) -> str:
     """mobile or desktop from the request: the `Sec-CH-UA-Mobile` hint, else the User-Agent."""
-    hint = header(scope, b"sec-ch-ua-mobile")
+    hint = headers.get(b"sec-ch-ua-mobile")
     if hint is not None:
         return "mobile" if hint.strip() == b"?1" else "desktop"
-    agent = header(scope, b"user-agent") or b""
+    agent = headers.get(b"user-agent", b"")
     return "mobile" if b"Mobi" in agent or b"Android" in agent else "desktop"
 
 
@@ -42,26 +41,27 @@ class RumEndpoint:
         limit = config.rate_limit  # (RumConfig parsed a string already)
         self.limit = limit if isinstance(limit, RateLimit) else RateLimit.parse(limit, "rum.rate_limit")
 
-    def origin_ok(self, scope: Scope) -> bool:
-        origin = header(scope, b"origin")
+    def origin_ok(self, headers: dict[bytes, bytes]) -> bool:
+        origin = headers.get(b"origin")
         if origin is None:
             return False
         text = origin.decode("latin-1").strip().lower()
         if text in self.config.allowed_origins:
             return True
-        host = (header(scope, b"host") or b"").decode("latin-1").strip().lower()
+        host = headers.get(b"host", b"").decode("latin-1").strip().lower()
         return bool(host) and text.split("://", 1)[-1] == host
 
-    def client(self, scope: Scope) -> str:
+    def client(self, scope: Scope, headers: dict[bytes, bytes]) -> str:
         if self.config.trust_forwarded:
-            forwarded = header(scope, b"x-forwarded-for")
+            forwarded = headers.get(b"x-forwarded-for")
             if forwarded:
                 return forwarded.split(b",")[0].strip().decode("latin-1")
         client = scope.get("client")
         return str(client[0]) if client else "-"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        refused = await self.check(scope, send)
+        headers = dict(scope["headers"])  # (one pass over the headers for every check below)
+        refused = await self.check(scope, headers, send)
         if refused is not None:
             self.aggregator.count(refused)
             return
@@ -76,29 +76,29 @@ class RumEndpoint:
             self.aggregator.count("invalid")
             await error(send, 400, str(exc))
             return
-        self.aggregator.add(beacon, self.routes(beacon.url), beacon.device or device_of(scope))
+        self.aggregator.add(beacon, self.routes(beacon.url), beacon.device or device_of(headers))
         await respond(send, 204, b"", "text/plain", [(b"cache-control", b"no-store")])
 
-    async def check(self, scope: Scope, send: Send) -> str | None:
+    async def check(self, scope: Scope, headers: dict[bytes, bytes], send: Send) -> str | None:
         """None when the request may be read; else the refusal's outcome, answered already."""
         if scope["method"] != "POST":
             await error(send, 405, "the RUM collector takes POST")
             return "bad_method"
-        if not self.origin_ok(scope):
+        if not self.origin_ok(headers):
             await error(send, 403, "origin: only this site's pages (or RumConfig.origins) may post")
             return "refused_origin"
-        decision = self.limiter.hit_sync(self.client(scope), self.limit)
+        decision = self.limiter.hit_sync(self.client(scope, headers), self.limit)
         if not decision.allowed:
             retry = b"%d" % max(1, round(decision.retry_after + 0.5))
             await respond(
                 send, 429, b'{"error":"rate limit exceeded"}', "application/json", [(b"retry-after", retry)]
             )
             return "rate_limited"
-        ctype = (header(scope, b"content-type") or b"").split(b";")[0].strip().lower()
+        ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if ctype not in _TYPES:
             await error(send, 415, "content-type: send text/plain (or application/json)")
             return "bad_type"
-        length = header(scope, b"content-length")
+        length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.config.max_body):
             await error(send, 413, f"beacon: larger than {self.config.max_body} bytes")
             return "too_large"
