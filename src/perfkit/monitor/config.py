@@ -99,6 +99,9 @@ class MonitorConfig:
         self.window = parse_duration("window", self.window)
         self.retention = parse_duration("retention", self.retention)
         self.statsd = setting("monitor_statsd", self.statsd, None, parse_str) or None
+        rum: Any = self.rum
+        if not isinstance(rum, RumConfig):  # a dict of keywords (Django's PERFKIT["monitor"]["rum"])
+            self.rum = RumConfig(**dict(rum))
         if self.publish_interval <= 0 or self.alert_interval <= 0:
             raise ConfigurationError("publish_interval", "intervals must be > 0 seconds")
 

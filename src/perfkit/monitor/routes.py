@@ -9,6 +9,7 @@ see: bodies over the size budget sent uncompressed to clients that accept compre
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -32,15 +33,23 @@ def _query(scope: Scope) -> dict[str, str]:
 
 
 class MonitorApp:
-    def __init__(self, monitor: Monitor, prefix: str | None = None, *, app: Any = None) -> None:
+    def __init__(
+        self,
+        monitor: Monitor,
+        prefix: str | None = None,
+        *,
+        app: Any = None,
+        routes: Callable[[str], str] | None = None,
+    ) -> None:
         """`prefix`: where the app is mounted when not at `monitor.config.prefix` (a Django project's
         `include()` path): the paths it strips and the dashboard's links. `app`: the application whose
-        routes name the pages of RUM beacons (without one, every page is "other")."""
+        routes name the pages of RUM beacons, or `routes`: a page URL -> its route template ("other"
+        for none); with neither, every page is "other"."""
         self.monitor = monitor
         self.config = monitor.config
         self.prefix = str(self.config.prefix) if prefix is None else prefix
         self.assets = Assets(self.prefix)
-        self.app = app
+        self.app, self.routes = app, routes
         self._rum: Any = None
 
     @property
@@ -50,7 +59,8 @@ class MonitorApp:
             from perfkit.monitor.rum.endpoint import RumEndpoint
             from perfkit.monitor.rum.pages import PageRoutes
 
-            self._rum = RumEndpoint(self.config.rum, self.monitor.rum, PageRoutes(self.app))
+            routes = self.routes or PageRoutes(self.app)
+            self._rum = RumEndpoint(self.config.rum, self.monitor.rum, routes)
         return self._rum
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

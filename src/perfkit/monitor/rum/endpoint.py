@@ -41,7 +41,7 @@ class RumEndpoint:
         limit = config.rate_limit  # (RumConfig parsed a string already)
         self.limit = limit if isinstance(limit, RateLimit) else RateLimit.parse(limit, "rum.rate_limit")
 
-    def origin_ok(self, headers: dict[bytes, bytes]) -> bool:
+    def origin_ok(self, scope: Scope, headers: dict[bytes, bytes]) -> bool:
         origin = headers.get(b"origin")
         if origin is None:
             return False
@@ -49,6 +49,9 @@ class RumEndpoint:
         if text in self.config.allowed_origins:
             return True
         host = headers.get(b"host", b"").decode("latin-1").strip().lower()
+        if not host and scope.get("server"):  # no Host header (HTTP/1.0, some test clients): the server's
+            name, port = scope["server"][0], scope["server"][1]
+            host = str(name).lower() if port in (80, 443, None) else f"{name}:{port}".lower()
         return bool(host) and text.split("://", 1)[-1] == host
 
     def client(self, scope: Scope, headers: dict[bytes, bytes]) -> str:
@@ -84,7 +87,7 @@ class RumEndpoint:
         if scope["method"] != "POST":
             await error(send, 405, "the RUM collector takes POST")
             return "bad_method"
-        if not self.origin_ok(headers):
+        if not self.origin_ok(scope, headers):
             await error(send, 403, "origin: only this site's pages (or RumConfig.origins) may post")
             return "refused_origin"
         decision = self.limiter.hit_sync(self.client(scope, headers), self.limit)
