@@ -261,3 +261,16 @@ def test_bad_settings_are_refused() -> None:
         RumConfig(origins=["shop.test/path"])
     with pytest.raises(ConfigurationError, match=r"rum\.rate_limit"):
         RumConfig(rate_limit="lots")
+
+
+async def test_alert_rules_can_watch_the_vitals(client: Client) -> None:
+    """`lcp > 2.5s` and `cls > 0.25` are alert rules on the real users' p75."""
+    from perfkit.monitor.alerts import AlertRule, kpi_values
+
+    rule = AlertRule.parse("lcp > 2.5s for 5m")
+    assert (rule.kpi, rule.threshold) == ("lcp", 2500.0)
+    values = kpi_values(await report(client))
+    assert values["lcp"] is None and values["cls"] is None  # nothing measured: nothing fires
+    await post(client, body("/", metric("LCP", "l1", 3000.0), metric("CLS", "c1", 0.3)))
+    values = kpi_values(await report(client))
+    assert rule.holds(values["lcp"]) and AlertRule.parse("cls > 0.25").holds(values["cls"])
