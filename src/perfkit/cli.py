@@ -21,6 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("perfkit.jobs.cli", "run a background job worker for MODULE:ATTR (a JobQueue)"),
     "bench": ("perfkit.bench.command", "load-test an HTTP target with latency budgets for CI"),
     "assets": ("perfkit.assets.command", "check static asset sizes (raw, gzip, brotli) against budgets"),
+    "lighthouse": (
+        "perfkit.bench.lighthouse.command",
+        "run Lighthouse on a URL against score and metric budgets",
+    ),
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

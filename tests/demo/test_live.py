@@ -178,3 +178,33 @@ async def test_live_page_follows_tickets_and_job_progress(
         for tab in tabs:
             await tab.close()
     assert errors == [], errors
+
+
+async def test_the_live_page_reports_its_web_vitals(
+    tmp_path: Path, browser: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live page loads the app's web-vitals (npm) and perfkit's snippet: its page view's vitals reach
+    the demo's report under the route `/live` once the page is hidden."""
+    from tests import _npm
+
+    monkeypatch.setenv("PERFKIT_DEMO_WEB_VITALS", str(_npm.package("web-vitals", "^6")))
+    seed(create_engine(f"sqlite:///{tmp_path}/demo.db"), scale=0.01)
+    served = _serve_in_process(tmp_path)
+    base, _start = next(served)
+    try:
+        page = await browser.new_page()
+        await page.goto(f"{base}/live?org=1")
+        await page.wait_for_function("window.perfkitRum && window.perfkitRum.pending() > 0")  # FCP queued
+        await page.goto("about:blank")  # hidden: the beacon leaves
+
+        async def reported() -> bool:
+            async with httpx.AsyncClient() as client:
+                response = await client.get(f"{base}/perf/report", headers={"authorization": "Bearer t"})
+            pages = response.json()["web_vitals"]["pages"]
+            return any(p["route"] == "/live" and "FCP" in p["vitals"] for p in pages)
+
+        from tests.conftest import eventually
+
+        await eventually(reported, timeout=20, what="the live page's vitals in the report", max_interval=0.5)
+    finally:
+        served.close()

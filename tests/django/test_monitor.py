@@ -141,3 +141,17 @@ def test_the_monitor_publishes_once_traffic_starts(client: Any, perfkit: Any) ->
     client.get("/hello/")
     monitor = monitoring.get_monitor()
     assert monitor is not None and monitor.running
+
+
+def test_rum_beacons_are_named_by_the_url_pattern(client: Any, perfkit: Any) -> None:
+    """A page view's web vitals posted to /perf/rum land under the Django URL pattern of its page."""
+    perfkit.PERFKIT = {"monitor": {"token": "test-token", "rum": {"settle": 0}}}
+    lcp = {"name": "LCP", "id": "v5-1", "value": 4200.0, "delta": 4200.0, "target": "img#t"}
+    beacon = json.dumps({"url": "/tickets/7/", "device": "desktop", "metrics": [lcp]})
+    host = {"Host": "testserver"}  # (Django's test client sends none; every HTTP/1.1 client does)
+    refused = client.post("/perf/rum", beacon, content_type="text/plain", headers=host)  # no Origin
+    assert refused.status_code == 403
+    origin = {**host, "Origin": "http://testserver"}
+    assert client.post("/perf/rum", beacon, content_type="text/plain", headers=origin).status_code == 204
+    pages = client.get("/perf/report", headers=TOKEN).json()["web_vitals"]["pages"]
+    assert [(p["route"], p["vitals"]["LCP"]["rating"]) for p in pages] == [("/tickets/<int:pk>/", "poor")]

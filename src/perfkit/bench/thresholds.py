@@ -20,9 +20,9 @@ from perfkit.bench.report.schema import ALL
 from perfkit.errors import ConfigurationError
 
 _EXPR = re.compile(
-    r"^\s*(?:(?P<name>.+?):)?(?P<metric>[a-z][a-z0-9.]*)\s*(?P<op><=|>=|<|>)\s*(?P<value>.+?)\s*$"
+    r"^\s*(?:(?P<name>.+?):)?(?P<metric>[a-z][a-z0-9._-]*)\s*(?P<op><=|>=|<|>)\s*(?P<value>.+?)\s*$"
 )
-_OPS: dict[str, Callable[[float, float], bool]] = {
+OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     "<=": operator.le,
     ">": operator.gt,
@@ -49,27 +49,43 @@ class Threshold:
         return f"{self.limit:g}ms"
 
 
-def _number(raw: str, expr: str) -> float:
+def _number(raw: str, expr: str, option: str = "--threshold") -> float:
     try:
         return float(raw)
     except ValueError:
-        raise ConfigurationError("--threshold", f"{expr!r}: {raw!r} is not a number") from None
+        raise ConfigurationError(option, f"{expr!r}: {raw!r} is not a number") from None
+
+
+def split(
+    expr: str, option: str = "--threshold", example: str = "p95<500ms"
+) -> tuple[str | None, str, str, str]:
+    """`[NAME:]METRIC OP VALUE` as (name or None, metric, op, value lower-cased): the expression syntax
+    shared by `perfkit bench --threshold` and `perfkit lighthouse --budget`."""
+    m = _EXPR.match(expr)
+    if not m:
+        raise ConfigurationError(option, f"{expr!r} is not [NAME:]METRIC<VALUE, e.g. {example!r}")
+    return m.group("name"), m.group("metric"), m.group("op"), m.group("value").lower()
+
+
+def milliseconds(raw: str, expr: str, option: str = "--threshold") -> float:
+    """A time limit in ms from `500ms`, `1.5s`, `800us` or a bare number (ms)."""
+    for unit in sorted(_TIME_UNITS, key=len, reverse=True):
+        if raw.endswith(unit):
+            return _number(raw[: -len(unit)], expr, option) * _TIME_UNITS[unit]
+    return _number(raw, expr, option)
+
+
+def number(raw: str, expr: str, option: str = "--threshold") -> float:
+    """A plain number, or a usage error naming the expression."""
+    return _number(raw, expr, option)
 
 
 def parse_threshold(expr: str) -> Threshold:
-    m = _EXPR.match(expr)
-    if not m:
-        raise ConfigurationError("--threshold", f"{expr!r} is not [NAME:]METRIC<VALUE, e.g. 'p95<500ms'")
-    name, metric, op, raw = m.group("name"), m.group("metric"), m.group("op"), m.group("value").lower()
+    name, metric, op, raw = split(expr)
     if LATENCY.match(metric) or metric in ("min", "mean", "max"):
         if LATENCY.match(metric) and float(metric[1:]) > 100:
             raise ConfigurationError("--threshold", f"{expr!r}: percentile above 100")
-        for unit in sorted(_TIME_UNITS, key=len, reverse=True):
-            if raw.endswith(unit):
-                limit = _number(raw[: -len(unit)], expr) * _TIME_UNITS[unit]
-                break
-        else:
-            limit = _number(raw, expr)
+        limit = milliseconds(raw, expr)
     elif metric in ("errors", "checks"):
         limit = _number(raw[:-1], expr) / 100 if raw.endswith("%") else _number(raw, expr)
         if not 0 <= limit <= 1:
@@ -124,7 +140,7 @@ def evaluate(t: Threshold, report: dict[str, Any]) -> dict[str, Any]:
     if actual is None:
         passed, reason = False, "no samples"
     else:
-        passed = _OPS[t.op](actual, t.limit)
+        passed = OPS[t.op](actual, t.limit)
     return {
         "expression": t.expression,
         "name": t.name,

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 
@@ -36,13 +38,26 @@ FIRST_ANSWER = 60.0  # seconds to wait for the monitor's response to start (read
 _apps: dict[tuple[int, str], tuple[DjangoMonitor, MonitorApp]] = {}
 
 
+@functools.lru_cache(maxsize=4096)
+def page_route(url: str) -> str:
+    """A RUM beacon's page as its URL pattern (`"/" + resolver_match.route`, as the middleware names
+    routes), or "other" when the path resolves to no pattern."""
+    from django.urls import Resolver404, resolve
+
+    try:
+        route = getattr(resolve(urlsplit(url).path or "/"), "route", None)
+    except (Resolver404, ValueError):
+        return "other"
+    return "/" + route if isinstance(route, str) else "other"
+
+
 def _app(monitor: DjangoMonitor, mount: str) -> MonitorApp:
     key = (id(monitor), mount)
     found = _apps.get(key)
     if found is None or found[0] is not monitor:
         if len(_apps) > 64:
             _apps.clear()
-        found = _apps[key] = (monitor, MonitorApp(monitor, prefix=mount))
+        found = _apps[key] = (monitor, MonitorApp(monitor, prefix=mount, routes=page_route))
     return found[1]
 
 

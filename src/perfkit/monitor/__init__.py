@@ -8,5 +8,6 @@ from perfkit.monitor.alerts import AlertRule
 from perfkit.monitor.config import Budgets, MonitorConfig
 from perfkit.monitor.health import Check, CheckResult
 from perfkit.monitor.monitor import Monitor
+from perfkit.monitor.rum import RumConfig
 
-__all__ = ["AlertRule", "Budgets", "Check", "CheckResult", "Monitor", "MonitorConfig"]
+__all__ = ["AlertRule", "Budgets", "Check", "CheckResult", "Monitor", "MonitorConfig", "RumConfig"]

@@ -35,9 +35,9 @@ log = logging.getLogger("perfkit.alerts")
 _RULE = re.compile(
     r"^\s*(\w+)\s*(>=|<=|>|<)\s*([\d.]+)\s*(ms|s|%)?\s*(?:for\s+(\S+))?\s*(?:over\s+(\S+))?\s*$", re.I
 )
-_MS = {"p50", "p95", "p99", "avg", "db_p95"}
+_MS = {"p50", "p95", "p99", "avg", "db_p95", "lcp", "inp", "fcp", "ttfb"}  # the vitals: real users' p75
 _RATIO = {"error_rate", "cache_hit_ratio", "job_failure_rate"}
-_PLAIN = {"cpu", "memory", "disk", "throughput", "score"}
+_PLAIN = {"cpu", "memory", "disk", "throughput", "score", "cls"}
 STATE_KEY = "alerts"
 
 
@@ -95,6 +95,8 @@ def kpi_values(report: dict[str, Any]) -> dict[str, float | None]:
         "cpu": system.get("cpu_percent"),
         "memory": system.get("memory_percent"),
         "disk": system.get("disk_percent"),
+        **{name: None for name in ("lcp", "inp", "cls", "fcp", "ttfb")},
+        **{name.lower(): v["p75"] for name, v in report.get("web_vitals", {}).get("overall", {}).items()},
     }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from perfkit.config import parse_bool, parse_duration, parse_str, setting
 from perfkit.errors import ConfigurationError
+from perfkit.monitor.rum.config import RumConfig
 
 DEFAULT_URL = "sqlite:///.perfkit/monitor.db"  # a served app's store, shared by its worker processes
 TEST_URL = "memory://"  # the default under a test runner: test runs never write into the served store
@@ -55,6 +56,12 @@ class Budgets:
     job_failure_rate: float = 0.05
     queries_per_request: float = 10.0
     uncompressed_bytes: int = 1024
+    # Core Web Vitals (p75 of real users' page views): web.dev's "good" thresholds
+    lcp_ms: float = 2500.0
+    inp_ms: float = 200.0
+    cls: float = 0.1
+    fcp_ms: float = 1800.0
+    ttfb_ms: float = 800.0
 
 
 @dataclass
@@ -79,6 +86,7 @@ class MonitorConfig:
     statsd: str | None = None  # PERFKIT_MONITOR_STATSD: "host:port" to push to (UDP)
     statsd_prefix: str = "perfkit"
     statsd_interval: float = 10.0
+    rum: RumConfig = field(default_factory=RumConfig)  # POST {prefix}/rum: web vitals from browsers
 
     def __post_init__(self) -> None:
         prefix = setting("monitor_prefix", self.prefix, "/perf", parse_str)
@@ -91,6 +99,9 @@ class MonitorConfig:
         self.window = parse_duration("window", self.window)
         self.retention = parse_duration("retention", self.retention)
         self.statsd = setting("monitor_statsd", self.statsd, None, parse_str) or None
+        rum: Any = self.rum
+        if not isinstance(rum, RumConfig):  # a dict of keywords (Django's PERFKIT["monitor"]["rum"])
+            self.rum = RumConfig(**dict(rum))
         if self.publish_interval <= 0 or self.alert_interval <= 0:
             raise ConfigurationError("publish_interval", "intervals must be > 0 seconds")
 

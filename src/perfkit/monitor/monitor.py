@@ -43,6 +43,7 @@ class Monitor:
         self._store: MonitorStore | None = None
         self._publisher: Publisher | None = None
         self._exporter: Any = None
+        self._rum: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         if jobs is not None and hasattr(jobs, "on_event"):
             observe_jobs(jobs, self.collector)
@@ -82,6 +83,26 @@ class Monitor:
             self._exporter = Exporter()
         return self._exporter
 
+    @property
+    def rum(self) -> Any:
+        """The `RumAggregator` real users' beacons feed (its families created at the first beacon)."""
+        if self._rum is None:
+            from perfkit.monitor.rum.aggregate import RumAggregator
+
+            self._rum = RumAggregator(self.config.rum, self.collector)
+        return self._rum
+
+    def settle_rum(self, *, everything: bool = False) -> None:
+        """Count the beacons' metric ids whose settle time has passed (all with `everything`)."""
+        if self._rum is not None:
+            self._rum.flush(everything=everything)
+
+    async def _settle_loop(self) -> None:
+        interval = min(5.0, max(0.2, float(self.config.rum.settle) / 4))
+        while True:  # so the publisher sees settled page views without waiting for the next beacon
+            await asyncio.sleep(interval)
+            self.settle_rum()
+
     def count_uncompressed(self, method: str, route: str) -> None:
         self.collector.counter(
             "http_uncompressed_responses_total",
@@ -99,6 +120,8 @@ class Monitor:
         if self._tasks:
             return
         self._tasks.append(asyncio.create_task(self.publisher.run(), name="perfkit-monitor-publish"))
+        if self.config.rum.enabled:
+            self._tasks.append(asyncio.create_task(self._settle_loop(), name="perfkit-monitor-rum"))
         if self.alerts.rules:
             self._tasks.append(asyncio.create_task(self.alerts.run(), name="perfkit-monitor-alerts"))
         if self.config.statsd:
@@ -114,6 +137,7 @@ class Monitor:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self.settle_rum(everything=True)  # pending metric ids are counted before the last publish
         if tasks and self._publisher is not None:
             await self._publisher.flush()
         await self.alerts.close()
@@ -190,6 +214,7 @@ class Monitor:
 
     async def report(self, seconds: float | None = None) -> dict[str, Any]:
         seconds = float(seconds or self.config.window)
+        self.settle_rum()
         (window, covered, procs), findings, sys_values = await asyncio.gather(
             self.window(seconds), self.findings(seconds), self.system()
         )
@@ -233,6 +258,7 @@ class Monitor:
         return await health.run_checks(self.checks(), self.config.check_timeout)
 
     async def prometheus(self) -> bytes:
+        self.settle_rum()
         snapshot, procs = await self.merged()
         extra: dict[str, Any] = {
             "monitor_processes": ("Processes whose measurements are summed", (), [((), procs)])

@@ -7,6 +7,7 @@ over its threshold the measurement is, scaled by the share of traffic where that
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from perfkit.monitor.config import Budgets
@@ -167,8 +168,12 @@ def recommend(
     groups: dict[str, list[dict[str, Any]]],
     regressions: list[dict[str, Any]],
     b: Budgets,
+    vitals: Iterable[tuple[str, str, str, float, dict[str, Any]]] = (),
 ) -> list[dict[str, Any]]:
+    """`vitals`: (severity, message, fix, magnitude, evidence) of the pages whose web vitals are not
+    good (`perfkit.monitor.rum.summary.advice`)."""
     out = _routes(routes, overall["requests"], b) + _findings(groups)
+    out += [_rec("web_vitals", sev, msg, fix, mag, **ev) for sev, msg, fix, mag, ev in vitals]
     p95 = database.get("p95_ms")
     if p95 is not None and p95 > b.db_query_ms:
         out.append(

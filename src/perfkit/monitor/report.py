@@ -9,6 +9,7 @@ from perfkit.monitor import kpis
 from perfkit.monitor.config import Budgets
 from perfkit.monitor.findings import grouped
 from perfkit.monitor.recommend import recommend
+from perfkit.monitor.rum.summary import advice, budget_values, web_vitals
 from perfkit.monitor.score import check_budgets, overall_score
 from perfkit.monitor.snapshots import Snapshot, rows
 
@@ -56,7 +57,13 @@ def build(
         "disk_percent": system.get("disk_percent"),
         "job_failure_rate": jobs["failure_rate"],
     }
+    vitals = web_vitals(window)
+    values.update(budget_values(vitals))
     checks = check_budgets(values, budgets)
+    for check in checks:  # a web vital's budget also carries its Core Web Vitals rating
+        judged = vitals["overall"].get(check["kpi"].split("_")[0].upper())
+        if judged is not None and check["kpi"].endswith(("_p75", "_p75_ms")):
+            check["rating"] = judged["rating"]
     for route in routes.values():
         route["p95_ok"] = None if route["p95_ms"] is None else route["p95_ms"] <= budgets.p95_ms
         route["error_rate_ok"] = (
@@ -86,8 +93,19 @@ def build(
             **{kind: items[:MAX_GROUPS] for kind, items in groups.items()},
             "uncompressed": compressed,
         },
+        "web_vitals": vitals,
         "regressions": regressions or [],
         "recommendations": recommend(
-            overall, routes, database, cache, jobs, system, compressed, groups, regressions or [], budgets
+            overall,
+            routes,
+            database,
+            cache,
+            jobs,
+            system,
+            compressed,
+            groups,
+            regressions or [],
+            budgets,
+            advice(vitals),
         ),
     }

@@ -9,6 +9,7 @@ see: bodies over the size budget sent uncompressed to clients that accept compre
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -32,13 +33,35 @@ def _query(scope: Scope) -> dict[str, str]:
 
 
 class MonitorApp:
-    def __init__(self, monitor: Monitor, prefix: str | None = None) -> None:
+    def __init__(
+        self,
+        monitor: Monitor,
+        prefix: str | None = None,
+        *,
+        app: Any = None,
+        routes: Callable[[str], str] | None = None,
+    ) -> None:
         """`prefix`: where the app is mounted when not at `monitor.config.prefix` (a Django project's
-        `include()` path): the paths it strips and the dashboard's links."""
+        `include()` path): the paths it strips and the dashboard's links. `app`: the application whose
+        routes name the pages of RUM beacons, or `routes`: a page URL -> its route template ("other"
+        for none); with neither, every page is "other"."""
         self.monitor = monitor
         self.config = monitor.config
         self.prefix = str(self.config.prefix) if prefix is None else prefix
         self.assets = Assets(self.prefix)
+        self.app, self.routes = app, routes
+        self._rum: Any = None
+
+    @property
+    def rum(self) -> Any:
+        """The `RumEndpoint` (made at the first beacon)."""
+        if self._rum is None:
+            from perfkit.monitor.rum.endpoint import RumEndpoint
+            from perfkit.monitor.rum.pages import PageRoutes
+
+            routes = self.routes or PageRoutes(self.app)
+            self._rum = RumEndpoint(self.config.rum, self.monitor.rum, routes)
+        return self._rum
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"][len(self.prefix) :] or "/"
@@ -46,8 +69,11 @@ class MonitorApp:
         if path == "/health":
             await respond_json(send, 200, {"status": "ok", "t": time.time()})
             return
-        if method in ("GET", "HEAD") and (path == "/" or path.startswith("/assets/")):
-            await self.assets.serve(path, scope, send)  # the static shell: no data, see docs
+        if method in ("GET", "HEAD") and (path in ("/", "/rum.js") or path.startswith("/assets/")):
+            await self.assets.serve(path, scope, send)  # the static shell and snippet: no data, see docs
+            return
+        if path == "/rum" and self.config.rum.enabled:  # open by design: browsers post; origin-checked
+            await self.rum(scope, receive, send)
             return
         action = method == "POST"
         if not auth.allowed(scope, self.config.token, open_reads=bool(self.config.open), action=action):
@@ -189,7 +215,7 @@ class MonitorMount:
 
     def __init__(self, app: ASGIApp, monitor: Monitor) -> None:
         self.app, self.monitor = app, monitor
-        self.perf = MonitorApp(monitor)
+        self.perf = MonitorApp(monitor, app=app)
         self.prefix = str(monitor.config.prefix)
         self._below = self.prefix + "/"
         self.threshold = monitor.config.budgets.uncompressed_bytes

@@ -4,7 +4,8 @@ Each budgeted KPI with a measurement gets a score: 100 within budget, falling li
 budget (a ceiling such as p95: `r = value / budget`; a floor such as the cache hit ratio:
 `r = budget / value`; score = 100 x clamp(2 - r, 0, 1) when r > 1). The overall score is the
 weighted mean of the KPIs that have data, with weights: p95 20, error rate 20, average 15,
-DB query 10, cache hit ratio 10, CPU 7, memory 7, disk 6, job failure rate 5. No data at all: None.
+DB query 10, cache hit ratio 10, CPU 7, memory 7, disk 6, job failure rate 5, and from real users' page
+views (p75) LCP 10, INP 10, CLS 10, FCP 5, TTFB 5. No data at all: None.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ _BUDGETS = (
     ("memory_percent", "memory_percent", "%", "max", 7),
     ("disk_percent", "disk_percent", "%", "max", 6),
     ("job_failure_rate", "job_failure_rate", "ratio", "max", 5),
+    # Core Web Vitals from real users (perfkit.monitor.rum): p75 over every page view of the window
+    ("lcp_p75_ms", "lcp_ms", "ms", "max", 10),
+    ("inp_p75_ms", "inp_ms", "ms", "max", 10),
+    ("cls_p75", "cls", "", "max", 10),
+    ("fcp_p75_ms", "fcp_ms", "ms", "max", 5),
+    ("ttfb_p75_ms", "ttfb_ms", "ms", "max", 5),
 )
 
 

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 
+from perfkit.demo.app import vitals
 from perfkit.realtime import ClientScript, Hub
 
 CHANNELS = ("org:", "job:")  # what a page may follow (the demo has no users: anyone, these only)
@@ -34,15 +35,18 @@ def may_follow(user: Any, channel: str) -> bool:
 
 
 def add_live(app: FastAPI, hub: Hub) -> None:
-    """`/live` (the page), `/live/ws` and `/live/events` (the hub), `/live/static/` (the client)."""
+    """`/live` (the page), `/live/ws` and `/live/events` (the hub), `/live/static/` (the client),
+    `/live/vendor/web-vitals.js` (the app's web-vitals, for the page's RUM: `vitals`)."""
     script = ClientScript()
     page = resources.files(__package__).joinpath("live.html").read_text()
     page = page.replace("{{script}}", f"/live/static/{script.path('js')}")
     page = page.replace("{{jobs_live}}", "false" if hub.url.startswith("memory://") else "true")
+    page = page.replace("{{rum}}", vitals.PAGE_SCRIPT)
     app.router.routes += [  # the endpoints are plain ASGI apps: starlette routes take them as they are
         WebSocketRoute("/live/ws", hub.websocket(auth=None, can_subscribe=may_follow)),
         Route("/live/events", hub.sse(auth=None, can_subscribe=may_follow)),
         Mount("/live/static", script),
+        Route("/live/vendor/web-vitals.js", vitals.web_vitals),
     ]
 
     @app.get("/live", name="live_page", response_class=HTMLResponse, include_in_schema=False)

@@ -17,7 +17,7 @@ from perfkit.demo.app import runtime
 from perfkit.demo.app.api import DemoState, create_app
 from perfkit.demo.app.tasks import build_jobs
 from perfkit.demo.settings import DemoSettings, web_rules
-from perfkit.monitor import MonitorConfig
+from perfkit.monitor import MonitorConfig, RumConfig
 from perfkit.web import WebConfig
 
 WEB_CONFIG_RULES = web_rules()
@@ -42,7 +42,10 @@ def build(settings: DemoSettings) -> tuple[FastAPI, DemoState]:
         await engine.dispose()
 
     app = create_app(state, lifespan=lifespan)
-    monitor = MonitorConfig(token=settings.token, url=settings.monitor_url, window="15m")
+    # RUM settles in 5 s (30 s by default): a demo's page views show on the dashboard soon after
+    monitor = MonitorConfig(
+        token=settings.token, url=settings.monitor_url, window="15m", rum=RumConfig(settle="5s")
+    )
     config = WebConfig(rules=WEB_CONFIG_RULES, slow_request=0.5)
     from perfkit import instrument
 

@@ -53,6 +53,11 @@ class Assets:
             hashed = f"{stem}.{hashlib.sha256(body).hexdigest()[:12]}.{ext}"
             names[name] = hashed
             self.files[f"/assets/{hashed}"] = Asset.of(body, ext, IMMUTABLE)
+        # the RUM snippet (perfkit.monitor.rum): `/rum.js` revalidated, its hashed name immutable
+        rum = resources.files("perfkit.monitor.rum").joinpath("perfkit-rum.js").read_bytes()
+        self.rum_path = f"/assets/perfkit-rum.{hashlib.sha256(rum).hexdigest()[:12]}.js"
+        self.files["/rum.js"] = Asset.of(rum, "js", b"no-cache")
+        self.files[self.rum_path] = Asset.of(rum, "js", IMMUTABLE)
         page = _read("index.html").decode()
         page = page.replace("{{prefix}}", prefix).replace("{{app.js}}", names["app.js"])
         page = page.replace("{{app.css}}", names["app.css"])

@@ -129,6 +129,7 @@
       " / " + (b.unit === "ratio" ? pct(b.budget) : b.budget + " " + b.unit))));
     $("recommendations").replaceChildren(...(report.recommendations.length ? report.recommendations.map((r) =>
       h("li", { class: "sev-" + r.severity }, r.message, " ", h("span", { class: "fix" }, r.fix))) : [h("li", {}, "Nothing to recommend: every measurement is within budget.")]));
+    renderVitals(report.web_vitals || {});
     $("regressions").replaceChildren(...report.regressions.map((r) => h("p", { class: "sev-warning" }, r.message)));
     const rows = Object.entries(report.routes).sort((a, b) => b[1].requests - a[1].requests);
     $("routes").tBodies[0].replaceChildren(...rows.map(([route, r]) => h("tr", {},
@@ -136,6 +137,25 @@
       h("td", { class: r.p95_ok === false ? "bad" : null }, fmt(r.p95_ms)), h("td", {}, fmt(r.p99_ms)),
       h("td", { class: r.error_rate_ok === false ? "bad" : null }, pct(r.error_rate)),
       h("td", {}, fmt(r.db_queries_per_request)), h("td", {}, fmt(r.db_ms_per_request)))));
+  }
+
+  // -- web vitals of real users: p75 per page route and device, coloured by its rating ------------------
+  function renderVitals(wv) {
+    const cell = (v) => (v ? h("td", { class: "rating-" + v.rating, title: `${v.rating}: ${pct(v.good)} good, ${pct(v.poor)} poor of ${v.views}` },
+      v.unit ? fmt(v.p75, 0) + " ms" : fmt(v.p75, 3)) : h("td", {}, "–"));
+    const targets = (route) => ["LCP", "INP", "CLS"].flatMap((m) => ((wv.targets || {})[m] || [])
+      .filter((t) => t.route === route).slice(0, 1).map((t) => h("div", {}, m + " ", h("code", {}, t.target))));
+    const ttfbCell = (p) => {
+      const c = cell(p.vitals.TTFB);
+      if (p.ttfb_server_p75_ms !== null && p.ttfb_server_p75_ms !== undefined) c.append(` (${fmt(p.ttfb_server_p75_ms, 0)} + ${fmt(p.ttfb_rest_p75_ms, 0)})`);
+      return c;
+    };
+    const pages = wv.pages || [];
+    $("vitals").tBodies[0].replaceChildren(...(pages.length ? pages.map((p) => h("tr", {},
+      h("td", {}, p.route), h("td", {}, p.device), h("td", {}, p.views),
+      ...["LCP", "INP", "CLS", "FCP"].map((m) => cell(p.vitals[m])),
+      ttfbCell(p),
+      h("td", {}, targets(p.route)))) : [h("tr", {}, h("td", { colspan: 9 }, "no beacons yet: include /perf/rum.js with web-vitals (docs/rum.md)"))]));
   }
 
   async function loadTrend() {
