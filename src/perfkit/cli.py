@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("perfkit.jobs.cli", "run a background job worker for MODULE:ATTR (a JobQueue)"),
     "bench": ("perfkit.bench.command", "load-test an HTTP target with latency budgets for CI"),
     "assets": ("perfkit.assets.command", "check static asset sizes (raw, gzip, brotli) against budgets"),
+    "doctor": ("perfkit.doctor.command", "check a deployment's optimisations: a scored checklist for CI"),
+    "top": ("perfkit.top.command", "a live terminal view of an app or a fleet through its monitor"),
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
