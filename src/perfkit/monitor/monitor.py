@@ -144,6 +144,22 @@ class Monitor:
             parts.append(snap if fresh else without_gauges(snap))
         return add(parts), live
 
+    async def processes(self) -> list[dict[str, Any]]:
+        """One row per process in the store (this one first): name, last publication, fresh or not, and
+        the CPU/memory it published (`system`). The retired aggregate of dead processes is not one."""
+        from perfkit.monitor.store.base import RETIRED
+
+        now = time.time()
+        fresh_after = now - 3 * self.config.publish_interval - 5
+        own = self._publisher.proc if self._publisher is not None else "this process"
+        rows = [{"proc": own, "at": now, "fresh": True, "system": await self.system()}]
+        for proc, at, snap in await self._others():
+            if proc != RETIRED:
+                rows.append(
+                    {"proc": proc, "at": at, "fresh": at >= fresh_after, "system": snap.get("system", {})}
+                )
+        return rows
+
     async def window(self, seconds: float) -> tuple[Snapshot, float, int]:
         """Counters and histograms of the last `seconds` over every process: (delta, covered s, procs)."""
         now = time.time()
