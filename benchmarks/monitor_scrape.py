@@ -59,8 +59,9 @@ def prometheus_multiproc(dead: int, rounds: int) -> float:
 
 
 async def perfkit_store(url: str, dead: int, rounds: int) -> tuple[float, float]:
-    from perfkit.monitor import Monitor, MonitorConfig
     from tests.monitor.test_compaction import busy_collector, fill
+
+    from perfkit.monitor import Monitor, MonitorConfig
 
     monitor = Monitor(MonitorConfig(url=url, token="t"), collector=busy_collector())
     try:
