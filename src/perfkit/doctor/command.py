@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from typing import Any
@@ -40,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--token", default=None, help="the monitor's bearer token (default: $PERFKIT_MONITOR_TOKEN)"
     )
     parser.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    parser.add_argument("--cacert", metavar="FILE", help="verify TLS against this CA bundle (a private CA)")
     parser.add_argument("--strict", action="store_true", help="exit 1 on a warning too")
     parser.add_argument("--json", action="store_true", help="print the checklist as JSON (schema: docs)")
 
@@ -60,7 +62,7 @@ async def _check(args: argparse.Namespace, token: str | None) -> Checklist:
         "prefix": args.prefix or os.environ.get("PERFKIT_MONITOR_PREFIX") or "/perf",
         "token": token,
         "static": args.static,
-        "verify": not args.insecure,
+        "verify": False if args.insecure else (args.cacert or True),
     }
     if args.app:
         async with served(load_app(args.app)) as url:
@@ -72,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.url) == bool(args.app):
         raise ConfigurationError("doctor", "give a URL or --app MODULE:ATTR (one of them)")
     token = args.token or os.environ.get("PERFKIT_MONITOR_TOKEN") or None
+    # an --app that configures logging at INFO would print a line per request doctor makes
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     checklist = asyncio.run(_check(args, token))
     if args.json:
         json.dump(checklist.as_json(), sys.stdout, indent=2)

@@ -146,14 +146,17 @@ def response_size(ev: Evidence) -> Result:
     return Result("response_size", title, "pass", detail)
 
 
-def tls(ev: Evidence, days_left: float | None) -> Result:
+def tls(ev: Evidence, days_left: float | None, verified: bool = True) -> Result:
     title = "TLS certificate"
     if not ev.https:
         return Result("tls", title, "skip", "plain HTTP target")
-    if days_left is None:
+    if not verified:
         return Result(
-            "tls", title, "fail", ev.errors.get("tls", "no certificate seen"), "serve a valid certificate"
+            "tls", title, "warn", "not verified (--insecure)", "check without --insecure (--cacert FILE)"
         )
+    if days_left is None:
+        why = next(iter(ev.errors.values()), "no verified certificate seen")[:200]
+        return Result("tls", title, "fail", why, "serve a certificate the clients trust (or give --cacert)")
     if days_left < 14:
         return Result("tls", title, "warn", f"the certificate expires in {days_left:.0f} days", "renew it")
     return Result("tls", title, "pass", f"valid, {days_left:.0f} days left")

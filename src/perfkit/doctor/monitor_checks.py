@@ -143,12 +143,13 @@ def db_pool(ev: Evidence) -> Result:
     if size is None:
         why = NEEDS_TOKEN if not ev.token_given and ev.metrics is None else "no engine given to instrument()"
         return Result("db_pool", title, "skip", f"no pool figures ({why})")
-    detail = f"size {size:g}, checked out {used or 0:g}, overflow {overflow or 0:g}"
+    overflow = max(0.0, overflow or 0.0)  # SQLAlchemy's overflow() is negative until the pool is full
+    detail = f"size {size:g}, checked out {used or 0:g}, overflow in use {overflow:g}"
     if size <= 1:
         return Result(
             "db_pool", title, "warn", detail, "a pool of one serialises every request: pool_size=5 or more"
         )
-    if used is not None and used >= size and (overflow or 0) > 0:
+    if used is not None and used >= size and overflow > 0:
         return Result(
             "db_pool", title, "warn", detail + ": the pool is exhausted",
             "raise pool_size / max_overflow, or shorten what holds a connection",

@@ -26,11 +26,20 @@ CHECKS: tuple[Callable[[Evidence], Result], ...] = (
 )  # fmt: skip
 
 
-async def certificate_days(url: str, verify: bool = True) -> float | None:
+def tls_context(verify: bool | str) -> ssl.SSLContext | bool:
+    """What httpx's `verify` and the handshake take: the system's CAs, a CA bundle file, or none."""
+    if isinstance(verify, str):
+        try:
+            return ssl.create_default_context(cafile=verify)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError("cacert", f"cannot load CA bundle {verify!r}: {exc}") from exc
+    return ssl.create_default_context() if verify else False
+
+
+async def certificate_days(url: str, context: ssl.SSLContext | bool) -> float | None:
     """Days until the server's certificate expires (None if no verified certificate was seen)."""
     parts = urlsplit(url)
-    context = ssl.create_default_context()
-    if not verify:
+    if not isinstance(context, ssl.SSLContext):
         return None
     try:
         async with asyncio.timeout(TIMEOUT):
@@ -61,26 +70,28 @@ async def diagnose(
     prefix: str = "/perf",
     token: str | None = None,
     static: str | None = None,
-    verify: bool = True,
+    verify: bool | str = True,
     client: Any = None,
 ) -> Checklist:
-    """Run every check against the deployment at `url`; `client`: an httpx.AsyncClient to use."""
+    """Run every check against the deployment at `url`. `verify`: False, or a CA bundle file for a
+    private CA; `client`: an httpx.AsyncClient to use instead of doctor's own."""
     base = check_url(url)
     for path in [*(paths or []), prefix, static or "/"]:
         if not path.startswith("/"):
             raise ConfigurationError("path", f"{path!r} must start with '/'")
     httpx = httpx_module()
+    context = tls_context(verify)
     own = client is None
     if own:
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)  # one: keep-alive is visible
-        client = httpx.AsyncClient(timeout=TIMEOUT, limits=limits, verify=verify, follow_redirects=False)
+        client = httpx.AsyncClient(timeout=TIMEOUT, limits=limits, verify=context, follow_redirects=False)
     try:
         ev = await gather(client, base, paths=paths or ["/"], prefix=prefix, token=token, static=static)
     finally:
         if own:
             await client.aclose()
-    days = await certificate_days(base, verify) if ev.https else None
+    days = await certificate_days(base, context) if ev.https else None
     checklist = Checklist(target=base)
     checklist.results = [check(ev) for check in CHECKS[:-1]]
-    checklist.results += [web.tls(ev, days), CHECKS[-1](ev)]
+    checklist.results += [web.tls(ev, days, verified=context is not False), CHECKS[-1](ev)]
     return checklist
