@@ -194,3 +194,25 @@ def test_store_source_reads_the_workers_directly(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "processes" in done.stdout and " live " in done.stdout
+
+
+async def test_a_fleet_shows_each_app_and_which_one_is_down(app_url: str) -> None:
+    """Several URLs: an app column on every table, and an unreachable app shown as such, not fatal."""
+    other = app_url.replace("127.0.0.1", "localhost")  # the same server under a second name
+    down = f"http://127.0.0.1:{free_port()}"
+    async with traffic(app_url):
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "perfkit", "top", app_url, other, down, "--token", TOKEN, "--once",
+             "--interval", "0.3"],
+            capture_output=True, text=True, env=ENV, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    host = app_url.removeprefix("http://")
+    assert any(line.startswith(host) for line in lines) and any(
+        line.startswith("localhost:") for line in lines
+    )
+    assert any(down.removeprefix("http://") in line and "unreachable" in line for line in lines)
+    slow_rows = [line for line in lines if "GET /slow" in line]
+    assert len(slow_rows) == 2 and {row.split("│")[1].strip() for row in slow_rows} == {host, other[7:]}

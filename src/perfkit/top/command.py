@@ -126,8 +126,9 @@ async def once(top: Top, interval: float) -> None:
     await top.refresh()
     if not top.frames:
         raise BackendError("; ".join(f"{name}: {why}" for name, why in top.errors.items()))
-    console = Console()
-    console.print(top.renderable(10_000))
+    # piped (a script): wide enough for a fleet's columns, unless COLUMNS says otherwise
+    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 160)
+    Console(width=width).print(top.renderable(10_000))
 
 
 def sources(args: argparse.Namespace, urls: list[str]) -> list[Source]:

@@ -35,8 +35,12 @@ def render(frames: list[Frame], sort: str, reverse: bool, errors: dict[str, str]
         style="bold",
     )
     summary = Table(box=None, pad_edge=False, expand=False)
+    width = max([len(short(f.app)) for f in frames] + [3])
     for col in ("app", "req/s", "p50 ms", "p95 ms", "p99 ms", "err/s", "db q/s", "cache hit", "rt conns"):
-        summary.add_column(col, justify="left" if col == "app" else "right")
+        if col == "app":
+            summary.add_column(col, no_wrap=True, min_width=width)
+        else:
+            summary.add_column(col, justify="right", no_wrap=True)
     for f in frames:
         o, per = f.overall, f.seconds or 1.0
         summary.add_row(
@@ -44,11 +48,10 @@ def render(frames: list[Frame], sort: str, reverse: bool, errors: dict[str, str]
             _n(o["errors"] / per, 2), _n(f.db_queries_per_s, 2), _pct(f.cache_hit_ratio),
             _n(f.realtime_connections, 0),
         )  # fmt: skip
-    for app, why in errors.items():
-        summary.add_row(short(app), Text(f"unreachable: {why}"[:100], style="red"))
+    down = [Text(f"{short(app)} unreachable: {why}", style="red") for app, why in errors.items()]
     routes = Table(title="routes", title_justify="left", expand=False)
     if fleet:
-        routes.add_column("app")
+        routes.add_column("app", no_wrap=True)
     ordered = [SORTS[-1], *SORTS[:-1]]  # the route first, then the figures
     for key, col, _ in ordered:
         style = "bold reverse" if key == sort else ""
@@ -61,7 +64,7 @@ def render(frames: list[Frame], sort: str, reverse: bool, errors: dict[str, str]
             "p99": _n(r["p99_ms"]), "errors": _n(r["errors_per_s"], 2), "db": _n(r["db_per_request"]),
         }  # fmt: skip
         routes.add_row(*([short(r["app"])] if fleet else []), *(cells[k] for k, _, _ in ordered))
-    parts: list[Any] = [head, summary, routes]
+    parts: list[Any] = [head, summary, *down, routes]
     if len(shown) > budget:
         parts.append(Text(f"... {len(shown) - budget} more routes", style="dim"))
     queues = [q for f in frames for q in f.queues]
