@@ -6,6 +6,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,19 +56,43 @@ def totals(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """The SQLite file store and the Redis store (a prefix of this test's own, dropped afterwards)."""
-    if request.param == "sqlite":
+@asynccontextmanager
+async def a_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """The URL of a store of `kind` (a prefix of this test's own on Redis, dropped afterwards)."""
+    if kind == "sqlite":
         yield f"sqlite:///{tmp_path}/monitor.db"
         return
-    require_redis()
-    url = f"{REDIS_URL}?prefix=perfkit:test:compact:{os.urandom(4).hex()}:"
+    prefix = f"perfkit:test:compact:{os.urandom(4).hex()}:"
+    if kind == "redis":
+        require_redis()
+        url = f"{REDIS_URL}?prefix={prefix}"
+    else:
+        url = f"{request.getfixturevalue('redis_cluster_url')}?prefix={prefix}"
     yield url
     store: Any = registry.create(url, "monitor_url")
-    assert store.kind == "redis"
+    assert store.kind == kind
     await store.drop()
     await store.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """The SQLite file store and the Redis store (the 1,000-snapshot tests)."""
+    async with a_store(request.param, tmp_path, request) as url:
+        yield url
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("redis-cluster", marks=pytest.mark.redis_cluster),
+    ]
+)
+async def any_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """SQLite, Redis and Redis Cluster (its scripts name several keys: one hash tag, one slot)."""
+    async with a_store(request.param, tmp_path, request) as url:
+        yield url
 
 
 async def fill(store: MonitorStore, count: int = DEAD) -> dict[str, Any]:
@@ -132,9 +157,9 @@ async def test_workers_compacting_at_once_fold_each_dead_snapshot_once(store_url
             await s.close()
 
 
-async def test_a_worker_taken_for_dead_counts_nothing_twice(store_url: str) -> None:
+async def test_a_worker_taken_for_dead_counts_nothing_twice(any_store_url: str) -> None:
     """A worker folded while paused is refused its old name, takes a new one and adds only new counts."""
-    store = registry.create(store_url, "monitor_url")
+    store = registry.create(any_store_url, "monitor_url")
     collector = Collector()
     served = collector.counter("http_requests_total", ("route",), "Requests")
     pub = Publisher(collector, store, interval=1.0, retention=7 * 86400)
@@ -156,5 +181,23 @@ async def test_a_worker_taken_for_dead_counts_nothing_twice(store_url: str) -> N
             for _, v in r["metrics"]["http_requests_total"]["series"]
         )
         assert window == 8  # the per-minute rollups are not double counted either
+    finally:
+        await store.close()
+
+
+async def test_a_live_workers_publisher_compacts_the_dead_ones(any_store_url: str) -> None:
+    """A publisher's own cycle folds processes silent for `dead_after` and leaves the fresh ones."""
+    store = registry.create(any_store_url, "monitor_url")
+    collector = Collector()
+    collector.counter("http_requests_total", ("route",), "Requests").inc(("/a",), 2)
+    pub = Publisher(collector, store, interval=1.0, retention=7 * 86400)
+    try:
+        snap = busy_collector().snapshot()
+        for i in range(5):
+            await store.publish(f"dead:{i}", time.time() - 3600, snap, 0, {})
+        await store.publish("alive", time.time(), snap, 0, {})
+        await pub.publish()
+        procs = {p for p, _, _ in await store.snapshots()}
+        assert procs == {pub.proc, "alive", RETIRED}
     finally:
         await store.close()
