@@ -158,11 +158,12 @@ async def test_workers_compacting_at_once_fold_each_dead_snapshot_once(store_url
 
 
 async def test_a_worker_taken_for_dead_counts_nothing_twice(any_store_url: str) -> None:
-    """A worker folded while paused is refused its old name, takes a new one and adds only new counts."""
-    store = registry.create(any_store_url, "monitor_url")
+    """A worker folded while paused is refused its old name, takes a new one and adds only new counts:
+    in the store, in its rollups and in the scrape it answers itself."""
     collector = Collector()
     served = collector.counter("http_requests_total", ("route",), "Requests")
-    pub = Publisher(collector, store, interval=1.0, retention=7 * 86400)
+    monitor = Monitor(MonitorConfig(url=any_store_url, token="t"), collector=collector)
+    store, pub = monitor.store, monitor.publisher
     try:
         served.inc(("/a",), 5)
         await pub.publish(now=NOW - 1000)
@@ -181,8 +182,11 @@ async def test_a_worker_taken_for_dead_counts_nothing_twice(any_store_url: str) 
             for _, v in r["metrics"]["http_requests_total"]["series"]
         )
         assert window == 8  # the per-minute rollups are not double counted either
+        served.inc(("/a",), 1)  # not published yet: the scrape this process answers counts it once
+        merged, _ = await monitor.merged()
+        assert [v for _, v in merged["metrics"]["http_requests_total"]["series"]] == [9]
     finally:
-        await store.close()
+        await monitor.close()
 
 
 async def test_a_live_workers_publisher_compacts_the_dead_ones(any_store_url: str) -> None:

@@ -132,11 +132,17 @@ class Monitor:
             log.warning("monitor store unavailable, answering for this process only: %s", exc)
             return []
 
+    def _own(self) -> Snapshot:
+        """This process's measurements not already in the store's retired aggregate."""
+        if self._publisher is None:
+            return self.collector.snapshot()
+        return self._publisher.current()
+
     async def merged(self) -> tuple[Snapshot, int]:
         """Cumulative measurements of every process (gauges only of the recently published ones), and
         how many processes published recently (this one included)."""
         fresh_after = time.time() - 3 * self.config.publish_interval - 5
-        parts: list[Snapshot] = [self.collector.snapshot()]
+        parts: list[Snapshot] = [self._own()]
         live = 1
         for _proc, at, snap in await self._others():
             fresh = at >= fresh_after
@@ -185,7 +191,7 @@ class Monitor:
 
     async def findings(self, seconds: float) -> dict[str, list[dict[str, Any]]]:
         since = time.time() - seconds
-        sources = [self.collector.snapshot()["findings"]]
+        sources = [self._own()["findings"]]
         sources += [snap.get("findings", {}) for _, _, snap in await self._others()]
         out: dict[str, list[dict[str, Any]]] = {}
         for source in sources:

@@ -58,6 +58,11 @@ class Publisher:
         self._pruned = 0.0
         self._compacted = 0.0
 
+    def current(self) -> Snapshot:
+        """This process's snapshot as a reader must count it: without what was folded into the retired
+        aggregate when it was taken for dead (the whole snapshot, if it never was)."""
+        return since(self.collector.snapshot(), self.baseline)
+
     def unpublished(self) -> Snapshot:
         """What this process measured since its last write (everything, if it never wrote)."""
         return diff(self.collector.snapshot(), self.published)
