@@ -118,6 +118,8 @@ def keep_alive(ev: Evidence) -> Result:
         return Result("keep_alive", title, "skip", "fewer than two responses to compare")
     closing = [s.url for s in seen if s.headers.get("connection", "").lower() == "close"]
     streams = {s.stream for s in seen}
+    if streams == {0}:
+        return Result("keep_alive", title, "skip", "an in-process transport: no connection to judge")
     if not closing and len(streams) == 1 and 0 not in streams:
         return Result("keep_alive", title, "pass", f"{len(seen)} requests over one connection")
     what = (
