@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from perfkit.doctor import diagnose
 from perfkit.monitor.config import Budgets
-from tests.monitor.conftest import TOKEN, EnvFactory, make_env  # noqa: F401  # make_env: the fixture
+from tests.monitor import conftest
+from tests.monitor.conftest import TOKEN, EnvFactory
+
+make_env = conftest.make_env  # the monitor's app factory fixture, here too
 
 
 async def test_n_plus_one_and_slow_routes_fail_with_their_fixes(make_env: EnvFactory) -> None:
