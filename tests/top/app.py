@@ -1,7 +1,8 @@
 """The app `perfkit top` watches in its tests: fast, slow and failing routes, a cache, a job queue.
 
 Served by uvicorn in a subprocess (`uvicorn tests.top.app:app`); `TOP_TEST_DIR` is where its SQLite job
-queue and monitor store live. Three jobs wait in the `mail` queue (no worker runs them).
+queue and monitor store live. Three jobs wait in the `mail` queue (no worker runs them); `/work`
+enqueues a job on the `work` queue, which a worker in the app's lifespan runs.
 """
 
 from __future__ import annotations
@@ -31,6 +32,16 @@ async def send_mail(ctx: object, to: str) -> None:
     return None
 
 
+@jobs.task(queue="work")
+async def crunch(ctx: object) -> None:
+    return None
+
+
+async def work(request: Request) -> Response:
+    await crunch.enqueue()
+    return JSONResponse({"queued": True})
+
+
 async def fast(request: Request) -> Response:
     return JSONResponse(await cache.get_or_set("k", lambda: {"ok": True}, ttl=60))
 
@@ -48,12 +59,19 @@ async def boom(request: Request) -> Response:
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     for i in range(3):
         await send_mail.enqueue(f"user{i}@example.com")
+    worker = jobs.worker(["work"], idle_wait=0.05)
+    running = asyncio.create_task(worker.run())
     yield
+    worker.stop()
+    await running
     await jobs.close()
 
 
 app = perfkit.instrument(
-    Starlette(routes=[Route("/fast", fast), Route("/slow", slow), Route("/boom", boom)], lifespan=lifespan),
+    Starlette(
+        routes=[Route("/fast", fast), Route("/slow", slow), Route("/boom", boom), Route("/work", work)],
+        lifespan=lifespan,
+    ),
     cache=cache,
     jobs=jobs,
     monitor=MonitorConfig(token=TOKEN, url=f"sqlite:///{HERE}/monitor.db", publish_interval=0.5),
