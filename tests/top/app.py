@@ -2,7 +2,7 @@
 
 Served by uvicorn in a subprocess (`uvicorn tests.top.app:app`); `TOP_TEST_DIR` is where its SQLite job
 queue and monitor store live. Three jobs wait in the `mail` queue (no worker runs them); `/work`
-enqueues a job on the `work` queue, which a worker in the app's lifespan runs.
+enqueues a job on the `work` queue, which a worker in the app's lifespan runs; `/ws` is a real-time hub.
 """
 
 from __future__ import annotations
@@ -15,16 +15,18 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 import perfkit
 from perfkit import Cache, JobQueue
 from perfkit.monitor import MonitorConfig
+from perfkit.realtime import Hub
 
 TOKEN = "top-test-token"
 HERE = os.environ.get("TOP_TEST_DIR", ".")
 cache = Cache("memory://", namespace="top")
 jobs = JobQueue(f"sqlite:///{HERE}/jobs.db")
+hub = Hub("memory://")  # its `realtime_connections` gauge is top's "rt conns"
 
 
 @jobs.task(queue="mail")
@@ -64,12 +66,19 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     yield
     worker.stop()
     await running
+    await hub.close()
     await jobs.close()
 
 
 app = perfkit.instrument(
     Starlette(
-        routes=[Route("/fast", fast), Route("/slow", slow), Route("/boom", boom), Route("/work", work)],
+        routes=[
+            Route("/fast", fast),
+            Route("/slow", slow),
+            Route("/boom", boom),
+            Route("/work", work),
+            WebSocketRoute("/ws", hub.websocket(auth=None, can_subscribe=lambda user, channel: True)),
+        ],
         lifespan=lifespan,
     ),
     cache=cache,

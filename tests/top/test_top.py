@@ -29,7 +29,8 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     here = tmp_path_factory.mktemp("top")
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "tests.top.app:app", "--port", str(port), "--log-level", "warning"],
+        [sys.executable, "-m", "uvicorn", "tests.top.app:app", "--port", str(port), "--log-level", "warning",
+         "--ws", "websockets-sansio"],
         cwd=ROOT, env={**ENV, "TOP_TEST_DIR": str(here)},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -143,8 +144,12 @@ async def test_top_in_tmux_updates_sorts_and_quits(app_url: str, tmux: None) -> 
 
 
 async def test_once_prints_one_frame_for_scripts(app_url: str) -> None:
-    """`--once` waits one interval, prints routes with rates, queue depth and processes, exits 0."""
-    async with traffic(app_url):
+    """`--once` waits one interval, prints routes with rates, queue depth and job rates, real-time
+    connections and processes, exits 0."""
+    import websockets
+
+    ws_url = app_url.replace("http://", "ws://") + "/ws"
+    async with traffic(app_url), websockets.connect(ws_url):  # one open real-time connection
         done = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "perfkit", "top", app_url, "--token", TOKEN, "--once", "--interval", "0.5",
@@ -162,6 +167,8 @@ async def test_once_prints_one_frame_for_scripts(app_url: str) -> None:
     work = next(line for line in out.splitlines() if " work " in line)
     assert float(work.split("│")[3]) > 0  # done/s: the app's worker runs what /work enqueues
     assert " live " in out
+    summary = next(line for line in out.splitlines() if line.startswith(app_url.removeprefix("http://")))
+    assert summary.split()[-1] == "1"  # rt conns
 
 
 async def test_the_top_endpoint_needs_the_token(app_url: str) -> None:
