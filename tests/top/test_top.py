@@ -226,3 +226,14 @@ async def test_a_fleet_shows_each_app_and_which_one_is_down(app_url: str) -> Non
     assert any(down.removeprefix("http://") in line and "unreachable" in line for line in lines)
     slow_rows = [line for line in lines if "GET /slow" in line]
     assert len(slow_rows) == 2 and {row.split("│")[1].strip() for row in slow_rows} == {host, other[7:]}
+
+
+def test_app_serves_an_asgi_app_in_process_and_watches_it() -> None:
+    """`--app module:attr`: top serves the app on a free port itself and draws its own process."""
+    done = subprocess.run(
+        [sys.executable, "-m", "perfkit", "top", "--app", "tests.doctor.apps:open_monitor", "--once",
+         "--interval", "0.1"],
+        capture_output=True, text=True, env=ENV, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[2].startswith("127.0.0.1:") and " live " in done.stdout
