@@ -202,7 +202,7 @@ async def test_every_lua_file_loads_and_compiles_on_redis() -> None:
     require_redis()
     names = {package: lua_names(package) for package in LUA_PACKAGES}
     assert all(names.values()), names
-    assert sum(len(n) for n in names.values()) == 23
+    assert sum(len(n) for n in names.values()) == 26
     from perfkit.cache.backends import redis_keys
     from perfkit.jobs.backends import redis_lua
 

@@ -24,7 +24,8 @@ ROOT = Path(perfkit.__file__).resolve().parent
 LAYERS: dict[str, int] = {
     "core": 0, "cache": 1, "jobs": 1, "db": 1, "web": 2, "realtime": 2, "monitor": 3, "top": 4,
 }  # fmt: skip
-TOP_PARTS = {"assets", "bench", "demo", "django"}  # django: the composition root for Django projects
+# django: the composition root for Django projects; doctor and top: clients of a running app's monitor
+TOP_PARTS = {"assets", "bench", "demo", "django", "doctor", "top"}
 TOP_MODULES = {"perfkit", "perfkit.__main__", "perfkit.cli", "perfkit.instrument"}
 # packages of the core layer: neutral plumbing every part may use (the one Redis client module)
 CORE_PARTS = {"redisclient"}

@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "perfkit.bench.lighthouse.command",
         "run Lighthouse on a URL against score and metric budgets",
     ),
+    "doctor": ("perfkit.doctor.command", "check a deployment's optimisations: a scored checklist for CI"),
+    "top": ("perfkit.top.command", "a live terminal view of an app or a fleet through its monitor"),
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

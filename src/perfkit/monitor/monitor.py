@@ -156,17 +156,39 @@ class Monitor:
             log.warning("monitor store unavailable, answering for this process only: %s", exc)
             return []
 
+    def _own(self) -> Snapshot:
+        """This process's measurements not already in the store's retired aggregate."""
+        if self._publisher is None:
+            return self.collector.snapshot()
+        return self._publisher.current()
+
     async def merged(self) -> tuple[Snapshot, int]:
         """Cumulative measurements of every process (gauges only of the recently published ones), and
         how many processes published recently (this one included)."""
         fresh_after = time.time() - 3 * self.config.publish_interval - 5
-        parts: list[Snapshot] = [self.collector.snapshot()]
+        parts: list[Snapshot] = [self._own()]
         live = 1
         for _proc, at, snap in await self._others():
             fresh = at >= fresh_after
             live += fresh
             parts.append(snap if fresh else without_gauges(snap))
         return add(parts), live
+
+    async def processes(self) -> list[dict[str, Any]]:
+        """One row per process in the store (this one first): name, last publication, fresh or not, and
+        the CPU/memory it published (`system`). The retired aggregate of dead processes is not one."""
+        from perfkit.monitor.store.base import RETIRED
+
+        now = time.time()
+        fresh_after = now - 3 * self.config.publish_interval - 5
+        own = self._publisher.proc if self._publisher is not None else "this process"
+        rows = [{"proc": own, "at": now, "fresh": True, "system": await self.system()}]
+        for proc, at, snap in await self._others():
+            if proc != RETIRED:
+                rows.append(
+                    {"proc": proc, "at": at, "fresh": at >= fresh_after, "system": snap.get("system", {})}
+                )
+        return rows
 
     async def window(self, seconds: float) -> tuple[Snapshot, float, int]:
         """Counters and histograms of the last `seconds` over every process: (delta, covered s, procs)."""
@@ -193,7 +215,7 @@ class Monitor:
 
     async def findings(self, seconds: float) -> dict[str, list[dict[str, Any]]]:
         since = time.time() - seconds
-        sources = [self.collector.snapshot()["findings"]]
+        sources = [self._own()["findings"]]
         sources += [snap.get("findings", {}) for _, _, snap in await self._others()]
         out: dict[str, list[dict[str, Any]]] = {}
         for source in sources:

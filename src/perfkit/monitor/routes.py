@@ -119,6 +119,10 @@ class MonitorApp:
             )
         elif method == "GET" and path == "/api/findings":
             await self._findings(q, send)
+        elif method == "GET" and path == "/api/top":
+            from perfkit.monitor.top import top
+
+            await respond_json(send, 200, await top(m))
         elif method == "GET" and path == "/api/alerts":
             await respond_json(
                 send,

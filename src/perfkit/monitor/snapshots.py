@@ -63,6 +63,30 @@ def without_gauges(snapshot: Mapping[str, Any]) -> Snapshot:
     return {**snapshot, "metrics": metrics}
 
 
+def retire(aggregate: Mapping[str, Any] | None, dead: Iterable[Mapping[str, Any]]) -> Snapshot:
+    """The retired aggregate with the last snapshots of dead processes folded in (their gauges dropped:
+    a stopped process has no level). Counters, histograms and findings (a bounded ring) add up."""
+    return add([aggregate or empty(), *(without_gauges(s) for s in dead)])
+
+
+def since(current: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> Snapshot:
+    """`current` with what `baseline` (already folded into the retired aggregate) held taken out: its
+    counters and histograms minus the baseline's, its gauges as they are, its findings newer than any
+    of the baseline's. `since(s, None)` is `s`."""
+    if baseline is None:
+        return dict(current)
+    out = diff(current, baseline)
+    for name, entry in current["metrics"].items():
+        if entry["kind"] == "gauge":
+            out["metrics"][name] = entry
+    findings: dict[str, Any] = {}
+    for kind, items in current.get("findings", {}).items():
+        last = max((f.get("at", 0) for f in baseline.get("findings", {}).get(kind, [])), default=-1.0)
+        findings[kind] = [f for f in items if f.get("at", 0) > last]
+    out["findings"] = findings
+    return out
+
+
 def rows(snapshot: Mapping[str, Any], name: str) -> list[tuple[tuple[str, ...], Any]]:
     """The series of one metric as (labels, value) pairs; [] when it was never recorded."""
     entry = snapshot["metrics"].get(name)

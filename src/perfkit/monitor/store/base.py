@@ -5,16 +5,23 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 Snapshot = dict[str, Any]
+RETIRED = "retired"  # the name `snapshots()` gives the aggregate of the compacted (dead) processes
 
 
 class MonitorStore(Protocol):
     kind: str
 
-    async def publish(self, proc: str, now: float, snapshot: Snapshot, minute: int, rollup: Snapshot) -> None:
-        """Store `proc`'s cumulative snapshot and its rollup (deltas so far) for `minute`."""
+    async def publish(self, proc: str, now: float, snapshot: Snapshot, minute: int, rollup: Snapshot) -> bool:
+        """Store `proc`'s cumulative snapshot and its rollup (deltas so far) for `minute`, atomically;
+        False (nothing written) if `proc` was compacted as dead: it must publish under a new name."""
 
     async def snapshots(self) -> list[tuple[str, float, Snapshot]]:
-        """Every process's last snapshot: (proc, published at, snapshot)."""
+        """Every process's last snapshot: (proc, published at, snapshot), plus (RETIRED, 0.0, the
+        aggregate) once dead processes were compacted."""
+
+    async def compact(self, before: float) -> int:
+        """Fold the snapshots of processes that last published before `before` into the RETIRED
+        aggregate and mark them retired, atomically (safe with several compacting at once); how many."""
 
     async def rollups(self, first_minute: int, last_minute: int) -> list[tuple[int, Snapshot]]:
         """Rollup rows of every process with first_minute <= minute <= last_minute."""

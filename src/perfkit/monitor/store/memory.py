@@ -6,7 +6,8 @@ import time
 from typing import Any
 
 from perfkit.backends import BackendURL
-from perfkit.monitor.store.base import Snapshot
+from perfkit.monitor.snapshots import retire
+from perfkit.monitor.store.base import RETIRED, Snapshot
 
 
 class MemoryStore:
@@ -17,13 +18,27 @@ class MemoryStore:
         self._rollups: dict[tuple[int, str], Snapshot] = {}
         self._kv: dict[str, Any] = {}
         self._leases: dict[str, tuple[str, float]] = {}
+        self._retired: dict[str, float] = {}
+        self._aggregate: Snapshot | None = None
 
-    async def publish(self, proc: str, now: float, snapshot: Snapshot, minute: int, rollup: Snapshot) -> None:
+    async def publish(self, proc: str, now: float, snapshot: Snapshot, minute: int, rollup: Snapshot) -> bool:
+        if proc in self._retired:
+            return False
         self._snapshots[proc] = (now, snapshot)
         self._rollups[minute, proc] = rollup
+        return True
 
     async def snapshots(self) -> list[tuple[str, float, Snapshot]]:
-        return [(proc, at, snap) for proc, (at, snap) in self._snapshots.items()]
+        out = [(proc, at, snap) for proc, (at, snap) in self._snapshots.items()]
+        return out if self._aggregate is None else [*out, (RETIRED, 0.0, self._aggregate)]
+
+    async def compact(self, before: float) -> int:
+        dead = [p for p, (at, _) in self._snapshots.items() if at < before]
+        if dead:
+            self._aggregate = retire(self._aggregate, [self._snapshots[p][1] for p in dead])
+            for proc in dead:
+                self._retired[proc] = self._snapshots.pop(proc)[0]
+        return len(dead)
 
     async def rollups(self, first_minute: int, last_minute: int) -> list[tuple[int, Snapshot]]:
         return [(m, r) for (m, _), r in sorted(self._rollups.items()) if first_minute <= m <= last_minute]
@@ -33,6 +48,8 @@ class MemoryStore:
             del self._rollups[key]
         for proc in [p for p, (at, _) in self._snapshots.items() if at < before]:
             del self._snapshots[proc]
+        for proc in [p for p, at in self._retired.items() if at < before]:
+            del self._retired[proc]
 
     async def get(self, key: str) -> Any:
         return self._kv.get(key)

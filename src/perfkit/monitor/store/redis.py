@@ -1,21 +1,48 @@
 """A Redis monitor store, for workers on several hosts: one hash of snapshots, one hash per minute.
 
-Keys (all under `prefix`, default `perfkit:monitor:`): `snapshots` (hash proc -> JSON, plus `at:<proc>`),
-`rollup:<minute>` (hash proc -> JSON, expiring after the retention), `kv:<key>`, `lease:<name>`.
+Keys (all under `prefix`, default `perfkit:monitor:`): `snapshots` (hash proc -> JSON {at, data}),
+`rollup:<minute>` (hash proc -> JSON, expiring after the retention), `minutes` (zset), `kv:<key>`,
+`lease:<name>`, and for compaction `retired` (zset proc -> last publication) and `retired:snapshot`
+(the aggregate of the dead processes, JSON). Publishing, folding and reading the snapshots with the
+aggregate are Lua scripts (`lua/publish.lua`, `lua/compact.lua`, `lua/snapshots.lua`): a publish of a
+retired process writes nothing, and a fold checks that the aggregate and each snapshot it folds are
+still what it read (optimistic, per key: live workers publishing other fields of the hash do not make it
+retry), folding at most `COMPACT_BATCH` processes per script call.
 The client (2 s timeouts per call; a cluster for `redis+cluster://`) comes from `perfkit.redisclient`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from perfkit.backends import BackendURL
-from perfkit.monitor.store.base import Snapshot
+from perfkit.monitor.snapshots import retire
+from perfkit.monitor.store.base import RETIRED, Snapshot
 from perfkit.redisclient import MONITOR_ERRORS, Translator, close_client, make_client, monitor_options
 from perfkit.redisclient.scripts import lua_script
 
 _RENEW = lua_script("perfkit.monitor.store", "renew_lease")  # take or renew a lease (lua/renew_lease.lua)
+_PUBLISH = lua_script("perfkit.monitor.store", "publish")
+_COMPACT = lua_script("perfkit.monitor.store", "compact")
+_SNAPSHOTS = lua_script("perfkit.monitor.store", "snapshots")
+COMPACT_BATCH = 200  # dead processes folded per script call: bounds the time Redis is busy with one
+COMPACT_TRIES = 5
+
+
+def _dead(items: list[tuple[bytes, bytes]], before: float) -> list[tuple[bytes, bytes, float, Snapshot]]:
+    """(proc, raw value, published at, snapshot) of the entries published before `before`."""
+    out = []
+    for proc, value in items:
+        item = json.loads(value)
+        if float(item["at"]) < before:
+            out.append((proc, value, float(item["at"]), item["data"]))
+    return out
+
+
+def _fold(current: bytes | None, batch: list[tuple[bytes, bytes, float, Snapshot]]) -> str:
+    return json.dumps(retire(None if current is None else json.loads(current), [b[3] for b in batch]))
 
 
 class RedisStore:
@@ -34,22 +61,48 @@ class RedisStore:
     async def _call(self, coro: Any) -> Any:
         return await self.translate.call(coro)  # any error of a command becomes a BackendError
 
-    async def publish(self, proc: str, now: float, snapshot: Snapshot, minute: int, rollup: Snapshot) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hset(self._k("snapshots"), proc, json.dumps({"at": now, "data": snapshot}))
-        key = self._k(f"rollup:{minute}")
-        pipe.hset(key, proc, json.dumps(rollup))
-        pipe.expire(key, int(self.retention) + 120)
-        pipe.zadd(self._k("minutes"), {str(minute): minute})
-        await self._call(pipe.execute())
+    async def publish(self, proc: str, now: float, snapshot: Snapshot, minute: int, rollup: Snapshot) -> bool:
+        keys = [self._k("snapshots"), self._k(f"rollup:{minute}"), self._k("minutes"), self._k("retired")]
+        args = [proc, json.dumps({"at": now, "data": snapshot}), json.dumps(rollup)]
+        written = await self._call(
+            self._redis.eval(_PUBLISH, len(keys), *keys, *args, str(int(self.retention) + 120), str(minute))
+        )
+        return bool(written)
 
     async def snapshots(self) -> list[tuple[str, float, Snapshot]]:
-        raw = await self._call(self._redis.hgetall(self._k("snapshots")))
+        keys = [self._k("snapshots"), self._k("retired:snapshot")]
+        flat, aggregate = await self._call(self._redis.eval(_SNAPSHOTS, len(keys), *keys))
         out = []
-        for proc, value in raw.items():
+        for proc, value in zip(flat[::2], flat[1::2], strict=True):
             item = json.loads(value)
             out.append((proc.decode(), float(item["at"]), item["data"]))
+        if aggregate is not None:
+            out.append((RETIRED, 0.0, json.loads(aggregate)))
         return out
+
+    async def compact(self, before: float) -> int:
+        raw = await self._call(self._redis.hgetall(self._k("snapshots")))
+        dead = await asyncio.to_thread(_dead, list(raw.items()), before)  # parsing: off the event loop
+        keys = [self._k("snapshots"), self._k("retired"), self._k("retired:snapshot")]
+        folded = 0
+        for start in range(0, len(dead), COMPACT_BATCH):
+            batch = dead[start : start + COMPACT_BATCH]
+            for _ in range(COMPACT_TRIES):
+                current = await self._call(self._redis.get(keys[2]))
+                total = await asyncio.to_thread(_fold, current, batch)
+                args: list[Any] = [current or b"", total]
+                for proc, value, at, _ in batch:
+                    args += [proc, value, repr(at)]
+                if await self._call(self._redis.eval(_COMPACT, len(keys), *keys, *args)):
+                    folded += len(batch)
+                    break
+                # something changed under us: re-read the batch (a process may have published again)
+                fresh = await self._call(self._redis.hmget(keys[0], [b[0] for b in batch]))
+                pairs = [(b[0], v) for b, v in zip(batch, fresh, strict=True) if v is not None]
+                batch = await asyncio.to_thread(_dead, pairs, before)
+                if not batch:
+                    break
+        return folded
 
     async def rollups(self, first_minute: int, last_minute: int) -> list[tuple[int, Snapshot]]:
         minutes = await self._call(self._redis.zrangebyscore(self._k("minutes"), first_minute, last_minute))
@@ -68,6 +121,7 @@ class RedisStore:
         stale = [p for p, at, _ in await self.snapshots() if at < before]
         if stale:
             await self._call(self._redis.hdel(self._k("snapshots"), *stale))
+        await self._call(self._redis.zremrangebyscore(self._k("retired"), "-inf", f"({before!r}"))
 
     async def get(self, key: str) -> Any:
         value = await self._call(self._redis.get(self._k(f"kv:{key}")))

@@ -2,6 +2,11 @@
 
 Each process writes only its own rows (its snapshot, its rollup for the current minute), so writers never
 contend on a row; readers merge. Calls run in a worker thread: SQLite is blocking.
+
+Compaction folds the rows of dead processes into one aggregate row (`perfkit_aggregate`) and records
+their names (`perfkit_retired`) in one `BEGIN IMMEDIATE` transaction: compactors and publishers
+serialise on the write lock, so a row is folded once, and a retired process cannot publish again under
+its old name (its `publish` answers False inside the same kind of transaction).
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from typing import Any
 
 from perfkit.backends import BackendURL
 from perfkit.errors import BackendError
-from perfkit.monitor.store.base import Snapshot
+from perfkit.monitor.snapshots import retire
+from perfkit.monitor.store.base import RETIRED, Snapshot
 from perfkit.sqlite import enable_wal
 
 _SCHEMA = """
@@ -25,6 +31,8 @@ CREATE TABLE IF NOT EXISTS perfkit_rollups (
     minute INTEGER NOT NULL, proc TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (minute, proc));
 CREATE TABLE IF NOT EXISTS perfkit_kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS perfkit_leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, until REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS perfkit_retired (proc TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS perfkit_aggregate (name TEXT PRIMARY KEY, data TEXT NOT NULL);
 """
 
 
@@ -59,10 +67,12 @@ class SQLiteStore:
 
         return await asyncio.to_thread(call)
 
-    async def publish(self, proc: str, now: float, snapshot: Snapshot, minute: int, rollup: Snapshot) -> None:
-        def write(db: sqlite3.Connection) -> None:
+    async def publish(self, proc: str, now: float, snapshot: Snapshot, minute: int, rollup: Snapshot) -> bool:
+        def write(db: sqlite3.Connection) -> bool:
             with db:
                 db.execute("BEGIN IMMEDIATE")
+                if db.execute("SELECT 1 FROM perfkit_retired WHERE proc = ?", (proc,)).fetchone():
+                    return False
                 db.execute(
                     "INSERT INTO perfkit_snapshots VALUES (?, ?, ?) ON CONFLICT(proc) DO UPDATE "
                     "SET at = excluded.at, data = excluded.data",
@@ -73,14 +83,45 @@ class SQLiteStore:
                     "SET data = excluded.data",
                     (minute, proc, json.dumps(rollup)),
                 )
+                return True
 
-        await self._run(write)
+        written: bool = await self._run(write)
+        return written
 
     async def snapshots(self) -> list[tuple[str, float, Snapshot]]:
-        rows = await self._run(
-            lambda db: db.execute("SELECT proc, at, data FROM perfkit_snapshots").fetchall()
-        )
-        return [(proc, at, json.loads(data)) for proc, at, data in rows]
+        def read(db: sqlite3.Connection) -> list[Any]:
+            with db:  # one read transaction: the rows and the aggregate as of one moment
+                db.execute("BEGIN")
+                rows = db.execute("SELECT proc, at, data FROM perfkit_snapshots").fetchall()
+                agg = db.execute("SELECT data FROM perfkit_aggregate WHERE name = ?", (RETIRED,)).fetchone()
+            return rows + ([(RETIRED, 0.0, agg[0])] if agg else [])
+
+        return [(proc, at, json.loads(data)) for proc, at, data in await self._run(read)]
+
+    async def compact(self, before: float) -> int:
+        def fold(db: sqlite3.Connection) -> int:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                dead = db.execute(
+                    "SELECT proc, at, data FROM perfkit_snapshots WHERE at < ?", (before,)
+                ).fetchall()
+                if not dead:
+                    return 0
+                row = db.execute("SELECT data FROM perfkit_aggregate WHERE name = ?", (RETIRED,)).fetchone()
+                total = retire(json.loads(row[0]) if row else None, [json.loads(d) for _, _, d in dead])
+                db.execute(
+                    "INSERT INTO perfkit_aggregate VALUES (?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET data = excluded.data",
+                    (RETIRED, json.dumps(total)),
+                )
+                db.executemany(
+                    "INSERT OR REPLACE INTO perfkit_retired VALUES (?, ?)", [(p, at) for p, at, _ in dead]
+                )
+                db.execute("DELETE FROM perfkit_snapshots WHERE at < ?", (before,))
+                return len(dead)
+
+        count: int = await self._run(fold)
+        return count
 
     async def rollups(self, first_minute: int, last_minute: int) -> list[tuple[int, Snapshot]]:
         rows = await self._run(
@@ -96,6 +137,7 @@ class SQLiteStore:
             with db:
                 db.execute("DELETE FROM perfkit_rollups WHERE minute < ?", (int(before // 60),))
                 db.execute("DELETE FROM perfkit_snapshots WHERE at < ?", (before,))
+                db.execute("DELETE FROM perfkit_retired WHERE at < ?", (before,))
 
         await self._run(delete)
 
