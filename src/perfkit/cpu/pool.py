@@ -185,17 +185,19 @@ class ProcessPool:
         for waiter in self._room:
             if not waiter.done():
                 waiter.set_exception(error)
+        processes = []
         for worker in list(self._workers):
             if worker.job is not None:
                 self._settle(worker.job, error=error)
             self._retire(worker, kill=kill or worker.job is not None)
+            processes.append(worker.process)
         deadline = time.monotonic() + 5
-        for worker in list(self._workers):
-            while worker.process.is_alive() and time.monotonic() < deadline:  # noqa: ASYNC110 - a process
+        for process in processes:
+            while not _exited(process) and time.monotonic() < deadline:  # noqa: ASYNC110 - a process
                 await asyncio.sleep(0.01)  # exiting has no event to await; polled at most 5 s
-            if worker.process.is_alive():
-                worker.process.kill()
-            worker.process.join(1)
+            if not _exited(process):
+                process.kill()
+                process.join(1)
         self._workers.clear()
 
     async def __aenter__(self) -> ProcessPool:
@@ -389,20 +391,31 @@ class ProcessPool:
         worker.job = None
         self._forget(worker)
         worker.process.kill()
-        worker.process.join(0.5)
+        self._reap(worker.process, time.monotonic() + 5)
         if not self.closed:
             self.counts["replaced"] += 1
             self._spawn()
 
     def _retire(self, worker: _Worker, *, kill: bool = False) -> None:
         self._forget(worker)
+        if not kill:
+            try:
+                worker.conn.send_bytes(pickle.dumps(None))
+            except OSError:
+                kill = True
         if kill:
             worker.process.kill()
+        self._reap(worker.process, time.monotonic() + 5)
+
+    def _reap(self, process: Any, deadline: float) -> None:
+        """Collect an exiting process without blocking the loop (polled); killed if it lingers."""
+        if _exited(process):  # Popen.poll: waitpid(WNOHANG) reaps it
             return
-        try:
-            worker.conn.send_bytes(pickle.dumps(None))
-        except OSError:
-            worker.process.kill()
+        if time.monotonic() > deadline:
+            process.kill()
+            deadline = time.monotonic() + 5
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_later(0.02, self._reap, process, deadline)
 
     def _forget(self, worker: _Worker) -> None:
         if worker in self._workers:
@@ -435,6 +448,14 @@ class ProcessPool:
                 "p99": round(ordered[min(n - 1, int(n * 0.99))] * 1000, 4) if n else 0.0,
             },
         }
+
+
+def _exited(process: Any) -> bool:
+    """True once `process` has exited and been reaped (its exit code read)."""
+    try:
+        return process.exitcode is not None
+    except ValueError:  # closed: long gone
+        return True
 
 
 def _remote_error(name: str, blob: bytes | None, kind: str, message: str, text: str) -> BaseException:
