@@ -255,7 +255,8 @@ async def test_metrics_reach_the_collector_and_stats() -> None:
     assert stats["batch_size"]["max"] == 5 and stats["batches"] == 1
     assert stats["hit_ratio"] == round(1 / 6, 4)
     assert stats["wait_ms"]["max"] >= 0
-    assert collector.counter("loader_loads_total", ("loader", "outcome")).value(("metrics-test", "miss")) == 5
+    loads = collector.counter("loader_loads_total", ("loader", "outcome"))
+    assert (loads.value(("metrics-test", "miss")), loads.value(("metrics-test", "hit"))) == (5, 1)
     assert collector.histogram("loader_batch_size", ("loader",)).count(("metrics-test",)) == 1
     assert registry()["metrics-test"] is loader
 

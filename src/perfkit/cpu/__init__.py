@@ -54,7 +54,7 @@ def configure(
     max_rss: int | str | None = None,
     max_tasks: int | None = None,
     timeout: float | str | None = None,
-    nice: int = 0,
+    nice: int = 5,
 ) -> None:
     """Settings of the default pool (`offload`, `@jobs.task(cpu=True)`), before its first use; checked now."""
     global _settings

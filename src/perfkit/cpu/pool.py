@@ -111,9 +111,10 @@ class ProcessPool:
         max_tasks: int | None = None,
         timeout: float | str | None = None,
         start_method: str = "spawn",
-        nice: int = 0,
+        nice: int = 5,
     ) -> None:
-        count = workers if workers is not None else (os.cpu_count() or 1)
+        # default: one core left to the event loop (and the rest of the process), at least one worker
+        count = workers if workers is not None else max(1, (os.cpu_count() or 2) - 1)
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ConfigurationError("workers", f"{workers!r} is not a count >= 1")
         if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 0:

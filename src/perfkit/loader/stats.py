@@ -37,14 +37,15 @@ class LoaderStats:
     def __init__(self, name: str, collector: Collector) -> None:
         self.name = name
         self.collector = collector
-        self.loads = self.hits = self.shared_hits = self.misses = 0
+        self.hits = self.shared_hits = self.misses = 0
+        self._told = 0  # request-cache hits already added to the collector
         self.batches = self.keys_loaded = 0
         self.fallbacks = self.errors = self.timeouts = 0
         self.sizes: deque[float] = deque(maxlen=RECENT)
         self.waits: deque[float] = deque(maxlen=RECENT)
         self.durations: deque[float] = deque(maxlen=RECENT)
-        label = (name,)
-        self._label = label
+        self._label = (name,)
+        self._hit, self._miss, self._shared = (name, "hit"), (name, "miss"), (name, "shared_hit")
         self._loads = collector.counter(
             "loader_loads_total",
             ("loader", "outcome"),
@@ -58,7 +59,11 @@ class LoaderStats:
             "loader_batch_size", ("loader",), "Keys per loader batch call", BATCH_SIZE_BUCKETS, locked=False
         )
         self._wait = collector.histogram(
-            "loader_wait_seconds", ("loader",), "From load() to its batch call", LATENCY_BUCKETS, locked=False
+            "loader_wait_seconds",
+            ("loader",),
+            "From the oldest load of a batch to its call",
+            LATENCY_BUCKETS,
+            locked=False,
         )
         self._duration = collector.histogram(
             "loader_batch_seconds", ("loader",), "Loader batch call duration", LATENCY_BUCKETS, locked=False
@@ -67,31 +72,38 @@ class LoaderStats:
             "loader_fallbacks_total", ("loader", "reason"), "Loads answered by the fallback (timeout, error)"
         )
 
-    def load(self, outcome: str) -> None:
-        """One load() call: "hit" (request scope), "shared_hit" (shared cache) or "miss"."""
-        if outcome == "shared_hit":
-            self.shared_hits += 1
-            self.hits += 1
-            self.misses -= 1  # it was counted a miss when it joined the batch
-        elif outcome == "hit":
-            self.loads += 1
-            self.hits += 1
-        else:
-            self.loads += 1
-            self.misses += 1
-        self._loads.inc((self.name, outcome))
+    def flush(self) -> None:
+        """Tell the collector the hits counted since the last flush (loads add `hits += 1` only)."""
+        new = self.hits - self.shared_hits - self._told
+        if new:
+            self._told += new
+            self._loads.inc(self._hit, new)
 
-    def batch(self, size: int, waits: list[float], seconds: float) -> None:
+    def missed(self, n: int) -> None:
+        """`n` keys went to a batch (each was one load that found nothing in the request's cache)."""
+        self.misses += n
+        self._loads.inc(self._miss, n)
+
+    def shared_hit(self) -> None:
+        """One of those keys was answered by the shared cache after all."""
+        self.shared_hits += 1
+        self.hits += 1
+        self.misses -= 1
+        self._loads.inc(self._shared)
+        self._loads.inc(self._miss, -1)
+
+    def batch(self, size: int, wait: float, seconds: float) -> None:
+        """One batch call of `size` keys, whose oldest key waited `wait` s for it, lasting `seconds`."""
+        self.flush()
         self.batches += 1
         self.keys_loaded += size
         self.sizes.append(size)
         self.durations.append(seconds)
+        self.waits.append(wait)
         self._batches.inc(self._label)
         self._size.observe(self._label, size)
         self._duration.observe(self._label, seconds)
-        for w in waits:
-            self.waits.append(w)
-            self._wait.observe(self._label, w)
+        self._wait.observe(self._label, wait)
 
     def failure(self, reason: str, fell_back: int) -> None:
         """A batch failed ("timeout" or "error"); `fell_back` of its keys got their fallback value."""
@@ -104,13 +116,14 @@ class LoaderStats:
             self._fallbacks.inc((self.name, reason), fell_back)
 
     def snapshot(self, pending: int = 0) -> dict[str, Any]:
+        self.flush()
         return {
             "name": self.name,
-            "loads": self.loads,
+            "loads": self.hits + self.misses,
             "hits": self.hits,
             "shared_hits": self.shared_hits,
             "misses": self.misses,
-            "hit_ratio": round(self.hits / self.loads, 4) if self.loads else 0.0,
+            "hit_ratio": round(self.hits / (self.hits + self.misses), 4) if self.hits + self.misses else 0.0,
             "batches": self.batches,
             "keys_loaded": self.keys_loaded,
             "batch_size": _summary(self.sizes),
