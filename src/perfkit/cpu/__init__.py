@@ -14,6 +14,7 @@ isolation, backpressure and memory-based recycling.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -77,8 +78,15 @@ def configure(
 
 
 def default_pool() -> ProcessPool:
-    """The process-wide pool, made on first use (started by its first `run`)."""
+    """The process-wide pool, made on first use (started by its first `run`); one per event loop: a pool
+    left by a finished `asyncio.run` is killed and a new one made."""
     global _default
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if _default is not None and loop is not None and not _default.usable_from(loop):
+        _default.terminate()
     if _default is None or _default.closed:
         _default = ProcessPool(**_settings)
     return _default

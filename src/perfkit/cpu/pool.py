@@ -201,6 +201,18 @@ class ProcessPool:
                 process.join(1)
         self._workers.clear()
 
+    def terminate(self) -> None:
+        """Kill every worker now, without waiting (for a pool whose event loop is gone)."""
+        self.closed = True
+        for worker in self._workers:
+            worker.process.kill()
+            worker.process.join(1)
+        self._workers.clear()
+
+    def usable_from(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """False when the pool was started on another event loop (its pipes are watched there)."""
+        return self._loop is None or (self._loop is loop and not loop.is_closed())
+
     async def __aenter__(self) -> ProcessPool:
         await self.start()
         return self
@@ -231,6 +243,11 @@ class ProcessPool:
     ) -> Any:
         """`run()` with the arguments as a tuple and a dict (for a function taking `timeout=` itself)."""
         func = check_function(fn)
+        if not self.usable_from(asyncio.get_running_loop()):
+            raise PoolClosedError(
+                f"{func.__qualname__}: this process pool was started on another event loop; "
+                "make one pool per loop (perfkit.offload does)"
+            )
         if self._starting is None or not self._starting.done():
             await self.start()
         if self.closed:
