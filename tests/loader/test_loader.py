@@ -61,15 +61,20 @@ async def test_loads_of_one_tick_are_one_batch_call() -> None:
 
 
 async def test_window_collects_loads_across_ticks() -> None:
-    """With window='20ms', loads issued on different ticks inside the window share one batch."""
-    rec = Recorder()
-    loader = make(rec, window="20ms")
-    with scope():
-        first = loader.load("a")
-        await asyncio.sleep(0)  # a later tick, still inside the window
-        second = loader.load("b")
-        assert await asyncio.gather(first, second) == ["-:a", "-:b"]
-    assert rec.calls == [["a", "b"]]
+    """With window='50ms', loads 5 ms apart share one batch; without a window they are two."""
+
+    async def two_loads(loader: Loader[Any, Any]) -> list[Any]:
+        with scope():
+            first = loader.load("a")
+            await asyncio.sleep(0.005)  # the time between the loads is what this test is about
+            second = loader.load("b")
+            return list(await asyncio.gather(first, second))
+
+    windowed, tick = Recorder(), Recorder()
+    assert await two_loads(make(windowed, window="50ms")) == ["-:a", "-:b"]
+    assert await two_loads(make(tick)) == ["-:a", "-:b"]
+    assert windowed.calls == [["a", "b"]]
+    assert tick.calls == [["a"], ["b"]]
 
 
 async def test_max_batch_splits_and_critical_keys_go_first() -> None:
