@@ -253,6 +253,7 @@ async def test_metrics_reach_the_collector_and_stats() -> None:
     """Batch sizes, waits, hits and misses are in stats() and in the collector's loader_* families."""
     collector = Collector()
     loader = Loader(Recorder(), name="metrics-test", collector=collector)
+    assert collector.families == {}  # a Loader made at import registers nothing until it loads
     with scope():
         await asyncio.gather(*(loader.load(k) for k in range(5)))
         await loader.load(0)

@@ -26,7 +26,7 @@ from perfkit.loader.errors import BatchResultError, LoaderCycleError, LoaderTime
 from perfkit.loader.scope import Scope, current_scope, explicit_scope
 from perfkit.loader.shared import SharedCache
 from perfkit.loader.stats import LoaderStats
-from perfkit.metrics import Collector, default_collector
+from perfkit.metrics import Collector
 
 __all__ = ["UNSET", "Loader", "registry"]
 
@@ -47,7 +47,7 @@ def registry() -> dict[str, Loader[Any, Any]]:
 _stats: dict[tuple[str, int], LoaderStats] = {}
 
 
-def _stats_for(name: str, collector: Collector) -> LoaderStats:
+def _stats_for(name: str, collector: Collector | None) -> LoaderStats:
     """One `LoaderStats` per name and collector: loaders made per request (the ORM helpers) add up."""
     key = (name, id(collector))
     found = _stats.get(key)
@@ -134,7 +134,7 @@ class Loader(Generic[K, V]):
         )
         if cache is None and (depends_on is not None or partition is not None):
             raise InvalidArgumentError(f"loader {self.name!r}: depends_on= and partition= need cache=")
-        self.stats_ = _stats_for(self.name, collector or default_collector())
+        self.stats_ = _stats_for(self.name, collector)  # None: perfkit's default collector, at first use
         self._own = Scope()  # scoped=False: this loader's own, process-wide scope
         self._pending = 0
         _loaders[self.name] = self

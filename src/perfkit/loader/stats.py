@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from perfkit.metrics import LATENCY_BUCKETS, Collector
+from perfkit.metrics import LATENCY_BUCKETS, Collector, default_collector
 
 __all__ = ["BATCH_SIZE_BUCKETS", "LoaderStats"]
 
@@ -31,10 +31,41 @@ def _summary(values: deque[float], scale: float = 1.0) -> dict[str, float]:
     return {"mean": round(sum(ordered) / n * scale, 4), "p50": at(0.5), "p99": at(0.99), "max": at(1.0)}
 
 
+class _Families:
+    """The collector families every loader feeds (one set per collector)."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.loads = collector.counter(
+            "loader_loads_total",
+            ("loader", "outcome"),
+            "Loader load() calls by outcome (hit, shared_hit, miss)",
+            locked=False,
+        )
+        self.batches = collector.counter(
+            "loader_batches_total", ("loader",), "Loader batch function calls", locked=False
+        )
+        self.size = collector.histogram(
+            "loader_batch_size", ("loader",), "Keys per loader batch call", BATCH_SIZE_BUCKETS, locked=False
+        )
+        self.wait = collector.histogram(
+            "loader_wait_seconds",
+            ("loader",),
+            "From the oldest load of a batch to its call",
+            LATENCY_BUCKETS,
+            locked=False,
+        )
+        self.duration = collector.histogram(
+            "loader_batch_seconds", ("loader",), "Loader batch call duration", LATENCY_BUCKETS, locked=False
+        )
+        self.fallbacks = collector.counter(
+            "loader_fallbacks_total", ("loader", "reason"), "Loads answered by the fallback (timeout, error)"
+        )
+
+
 class LoaderStats:
     """Counters of one loader across every scope, and the families of `collector` they also feed."""
 
-    def __init__(self, name: str, collector: Collector) -> None:
+    def __init__(self, name: str, collector: Collector | None) -> None:
         self.name = name
         self.collector = collector
         self.hits = self.shared_hits = self.misses = 0
@@ -46,51 +77,33 @@ class LoaderStats:
         self.durations: deque[float] = deque(maxlen=RECENT)
         self._label = (name,)
         self._hit, self._miss, self._shared = (name, "hit"), (name, "miss"), (name, "shared_hit")
-        self._loads = collector.counter(
-            "loader_loads_total",
-            ("loader", "outcome"),
-            "Loader load() calls by outcome (hit, shared_hit, miss)",
-            locked=False,
-        )
-        self._batches = collector.counter(
-            "loader_batches_total", ("loader",), "Loader batch function calls", locked=False
-        )
-        self._size = collector.histogram(
-            "loader_batch_size", ("loader",), "Keys per loader batch call", BATCH_SIZE_BUCKETS, locked=False
-        )
-        self._wait = collector.histogram(
-            "loader_wait_seconds",
-            ("loader",),
-            "From the oldest load of a batch to its call",
-            LATENCY_BUCKETS,
-            locked=False,
-        )
-        self._duration = collector.histogram(
-            "loader_batch_seconds", ("loader",), "Loader batch call duration", LATENCY_BUCKETS, locked=False
-        )
-        self._fallbacks = collector.counter(
-            "loader_fallbacks_total", ("loader", "reason"), "Loads answered by the fallback (timeout, error)"
-        )
+        self._families: _Families | None = None  # made at the first batch: a Loader at import is free
+
+    @property
+    def f(self) -> _Families:
+        if self._families is None:
+            self._families = _Families(self.collector or default_collector())
+        return self._families
 
     def flush(self) -> None:
         """Tell the collector the hits counted since the last flush (loads add `hits += 1` only)."""
         new = self.hits - self.shared_hits - self._told
         if new:
             self._told += new
-            self._loads.inc(self._hit, new)
+            self.f.loads.inc(self._hit, new)
 
     def missed(self, n: int) -> None:
         """`n` keys went to a batch (each was one load that found nothing in the request's cache)."""
         self.misses += n
-        self._loads.inc(self._miss, n)
+        self.f.loads.inc(self._miss, n)
 
     def shared_hit(self) -> None:
         """One of those keys was answered by the shared cache after all."""
         self.shared_hits += 1
         self.hits += 1
         self.misses -= 1
-        self._loads.inc(self._shared)
-        self._loads.inc(self._miss, -1)
+        self.f.loads.inc(self._shared)
+        self.f.loads.inc(self._miss, -1)
 
     def batch(self, size: int, wait: float, seconds: float) -> None:
         """One batch call of `size` keys, whose oldest key waited `wait` s for it, lasting `seconds`."""
@@ -100,10 +113,10 @@ class LoaderStats:
         self.sizes.append(size)
         self.durations.append(seconds)
         self.waits.append(wait)
-        self._batches.inc(self._label)
-        self._size.observe(self._label, size)
-        self._duration.observe(self._label, seconds)
-        self._wait.observe(self._label, wait)
+        self.f.batches.inc(self._label)
+        self.f.size.observe(self._label, size)
+        self.f.duration.observe(self._label, seconds)
+        self.f.wait.observe(self._label, wait)
 
     def failure(self, reason: str, fell_back: int) -> None:
         """A batch failed ("timeout" or "error"); `fell_back` of its keys got their fallback value."""
@@ -113,7 +126,7 @@ class LoaderStats:
             self.errors += 1
         if fell_back:
             self.fallbacks += fell_back
-            self._fallbacks.inc((self.name, reason), fell_back)
+            self.f.fallbacks.inc((self.name, reason), fell_back)
 
     def snapshot(self, pending: int = 0) -> dict[str, Any]:
         self.flush()
