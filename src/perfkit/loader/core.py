@@ -25,6 +25,7 @@ from perfkit.jobs.models import Priority
 from perfkit.loader.errors import BatchResultError, LoaderCycleError, LoaderTimeoutError, NoLoaderScopeError
 from perfkit.loader.scope import Scope, current_scope, explicit_scope
 from perfkit.loader.shared import SharedCache
+from perfkit.loader.state import Item, ScopeState
 from perfkit.loader.stats import LoaderStats
 from perfkit.metrics import Collector
 
@@ -59,39 +60,6 @@ def _stats_for(name: str, collector: Collector | None) -> LoaderStats:
 def _consume(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled():
         fut.exception()  # a preload nobody awaits: its error is counted, not logged as unretrieved
-
-
-_Item = tuple[Hashable, Any, "asyncio.Future[Any]"]  # cache key, key, future
-_RANKS = len(Priority)
-
-
-class _State:
-    """One loader's state in one scope: loaded keys, pending keys (a list per priority), the dispatch."""
-
-    __slots__ = ("cache", "count", "handle", "loop", "pending", "running", "since", "waiting")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.cache: dict[Hashable, asyncio.Future[Any]] = {}
-        self.pending: list[list[_Item]] = [[] for _ in range(_RANKS)]  # by rank: critical first, FIFO
-        self.count = 0  # keys pending
-        self.since = 0.0  # when the oldest pending key was queued
-        self.handle: asyncio.Handle | None = None
-        self.running: asyncio.Task[None] | None = None
-        self.waiting: set[asyncio.Task[None]] = set()  # loads waiting for their `after=` dependencies
-
-    def take(self, n: int) -> list[_Item]:
-        """The `n` highest-priority pending keys, oldest first within a priority."""
-        out: list[_Item] = []
-        for rank in self.pending:
-            if rank:
-                room = n - len(out)
-                out += rank[:room]
-                del rank[:room]
-                if len(out) == n:
-                    break
-        self.count -= len(out)
-        return out
 
 
 class Loader(Generic[K, V]):
@@ -156,10 +124,10 @@ class Loader(Generic[K, V]):
             )
         return found
 
-    def _state(self, scope: Scope) -> _State:
+    def _state(self, scope: Scope) -> ScopeState:
         state = scope.states.get(self)
         if state is None:
-            state = scope.states[self] = _State(asyncio.get_running_loop())
+            state = scope.states[self] = ScopeState(asyncio.get_running_loop())
         return state
 
     def _cache_key(self, key: Any) -> Hashable:
@@ -265,7 +233,7 @@ class Loader(Generic[K, V]):
         return deps
 
     async def _after(
-        self, state: _State, ck: Hashable, key: Any, fut: asyncio.Future[Any], rank: int, deps: list[Any]
+        self, state: ScopeState, ck: Hashable, key: Any, fut: asyncio.Future[Any], rank: int, deps: list[Any]
     ) -> None:
         try:
             await asyncio.gather(*deps)
@@ -277,7 +245,9 @@ class Loader(Generic[K, V]):
 
     # -- dispatch -------------------------------------------------------------------------------------
 
-    def _enqueue(self, state: _State, ck: Hashable, key: Any, fut: asyncio.Future[Any], rank: int) -> None:
+    def _enqueue(
+        self, state: ScopeState, ck: Hashable, key: Any, fut: asyncio.Future[Any], rank: int
+    ) -> None:
         if not state.count:
             state.since = _perf()
         state.pending[rank].append((ck, key, fut))
@@ -289,11 +259,11 @@ class Loader(Generic[K, V]):
             else:
                 state.handle = state.loop.call_soon(self._start, state)
 
-    def _start(self, state: _State) -> None:
+    def _start(self, state: ScopeState) -> None:
         state.handle = None
         state.running = state.loop.create_task(self._drain(state))
 
-    async def _drain(self, state: _State) -> None:
+    async def _drain(self, state: ScopeState) -> None:
         try:
             while state.count:
                 since = state.since
@@ -304,7 +274,7 @@ class Loader(Generic[K, V]):
         finally:
             state.running = None
 
-    async def _run(self, state: _State, batch: list[_Item], since: float) -> None:
+    async def _run(self, state: ScopeState, batch: list[Item], since: float) -> None:
         started = _perf()
         self.stats_.missed(len(batch))
         if self.shared is not None:
@@ -339,7 +309,7 @@ class Loader(Generic[K, V]):
             return
         await self._resolve(state, batch, ordered)
 
-    async def _shared_hits(self, shared: SharedCache, batch: list[_Item]) -> list[_Item]:
+    async def _shared_hits(self, shared: SharedCache, batch: list[Item]) -> list[Item]:
         """Answer the keys the shared cache holds; the rest, to load."""
         found = await shared.get([item[0] for item in batch])
         if not found:
@@ -350,7 +320,7 @@ class Loader(Generic[K, V]):
                 self.stats_.shared_hit()
         return [item for item in batch if item[0] not in found]
 
-    async def _resolve(self, state: _State, batch: list[_Item], values: list[Any]) -> None:
+    async def _resolve(self, state: ScopeState, batch: list[Item], values: list[Any]) -> None:
         failed = []
         for item, value in zip(batch, values, strict=True):
             if isinstance(value, BaseException):
@@ -385,7 +355,7 @@ class Loader(Generic[K, V]):
             )
         return list(values)
 
-    async def _fail(self, state: _State, batch: list[Any], exc: BaseException, reason: str) -> None:
+    async def _fail(self, state: ScopeState, batch: list[Any], exc: BaseException, reason: str) -> None:
         fell_back = 0
         for ck, key, fut in batch:
             if state.cache.get(ck) is fut:
