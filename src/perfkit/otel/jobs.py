@@ -39,7 +39,8 @@ class JobSpans:
     def carry(self) -> Mapping[str, str] | None:
         """The current trace context to put in a job being enqueued (None outside a span, or no SDK)."""
         t = self.telemetry
-        if (t.tracer_now or t.tracer()) is None or not trace.get_current_span().get_span_context().is_valid:
+        tracer = (t.now if t.final else t.current())[0]
+        if tracer is None or not trace.get_current_span().get_span_context().is_valid:
             return None
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
@@ -47,8 +48,7 @@ class JobSpans:
 
     def event(self, e: JobEvent) -> None:
         t = self.telemetry
-        tracer = t.tracer_now or t.tracer()
-        meters = t.meters_now or t.meters()
+        tracer, meters = t.now if t.final else t.current()
         if tracer is None and meters is None:
             return
         labels = {"messaging.system": "perfkit", "messaging.destination.name": e.queue}

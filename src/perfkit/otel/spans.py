@@ -44,8 +44,7 @@ class StatementSpans:
 
     def statement(self, dialect: str, statement: str, many: bool, elapsed: float) -> None:
         t = self.telemetry
-        tracer = t.tracer_now or t.tracer()
-        meters = t.meters_now or t.meters()
+        tracer, meters = t.now if t.final else t.current()
         if tracer is None and meters is None:
             return
         known = self._known.get((dialect, statement))
@@ -64,10 +63,7 @@ class StatementSpans:
     def _describe(self, dialect: str, statement: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
         system = _SYSTEMS.get(dialect, dialect)
         op = operation(statement)[0]
-        labels: dict[str, Any] = {
-            "db.system.name": system,
-            "db.system": system,
-        }  # db.system: pre-1.28 readers
+        labels: dict[str, Any] = {"db.system.name": system}
         if op != "OTHER":
             labels["db.operation.name"] = op
         found = _TARGET.search(statement)
@@ -93,8 +89,7 @@ class CacheSpans:
 
     def operation(self, namespace: str, tier: str, op: str, outcome: str, seconds: float) -> None:
         t = self.telemetry
-        tracer = t.tracer_now or t.tracer()
-        meters = t.meters_now or t.meters()
+        tracer, meters = t.now if t.final else t.current()
         if (tracer is None and meters is None) or op == "evict":  # evictions: counted by perfkit's own stats
             return
         key = (namespace, tier, op, outcome)

@@ -2,9 +2,9 @@
 
 perfkit depends on `opentelemetry-api` only and never configures an SDK. Until the application registers
 one (`trace.set_tracer_provider`, `metrics.set_meter_provider`, or the providers given in `OtelConfig`),
-the providers are the API's proxies or no-ops: `tracer()` and `meters()` return None after one check,
-and nothing else runs. Once a real provider is there, its tracer and perfkit's instruments are made once
-and kept. `os.register_at_fork` forgets them in a forked child (a uvicorn or gunicorn worker), which finds
+the providers are the API's proxies or no-ops: the hooks find nothing to report to after a clock read
+(the providers are looked at again at most once a second), and nothing else runs. Once a real provider
+is there, its tracer and perfkit's instruments are made once and kept. `os.register_at_fork` forgets them in a forked child (a uvicorn or gunicorn worker), which finds
 them again from the providers as they are in that process: the SDK the worker configures after the fork.
 """
 
@@ -14,6 +14,7 @@ import os
 import weakref
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
+from time import monotonic
 from typing import Any
 
 from perfkit.errors import MissingDependencyError
@@ -73,39 +74,67 @@ class Meters:
 
 
 class Telemetry:
-    """Where perfkit's spans and metrics go: `tracer()` / `meters()` (None while nothing records)."""
+    """Where perfkit's spans and metrics go. The hot paths read `final` and `now`: when `final`, `now`
+    is (tracer, meters) for good; otherwise they call `current()`, which looks at the providers again
+    at most every `RECHECK` seconds (a no-SDK request costs a clock read, not a provider lookup)."""
+
+    RECHECK = 1.0  # seconds: an SDK registered after the first request is used from at most this later
 
     def __init__(self, config: OtelConfig | None = None) -> None:
         self.config = config or OtelConfig()
-        self.tracer_now: Any = None  # the resolved tracer (read first on the hot paths), None until found
-        self.meters_now: Meters | None = None
+        self.final = False
+        self.now: tuple[Any, Meters | None] = (None, None)
+        self._next = 0.0
         _LIVE.add(self)
         if not _fork_hook[0]:
             _fork_hook[0] = True
             os.register_at_fork(after_in_child=_forget_all)
 
+    @property
+    def tracer_now(self) -> Any:
+        """The tracer found so far (None: none yet)."""
+        return self.now[0]
+
+    @property
+    def meters_now(self) -> Meters | None:
+        """The instruments made so far (None: none yet)."""
+        return self.now[1]
+
+    def current(self) -> tuple[Any, Meters | None]:
+        """(tracer, meters), each None while its provider does not record (no SDK) or it is turned off."""
+        moment = monotonic()
+        if moment < self._next:
+            return self.now
+        self._next = moment + self.RECHECK
+        tracer, meters = self.now
+        config = self.config
+        if tracer is None and config.traces:
+            provider = config.tracer_provider or trace.get_tracer_provider()
+            if not api_only(provider):
+                tracer = provider.get_tracer("perfkit", _version(), SCHEMA_URL)
+        if meters is None and config.metrics:
+            provider = config.meter_provider or otel_metrics.get_meter_provider()
+            if not api_only(provider):
+                meters = Meters(provider.get_meter("perfkit", _version(), SCHEMA_URL))
+        self.now = (tracer, meters)
+        self.final = (tracer is not None or not config.traces) and (meters is not None or not config.metrics)
+        return self.now
+
     def tracer(self) -> Any:
         """The tracer of a recording provider, or None (no SDK yet, or `traces=False`)."""
-        found = self.tracer_now
-        if found is None and self.config.traces:
-            provider = self.config.tracer_provider or trace.get_tracer_provider()
-            if not api_only(provider):
-                found = self.tracer_now = provider.get_tracer("perfkit", _version(), SCHEMA_URL)
-        return found
+        self._next = 0.0
+        return self.current()[0]
 
     def meters(self) -> Meters | None:
         """perfkit's instruments on a recording meter provider, or None (no SDK yet, or `metrics=False`)."""
-        found = self.meters_now
-        if found is None and self.config.metrics:
-            provider = self.config.meter_provider or otel_metrics.get_meter_provider()
-            if not api_only(provider):
-                found = self.meters_now = Meters(provider.get_meter("perfkit", _version(), SCHEMA_URL))
-        return found
+        self._next = 0.0
+        return self.current()[1]
 
     def forget(self) -> None:
         """Find the tracer and instruments again on next use (after a fork)."""
-        self.tracer_now = None
-        self.meters_now = None
+        self.final = False
+        self.now = (None, None)
+        self._next = 0.0
 
 
 @cache

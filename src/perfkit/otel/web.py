@@ -25,6 +25,8 @@ __all__ = ["RequestTracer", "ScopeHeaders"]
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 _ERROR = Status(StatusCode.ERROR)
+# the headers the W3C propagators read (tracecontext, baggage); B3 or Jaeger: configure them too
+_PROPAGATED = frozenset({b"traceparent", b"tracestate", b"baggage", b"b3", b"x-b3-traceid", b"uber-trace-id"})
 
 
 class ScopeHeaders(Getter[Scope]):
@@ -51,8 +53,7 @@ class RequestTracer:
 
     def start(self, scope: Scope, route: str) -> Any:
         t = self.telemetry
-        tracer = t.tracer_now or t.tracer()
-        meters = t.meters_now or t.meters()
+        tracer, meters = t.now if t.final else t.current()
         if tracer is None and meters is None:
             return None
         method = scope["method"]
@@ -72,7 +73,11 @@ class RequestTracer:
         client = scope.get("client")
         if client:
             attributes["client.address"] = client[0]
-        parent = propagate.extract(scope, getter=_GETTER)
+        parent = None  # no propagation header (most requests): the current context, nothing to extract
+        for name, _ in scope["headers"]:
+            if name in _PROPAGATED:
+                parent = propagate.extract(scope, getter=_GETTER)
+                break
         span = tracer.start_span(
             f"{method} {template}" if template is not None else method,
             parent, SpanKind.SERVER, attributes,
