@@ -4,8 +4,9 @@ perfkit depends on `opentelemetry-api` only and never configures an SDK. Until t
 one (`trace.set_tracer_provider`, `metrics.set_meter_provider`, or the providers given in `OtelConfig`),
 the providers are the API's proxies or no-ops: the hooks find nothing to report to after a clock read
 (the providers are looked at again at most once a second), and nothing else runs. Once a real provider
-is there, its tracer and perfkit's instruments are made once and kept. `os.register_at_fork` forgets them in a forked child (a uvicorn or gunicorn worker), which finds
-them again from the providers as they are in that process: the SDK the worker configures after the fork.
+is there, its tracer and perfkit's instruments are made once and kept. `os.register_at_fork` forgets
+them in a forked child (a uvicorn or gunicorn worker), which finds them again from the providers as they
+are in that process: the SDK the worker configures after the fork.
 """
 
 from __future__ import annotations
