@@ -123,3 +123,19 @@ async def test_no_sdk_no_spans_and_jobs_unchanged(queue: JobQueue, tmp_path: Pat
     assert queue.serializer.loads(record.payload) == [[2], {}]  # the payload perfkit wrote before otel
     assert otel.telemetry.tracer_now is None and otel.telemetry.meters_now is None
     assert otel.telemetry.tracer() is None and otel.telemetry.meters() is None
+
+
+def test_payload_headers_round_trip_and_bad_ones_are_refused() -> None:
+    """`[args, kwargs]` and `[args, kwargs, headers]` unpack; anything else is a ValueError naming it
+    (the worker dead-letters such a job as undecodable instead of running it)."""
+    from perfkit.jobs.models import pack_payload, unpack_payload
+
+    assert pack_payload([1], {}, None) == [[1], {}]
+    assert unpack_payload(pack_payload([1], {"a": 2}, {"traceparent": "00-x"})) == (
+        [1],
+        {"a": 2},
+        {"traceparent": "00-x"},
+    )
+    for bad in ([[1]], [[1], {}, {"traceparent": 3}], [[1], {}, ["x"]], {"args": []}):
+        with pytest.raises(ValueError, match="job payload"):
+            unpack_payload(bad)
