@@ -125,6 +125,24 @@ async def run_requests(app: Any, n: int) -> float:
     return (time.process_time() - start) / n
 
 
+def hooks_without_sdk(n: int) -> float:
+    """CPU seconds of what perfkit.otel adds to one such request without an SDK, called alone `n` times:
+    the pipeline's tracer `start` (None: nothing to end) and the statement listener. The whole-request
+    difference (perfkit-nosdk - perfkit) is below what two processes' hash seeds and layouts move."""
+    from perfkit.otel import OpenTelemetry
+
+    otel = OpenTelemetry()
+    scope = {"type": "http", "method": "GET", "path": "/items/1", "headers": [], "http_version": "1.1"}
+    start, end, statement = otel.requests.start, otel.requests.end, otel.statements.statement
+    began = time.process_time()
+    for _ in range(n):
+        traced = start(scope, "/items/{id}")
+        if traced is not None:
+            end(traced, scope, 200, 0.001)
+        statement("sqlite", "SELECT name FROM items WHERE id = ?", False, 0.0001)
+    return (time.process_time() - began) / n
+
+
 def timed(n: int, rounds: int) -> dict[str, float]:
     """µs per request per variant, each variant in a process of its own (contrib's SQLAlchemy
     instrumentor patches `Engine.connect` and `create_engine` process-wide: in one process it would
@@ -155,7 +173,10 @@ _CHILD = """
 import asyncio, sys
 sys.path.insert(0, {here!r})
 import otel
-asyncio.run(otel.run_requests(otel.build({variant!r}), {n}))
+if {variant!r} == "hooks":
+    otel.hooks_without_sdk({n} * 20)
+else:
+    asyncio.run(otel.run_requests(otel.build({variant!r}), {n}))
 """
 
 
@@ -167,12 +188,13 @@ def _total(out: Path) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def instructions(low: int = 300, high: int = 1300) -> dict[str, float]:
-    """Instructions per request per variant (callgrind, two request counts, the difference)."""
+def instructions(low: int = 300, high: int = 1300, variants: tuple[str, ...] = VARIANTS) -> dict[str, float]:
+    """Instructions per request per variant (callgrind, two request counts, the difference); "hooks":
+    per `hooks_without_sdk` iteration."""
     here = str(Path(__file__).resolve().parent)
     counts = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for v in VARIANTS:
+        for v in variants:
             totals = []
             for n in (low, high):
                 out = Path(tmp) / f"{v}.{n}"
@@ -180,7 +202,7 @@ def instructions(low: int = 300, high: int = 1300) -> dict[str, float]:
                 command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
                 subprocess.run([*command, "-c", script], capture_output=True, check=True)
                 totals.append(_total(out))
-            counts[v] = (totals[1] - totals[0]) / (high - low)
+            counts[v] = (totals[1] - totals[0]) / (high - low) / (20 if v == "hooks" else 1)
     return counts
 
 
@@ -208,6 +230,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--instructions", action="store_true", help="also count instructions (callgrind)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--hooks-only", action="store_true", help="only the no-SDK hooks measurement")
     args = parser.parse_args()
     if args.child:
         child(args.child, args.requests)
@@ -215,6 +238,14 @@ def main() -> None:
     import opentelemetry.sdk.version as sdk_version
 
     print(f"python {sys.version.split()[0]}, opentelemetry-sdk {sdk_version.__version__}")
+    hooks = min(hooks_without_sdk(200_000) for _ in range(3)) * 1e6
+    print(
+        f"perfkit.otel's hooks alone, no SDK (tracer start + statement listener): {hooks:.3f} µs per request"
+    )
+    if args.hooks_only:
+        if args.instructions:
+            print(f"  {instructions(variants=('hooks',))['hooks']:.0f} instructions per request (callgrind)")
+        return
     print(f"CPU time per request, µs (best of {args.rounds} interleaved rounds of 3 x {args.requests}):")
     table(timed(args.requests, args.rounds), "µs", 2)
     if args.instructions:
