@@ -20,10 +20,11 @@ ROOT = Path(perfkit.__file__).resolve().parent
 # bench/ and demo/ use everything; web/ and monitor/ use cache/, jobs/, db/; the storage parts never import
 # the web parts). `core` is perfkit's top-level modules (errors, config, backends, serialization, ...).
 # monitor sits above web: it reports on the web layer (web building a Monitor is the upward import issue 15
-# removes). The top wires and uses everything: the package root, the CLI, instrument(), and the commands.
+# removes). otel sits beside monitor: it subscribes to the web, db, cache and jobs seams and is wired by
+# instrument(). The top wires and uses everything: the package root, the CLI, instrument(), and the commands.
 LAYERS: dict[str, int] = {
     "core": 0, "cache": 1, "jobs": 1, "db": 1, "cpu": 1, "web": 2, "realtime": 2, "loader": 2, "monitor": 3,
-    "top": 4,
+    "otel": 3, "top": 4,
 }  # fmt: skip
 # django: the composition root for Django projects; doctor and top: clients of a running app's monitor
 TOP_PARTS = {"assets", "bench", "demo", "django", "doctor", "top"}

@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "doctor": ("perfkit.doctor.command", "check a deployment's optimisations: a scored checklist for CI"),
     "top": ("perfkit.top.command", "a live terminal view of an app or a fleet through its monitor"),
+    "export": (
+        "perfkit.monitor.export",
+        "write a Grafana dashboard or Prometheus alerting rules for perfkit",
+    ),
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

@@ -7,6 +7,7 @@ starlette, no SQLAlchemy). The web stack itself is composed by `perfkit.web.stac
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from perfkit.errors import ConfigurationError
 from perfkit.metrics import Collector, cache_observer, default_collector
 
 if TYPE_CHECKING:
+    from perfkit.otel import OtelConfig
     from perfkit.web.config import WebConfig
     from perfkit.web.ratelimit import RateLimitBackend
     from perfkit.web.types import ASGIApp
@@ -41,6 +43,7 @@ class Instrumentation:
     rate_limiter: RateLimitBackend | None = None
     monitor: Any = None  # perfkit.monitor.Monitor, mounted under its prefix (default /perf)
     invalidator: Any = None  # perfkit.cache.orm.CacheInvalidator wired for `engine`'s sessions
+    otel: Any = None  # perfkit.otel.OpenTelemetry, when `otel=` asked for it
 
     async def close(self) -> None:
         """Close what perfkit opened (the rate limiter's Redis client, the monitor's tasks and store,
@@ -61,9 +64,11 @@ def build_stack(app: ASGIApp, handle: Instrumentation, router_app: Any = None) -
 
     # the monitor is the stack's front: /perf/* is served before any layer, in the same ASGI hop
     front = handle.monitor.mount(app) if handle.monitor is not None else None
+    tracer = handle.otel.requests if handle.otel is not None else None
     stack = compose(
-        app, handle.config, handle.collector, cache=handle.cache, router_app=router_app, front=front
-    )
+        app, handle.config, handle.collector, cache=handle.cache, router_app=router_app, front=front,
+        tracer=tracer,
+    )  # fmt: skip
     handle.rate_limiter = stack.rate_limiter
     return stack.app
 
@@ -86,6 +91,7 @@ def instrument(
     collector: Collector | None = None,
     monitor: Any = None,
     orm_invalidation: bool = True,
+    otel: OtelConfig | bool | None = None,
 ) -> Any:
     """Add perfkit's stack to `app` and return the app to serve.
 
@@ -101,6 +107,10 @@ def instrument(
     `cache_depends_on`, a `depends_on` or `cache.query` cached is evicted when a commit changes its
     rows. Left out when `orm_invalidation=False`, or when the cache already has an invalidator of your
     own (yours, with its strategies, stays the only one).
+
+    `otel` (True, or a `perfkit.otel.OtelConfig`; default: `PERFKIT_OTEL=1` in the environment) reports
+    requests, SQL, cache operations, jobs and findings to OpenTelemetry (`handle.otel`) through the
+    providers the application configured; without an SDK it records nothing (docs/observability.md).
     """
     from perfkit.web.config import WebConfig
 
@@ -110,6 +120,17 @@ def instrument(
         config=config or WebConfig(), collector=collector or default_collector(),
         cache=cache, jobs=jobs, engine=engine,
     )  # fmt: skip
+    if otel is None:
+        otel = os.environ.get("PERFKIT_OTEL", "").strip().lower() in ("1", "true", "yes", "on")
+    if otel is not False:
+        from perfkit.otel import OpenTelemetry, OtelConfig
+
+        handle.otel = OpenTelemetry(OtelConfig.resolve(otel))
+        handle.otel.watch_findings(handle.collector)
+        if jobs is not None and hasattr(jobs, "hooks"):
+            handle.otel.watch_jobs(jobs)
+        if cache is not None and hasattr(cache, "add_observer"):
+            handle.otel.watch_cache(cache)
     if monitor is not False:
         from perfkit.monitor.monitor import Monitor
 
@@ -128,7 +149,9 @@ def instrument(
     if engine is not None:
         from perfkit.db import instrument_engine
 
-        instrument_engine(engine, collector=handle.collector)
+        instrumented = instrument_engine(engine, collector=handle.collector)
+        if handle.otel is not None:
+            handle.otel.watch_statements(instrumented.hooks)
         watched = getattr(cache, "invalidated_on_commit", True)  # not a perfkit Cache: nothing to wire
         if orm_invalidation and cache is not None and not watched:
             from perfkit.cache.orm import CacheInvalidator

@@ -13,6 +13,7 @@ that the database and cache hooks add to and the timing middleware reads for `Se
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from bisect import bisect_left
@@ -252,6 +253,12 @@ class Collector:
         self._lock = threading.Lock()
         self.started = time.time()
         self._sources: WeakKeyDictionary[Any, set[str]] = WeakKeyDictionary()
+        # told of every finding as it is recorded, in the context that found it (perfkit.otel's span events)
+        self.finding_hooks: list[Callable[[str, dict[str, Any]], None]] = []
+
+    def on_finding(self, hook: Callable[[str, dict[str, Any]], None]) -> None:
+        """Call `hook(kind, finding)` for every finding recorded from now on (a failing hook is logged)."""
+        self.finding_hooks.append(hook)
 
     def attach(self, source: Any, hook: str) -> bool:
         """True the first time `hook` is attached to `source` for this collector, False after: a hook
@@ -305,6 +312,11 @@ class Collector:
                 ring = self._findings.setdefault(kind, deque(maxlen=self.ring_size))
         finding.setdefault("at", time.time())
         ring.append(finding)
+        for hook in self.finding_hooks:
+            try:
+                hook(kind, finding)
+            except Exception:  # reporting a finding never breaks what found it
+                logging.getLogger("perfkit").exception("finding hook %r failed on %s", hook, kind)
 
     def findings(self, kind: str) -> list[dict[str, Any]]:
         return list(self._findings.get(kind, ()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from perfkit.db.config import DbConfig
@@ -22,6 +23,8 @@ log = logging.getLogger("perfkit.db")
 _OPS = {op: (op,) for op in ("SELECT", "INSERT", "UPDATE", "DELETE")}
 SAVEPOINT = "perfkit_explain"  # the savepoint EXPLAIN runs in on PostgreSQL
 MAX_STATEMENTS = 10_000  # distinct (statement, parameters) remembered per request for repeat detection
+# told of every statement as it finishes: `listener(dialect, statement, many, elapsed)` (perfkit.otel's spans)
+StatementListener = Callable[[str, str, bool, float], None]
 
 
 def operation(statement: str) -> tuple[str]:
@@ -52,6 +55,12 @@ class StatementObserver:
         self.repeat_threshold = config.repeat_threshold
         self._explained: dict[str, list[str] | None] = {}
         self._lock = threading.Lock()  # the slow path only: Django serves requests from several threads
+        self.listeners: list[StatementListener] = []
+
+    def add_listener(self, listener: StatementListener) -> None:
+        """Also call `listener(dialect, statement, many, elapsed)` for every statement, in its context."""
+        if listener not in self.listeners:
+            self.listeners.append(listener)
 
     @property
     def shapes_explained(self) -> int:
@@ -62,6 +71,8 @@ class StatementObserver:
         """Account one statement that took `elapsed` seconds; True when it was slow (the caller then
         calls `slow_query` with the connection that can EXPLAIN it)."""
         self.latency.observe(operation(statement), elapsed)
+        for listener in self.listeners:
+            listener(self.dialect, statement, many, elapsed)
         stats = current_request()
         if stats is not None:
             stats.db_count += 1

@@ -1,5 +1,8 @@
 """Hooks for monitoring: one callback sees every job event, wherever it happens (enqueuer or worker).
 
+Carriers (`add_carrier`) put headers in a job at enqueue (perfkit.otel: the W3C trace context); they
+travel inside the payload and come back on the job's events as `JobEvent.headers`.
+
 Events: enqueued, started, progress, succeeded, failed (an attempt failed), retried (scheduled again),
 dead (dead-lettered: out of attempts or unrunnable), cancelled. A failing hook is logged and ignored:
 monitoring never breaks the queue. `Hooks.emit` is the one place a `JobEvent` is built, and only when
@@ -9,7 +12,7 @@ a hook listens, so callers never guard it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,9 +36,12 @@ class JobEvent:
     wait: float | None = None  # seconds from enqueue (or its scheduled time) to start
     error: str | None = None
     progress: float | None = None
+    headers: Mapping[str, str] | None = None  # what the enqueuer's carriers put in the job (trace context)
 
 
 Hook = Callable[[JobEvent], None]
+# At enqueue, in the enqueuer's context: headers to carry in the job (W3C `traceparent`, ...), or None.
+Carrier = Callable[[], Mapping[str, str] | None]
 
 
 class Hooks:
@@ -43,6 +49,26 @@ class Hooks:
 
     def __init__(self) -> None:
         self._hooks: list[Hook] = []
+        self.carriers: list[Carrier] = []
+
+    def add_carrier(self, carrier: Carrier) -> Carrier:
+        """Carry what `carrier()` returns at enqueue in every job (its events' `headers` on the worker)."""
+        if carrier not in self.carriers:
+            self.carriers.append(carrier)
+        return carrier
+
+    def carried(self) -> dict[str, str] | None:
+        """The headers the carriers give for a job enqueued now (None: nothing to carry)."""
+        headers: dict[str, str] = {}
+        for carrier in self.carriers:
+            try:
+                found = carrier()
+            except Exception:
+                logger.exception("job carrier %r failed", carrier)
+                continue
+            if found:
+                headers.update(found)
+        return headers or None
 
     def add(self, hook: Hook) -> Hook:
         self._hooks.append(hook)
@@ -68,7 +94,7 @@ class Hooks:
         r = record
         event = JobEvent(
             name, r.id, r.task, r.queue, r.priority, r.attempts if attempt is None else attempt,
-            duration=duration, wait=wait, error=error, progress=progress,
+            duration=duration, wait=wait, error=error, progress=progress, headers=r.headers,
         )  # fmt: skip
         for hook in self._hooks:
             try:

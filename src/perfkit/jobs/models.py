@@ -66,6 +66,26 @@ MAX_STALLS = 3  # a job that loses its lease this many times is dead: it probabl
 _TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.DEAD, Status.CANCELLED})
 
 
+def pack_payload(args: list[Any], kwargs: dict[str, Any], headers: dict[str, str] | None) -> list[Any]:
+    """What a job's payload serializes: `[args, kwargs]`, and its headers third when it has any."""
+    return [args, kwargs] if not headers else [args, kwargs, headers]
+
+
+def unpack_payload(data: Any) -> tuple[list[Any], dict[str, Any], dict[str, str] | None]:
+    """`pack_payload` undone: (args, kwargs, headers or None); ValueError for anything else."""
+    if not isinstance(data, list | tuple) or len(data) not in (2, 3):
+        raise ValueError(
+            f"a job payload is [args, kwargs] or [args, kwargs, headers], not {type(data).__name__}"
+        )
+    headers = data[2] if len(data) == 3 else None
+    if headers is not None and not (
+        isinstance(headers, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
+    ):
+        raise ValueError("a job payload's headers are a mapping of strings")
+    return data[0], data[1], headers
+
+
 def new_job_id(queue: str) -> str:
     """`<queue>:<time-ordered hex>`: the queue is part of the id so any backend finds a job in one step."""
     return f"{queue}:{time.time_ns() // 1000:014x}{os.urandom(5).hex()}"
@@ -106,6 +126,9 @@ class JobRecord:
     cancel_requested: bool = False
     stalls: int = 0  # how many times its lease lapsed (its worker died or hung)
     corrupt: str | None = None  # why the stored record cannot be read (the fields at fault), if it cannot
+    # what the enqueuer's carriers put in the job (the W3C trace context): stored in the payload, no column
+    # of its own, so every backend carries it; set from the payload when a worker decodes it
+    headers: dict[str, str] | None = None
 
     def effective_status(self, now: float | None = None) -> Status:
         if self.corrupt is not None:

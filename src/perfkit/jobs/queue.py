@@ -21,7 +21,16 @@ from perfkit.jobs.backends import JobBackend, registry
 from perfkit.jobs.config import JobsConfig, check_queue
 from perfkit.jobs.cron import Cron
 from perfkit.jobs.hooks import Hook, Hooks
-from perfkit.jobs.models import JobInfo, JobRecord, Priority, Status, new_job_id, queue_of
+from perfkit.jobs.models import (
+    JobInfo,
+    JobRecord,
+    Priority,
+    Status,
+    new_job_id,
+    pack_payload,
+    queue_of,
+    unpack_payload,
+)
 from perfkit.jobs.registry import Periodic, TaskRegistry
 from perfkit.jobs.retry import BackoffSpec
 from perfkit.jobs.task import PreparedJob, Task, TaskOptions
@@ -248,11 +257,12 @@ class JobQueue:
             raise ConfigurationError("key", f"{key!r} is not a non-empty string of at most 200 characters")
         prio = t.options.priority if priority is None else Priority.parse(priority)
         q = t.options.queue if queue is None else check_queue(queue)
-        payload = self._dump_payload(t.name, tuple(args), kwargs or {})
+        headers = self.hooks.carried() if self.hooks.carriers else None
+        payload = self._dump_payload(t.name, tuple(args), kwargs or {}, headers)
         return JobRecord(
             id=new_job_id(q), queue=q, task=t.name, payload=payload, priority=int(prio),
             max_attempts=t.options.retries + 1, timeout=t.options.timeout, key=key,
-            run_at=run_at, queued_at=now,
+            run_at=run_at, queued_at=now, headers=headers,
         )  # fmt: skip
 
     async def _enqueued(
@@ -271,9 +281,15 @@ class JobQueue:
         self.hooks.emit("enqueued", record, attempt=0)
         return self._info(record, tuple(args), kwargs or {})
 
-    def _dump_payload(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    def _dump_payload(
+        self,
+        task_name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        headers: dict[str, str] | None = None,
+    ) -> bytes:
         try:
-            data = self.serializer.dumps([list(args), kwargs])
+            data = self.serializer.dumps(pack_payload(list(args), kwargs, headers))
         except (TypeError, ValueError, OverflowError) as exc:
             raise SerializationError(
                 f"task {task_name!r}: arguments cannot be serialized with {self.serializer.name}: {exc}"
@@ -383,7 +399,7 @@ class JobQueue:
         if args is None or kwargs is None:
             args, kwargs = (), {}
             try:
-                raw_args, kwargs = self.serializer.loads(r.payload)
+                raw_args, kwargs, _ = unpack_payload(self.serializer.loads(r.payload))
                 args = tuple(raw_args)
             except Exception:  # noqa: S110 - an unreadable payload is reported by the worker, not here
                 pass

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from perfkit.errors import SerializationError
 from perfkit.jobs.context import Context, ContextJobs
-from perfkit.jobs.models import JobRecord, Outcome, Status
+from perfkit.jobs.models import JobRecord, Outcome, Status, unpack_payload
 
 if TYPE_CHECKING:
     from perfkit.jobs.hooks import Hooks
@@ -72,7 +72,7 @@ class Runner:
                 r, f"unknown task {r.task!r}: no task of that name is registered in this worker"
             )
         try:
-            args, kwargs = self.serializer.loads(r.payload)
+            args, kwargs, r.headers = unpack_payload(self.serializer.loads(r.payload))
         except Exception as exc:
             return self._dead(r, f"payload of task {r.task!r} cannot be decoded: {exc}")
         loop = asyncio.get_running_loop()

@@ -36,6 +36,7 @@ __all__ = [
     "RoutePlan",
     "RouteRecorder",
     "TimingPart",
+    "TracerPart",
     "Verdict",
     "run_filters",
 ]
@@ -144,6 +145,16 @@ class LimiterPart(Protocol):
     async def refuse(self, send: Send, refusal: Refusal) -> None: ...
 
 
+class TracerPart(Protocol):
+    """Tracing (`perfkit.otel.web.RequestTracer`): `start` before the app runs, in the request's context,
+    returns what `end` needs, or None when nothing is traced (no SDK: no span, one check)."""
+
+    def start(self, scope: Scope, route: str) -> Any: ...
+
+    def end(self, started: Any, scope: Scope, status: int, elapsed: float) -> None:
+        """After the response (and the metrics, the slow-request log): `elapsed` as the metrics see it."""
+
+
 class RoutePlan:
     """What the pipeline worked out for one resolved route on its first request."""
 
@@ -168,14 +179,16 @@ class Pipeline:
         front: Front | None = None,
         excluded: Callable[[str], bool] | None = None,
         bare: ASGIApp | None = None,
+        tracer: TracerPart | None = None,
     ) -> None:
         """`front`: served before everything else; `excluded(path)`: paths that go to `bare` (the
-        app without any layer) instead."""
+        app without any layer) instead; `tracer`: a span around each request the stack serves."""
         self.app, self.resolver = app, resolver
         self._resolve = resolver.resolve  # (bound once: one attribute load per request)
         self.front, self.excluded, self.bare = front, excluded, bare
         self._skip = excluded if bare is not None else None
         self.timing, self.metrics, self.limiter = timing, metrics, limiter
+        self.tracer = tracer
         self.layers = tuple(reversed(layers))  # the order the app's messages meet them
         # the request's filter: the one layer's decision itself when there is one (no call in between)
         self._filter = self.layers[0].filter if len(self.layers) == 1 else self.filter if layers else None
@@ -240,6 +253,8 @@ class Pipeline:
         held: Message | None = None  # the response start, held for `f` until the message after it
         if metrics is not None:
             metrics.active += 1
+        tracer = self.tracer
+        traced = tracer.start(scope, route) if tracer is not None else None
         try:
             extra = _NO_HEADERS  # the rate limit's headers
             refusal = None
@@ -318,3 +333,5 @@ class Pipeline:
                 end_request(token)
             if self._slow and elapsed >= self._slow and timing is not None and stats is not None:
                 timing.log_slow(scope, stats, status, elapsed, request_id)
+            if traced is not None:
+                tracer.end(traced, scope, status, elapsed)  # type: ignore[union-attr]  # traced: tracer set

@@ -16,7 +16,7 @@ from perfkit.web.compression import CompressionMiddleware
 from perfkit.web.conditional import ConditionalMiddleware
 from perfkit.web.config import WebConfig
 from perfkit.web.layer import SendLayer
-from perfkit.web.pipeline import Front, Pipeline
+from perfkit.web.pipeline import Front, Pipeline, TracerPart
 from perfkit.web.ratelimit import RateLimitBackend
 from perfkit.web.ratelimit.middleware import RateLimiter
 from perfkit.web.request_metrics import RequestMetrics
@@ -49,10 +49,11 @@ def compose(
     cache: Any = None,
     router_app: Any = None,
     front: Front | None = None,
+    tracer: TracerPart | None = None,
 ) -> Stack:
     """Compose the layers around `app` (`router_app`: where the routes are, when not `app` itself):
     one pipeline (timing, metrics, rate limit, then the send layers in a loop) around the app, or
-    around the response cache or coalescing in front of it."""
+    around the response cache or coalescing in front of it; `tracer` (perfkit.otel) spans each request."""
     resolver = RouteResolver(router_app if router_app is not None else app, config)
     inner: ASGIApp = app
     if cache is not None and any(r.cache_ttl is not None for r in config.rules):
@@ -72,6 +73,6 @@ def compose(
     outer = Pipeline(
         inner, resolver, timing=Timing(config, collector, resolver),
         metrics=RequestMetrics(collector, resolver), limiter=limiter, layers=layers, front=front,
-        excluded=config.excluded if config.exclude else None, bare=app,
+        excluded=config.excluded if config.exclude else None, bare=app, tracer=tracer,
     )  # fmt: skip
     return Stack(outer, limiter.backend if limiter is not None else None)

@@ -1,0 +1,125 @@
+"""One server span per request, and `http.server.request.duration`, from the web pipeline's tracer seam.
+
+`RequestTracer` is the pipeline's `TracerPart`: `start` runs before the app, in the request's context
+(the span is current there, so SQL, cache and job spans are its children and exemplars find it); `end`
+runs after the response, the metrics and the slow-request log (whose finding becomes a span event). The
+span's name and `http.route` are the route template perfkit's resolver found; the incoming W3C trace
+context (`traceparent`) is the parent, through the application's configured propagator. There is no
+span per `receive`/`send` call.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from opentelemetry import context, propagate, trace
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from perfkit.otel.telemetry import Telemetry
+from perfkit.web.routing import UNMATCHED
+from perfkit.web.types import Scope
+
+__all__ = ["RequestTracer", "ScopeHeaders"]
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+_ERROR = Status(StatusCode.ERROR)
+# the headers the W3C propagators read (tracecontext, baggage); B3 or Jaeger: configure them too
+_PROPAGATED = frozenset({b"traceparent", b"tracestate", b"baggage", b"b3", b"x-b3-traceid", b"uber-trace-id"})
+
+
+class ScopeHeaders(Getter[Scope]):
+    """Reads an ASGI scope's headers for a propagator (names are lower-case bytes in the scope)."""
+
+    def get(self, carrier: Scope, key: str) -> list[str] | None:
+        name = key.lower().encode("latin-1")
+        found = [v.decode("latin-1") for k, v in carrier.get("headers", ()) if k == name]
+        return found or None
+
+    def keys(self, carrier: Scope) -> list[str]:
+        return [k.decode("latin-1") for k, _ in carrier.get("headers", ())]
+
+
+_GETTER = ScopeHeaders()
+
+
+class RequestTracer:
+    """The pipeline's tracer: a server span and a duration per request, nothing without an SDK."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+        self._labels: dict[tuple[Any, ...], dict[str, Any]] = {}  # metric attributes, made once per set
+
+    def start(self, scope: Scope, route: str) -> Any:
+        t = self.telemetry
+        tracer, meters = t.now if t.final else t.current()
+        if tracer is None and meters is None:
+            return None
+        method = scope["method"]
+        if method not in _METHODS:
+            method = "_OTHER"
+        template = route if route and route != UNMATCHED else None
+        if tracer is None:
+            return (None, None, method, template, meters)
+        attributes: dict[str, Any] = {
+            "http.request.method": method,
+            "url.path": scope.get("path", ""),
+            "url.scheme": scope.get("scheme", "http"),
+            "network.protocol.version": scope.get("http_version", "1.1"),
+        }
+        if template is not None:
+            attributes["http.route"] = template
+        client = scope.get("client")
+        if client:
+            attributes["client.address"] = client[0]
+        parent = None  # no propagation header (most requests): the current context, nothing to extract
+        for name, _ in scope["headers"]:
+            if name in _PROPAGATED:
+                parent = propagate.extract(scope, getter=_GETTER)
+                break
+        span = tracer.start_span(
+            f"{method} {template}" if template is not None else method,
+            parent, SpanKind.SERVER, attributes,
+        )  # fmt: skip
+        token = context.attach(trace.set_span_in_context(span, parent))
+        return (span, token, method, template, meters)
+
+    def end(self, started: Any, scope: Scope, status: int, elapsed: float) -> None:
+        span, token, method, template, meters = started
+        error = sys.exc_info()[1]  # the app's exception, when the pipeline's `finally` runs because of it
+        error_type = type(error).__qualname__ if error is not None else str(status) if status >= 500 else None
+        try:
+            if span is not None:
+                span.set_attribute("http.response.status_code", status)
+                if error is not None:
+                    span.record_exception(error)
+                if error_type is not None:
+                    span.set_attribute("error.type", error_type)
+                    span.set_status(_ERROR)
+            if meters is not None:  # recorded while the span is current: the SDK's exemplars point to it
+                key = (method, template, status, scope.get("scheme"), scope.get("http_version"), error_type)
+                labels = self._labels.get(key)
+                if labels is None:
+                    labels = self._attributes(key)
+                meters.request_duration.record(elapsed, labels)
+        finally:
+            if span is not None:
+                span.end()
+                context.detach(token)
+
+    def _attributes(self, key: tuple[Any, ...]) -> dict[str, Any]:
+        method, template, status, scheme, version, error_type = key
+        labels: dict[str, Any] = {
+            "http.request.method": method,
+            "http.response.status_code": status,
+            "url.scheme": scheme or "http",
+            "network.protocol.version": version or "1.1",
+        }
+        if template is not None:
+            labels["http.route"] = template
+        if error_type is not None:
+            labels["error.type"] = error_type
+        if len(self._labels) < 4096:
+            self._labels[key] = labels
+        return labels
