@@ -29,11 +29,14 @@ from typing import Any, Final
 
 from perfkit.backends import parse_url
 from perfkit.cache import Cache
+from perfkit.django import otel
 from perfkit.django.cache_values import DjangoSerializer, derive_pickle_key
 from perfkit.errors import ConfigurationError
 from perfkit.metrics import cache_observer, default_collector
 
-__all__ = ["OPTION_KEYS", "aclose_loop", "cache_for", "cache_for_loop", "cache_options", "close_all"]
+__all__ = [
+    "OPTION_KEYS", "aclose_loop", "cache_for", "cache_for_loop", "cache_options", "close_all", "made",
+]  # fmt: skip
 
 _PASSED: Final = (
     "l1",
@@ -132,7 +135,14 @@ def cache_for(location: str, options: Mapping[str, Any]) -> Cache:
                 # `perfkit.instrument(cache=...)` does for an ASGI app (siblings share the observers)
                 cache.add_observer(cache_observer(default_collector()))
                 _caches[ident] = cache
+            otel.watch_cache(cache)  # spans per tier operation, when PERFKIT['otel'] is on
     return cache
+
+
+def made() -> list[Cache]:
+    """The caches this process made so far."""
+    with _lock:
+        return list(_caches.values())
 
 
 _loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, Cache]] = weakref.WeakKeyDictionary()

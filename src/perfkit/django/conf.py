@@ -9,11 +9,13 @@ PERFKIT = {
     "monitor": {"token": "..."},  # perfkit.monitor.MonitorConfig keywords; False: no monitor
     "cache": "default",           # the CACHES alias whose perfkit Cache the response cache uses
     "jobs": "redis://...",        # the job queue: a URL, or perfkit.jobs.JobsConfig keywords
-}
+    "otel": True,                 # OpenTelemetry: True, False, or perfkit.otel.OtelConfig keywords;
+}                                 #   unset: PERFKIT_OTEL=1 in the environment turns it on
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +24,7 @@ from perfkit.errors import ConfigurationError
 
 __all__ = ["DjangoSettings", "get_settings", "installers", "reset"]
 
-_KEYS = ("web", "rules", "rate_limit", "db", "databases", "monitor", "cache", "jobs")
+_KEYS = ("web", "rules", "rate_limit", "db", "databases", "monitor", "cache", "jobs", "otel")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class DjangoSettings:
     databases: tuple[str, ...] | None = None
     cache: str = "default"
     jobs: Any = None  # perfkit.jobs.JobsConfig (from a URL or a dict of its keywords); None: no job queue
+    otel: Any = None  # perfkit.otel.OtelConfig; None: no OpenTelemetry reporting
     raw: dict[str, Any] = field(default_factory=dict)
 
 
@@ -97,6 +100,25 @@ def _jobs(raw: Any) -> Any:
     return config
 
 
+def _otel(raw: Any) -> Any:
+    """PERFKIT['otel'] (True, False, a dict of `OtelConfig` fields, or an OtelConfig) as an OtelConfig or
+    None; unset: on when PERFKIT_OTEL is 1/true/yes/on, as for `perfkit.instrument()`."""
+    if raw is None:
+        raw = os.environ.get("PERFKIT_OTEL", "").strip().lower() in ("1", "true", "yes", "on")
+    if raw is False:
+        return None
+    if not isinstance(raw, bool | dict) and type(raw).__name__ != "OtelConfig":
+        raise ConfigurationError(
+            "PERFKIT['otel']", f"must be True, False or a dict of OtelConfig fields, not {raw!r}"
+        )
+    from perfkit.otel import OtelConfig  # (the otel extra: needed only when it is on)
+
+    try:
+        return OtelConfig(**raw) if isinstance(raw, dict) else OtelConfig.resolve(raw)
+    except (TypeError, ConfigurationError) as exc:  # an unknown field, a field of the wrong type
+        raise ConfigurationError("PERFKIT['otel']", str(exc)) from None
+
+
 def parse(raw: Any) -> DjangoSettings:
     """`raw` (the PERFKIT dict) checked and turned into perfkit's config objects."""
     from perfkit.db.config import DbConfig
@@ -138,7 +160,8 @@ def parse(raw: Any) -> DjangoSettings:
     return DjangoSettings(
         web=_build("PERFKIT['web']", WebConfig, web),
         db=_build("PERFKIT['db']", DbConfig, _section(raw, "db")),
-        monitor=monitor, databases=databases, cache=cache, jobs=_jobs(raw.get("jobs")), raw=dict(raw),
+        monitor=monitor, databases=databases, cache=cache, jobs=_jobs(raw.get("jobs")),
+        otel=_otel(raw.get("otel")), raw=dict(raw),
     )  # fmt: skip
 
 
@@ -161,9 +184,9 @@ def reset() -> None:
 
 def installers() -> list[Callable[[], None]]:
     """What `PerfkitConfig.ready()` runs, once per process: each part's `install()`."""
-    from perfkit.django import db, invalidation
+    from perfkit.django import db, invalidation, otel
 
-    return [db.install, invalidation.install]
+    return [db.install, invalidation.install, otel.install]
 
 
 def _on_setting_changed(*, setting: str, **_: Any) -> None:

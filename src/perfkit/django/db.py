@@ -25,7 +25,7 @@ from perfkit.db.observe import StatementObserver
 from perfkit.errors import ConfigurationError
 from perfkit.metrics import Collector, default_collector
 
-__all__ = ["ExecuteHook", "attach", "hook_for", "install", "model_index"]
+__all__ = ["ExecuteHook", "attach", "hook_for", "hooks", "install", "model_index"]
 
 _hooks: dict[str, ExecuteHook] = {}
 _collector: Collector | None = None
@@ -97,6 +97,11 @@ def hook_for(alias: str) -> ExecuteHook | None:
     return hook if hook is not None and hook.active else None
 
 
+def hooks() -> list[ExecuteHook]:
+    """The hooks of the instrumented aliases."""
+    return [hook for hook in _hooks.values() if hook.active]
+
+
 def _aliases(wanted: tuple[str, ...] | None) -> tuple[str, ...]:
     from django.db import connections
 
@@ -118,7 +123,7 @@ def install(collector: Collector | None = None) -> None:
     from django.db import connections
     from django.db.backends.signals import connection_created
 
-    from perfkit.django import conf, db_nplusone
+    from perfkit.django import conf, db_nplusone, otel
 
     settings = conf.get_settings()
     aliases = _aliases(settings.databases)
@@ -136,6 +141,7 @@ def install(collector: Collector | None = None) -> None:
     setting_changed.connect(_on_setting_changed, dispatch_uid="perfkit.django.db")
     for connection in connections.all(initialized_only=True):
         attach(connection)
+    otel.project.watch_statements(hooks())  # (re-made hooks have no listeners)
     db_nplusone.install(settings.db, _collector, enabled=bool(aliases))  # databases=[]: all off
 
 

@@ -10,6 +10,8 @@ valid, else new; `Server-Timing` total/app/db with the query count/cache, read f
 path, and method: the ASGI stack's metric names), `RateLimiter`, and the send layers' filters
 (compression, ETag/304, Cache-Control) over the response. The rate limit and the response cache decide in
 `process_view`, once Django has resolved the URL (rules match by URL name or path) and before the view.
+With `PERFKIT["otel"]`, each request is one OpenTelemetry server span (`perfkit.otel.web.RequestTracer`,
+`perfkit.django.otel`), current while the view runs, named by the URL pattern in `process_view`.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ __all__ = ["PerfkitMiddleware"]
 
 SCOPE_ATTRIBUTE = "perfkit_scope"  # the request's scope, for process_view and for the views
 _STATS, _EXTRA, _CACHE, _SKIP = "perfkit.stats", "perfkit.extra", "perfkit.cache", "perfkit.skip"
-_POLICIES = "perfkit.policies"
+_POLICIES, _OTEL = "perfkit.policies", "perfkit.otel"
 log = logging.getLogger("perfkit.django")
 
 
@@ -92,7 +94,26 @@ class PerfkitMiddleware:
         stats, token = start_request(UNMATCHED)
         scope[_STATS], scope[_POLICIES] = stats, policies
         request.perfkit_scope = scope  # (SCOPE_ATTRIBUTE)
+        tracer = policies.tracer
+        if tracer is not None and not policies.untraced(request.path):
+            scope[_OTEL] = tracer.start(scope, UNMATCHED)  # (None: no SDK)
         return scope, stats, token, request_id
+
+    @staticmethod
+    def _leave(scope: Scope) -> None:
+        """The view returned: leave the span's context here, where it was entered (its end may come later,
+        when a streamed response ends)."""
+        traced = scope.get(_OTEL)
+        if traced is not None:
+            scope[_OTEL] = scope[_POLICIES].tracer.detach(traced)
+
+    def process_exception(self, request: Any, exception: Exception) -> None:
+        """The view raised (Django answers 500): the exception goes on the request's span."""
+        scope: Scope | None = getattr(request, SCOPE_ATTRIBUTE, None)
+        traced = scope.get(_OTEL) if scope is not None else None
+        if traced is not None:
+            scope[_OTEL] = scope[_POLICIES].tracer.failed(traced, exception)  # type: ignore[index]
+        return None
 
     def __call__(self, request: Any) -> Any:
         if self.is_async:
@@ -111,10 +132,11 @@ class PerfkitMiddleware:
             if state is not None:
                 policies.cache.finish(state, response)  # type: ignore[union-attr]  # a state implies a cache
         except BaseException:
-            self._release(policies, scope)
+            self._release(policies, scope, start)
             raise
         finally:
             end_request(token)
+            self._leave(scope)
         return self._finish(policies, scope, stats, response, request_id, start)
 
     async def __acall__(self, request: Any) -> Any:
@@ -131,20 +153,24 @@ class PerfkitMiddleware:
             if state is not None:
                 await policies.cache.afinish(state, response)  # type: ignore[union-attr]  # see __call__
         except BaseException:
-            self._release(policies, scope)
+            self._release(policies, scope, start)
             raise
         finally:
             end_request(token)
+            self._leave(scope)
         return self._finish(policies, scope, stats, response, request_id, start)
 
     @staticmethod
-    def _release(policies: Policies, scope: Scope) -> None:
+    def _release(policies: Policies, scope: Scope, start: float) -> None:
         """The view raised out of Django's handler: wake requests waiting on this one, count it."""
         state: CacheState | None = scope.get(_CACHE)
         if state is not None and policies.cache is not None:
             policies.cache.release(state)
         with policies.lock:
             policies.metrics.active -= 1
+        traced = scope.pop(_OTEL, None)
+        if traced is not None:
+            policies.tracer.end(traced, scope, 500, perf_counter() - start)  # type: ignore[union-attr]  # traced: a tracer
 
     def _finish(
         self,
@@ -158,12 +184,17 @@ class PerfkitMiddleware:
         if scope.get(_SKIP):  # perfkit's own monitor views: not traffic, served as they are
             with policies.lock:
                 policies.metrics.active -= 1
+            traced = scope.pop(_OTEL, None)  # (included under a URLconf `untraced` did not know)
+            if traced is not None:
+                policies.tracer.end(traced, scope, response.status_code, perf_counter() - start)  # type: ignore[union-attr]
             return response
         info = scope.get(SCOPE_KEY)
         if info is None:  # not resolved (404), or a middleware below answered before the view
             info = policies.rules.info(scope, getattr(scope.get("django.request"), "resolver_match", None))
             if info.template is not None:
                 stats.route = info.template
+                if scope.get(_OTEL) is not None:
+                    scope[_OTEL] = policies.tracer.route(scope[_OTEL], info.template)  # type: ignore[union-attr]
         filters: list[Filter] = []
         for layer in policies.layers:
             f = layer.filter(scope)
@@ -192,6 +223,9 @@ class PerfkitMiddleware:
         timing = policies.timing
         if timing.slow and elapsed >= timing.slow:
             timing.log_slow(scope, stats, status, elapsed, scope.get("perfkit.request_id", b""))
+        traced = scope.pop(_OTEL, None)
+        if traced is not None:  # after the metrics and the slow-request log, as in perfkit.web's pipeline
+            policies.tracer.end(traced, scope, status, elapsed)  # type: ignore[union-attr]  # see _release
 
     # -- after Django resolved the URL, before the view -------------------------------------------------
     def _route(self, request: Any, view_func: Any, view_kwargs: dict[str, Any]) -> tuple[Any, Scope, Any]:
@@ -206,6 +240,9 @@ class PerfkitMiddleware:
         info = policies.rules.info(scope, request.resolver_match)
         scope[_STATS].route = info.template or UNMATCHED
         scope["path_params"] = view_kwargs
+        traced = scope.get(_OTEL)
+        if traced is not None:
+            scope[_OTEL] = policies.tracer.route(traced, info.template)  # type: ignore[union-attr]
         return policies, scope, info
 
     def process_view(self, request: Any, view_func: Any, view_args: Any, view_kwargs: Any) -> Any:

@@ -8,6 +8,7 @@ import os
 import threading
 from typing import Any
 
+from perfkit.django import otel
 from perfkit.django.conf import DjangoSettings, get_settings
 from perfkit.django.middleware_cache import ResponseCache
 from perfkit.django.request import RuleTable, header_keys
@@ -87,8 +88,15 @@ class Policies:
                 )
             self.cache = ResponseCache(store, config, collector)
         self.excluded = config.excluded if config.exclude else None
+        self.tracer = otel.project.tracer(settings)  # perfkit.otel's RequestTracer; None: PERFKIT['otel'] off
         # under WSGI several threads may finish requests at once; the metrics are written without locks
         self.lock = threading.Lock()
+
+    @staticmethod
+    def untraced(path: str) -> bool:
+        """True for the paths of perfkit's own monitor views (not traffic: no span)."""
+        prefix = otel.monitor_prefix()
+        return prefix is not None and path.startswith(prefix)
 
     def close(self) -> None:
         """Close what these policies opened: a Redis rate limiter's client (on perfkit's loop, whose

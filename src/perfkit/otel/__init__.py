@@ -7,7 +7,8 @@ SDK: the application does, and until it has, every hook costs one check and reco
 `OpenTelemetry` subscribes to the lower parts' seams, wired by `instrument()`: the web pipeline's tracer
 (a server span per request), the statement observer's listeners (SQL spans), the cache's observers, the
 job queue's events and carriers (the W3C trace context travels in the job), the collector's findings
-(span events). See docs/observability.md.
+(span events), a real-time hub's publish listeners. Django projects: `PERFKIT["otel"]`
+(`perfkit.django.otel`). See docs/observability.md.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from perfkit.otel.config import OtelConfig
 from perfkit.otel.jobs import JobSpans
-from perfkit.otel.spans import CacheSpans, StatementSpans, finding_event
+from perfkit.otel.spans import CacheSpans, PublishSpans, StatementSpans, finding_event
 from perfkit.otel.telemetry import Meters, Telemetry
 from perfkit.otel.web import RequestTracer
 
@@ -34,6 +35,7 @@ class OpenTelemetry:
         self.statements = StatementSpans(self.telemetry)
         self.cache = CacheSpans(self.telemetry)
         self.jobs = JobSpans(self.telemetry)
+        self.hubs = PublishSpans(self.telemetry)
         self._watched: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def _first(self, source: Any) -> bool:
@@ -56,6 +58,10 @@ class OpenTelemetry:
         if self._first(jobs.hooks):
             jobs.hooks.add_carrier(self.jobs.carry)
             jobs.on_event(self.jobs.event)
+
+    def watch_hub(self, hub: Any) -> None:
+        """A PRODUCER span per `publish` of a `perfkit.realtime.Hub` (and of its siblings)."""
+        hub.add_publish_listener(self.hubs.publish)
 
     def watch_findings(self, collector: Any) -> None:
         """The collector's findings as events on the current span (once per collector)."""

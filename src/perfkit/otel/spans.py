@@ -10,6 +10,8 @@ events on the current span.
   `db.collection.name`, `db.query.text`) and `db.client.operation.duration`.
 - `CacheSpans.operation`: a `Cache.add_observer` observer: a span per L1/L2 operation and
   `perfkit.cache.operations{perfkit.cache.namespace,tier,operation,outcome}`.
+- `PublishSpans.publish`: a `Hub.add_publish_listener` listener: a PRODUCER span per real-time publish
+  (`messaging.system=perfkit.realtime`, `messaging.destination.name` the channel).
 - `finding_event`: `Collector.on_finding`'s hook.
 """
 
@@ -20,13 +22,13 @@ from time import time_ns
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from perfkit.db.observe import operation
 from perfkit.db.statements import clip
 from perfkit.otel.telemetry import Telemetry
 
-__all__ = ["CacheSpans", "StatementSpans", "finding_event"]
+__all__ = ["CacheSpans", "PublishSpans", "StatementSpans", "finding_event"]
 
 # SQLAlchemy dialect names -> `db.system.name` values
 _SYSTEMS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql", "mariadb": "mariadb",
@@ -108,6 +110,29 @@ class CacheSpans:
             span.end(end)
         if meters is not None:
             meters.cache_operations.add(1, labels)
+
+
+class PublishSpans:
+    """A PRODUCER span `send {channel}` per `Hub.publish`, a child of the current span."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+
+    def publish(self, channel: str, seconds: float, error: BaseException | None) -> None:
+        t = self.telemetry
+        tracer = (t.now if t.final else t.current())[0]
+        if tracer is None:
+            return
+        end = time_ns()
+        attributes = {"messaging.system": "perfkit.realtime", "messaging.destination.name": channel,
+                      "messaging.operation.type": "send", "messaging.operation.name": "publish"}  # fmt: skip
+        span = tracer.start_span(
+            f"publish {channel}", None, SpanKind.PRODUCER, attributes, start_time=end - int(seconds * 1e9)
+        )
+        if error is not None:
+            span.set_attribute("error.type", type(error).__qualname__)
+            span.set_status(Status(StatusCode.ERROR, str(error)))
+        span.end(end)
 
 
 _EVENT_FIELDS = {

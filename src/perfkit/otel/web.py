@@ -6,6 +6,10 @@ runs after the response, the metrics and the slow-request log (whose finding bec
 span's name and `http.route` are the route template perfkit's resolver found; the incoming W3C trace
 context (`traceparent`) is the parent, through the application's configured propagator. There is no
 span per `receive`/`send` call.
+
+Django (`perfkit.django`) resolves the URL after its middleware started the span: `route` names it then;
+`failed` records the exception Django turns into a 500 before the middleware sees the response; `detach`
+leaves the request's context when the view returns (a streamed response ends later, elsewhere).
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ class RequestTracer:
             method = "_OTHER"
         template = route if route and route != UNMATCHED else None
         if tracer is None:
-            return (None, None, method, template, meters)
+            return (None, None, method, template, meters, None)
         attributes: dict[str, Any] = {
             "http.request.method": method,
             "url.path": scope.get("path", ""),
@@ -83,11 +87,36 @@ class RequestTracer:
             parent, SpanKind.SERVER, attributes,
         )  # fmt: skip
         token = context.attach(trace.set_span_in_context(span, parent))
-        return (span, token, method, template, meters)
+        return (span, token, method, template, meters, None)
+
+    @staticmethod
+    def route(started: Any, template: str | None) -> Any:
+        """`started` for the route template found after `start` (None: none): the span's name and
+        `http.route`, and the duration's label."""
+        span, token, method, _, meters, error = started
+        if template is not None and template != UNMATCHED:
+            if span is not None:
+                span.update_name(f"{method} {template}")
+                span.set_attribute("http.route", template)
+            return (span, token, method, template, meters, error)
+        return started
+
+    @staticmethod
+    def failed(started: Any, error: BaseException) -> Any:
+        """`started` with the app's exception (recorded on the span, its type the `error.type`)."""
+        return (*started[:5], error)
+
+    @staticmethod
+    def detach(started: Any) -> Any:
+        """Leave the span's context now (in the context `start` ran in); `end` then only ends the span."""
+        if started[1] is not None:
+            context.detach(started[1])
+        return (started[0], None, *started[2:])
 
     def end(self, started: Any, scope: Scope, status: int, elapsed: float) -> None:
-        span, token, method, template, meters = started
-        error = sys.exc_info()[1]  # the app's exception, when the pipeline's `finally` runs because of it
+        span, token, method, template, meters, error = started
+        if error is None:  # the app's exception, when the pipeline's `finally` runs because of it
+            error = sys.exc_info()[1]
         error_type = type(error).__qualname__ if error is not None else str(status) if status >= 500 else None
         try:
             if span is not None:
@@ -106,7 +135,8 @@ class RequestTracer:
         finally:
             if span is not None:
                 span.end()
-                context.detach(token)
+                if token is not None:
+                    context.detach(token)
 
     def _attributes(self, key: tuple[Any, ...]) -> dict[str, Any]:
         method, template, status, scheme, version, error_type = key

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("perfkit.realtime")
 SHUTDOWN_WAIT = 2.0  # seconds `close()` gives connections to end after their close frame
+# told of every `publish` as it ends: `listener(channel, seconds, error or None)`, in the publisher's context
+PublishListener = Callable[[str, float, BaseException | None], None]
 
 
 class Hub:
@@ -56,6 +58,7 @@ class Hub:
         self._sync: SyncHub | None = None
         self._sync_lock = threading.Lock()
         self._all_closed: asyncio.Event | None = None
+        self.publish_listeners: list[PublishListener] = []  # shared with siblings (perfkit.otel's spans)
         check_url(url)  # a bad URL or a missing extra fails here, not at the first connection
 
     # -- the parts, made on first use
@@ -72,9 +75,22 @@ class Hub:
         """Publish `data` (any JSON value) on `channel` from any process; returns its (epoch, offset)."""
         p.check_channel(channel)
         data_json = p.encode(data).decode()
-        entry = await self.runtime.broker.publish(channel, data_json)
+        start = time.perf_counter()
+        try:
+            entry = await self.runtime.broker.publish(channel, data_json)
+        except BaseException as exc:
+            for listener in self.publish_listeners:
+                listener(channel, time.perf_counter() - start, exc)
+            raise
+        for listener in self.publish_listeners:
+            listener(channel, time.perf_counter() - start, None)
         self.metrics.published.inc()
         return Position(entry.epoch, entry.offset)
+
+    def add_publish_listener(self, listener: PublishListener) -> None:
+        """Also call `listener(channel, seconds, error)` after each publish (error: None or its exception)."""
+        if listener not in self.publish_listeners:
+            self.publish_listeners.append(listener)
 
     async def history(self, channel: str, since: int | None = None) -> list[Any]:
         """The `data` of the messages of `channel` after offset `since` still in the history."""
