@@ -60,7 +60,14 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def bomb_png(width: int = 20000, height: int = 20000) -> bytes:
+def corrupt_png() -> bytes:
+    """A PNG whose compressed pixel data is scrambled (its header is intact)."""
+    data = encoded(photo((300, 200)), "PNG")
+    at = data.index(b"IDAT") + 6
+    return data[:at] + bytes(b ^ 0x5A for b in data[at : at + 34]) + data[at + 34 :]
+
+
+def bomb_png(width: int = 12000, height: int = 5000) -> bytes:
     """A PNG whose header claims width x height but whose data is garbage: decoding it would fail, so a
     413 (not a 422) shows the header alone was read."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
@@ -73,7 +80,7 @@ def bomb_png(width: int = 20000, height: int = 20000) -> bytes:
 
 
 def animated_gif(frames: int) -> bytes:
-    images = [Image.new("P", (16, 16), i % 200) for i in range(frames)]
+    images = [Image.new("RGB", (16, 16), (i * 3 % 256, 0, 0)) for i in range(frames)]
     return encoded(images[0], "GIF", save_all=True, append_images=images[1:], duration=20, loop=0)
 
 
@@ -91,10 +98,11 @@ def uploads(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "texture.jpg": encoded(texture(), "JPEG", quality=90),
         "long.gif": animated_gif(80),
         "truncated.jpg": jpeg[: len(jpeg) // 2],
-        "corrupt.png": encoded(photo((300, 200)), "PNG")[:60] + b"\x00" * 400,
+        "corrupt.png": corrupt_png(),
         "notimage.jpg": b"<html>this is not an image</html>" * 10,
         "image.bmp": encoded(photo((64, 64)), "BMP"),
-        "bomb.png": bomb_png(),
+        "bomb.png": bomb_png(),  # 60 MP: over perfkit's cap, under Pillow's
+        "hugebomb.png": bomb_png(20000, 20000),  # 400 MP: Pillow's own bomb check refuses it first
     }
     for name, data in files.items():
         (root / name).write_bytes(data)

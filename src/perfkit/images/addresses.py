@@ -32,7 +32,7 @@ def refusal(address: IPAddress, allow: Iterable[IPNetwork] = ()) -> str | None:
         return None
     if address in _METADATA:
         return f"{address} is the cloud metadata address"
-    for kind in ("loopback", "link_local", "private", "reserved"):
+    for kind in ("loopback", "link_local", "reserved", "private"):
         if getattr(address, f"is_{kind}"):
             return f"{address} is a {kind.replace('_', '-')} address"
     if not address.is_global:

@@ -82,22 +82,28 @@ class _Decoded:
 def _decode(data: bytes, limits: Limits, options: Options) -> _Decoded:
     image = open_checked(data, limits)
     source = str(image.format)
-    orientation = _orientation(image)
     w, h = image.size
-    size = (h, w) if orientation in _ROTATED else (w, h)
-    p = plan(size[0], size[1], options, LQIP_WIDTH)
-    if image.format == "JPEG":  # decode at the smallest DCT scale still covering the output
+    # a JPEG's EXIF is in its header; other formats may keep it after the pixels (PNG's eXIf chunk),
+    # where reading it decodes the image: there, orientation is read after `load()`, which reports damage
+    jpeg = source == "JPEG"
+    orientation = _orientation(image) if jpeg else 1
+    if jpeg:  # decode at the smallest DCT scale still covering the output
+        size = (h, w) if orientation in _ROTATED else (w, h)
+        p = plan(size[0], size[1], options, LQIP_WIDTH)
         scale = max(p.width / ((p.box[2] - p.box[0]) * size[0]), p.height / ((p.box[3] - p.box[1]) * size[1]))
         if scale < 1:
             image.draft(None, (math.ceil(w * scale), math.ceil(h * scale)))
     try:
         image.load()
+        if not jpeg:
+            orientation = _orientation(image)
         alpha = _has_alpha(image)
         image = ImageOps.exif_transpose(image) if orientation != 1 else image
         image = image.convert("RGBA" if alpha else "RGB")
     except _DECODE_ERRORS as exc:
         raise CorruptImageError(f"source image cannot be decoded (truncated or damaged): {exc}") from None
-    return _Decoded(image, alpha, p, size, source)
+    size = (h, w) if orientation in _ROTATED else (w, h)
+    return _Decoded(image, alpha, plan(size[0], size[1], options, LQIP_WIDTH), size, source)
 
 
 def render(data: bytes, options: Options, fmt: str, limits: Limits) -> Rendered:

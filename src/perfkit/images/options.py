@@ -82,7 +82,7 @@ class Options:
         for item in text.split(","):
             key, sep, value = item.partition("=")
             if not sep or not value:
-                raise BadOptionsError(f"options: {item!r} is not key=value")
+                raise BadOptionsError(f"options: {item!r} is not name=value")
             if key not in _ORDER:
                 raise BadOptionsError(f"unknown parameter {key!r} (known: {', '.join(_ORDER)})")
             if key in values:
