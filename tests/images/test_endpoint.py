@@ -196,3 +196,18 @@ async def test_modern_formats_are_smaller_than_the_jpeg(
     jpeg = await client.get(service.url("texture.jpg", w=640, f="jpeg"))
     other = await client.get(service.url("texture.jpg", w=640, f=fmt))
     assert len(other.content) < len(jpeg.content)
+
+
+async def test_served_alone_it_answers_the_lifespan_protocol(service: ImageService) -> None:
+    """Run directly by a server (not mounted), the service completes lifespan startup and shutdown."""
+    incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[str] = []
+
+    async def receive() -> dict[str, str]:
+        return incoming.pop(0)
+
+    async def send(message: dict[str, str]) -> None:
+        sent.append(message["type"])
+
+    await service({"type": "lifespan"}, receive, send)  # type: ignore[arg-type]
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]

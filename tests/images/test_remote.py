@@ -87,14 +87,42 @@ async def test_remote_is_off_by_default(service: ImageService, server: int) -> N
     assert response.status_code == 404 and len(_Handler.seen) == before
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
-async def test_loopback_is_refused_by_default(make_service: ServiceFactory, server: int, host: str) -> None:
-    """An allow-listed host that is (or resolves to) loopback is refused before any connection."""
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("127.0.0.1", "127.0.0.1 is a loopback address"),
+        ("localhost", "is a loopback address"),
+        ("0.0.0.0", "0.0.0.0 is the unspecified address"),  # noqa: S104  # imgproxy's CVE-2025-24354
+        ("[::ffff:127.0.0.1]", "IPv4-mapped 127.0.0.1 is a loopback address"),
+    ],
+)
+async def test_loopback_is_refused_by_default(
+    make_service: ServiceFactory, server: int, host: str, reason: str
+) -> None:
+    """An allow-listed host that is (or resolves to) loopback, 0.0.0.0 or an IPv4-mapped loopback is
+    refused before any connection."""
     before = len(_Handler.seen)
-    service = make_service(sources=[remote()])
+    service = make_service(sources=[remote(hosts=[host.strip("[]")])])
     response = await get(service, f"http://{host}:{server}/a.jpg")
-    assert response.status_code == 403 and "loopback address" in response.json()["error"]
+    assert response.status_code == 403 and reason in response.json()["error"]
     assert len(_Handler.seen) == before
+
+
+async def test_a_slow_server_is_cut_at_the_timeout(make_service: ServiceFactory) -> None:
+    """A server that accepts and never answers: 502 after the fetch's timeout, nothing left running."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    try:
+        port = listener.getsockname()[1]
+        service = make_service(sources=[remote(allow_networks=LOOPBACK, timeout=0.3)])
+        response = await get(service, f"http://127.0.0.1:{port}/slow.jpg")
+        assert response.status_code == 502 and "timed out" in response.json()["error"]
+        assert service.pool.admitted == 0
+    finally:
+        listener.close()
 
 
 async def test_allowed_network_fetches_the_image(make_service: ServiceFactory, server: int) -> None:

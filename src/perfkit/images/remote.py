@@ -152,12 +152,18 @@ class RemoteSource:
             import httpx
         except ImportError as exc:  # pragma: no cover  # httpx is in the images extra
             raise MissingDependencyError("RemoteSource", "httpx", "images") from exc
-        async with httpx.AsyncClient(trust_env=False, follow_redirects=False, timeout=self.timeout) as client:
-            for _ in range(self.max_redirects + 1):
-                location = await self._one(client, url, max_bytes)
-                if isinstance(location, bytes):
-                    return location
-                url = urljoin(url, location)
+        try:
+            async with (
+                asyncio.timeout(self.timeout),  # the whole fetch: a server trickling bytes gets no longer
+                httpx.AsyncClient(trust_env=False, follow_redirects=False, timeout=self.timeout) as client,
+            ):
+                for _ in range(self.max_redirects + 1):
+                    location = await self._one(client, url, max_bytes)
+                    if isinstance(location, bytes):
+                        return location
+                    url = urljoin(url, location)
+        except TimeoutError:
+            raise SourceFetchError(f"remote source timed out after {self.timeout:g} s") from None
         raise SourceFetchError(f"remote source: more than {self.max_redirects} redirects")
 
     async def _one(self, client: Any, url: str, max_bytes: int) -> bytes | str:
