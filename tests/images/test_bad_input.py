@@ -150,3 +150,15 @@ async def _until_free(pool: WorkerPool) -> int:
     while pool.admitted:
         await asyncio.sleep(0.005)
     return pool.admitted
+
+
+async def test_a_result_over_the_cache_value_cap_is_413(make_service: ServiceFactory) -> None:
+    """A variant larger than the cache's max_value_size is refused with the reason, not a 500."""
+    small = Cache("memory://", max_value_size=2000)
+    service = make_service(cache=small)
+    try:
+        async with client_for(service) as client:
+            response = await client.get(service.url("texture.jpg", w=640, f="png"))
+        assert response.status_code == 413 and "max_value_size" in response.json()["error"]
+    finally:
+        await small.close()

@@ -18,16 +18,16 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 from perfkit.cache import Cache
-from perfkit.errors import ConfigurationError
+from perfkit.errors import ConfigurationError, ValueTooLargeError
 from perfkit.images import engine
 from perfkit.images.asgi import Receive, Scope, Send, header, lifespan
 from perfkit.images.config import Limits
-from perfkit.images.errors import BadSignatureError, ImageError, SourceNotFoundError
+from perfkit.images.errors import BadSignatureError, ImageError, ImageTooLargeError, SourceNotFoundError
 from perfkit.images.html import Markup
 from perfkit.images.negotiate import CONTENT_TYPES, choose_format
 from perfkit.images.options import EMPTY, Options, Policy
@@ -50,7 +50,7 @@ class ImageStats:
     rendered: int = 0
     placeholders: int = 0
     not_modified: int = 0
-    refused: dict[int, int] | None = None
+    refused: dict[int, int] = field(default_factory=dict)
 
 
 class ImageService:
@@ -90,7 +90,7 @@ class ImageService:
         self.pool = WorkerPool(self.limits.workers, self.limits.queue, self.limits.timeout)
         self.markup = Markup(self.url, self.policy)
         self.avif = engine.avif_available()
-        self._stats = ImageStats(refused={})
+        self._stats = ImageStats()
 
     # -- URLs and markup ------------------------------------------------------------------------------
 
@@ -151,7 +151,7 @@ class ImageService:
 
     def stats(self) -> ImageStats:
         s = self._stats
-        return ImageStats(s.requests, s.rendered, s.placeholders, s.not_modified, dict(s.refused or {}))
+        return ImageStats(s.requests, s.rendered, s.placeholders, s.not_modified, dict(s.refused))
 
     def close(self) -> None:
         """Stop the processing pool's threads (jobs still running end on their own)."""
@@ -172,7 +172,7 @@ class ImageService:
         try:
             await self._serve(scope, send)
         except ImageError as exc:
-            refused = self._stats.refused if self._stats.refused is not None else {}
+            refused = self._stats.refused
             refused[exc.status] = refused.get(exc.status, 0) + 1
             await _error(send, exc.status, str(exc))
 
@@ -229,7 +229,12 @@ class ImageService:
             etag = '"' + hashlib.blake2b(rendered.body, digest_size=16).hexdigest() + '"'
             return {"b": rendered.body, "t": CONTENT_TYPES[rendered.format], "e": etag}
 
-        value: dict[str, Any] = await self.cache.get_or_set(key, load, self._ttl(located))
+        try:
+            value: dict[str, Any] = await self.cache.get_or_set(key, load, self._ttl(located))
+        except ValueTooLargeError:
+            raise ImageTooLargeError(
+                "the result is larger than the cache's max_value_size: ask for a smaller width or format"
+            ) from None
         return value
 
     def _ttl(self, located: Located) -> float:
