@@ -19,6 +19,12 @@ Contenders:
   pillow-thumb    the plain Pillow peer: Image.open + thumbnail() + save(WEBP, quality=75)
   pillow-naive    Image.open + resize(LANCZOS) + save: no draft, the full image decoded
 Needs Pillow, pyvips and pyvips-binary (the `bench` extra) and perfkit itself.
+
+`--endpoint` measures the endpoint instead, in-process (the ASGI app called directly, no server), on the
+issue's case, a 2 MP JPEG to 500 px WebP: cold (the cache cleared before each request: decode, resize,
+encode, store) and cached (a hit: the stored bytes, ETag and headers), p50/p95 and requests/s, against
+a naive Pillow endpoint (decode, resize and encode on every request, no cache); and the bytes AVIF and
+WebP save against the JPEG at the default qualities.
 """
 
 from __future__ import annotations
@@ -145,6 +151,107 @@ def instructions(name: str, path: Path, width: int) -> int:
     return counts[1] - counts[0]
 
 
+ENDPOINT = r"""
+import asyncio, io, json, statistics, sys, tempfile, time, pathlib
+from PIL import Image
+from perfkit import Cache
+from perfkit.images import ImageService, Policy
+
+folder = pathlib.Path(sys.argv[1]); n = int(sys.argv[2])
+
+async def call(app, path, accept=b"image/webp"):
+    scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "headers": [(b"accept", accept)]}
+    out = {}
+    async def receive():
+        return {"type": "http.request", "body": b""}
+    async def send(message):
+        if message["type"] == "http.response.start":
+            out["status"] = message["status"]
+        else:
+            out["body"] = message["body"]
+    await app(scope, receive, send)
+    assert out["status"] == 200, out
+    return out["body"]
+
+def naive_app():
+    async def app(scope, receive, send):
+        with Image.open(folder / "photo.jpg") as im:
+            size = (500, round(im.height * 500 / im.width))
+            small = im.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+        buf = io.BytesIO(); small.save(buf, "WEBP", quality=75)
+        headers = [(b"content-type", b"image/webp")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": buf.getvalue()})
+    return app
+
+def stats(times):
+    times = sorted(times)
+    return {"p50": statistics.median(times) * 1000, "p95": times[int(len(times) * 0.95) - 1] * 1000,
+            "rps": len(times) / sum(times)}
+
+async def main():
+    cache = Cache("memory://", namespace="bench")
+    policy = Policy(widths=(500,))
+    key = "benchmark-key-0123456789"
+    images = ImageService(sources=[folder], cache=cache, keys=[key], base="", policy=policy)
+    url = images.url("photo.jpg", w=500)
+    await call(images, url)  # warm-up
+    cold, warm, naive = [], [], []
+    app = naive_app()
+    await call(app, "/")
+    for _ in range(n):
+        await cache.clear()
+        t0 = time.perf_counter(); await call(images, url); cold.append(time.perf_counter() - t0)
+        t0 = time.perf_counter(); await call(app, "/"); naive.append(time.perf_counter() - t0)
+    await call(images, url)
+    for _ in range(n * 20):
+        t0 = time.perf_counter(); await call(images, url); warm.append(time.perf_counter() - t0)
+    sizes = {}
+    for fmt in ("jpeg", "webp", "avif"):
+        sizes[fmt] = len(await call(images, images.url("photo.jpg", w=500, f=fmt)))
+    with open("/proc/self/status") as f:
+        rss = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    images.close(); await cache.close()
+    print(json.dumps({"cold": stats(cold), "cached": stats(warm), "naive": stats(naive), "sizes": sizes,
+                      "rss_mb": rss / 1024}))
+
+asyncio.run(main())
+"""
+
+
+def endpoint(requests: int) -> None:
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as tmp:
+        w, h = 1732, 1155
+        fractal = Image.effect_mandelbrot((w, h), (-2.0, -1.5, 1.0, 1.5), 100)
+        picture = Image.merge(
+            "RGB", (fractal, Image.effect_noise((w, h), 25), Image.linear_gradient("L").resize((w, h)))
+        )
+        picture.save(Path(tmp) / "photo.jpg", "JPEG", quality=90)
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+        out = subprocess.run([sys.executable, "-c", ENDPOINT, tmp, str(requests)], capture_output=True,
+                             text=True, env=env, timeout=600)  # fmt: skip
+        if out.returncode:
+            raise SystemExit(f"the endpoint run failed:\n{out.stderr}")
+    r = json.loads(out.stdout)
+    print(f"2 MP JPEG -> 500 px WebP, in-process, {requests} cold requests (cache cleared each time), "
+          f"{requests * 20} cached; peak RSS of the process {r['rss_mb']:.0f} MB")  # fmt: skip
+    print("| endpoint | p50 ms | p95 ms | requests/s |")
+    print("|---|---:|---:|---:|")
+    for name, key in (("perfkit, cold", "cold"), ("perfkit, cached", "cached"), ("naive Pillow", "naive")):
+        print(f"| {name} | {r[key]['p50']:.2f} | {r[key]['p95']:.2f} | {r[key]['rps']:.0f} |")
+    print(
+        f"cached / cold requests/s: {r['cached']['rps'] / r['cold']['rps']:.0f}x; "
+        f"perfkit cold / naive requests/s: {r['cold']['rps'] / r['naive']['rps']:.2f}x"
+    )
+    jpeg = r["sizes"]["jpeg"]
+    for fmt in ("webp", "avif"):
+        print(
+            f"{fmt}: {r['sizes'][fmt]} bytes vs JPEG {jpeg}: {100 * (1 - r['sizes'][fmt] / jpeg):.0f} % less"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -152,7 +259,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--instructions", action="store_true", help="also count instructions (slow)")
+    parser.add_argument("--endpoint", action="store_true", help="measure the endpoint, cold and cached")
+    parser.add_argument("--requests", type=int, default=40)
     args = parser.parse_args()
+    if args.endpoint:
+        endpoint(args.requests)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         inputs = make_inputs(Path(tmp))
         results: dict[tuple[str, str], list[dict[str, float]]] = {}
