@@ -8,9 +8,11 @@ documented allowance for a trusted internal host, and a `resolver` that maps tes
 from __future__ import annotations
 
 import ipaddress
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -226,3 +228,83 @@ def test_public_addresses_pass_and_opt_in_is_per_network() -> None:
     allow = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("0.0.0.0/0")]
     assert refusal(ipaddress.ip_address("127.0.0.2"), allow) is None
     assert "unspecified" in (refusal(ipaddress.ip_address("0.0.0.0"), allow) or "")  # noqa: S104
+
+
+def _certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA and a certificate it signed for images.test: (ca.pem, cert.pem, key.pem)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def build(subject: str, issuer: x509.Name | None, key: Any, signer: Any, ca: bool) -> x509.Certificate:
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(issuer or name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = build("perfkit test CA", None, ca_key, ca_key, True)
+    leaf = build("images.test", ca.subject, leaf_key, ca_key, False)
+    paths = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        leaf_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return paths
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, ssl.SSLContext]]:
+    """An https image server on 127.0.0.1 with a certificate for images.test; (port, client context)."""
+    ca, cert, key = _certificates(tmp_path_factory.mktemp("tls"))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    httpd.socket = server_context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd.server_address[1], ssl.create_default_context(cafile=str(ca))
+    httpd.shutdown()
+    httpd.server_close()
+
+
+async def test_https_connects_to_the_checked_address_and_verifies_the_name(
+    make_service: ServiceFactory, tls_server: tuple[int, ssl.SSLContext], server: int
+) -> None:
+    """https://images.test (resolved by the checked resolver to 127.0.0.1): the TLS connection goes to
+    that address with the name as SNI, and the certificate is verified against the name; another name
+    that resolves to the same address fails verification (502)."""
+    del server  # its fixture set up the handler's routes, which the TLS server shares
+    port, trust = tls_server
+    names = {"images.test": ["127.0.0.1"], "wrong.test": ["127.0.0.1"]}
+
+    async def resolve(host: str, _port: int) -> list[str]:
+        return names[host]
+
+    source = RemoteSource(hosts=["images.test", "wrong.test"], allow_networks=LOOPBACK, resolver=resolve,
+                          verify=trust)  # fmt: skip
+    service = make_service(sources=[source])
+    good = await get(service, f"https://images.test:{port}/a.jpg")
+    assert opened(good).size == (320, 240) and _Handler.seen[-1] == f"images.test:{port} /a.jpg"
+    wrong = await get(service, f"https://wrong.test:{port}/a.jpg")
+    assert wrong.status_code == 502 and "CERTIFICATE_VERIFY_FAILED" in wrong.json()["error"]

@@ -18,6 +18,7 @@ import binascii
 import hashlib
 import ipaddress
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -62,7 +63,8 @@ class RemoteSource:
 
     `allow_networks` opts in to addresses that are refused by default (an internal image host, or a test
     server on 127.0.0.1: `allow_networks=["127.0.0.1/32"]`); `resolver` replaces the system resolver
-    (split-horizon DNS, tests). Results of remote images are cached for `ttl` seconds.
+    (split-horizon DNS, tests); `verify` is an `ssl.SSLContext` trusting another CA (certificates are
+    always checked against the URL's host name). Results of remote images are cached for `ttl` seconds.
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class RemoteSource:
         timeout: float = 10.0,
         max_redirects: int = 3,
         ttl: float = 86400.0,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.hosts = frozenset(h.lower().rstrip(".") for h in hosts)
         if not self.hosts:
@@ -92,6 +95,7 @@ class RemoteSource:
         self.timeout = timeout
         self.max_redirects = max_redirects
         self.ttl = ttl
+        self.verify = verify
 
     def version(self, path: str) -> str | None:
         return None
@@ -155,7 +159,9 @@ class RemoteSource:
         try:
             async with (
                 asyncio.timeout(self.timeout),  # the whole fetch: a server trickling bytes gets no longer
-                httpx.AsyncClient(trust_env=False, follow_redirects=False, timeout=self.timeout) as client,
+                httpx.AsyncClient(
+                    trust_env=False, follow_redirects=False, timeout=self.timeout, verify=self.verify
+                ) as client,
             ):
                 for _ in range(self.max_redirects + 1):
                     location = await self._one(client, url, max_bytes)
