@@ -140,11 +140,13 @@ def instructions(name: str, path: Path, width: int) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "cg.out"
             env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-            subprocess.run(
+            done = subprocess.run(
                 ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c", CHILD,
                  name, str(path), str(width), str(iterations)],
-                capture_output=True, check=True, env=env, timeout=1200,
+                capture_output=True, text=True, env=env, timeout=1200,
             )  # fmt: skip
+            if done.returncode:
+                raise SystemExit(f"callgrind run of {name} failed:\n{done.stderr[-3000:]}")
             totals = subprocess.run(["callgrind_annotate", str(out)], capture_output=True, text=True).stdout
             line = next(x for x in totals.splitlines() if "PROGRAM TOTALS" in x)
             counts.append(int(line.split()[0].replace(",", "")))

@@ -12,6 +12,7 @@ import pytest
 from perfkit import Cache
 from perfkit.images import BusyError, ImageService, Limits
 from perfkit.images.pool import WorkerPool
+from tests.conftest import eventually
 from tests.images.conftest import ServiceFactory, client_for, encoded, photo
 
 
@@ -139,17 +140,15 @@ async def test_the_pool_refuses_when_full_and_times_out() -> None:
             await slow
         assert pool.admitted == 1  # the thread still waits
         release.set()
-        assert await asyncio.wait_for(_until_free(pool), 5) == 0
+
+        async def free() -> bool:
+            return pool.admitted == 0
+
+        await eventually(free, timeout=5, what="the slot freed when the thread ended")
         assert await pool.run(lambda: 42) == 42
     finally:
         release.set()
         pool.close()
-
-
-async def _until_free(pool: WorkerPool) -> int:
-    while pool.admitted:
-        await asyncio.sleep(0.005)
-    return pool.admitted
 
 
 async def test_a_result_over_the_cache_value_cap_is_413(make_service: ServiceFactory) -> None:
