@@ -161,3 +161,14 @@ async def test_a_result_over_the_cache_value_cap_is_413(make_service: ServiceFac
         assert response.status_code == 413 and "max_value_size" in response.json()["error"]
     finally:
         await small.close()
+
+
+def test_without_pillow_the_error_names_the_extra() -> None:
+    """Importing perfkit.images where Pillow is missing fails with the pip line that fixes it."""
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['PIL'] = None; import perfkit.images"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "needs the 'Pillow' package: pip install 'perfkit[images]'" in done.stderr

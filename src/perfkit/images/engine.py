@@ -16,14 +16,13 @@ import math
 import struct
 from dataclasses import dataclass
 
-from PIL import Image, ImageFilter, ImageOps, features
-
 from perfkit.images import thumbhash
 from perfkit.images.config import DEFAULT_QUALITY, Limits
 from perfkit.images.errors import CorruptImageError, UnsupportedImageError
 from perfkit.images.geometry import Plan, plan
 from perfkit.images.negotiate import source_format
 from perfkit.images.options import Options
+from perfkit.images.pillow import Image, ImageFilter, ImageOps, features
 from perfkit.images.probe import open_checked
 
 __all__ = ["LQIP_WIDTH", "Placeholder", "Rendered", "avif_available", "placeholder", "render"]

@@ -9,14 +9,9 @@ from __future__ import annotations
 
 import io
 
-from perfkit.errors import MissingDependencyError
 from perfkit.images.config import Limits
 from perfkit.images.errors import CorruptImageError, ImageTooLargeError, UnsupportedImageError
-
-try:
-    from PIL import Image, UnidentifiedImageError
-except ImportError as exc:  # pragma: no cover  # the images extra is not installed
-    raise MissingDependencyError("perfkit.images", "Pillow", "images") from exc
+from perfkit.images.pillow import Image, UnidentifiedImageError
 
 __all__ = ["ACCEPTED", "open_checked", "sniff"]
 
