@@ -95,7 +95,7 @@ for _ in range(iterations):
     walls.append(time.perf_counter() - t0)
     cpus.append(time.process_time() - c0)
 peak = hwm()
-print(json.dumps({"wall": statistics.median(walls), "cpu": statistics.median(cpus), "rss": peak,
+print(json.dumps({"wall": statistics.median(walls or [0]), "cpu": statistics.median(cpus or [0]), "rss": peak,
                   "baseline": baseline, "bytes": size}))
 """
 
@@ -201,21 +201,27 @@ async def main():
     cold, warm, naive = [], [], []
     app = naive_app()
     await call(app, "/")
+    cpu = {"cold": [], "cached": [], "naive": []}
     for _ in range(n):
         await cache.clear()
-        t0 = time.perf_counter(); await call(images, url); cold.append(time.perf_counter() - t0)
-        t0 = time.perf_counter(); await call(app, "/"); naive.append(time.perf_counter() - t0)
+        c0, t0 = time.process_time(), time.perf_counter(); await call(images, url)
+        cold.append(time.perf_counter() - t0); cpu["cold"].append(time.process_time() - c0)
+        c0, t0 = time.process_time(), time.perf_counter(); await call(app, "/")
+        naive.append(time.perf_counter() - t0); cpu["naive"].append(time.process_time() - c0)
     await call(images, url)
+    c0 = time.process_time()
     for _ in range(n * 20):
         t0 = time.perf_counter(); await call(images, url); warm.append(time.perf_counter() - t0)
+    cpu["cached"] = [(time.process_time() - c0) / (n * 20)]
     sizes = {}
     for fmt in ("jpeg", "webp", "avif"):
         sizes[fmt] = len(await call(images, images.url("photo.jpg", w=500, f=fmt)))
     with open("/proc/self/status") as f:
         rss = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
     images.close(); await cache.close()
+    cpu_ms = {k: statistics.median(v) * 1000 for k, v in cpu.items()}
     print(json.dumps({"cold": stats(cold), "cached": stats(warm), "naive": stats(naive), "sizes": sizes,
-                      "rss_mb": rss / 1024}))
+                      "rss_mb": rss / 1024, "cpu": cpu_ms}))
 
 asyncio.run(main())
 """
@@ -239,13 +245,16 @@ def endpoint(requests: int) -> None:
     r = json.loads(out.stdout)
     print(f"2 MP JPEG -> 500 px WebP, in-process, {requests} cold requests (cache cleared each time), "
           f"{requests * 20} cached; peak RSS of the process {r['rss_mb']:.0f} MB")  # fmt: skip
-    print("| endpoint | p50 ms | p95 ms | requests/s |")
-    print("|---|---:|---:|---:|")
+    print("| endpoint | p50 ms | p95 ms | requests/s | CPU ms per request (median) |")
+    print("|---|---:|---:|---:|---:|")
     for name, key in (("perfkit, cold", "cold"), ("perfkit, cached", "cached"), ("naive Pillow", "naive")):
-        print(f"| {name} | {r[key]['p50']:.2f} | {r[key]['p95']:.2f} | {r[key]['rps']:.0f} |")
+        cells = f"{r[key]['p50']:.2f} | {r[key]['p95']:.2f} | {r[key]['rps']:.0f} | {r['cpu'][key]:.3f}"
+        print(f"| {name} | {cells} |")
+    cpu = r["cpu"]
     print(
-        f"cached / cold requests/s: {r['cached']['rps'] / r['cold']['rps']:.0f}x; "
-        f"perfkit cold / naive requests/s: {r['cold']['rps'] / r['naive']['rps']:.2f}x"
+        f"cached / cold requests/s: {r['cached']['rps'] / r['cold']['rps']:.0f}x "
+        f"(CPU per request: {cpu['cold'] / cpu['cached']:.0f}x); perfkit cold / naive requests/s: "
+        f"{r['cold']['rps'] / r['naive']['rps']:.2f}x (CPU: {cpu['naive'] / cpu['cold']:.2f}x)"
     )
     jpeg = r["sizes"]["jpeg"]
     for fmt in ("webp", "avif"):
