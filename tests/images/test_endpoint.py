@@ -68,6 +68,8 @@ async def test_cover_crops_around_the_focal_point(service: ImageService, client:
 async def test_contain_and_crop(service: ImageService, client: httpx.AsyncClient) -> None:
     """contain fits inside the box; crop cuts the box at full resolution without scaling."""
     contain = opened(await client.get(service.url("products/42.jpg", w=320, h=320)))
+    by_height = opened(await client.get(service.url("products/42.jpg", h=320)))
+    assert by_height.size == (480, 320)
     crop = opened(await client.get(service.url("products/42.jpg", w=160, h=160, fit="crop", fp=(0.0, 0.0))))
     assert contain.size == (320, 213)
     assert crop.size == (160, 160) and crop.convert("RGB").getpixel((10, 10))[1] > 150  # the green square
@@ -211,3 +213,24 @@ async def test_served_alone_it_answers_the_lifespan_protocol(service: ImageServi
 
     await service({"type": "lifespan"}, receive, send)  # type: ignore[arg-type]
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+async def test_processing_runs_off_the_event_loop(
+    service: ImageService, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decode/resize/encode runs in one of the pool's threads, not on the event loop's."""
+    import threading
+
+    from perfkit.images import engine
+
+    threads: list[str] = []
+    render = engine.render
+
+    def observed(*args: object) -> engine.Rendered:
+        threads.append(threading.current_thread().name)
+        return render(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "render", observed)
+    assert (await client.get(service.url("products/42.jpg", w=480, q=33))).status_code == 200
+    assert len(threads) == 1 and threads[0].startswith("perfkit-images")
+    assert threading.current_thread().name != threads[0]
