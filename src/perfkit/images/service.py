@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -138,11 +138,8 @@ class ImageService:
         key = "imgph:" + _digest(f"{located.id}\0{located.version}")
 
         async def load() -> dict[str, Any]:
-            data = await located.fetch() if located.fetch is not None else None
-            read = located.read
-            ph = await self.pool.run(
-                lambda: engine.placeholder(data if data is not None else read(), self.limits)  # type: ignore[misc]
-            )
+            read = await _reader(located)
+            ph = await self.pool.run(lambda: engine.placeholder(read(), self.limits))
             self._stats.placeholders += 1
             return {"t": ph.thumbhash, "w": ph.width, "h": ph.height, "d": ph.data_uri}
 
@@ -162,6 +159,9 @@ class ImageService:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await lifespan(receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1003})
             return
         if scope["type"] != "http":
             return
@@ -218,13 +218,8 @@ class ImageService:
         key = "img:" + _digest(f"{located.id}\0{located.version}\0{canonical}\0{fmt}")
 
         async def load() -> dict[str, Any]:
-            data = await located.fetch() if located.fetch is not None else None
-            read = located.read
-
-            def work() -> engine.Rendered:
-                return engine.render(data if data is not None else read(), options, fmt, self.limits)  # type: ignore[misc]
-
-            rendered = await self.pool.run(work)
+            read = await _reader(located)
+            rendered = await self.pool.run(lambda: engine.render(read(), options, fmt, self.limits))
             self._stats.rendered += 1
             etag = '"' + hashlib.blake2b(rendered.body, digest_size=16).hexdigest() + '"'
             return {"b": rendered.body, "t": CONTENT_TYPES[rendered.format], "e": etag}
@@ -247,6 +242,17 @@ class ImageService:
     def _cache_control(self, options: Options, located: Located) -> bytes:
         pinned = options.v is not None and options.v == located.version
         return IMMUTABLE if self.signer is not None and pinned else _SHORT
+
+
+async def _reader(located: Located) -> Callable[[], bytes]:
+    """What the pool job calls for the source's bytes: a remote image is fetched first (on the event
+    loop), a local file is read in the job itself (off it)."""
+    if located.fetch is not None:
+        data = await located.fetch()
+        return lambda: data
+    if located.read is None:
+        raise SourceNotFoundError(f"no such image: source {located.id!r} gave no way to read it")
+    return located.read
 
 
 def _digest(text: str) -> str:
