@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("perfkit.jobs.cli", "run a background job worker for MODULE:ATTR (a JobQueue)"),
     "bench": ("perfkit.bench.command", "load-test an HTTP target with latency budgets for CI"),
     "assets": ("perfkit.assets.command", "check static asset sizes (raw, gzip, brotli) against budgets"),
+    "serve": ("perfkit.serve.command", "run perfkit's cache, jobs and monitor as an HTTP service (REST /v1)"),
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
