@@ -29,7 +29,7 @@ _ERRORS = {
 
 
 def _types(routes: list[Route]) -> list[Any]:
-    found: list[Any] = [s.Problem]
+    found: list[Any] = [s.Problem, s.CacheWrite]
     for route in routes:
         for t in (route.request, route.response):
             if isinstance(t, type) and t not in found:
