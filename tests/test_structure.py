@@ -22,7 +22,8 @@ ROOT = Path(perfkit.__file__).resolve().parent
 # monitor sits above web: it reports on the web layer (web building a Monitor is the upward import issue 15
 # removes). The top wires and uses everything: the package root, the CLI, instrument(), and the commands.
 LAYERS: dict[str, int] = {
-    "core": 0, "cache": 1, "jobs": 1, "db": 1, "web": 2, "realtime": 2, "monitor": 3, "top": 4,
+    "core": 0, "cache": 1, "jobs": 1, "db": 1, "cpu": 1, "web": 2, "realtime": 2, "loader": 2, "monitor": 3,
+    "top": 4,
 }  # fmt: skip
 TOP_PARTS = {"assets", "bench", "demo", "django", "serve"}  # serve: the HTTP service over everything  # django: the composition root for Django projects
 TOP_MODULES = {"perfkit", "perfkit.__main__", "perfkit.cli", "perfkit.instrument"}

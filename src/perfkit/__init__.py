@@ -37,6 +37,7 @@ __all__ = [
     "ValueTooLargeError",
     "__version__",
     "instrument",
+    "offload",
 ]
 
 # the composition root is light to import (it imports the parts it wires when it runs); importing it
@@ -44,9 +45,10 @@ __all__ = [
 from perfkit.instrument import instrument
 
 if TYPE_CHECKING:
+    from perfkit.cpu import offload
     from perfkit.jobs import JobQueue
 
-_LAZY = {"JobQueue": "perfkit.jobs"}
+_LAZY = {"JobQueue": "perfkit.jobs", "offload": "perfkit.cpu"}
 
 
 def __getattr__(name: str) -> Any:

@@ -392,7 +392,9 @@ def merge(snapshots: Iterable[Mapping[str, Any]], ring_size: int = 500) -> dict[
 class RequestStats:
     """What one request spent in the database and the cache; filled by hooks, read by middleware."""
 
-    __slots__ = ("cache_count", "cache_time", "db_count", "db_time", "lazy_loads", "route", "statements")
+    __slots__ = (
+        "cache_count", "cache_time", "db_count", "db_time", "lazy_loads", "loaders", "route", "statements",
+    )  # fmt: skip
 
     def __init__(self, route: str = "") -> None:
         self.route = route
@@ -402,6 +404,8 @@ class RequestStats:
         self.cache_time = 0.0
         self.lazy_loads: dict[tuple[str, str], int] = {}
         self.statements: dict[int, int] = {}
+        # the request's batching-loader scope (perfkit.loader opens it on first use): opaque here
+        self.loaders: Any = None
 
 
 _current: ContextVar[RequestStats | None] = ContextVar("perfkit_request", default=None)

@@ -97,6 +97,28 @@ async def test_ticket_list_same_data_without_n_plus_one(demo: Demo) -> None:
     assert (n_naive, n_fast) == (26, 2)
 
 
+async def test_ticket_list_n_plus_one_removed_by_one_loader_line(demo: Demo) -> None:
+    """/loader/tickets (naive plus one relationship_loader line) returns the naive data in 2 statements, and
+    perfkit's N+1 detector flags the naive route but not it."""
+    from perfkit.db import instrument_engine, track, uninstrument_engine
+    from perfkit.db.config import DbConfig
+    from perfkit.metrics import Collector
+
+    collector = Collector()
+    instrument_engine(demo.state.engine, config=DbConfig(nplusone_threshold=3), collector=collector)
+    try:
+        with track("/naive/tickets/{org_id}"):
+            naive, n_naive = await demo.get("/naive/tickets/3")
+        assert [f["relationship"] for f in collector.findings("n_plus_one")] == ["Ticket.comments"]
+        with track("/loader/tickets/{org_id}"):
+            fixed, n_fixed = await demo.get("/loader/tickets/3")
+    finally:
+        uninstrument_engine(demo.state.engine)
+    assert fixed == naive
+    assert (n_naive, n_fixed) == (26, 2)
+    assert len(collector.findings("n_plus_one")) == 1  # only the naive route's
+
+
 async def test_dashboard_cached_and_invalidated_by_a_write(demo: Demo) -> None:
     """The cached dashboard equals the computed one, costs no query when warm, and a write through the
     app is visible on the next read (ORM-driven invalidation end to end)."""

@@ -127,10 +127,20 @@ class JobQueue:
         retries: int = 0,
         backoff: BackoffSpec = "exponential",
         timeout: float | str | None = None,
+        cpu: bool = False,
     ) -> Any:
-        """Register `func(ctx, ...)` as a task; usable as `@jobs.task` or `@jobs.task(queue=..., ...)`."""
+        """Register `func(ctx, ...)` as a task; usable as `@jobs.task` or `@jobs.task(queue=..., ...)`.
+
+        `cpu=True`: a plain module-level `func(...)` (no ctx: it cannot cross a process) run in perfkit's
+        warm process pool (`perfkit.cpu`), so CPU-heavy work never blocks the worker's event loop; on
+        `timeout` its process is killed and replaced, and a crash fails this job only."""
         options = TaskOptions.check(
-            queue or self.default_queue, priority=priority, retries=retries, backoff=backoff, timeout=timeout
+            queue or self.default_queue,
+            priority=priority,
+            retries=retries,
+            backoff=backoff,
+            timeout=timeout,
+            cpu=cpu,
         )
 
         def register(f: Callable[..., Any]) -> Task:

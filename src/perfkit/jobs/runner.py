@@ -100,7 +100,13 @@ class Runner:
         except TimeoutError as exc:
             if deadline is None or not deadline.expired():
                 return self._failure(r, exc, started)  # the task raised TimeoutError itself
-            kind = "async task cancelled" if task.is_async else "sync task abandoned on its thread"
+            kind = (
+                "cpu task's process killed"
+                if task.options.cpu
+                else "async task cancelled"
+                if task.is_async
+                else "sync task abandoned on its thread"
+            )
             return self._failure(r, TimeoutError(f"timed out after {r.timeout}s ({kind})"), started)
         except Exception as exc:
             return self._failure(r, exc, started)
@@ -120,6 +126,10 @@ class Runner:
         kwargs: dict[str, Any],
         loop: asyncio.AbstractEventLoop,
     ) -> Any:
+        if task.options.cpu:  # in a worker process: cancelling this (the timeout) kills that process
+            from perfkit.cpu import default_pool
+
+            return await default_pool().submit(task.func, args, kwargs)
         if task.is_async:
             return await task.func(ctx, *args, **kwargs)
         call = functools.partial(contextvars.copy_context().run, task.func, ctx, *args, **kwargs)

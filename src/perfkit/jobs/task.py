@@ -29,6 +29,7 @@ class TaskOptions:
     retries: int
     backoff: RetryPolicy
     timeout: float | None
+    cpu: bool = False  # run in perfkit.cpu's process pool (perfkit.cpu.default_pool), without ctx
 
     @classmethod
     def check(
@@ -39,6 +40,7 @@ class TaskOptions:
         retries: int = 0,
         backoff: BackoffSpec = "exponential",
         timeout: float | str | None = None,
+        cpu: bool = False,
     ) -> TaskOptions:
         """The options `@jobs.task(...)` registers with, checked: a bad one raises naming it."""
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -49,6 +51,7 @@ class TaskOptions:
             retries=retries,
             backoff=make_policy(backoff),
             timeout=None if timeout is None else parse_duration("timeout", timeout) or None,
+            cpu=bool(cpu),
         )
 
 
@@ -93,6 +96,10 @@ class Task:
         self.name = name
         self.options = options
         self.is_async = inspect.iscoroutinefunction(func)
+        if options.cpu:
+            from perfkit.cpu.refs import check_function
+
+            check_function(func, f"cpu task {name}")  # plain, module-level: a worker imports it by name
         self.__doc__ = func.__doc__
         self.__wrapped__ = func
 

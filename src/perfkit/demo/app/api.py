@@ -72,6 +72,11 @@ def create_app(state: DemoState, lifespan: Any = None) -> FastAPI:
     pair("tickets", queries.tickets_naive, queries.tickets_fast)
     pair("dashboard", queries.dashboard_naive, dashboard_fast)
 
+    @app.get("/loader/tickets/{org_id}", name="loader_tickets")
+    async def tickets_loader(org_id: Id, s: AsyncSession = Session) -> Any:
+        """/naive/tickets with the N+1 fixed by one line: perfkit.loader's relationship_loader."""
+        return await queries.tickets_loader(s, org_id)
+
     @app.get("/naive/search", name="naive_search")
     async def search_naive(assignee_id: QueryId, status: str = "open", s: AsyncSession = Session) -> Any:
         return await queries.search_naive(s, assignee_id, status)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import selectinload
 
 from perfkit.cache import Cache
 from perfkit.demo.app.models import PRIORITIES, STATUSES, Notification, Ticket, TicketComment, User
+from perfkit.loader.orm import relationship_loader
 
 PAGE = 25
 
@@ -63,6 +64,13 @@ def _page(org_id: int) -> Any:
 async def tickets_naive(session: AsyncSession, org_id: int) -> list[dict[str, Any]]:
     tickets = (await session.scalars(_page(org_id))).all()
     return [_ticket_json(t, await t.awaitable_attrs.comments) for t in tickets]  # one query per ticket
+
+
+async def tickets_loader(session: AsyncSession, org_id: int) -> list[dict[str, Any]]:
+    """`tickets_naive` with its N+1 removed by one line: a batching loader fills every ticket's comments."""
+    tickets = (await session.scalars(_page(org_id))).all()
+    await relationship_loader(session, Ticket.comments).load_many(tickets)  # one SELECT ... IN, not 25
+    return [_ticket_json(t, t.comments) for t in tickets]
 
 
 async def tickets_fast(session: AsyncSession, org_id: int) -> list[dict[str, Any]]:
