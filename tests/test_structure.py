@@ -25,7 +25,7 @@ LAYERS: dict[str, int] = {
     "core": 0, "cache": 1, "jobs": 1, "db": 1, "cpu": 1, "web": 2, "realtime": 2, "loader": 2, "monitor": 3,
     "top": 4,
 }  # fmt: skip
-TOP_PARTS = {"assets", "bench", "demo", "django", "serve"}  # serve: the HTTP service over everything  # django: the composition root for Django projects
+TOP_PARTS = {"assets", "bench", "demo", "django", "serve"}  # django, serve: composition roots (Django, HTTP)
 TOP_MODULES = {"perfkit", "perfkit.__main__", "perfkit.cli", "perfkit.instrument"}
 # packages of the core layer: neutral plumbing every part may use (the one Redis client module)
 CORE_PARTS = {"redisclient"}

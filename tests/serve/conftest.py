@@ -48,7 +48,11 @@ def server(serve_dir: Path, receiver: Receiver) -> Iterator[str]:
         "--job-type", f"badmail={receiver.url}/jobs/fail retries=1 backoff=0",
     ]  # fmt: skip
     if HAS_LOADER:
-        args += ["--loader", f"slides={receiver.url}/batch/slides max_batch=50"]
+        args += [
+            "--loader", f"slides={receiver.url}/batch/slides max_batch=50",
+            "--loader", f"broken={receiver.url}/batch-broken",
+            "--loader", f"warm={receiver.url}/batch/warm shared=loaders ttl=60",
+        ]  # fmt: skip
     with serve_process(serve_dir, *args, env={"PERFKIT_JOBS_LEASE": str(LEASE)}) as url:
         yield url
 

@@ -93,17 +93,24 @@ async def test_unknown_type_and_bad_fields_are_named(app: ServeClient) -> None:
         assert response.json()["errors"][0]["field"] == field
 
 
-async def _claim_one(app: ServeClient, lease: float | None = None) -> dict[str, Any]:
-    """Claim the video job queued last by this test (the queue is shared with other tests)."""
-    jobs = await app.claim(["video"], limit=10, lease=lease)
-    assert jobs, "nothing to claim"
-    return jobs[-1]
+async def _claim_one(app: ServeClient, job_id: str, lease: float | None = None) -> dict[str, Any]:
+    """Claim until this test's job comes (the queue is shared: other tests' jobs are claimed and left)."""
+    found: dict[str, Any] = {}
+
+    async def claimed() -> bool:
+        found.update(
+            next((j for j in await app.claim(["video"], limit=100, lease=lease) if j["id"] == job_id), {})
+        )
+        return bool(found)
+
+    await eventually(claimed, timeout=5, what=f"claim of {job_id}", max_interval=0.05)
+    return found
 
 
 async def test_a_remote_worker_claims_heartbeats_and_completes(app: ServeClient) -> None:
     """claim -> heartbeat (progress) -> complete: the job succeeds with the worker's result."""
     job = await app.enqueue("video", "remote.mp4", priority="critical")
-    claimed = await _claim_one(app)
+    claimed = await _claim_one(app, job["id"])
     assert claimed["id"] == job["id"] and claimed["args"] == ["remote.mp4"] and claimed["attempt"] == 1
     beat = await app.heartbeat(claimed["id"], claimed["token"], progress=0.5, message="half")
     assert beat["stop"] is False
@@ -118,7 +125,7 @@ async def test_an_abandoned_claim_is_delivered_again_and_the_old_lease_is_refuse
     """A worker that claims and dies: after the lease lapses the job is claimed again (attempt 2), and
     the dead worker's late outcome is refused with 409 naming the token."""
     job = await app.enqueue("video", "crash.mp4", priority="critical")
-    first = await _claim_one(app, lease=1)
+    first = await _claim_one(app, job["id"], lease=1)
     assert first["id"] == job["id"]
     second: dict[str, Any] = {}
 

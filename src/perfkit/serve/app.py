@@ -57,7 +57,7 @@ class ServeApp:
         for text in config.job_types:
             self.types.add(parse_job_type(text))
         self.jobs_api = JobsService(self.jobs, self.types)
-        self.loads = LoadsService(config.loaders)
+        self.loads = LoadsService(config.loaders, self.cache.cache)
         self.counts = RequestCounts()
         self.monitor = Monitor(cache=self.cache.cache("default"), jobs=self.jobs)
         self.ops = OpsService(

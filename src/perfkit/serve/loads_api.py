@@ -16,6 +16,7 @@ import importlib
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ from perfkit.serve.http import Request, Response, json_response
 from perfkit.serve.problems import Problem
 
 KEEP, KEEP_FOR = 10_000, 600.0
-_LOADER_OPTIONS = {"max_batch": int, "window": str, "timeout": float}
+_LOADER_OPTIONS = {"max_batch": int, "window": str, "timeout": float, "shared": str, "ttl": float}
 
 
 class LoadCallbackError(Exception):
@@ -74,8 +75,10 @@ def _http_batch(name: str, url: str, holder: dict[str, Any]) -> Any:
     return batch
 
 
-def parse_loader(spec: str, holder: dict[str, Any]) -> Any:
-    """A `perfkit.loader.Loader` from `NAME=MODULE:FUNC|URL [max_batch=N] [window=D] [timeout=S]`."""
+def parse_loader(spec: str, holder: dict[str, Any], caches: Callable[[str], Any]) -> Any:
+    """A `perfkit.loader.Loader` from `NAME=MODULE:FUNC|URL [max_batch=N] [window=D] [timeout=S]
+    [shared=NAMESPACE ttl=S]`: `shared` keeps loaded values in that cache namespace for `ttl` seconds,
+    across requests (what preloading warms)."""
     from perfkit.loader import Loader
 
     head, *opts = spec.split()
@@ -107,15 +110,20 @@ def parse_loader(spec: str, holder: dict[str, Any]) -> Any:
             fn = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
             raise ConfigurationError("loader", f"{spec!r}: cannot load {target}: {exc}") from None
+    shared = options.pop("shared", None)
+    if shared is not None:
+        options["cache"] = caches(shared)
+    elif "ttl" in options:
+        raise ConfigurationError("loader", f"{spec!r}: ttl= needs shared=NAMESPACE")
     return Loader(fn, name=name, **options)
 
 
 class LoadsService:
-    def __init__(self, specs: tuple[str, ...]) -> None:
+    def __init__(self, specs: tuple[str, ...], caches: Callable[[str], Any]) -> None:
         self.holder: dict[str, Any] = {}
         self.loaders: dict[str, Any] = {}
         for spec in specs:
-            loader = parse_loader(spec, self.holder)
+            loader = parse_loader(spec, self.holder, caches)
             name = spec.split("=", 1)[0]
             if name in self.loaders:
                 raise ConfigurationError("loader", f"loader {name!r} is configured twice")

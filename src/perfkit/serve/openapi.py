@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from perfkit._version import __version__
+from perfkit import __version__
 from perfkit.serve import schemas as s
 from perfkit.serve.http import Route
 
