@@ -24,10 +24,18 @@ def docs_example() -> str:
     return match.group(1)
 
 
-def test_the_typescript_client_runs_under_node(server: str, tmp_path: Path, ns: str) -> None:
-    """The typed client, compiled by tsc --strict, does cache, batch, invalidation, problems and a
-    remote worker's whole job under Node against the real service."""
-    dist = compile_with_client(tmp_path, {"e2e.ts": E2E.read_text()})
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The client, this suite's Node script and the docs' example, compiled once by tsc --strict with
+    the client's own tsconfig (a type error in any of them fails here)."""
+    return compile_with_client(
+        tmp_path_factory.mktemp("ts"), {"e2e.ts": E2E.read_text(), "example.ts": docs_example()}
+    )
+
+
+def test_the_typescript_client_runs_under_node(server: str, dist: Path, ns: str) -> None:
+    """The typed client does cache, batch, invalidation, problems and a remote worker's whole job
+    under Node against the real service."""
     done = run_node(dist, "e2e.js", {"BASE_URL": server, "TOKEN": TOKENS["app"], "NS": ns})
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.strip().splitlines()[-1])
@@ -40,9 +48,8 @@ def test_the_typescript_client_runs_under_node(server: str, tmp_path: Path, ns: 
     httpx.delete(f"{server}/v1/cache/{ns}", headers={"authorization": f"Bearer {TOKENS['admin']}"})
 
 
-def test_the_node_example_of_the_docs_runs(server: str, tmp_path: Path) -> None:
+def test_the_node_example_of_the_docs_runs(server: str, dist: Path) -> None:
     """docs/service.md's Node example, compiled as written, runs against the service as it says."""
-    dist = compile_with_client(tmp_path, {"example.ts": docs_example()})
     done = run_node(dist, "example.js", {"PERFKIT_URL": server, "PERFKIT_TOKEN": TOKENS["app"]})
     httpx.delete(f"{server}/v1/cache/presentations", headers={"authorization": f"Bearer {TOKENS['admin']}"})
     assert done.returncode == 0, done.stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from perfkit.errors import ConfigurationError
@@ -32,6 +33,7 @@ from perfkit.serve.tokens import Authenticator
 from perfkit.web.types import Receive, Scope, Send
 
 log = logging.getLogger("perfkit.serve")
+_perf = time.perf_counter
 _BODYLESS = frozenset({"GET", "HEAD", "DELETE"})
 
 
@@ -58,8 +60,8 @@ class ServeApp:
             self.types.add(parse_job_type(text))
         self.jobs_api = JobsService(self.jobs, self.types)
         self.loads = LoadsService(config.loaders, self.cache.cache)
-        self.counts = RequestCounts()
         self.monitor = Monitor(cache=self.cache.cache("default"), jobs=self.jobs)
+        self.counts = RequestCounts(self.monitor.collector)
         self.ops = OpsService(
             self.monitor, self.counts, {"cache": self.cache.stats, "loads": self.loads.stats}
         )
@@ -92,10 +94,11 @@ class ServeApp:
         method = scope["method"]
         raw = scope.get("raw_path")
         path = raw.split(b"?", 1)[0].decode("latin-1") if raw else scope["path"]
-        operation = "unmatched"
+        started = _perf()
+        operation, template = "unmatched", "unmatched"
         try:
             route, params = self.router.match(method, path)
-            operation = route.operation_id
+            operation, template = route.operation_id, route.template
             request = Request(scope, method, path, params)
             if route.scope:
                 request.token_name = self.auth.check(_authorization(scope), route.scope).name
@@ -110,8 +113,8 @@ class ServeApp:
             log.exception("%s %s failed", method, path)
             failure = Problem(500, "internal", "the service failed to answer; see its log")
             response = Response(500, failure.body(path), b"application/problem+json")
-        self.counts.count(operation, response.status)
         await response.send(send)
+        self.counts.count(operation, method, template, response.status, _perf() - started)
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:

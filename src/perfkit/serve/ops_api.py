@@ -12,20 +12,29 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from perfkit.metrics import Collector
 from perfkit.monitor import Monitor
 from perfkit.serve import schemas as s
 from perfkit.serve.http import Request, Response, json_response
 from perfkit.serve.problems import Problem
 
+_CLASSES = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
+
 
 class RequestCounts:
-    """Requests and errors per operation, and the time since start: the service's own metrics."""
+    """Requests and errors per operation, and the time since start: the service's own metrics. Each
+    request's duration also goes to the collector's `http_request_duration_seconds` (method, route
+    template, status class), the series the web layer writes, so the Monitor's report covers the service."""
 
-    def __init__(self) -> None:
+    def __init__(self, collector: Collector) -> None:
         self.started = time.time()
         self.counts: dict[str, list[int]] = {}  # operation -> [requests, 4xx, 5xx]
+        self.latency = collector.histogram(
+            "http_request_duration_seconds", ("method", "route", "status"), "Requests and their duration",
+            locked=False,
+        )  # fmt: skip
 
-    def count(self, operation: str, status: int) -> None:
+    def count(self, operation: str, method: str, route: str, status: int, seconds: float) -> None:
         row = self.counts.get(operation)
         if row is None:
             row = self.counts[operation] = [0, 0, 0]
@@ -34,6 +43,7 @@ class RequestCounts:
             row[2] += 1
         elif status >= 400:
             row[1] += 1
+        self.latency.observe((method, route, _CLASSES[min(status // 100, 5)]), seconds)
 
     def as_dict(self) -> dict[str, Any]:
         return {
