@@ -59,7 +59,7 @@ class JobsService:
         )  # fmt: skip
         return json_response(job_view(info), 201, [(b"location", f"/v1/jobs/{info.id}".encode())])
 
-    async def list(self, request: Request) -> Response:
+    async def list_jobs(self, request: Request) -> Response:
         limit_text = request.arg("limit", "50") or "50"
         if not limit_text.isdigit():
             raise Problem(422, "validation", f"limit: {limit_text!r} is not a number", field="limit")

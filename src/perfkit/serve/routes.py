@@ -54,7 +54,7 @@ def routes(
           None, s.Invalidated),
         R("POST", PREFIX + "/jobs", j.create, "write", "jobCreate", "Queue a job of a configured type",
           s.JobCreate, s.Job, 201, users=f"POST {USERS}/jobs"),
-        R("GET", PREFIX + "/jobs", j.list, "read", "jobList", "List jobs, newest first",
+        R("GET", PREFIX + "/jobs", j.list_jobs, "read", "jobList", "List jobs, newest first",
           None, s.JobPage, query=JOB_QUERY, users=f"GET {USERS}/jobs"),
         R("GET", JOB, j.get, "read", "jobGet", "A job's status, progress and result",
           None, s.Job, users=f"GET {USERS}/jobs/:id"),
