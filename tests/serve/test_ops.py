@@ -63,6 +63,24 @@ async def test_perfkit_serve_alone_runs_on_embedded_sqlite(tmp_path: Path) -> No
     assert (tmp_path / "perfkit-serve-cache.db").exists() and (tmp_path / "perfkit-serve-jobs.db").exists()
 
 
+async def test_a_cache_that_is_down_answers_503_and_the_health_check_fails(tmp_path: Path) -> None:
+    """Redis unreachable: cache calls answer a 503 problem (never a hang or a 500), health says 503."""
+    from tests.conftest import free_port
+
+    env = {"PERFKIT_SERVE_TOKENS": f"solo {TOKEN} write"}
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    with serve_process(tmp_path, "--cache", dead, env=env) as url:
+        async with ServeClient(url, TOKEN) as client:
+            for response in (
+                await client.http.get("/v1/cache/default/keys/k"),
+                await client.http.put("/v1/cache/default/keys/k", json={"value": 1}),
+            ):
+                assert response.status_code == 503
+                assert response.json()["type"].endswith("/backend-unavailable")
+            health = await client.http.get("/v1/health")
+            assert health.status_code == 503 and health.json()["ok"] is False
+
+
 def test_bad_options_exit_2_with_one_line(tmp_path: Path) -> None:
     """A malformed --job-type or --loader: exit code 2 and one line naming the option."""
     for args, words in [
@@ -70,6 +88,7 @@ def test_bad_options_exit_2_with_one_line(tmp_path: Path) -> None:
         (["--job-type", "video=ftp://x"], "job_type"),
         (["--loader", "slides=nomodule"], "loader"),
         (["--max-body", "lots"], "max_body"),
+        (["--default-ttl", "-1"], "default_ttl"),
     ]:
         done = subprocess.run(
             [sys.executable, "-m", "perfkit", "serve", *args], cwd=tmp_path, capture_output=True, text=True,

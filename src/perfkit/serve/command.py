@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--loader", action="append", default=[], metavar="'NAME=MODULE:FUNC|URL [opt=v ...]'",
         help="a batching loader for the lazy-load endpoints (repeatable)")  # fmt: skip
     add("--concurrency", type=int, default=16, help="in-process job slots (16)")
+    add("--max-namespaces", type=int, default=100, help="cache namespaces the service holds at most (100)")
+    add("--default-ttl", type=float, default=300.0, help="seconds a value lives when no ttl is given (300)")
     add("--open-health", action="store_true", help="answer /v1/health without a token")
     add("--allow-no-tokens", action="store_true", help="start even with no token (every call answers 401)")
     add("--log-level", default="info", help="log level (info)")
@@ -43,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         rate_limit=args.rate_limit, max_body=args.max_body, encryption_key_file=args.encryption_key_file,
         purge_url=args.purge_url, tasks=tuple(args.tasks), job_types=tuple(args.job_type),
         loaders=tuple(args.loader), concurrency=args.concurrency, open_health=args.open_health,
+        max_namespaces=args.max_namespaces, default_ttl=args.default_ttl,
     )  # fmt: skip
     if not config.tokens and not args.allow_no_tokens:
         raise ConfigurationError(

@@ -79,4 +79,10 @@ class ServeConfig:
         )
         if config.max_namespaces < 1:
             raise ConfigurationError("max_namespaces", "must be at least 1")
+        if config.default_ttl is not None and not 0 < config.default_ttl <= 315_360_000:
+            raise ConfigurationError(
+                "default_ttl", f"{config.default_ttl!r} is not seconds in (0, ten years]"
+            )
+        if config.concurrency < 1:
+            raise ConfigurationError("concurrency", "must be at least 1")
         return config
