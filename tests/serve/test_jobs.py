@@ -164,6 +164,18 @@ async def test_a_remote_failure_is_retried_then_failed(app: ServeClient) -> None
     assert done["status"] == "failed" and done["error"] == "codec missing" and done["attempts"] == 3
 
 
+async def test_cancelling_a_claimed_job_stops_its_remote_worker(app: ServeClient) -> None:
+    """DELETE on a job a remote worker holds: its next heartbeat answers stop, and the job is cancelled."""
+    job = await app.enqueue("video", "cancel-me.mp4", priority="critical")
+    claimed = await _claim_one(app, job["id"])
+    assert (await app.cancel(job["id"]))["cancel_requested"] is True
+    assert (await app.heartbeat(job["id"], claimed["token"]))["stop"] is True
+    assert (await app.job(job["id"]))["status"] == "cancelled"
+    with pytest.raises(ServeError) as late:
+        await app.complete(job["id"], claimed["token"], "too late")
+    assert late.value.status == 409
+
+
 async def test_claims_take_only_remote_types(app: ServeClient) -> None:
     """A claim for a type handled in-process is refused naming the entry."""
     response = await app.http.post("/v1/workers/claim", json={"types": ["video", "resize"]})

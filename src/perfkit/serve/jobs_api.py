@@ -141,9 +141,18 @@ class JobsService:
         await self._held(job_id, body.token)
         now, lease = time.time(), body.lease or self.jobs.lease
         stop = await self._call(self.jobs.backend.renew([(job_id, body.token)], lease, now))
+        if job_id in stop:
+            # cancellation requested (DELETE /v1/jobs/{id}): recorded now, as a Python worker's runner
+            # does; the remote worker drops the job on `stop`
+            record = await self._held(job_id, body.token)
+            if record.cancel_requested:
+                cancelled = Outcome(job_id, body.token, Status.CANCELLED, error="cancelled", completed_at=now)
+                await self._call(self.jobs.backend.finish([cancelled]))
+                self.jobs.hooks.emit("cancelled", record, duration=now - (record.started_at or now))
+            return json_response(s.HeartbeatResult(True, now))
         if body.progress is not None:
             await self._call(self.jobs.backend.progress(job_id, body.progress, body.message))
-        return json_response(s.HeartbeatResult(job_id in stop, now + lease))
+        return json_response(s.HeartbeatResult(False, now + lease))
 
     async def complete(self, request: Request) -> Response:
         job_id, body = request.params["id"], request.json(s.Complete)
