@@ -52,18 +52,38 @@ class HttpConnection:
     """One keep-alive HTTP/1.1 connection: requests as bytes, responses read by Content-Length."""
 
     def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.port = port
+        self.reconnects = -1
+        self.connect()
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", self.port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
+        self.reconnects += 1
+
+    def recv(self) -> bytes:
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionResetError("the server closed the connection")
+        return data
 
     def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        try:
+            return self.send(method, path, body)
+        except ConnectionError:  # the server closed it (keep-alive timeout): once more, on a new one
+            self.sock.close()
+            self.connect()
+            return self.send(method, path, body)
+
+    def send(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
         head = (
             f"{method} {path} HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {TOKEN}\r\n"
             f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
         )
         self.sock.sendall(head.encode() + body)
         while b"\r\n\r\n" not in self.buf:
-            self.buf += self.sock.recv(65536)
+            self.buf += self.recv()
         header, _, rest = self.buf.partition(b"\r\n\r\n")
         length = 0
         for line in header.split(b"\r\n")[1:]:
@@ -71,7 +91,7 @@ class HttpConnection:
             if name.lower() == b"content-length":
                 length = int(value)
         while len(rest) < length:
-            rest += self.sock.recv(65536)
+            rest += self.recv()
         self.buf = rest[length:]
         return int(header[9:12]), rest[:length]
 
@@ -216,6 +236,7 @@ def main() -> None:
         node = f"{node_result[names[op]][0]:.0f} us" if node_result else "-"
         print(f"{op:<12} {s50:>7.0f} us {d50:>8.0f} us {s50 - d50:>6.0f} us {med(p99[op]['serve']):>7.0f} us "
               f"{cpu:>11.1f} us {1e6 / cpu:>11,.0f} {node:>9}")  # fmt: skip
+    print(f"(reconnections of the keep-alive connection: {http.reconnects})")
     http.sock.close()
     proc.terminate()
     proc.wait(10)
