@@ -21,7 +21,7 @@ counts instructions instead (valgrind's callgrind, switched on around the timed 
 server's per request, and the direct client's per operation (redis-py, perfkit's enqueue), which do not
 depend on the load. They are turned into quiet-machine microseconds with this machine's rate for
 CPython measured in the same run (a fixed Python workload: its instruction count under callgrind over
-its fastest native time of 30 runs). User-space only: the kernel's share of the sockets is not counted.
+its fastest native time of 200 runs). User-space only: the kernel's share of the sockets is not counted.
 """
 
 from __future__ import annotations
