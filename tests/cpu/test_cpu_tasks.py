@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+import perfkit
 from perfkit import cpu
 from perfkit.errors import InvalidArgumentError
 from perfkit.jobs import JobQueue, Status
@@ -32,6 +34,7 @@ async def jobs(tmp_path: Path) -> AsyncIterator[JobQueue]:
 async def test_cpu_jobs_run_in_the_pool_and_a_crash_or_timeout_fails_only_its_job(jobs: JobQueue) -> None:
     """A worker runs cpu tasks in other processes; the segfaulting and the timed-out jobs fail (the second
     with its process killed), the jobs beside them succeed."""
+    assert await perfkit.offload(funcs.square, 4) == 16  # request code's way in: the same default pool
     square = jobs.task(cpu=True, name="t.square")(funcs.square)
     decorated = jobs.task(cpu=True, name="t.decorated")(funcs.decorated.func)
     crash = jobs.task(cpu=True, name="t.segfault")(funcs.segfault)
@@ -61,6 +64,19 @@ async def test_cpu_jobs_run_in_the_pool_and_a_crash_or_timeout_fails_only_its_jo
     assert slow_info is not None and "cpu task's process killed" in (slow_info.error or "")
     assert pid_info is not None and pid_info.result != os.getpid()  # it ran in another process
     assert cpu.default_pool().stats()["crashes"] == 1
+
+
+def test_default_pool_follows_the_event_loop() -> None:
+    """offload() in a second asyncio.run gets a fresh pool; the first loop's workers are killed."""
+    cpu.configure(workers=1)
+    try:
+        first = asyncio.run(perfkit.offload(funcs.pid))
+        second = asyncio.run(perfkit.offload(funcs.pid))
+        assert first != second
+        assert not os.path.exists(f"/proc/{first}")  # killed and reaped
+    finally:
+        asyncio.run(cpu.close_default())
+        cpu.configure()
 
 
 def test_cpu_tasks_must_be_plain_module_level_functions(tmp_path: Path) -> None:

@@ -61,15 +61,20 @@ async def test_loads_of_one_tick_are_one_batch_call() -> None:
 
 
 async def test_window_collects_loads_across_ticks() -> None:
-    """With window='20ms', loads issued on different ticks inside the window share one batch."""
-    rec = Recorder()
-    loader = make(rec, window="20ms")
-    with scope():
-        first = loader.load("a")
-        await asyncio.sleep(0)  # a later tick, still inside the window
-        second = loader.load("b")
-        assert await asyncio.gather(first, second) == ["-:a", "-:b"]
-    assert rec.calls == [["a", "b"]]
+    """With window='50ms', loads 5 ms apart share one batch; without a window they are two."""
+
+    async def two_loads(loader: Loader[Any, Any]) -> list[Any]:
+        with scope():
+            first = loader.load("a")
+            await asyncio.sleep(0.005)  # the time between the loads is what this test is about
+            second = loader.load("b")
+            return list(await asyncio.gather(first, second))
+
+    windowed, tick = Recorder(), Recorder()
+    assert await two_loads(make(windowed, window="50ms")) == ["-:a", "-:b"]
+    assert await two_loads(make(tick)) == ["-:a", "-:b"]
+    assert windowed.calls == [["a", "b"]]
+    assert tick.calls == [["a"], ["b"]]
 
 
 async def test_max_batch_splits_and_critical_keys_go_first() -> None:
@@ -248,6 +253,7 @@ async def test_metrics_reach_the_collector_and_stats() -> None:
     """Batch sizes, waits, hits and misses are in stats() and in the collector's loader_* families."""
     collector = Collector()
     loader = Loader(Recorder(), name="metrics-test", collector=collector)
+    assert collector.families == {}  # a Loader made at import registers nothing until it loads
     with scope():
         await asyncio.gather(*(loader.load(k) for k in range(5)))
         await loader.load(0)
@@ -255,7 +261,8 @@ async def test_metrics_reach_the_collector_and_stats() -> None:
     assert stats["batch_size"]["max"] == 5 and stats["batches"] == 1
     assert stats["hit_ratio"] == round(1 / 6, 4)
     assert stats["wait_ms"]["max"] >= 0
-    assert collector.counter("loader_loads_total", ("loader", "outcome")).value(("metrics-test", "miss")) == 5
+    loads = collector.counter("loader_loads_total", ("loader", "outcome"))
+    assert (loads.value(("metrics-test", "miss")), loads.value(("metrics-test", "hit"))) == (5, 1)
     assert collector.histogram("loader_batch_size", ("loader",)).count(("metrics-test",)) == 1
     assert registry()["metrics-test"] is loader
 

@@ -14,6 +14,7 @@ isolation, backpressure and memory-based recycling.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -54,7 +55,7 @@ def configure(
     max_rss: int | str | None = None,
     max_tasks: int | None = None,
     timeout: float | str | None = None,
-    nice: int = 0,
+    nice: int = 5,
 ) -> None:
     """Settings of the default pool (`offload`, `@jobs.task(cpu=True)`), before its first use; checked now."""
     global _settings
@@ -77,8 +78,15 @@ def configure(
 
 
 def default_pool() -> ProcessPool:
-    """The process-wide pool, made on first use (started by its first `run`)."""
+    """The process-wide pool, made on first use (started by its first `run`); one per event loop: a pool
+    left by a finished `asyncio.run` is killed and a new one made."""
     global _default
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if _default is not None and loop is not None and not _default.usable_from(loop):
+        _default.terminate()
     if _default is None or _default.closed:
         _default = ProcessPool(**_settings)
     return _default

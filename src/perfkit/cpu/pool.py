@@ -35,66 +35,16 @@ from perfkit.cpu import child
 from perfkit.cpu.errors import (
     PoolClosedError,
     PoolFullError,
-    RemoteError,
     TaskTimeoutError,
     WorkerCrashedError,
 )
-from perfkit.cpu.refs import check_function, reference
+from perfkit.cpu.handles import Job, WorkerHandle, exited, parse_size, remote_error
+from perfkit.cpu.refs import check_function
 from perfkit.errors import ConfigurationError, SerializationError
 
-__all__ = ["ProcessPool", "parse_size"]
+__all__ = ["ProcessPool"]
 
 _perf = time.perf_counter
-_UNITS = {"kib": 1024, "mib": 1024**2, "gib": 1024**3, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "b": 1}
-
-
-def parse_size(name: str, raw: int | str | None) -> int | None:
-    """Bytes from 512_000_000, '512MiB', '2GB'; None stays None."""
-    if raw is None:
-        return None
-    if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0:
-        return raw
-    if isinstance(raw, str):
-        text = raw.strip().lower()
-        for unit in sorted(_UNITS, key=len, reverse=True):
-            if text.endswith(unit):
-                try:
-                    value = float(text[: -len(unit)]) * _UNITS[unit]
-                except ValueError:
-                    break
-                if value > 0:
-                    return int(value)
-                break
-    raise ConfigurationError(name, f"{raw!r} is not a size; use e.g. 536870912, '512MiB', '2GB'")
-
-
-class _Job:
-    __slots__ = ("args", "future", "id", "kwargs", "name", "ref", "submitted", "timeout", "timer", "worker")
-
-    def __init__(
-        self, job_id: int, fn: Callable[..., Any], args: Any, kwargs: Any, timeout: float | None
-    ) -> None:
-        self.id = job_id
-        self.ref = reference(fn)
-        self.name = fn.__qualname__
-        self.args, self.kwargs = args, kwargs
-        self.timeout = timeout
-        self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.submitted = _perf()
-        self.timer: asyncio.TimerHandle | None = None
-        self.worker: _Worker | None = None
-
-
-class _Worker:
-    __slots__ = ("conn", "job", "pid", "process", "ready", "rss", "tasks")
-
-    def __init__(self, process: Any, conn: Any) -> None:
-        self.process, self.conn = process, conn
-        self.pid: int | None = None
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.job: _Job | None = None
-        self.tasks = 0
-        self.rss = 0
 
 
 class ProcessPool:
@@ -111,9 +61,10 @@ class ProcessPool:
         max_tasks: int | None = None,
         timeout: float | str | None = None,
         start_method: str = "spawn",
-        nice: int = 0,
+        nice: int = 5,
     ) -> None:
-        count = workers if workers is not None else (os.cpu_count() or 1)
+        # default: one core left to the event loop (and the rest of the process), at least one worker
+        count = workers if workers is not None else max(1, (os.cpu_count() or 2) - 1)
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ConfigurationError("workers", f"{workers!r} is not a count >= 1")
         if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 0:
@@ -133,9 +84,9 @@ class ProcessPool:
         self.timeout = None if timeout is None else parse_duration("timeout", timeout) or None
         self.nice = nice
         self._mp: Any = multiprocessing.get_context(start_method)
-        self._workers: list[_Worker] = []
-        self._idle: collections.deque[_Worker] = collections.deque()
-        self._queue: collections.deque[_Job] = collections.deque()
+        self._workers: list[WorkerHandle] = []
+        self._idle: collections.deque[WorkerHandle] = collections.deque()
+        self._queue: collections.deque[Job] = collections.deque()
         self._room: collections.deque[asyncio.Future[None]] = collections.deque()
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -161,14 +112,14 @@ class ProcessPool:
             self._starting.set_result(None)
         await asyncio.shield(self._starting)
 
-    def _spawn(self) -> _Worker:
+    def _spawn(self) -> WorkerHandle:
         mine, theirs = self._mp.Pipe(duplex=True)
         process = self._mp.Process(
             target=child.main, args=(theirs, self.preload, self.nice), daemon=True, name="perfkit-cpu"
         )
         process.start()
         theirs.close()
-        worker = _Worker(process, mine)
+        worker = WorkerHandle(process, mine)
         self._workers.append(worker)
         loop = self._loop = self._loop or asyncio.get_running_loop()
         loop.add_reader(mine.fileno(), self._readable, worker)
@@ -193,12 +144,24 @@ class ProcessPool:
             processes.append(worker.process)
         deadline = time.monotonic() + 5
         for process in processes:
-            while not _exited(process) and time.monotonic() < deadline:  # noqa: ASYNC110 - a process
+            while not exited(process) and time.monotonic() < deadline:  # noqa: ASYNC110 - a process
                 await asyncio.sleep(0.01)  # exiting has no event to await; polled at most 5 s
-            if not _exited(process):
+            if not exited(process):
                 process.kill()
                 process.join(1)
         self._workers.clear()
+
+    def terminate(self) -> None:
+        """Kill every worker now, without waiting (for a pool whose event loop is gone)."""
+        self.closed = True
+        for worker in self._workers:
+            worker.process.kill()
+            worker.process.join(1)
+        self._workers.clear()
+
+    def usable_from(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """False when the pool was started on another event loop (its pipes are watched there)."""
+        return self._loop is None or (self._loop is loop and not loop.is_closed())
 
     async def __aenter__(self) -> ProcessPool:
         await self.start()
@@ -230,12 +193,17 @@ class ProcessPool:
     ) -> Any:
         """`run()` with the arguments as a tuple and a dict (for a function taking `timeout=` itself)."""
         func = check_function(fn)
+        if not self.usable_from(asyncio.get_running_loop()):
+            raise PoolClosedError(
+                f"{func.__qualname__}: this process pool was started on another event loop; "
+                "make one pool per loop (perfkit.offload does)"
+            )
         if self._starting is None or not self._starting.done():
             await self.start()
         if self.closed:
             raise PoolClosedError(f"the process pool is closed: cannot run {func.__qualname__}")
         limit = self.timeout if timeout is None else parse_duration("timeout", timeout) or None
-        job = _Job(next(self._ids), func, tuple(args), kwargs or {}, limit)
+        job = Job(next(self._ids), func, tuple(args), kwargs or {}, limit)
         loop = asyncio.get_running_loop()
         if limit is not None:
             job.timer = loop.call_at(loop.time() + limit, self._expire, job)
@@ -246,7 +214,7 @@ class ProcessPool:
             self._abandon(job)
             raise
 
-    async def _submit(self, job: _Job) -> None:
+    async def _submit(self, job: Job) -> None:
         if self._idle and not self._queue:
             self._send(self._idle.popleft(), job)
             return
@@ -267,7 +235,7 @@ class ProcessPool:
         self._queue.append(job)
         self._pump()
 
-    def _send(self, worker: _Worker, job: _Job) -> None:
+    def _send(self, worker: WorkerHandle, job: Job) -> None:
         try:
             data = pickle.dumps((job.id, job.ref, job.args, job.kwargs))
         except Exception as exc:
@@ -290,7 +258,7 @@ class ProcessPool:
 
     # -- outcomes -------------------------------------------------------------------------------------
 
-    def _settle(self, job: _Job, value: Any = None, error: BaseException | None = None) -> None:
+    def _settle(self, job: Job, value: Any = None, error: BaseException | None = None) -> None:
         if job.timer is not None:
             job.timer.cancel()
         job.worker = None
@@ -303,14 +271,14 @@ class ProcessPool:
             self.counts["failed"] += 1
             job.future.set_exception(error)
 
-    def _readable(self, worker: _Worker) -> None:
+    def _readable(self, worker: WorkerHandle) -> None:
         try:
             while worker.conn.poll():
                 self._message(worker, pickle.loads(worker.conn.recv_bytes()))  # noqa: S301 - our worker
         except (EOFError, OSError):
             self._died(worker)
 
-    def _message(self, worker: _Worker, message: tuple[Any, ...]) -> None:
+    def _message(self, worker: WorkerHandle, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "ready":
             worker.pid, worker.rss = message[1], message[2]
@@ -326,10 +294,10 @@ class ProcessPool:
             if kind == "ok":
                 self._settle(job, message[2])
             else:
-                self._settle(job, error=_remote_error(job.name, *message[2:6]))
+                self._settle(job, error=remote_error(job.name, *message[2:6]))
         self._release(worker)
 
-    def _release(self, worker: _Worker) -> None:
+    def _release(self, worker: WorkerHandle) -> None:
         """An idle worker: recycled if over its limits, else handed the next job."""
         if self.closed:
             return
@@ -342,7 +310,7 @@ class ProcessPool:
         self._idle.append(worker)
         self._pump()
 
-    def _died(self, worker: _Worker) -> None:
+    def _died(self, worker: WorkerHandle) -> None:
         job, started = worker.job, worker.ready.done()
         worker.process.join(0.5)  # the pipe closed: the process is gone or going
         code = worker.process.exitcode
@@ -363,7 +331,7 @@ class ProcessPool:
             self.counts["replaced"] += 1
             self._spawn()
 
-    def _expire(self, job: _Job) -> None:
+    def _expire(self, job: Job) -> None:
         job.timer = None
         worker = job.worker
         self.counts["timeouts"] += 1
@@ -372,7 +340,7 @@ class ProcessPool:
         if worker is not None:
             self._kill(worker)
 
-    def _abandon(self, job: _Job) -> None:
+    def _abandon(self, job: Job) -> None:
         """The caller was cancelled (a job timeout, a client gone): its worker is killed if it runs it."""
         worker = job.worker
         self._drop(job)
@@ -381,13 +349,13 @@ class ProcessPool:
         elif job in self._queue:
             self._queue.remove(job)
 
-    def _drop(self, job: _Job) -> None:
+    def _drop(self, job: Job) -> None:
         if job.timer is not None:
             job.timer.cancel()
         job.worker = None
         job.future.cancel()
 
-    def _kill(self, worker: _Worker) -> None:
+    def _kill(self, worker: WorkerHandle) -> None:
         worker.job = None
         self._forget(worker)
         worker.process.kill()
@@ -396,7 +364,7 @@ class ProcessPool:
             self.counts["replaced"] += 1
             self._spawn()
 
-    def _retire(self, worker: _Worker, *, kill: bool = False) -> None:
+    def _retire(self, worker: WorkerHandle, *, kill: bool = False) -> None:
         self._forget(worker)
         if not kill:
             try:
@@ -409,7 +377,7 @@ class ProcessPool:
 
     def _reap(self, process: Any, deadline: float) -> None:
         """Collect an exiting process without blocking the loop (polled); killed if it lingers."""
-        if _exited(process):  # Popen.poll: waitpid(WNOHANG) reaps it
+        if exited(process):  # Popen.poll: waitpid(WNOHANG) reaps it
             return
         if time.monotonic() > deadline:
             process.kill()
@@ -417,7 +385,7 @@ class ProcessPool:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_later(0.02, self._reap, process, deadline)
 
-    def _forget(self, worker: _Worker) -> None:
+    def _forget(self, worker: WorkerHandle) -> None:
         if worker in self._workers:
             self._workers.remove(worker)
             if self._loop is not None:
@@ -448,23 +416,3 @@ class ProcessPool:
                 "p99": round(ordered[min(n - 1, int(n * 0.99))] * 1000, 4) if n else 0.0,
             },
         }
-
-
-def _exited(process: Any) -> bool:
-    """True once `process` has exited and been reaped (its exit code read)."""
-    try:
-        return process.exitcode is not None
-    except ValueError:  # closed: long gone
-        return True
-
-
-def _remote_error(name: str, blob: bytes | None, kind: str, message: str, text: str) -> BaseException:
-    if blob is not None:
-        try:
-            exc: BaseException = pickle.loads(blob)  # noqa: S301 - made by our worker from its exception
-        except Exception:
-            exc = RemoteError(f"{name} raised {kind}: {message}")
-    else:
-        exc = RemoteError(f"{name} raised {kind}: {message}")
-    exc.__cause__ = RemoteError(f"traceback in the worker process:\n{text}")
-    return exc

@@ -13,9 +13,7 @@ partitioned by `partition()` (the tenant) and evicted by ORM writes through `dep
 from __future__ import annotations
 
 import asyncio
-import heapq
 import inspect
-import itertools
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
@@ -25,10 +23,11 @@ from perfkit.config import parse_duration
 from perfkit.errors import InvalidArgumentError
 from perfkit.jobs.models import Priority
 from perfkit.loader.errors import BatchResultError, LoaderCycleError, LoaderTimeoutError, NoLoaderScopeError
-from perfkit.loader.scope import Scope, current_scope
+from perfkit.loader.scope import Scope, current_scope, explicit_scope
 from perfkit.loader.shared import SharedCache
+from perfkit.loader.state import Item, ScopeState
 from perfkit.loader.stats import LoaderStats
-from perfkit.metrics import Collector, default_collector
+from perfkit.metrics import Collector
 
 __all__ = ["UNSET", "Loader", "registry"]
 
@@ -49,7 +48,7 @@ def registry() -> dict[str, Loader[Any, Any]]:
 _stats: dict[tuple[str, int], LoaderStats] = {}
 
 
-def _stats_for(name: str, collector: Collector) -> LoaderStats:
+def _stats_for(name: str, collector: Collector | None) -> LoaderStats:
     """One `LoaderStats` per name and collector: loaders made per request (the ORM helpers) add up."""
     key = (name, id(collector))
     found = _stats.get(key)
@@ -61,23 +60,6 @@ def _stats_for(name: str, collector: Collector) -> LoaderStats:
 def _consume(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled():
         fut.exception()  # a preload nobody awaits: its error is counted, not logged as unretrieved
-
-
-_Item = tuple[int, int, Hashable, Any, "asyncio.Future[Any]", float]  # rank, seq, cache key, key, fut, queued
-
-
-class _State:
-    """One loader's state in one scope: loaded keys, pending keys (a heap), the running dispatch."""
-
-    __slots__ = ("cache", "handle", "pending", "running", "waiting")
-
-    def __init__(self) -> None:
-        self.cache: dict[Hashable, asyncio.Future[Any]] = {}
-        # (rank, seq, cache key, key, future, queued at)
-        self.pending: list[_Item] = []
-        self.handle: asyncio.Handle | None = None
-        self.running: asyncio.Task[None] | None = None
-        self.waiting: set[asyncio.Task[None]] = set()  # loads waiting for their `after=` dependencies
 
 
 class Loader(Generic[K, V]):
@@ -120,9 +102,8 @@ class Loader(Generic[K, V]):
         )
         if cache is None and (depends_on is not None or partition is not None):
             raise InvalidArgumentError(f"loader {self.name!r}: depends_on= and partition= need cache=")
-        self.stats_ = _stats_for(self.name, collector or default_collector())
+        self.stats_ = _stats_for(self.name, collector)  # None: perfkit's default collector, at first use
         self._own = Scope()  # scoped=False: this loader's own, process-wide scope
-        self._seq = itertools.count()
         self._pending = 0
         _loaders[self.name] = self
 
@@ -143,10 +124,10 @@ class Loader(Generic[K, V]):
             )
         return found
 
-    def _state(self, scope: Scope) -> _State:
+    def _state(self, scope: Scope) -> ScopeState:
         state = scope.states.get(self)
         if state is None:
-            state = scope.states[self] = _State()
+            state = scope.states[self] = ScopeState(asyncio.get_running_loop())
         return state
 
     def _cache_key(self, key: Any) -> Hashable:
@@ -154,10 +135,13 @@ class Loader(Generic[K, V]):
         try:
             hash(ck)
         except TypeError:
-            raise InvalidArgumentError(
-                f"loader {self.name!r}: key {key!r} is not hashable; give key_fn= to map it to one"
-            ) from None
+            raise self._unhashable(key) from None
         return ck
+
+    def _unhashable(self, key: Any) -> InvalidArgumentError:
+        return InvalidArgumentError(
+            f"loader {self.name!r}: key {key!r} is not hashable; give key_fn= to map it to one"
+        )
 
     # -- the API --------------------------------------------------------------------------------------
 
@@ -166,27 +150,29 @@ class Loader(Generic[K, V]):
     ) -> asyncio.Future[V]:
         """The value of `key` (await it). `after=` holds what must be loaded first: awaitables, or
         `(loader, key)` pairs (a cycle among those raises `LoaderCycleError` here, at the call)."""
-        scope = self._scope()
-        state = self._state(scope)
-        ck = self._cache_key(key)
+        scope = self._own if not self.scoped else (explicit_scope() or self._scope())
+        state = scope.states.get(self) or self._state(scope)
+        ck = key if self.key_fn is None else self.key_fn(key)
         deps = self._dependencies(scope, ck, after, priority) if after else None
-        fut = state.cache.get(ck)
+        try:
+            fut = state.cache.get(ck)
+        except TypeError:
+            raise self._unhashable(key) from None
         if fut is not None and not fut.cancelled():
-            self.stats_.load("hit")
+            self.stats_.hits += 1  # the hot path: the collector is told at the next batch or stats()
             for d in deps or ():
                 if isinstance(d, asyncio.Future):
                     d.add_done_callback(_consume)
             return fut
-        rank = Priority.parse(priority) if type(priority) is not Priority else priority
-        fut = asyncio.get_running_loop().create_future()
+        rank = priority if type(priority) is Priority else Priority.parse(priority)
+        fut = state.loop.create_future()
         state.cache[ck] = fut
-        self.stats_.load("miss")
         if deps:
-            task = asyncio.get_running_loop().create_task(self._after(state, ck, key, fut, int(rank), deps))
+            task = state.loop.create_task(self._after(state, ck, key, fut, rank, deps))
             state.waiting.add(task)
             task.add_done_callback(state.waiting.discard)
         else:
-            self._enqueue(state, ck, key, fut, int(rank))
+            self._enqueue(state, ck, key, fut, rank)
         return fut
 
     async def load_many(
@@ -247,50 +233,55 @@ class Loader(Generic[K, V]):
         return deps
 
     async def _after(
-        self, state: _State, ck: Hashable, key: Any, fut: asyncio.Future[Any], rank: int, deps: list[Any]
+        self, state: ScopeState, ck: Hashable, key: Any, fut: asyncio.Future[Any], rank: int, deps: list[Any]
     ) -> None:
         try:
             await asyncio.gather(*deps)
         except Exception as exc:
-            await self._fail(state, [(rank, 0, ck, key, fut, 0.0)], exc, "error")
+            self.stats_.missed(1)
+            await self._fail(state, [(ck, key, fut)], exc, "error")
             return
         self._enqueue(state, ck, key, fut, rank)
 
     # -- dispatch -------------------------------------------------------------------------------------
 
-    def _enqueue(self, state: _State, ck: Hashable, key: Any, fut: asyncio.Future[Any], rank: int) -> None:
-        heapq.heappush(state.pending, (rank, next(self._seq), ck, key, fut, _perf()))
+    def _enqueue(
+        self, state: ScopeState, ck: Hashable, key: Any, fut: asyncio.Future[Any], rank: int
+    ) -> None:
+        if not state.count:
+            state.since = _perf()
+        state.pending[rank].append((ck, key, fut))
+        state.count += 1
         self._pending += 1
         if state.running is None and state.handle is None:
-            loop = asyncio.get_running_loop()
             if self.window:
-                state.handle = loop.call_later(self.window, self._start, state)
+                state.handle = state.loop.call_later(self.window, self._start, state)
             else:
-                state.handle = loop.call_soon(self._start, state)
+                state.handle = state.loop.call_soon(self._start, state)
 
-    def _start(self, state: _State) -> None:
+    def _start(self, state: ScopeState) -> None:
         state.handle = None
-        state.running = asyncio.get_running_loop().create_task(self._drain(state))
+        state.running = state.loop.create_task(self._drain(state))
 
-    async def _drain(self, state: _State) -> None:
+    async def _drain(self, state: ScopeState) -> None:
         try:
-            pending = state.pending
-            while pending:
-                n = min(self.max_batch, len(pending))
-                batch = [heapq.heappop(pending) for _ in range(n)]
-                self._pending -= n
-                await self._run(state, batch)
+            while state.count:
+                since = state.since
+                batch = state.take(self.max_batch)
+                state.since = _perf()  # what stays pending waits from now on
+                self._pending -= len(batch)
+                await self._run(state, batch, since)
         finally:
             state.running = None
 
-    async def _run(self, state: _State, batch: list[_Item]) -> None:
+    async def _run(self, state: ScopeState, batch: list[Item], since: float) -> None:
         started = _perf()
-        waits = [started - item[5] for item in batch]
+        self.stats_.missed(len(batch))
         if self.shared is not None:
             batch = await self._shared_hits(self.shared, batch)
             if not batch:
                 return
-        keys = [item[3] for item in batch]
+        keys = [item[1] for item in batch]
         try:
             if self.timeout is None:
                 values = await self._call(keys)
@@ -310,7 +301,7 @@ class Loader(Generic[K, V]):
         except Exception as exc:
             await self._fail(state, batch, exc, "error")
             return
-        self.stats_.batch(len(batch), waits, _perf() - started)
+        self.stats_.batch(len(batch), started - since, _perf() - started)
         try:
             ordered = self._ordered(keys, batch, values)
         except BatchResultError as exc:
@@ -318,30 +309,31 @@ class Loader(Generic[K, V]):
             return
         await self._resolve(state, batch, ordered)
 
-    async def _shared_hits(self, shared: SharedCache, batch: list[_Item]) -> list[_Item]:
+    async def _shared_hits(self, shared: SharedCache, batch: list[Item]) -> list[Item]:
         """Answer the keys the shared cache holds; the rest, to load."""
-        found = await shared.get([item[2] for item in batch])
+        found = await shared.get([item[0] for item in batch])
         if not found:
             return batch
-        for item in batch:
-            if item[2] in found and not item[4].done():
-                item[4].set_result(found[item[2]])
-                self.stats_.load("shared_hit")
-        return [item for item in batch if item[2] not in found]
+        for ck, _, fut in batch:
+            if ck in found and not fut.done():
+                fut.set_result(found[ck])
+                self.stats_.shared_hit()
+        return [item for item in batch if item[0] not in found]
 
-    async def _resolve(self, state: _State, batch: list[_Item], values: list[Any]) -> None:
+    async def _resolve(self, state: ScopeState, batch: list[Item], values: list[Any]) -> None:
         failed = []
-        loaded: dict[Hashable, Any] = {}
         for item, value in zip(batch, values, strict=True):
             if isinstance(value, BaseException):
                 failed.append((item, value))
-            elif not item[4].done():
-                item[4].set_result(value)
-                loaded[item[2]] = value
+            elif not item[2].done():
+                item[2].set_result(value)
         for item, error in failed:
             await self._fail(state, [item], error, "error")
-        if self.shared is not None and loaded:
-            await self.shared.set(loaded)
+        if self.shared is not None:
+            bad = {id(item) for item, _ in failed}
+            loaded = {item[0]: v for item, v in zip(batch, values, strict=True) if id(item) not in bad}
+            if loaded:
+                await self.shared.set(loaded)
 
     async def _call(self, keys: list[Any]) -> Any:
         result = self.batch_fn(keys)
@@ -351,7 +343,7 @@ class Loader(Generic[K, V]):
 
     def _ordered(self, keys: list[Any], batch: list[Any], values: Any) -> list[Any]:
         if isinstance(values, Mapping):
-            return [values.get(item[2], values.get(item[3])) for item in batch]
+            return [values.get(item[0], values.get(item[1])) for item in batch]
         if isinstance(values, str | bytes) or not isinstance(values, Sequence):
             raise BatchResultError(
                 f"loader {self.name!r}: batch_fn returned {type(values).__name__}; "
@@ -363,9 +355,9 @@ class Loader(Generic[K, V]):
             )
         return list(values)
 
-    async def _fail(self, state: _State, batch: list[Any], exc: BaseException, reason: str) -> None:
+    async def _fail(self, state: ScopeState, batch: list[Any], exc: BaseException, reason: str) -> None:
         fell_back = 0
-        for _, _, ck, key, fut, _ in batch:
+        for ck, key, fut in batch:
             if state.cache.get(ck) is fut:
                 del state.cache[ck]  # not cached: the next load of the key tries again
             if fut.done():

@@ -15,12 +15,13 @@ Tasks started inside a scope (asyncio.gather, TaskGroup) inherit it, so their lo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any
 
 from perfkit.metrics import current_request
 
-__all__ = ["LoaderScopeMiddleware", "Scope", "current_scope", "scope"]
+__all__ = ["LoaderScopeMiddleware", "Scope", "current_scope", "explicit_scope", "scope"]
 
 
 class Scope:
@@ -49,6 +50,10 @@ class Scope:
 
 
 _explicit: ContextVar[Scope | None] = ContextVar("perfkit_loader_scope", default=None)
+
+
+#: `explicit_scope()`: the innermost `scope()` block's scope, or None (the loader's fast path, a C call).
+explicit_scope: Callable[[], Scope | None] = _explicit.get
 
 
 def current_scope() -> Scope | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from perfkit.metrics import LATENCY_BUCKETS, Collector
+from perfkit.metrics import LATENCY_BUCKETS, Collector, default_collector
 
 __all__ = ["BATCH_SIZE_BUCKETS", "LoaderStats"]
 
@@ -31,67 +31,92 @@ def _summary(values: deque[float], scale: float = 1.0) -> dict[str, float]:
     return {"mean": round(sum(ordered) / n * scale, 4), "p50": at(0.5), "p99": at(0.99), "max": at(1.0)}
 
 
-class LoaderStats:
-    """Counters of one loader across every scope, and the families of `collector` they also feed."""
+class _Families:
+    """The collector families every loader feeds (one set per collector)."""
 
-    def __init__(self, name: str, collector: Collector) -> None:
-        self.name = name
-        self.collector = collector
-        self.loads = self.hits = self.shared_hits = self.misses = 0
-        self.batches = self.keys_loaded = 0
-        self.fallbacks = self.errors = self.timeouts = 0
-        self.sizes: deque[float] = deque(maxlen=RECENT)
-        self.waits: deque[float] = deque(maxlen=RECENT)
-        self.durations: deque[float] = deque(maxlen=RECENT)
-        label = (name,)
-        self._label = label
-        self._loads = collector.counter(
+    def __init__(self, collector: Collector) -> None:
+        self.loads = collector.counter(
             "loader_loads_total",
             ("loader", "outcome"),
             "Loader load() calls by outcome (hit, shared_hit, miss)",
             locked=False,
         )
-        self._batches = collector.counter(
+        self.batches = collector.counter(
             "loader_batches_total", ("loader",), "Loader batch function calls", locked=False
         )
-        self._size = collector.histogram(
+        self.size = collector.histogram(
             "loader_batch_size", ("loader",), "Keys per loader batch call", BATCH_SIZE_BUCKETS, locked=False
         )
-        self._wait = collector.histogram(
-            "loader_wait_seconds", ("loader",), "From load() to its batch call", LATENCY_BUCKETS, locked=False
+        self.wait = collector.histogram(
+            "loader_wait_seconds",
+            ("loader",),
+            "From the oldest load of a batch to its call",
+            LATENCY_BUCKETS,
+            locked=False,
         )
-        self._duration = collector.histogram(
+        self.duration = collector.histogram(
             "loader_batch_seconds", ("loader",), "Loader batch call duration", LATENCY_BUCKETS, locked=False
         )
-        self._fallbacks = collector.counter(
+        self.fallbacks = collector.counter(
             "loader_fallbacks_total", ("loader", "reason"), "Loads answered by the fallback (timeout, error)"
         )
 
-    def load(self, outcome: str) -> None:
-        """One load() call: "hit" (request scope), "shared_hit" (shared cache) or "miss"."""
-        if outcome == "shared_hit":
-            self.shared_hits += 1
-            self.hits += 1
-            self.misses -= 1  # it was counted a miss when it joined the batch
-        elif outcome == "hit":
-            self.loads += 1
-            self.hits += 1
-        else:
-            self.loads += 1
-            self.misses += 1
-        self._loads.inc((self.name, outcome))
 
-    def batch(self, size: int, waits: list[float], seconds: float) -> None:
+class LoaderStats:
+    """Counters of one loader across every scope, and the families of `collector` they also feed."""
+
+    def __init__(self, name: str, collector: Collector | None) -> None:
+        self.name = name
+        self.collector = collector
+        self.hits = self.shared_hits = self.misses = 0
+        self._told = 0  # request-cache hits already added to the collector
+        self.batches = self.keys_loaded = 0
+        self.fallbacks = self.errors = self.timeouts = 0
+        self.sizes: deque[float] = deque(maxlen=RECENT)
+        self.waits: deque[float] = deque(maxlen=RECENT)
+        self.durations: deque[float] = deque(maxlen=RECENT)
+        self._label = (name,)
+        self._hit, self._miss, self._shared = (name, "hit"), (name, "miss"), (name, "shared_hit")
+        self._families: _Families | None = None  # made at the first batch: a Loader at import is free
+
+    @property
+    def f(self) -> _Families:
+        if self._families is None:
+            self._families = _Families(self.collector or default_collector())
+        return self._families
+
+    def flush(self) -> None:
+        """Tell the collector the hits counted since the last flush (loads add `hits += 1` only)."""
+        new = self.hits - self.shared_hits - self._told
+        if new:
+            self._told += new
+            self.f.loads.inc(self._hit, new)
+
+    def missed(self, n: int) -> None:
+        """`n` keys went to a batch (each was one load that found nothing in the request's cache)."""
+        self.misses += n
+        self.f.loads.inc(self._miss, n)
+
+    def shared_hit(self) -> None:
+        """One of those keys was answered by the shared cache after all."""
+        self.shared_hits += 1
+        self.hits += 1
+        self.misses -= 1
+        self.f.loads.inc(self._shared)
+        self.f.loads.inc(self._miss, -1)
+
+    def batch(self, size: int, wait: float, seconds: float) -> None:
+        """One batch call of `size` keys, whose oldest key waited `wait` s for it, lasting `seconds`."""
+        self.flush()
         self.batches += 1
         self.keys_loaded += size
         self.sizes.append(size)
         self.durations.append(seconds)
-        self._batches.inc(self._label)
-        self._size.observe(self._label, size)
-        self._duration.observe(self._label, seconds)
-        for w in waits:
-            self.waits.append(w)
-            self._wait.observe(self._label, w)
+        self.waits.append(wait)
+        self.f.batches.inc(self._label)
+        self.f.size.observe(self._label, size)
+        self.f.duration.observe(self._label, seconds)
+        self.f.wait.observe(self._label, wait)
 
     def failure(self, reason: str, fell_back: int) -> None:
         """A batch failed ("timeout" or "error"); `fell_back` of its keys got their fallback value."""
@@ -101,16 +126,17 @@ class LoaderStats:
             self.errors += 1
         if fell_back:
             self.fallbacks += fell_back
-            self._fallbacks.inc((self.name, reason), fell_back)
+            self.f.fallbacks.inc((self.name, reason), fell_back)
 
     def snapshot(self, pending: int = 0) -> dict[str, Any]:
+        self.flush()
         return {
             "name": self.name,
-            "loads": self.loads,
+            "loads": self.hits + self.misses,
             "hits": self.hits,
             "shared_hits": self.shared_hits,
             "misses": self.misses,
-            "hit_ratio": round(self.hits / self.loads, 4) if self.loads else 0.0,
+            "hit_ratio": round(self.hits / (self.hits + self.misses), 4) if self.hits + self.misses else 0.0,
             "batches": self.batches,
             "keys_loaded": self.keys_loaded,
             "batch_size": _summary(self.sizes),
