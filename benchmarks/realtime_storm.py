@@ -2,11 +2,13 @@
 process, each subscribing on connect; opens/s until every one is subscribed, and how many were refused.
 
     python benchmarks/realtime_storm.py [--connections 5000] [--channels same,distinct,resume]
-                                        [--src /path/to/perfkit/src] [--parallel 1000]
+                                        [--src /path/a/src,/path/b/src] [--parallel 1000]
 
 `same`: every connection on one channel; `distinct`: a channel each; `resume`: one channel, each
 connection resuming from an offset (a reconnect storm after a deploy: the history read path).
-`--src` runs the server on another checkout's sources (the before/after figure: main vs a branch).
+`--src a,b` runs the server on each checkout's sources in turn (the before/after figure: main vs a
+branch, in the same run); the server's CPU time per open (from /proc) is the figure the noise of a
+shared machine moves least.
 The server is benchmarks/realtime_peers/perfkit_app.py (uvloop, httptools, websockets-sansio) on
 `RT_BENCH_REDIS` (default redis://127.0.0.1:6379/14; its `bench:pk:` keys are deleted after); the
 clients run in this process. Bounded: every phase has a deadline, every process is stopped by pid.
@@ -46,7 +48,7 @@ def start_server(src: Path, port: int) -> subprocess.Popen[bytes]:
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(src), str(HERE)]),
         "RT_BENCH_REDIS": REDIS_URL,
-        "RT_BENCH_SETTINGS": "{}",
+        "RT_BENCH_SETTINGS": json.dumps({"heartbeat": 300}),  # the storm client answers no pings
     }
     cmd = [
         sys.executable, "-m", "uvicorn", "realtime_peers.perfkit_app:app", "--host", "127.0.0.1",
@@ -66,6 +68,12 @@ def start_server(src: Path, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("server did not listen within 30 s")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
@@ -75,7 +83,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=5)
 
 
-async def storm(port: int, n: int, mode: str, parallel: int, epoch: str) -> dict[str, Any]:
+async def storm(port: int, pid: int, n: int, mode: str, parallel: int, epoch: str) -> dict[str, Any]:
     """Open n connections (at most `parallel` handshakes at once), each subscribing; hold them all."""
     gate = asyncio.Semaphore(parallel)
     opened: list[Any] = []
@@ -95,26 +103,30 @@ async def storm(port: int, n: int, mode: str, parallel: int, epoch: str) -> dict
             request: dict[str, Any] = {"type": "subscribe", "channel": channel, "id": 1}
             if mode == "resume":
                 request.update(epoch=epoch, offset=1)
-            await ws.send(json.dumps(request))
-            while True:
-                frame = json.loads(await ws.recv())
-                if frame.get("type") == "subscribed":
-                    break
-                if frame.get("type") == "error":
-                    refused[frame["code"]] = refused.get(frame["code"], 0) + 1
-                    break
+            try:
+                await ws.send(json.dumps(request))
+                while True:
+                    frame = json.loads(await ws.recv())
+                    if frame.get("type") == "subscribed":
+                        break
+                    if frame.get("type") == "error":
+                        refused[frame["code"]] = refused.get(frame["code"], 0) + 1
+                        break
+            except Exception:
+                failed += 1
+                return
             opened.append(ws)
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds(pid)
     async with asyncio.timeout(DEADLINE):
         await asyncio.gather(*(one(i) for i in range(n)))
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, cpu_seconds(pid) - cpu
     await asyncio.gather(*(ws.close() for ws in opened), return_exceptions=True)
     subscribed = len(opened) - sum(refused.values())
     return {
         "mode": mode, "connections": n, "seconds": round(seconds, 2),
         "opens_per_s": round(subscribed / seconds), "subscribed": subscribed, "refused": refused,
-        "failed": failed,
+        "failed": failed, "server_cpu_ms_per_open": round(cpu * 1000 / n, 2),
     }  # fmt: skip
 
 
@@ -135,32 +147,37 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=5000)
     ap.add_argument("--channels", default="same,distinct,resume")
     ap.add_argument("--parallel", type=int, default=1000)
-    ap.add_argument("--src", type=Path, default=HERE.parent / "src")
+    ap.add_argument(
+        "--src", default=str(HERE.parent / "src"),
+        help="comma-separated source folders to compare (e.g. /work/main/src,src), run in turn per mode",
+    )  # fmt: skip
     args = ap.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     results = []
     for mode in args.channels.split(","):
-        port = free_port()
-        proc = start_server(args.src.resolve(), port)
-        try:
-            epoch = asyncio.run(seed(port)) if mode == "resume" else ""
-            results.append(asyncio.run(storm(port, args.connections, mode, args.parallel, epoch)))
-        finally:
-            stop(proc)
-            client = redis.Redis.from_url(REDIS_URL)
-            keys = list(client.scan_iter(f"{PREFIX}*"))
-            if keys:
-                client.delete(*keys)
-            client.close()
-        print(json.dumps(results[-1]), flush=True)
-    print(f"\nsrc: {args.src}")
-    print(f"{'mode':<10}{'connections':>12}{'seconds':>9}{'opens/s':>9}{'refused':>9}{'failed':>8}")
+        for src in args.src.split(","):
+            port = free_port()
+            proc = start_server(Path(src).resolve(), port)
+            try:
+                epoch = asyncio.run(seed(port)) if mode == "resume" else ""
+                found = asyncio.run(storm(port, proc.pid, args.connections, mode, args.parallel, epoch))
+            finally:
+                stop(proc)
+                client = redis.Redis.from_url(REDIS_URL)
+                keys = list(client.scan_iter(f"{PREFIX}*"))
+                if keys:
+                    client.delete(*keys)
+                client.close()
+            results.append({"src": src, **found})
+            print(json.dumps(results[-1]), flush=True)
+    print(f"\n{'src':<28}{'mode':<10}{'conns':>7}{'seconds':>9}{'opens/s':>9}{'cpu ms/open':>12}"
+          f"{'refused':>9}{'failed':>8}")  # fmt: skip
     for r in results:
         refused = sum(r["refused"].values())
         print(
-            f"{r['mode']:<10}{r['connections']:>12}{r['seconds']:>9}{r['opens_per_s']:>9}"
-            f"{refused:>9}{r['failed']:>8}"
+            f"{r['src'][-28:]:<28}{r['mode']:<10}{r['connections']:>7}{r['seconds']:>9}{r['opens_per_s']:>9}"
+            f"{r['server_cpu_ms_per_open']:>12}{refused:>9}{r['failed']:>8}"
         )
 
 

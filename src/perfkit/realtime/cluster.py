@@ -56,6 +56,10 @@ class ClusterBroker(RedisBroker):
         node = nodes.get_node_from_slot(self.client.keyslot(topic))
         return self._link(node.name, node_url(self.url, node.name))
 
+    async def _read(self, keys: list[str], args: list[Any]) -> Any:
+        # one at a time: redis-py's cluster pipeline refuses scripts (EVALSHA)
+        return await self._run(lambda: self.history_script(keys=keys, args=args))
+
     async def _reload(self) -> Any:
         """Read the slot map again (a failover moved slots); None while no node answers."""
         if self.slot_map is None:

@@ -48,6 +48,8 @@ class Link:
         self.link_up = asyncio.Event()
         self.reconnects = 0
         self.tasks: set[asyncio.Task[None]] = set()
+        self.outgoing: set[str] = set()  # subscribes to send in the next command
+        self.sender: asyncio.Task[None] | None = None
         self.unsubscribing: set[str] = set()  # our own unsubscribes, whose confirmations are not drops
         kinds = ("message", "subscribe", "unsubscribe")
         self.kind_message, self.kind_subscribe, self.kind_unsubscribe = (
@@ -74,12 +76,32 @@ class Link:
                     future = self.waiting[topic] = asyncio.get_running_loop().create_future()
                 if self.pubsub is None:
                     raise ConnectionError("the pub/sub link dropped")
-                await self._send(self.pubsub, [topic])
+                self.outgoing.add(topic)
+                if self.sender is None or self.sender.done():
+                    self.sender = asyncio.get_running_loop().create_task(self._send_outgoing())
                 await asyncio.shield(future)  # confirmed: every later publish of the topic arrives
         except BaseException:
             self.topics.discard(topic)
             self.waiting.pop(topic, None)
             raise
+
+    async def _send_outgoing(self) -> None:
+        """The subscribes asked for in one turn of the loop, in one command (a storm of subscribes to
+        different channels: one write, not one per channel)."""
+        await asyncio.sleep(0)
+        while self.outgoing:
+            topics = sorted(self.outgoing)
+            self.outgoing.clear()
+            try:
+                if self.pubsub is None:
+                    raise ConnectionError("the pub/sub link dropped")
+                await self._send(self.pubsub, topics)
+            except Exception as exc:
+                for topic in topics:
+                    future = self.waiting.get(topic)
+                    if future is not None and not future.done():
+                        future.set_exception(exc)
+                        future.exception()  # retrieved: its subscribe re-raises it
 
     def adopt(self, topic: str) -> None:
         """Hold `topic` from now on (it moved here from another node's link); once the node confirms it,
@@ -200,6 +222,8 @@ class Link:
             logger.debug("realtime: closing the pub/sub link failed", exc_info=True)
 
     async def close(self) -> None:
+        if self.sender is not None:
+            self.tasks.add(self.sender)
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

@@ -14,7 +14,9 @@ one read. While Redis is unreachable the queue fails at once instead of making e
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from perfkit.backends import BackendURL
@@ -36,6 +38,7 @@ ERRORS = ErrorPolicy(
 TIMEOUT = 2.0  # seconds for a command (publish, history, ping), once it has a connection
 QUEUE_WAIT = 30.0  # seconds a command waits for one of the POOL connections before it is refused
 POOL = 4  # command connections per process (per node on a cluster)
+BATCH = 200  # history reads per pipeline
 PUBSUB_OPTIONS = ClientOptions(socket_timeout=None, connect_timeout=TIMEOUT, no_retries=True)
 
 
@@ -68,6 +71,8 @@ class RedisBroker:
         self.client = make_client(url, options)
         self.slots = asyncio.Semaphore(POOL)
         self.reads: dict[tuple[str, int | None], asyncio.Future[History]] = {}  # shared in-flight reads
+        self.batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []  # reads to send
+        self.flusher: asyncio.Task[None] | None = None
         self.reachable = True  # False after a command found Redis unreachable, until one succeeds
         self.publish_script = self.client.register_script(PUBLISH_LUA)
         self.history_script = self.client.register_script(HISTORY_LUA)
@@ -99,7 +104,9 @@ class RedisBroker:
     def _channel(self, topic: str) -> str:
         return topic[len(self.prefix) + 1 : -1]
 
-    async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    async def _run(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """`call()` on one of the POOL connections, waiting for one in the queue; driver errors
+        translated, Redis unreachable: refused at once."""
         try:
             async with asyncio.timeout(QUEUE_WAIT):
                 await self.slots.acquire()
@@ -111,7 +118,7 @@ class RedisBroker:
             if not self.reachable and not self.connected():  # an outage: fail now, not one timeout each
                 raise BackendUnavailableError(f"realtime Redis at {self.translate.where} unavailable")
             async with asyncio.timeout(TIMEOUT):
-                found = await script(keys=keys, args=args)
+                found = await call()
             self.reachable = True
             return found
         except BackendUnavailableError:
@@ -123,13 +130,50 @@ class RedisBroker:
         finally:
             self.slots.release()
 
+    async def _read(self, keys: list[str], args: list[Any]) -> Any:
+        """Run the history script, in one pipeline with the other reads of the same moment (a storm of
+        subscribes to different channels: one write and one round trip per batch, not per channel)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.batch.append((keys, args, future))
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.get_running_loop().create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)  # the reads asked for in this turn of the loop join the batch
+        while self.batch:
+            items, self.batch = self.batch[:BATCH], self.batch[BATCH:]
+            replies: list[Any] = []
+            try:
+                replies = await self._run(functools.partial(self._pipeline, items))
+            except Exception as exc:
+                replies = [exc] * len(items)
+            finally:
+                if not replies:  # cancelled (the broker closes): nobody waits for ever
+                    for *_, future in items:
+                        future.cancel()
+            for (_, _, future), reply in zip(items, replies, strict=True):
+                if future.done():
+                    continue
+                if isinstance(reply, Exception):
+                    future.set_exception(self.translate(reply))
+                else:
+                    future.set_result(reply)
+
+    async def _pipeline(self, items: list[tuple[list[str], list[Any], Any]]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for keys, args, _ in items:
+            await self.history_script(keys=keys, args=args, client=pipe)
+        return list(await pipe.execute(raise_on_error=False))
+
     async def publish(self, channel: str, data_json: str) -> Entry:
         c = self.config
         args = [
             encode(channel).decode(), data_json, c.history_size, int(c.history_ttl * 1000),
             int(c.meta_ttl * 1000), self._topic(channel), new_epoch(), self.publish_command,
         ]  # fmt: skip
-        epoch, offset, ms = await self._run(self.publish_script, self._keys(channel), args)
+        keys = self._keys(channel)
+        epoch, offset, ms = await self._run(lambda: self.publish_script(keys=keys, args=args))
         return Entry(_text(epoch), int(offset), int(ms) / 1000, "")  # the frame goes out by pub/sub
 
     async def history(self, channel: str, since: int | None) -> History:
@@ -149,7 +193,7 @@ class RedisBroker:
 
     async def _history(self, channel: str, since: int | None) -> History:
         args = [-1 if since is None else since, new_epoch(), int(self.config.meta_ttl * 1000)]
-        raw_epoch, last, now_ms, raw = await self._run(self.history_script, self._keys(channel), args)
+        raw_epoch, last, now_ms, raw = await self._read(self._keys(channel), args)
         epoch = _text(raw_epoch)
         entries = [_parse(epoch, item) for item in raw]
         kept, complete = select(entries, since, int(last), int(now_ms) / 1000, self.config.history_ttl)
@@ -210,6 +254,11 @@ class RedisBroker:
         link.adopt(topic)  # one node: it can only have been a restart; hold it again
 
     async def close(self) -> None:
+        if self.flusher is not None:
+            self.flusher.cancel()
+            await asyncio.gather(self.flusher, return_exceptions=True)
+        for *_, future in self.batch:
+            future.cancel()
         for link in [*self._links(), *self.retired]:
             await link.close()
             await close_client(link.client)
