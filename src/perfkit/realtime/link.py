@@ -45,6 +45,7 @@ class Link:
         self.pubsub: PubSub | None = None
         self.reader: asyncio.Task[None] | None = None
         self.up = False
+        self.failing = False  # the last connect failed: subscribes are refused at once until one works
         self.link_up = asyncio.Event()
         self.reconnects = 0
         self.tasks: set[asyncio.Task[None]] = set()
@@ -69,6 +70,8 @@ class Link:
         self.topics.add(topic)
         self.unsubscribing.discard(topic)
         try:
+            if self.failing and not self.up:
+                raise ConnectionError(f"Redis pub/sub at {self.where} is unreachable (reconnecting)")
             async with asyncio.timeout(CONFIRM):
                 await self.link_up.wait()  # the first subscribe waits for the link; node down: unavailable
                 future = self.waiting.get(topic)
@@ -159,13 +162,14 @@ class Link:
             try:
                 self.pubsub = await self._connect()
             except Exception as exc:
+                self.failing = True
                 logger.warning("realtime: Redis pub/sub at %s unavailable (%s); retrying", self.where, exc)
                 if not await self.owner.unreachable(self):
                     return
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(BACKOFF[1], delay * 2)
                 continue
-            self.up = True
+            self.up, self.failing = True, False
             self.link_up.set()
             since = asyncio.get_running_loop().time()
             if not first:
