@@ -161,10 +161,10 @@ class RedisBroker:
                     future.set_result(reply)
 
     async def _pipeline(self, items: list[tuple[list[str], list[Any], Any]]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for keys, args, _ in items:
-            await self.history_script(keys=keys, args=args, client=pipe)
-        return list(await pipe.execute(raise_on_error=False))
+        async with self.client.pipeline(transaction=False) as pipe:
+            for keys, args, _ in items:
+                await self.history_script(keys=keys, args=args, client=pipe)
+            return list(await pipe.execute(raise_on_error=False))
 
     async def publish(self, channel: str, data_json: str) -> Entry:
         c = self.config
