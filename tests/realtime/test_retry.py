@@ -5,6 +5,7 @@ while its Redis (persistent, the test's own) is down, then Redis comes back."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -24,45 +25,44 @@ def _refusals(client: Client | SseClient) -> int:
     return sum(f.get("type") == "error" and f.get("code") == "unavailable" for f in client.frames)
 
 
-@pytest.mark.parametrize("transport", ["ws", "sse"])
 async def test_refused_subscribe_is_retried_from_the_last_offset(
-    transport: str, own_redis: Callable[[bool], OwnRedis], process_servers: Callable[..., ProcessServer]
+    own_redis: Callable[[bool], OwnRedis], process_servers: Callable[..., ProcessServer]
 ) -> None:
-    """The server restarts while Redis is down: the client's resubscribe is refused `unavailable`, it
-    tries again with backoff, and once Redis is back it gets what was published meanwhile (replayed
-    from its last offset), in order, once, with no resync."""
+    """The server restarts while Redis is down: the resubscribes of a WebSocket and an SSE client are
+    refused `unavailable`, each tries again with backoff, and once Redis is back each gets what was
+    published meanwhile (replayed from its last offset), in order, once, with no resync."""
     redis_server = own_redis(True)
     server = process_servers(redis_server.url, batch_window=0)
     publisher = Hub(redis_server.url)
-    options = {"channels": ["room:u"], "backoff": (0.1, 1.0), "retries": 40}
-    client: Client | SseClient = (
-        Client(f"{server.ws}?token=alice", **options)  # type: ignore[arg-type]
-        if transport == "ws"
-        else SseClient(f"{server.http}/events?token=alice", **options)  # type: ignore[arg-type]
-    )
+    options: dict[str, Any] = {"channels": ["room:u"], "backoff": (0.1, 1.0), "retries": 40}
+    ws = Client(f"{server.ws}?token=alice", **options)
+    sse = SseClient(f"{server.http}/events?token=alice", **options)
     try:
-        async with client:
-            await subscribed(client, "room:u")
+        async with ws, sse:
+            await subscribed(ws, "room:u")
+            await subscribed(sse, "room:u")
             await publisher.publish("room:u", 1)
-            first = await collect(client, 1)
+            first = {c: await collect(c, 1) for c in (ws, sse)}
             redis_server.stop()
             server.kill()
             again = start_server(redis_server.url, port=server.port, batch_window=0)
             try:
-                await eventually(
-                    lambda: _seen_refusal(client), timeout=20, what="a refusal", max_interval=0.05
-                )
+                for client in (ws, sse):
+                    await eventually(
+                        lambda c=client: _seen_refusal(c), timeout=20, what="a refusal", max_interval=0.05
+                    )
                 redis_server.start()
                 await publish_when_up(publisher, "room:u", [2, 3])
-                rest = await collect(client, 2, wait=30)
+                rest = {c: await collect(c, 2, wait=30) for c in (ws, sse)}
             finally:
                 again.stop()
     finally:
         await publisher.close()
-    events = first + rest
-    assert all(isinstance(e, Message) for e in events), events
-    assert [e.data for e in events] == [1, 2, 3] and [e.offset for e in events] == [1, 2, 3]
-    assert len({e.epoch for e in events}) == 1
+    for client in (ws, sse):
+        events = first[client] + rest[client]
+        assert all(isinstance(e, Message) for e in events), events
+        assert [e.data for e in events] == [1, 2, 3] and [e.offset for e in events] == [1, 2, 3]
+        assert len({e.epoch for e in events}) == 1
 
 
 async def _seen_refusal(client: Client | SseClient) -> bool:
