@@ -50,15 +50,15 @@ class ClusterBroker(RedisBroker):
 
     async def _link_for(self, channel: str) -> Link:
         nodes = await self._nodes()
-        return self._owner_link(nodes, self._topic(channel))
+        return self._owner_link(nodes, self.topic(channel))
 
     def _owner_link(self, nodes: Any, topic: str) -> Link:
         node = nodes.get_node_from_slot(self.client.keyslot(topic))
-        return self._link(node.name, node_url(self.url, node.name))
+        return self.link_to(node.name, node_url(self.url, node.name))
 
     async def _read(self, keys: list[str], args: list[Any]) -> Any:
         # one at a time: redis-py's cluster pipeline refuses scripts (EVALSHA)
-        return await self._run(lambda: self.history_script(keys=keys, args=args))
+        return await self.run(lambda: self.history_script(keys=keys, args=args))
 
     async def _reload(self) -> Any:
         """Read the slot map again (a failover moved slots); None while no node answers."""
@@ -99,7 +99,7 @@ class ClusterBroker(RedisBroker):
 
     async def _move(self, link: Link, topic: str) -> None:
         nodes = await self._reload()
-        if self._channel(topic) not in self.channels:
+        if self.channel_of(topic) not in self.channels:
             return  # unsubscribed meanwhile
         owner = link if nodes is None else self._owner_link(nodes, topic)
         owner.adopt(topic)

@@ -82,7 +82,7 @@ class RedisBroker:
         self.links: dict[str, Link] = {}  # one per node, by name
         self.retired: list[Link] = []  # links of nodes that left the cluster, closed with the broker
 
-    def _link(self, name: str, url: BackendURL) -> Link:
+    def link_to(self, name: str, url: BackendURL) -> Link:
         """The pub/sub link to node `name`, made on first use; its reads wait as long as there is nothing
         to read (get_message has its own timeout)."""
         link = self.links.get(name)
@@ -98,13 +98,13 @@ class RedisBroker:
     def _keys(self, channel: str) -> list[str]:
         return [f"{self.prefix}{{{channel}}}:meta", f"{self.prefix}{{{channel}}}:h"]
 
-    def _topic(self, channel: str) -> str:
+    def topic(self, channel: str) -> str:
         return f"{self.prefix}{{{channel}}}"
 
-    def _channel(self, topic: str) -> str:
+    def channel_of(self, topic: str) -> str:
         return topic[len(self.prefix) + 1 : -1]
 
-    async def _run(self, call: Callable[[], Awaitable[Any]]) -> Any:
+    async def run(self, call: Callable[[], Awaitable[Any]]) -> Any:
         """`call()` on one of the POOL connections, waiting for one in the queue; driver errors
         translated, Redis unreachable: refused at once."""
         try:
@@ -145,7 +145,7 @@ class RedisBroker:
             items, self.batch = self.batch[:BATCH], self.batch[BATCH:]
             replies: list[Any] = []
             try:
-                replies = await self._run(functools.partial(self._pipeline, items))
+                replies = await self.run(functools.partial(self._pipeline, items))
             except Exception as exc:
                 replies = [exc] * len(items)
             finally:
@@ -170,10 +170,10 @@ class RedisBroker:
         c = self.config
         args = [
             encode(channel).decode(), data_json, c.history_size, int(c.history_ttl * 1000),
-            int(c.meta_ttl * 1000), self._topic(channel), new_epoch(), self.publish_command,
+            int(c.meta_ttl * 1000), self.topic(channel), new_epoch(), self.publish_command,
         ]  # fmt: skip
         keys = self._keys(channel)
-        epoch, offset, ms = await self._run(lambda: self.publish_script(keys=keys, args=args))
+        epoch, offset, ms = await self.run(lambda: self.publish_script(keys=keys, args=args))
         return Entry(_text(epoch), int(offset), int(ms) / 1000, "")  # the frame goes out by pub/sub
 
     async def history(self, channel: str, since: int | None) -> History:
@@ -201,13 +201,13 @@ class RedisBroker:
 
     async def _link_for(self, channel: str) -> Link:
         """The link that carries `channel` (one node: its only link)."""
-        return self._link(self.url.redacted(), self.url)
+        return self.link_to(self.url.redacted(), self.url)
 
     async def subscribe(self, channel: str) -> None:
         self.channels.add(channel)
         try:
             link = await self._link_for(channel)
-            await link.subscribe(self._topic(channel))
+            await link.subscribe(self.topic(channel))
         except Exception as exc:
             self.channels.discard(channel)
             self.translate.reraise(exc)
@@ -215,8 +215,8 @@ class RedisBroker:
     async def unsubscribe(self, channel: str) -> None:
         self.channels.discard(channel)
         for link in self._links():
-            if self._topic(channel) in link.topics:
-                await link.unsubscribe(self._topic(channel))
+            if self.topic(channel) in link.topics:
+                await link.unsubscribe(self.topic(channel))
 
     def _links(self) -> list[Link]:
         return list(self.links.values())
@@ -239,7 +239,7 @@ class RedisBroker:
     def message(self, topic: str, payload: bytes | str) -> None:
         epoch, _, rest = _text(payload).partition(":")
         if self._deliver is not None:
-            self._deliver(self._channel(topic), _parse(epoch, rest))
+            self._deliver(self.channel_of(topic), _parse(epoch, rest))
 
     def came_back(self, link: Link) -> None:
         self.reachable = True
