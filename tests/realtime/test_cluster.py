@@ -102,9 +102,10 @@ async def _owner(cluster: LocalCluster, topic: str) -> int:
 
 
 async def test_no_loss_across_a_primary_failover(tmp_path: Path, process_servers: Any) -> None:
-    """The primary that owns a channel dies (SIGKILL) and its replica takes over: the server's pub/sub
-    link moves to the new primary and fills the gap from the (replicated) history: every message
-    published before and after the failover arrives once, in order, under the same epoch."""
+    """The primary that owns a channel dies (SIGKILL) and its replica takes over: the hub is unhealthy
+    until then; the server's pub/sub link moves to the new primary and fills the gap from the
+    (replicated) history: every message published before and after the failover arrives once, in
+    order, under the same epoch."""
     cluster = start_cluster(tmp_path, replicas=1)
     publisher = Hub(cluster.url)
     try:
@@ -116,7 +117,9 @@ async def test_no_loss_across_a_primary_failover(tmp_path: Path, process_servers
             index = await _owner(cluster, "perfkit:rt:{room:f}")
             assert "1" in cli(cluster.ports[index], "WAIT", "1", "2000")  # the replica has the history
             cluster.kill_node(index)
+            assert not (await publisher.health())["ok"]  # every primary is pinged, the dead one too
             await publish_when_up(publisher, "room:f", list(range(10, 20)))
+            await eventually(lambda: _healthy(publisher), timeout=10, what="healthy after the failover")
             after = await collect(client, 10, wait=20)
             await publisher.publish("room:f", "end")
             tail = await client.next(10)
@@ -160,6 +163,10 @@ async def test_node_restart_without_its_data_is_a_resync(
     assert isinstance(resync, Resync) and resync.reason == "epoch" and resync.epoch != old.epoch
     assert all(isinstance(e, Message) and e.epoch == resync.epoch for e in events), events
     assert [e.offset for e in events] == list(range(resync.offset + 1, 3))
+
+
+async def _healthy(hub: Hub) -> bool:
+    return bool((await hub.health())["ok"])
 
 
 async def _cluster_ok(cluster: LocalCluster) -> bool:

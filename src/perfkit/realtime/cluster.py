@@ -22,6 +22,8 @@ import asyncio
 import logging
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
+
 from perfkit.backends import BackendURL
 from perfkit.realtime.config import HubConfig
 from perfkit.realtime.link import Link
@@ -55,6 +57,14 @@ class ClusterBroker(RedisBroker):
     def _owner_link(self, nodes: Any, topic: str) -> Link:
         node = nodes.get_node_from_slot(self.client.keyslot(topic))
         return self.link_to(node.name, node_url(self.url, node.name))
+
+    async def ping(self) -> None:
+        """Every primary answers (redis-py's cluster PING asks one node only)."""
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                await self.client.ping(target_nodes=RedisCluster.PRIMARIES)
+        except Exception as exc:
+            self.translate.reraise(exc)
 
     async def _read(self, keys: list[str], args: list[Any]) -> Any:
         # one at a time: redis-py's cluster pipeline refuses scripts (EVALSHA)
