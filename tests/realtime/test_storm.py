@@ -47,7 +47,8 @@ async def test_a_storm_of_subscribes_is_served_without_refusals(
     a channel each (their reads pipelined), 100 resuming one channel from an offset (each gets the one
     message it missed); all subscribed, none refused, within the bound."""
     redis_server = own_redis(False)
-    server = process_servers(redis_server.url, batch_window=0)
+    # a history long enough for a storm on a loaded machine (the resumes read it after the storm began)
+    server = process_servers(redis_server.url, batch_window=0, history_ttl=120)
     published = await server.publish("resume", "first", "missed")
     epoch = published["epoch"]
     raw = redis.Redis.from_url(redis_server.url)

@@ -19,6 +19,7 @@ instead of one per process, and following slots as they move, which this module 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -27,7 +28,7 @@ from redis.asyncio.cluster import RedisCluster
 from perfkit.backends import BackendURL
 from perfkit.realtime.config import HubConfig
 from perfkit.realtime.link import Link
-from perfkit.realtime.redis import TIMEOUT, RedisBroker
+from perfkit.realtime.redis import TIMEOUT, Read, RedisBroker
 from perfkit.redisclient import node_url
 
 logger = logging.getLogger("perfkit.realtime")
@@ -66,9 +67,12 @@ class ClusterBroker(RedisBroker):
         except Exception as exc:
             self.translate.reraise(exc)
 
-    async def _read(self, keys: list[str], args: list[Any]) -> Any:
-        # one at a time: redis-py's cluster pipeline refuses scripts (EVALSHA)
-        return await self.run(lambda: self.history_script(keys=keys, args=args))
+    async def _send_reads(self, items: list[Read]) -> list[Any]:
+        # one command each, at once: redis-py's cluster pipeline refuses scripts (EVALSHA)
+        return await asyncio.gather(
+            *(self.run(functools.partial(self.history_script, keys=k, args=a)) for k, a, _ in items),
+            return_exceptions=True,
+        )
 
     async def _reload(self) -> Any:
         """Read the slot map again (a failover moved slots); None while no node answers."""

@@ -20,7 +20,8 @@ from redis.asyncio.client import PubSub
 logger = logging.getLogger("perfkit.realtime")
 BACKOFF = (0.05, 2.0)  # first and longest wait between reconnects
 STEADY = 1.0  # seconds a link must last for the next reconnect to start from the shortest wait
-CONFIRM = 2.0  # seconds a subscribe waits for the link, then for the node's confirmation
+CONFIRM = 2.0  # seconds an unsubscribe waits for the node
+BUSY = 30.0  # seconds a subscribe waits for a link being connected, then for the node's confirmation
 
 
 class Owner(Protocol):
@@ -46,7 +47,7 @@ class Link:
         self.reader: asyncio.Task[None] | None = None
         self.up = False
         self.failing = False  # the last connect failed: subscribes are refused at once until one works
-        self.link_up = asyncio.Event()
+        self.attempts = asyncio.Condition()  # notified after each connect attempt
         self.reconnects = 0
         self.tasks: set[asyncio.Task[None]] = set()
         self.outgoing: set[str] = set()  # subscribes to send in the next command
@@ -70,23 +71,39 @@ class Link:
         self.topics.add(topic)
         self.unsubscribing.discard(topic)
         try:
-            if self.failing and not self.up:
-                raise ConnectionError(f"Redis pub/sub at {self.where} is unreachable (reconnecting)")
-            async with asyncio.timeout(CONFIRM):
-                await self.link_up.wait()  # the first subscribe waits for the link; node down: unavailable
-                future = self.waiting.get(topic)
-                if future is None or future.done():
-                    future = self.waiting[topic] = asyncio.get_running_loop().create_future()
-                if self.pubsub is None:
-                    raise ConnectionError("the pub/sub link dropped")
-                self.outgoing.add(topic)
-                if self.sender is None or self.sender.done():
-                    self.sender = asyncio.get_running_loop().create_task(self._send_outgoing())
-                await asyncio.shield(future)  # confirmed: every later publish of the topic arrives
+            if not self.up:  # the first subscribe waits for the link; node down: unavailable, at once
+                async with asyncio.timeout(BUSY), self.attempts:
+                    await self.attempts.wait_for(lambda: self.up or self.failing)
+                if not self.up:
+                    raise ConnectionError(f"Redis pub/sub at {self.where} is unreachable (reconnecting)")
+            future = self.waiting.get(topic)
+            if future is None or future.done():
+                future = self.waiting[topic] = asyncio.get_running_loop().create_future()
+            if self.pubsub is None:
+                raise ConnectionError("the pub/sub link dropped")
+            self.outgoing.add(topic)
+            if self.sender is None or self.sender.done():
+                self.sender = asyncio.get_running_loop().create_task(self._send_outgoing())
+            # confirmed: every later publish of the topic arrives. A busy node (a storm of subscribes)
+            # is waited for; a link that drops fails the wait at once (see `_fail_waiting`)
+            async with asyncio.timeout(BUSY):
+                await asyncio.shield(future)
         except BaseException:
             self.topics.discard(topic)
             self.waiting.pop(topic, None)
             raise
+
+    async def _attempted(self) -> None:
+        async with self.attempts:
+            self.attempts.notify_all()
+
+    def _fail_waiting(self) -> None:
+        """The link dropped: the subscribes waiting for a confirmation fail now (`unavailable`)."""
+        waiting, self.waiting = self.waiting, {}
+        for future in waiting.values():
+            if not future.done():
+                future.set_exception(ConnectionError(f"the pub/sub link to {self.where} dropped"))
+                future.exception()  # retrieved: its subscribe re-raises it
 
     async def _send_outgoing(self) -> None:
         """The subscribes asked for in one turn of the loop, in one command (a storm of subscribes to
@@ -163,6 +180,7 @@ class Link:
                 self.pubsub = await self._connect()
             except Exception as exc:
                 self.failing = True
+                await self._attempted()
                 logger.warning("realtime: Redis pub/sub at %s unavailable (%s); retrying", self.where, exc)
                 if not await self.owner.unreachable(self):
                     return
@@ -170,7 +188,7 @@ class Link:
                 delay = min(BACKOFF[1], delay * 2)
                 continue
             self.up, self.failing = True, False
-            self.link_up.set()
+            await self._attempted()
             since = asyncio.get_running_loop().time()
             if not first:
                 self.reconnects += 1
@@ -184,7 +202,7 @@ class Link:
                 logger.warning("realtime: Redis pub/sub link to %s lost (%s); reconnecting", self.where, exc)
             finally:
                 self.up = False
-                self.link_up.clear()
+                self._fail_waiting()
                 await self._drop(self.pubsub)
                 self.pubsub = None
             if not await self.owner.unreachable(self):

@@ -7,8 +7,9 @@ Key names live here and nowhere else: per channel `c`, `<prefix>{c}:meta` (epoch
 keys and its pub/sub channel in one cluster slot).
 
 Commands (publish, history reads) take one of `POOL` connections; a burst (a storm of subscribes)
-waits its turn in a queue instead of being refused, and readers of the same channel and offset share
-one read. While Redis is unreachable the queue fails at once instead of making each one wait.
+waits its turn in a queue instead of being refused; the history reads of one turn of the event loop
+go out in one pipeline, once per channel and offset. While Redis is unreachable the queue fails at
+once instead of making each one wait.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ BATCH = 200  # history reads per pipeline
 PUBSUB_OPTIONS = ClientOptions(socket_timeout=None, connect_timeout=TIMEOUT, no_retries=True)
 
 
+ReadKey = tuple[str, int | None]  # (channel, since)
+Read = tuple[list[str], list[Any], "asyncio.Future[Any]"]  # (keys, args, its answer)
+
+
 def _parse(epoch: str, raw: bytes | str) -> Entry:
     """An entry of the history list or (after its epoch) of a pub/sub payload: `<offset>:<ms>:<frame>`."""
     text = raw.decode() if isinstance(raw, bytes) else raw
@@ -70,8 +75,7 @@ class RedisBroker:
         )  # fmt: skip
         self.client = make_client(url, options)
         self.slots = asyncio.Semaphore(POOL)
-        self.reads: dict[tuple[str, int | None], asyncio.Future[History]] = {}  # shared in-flight reads
-        self.batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []  # reads to send
+        self.batch: dict[ReadKey, Read] = {}  # history reads to send, by (channel, since)
         self.flusher: asyncio.Task[None] | None = None
         self.reachable = True  # False after a command found Redis unreachable, until one succeeds
         self.publish_script = self.client.register_script(PUBLISH_LUA)
@@ -130,22 +134,29 @@ class RedisBroker:
         finally:
             self.slots.release()
 
-    async def _read(self, keys: list[str], args: list[Any]) -> Any:
-        """Run the history script, in one pipeline with the other reads of the same moment (a storm of
-        subscribes to different channels: one write and one round trip per batch, not per channel)."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.batch.append((keys, args, future))
-        if self.flusher is None or self.flusher.done():
-            self.flusher = asyncio.get_running_loop().create_task(self._flush())
-        return await future
+    async def _read(self, key: ReadKey, keys: list[str], args: list[Any]) -> Any:
+        """Run the history script with the other reads asked for in the same turn of the loop: in one
+        pipeline (a storm of subscribes to different channels: one write and one round trip per batch,
+        not per channel), and once for readers of the same channel and offset. Only readers that ask
+        before the batch is sent share it: a read already sent may predate a message that a reader
+        who joined the channel's fan-out later has not received."""
+        queued = self.batch.get(key)
+        if queued is None:
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self.batch[key] = (keys, args, future)
+            if self.flusher is None or self.flusher.done():
+                self.flusher = asyncio.get_running_loop().create_task(self._flush())
+        else:
+            future = queued[2]
+        return await asyncio.shield(future)
 
     async def _flush(self) -> None:
         await asyncio.sleep(0)  # the reads asked for in this turn of the loop join the batch
         while self.batch:
-            items, self.batch = self.batch[:BATCH], self.batch[BATCH:]
+            items = [self.batch.pop(key) for key in list(self.batch)[:BATCH]]
             replies: list[Any] = []
             try:
-                replies = await self.run(functools.partial(self._pipeline, items))
+                replies = await self._send_reads(items)
             except Exception as exc:
                 replies = [exc] * len(items)
             finally:
@@ -157,10 +168,17 @@ class RedisBroker:
                     continue
                 if isinstance(reply, Exception):
                     future.set_exception(self.translate(reply))
+                    future.exception()  # retrieved: its readers (if any are left) re-raise it
+                elif isinstance(reply, BaseException):
+                    future.cancel()
                 else:
                     future.set_result(reply)
 
-    async def _pipeline(self, items: list[tuple[list[str], list[Any], Any]]) -> list[Any]:
+    async def _send_reads(self, items: list[Read]) -> list[Any]:
+        """The replies (or errors) of a batch of reads, in order: one node, one pipeline."""
+        return list(await self.run(functools.partial(self._pipeline, items)))
+
+    async def _pipeline(self, items: list[Read]) -> list[Any]:
         async with self.client.pipeline(transaction=False) as pipe:
             for keys, args, _ in items:
                 await self.history_script(keys=keys, args=args, client=pipe)
@@ -177,23 +195,8 @@ class RedisBroker:
         return Entry(_text(epoch), int(offset), int(ms) / 1000, "")  # the frame goes out by pub/sub
 
     async def history(self, channel: str, since: int | None) -> History:
-        """One read per (channel, since) at a time: concurrent readers of the same share its answer."""
-        key = (channel, since)
-        shared = self.reads.get(key)
-        if shared is None:
-            shared = self.reads[key] = asyncio.get_running_loop().create_future()
-            try:
-                shared.set_result(await self._history(channel, since))
-            except BaseException as exc:
-                shared.set_exception(exc)
-                shared.exception()  # retrieved: the waiters (if any) re-raise it
-            finally:
-                del self.reads[key]
-        return await asyncio.shield(shared)
-
-    async def _history(self, channel: str, since: int | None) -> History:
         args = [-1 if since is None else since, new_epoch(), int(self.config.meta_ttl * 1000)]
-        raw_epoch, last, now_ms, raw = await self._read(self._keys(channel), args)
+        raw_epoch, last, now_ms, raw = await self._read((channel, since), self._keys(channel), args)
         epoch = _text(raw_epoch)
         entries = [_parse(epoch, item) for item in raw]
         kept, complete = select(entries, since, int(last), int(now_ms) / 1000, self.config.history_ttl)
@@ -257,7 +260,7 @@ class RedisBroker:
         if self.flusher is not None:
             self.flusher.cancel()
             await asyncio.gather(self.flusher, return_exceptions=True)
-        for *_, future in self.batch:
+        for *_, future in self.batch.values():
             future.cancel()
         for link in [*self._links(), *self.retired]:
             await link.close()
