@@ -82,6 +82,14 @@ class LocalCluster:
         self.procs.append(_server(port, workdir))
         return port
 
+    def restart_node(self, index: int, workdir: Path) -> None:
+        """Stop one node (SIGTERM) and start it again on its port, with its cluster identity
+        (nodes-<port>.conf) and without its data (no persistence)."""
+        proc = self.procs[index]
+        proc.terminate()
+        proc.wait(timeout=10)
+        self.procs[index] = _server(self.ports[index], workdir)
+
     def kill_node(self, index: int) -> None:
         """Stop one node for good (a crashed primary)."""
         proc = self.procs[index]
@@ -89,12 +97,13 @@ class LocalCluster:
         proc.wait(timeout=10)
 
 
-def start_cluster(workdir: Path, nodes: int = NODES) -> LocalCluster:
-    """Start `nodes` primaries (no replicas) in `workdir` and return once the cluster is ok."""
+def start_cluster(workdir: Path, nodes: int = NODES, replicas: int = 0) -> LocalCluster:
+    """Start `nodes` primaries, each with `replicas` replicas, in `workdir`; returns once the cluster
+    is ok (and every replica is in sync with its primary)."""
     for attempt in range(3):  # a port taken between choosing it and binding it: choose again
-        cluster = LocalCluster(_free_ports(nodes))
+        cluster = LocalCluster(_free_ports(nodes * (1 + replicas)))
         try:
-            _start(cluster, workdir)
+            _start(cluster, workdir, replicas)
             return cluster
         except RuntimeError:
             cluster.stop()
@@ -103,14 +112,14 @@ def start_cluster(workdir: Path, nodes: int = NODES) -> LocalCluster:
     raise RuntimeError("could not start a local Redis Cluster on free ports")
 
 
-def _start(cluster: LocalCluster, workdir: Path) -> None:
+def _start(cluster: LocalCluster, workdir: Path, replicas: int = 0) -> None:
     for port in cluster.ports:
         cluster.procs.append(_server(port, workdir))  # each returns once it accepts connections
     created = subprocess.run(
         [
             "redis-cli", "--cluster", "create",
             *(f"127.0.0.1:{p}" for p in cluster.ports),
-            "--cluster-replicas", "0", "--cluster-yes",
+            "--cluster-replicas", str(replicas), "--cluster-yes",
         ],
         capture_output=True,
         text=True,
@@ -123,6 +132,19 @@ def _start(cluster: LocalCluster, workdir: Path) -> None:
         lambda: all("cluster_state:ok" in _cli(p, "CLUSTER", "INFO") for p in cluster.ports),
         "cluster_state:ok",
     )
+    if replicas:
+        _wait(
+            lambda: (
+                all(
+                    "master_link_status:up" in info
+                    for info in (_cli(p, "INFO", "replication") for p in cluster.ports)
+                    if "role:slave" in info
+                )
+                and sum("role:slave" in _cli(p, "INFO", "replication") for p in cluster.ports)
+                == len(cluster.ports) - len(cluster.ports) // (1 + replicas)
+            ),
+            "replicas in sync",
+        )
 
 
 def _server(port: int, workdir: Path) -> subprocess.Popen[bytes]:

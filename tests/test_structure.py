@@ -23,11 +23,12 @@ ROOT = Path(perfkit.__file__).resolve().parent
 # removes). otel sits beside monitor: it subscribes to the web, db, cache and jobs seams and is wired by
 # instrument(). The top wires and uses everything: the package root, the CLI, instrument(), and the commands.
 LAYERS: dict[str, int] = {
-    "core": 0, "cache": 1, "jobs": 1, "db": 1, "cpu": 1, "web": 2, "realtime": 2, "loader": 2, "monitor": 3,
-    "otel": 3, "top": 4,
+    "core": 0, "cache": 1, "jobs": 1, "db": 1, "cpu": 1, "web": 2, "realtime": 2, "loader": 2, "images": 2,
+    "monitor": 3, "otel": 3, "top": 4,
 }  # fmt: skip
-# django: the composition root for Django projects; doctor and top: clients of a running app's monitor
-TOP_PARTS = {"assets", "bench", "demo", "django", "doctor", "top"}
+# django and serve: composition roots (Django projects, the HTTP service); doctor and top: clients of a
+# running app's monitor
+TOP_PARTS = {"assets", "bench", "demo", "django", "doctor", "serve", "top"}
 TOP_MODULES = {"perfkit", "perfkit.__main__", "perfkit.cli", "perfkit.instrument"}
 # packages of the core layer: neutral plumbing every part may use (the one Redis client module)
 CORE_PARTS = {"redisclient"}

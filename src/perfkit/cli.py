@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "perfkit.monitor.export",
         "write a Grafana dashboard or Prometheus alerting rules for perfkit",
     ),
+    "serve": ("perfkit.serve.command", "run perfkit's cache, jobs and monitor as an HTTP service (REST /v1)"),
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

@@ -52,6 +52,17 @@ async def test_on_error_raise() -> None:
             await cache.get("k")
 
 
+async def test_on_error_raise_holds_during_the_backoff_too() -> None:
+    """After a failure, reads and writes in the L2's backoff raise too (a skipped set is not a success)."""
+    async with Cache(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2, on_error="raise") as cache:
+        with pytest.raises(BackendUnavailableError):
+            await cache.get("k")
+        with pytest.raises(BackendUnavailableError, match="down"):
+            await cache.set("k", 1)
+        with pytest.raises(BackendUnavailableError, match="down"):
+            await cache.get("k")
+
+
 @pytest.fixture
 def redis_server() -> Iterator[tuple[int, list[subprocess.Popen[bytes]]]]:
     """A private redis-server on a spare port that the test may stop and restart."""

@@ -6,6 +6,8 @@ views of tests/django/realtime_urls.py, sessions and auth) with the hub's WebSoc
     RT_URL               the hub's broker URL (the real Redis, a prefix of the test's own)
     RT_ROUTER            "perfkit" (perfkit.django.realtime.RealtimeRouter) or "channels"
                          (Channels' ProtocolTypeRouter and URLRouter)
+    RT_MONITOR           "1": perfkit's monitor on (token "test-token"; /perf/health/ready reports the
+                         hub, which the router registered); unset: off
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ settings.configure(**{
     "MIDDLEWARE": ["django.contrib.sessions.middleware.SessionMiddleware",
                    "django.contrib.auth.middleware.AuthenticationMiddleware"],
     "ROOT_URLCONF": "tests.django.realtime_urls",
-    "PERFKIT": {"monitor": False},
+    "PERFKIT": {"monitor": {"token": "test-token"}} if os.environ.get("RT_MONITOR") else {"monitor": False},
 })  # fmt: skip
 
 from django.core.asgi import get_asgi_application  # noqa: E402  (after the settings)

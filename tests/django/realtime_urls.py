@@ -11,7 +11,7 @@ from typing import Any
 from django.contrib.auth import authenticate, login, logout
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import path
+from django.urls import include, path
 
 from perfkit.django.realtime import publish_on_commit
 from perfkit.realtime import Hub
@@ -72,4 +72,5 @@ urlpatterns = [
     path("logout/", logout_view),
     path("whoami/", whoami),
     path("tickets/", create_ticket),
+    path("perf/", include("perfkit.django.urls")),  # the monitor (off unless RT_MONITOR is set)
 ]

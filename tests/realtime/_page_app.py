@@ -21,7 +21,7 @@ SETUP = """
   const rt = (window.rt = new PerfkitRealtime({
     url: q.has("ws") ? q.get("ws") : "/ws", sse: q.get("sse"), channels: q.getAll("channel"),
     params: { token: q.get("token") || "alice" }, backoff: [50, 400],
-    deadAfter: Number(q.get("dead")) || undefined,
+    deadAfter: Number(q.get("dead")) || undefined, retries: Number(q.get("retries")) || undefined,
   }));
   for (const name of ["message", "resync", "state", "error", "close", "closed", "open", "subscribed"]) {
     rt.on(name, (value) => window.events.push([name, value]));

@@ -16,7 +16,7 @@ import pytest
 from perfkit.realtime import Hub
 from tests.conftest import eventually
 
-from .conftest import ProcessServer
+from .conftest import OwnRedis, ProcessServer
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -334,4 +334,32 @@ async def test_a_silent_server_is_given_up_and_rejoined(
     await page.until("rt.connects === 2 && rt.state === 'open'", timeout=20_000)
     await server.publish("room:d", 2)
     assert await page.received("room:d", 2) == [1, 2]
+    assert page.errors == [], page.errors
+
+
+REFUSED = "events.filter(([e, v]) => e === 'error' && v.code === 'unavailable').length"
+
+
+async def test_an_unavailable_subscribe_is_asked_again(
+    own_redis: Callable[[bool], OwnRedis],
+    process_servers: Callable[..., ProcessServer],
+    pages: Callable[[], Any],
+) -> None:
+    """The server's Redis is down when the pages connect: their subscribes are refused `unavailable`
+    and asked again with backoff and jitter; with `retries=1` the channel is given up after the second
+    refusal; once Redis is back the other page's channel is subscribed and its messages arrive."""
+    redis_server = own_redis(False)
+    server = process_servers(redis_server.url, app=APP)
+    redis_server.stop()
+    bounded: Page = await pages()
+    await bounded.open(server, "channel=room:g&retries=1")
+    await bounded.until("!rt.wanted.has('room:g')")
+    assert await bounded.js(REFUSED) == 2
+    page: Page = await pages()
+    await page.open(server, "channel=room:v&retries=1000")
+    await page.until(f"{REFUSED} >= 2")
+    redis_server.start()
+    await page.until("events.some(([e, v]) => e === 'subscribed' && v.channel === 'room:v')", timeout=20_000)
+    await server.publish("room:v", "back")
+    assert await page.received("room:v", 1) == ["back"]
     assert page.errors == [], page.errors

@@ -99,9 +99,12 @@ class Tiers(Front):
     # -- L2 -------------------------------------------------------------------------------------------
 
     def available(self, op: str) -> bool:
-        """False, with an error reported for `op`, while the L2 is in its post-failure backoff."""
+        """False, with an error reported for `op`, while the L2 is in its post-failure backoff; with
+        `on_error="raise"` that raises instead, for every operation (reads and writes too)."""
         if self.health.skip():
             self.observe(self.namespace, "l2", op, ERROR, 0.0)
+            if self.on_error == "raise":
+                raise BackendUnavailableError(f"cache L2 {self.health.where} is down")
             return False
         return True
 
@@ -121,8 +124,6 @@ class Tiers(Front):
         if l2 is None:
             return fallback
         if not always and not self.available(op):
-            if self.on_error == "raise":
-                raise BackendUnavailableError(f"cache L2 {self.health.where} is down")
             return fallback
         t0 = _perf()
         try:

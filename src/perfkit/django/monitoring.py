@@ -20,7 +20,10 @@ from perfkit.django.conf import DjangoSettings, get_settings
 from perfkit.metrics import default_collector
 from perfkit.monitor import Check, CheckResult, Monitor
 
-__all__ = ["DjangoMonitor", "cache_check", "database_check", "ensure_started", "get_monitor", "job_queue"]
+__all__ = [
+    "DjangoMonitor", "cache_check", "database_check", "ensure_started", "get_monitor", "hub_checks",
+    "job_queue",
+]  # fmt: skip
 
 log = logging.getLogger("perfkit.django")
 
@@ -66,6 +69,29 @@ def cache_check(alias: str) -> Check:
     return Check("cache", check)
 
 
+def hub_checks() -> list[Check]:
+    """The readiness of the real-time hubs of the process (`perfkit.django.realtime.register_hub`)."""
+    import sys
+
+    if "perfkit.django.realtime" not in sys.modules:  # no hub was registered: do not import the hub
+        return []
+    from perfkit.django.realtime import registered_hubs
+
+    checks: list[Check] = []
+    for n, hub in enumerate(registered_hubs(), 1):
+        probe = hub.check("realtime" if n == 1 else f"realtime:{n}")
+        checks.append(Check(probe.name, _as_check_result(probe), critical=probe.critical))
+    return checks
+
+
+def _as_check_result(probe: Any) -> Any:
+    async def check() -> CheckResult:
+        found = await probe()
+        return CheckResult(found.status, found.message, found.details)
+
+    return check
+
+
 def job_queue() -> Any:
     """The project's JobQueue (`perfkit.django.jobs.get_queue()`), or None without one."""
     try:
@@ -93,7 +119,7 @@ class DjangoMonitor(Monitor):
         django: list[Check] = [database_check(alias) for alias in self.databases]
         if self.cache_alias in getattr(django_settings, "CACHES", {}):
             django.append(cache_check(self.cache_alias))
-        return django + super().checks()
+        return django + hub_checks() + super().checks()
 
 
 _state: list[DjangoMonitor] = []

@@ -4,6 +4,8 @@
     follow_invalidations(hub)                           model writes -> `model:<app_label.Model>`
     session_user                                        `auth=` for the endpoints: the logged-in user
     RealtimeRouter(django_app, {"/ws": ..., "/events": ...})   the endpoints beside Django's ASGI app
+    register_hub(hub)                                   its readiness in /perf/health/ready (the
+                                                        router registers its endpoints' hubs itself)
 
 In asgi.py:
 
@@ -32,8 +34,26 @@ if TYPE_CHECKING:
 
     from perfkit.realtime import Hub
 
-__all__ = ["RealtimeRouter", "follow_invalidations", "publish_on_commit", "session_user"]
+__all__ = [
+    "RealtimeRouter", "follow_invalidations", "publish_on_commit", "register_hub", "registered_hubs",
+    "session_user",
+]  # fmt: skip
 logger = logging.getLogger("perfkit.realtime")
+_hubs: list[Hub] = []  # the process's hubs whose readiness the Django monitor reports
+
+
+def register_hub(hub: Hub) -> None:
+    """Report `hub` in the project's `/perf/health/ready` (check `realtime`; `realtime:2`, ... for more
+    hubs): not ready while its broker cannot be reached. `RealtimeRouter` registers the hubs of its
+    endpoints; call this for a hub served otherwise (Channels' `ProtocolTypeRouter`). The check runs
+    on perfkit's background loop and asks the hub on its own loop (`Hub.health_anywhere`)."""
+    if all(known is not hub for known in _hubs):
+        _hubs.append(hub)
+
+
+def registered_hubs() -> list[Hub]:
+    """The hubs `register_hub` was given, in order."""
+    return list(_hubs)
 
 
 def publish_on_commit(hub: Hub, channel: str, data: Any, *, using: str | None = None) -> None:
@@ -127,6 +147,9 @@ class RealtimeRouter:
             if callable(getattr(hub, "close", None)):
                 hubs[id(hub)] = hub
         self.hubs = list(hubs.values())
+        for hub in self.hubs:
+            if callable(getattr(hub, "health_anywhere", None)):
+                register_hub(hub)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -14,6 +14,7 @@ from perfkit.metrics import LATENCY_BUCKETS, bucket_quantile, span
 from perfkit.monitor.snapshots import buckets, extremes, rows
 
 REQUESTS = "http_request_duration_seconds"
+REALTIME_LAG = "realtime_lag_seconds"
 
 
 def _ms(value: float | None) -> float | None:
@@ -180,3 +181,16 @@ def rate_limiter(window: Mapping[str, Any]) -> dict[str, int]:
     for (_cls, decision), value in rows(window, "ratelimit_decisions_total"):
         out[decision] = out.get(decision, 0) + int(value)
     return out
+
+
+def realtime(window: Mapping[str, Any], seconds: float) -> dict[str, Any]:
+    """The real-time hub's KPIs of a window: messages sent to clients per second, publish-to-send lag."""
+    sent = sum(v for _, v in rows(window, "realtime_messages_out_total"))
+    lag = [row for _, row in rows(window, REALTIME_LAG)]
+    bounds = buckets(window, REALTIME_LAG) or LATENCY_BUCKETS
+    seen = span(extremes(window, REALTIME_LAG).values()) if lag else None
+    return {
+        "messages_out_per_s": round(sent / seconds, 3) if seconds > 0 else 0.0,
+        "lag_p50_ms": _ms(bucket_quantile(0.50, bounds, lag, seen)) if lag else None,
+        "lag_p99_ms": _ms(bucket_quantile(0.99, bounds, lag, seen)) if lag else None,
+    }

@@ -25,7 +25,9 @@ async def frame(monitor: Monitor, sampler: Sampler) -> dict[str, Any]:
     recent, recent_secs = sampler.delta(10.0)
     overall, _ = kpis.requests(last, secs or 1.0)
     ten, _ = kpis.requests(recent, recent_secs or 1.0)
-    in_flight = sum(v for _, v in rows(sampler.latest or {"metrics": {}}, "http_requests_in_flight"))
+    levels = sampler.latest or {"metrics": {}}
+    in_flight = sum(v for _, v in rows(levels, "http_requests_in_flight"))
+    realtime = kpis.realtime(recent, recent_secs or 1.0)
     data: dict[str, Any] = {
         "t": time.time(),
         "processes": sampler.processes,
@@ -37,6 +39,9 @@ async def frame(monitor: Monitor, sampler: Sampler) -> dict[str, Any]:
         "error_rate": ten["error_rate"],
         "cache_hit_ratio": kpis.cache(recent)["hit_ratio"],
         "in_flight": in_flight,
+        "realtime_connections": sum(v for _, v in rows(levels, "realtime_connections")),
+        "realtime_out_per_s": kpis.realtime(last, secs)["messages_out_per_s"] if secs else 0.0,
+        "realtime_lag_p99_ms": realtime["lag_p99_ms"],
         **await monitor.system(),
     }
     if monitor.jobs is not None:

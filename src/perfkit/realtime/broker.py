@@ -14,8 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple, Protocol
 
 from perfkit.backends import Registry, parse_url
-from perfkit.errors import ConfigurationError
-from perfkit.realtime.config import HubConfig
+from perfkit.realtime.config import HubConfig, broker_url
 from perfkit.realtime.protocol import Entry
 
 Deliver = Callable[[str, Entry], None]
@@ -77,19 +76,18 @@ registry.register("memory", "perfkit.realtime.memory:MemoryBroker")
 registry.register("redis", "perfkit.realtime.redis:RedisBroker", extra="realtime")
 registry.register("rediss", "perfkit.realtime.redis:RedisBroker", extra="realtime")
 registry.register("unix", "perfkit.realtime.redis:RedisBroker", extra="realtime")
+registry.register("redis+cluster", "perfkit.realtime.cluster:ClusterBroker", extra="realtime")
+registry.register("rediss+cluster", "perfkit.realtime.cluster:ClusterBroker", extra="realtime")
 
 
-def check_url(url: str) -> None:
-    """Fail now, naming the problem, for a URL no broker serves (or whose driver is not installed)."""
-    parsed = parse_url(url, "url")
-    if parsed.scheme.endswith("+cluster"):
-        raise ConfigurationError(
-            "url", f"{parsed.redacted()!r}: the realtime hub does not support Redis Cluster yet"
-        )
-    registry.factory(parsed, "url")
+def check_url(url: str) -> str:
+    """The URL the broker reads (see `broker_url`); fails now, naming the problem, for a URL no broker
+    serves (or whose driver is not installed)."""
+    resolved = broker_url(url)
+    registry.factory(parse_url(resolved, "url"), "url")
+    return resolved
 
 
 def create_broker(url: str, config: HubConfig) -> Broker:
-    """`memory://` (one process) or `redis://host:6379/0`; `redis+cluster://` is refused (not supported)."""
-    check_url(url)
-    return registry.create(url, "url", config=config)
+    """`memory://` (one process), `redis://host:6379/0` or `redis+cluster://host:7000,host:7001`."""
+    return registry.create(check_url(url), "url", config=config)

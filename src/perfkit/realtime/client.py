@@ -8,12 +8,16 @@ same channels over Server-Sent Events with httpx (perfkit.realtime.sse_client).
 It reconnects with exponential backoff and full jitter, resubscribes every channel from the last
 offset it received (so nothing within the history window is lost or repeated), answers the server's
 pings, and stops for good on the close codes that say a retry cannot help (4400, 4401, a refused
-handshake): `ClientClosed` then carries the code.
+handshake): `ClientClosed` then carries the code. A subscribe the server refuses as `unavailable`
+(its Redis is down or busy) is sent again, from the channel's last offset, with the same backoff and
+jitter, at most `retries` times in a row; after that the channel is given up (`client.refused`) and
+`subscribe()` raises the `RequestError`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -23,10 +27,11 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from perfkit.errors import PerfkitError
-from perfkit.realtime.protocol import Position, decode, encode
+from perfkit.realtime.protocol import UNAVAILABLE, Position, decode, encode
 
 FINAL = {4400, 4401, 4403}  # close codes after which reconnecting cannot help
 REQUEST_TIMEOUT = 10.0
+RETRIES = 10  # `unavailable` refusals of one channel in a row before the client gives it up
 DEFAULT_SILENCE = 35.0  # seconds, until the server's `welcome` says its heartbeat
 
 
@@ -139,8 +144,13 @@ class Client(Tracker):
         backoff: tuple[float, float] = (0.05, 5.0),
         answer_pings: bool = True,
         silence: float | None = None,
+        retries: int = RETRIES,
     ) -> None:
         super().__init__(channels)
+        self.retries = retries
+        self.refused: dict[str, dict[str, Any]] = {}  # channels given up: their last refusal
+        self._attempts: dict[str, int] = {}  # `unavailable` refusals in a row, per channel
+        self._later: set[asyncio.Task[None]] = set()
         # seconds without any frame after which the server counts as dead and the client reconnects;
         # None: from the server's `welcome` (2 x heartbeat + 5, the server's own rule)
         self.silence = silence
@@ -220,11 +230,7 @@ class Client(Tracker):
 
     async def _resubscribe(self, ws: ClientConnection) -> None:
         for channel in sorted(self.wanted):
-            request: dict[str, Any] = {"type": "subscribe", "channel": channel}
-            position = self.positions.get(channel)
-            if position is not None:
-                request.update(epoch=position.epoch, offset=position.offset)
-            await ws.send(encode(request).decode())
+            await ws.send(encode(self._subscribe_request(channel)).decode())
 
     async def _read(self, ws: ClientConnection) -> None:
         limit = self.silence
@@ -241,6 +247,44 @@ class Client(Tracker):
             future = self._waiting.pop(frame["id"], None) if "id" in frame else None
             if future is not None and not future.done():
                 future.set_result(frame)
+            elif kind == "error":
+                self._refusal(ws, frame)
+            if kind == "subscribed":
+                self._attempts.pop(frame["channel"], None)
+
+    def _refusal(self, ws: ClientConnection, frame: dict[str, Any]) -> None:
+        """A subscribe of the connection's own (at connect, on a retry) was refused: retry later if
+        the server said `unavailable`, from the channel's last offset; give the channel up after
+        `retries` refusals in a row."""
+        channel = frame.get("channel")
+        if frame.get("code") != UNAVAILABLE or channel not in self.wanted:
+            return
+        attempt = self._attempts.get(channel, 0)
+        if attempt >= self.retries:
+            self.wanted.discard(channel)
+            self._attempts.pop(channel, None)
+            self.refused[channel] = frame
+            return
+        self._attempts[channel] = attempt + 1
+        task = asyncio.get_running_loop().create_task(
+            self._subscribe_later(ws, channel, backoff(attempt, *self.backoff))
+        )
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    async def _subscribe_later(self, ws: ClientConnection, channel: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if self.ws is not ws or channel not in self.wanted:
+            return  # reconnected meanwhile (which subscribes every wanted channel) or unsubscribed
+        with contextlib.suppress(websockets.ConnectionClosed):  # closed: the reconnect subscribes it
+            await ws.send(encode(self._subscribe_request(channel)).decode())
+
+    def _subscribe_request(self, channel: str) -> dict[str, Any]:
+        request: dict[str, Any] = {"type": "subscribe", "channel": channel}
+        position = self.positions.get(channel)
+        if position is not None:
+            request.update(epoch=position.epoch, offset=position.offset)
+        return request
 
     async def request(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Send one request and wait for its answer; RequestError when it is an `error`."""
@@ -259,15 +303,21 @@ class Client(Tracker):
         return dict(answer)
 
     async def subscribe(self, channel: str) -> dict[str, Any]:
-        """Subscribe (resuming from the last offset of `channel` if there is one); the `subscribed` frame."""
+        """Subscribe (resuming from the last offset of `channel` if there is one); the `subscribed`
+        frame. Refused as `unavailable`: tried again after a backoff, at most `retries` times."""
         self.wanted.add(channel)
-        position = self.positions.get(channel)
-        since = {} if position is None else {"epoch": position.epoch, "offset": position.offset}
-        try:
-            return await self.request("subscribe", channel=channel, **since)
-        except RequestError:
-            self.wanted.discard(channel)
-            raise
+        self.refused.pop(channel, None)
+        for attempt in itertools.count():
+            request = self._subscribe_request(channel)
+            del request["type"]
+            try:
+                return await self.request("subscribe", **request)
+            except RequestError as exc:
+                if exc.code != UNAVAILABLE or attempt >= self.retries:
+                    self.wanted.discard(channel)
+                    raise
+            await asyncio.sleep(backoff(attempt, *self.backoff))
+        raise AssertionError("unreachable")  # itertools.count() never ends
 
     async def unsubscribe(self, channel: str) -> dict[str, Any]:
         self.wanted.discard(channel)
@@ -283,8 +333,8 @@ class Client(Tracker):
         await self.ws.send(text)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in [*self._later, *([self._task] if self._task is not None else [])]:
+            task.cancel()
+        await asyncio.gather(*self._later, *([self._task] if self._task else []), return_exceptions=True)
+        self._task = None
         self._stop("closed by the client", None)

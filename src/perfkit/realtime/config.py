@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from fnmatch import fnmatchcase
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from perfkit.config import parse_choice, parse_duration, parse_int, parse_size, parse_str, setting
 from perfkit.errors import ConfigurationError
@@ -62,6 +63,33 @@ class HubConfig:
     def is_latest(self, channel: str) -> bool:
         """True for a latest-value channel (only its newest waiting message is sent)."""
         return any(fnmatchcase(channel, p) for p in self.latest)
+
+
+def broker_url(raw: Any) -> str:
+    """The hub's URL as the brokers read it: a cluster URL may list its nodes in the authority
+    (`redis+cluster://h1:7000,h2:7001`), which becomes the first node plus `?nodes=h2:7001`."""
+    if not isinstance(raw, str) or "://" not in raw:
+        raise ConfigurationError("url", f"{raw!r} is not a hub URL such as 'redis://127.0.0.1:6379/0'")
+    parts = urlsplit(raw)
+    if not parts.scheme.lower().endswith("+cluster") or "," not in parts.netloc:
+        return raw
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    first, *more = [h.strip() for h in hosts.split(",")]
+    for name in [first, *more]:
+        host, _, port = name.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigurationError("url", f"{_redacted(parts)!r}: {name!r} is not host:port")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    listed = [v for k, v in query if k == "nodes"]
+    nodes = ",".join([*more, *listed])
+    query = [(k, v) for k, v in query if k != "nodes"] + [("nodes", nodes)]
+    netloc = f"{userinfo}@{first}" if userinfo else first
+    return str(urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe=":,"))))
+
+
+def _redacted(parts: Any) -> str:
+    netloc = parts.netloc.rpartition("@")[2]
+    return str(urlunsplit(parts._replace(netloc=netloc, query="")))
 
 
 def _positive(name: str, raw: Any) -> float:

@@ -75,6 +75,14 @@ class Fanout:
             await asyncio.shield(state.ready)
         state.subscribers.add(subscriber)
 
+    def position(self, channel: str) -> Position | None:
+        """The last position passed on for `channel` (every later message goes to its subscribers),
+        None while the process is not subscribed to it."""
+        state = self.channels.get(channel)
+        if state is None or state.ready is None or not state.ready.done() or state.ready.exception():
+            return None
+        return Position(state.epoch, state.offset)
+
     async def leave(self, channel: str, subscriber: Subscriber) -> None:
         """Remove `subscriber`; the last one out unsubscribes the process (never raises)."""
         state = self.channels.get(channel)

@@ -38,6 +38,7 @@ logger = logging.getLogger("perfkit.realtime")
 SHUTDOWN_WAIT = 2.0  # seconds `close()` gives connections to end after their close frame
 # told of every `publish` as it ends: `listener(channel, seconds, error or None)`, in the publisher's context
 PublishListener = Callable[[str, float, BaseException | None], None]
+HEALTH_WAIT = 5.0  # seconds a check from another loop waits for the hub's loop to answer
 
 
 class Hub:
@@ -59,6 +60,7 @@ class Hub:
         self._sync_lock = threading.Lock()
         self._all_closed: asyncio.Event | None = None
         self.publish_listeners: list[PublishListener] = []  # shared with siblings (perfkit.otel's spans)
+        self._probe: Hub | None = None  # health_anywhere before the hub has a loop
         check_url(url)  # a bad URL or a missing extra fails here, not at the first connection
 
     # -- the parts, made on first use
@@ -237,9 +239,33 @@ class Hub:
         message = f"{rt.broker.kind} broker answered" if linked else "the pub/sub link is down (reconnecting)"
         return {"ok": linked, "message": message, "connected": rt.broker.connected(), **info}
 
-    def check(self) -> HubCheck:
-        """The readiness check for `MonitorConfig(checks=[hub.check()])`."""
-        return HubCheck(self.health)
+    async def health_anywhere(self) -> dict[str, Any]:
+        """`health()` from any event loop: on the hub's own loop when it has one (a monitor that runs
+        its checks on another loop, as Django's does on perfkit's background loop, must not bind the
+        hub there), else through a probe of the same URL on the calling loop (the hub has served
+        nothing yet: only whether its broker answers is known)."""
+        running = asyncio.get_running_loop()
+        home = self.loop
+        if home is None:
+            if self._probe is None or self._probe.loop not in (None, running):
+                self._probe = self.sibling()
+            return await self._probe.health()
+        if home is running:
+            return await self.health()
+        if home.is_closed() or not home.is_running():
+            return {"ok": False, "message": "the hub's event loop has stopped", "connected": False}
+        answer = asyncio.run_coroutine_threadsafe(self.health(), home)
+        try:
+            async with asyncio.timeout(HEALTH_WAIT):
+                return await asyncio.wrap_future(answer)
+        except TimeoutError:
+            answer.cancel()
+            return {"ok": False, "message": f"the hub's event loop did not answer within {HEALTH_WAIT:g}s"}
+
+    def check(self, name: str = "realtime") -> HubCheck:
+        """The readiness check for `MonitorConfig(checks=[hub.check()])`, from any event loop (see
+        `health_anywhere`)."""
+        return HubCheck(self.health_anywhere, name=name)
 
     @property
     def sync(self) -> SyncHub:
@@ -257,7 +283,7 @@ class Hub:
         twin = Hub.__new__(Hub)
         twin.__dict__.update(self.__dict__)
         twin.connections, twin.loop, twin._runtime = set(), None, None
-        twin._heartbeats = twin._sync = None
+        twin._heartbeats = twin._sync = twin._probe = None
         twin.outbox = Outbox(twin.publish)
         return twin
 
@@ -284,3 +310,10 @@ class Hub:
         if self._sync is not None:
             facade, self._sync = self._sync, None
             await asyncio.to_thread(facade.close)
+        probe, self._probe = self._probe, None
+        if probe is not None and probe.loop is not None and not probe.loop.is_closed():
+            if probe.loop is asyncio.get_running_loop():
+                await probe.close()
+            elif probe.loop.is_running():
+                with contextlib.suppress(Exception):
+                    await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(probe.close(), probe.loop))

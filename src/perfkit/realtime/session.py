@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from perfkit.errors import BackendError, InvalidArgumentError, SerializationError
 from perfkit.realtime import protocol as p
-from perfkit.realtime.broker import Broker
+from perfkit.realtime.broker import Broker, History
 from perfkit.realtime.config import HubConfig
 from perfkit.realtime.connection import Connection
 from perfkit.realtime.fanout import Fanout
@@ -125,7 +125,7 @@ class Session:
             conn.latest.add(channel)
         try:
             await self.rt.fanout.join(channel, conn)
-            history = await self.rt.broker.history(channel, None if since is None else since.offset)
+            history = await self.history(channel, since)
         except BackendError as exc:
             await self.leave(channel)
             self.refuse(p.UNAVAILABLE, f"cannot subscribe now: {exc}", rid, channel=channel)
@@ -154,6 +154,16 @@ class Session:
             conn.push(channel, entry)
         for entry in held:
             conn.push(channel, entry)
+
+    async def history(self, channel: str, since: Position | None) -> History:
+        """What a new subscriber of `channel` starts from. Without a read where the process already
+        knows: its fan-out's position (every message after it reaches the connection, which joined
+        it), for a client without an offset or one that is up to date; else a history read (which
+        concurrent subscribers resuming from the same offset share: see the Redis broker)."""
+        here = self.rt.fanout.position(channel)
+        if here is not None and (since is None or since == here):
+            return History(here.epoch, here.offset, [], True)
+        return await self.rt.broker.history(channel, None if since is None else since.offset)
 
     async def leave(self, channel: str) -> None:
         conn = self.conn

@@ -1,5 +1,7 @@
 """`SseClient`: the hub's channels over Server-Sent Events, on httpx; reconnects with backoff and
-jitter, resuming with `Last-Event-ID` (the position of the last event it received)."""
+jitter, resuming with `Last-Event-ID` (the position of the last event it received). A stream on which
+the server refused a channel as `unavailable` (its Redis is down or busy) is opened again the same
+way, at most `retries` times in a row; then the client stops (`ClientClosed`, the refusal's text)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,12 @@ from urllib.parse import urlencode
 
 import httpx
 
-from perfkit.realtime.client import ClientClosed, Event, Tracker, backoff
-from perfkit.realtime.protocol import decode
+from perfkit.realtime.client import RETRIES, ClientClosed, Event, Tracker, backoff
+from perfkit.realtime.protocol import UNAVAILABLE, decode
+
+
+class _Refused(Exception):
+    """The stream carried an `unavailable` refusal of a wanted channel: open it again later."""
 
 
 class SseClient(Tracker):
@@ -23,8 +29,11 @@ class SseClient(Tracker):
         reconnect: bool = True,
         backoff: tuple[float, float] = (0.05, 5.0),
         silence: float = 35.0,
+        retries: int = RETRIES,
     ) -> None:
         super().__init__(channels)
+        self.retries = retries
+        self.refusals = 0  # streams in a row on which a channel was refused as `unavailable`
         self.url, self.headers, self.reconnect, self.backoff = url, dict(headers or {}), reconnect, backoff
         self.silence = silence  # seconds without a line (heartbeats included) before reconnecting
         self.last_event_id: str | None = None
@@ -80,6 +89,12 @@ class SseClient(Tracker):
                             await self._read(response)
                 except (httpx.TransportError, OSError):
                     pass
+                except _Refused as refused:
+                    self.refusals += 1
+                    if self.refusals > self.retries or not self.reconnect:
+                        return self._stop(f"subscribe refused: {refused}", None)
+                    await asyncio.sleep(backoff(self.refusals - 1, *self.backoff))
+                    continue
                 finally:
                     self.connected.clear()
                 if not self.reconnect:
@@ -90,15 +105,27 @@ class SseClient(Tracker):
     def _stop(self, message: str, code: int | None) -> None:
         self.events.put_nowait(ClientClosed(message, code))
 
+    def _refused(self, frame: dict[str, object], subscribed: set[str]) -> None:
+        kind = frame.get("type")
+        if kind == "subscribed":
+            subscribed.add(str(frame.get("channel")))
+            if subscribed >= self.wanted:
+                self.refusals = 0  # a stream with every channel: the refusals in a row are over
+        elif kind == "error" and frame.get("code") == UNAVAILABLE and frame.get("channel") in self.wanted:
+            raise _Refused(str(frame.get("message")))
+
     async def _read(self, response: httpx.Response) -> None:
+        subscribed: set[str] = set()
         event_id: str | None = None
         data: list[str] = []
         async for line in response.aiter_lines():
             if line == "":
                 if data:
-                    self.handle(decode("\n".join(data)))
+                    frame = decode("\n".join(data))
+                    self.handle(frame)
                     if event_id is not None:
                         self.last_event_id = event_id
+                    self._refused(frame, subscribed)
                 event_id, data = None, []
             elif line.startswith(":"):
                 self.comments += 1

@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from perfkit.demo.app import runtime
+from perfkit.demo.app import products, runtime
 from perfkit.demo.app.api import DemoState, create_app
 from perfkit.demo.app.tasks import build_jobs
 from perfkit.demo.settings import DemoSettings, web_rules
@@ -38,10 +38,12 @@ def build(settings: DemoSettings) -> tuple[FastAPI, DemoState]:
         await hub.close()
         state.invalidator.close()
         await jobs.queue.close()
+        images.close()
         await cache.close()
         await engine.dispose()
 
     app = create_app(state, lifespan=lifespan)
+    images = products.add_products(app, cache, settings.token)
     # RUM settles in 5 s (30 s by default): a demo's page views show on the dashboard soon after
     monitor = MonitorConfig(
         token=settings.token, url=settings.monitor_url, window="15m", rum=RumConfig(settle="5s")

@@ -80,6 +80,9 @@
     const queues = [...new Set(state.live.flatMap((p) => Object.keys(p.queue_depth || {})))].slice(0, 3);
     drawChart("chart-queues", queues.length ? queues.map((q) => ({ name: q, values: state.live.map((p) => (p.queue_depth || {})[q] ?? 0) }))
       : [{ name: "ready", values: state.live.map(() => 0) }], { format: (v) => fmt(v, 0) });
+    drawChart("chart-realtime", [{ name: "conns", values: col("realtime_connections") },
+      { name: "msg/s", values: col("realtime_out_per_s") }, { name: "lag p99", values: col("realtime_lag_p99_ms") }],
+      { format: (v) => fmt(v, 0) });
     drawChart("chart-system", [{ name: "cpu", values: col("cpu_percent") }, { name: "mem", values: col("memory_percent") }],
       { min: 100, format: (v) => fmt(v, 0) + " %" });
   }

@@ -2,7 +2,9 @@
 -- KEYS[1]: the channel's meta hash (epoch, offset); KEYS[2]: its history list, entries
 -- "<offset>:<ms>:<frame>", oldest first, offsets dense (the list is always a suffix of the channel).
 -- ARGV: channel name as JSON, data as JSON, history size, history ttl (ms), meta ttl (ms),
--- the pub/sub channel, an epoch to use when the channel has none (new, or its history was lost).
+-- the pub/sub channel, an epoch to use when the channel has none (new, or its history was lost), the
+-- publish command: PUBLISH (one node) or SPUBLISH (a cluster's sharded pub/sub; the pub/sub channel
+-- hashes to the keys' slot).
 -- Returns {epoch, offset, ms}. The published payload is "<epoch>:<offset>:<ms>:<frame>".
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -28,5 +30,5 @@ while true do
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('PUBLISH', ARGV[6], epoch .. ':' .. entry)
+redis.call(ARGV[8], ARGV[6], epoch .. ':' .. entry)
 return {epoch, offset, ms}

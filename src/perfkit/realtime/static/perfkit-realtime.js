@@ -19,7 +19,7 @@ const PerfkitRealtime = (() => {
   class Realtime {
     constructor(options = {}) {
       this.options = {
-        url: "/ws", sse: null, channels: [], params: {}, backoff: [250, 15000],
+        url: "/ws", sse: null, channels: [], params: {}, backoff: [250, 15000], retries: 10,
         timeout: 10000, credentials: "same-origin", ...options,
       };
       this.positions = { ...(options.positions || {}) }; // channel -> {epoch, offset}: the last received
@@ -29,6 +29,7 @@ const PerfkitRealtime = (() => {
       this.pending = new Map(); // request id -> [resolve, reject, timer]
       this.ids = 0;
       this.attempt = 0;
+      this.refusals = new Map(); // channel -> `unavailable` refusals in a row
       this.connects = 0; // connections that reached `welcome`
       this.frames = 0; // frames received
       this.rtt = null; // ms, the last round trip measured (by our ping or the server's)
@@ -138,6 +139,7 @@ const PerfkitRealtime = (() => {
       else if (f.type === "batch") for (const m of f.messages || []) this.message(m);
       else if (f.type === "subscribed") {
         this.positions[f.channel] = { epoch: f.epoch, offset: f.offset };
+        this.refusals.delete(f.channel);
         f.latest ? this.latest.add(f.channel) : this.latest.delete(f.channel);
         this.emit("subscribed", f);
       } else if (f.type === "resync") {
@@ -195,10 +197,16 @@ const PerfkitRealtime = (() => {
       if (f.channel && f.id == null && ["forbidden", "too_many_channels"].includes(f.code)) {
         this.wanted.delete(f.channel); // asked for at connect: do not ask again on every reconnect
       }
-      if (f.code === "unavailable" && f.channel && f.id == null && this.wanted.has(f.channel)) {
-        setTimeout(() => this.resubscribe(f.channel), 1000); // the broker is down: try again soon
-      }
+      if (f.code === "unavailable" && f.channel && f.id == null && this.wanted.has(f.channel)) this.again(f.channel);
       this.emit("error", f);
+    }
+
+    again(channel) { // the broker is down: ask again after a backoff with jitter, `retries` times in a row
+      const n = this.refusals.get(channel) || 0;
+      if (n >= this.options.retries) return this.wanted.delete(channel), this.refusals.delete(channel);
+      this.refusals.set(channel, n + 1);
+      setTimeout(() => this.wanted.has(channel) && this.resubscribe(channel)
+        .catch((e) => e.frame && e.code === "unavailable" && this.again(channel)), this.backoff(n));
     }
 
     answer(f) {
@@ -307,10 +315,14 @@ const PerfkitRealtime = (() => {
 
     retry() {
       if (this.state === "closed") return;
-      const [first, longest] = this.options.backoff;
-      const delay = Math.random() * Math.min(longest, first * 2 ** Math.min(this.attempt++, 30));
+      const delay = this.backoff(this.attempt++);
       this.setState("waiting", { delay });
       this.retryTimer = setTimeout(() => this.connect(), delay);
+    }
+
+    backoff(n) {
+      const [first, longest] = this.options.backoff;
+      return Math.random() * Math.min(longest, first * 2 ** Math.min(n, 30));
     }
 
     stop(code, reason) {

@@ -1,0 +1,252 @@
+"""The cost of going through `perfkit serve` over HTTP keep-alive, against the same operations on Redis
+directly, in one run (issue 19: overhead per operation <= 150 us at p50, >= 10k ops/s per core).
+
+    python benchmarks/serve.py [--n 5000] [--rounds 3] [--redis URL]
+
+A real `perfkit serve` process (uvicorn, httptools, uvloop) on Redis (cache and jobs). Per round,
+interleaved, each timed request by request over `n` sequential calls from this process:
+  - serve: cache get, cache set (JSON, ttl, a tag) and job enqueue over one keep-alive HTTP/1.1
+    connection, written and read by a minimal socket client (so the client costs little);
+  - direct: the same through redis-py's synchronous client (GET, SET EX) and perfkit's own
+    `JobQueue.enqueue` on Redis (the service's enqueue, in process);
+  - node (when `node` is installed): the same three through Node's built-in fetch (keep-alive).
+Reported: p50 and p99 per operation, the overhead (serve p50 - direct p50), and the service's own CPU
+time per operation read from /proc (utime + stime of the server process over the round): ops/s per
+core = 1 / that. The CPU figure does not depend on the client's speed, but on a loaded machine (8
+sessions on 2 cores) every CPU-second buys less, so:
+
+    python benchmarks/serve.py --instructions [--n 300]
+
+counts instructions instead (valgrind's callgrind, switched on around the timed requests only): the
+server's per request, and the direct client's per operation (redis-py, perfkit's enqueue), which do not
+depend on the load. They are turned into quiet-machine microseconds with this machine's rate for
+CPython measured in the same run (a fixed Python workload: its instruction count under callgrind over
+its fastest native time of 200 runs). User-space only: the kernel's share of the sockets is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "bench-token-" + uuid.uuid4().hex
+NS = "bench-" + uuid.uuid4().hex[:8]
+_ns = time.perf_counter_ns
+
+
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection: requests as bytes, responses read by Content-Length."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reconnects = -1
+        self.connect()
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", self.port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+        self.reconnects += 1
+
+    def recv(self) -> bytes:
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionResetError("the server closed the connection")
+        return data
+
+    def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        try:
+            return self.send(method, path, body)
+        except ConnectionError:  # the server closed it (keep-alive timeout): once more, on a new one
+            self.sock.close()
+            self.connect()
+            return self.send(method, path, body)
+
+    def send(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+        head = (
+            f"{method} {path} HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {TOKEN}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+        )
+        self.sock.sendall(head.encode() + body)
+        while b"\r\n\r\n" not in self.buf:
+            self.buf += self.recv()
+        header, _, rest = self.buf.partition(b"\r\n\r\n")
+        length = 0
+        for line in header.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        while len(rest) < length:
+            rest += self.recv()
+        self.buf = rest[length:]
+        return int(header[9:12]), rest[:length]
+
+
+def server_cpu(pid: int) -> float:
+    """utime + stime of the process, in seconds (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(n: int, op) -> list[float]:  # type: ignore[no-untyped-def]
+    out = []
+    for i in range(n):
+        t0 = _ns()
+        op(i)
+        out.append((_ns() - t0) / 1000)
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def start_server(
+    redis_url: str, tmp: Path, wrapper: tuple[str, ...] = (), wait: float = 20
+) -> tuple[subprocess.Popen[bytes], int]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    (tmp / "tokens").write_text(f"bench {TOKEN} admin\n")
+    proc = subprocess.Popen(
+        [*wrapper, sys.executable, "-m", "perfkit", "serve", "--port", str(port), "--cache", redis_url,
+         "--jobs", redis_url + "?prefix=pkbench" + NS, "--token-file", str(tmp / "tokens"),
+         "--job-type", "render=remote", "--log-level", "warning"],
+        cwd=tmp, env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )  # fmt: skip
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            HttpConnection(port).request("GET", "/v1/job-types")
+            return proc, port
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("perfkit serve did not start")
+
+
+NODE = r"""
+const [base, token, ns, n] = [process.argv[2], process.argv[3], process.argv[4], Number(process.argv[5])];
+const h = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+const ops = {
+  get: (i) => fetch(`${base}/v1/cache/${ns}/keys/k${i % 100}`, { headers: h }),
+  set: (i) => fetch(`${base}/v1/cache/${ns}/keys/k${i % 100}`, { method: "PUT", headers: h,
+    body: JSON.stringify({ value: { id: i, title: "slide" }, ttl: 300, tags: ["deck"] }) }),
+  enqueue: (i) => fetch(`${base}/v1/jobs`, { method: "POST", headers: h,
+    body: JSON.stringify({ type: "render", args: [i] }) }),
+};
+const out = {};
+for (const [name, op] of Object.entries(ops)) {
+  const times = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = process.hrtime.bigint();
+    const r = await op(i); await r.arrayBuffer();
+    times.push(Number(process.hrtime.bigint() - t0) / 1000);
+  }
+  times.sort((a, b) => a - b);
+  out[name] = [times[Math.floor(n / 2)], times[Math.floor(n * 0.99)]];
+}
+console.log(JSON.stringify(out));
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--redis", default=os.environ.get("PERFKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    parser.add_argument("--instructions", action="store_true", help="count instructions with callgrind")
+    args = parser.parse_args()
+    if args.instructions:
+        from serve_instructions import run  # type: ignore[import-not-found]  # beside this file
+
+        run(args.redis, args.n if args.n != 5000 else 300)
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="perfkit-serve-bench-"))
+    proc, port = start_server(args.redis, tmp)
+    client = redis.Redis.from_url(args.redis)
+    from perfkit.jobs import JobQueue
+
+    direct_jobs = JobQueue(args.redis + "?prefix=pkbenchd" + NS)
+    direct_jobs.task(name="render")(lambda ctx, i: i)
+    loop = asyncio.new_event_loop()
+    http = HttpConnection(port)
+    body = json.dumps({"value": {"id": 1, "title": "slide"}, "ttl": 300, "tags": ["deck"]}).encode()
+    job = json.dumps({"type": "render", "args": [1]}).encode()
+    for i in range(100):
+        http.request("PUT", f"/v1/cache/{NS}/keys/k{i}", body)
+    serve_ops = {
+        "cache get": lambda i: http.request("GET", f"/v1/cache/{NS}/keys/k{i % 100}"),
+        "cache set": lambda i: http.request("PUT", f"/v1/cache/{NS}/keys/k{i % 100}", body),
+        "job enqueue": lambda i: http.request("POST", "/v1/jobs", job),
+    }
+    direct_ops = {
+        "cache get": lambda i: client.get(f"{{{NS}}}:d{i % 100}"),
+        "cache set": lambda i: client.set(f"{{{NS}}}:d{i % 100}", body, ex=300),
+        "job enqueue": lambda i: loop.run_until_complete(direct_jobs.enqueue("render", args=[i])),
+    }
+    results: dict[str, dict[str, list[float]]] = {
+        op: {"serve": [], "direct": [], "cpu_us": []} for op in serve_ops
+    }
+    p99: dict[str, dict[str, list[float]]] = {op: {"serve": [], "direct": []} for op in serve_ops}
+    for _ in range(args.rounds):
+        for op in serve_ops:
+            cpu0 = server_cpu(proc.pid)
+            served = timed(args.n, serve_ops[op])
+            cpu = server_cpu(proc.pid) - cpu0
+            direct = timed(args.n, direct_ops[op])
+            results[op]["serve"].append(pct(served, 0.5))
+            results[op]["direct"].append(pct(direct, 0.5))
+            results[op]["cpu_us"].append(cpu / args.n * 1e6)
+            p99[op]["serve"].append(pct(served, 0.99))
+            p99[op]["direct"].append(pct(direct, 0.99))
+    node_result = None
+    if shutil.which("node"):
+        script = tmp / "bench.mjs"
+        script.write_text(NODE)
+        done = subprocess.run(["node", str(script), f"http://127.0.0.1:{port}", TOKEN, NS, str(args.n)],
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        if done.returncode == 0:
+            node_result = json.loads(done.stdout)
+    med = statistics.median
+    print(f"perfkit serve vs Redis directly: n={args.n} sequential calls x {args.rounds} rounds (medians)")
+    print(f"{'operation':<12} {'serve p50':>10} {'direct p50':>11} {'overhead':>9} {'serve p99':>10} "
+          f"{'server CPU/op':>14} {'ops/s/core':>11} {'node p50':>9}")  # fmt: skip
+    names = {"cache get": "get", "cache set": "set", "job enqueue": "enqueue"}
+    for op, r in results.items():
+        s50, d50, cpu = med(r["serve"]), med(r["direct"]), med(r["cpu_us"])
+        node = f"{node_result[names[op]][0]:.0f} us" if node_result else "-"
+        print(f"{op:<12} {s50:>7.0f} us {d50:>8.0f} us {s50 - d50:>6.0f} us {med(p99[op]['serve']):>7.0f} us "
+              f"{cpu:>11.1f} us {1e6 / cpu:>11,.0f} {node:>9}")  # fmt: skip
+    print(f"(reconnections of the keep-alive connection: {http.reconnects})")
+    http.sock.close()
+    proc.terminate()
+    proc.wait(10)
+    loop.run_until_complete(direct_jobs.close())
+    cleanup = redis.Redis.from_url(args.redis)
+    for pattern in (f"{{{NS}}}:*", f"*{NS}*", f"perfkit:tag*{NS}*"):
+        keys = list(cleanup.scan_iter(pattern, count=1000))
+        if keys:
+            cleanup.delete(*keys)
+
+
+if __name__ == "__main__":
+    main()
