@@ -3,7 +3,10 @@
 Per request: match the route (405/404 as problems), check the bearer token's scope and rate limit, read
 the body within `max_body`, run the handler; any `Problem` becomes `application/problem+json`. The
 lifespan starts the in-process worker (Python tasks and HTTP callbacks) and the lease sweeper of the
-remote queues, and closes every backend on shutdown.
+remote queues, and closes every backend on shutdown. With `otel` (`--otel`, PERFKIT_OTEL=1), each request
+is one OpenTelemetry server span named by its route template that continues an incoming `traceparent`,
+and perfkit.otel watches the queue (a job queued carries the trace context; its run links to it), the
+namespaces' caches and the monitor's findings.
 """
 
 from __future__ import annotations
@@ -47,11 +50,19 @@ def _load_jobqueue(spec: str) -> JobQueue:
 
 
 class ServeApp:
-    def __init__(self, config: ServeConfig | None = None) -> None:
+    def __init__(self, config: ServeConfig | None = None, *, otel: Any = None) -> None:
+        """`otel`: a `perfkit.otel.OtelConfig` (its providers), else `config.otel` turns on the defaults."""
         self.config = config = config or ServeConfig.resolve()
+        self.otel: Any = None  # perfkit.otel.OpenTelemetry
+        if otel is not None or config.otel:
+            from perfkit.otel import OpenTelemetry
+
+            self.otel = OpenTelemetry(otel)
+        self.tracer = self.otel.requests if self.otel is not None else None
         self.auth = Authenticator(list(config.tokens), config.rate_limit)
         self.purge = PurgeHook(config.purge_url, token=config.purge_token) if config.purge_url else None
-        self.cache = CacheService(config, self.purge)
+        observers = [self.otel.cache.operation] if self.otel is not None else []
+        self.cache = CacheService(config, self.purge, observers)
         self.jobs = JobQueue(config.jobs_url)
         self.types = JobTypes(self.jobs)
         for spec in config.tasks:
@@ -62,6 +73,9 @@ class ServeApp:
         self.loads = LoadsService(config.loaders, self.cache.cache)
         self.monitor = Monitor(cache=self.cache.cache("default"), jobs=self.jobs)
         self.counts = RequestCounts(self.monitor.collector)
+        if self.otel is not None:
+            self.otel.watch_jobs(self.jobs)
+            self.otel.watch_findings(self.monitor.collector)
         self.ops = OpsService(
             self.monitor, self.counts, {"cache": self.cache.stats, "loads": self.loads.stats}
         )
@@ -96,9 +110,13 @@ class ServeApp:
         path = raw.split(b"?", 1)[0].decode("latin-1") if raw else scope["path"]
         started = _perf()
         operation, template = "unmatched", "unmatched"
+        tracer = self.tracer
+        traced = tracer.start(scope, "") if tracer is not None else None
         try:
             route, params = self.router.match(method, path)
             operation, template = route.operation_id, route.template
+            if traced is not None:
+                traced = tracer.route(traced, template)  # type: ignore[union-attr]  # traced: a tracer
             request = Request(scope, method, path, params)
             if route.scope:
                 request.token_name = self.auth.check(_authorization(scope), route.scope).name
@@ -109,11 +127,17 @@ class ServeApp:
             response = Response(
                 problem.status, problem.body(path), b"application/problem+json", problem.headers
             )
-        except Exception:
+        except Exception as exc:
             log.exception("%s %s failed", method, path)
             failure = Problem(500, "internal", "the service failed to answer; see its log")
             response = Response(500, failure.body(path), b"application/problem+json")
-        await response.send(send)
+            if traced is not None:
+                traced = tracer.failed(traced, exc)  # type: ignore[union-attr]  # see above
+        try:
+            await response.send(send)
+        finally:
+            if traced is not None:
+                tracer.end(traced, scope, response.status, _perf() - started)  # type: ignore[union-attr]
         self.counts.count(operation, method, template, response.status, _perf() - started)
 
     async def lifespan(self, receive: Receive, send: Send) -> None:

@@ -70,9 +70,10 @@ def _write_from_query(request: Request) -> s.CacheWrite:
 
 
 class CacheService:
-    def __init__(self, config: ServeConfig, purge: PurgeHook | None) -> None:
+    def __init__(self, config: ServeConfig, purge: PurgeHook | None, observers: Any = ()) -> None:
         self.config = config
         self.purge = purge
+        self.observers = tuple(observers)  # each namespace's cache reports to them (perfkit.otel)
         self.caches: dict[str, Cache] = {}
 
     def cache(self, namespace: str) -> Cache:
@@ -98,6 +99,7 @@ class CacheService:
             encryption_keys=list(self.config.encryption_keys) or None,
             encrypt_all=False,
             on_error="raise",  # the caller hears that the backend is down (503), not a silent miss
+            observers=self.observers,
         )
         return cache
 

@@ -1,12 +1,16 @@
 """`ServeClient`: a Python client of `perfkit serve` (httpx, async, one keep-alive connection pool).
 
 Every method is one endpoint of the OpenAPI document; an error answer raises `ServeError` carrying
-the problem details (`status`, `problem["errors"][0]["field"]`).
+the problem details (`status`, `problem["errors"][0]["field"]`). With OpenTelemetry installed
+(`perfkit[otel]`), a call made while a span is current sends its W3C trace context (`traceparent`):
+the service's span for it, and a job it queues, continue the caller's trace.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -26,6 +30,16 @@ class ServeError(PerfkitError):
         return errors[0].get("field") if errors else None
 
 
+@functools.cache
+def _injector() -> Callable[[dict[str, str]], None] | None:
+    """perfkit.otel's trace-context injector, or None without opentelemetry-api (looked up once)."""
+    try:
+        from perfkit.otel.propagation import inject_current
+    except ImportError:  # the otel extra is not installed: nothing to propagate
+        return None
+    return inject_current
+
+
 class ServeClient:
     def __init__(
         self, base_url: str, token: str, *, namespace: str = "default", timeout: float = 10.0
@@ -38,6 +52,12 @@ class ServeClient:
         )
 
     async def _call(self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kw: Any) -> Any:
+        inject = _injector()
+        if inject is not None:
+            context: dict[str, str] = {}
+            inject(context)
+            if context:
+                kw["headers"] = {**(kw.get("headers") or {}), **context}
         response = await self.http.request(method, path, **kw)
         if response.status_code not in ok:
             try:

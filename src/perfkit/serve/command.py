@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--default-ttl", type=float, default=300.0, help="seconds a value lives when no ttl is given (300)")
     add("--open-health", action="store_true", help="answer /v1/health without a token")
     add("--allow-no-tokens", action="store_true", help="start even with no token (every call answers 401)")
+    add("--otel", action="store_true", default=None,
+        help="OpenTelemetry spans and metrics (the SDK the process sets up; or PERFKIT_OTEL=1)")  # fmt: skip
     add("--log-level", default="info", help="log level (info)")
 
 
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         rate_limit=args.rate_limit, max_body=args.max_body, encryption_key_file=args.encryption_key_file,
         purge_url=args.purge_url, tasks=tuple(args.tasks), job_types=tuple(args.job_type),
         loaders=tuple(args.loader), concurrency=args.concurrency, open_health=args.open_health,
-        max_namespaces=args.max_namespaces, default_ttl=args.default_ttl,
+        max_namespaces=args.max_namespaces, default_ttl=args.default_ttl, otel=args.otel,
     )  # fmt: skip
     if not config.tokens and not args.allow_no_tokens:
         raise ConfigurationError(

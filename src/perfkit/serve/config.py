@@ -36,6 +36,7 @@ class ServeConfig:
     loaders: tuple[str, ...] = ()  # "NAME=MODULE:FUNC" or "NAME=http://app/batch"
     concurrency: int = 16  # in-process job slots (Python tasks and HTTP callbacks)
     open_health: bool = False  # /v1/health without a token (for a load balancer's probe)
+    otel: bool = False  # OpenTelemetry spans and metrics (`--otel`, PERFKIT_OTEL=1); perfkit[otel] needed
 
     @classmethod
     def resolve(
@@ -48,9 +49,12 @@ class ServeConfig:
         max_body: str | int | None = None,
         encryption_key_file: str | None = None,
         purge_url: str | None = None,
+        otel: bool | None = None,
         **rest: object,
     ) -> ServeConfig:
         env = os.environ.get
+        if otel is None:
+            otel = env("PERFKIT_OTEL", "").strip().lower() in ("1", "true", "yes", "on")
         tokens = load_tokens(token_file or env("PERFKIT_SERVE_TOKEN_FILE"))
         rate_text = rate_limit or env("PERFKIT_SERVE_RATE_LIMIT")
         keys: list[str] = []
@@ -75,6 +79,7 @@ class ServeConfig:
             encryption_keys=tuple(keys),
             purge_url=purge_url or env("PERFKIT_SERVE_PURGE_URL"),
             purge_token=env("PERFKIT_SERVE_PURGE_TOKEN"),
+            otel=otel,
             **rest,  # type: ignore[arg-type]
         )
         if config.max_namespaces < 1:
