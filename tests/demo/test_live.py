@@ -1,8 +1,11 @@
-"""The demo's live page (/live) in headless Chromium against a real uvicorn process: a status change
-made in one tab shows in the other without a reload, and an export job's progress follows live."""
+"""The demo's pages in headless Chromium against a real uvicorn process: on the live page (/live) a status
+change made in one tab shows in the other without a reload, and an export job's progress follows live;
+/live and /products report their real web vitals (the LCP of /products is its preloaded /img image);
+`perfkit lighthouse` audits /products against budgets."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -276,3 +279,31 @@ async def test_the_products_page_reports_its_lcp_image_served_by_img(vitals_demo
     assert f"LCP {target}" in await row.inner_text()
     await context.close()
     assert errors == [], errors
+
+
+@pytest.mark.timeout(120)
+def test_lighthouse_audits_the_products_page_with_budgets(
+    vitals_demo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`perfkit lighthouse` against the served demo's /products, with budgets: one run, every budget
+    met (exit 0), the performance score and the LCP audit (with its value and score) in the JSON."""
+    from perfkit import cli
+
+    folder = _npm.package("lighthouse", "^12")
+    out = tmp_path / "lighthouse.json"
+    argv = ["lighthouse", f"{vitals_demo}/products", "--lighthouse", str(folder.parent.parent),
+            "--json", str(out), "--budget", "performance>=50", "--budget", "lcp<4000ms",
+            "--budget", "cls<0.1"]  # fmt: skip
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "budget lcp<4000ms:" in captured.out
+    doc = json.loads(out.read_text())
+    assert 50 <= doc["scores"]["performance"] <= 100, doc["scores"]
+    lcp = doc["metrics"]["lcp"]
+    assert lcp["audit"] == "largest-contentful-paint" and lcp["unit"] == "ms", lcp
+    assert 0 < lcp["value"] < 4000 and lcp["score"] is not None, lcp
+    assert doc["metrics"]["cls"]["value"] < 0.1, doc["metrics"]["cls"]  # width/height: nothing shifts
+    assert {b["expression"]: b["passed"] for b in doc["budgets"]} == {
+        "performance>=50": True, "lcp<4000ms": True, "cls<0.1": True}  # fmt: skip
+    assert doc["passed"] is True

@@ -65,7 +65,8 @@ def add_products(app: FastAPI, cache: Cache, token: str, folder: Path = FOLDER) 
             cards.append(f"<figure>{markup}<figcaption>{escape(title)}</figcaption></figure>")
             if i == 0:
                 preload = images.preload(f"{name}.jpg", placeholder=placeholder, sizes=sizes)
-        page = ("<!doctype html><html><head><meta charset=utf-8><title>perfkit demo: products</title>"
+        page = ("<!doctype html><html lang=en><head><meta charset=utf-8><title>perfkit demo: products</title>"
+                "<meta name=viewport content=\"width=device-width, initial-scale=1\">"
                 "<style>img{max-width:100%;height:auto}figure{display:inline-block;max-width:32%}"
                 "figure:first-of-type{display:block;max-width:100%}</style></head><body><h1>Products</h1>"
                 f"{''.join(cards)}{vitals.PAGE_SCRIPT}</body></html>")  # fmt: skip
