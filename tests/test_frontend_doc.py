@@ -7,10 +7,19 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
-from tests.test_readme import ROOT, blocks, check_command, close_everything, run_block, shell_commands
+from tests.test_readme import (
+    LOOPBACK,
+    ROOT,
+    blocks,
+    check_command,
+    close_everything,
+    run_block,
+    shell_commands,
+)
 
 GUIDE = ROOT / "docs" / "frontend.md"
 
@@ -38,6 +47,9 @@ async def test_the_guide_python_blocks_run_and_print_what_they_say(
     monkeypatch.chdir(tmp_path)
     python = [b for b in blocks(GUIDE) if b.lang == "python"]
     assert len(python) >= 4 and all(not b.skip for b in python)
+    for url in re.findall(r"[a-z][a-z0-9+.-]*://[^\s'\"]*", "".join(b.code for b in python)):
+        host = urlsplit(url).hostname  # what a reader copies reaches no other machine
+        assert host is None or host in LOOPBACK or host.endswith("example.com"), url
     namespace: dict[str, Any] = {"__name__": "__guide__"}
     try:
         for block in python:
