@@ -8,9 +8,10 @@ drops the oldest waiting message and announces a `resync` (reason `dropped`) for
 the next frame; `disconnect` closes the connection (4409).
 
 Batching (`batch_window` > 0): a connection sends at most one frame of messages per window. A message
-that finds it quiet (no frame within the last window) goes at once, and everything that queues up
-after it (in the same turn of the event loop, while a frame is being written, or within the window)
-goes together in the next frame, at the end of the window. Every send is bounded
+that finds it quiet (no frame within the last window) goes at once, with whatever joins it before the
+writer runs (the same turn of the event loop); what comes after that within the window goes together
+in one frame at the end of the window. A flush takes the whole queue, so while it is being written
+up to `queue_size` more messages can wait (two queues' worth at most). Every send is bounded
 by `send_timeout`: the writer marks when its send began and the hub's watchdog (`overdue`) closes the
 connection whose send has not returned in time, without a timer per send.
 """
