@@ -71,8 +71,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-# a variant: (server module, client dialect, Hub settings)
+# a variant: (server module, client dialect, Hub settings); also `perfkit@name=value,...` on the command
+# line (`perfkit@batch_window=0.05`), a value parsed as JSON where it is JSON
 VARIANTS = {"perfkit-nobatch": ("perfkit", {"batch_window": 0})}
+
+
+def variant(peer: str) -> tuple[str, dict[str, Any]]:
+    if "@" not in peer:
+        return VARIANTS.get(peer, (peer, {}))
+    module, _, spec = peer.partition("@")
+    settings: dict[str, Any] = {}
+    for pair in spec.split(","):
+        name, _, raw = pair.partition("=")
+        try:
+            settings[name] = json.loads(raw)
+        except ValueError:
+            settings[name] = raw
+    return module, settings
+
+
+def peer_label(peer: str) -> str:
+    module, settings = variant(peer)
+    extra = ", ".join(f"{k}={v}" for k, v in settings.items())
+    return LABELS.get(peer) or f"{LABELS[module]}, {extra}"
 
 
 def env(settings: dict[str, Any] | None = None) -> dict[str, str]:
@@ -84,7 +105,7 @@ def env(settings: dict[str, Any] | None = None) -> dict[str, str]:
 
 
 def start_server(peer: str, port: int) -> subprocess.Popen[bytes]:
-    module, settings = VARIANTS.get(peer, (peer, {}))
+    module, settings = variant(peer)
     cmd = [
         sys.executable, "-m", "uvicorn", f"realtime_peers.{module}_app:app", "--host", "127.0.0.1",
         "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio",
@@ -145,7 +166,7 @@ def run_peer(peer: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def run_group(peer: str, scenarios: str, args: argparse.Namespace) -> dict[str, Any]:
     ports = [free_port(), free_port()]
-    dialect = VARIANTS.get(peer, (peer,))[0]
+    dialect = variant(peer)[0]
     servers = [start_server(peer, port) for port in ports]
     spy = None
     try:
@@ -211,7 +232,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         idle_kib = get(r, "idle", "per_conn")
         rows.append(
             [
-                LABELS[r["peer"]],
+                peer_label(r["peer"]),
                 num(get(r, "idle", "connections")),
                 num(None if idle_kib is None else idle_kib / 1024, "{:.1f}"),
                 num(get(r, "fanout", "rate")),
@@ -237,7 +258,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         if r.get("refused_subscribes") or r.get("error"):
             extra = f"; error: {r['error']}" if r.get("error") else ""
             refused = r.get("refused_subscribes")
-            print(f"{LABELS[r['peer']]}: subscribes refused (and retried) {refused}{extra}")
+            print(f"{peer_label(r['peer'])}: subscribes refused (and retried) {refused}{extra}")
             for reason in r.get("refused_reasons", []):
                 print(f"  e.g. {reason}")
     ratios = [
@@ -248,7 +269,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         ("(d) others' p99 with a slow consumer", ("slow", "p99_ms"), False),
     ]
     for pk in (r for r in results if r["peer"].startswith("perfkit")):
-        print(f"\n{LABELS[pk['peer']]} vs the best peer of this run (x > 1: perfkit better):")
+        print(f"\n{peer_label(pk['peer'])} vs the best peer of this run (x > 1: perfkit better):")
         for label, path, higher in ratios:
             mine = get(pk, *path)
             best = best_peer(results, lambda r, path=path: get(r, *path), higher)
@@ -282,7 +303,7 @@ def main() -> None:
     try:
         for peer in args.peers.split(","):
             t0 = time.monotonic()
-            print(f"{LABELS[peer]} ...", flush=True)
+            print(f"{peer_label(peer)} ...", flush=True)
             results.append(run_peer(peer, args))
             print(f"  {json.dumps(results[-1])} ({time.monotonic() - t0:.0f} s)", flush=True)
             flush()

@@ -196,6 +196,7 @@ class Load:
     def __init__(self, peer: str, ports: list[int], pids: list[int], publisher: Publisher) -> None:
         self.peer, self.ports, self.pids, self.publisher = peer, ports, pids, publisher
         self.seq = 0
+        self.publish_times: list[float] | None = None  # seconds per publish call, while measured
 
     async def open(self, port: int, channels: list[str], *, read: bool = True) -> Conn:
         ws = await connect(
@@ -242,7 +243,10 @@ class Load:
 
     async def publish(self, channel: str, many: list[Any]) -> None:
         for data in many:
+            t0 = time.perf_counter()
             await self.publisher.send(channel, data)
+            if self.publish_times is not None:
+                self.publish_times.append(time.perf_counter() - t0)
 
     def message(self, pad: int = 0, **extra: Any) -> dict[str, Any]:
         self.seq += 1
@@ -363,6 +367,8 @@ async def latency(
     cpu0 = load.cpu()
     rss_max = list(rss_start)
     pending: set[asyncio.Task[None]] = set()
+    publish_times: list[float] = []
+    load.publish_times = publish_times
     t0 = time.perf_counter()
     for k in range(int(rate * seconds)):
         delay = t0 + k / rate - time.perf_counter()
@@ -380,12 +386,14 @@ async def latency(
         if k % 50 == 0:
             rss_max = [max(a, b) for a, b in zip(rss_max, load.rss(), strict=True)]
     await asyncio.gather(*pending, return_exceptions=True)
+    load.publish_times = None
     await asyncio.sleep(2)
     rss_end = load.rss()
     cpu_s = load.cpu() - cpu0
     expected = published * (n // 100)
     result = {
         "p50_ms": pct(samples, 0.50), "p99_ms": pct(samples, 0.99), "max_ms": pct(samples, 1.0),
+        "publish_p50_ms": pct(publish_times, 0.50), "publish_p99_ms": pct(publish_times, 0.99),
         "delivered": len(samples), "expected": expected, "server_cpu_s": cpu_s,
         "rss_growth": [b - a for a, b in zip(rss_start, rss_max, strict=True)],
         "rss_end_growth": [b - a for a, b in zip(rss_start, rss_end, strict=True)],

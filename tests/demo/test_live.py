@@ -1,8 +1,11 @@
-"""The demo's live page (/live) in headless Chromium against a real uvicorn process: a status change
-made in one tab shows in the other without a reload, and an export job's progress follows live."""
+"""The demo's pages in headless Chromium against a real uvicorn process: on the live page (/live) a status
+change made in one tab shows in the other without a reload, and an export job's progress follows live;
+/live and /products report their real web vitals (the LCP of /products is its preloaded /img image);
+`perfkit lighthouse` audits /products against budgets."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,7 +24,8 @@ from sqlalchemy import create_engine
 from perfkit.demo import processes
 from perfkit.demo.app.seed import seed
 from perfkit.demo.settings import DemoSettings
-from tests.conftest import REDIS_URL, free_port, require_redis
+from tests import _npm
+from tests.conftest import REDIS_URL, eventually, free_port, require_redis
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -43,11 +47,11 @@ LIVE_REDIS_DB = 12  # the demo's fixed key names on Redis live in a database of 
 Start = Callable[[], Awaitable[None]]  # starts the job worker
 
 
-def _serve_in_process(tmp_path: Path) -> Iterator[tuple[str, Start]]:
+def _serve_in_process(tmp_path: Path, extra: dict[str, str] | None = None) -> Iterator[tuple[str, Start]]:
     """The seeded demo under uvicorn (tests/demo/_live_app.py: memory:// hub, worker in-process)."""
     settings = DemoSettings.choose(tmp_path, token="t")
     port = free_port()
-    env = {**os.environ, **settings.environ(), "PYTHONPATH": str(ROOT / "src")}
+    env = {**os.environ, **settings.environ(), "PYTHONPATH": str(ROOT / "src"), **(extra or {})}
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "tests.demo._live_app:create", "--host", "127.0.0.1",
          "--port", str(port), "--ws", "websockets-sansio", "--timeout-graceful-shutdown", "3"],
@@ -180,31 +184,126 @@ async def test_live_page_follows_tickets_and_job_progress(
     assert errors == [], errors
 
 
-async def test_the_live_page_reports_its_web_vitals(
-    tmp_path: Path, browser: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The live page loads the app's web-vitals (npm) and perfkit's snippet: its page view's vitals reach
-    the demo's report under the route `/live` once the page is hidden."""
-    from tests import _npm
-
-    monkeypatch.setenv("PERFKIT_DEMO_WEB_VITALS", str(_npm.package("web-vitals", "^6")))
+@pytest.fixture(scope="module")
+def vitals_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The seeded demo served with the web-vitals tests/_npm.py installs: one process for the page-vitals
+    tests of this module."""
+    folder = _npm.package("web-vitals", "^6")
+    tmp_path = tmp_path_factory.mktemp("vitals-demo")
     seed(create_engine(f"sqlite:///{tmp_path}/demo.db"), scale=0.01)
-    served = _serve_in_process(tmp_path)
+    served = _serve_in_process(tmp_path, {"PERFKIT_DEMO_WEB_VITALS": str(folder)})
     base, _start = next(served)
     try:
-        page = await browser.new_page()
-        await page.goto(f"{base}/live?org=1")
-        await page.wait_for_function("window.perfkitRum && window.perfkitRum.pending() > 0")  # FCP queued
-        await page.goto("about:blank")  # hidden: the beacon leaves
-
-        async def reported() -> bool:
-            async with httpx.AsyncClient() as client:
-                response = await client.get(f"{base}/perf/report", headers={"authorization": "Bearer t"})
-            pages = response.json()["web_vitals"]["pages"]
-            return any(p["route"] == "/live" and "FCP" in p["vitals"] for p in pages)
-
-        from tests.conftest import eventually
-
-        await eventually(reported, timeout=20, what="the live page's vitals in the report", max_interval=0.5)
+        yield base
     finally:
         served.close()
+
+
+async def _vitals_report(base: str) -> dict[str, Any]:
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"{base}/perf/report", headers={"authorization": "Bearer t"})
+    vitals: dict[str, Any] = response.json()["web_vitals"]
+    return vitals
+
+
+async def test_the_live_page_reports_its_web_vitals(vitals_demo: str, browser: Any) -> None:
+    """The live page loads the app's web-vitals (npm) and perfkit's snippet: its page view's vitals reach
+    the demo's report under the route `/live` once the page is hidden."""
+    base = vitals_demo
+    page = await browser.new_page()
+    await page.goto(f"{base}/live?org=1")
+    await page.wait_for_function("window.perfkitRum && window.perfkitRum.pending() > 0")  # FCP queued
+    await page.goto("about:blank")  # hidden: the beacon leaves
+
+    async def reported() -> bool:
+        pages = (await _vitals_report(base))["pages"]
+        return any(p["route"] == "/live" and "FCP" in p["vitals"] for p in pages)
+
+    await eventually(reported, timeout=20, what="the live page's vitals in the report", max_interval=0.5)
+    await page.close()
+
+
+LCP_ENTRY = """new Promise((resolve) => new PerformanceObserver((list) => {
+  const last = list.getEntries().at(-1);  // the browser's own LCP: its element and the image's URL
+  resolve({ url: last.url, src: last.element && last.element.currentSrc });
+}).observe({ type: "largest-contentful-paint", buffered: true }))"""
+
+
+def _rating(lcp_ms: float) -> str:
+    return "good" if lcp_ms <= 2500 else "needs-improvement" if lcp_ms <= 4000 else "poor"
+
+
+async def test_the_products_page_reports_its_lcp_image_served_by_img(vitals_demo: str, browser: Any) -> None:
+    """/products reports its vitals: the report rates the route's LCP, and its attribution target is the
+    preloaded high-priority product image, the one the browser took as LCP, loaded from the image endpoint
+    at /img; the dashboard shows the rating and the target."""
+    base = vitals_demo
+    context = await browser.new_context(viewport={"width": 1280, "height": 720})
+    errors: list[str] = []
+    page = await context.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    await page.goto(f"{base}/products")
+    await page.wait_for_function("window.perfkitRum && document.querySelector('figure img').complete")
+    entry = await page.evaluate(LCP_ENTRY)
+    assert entry["url"].startswith(f"{base}/img/") and entry["src"] == entry["url"], entry
+    await page.goto("about:blank")  # hidden: web-vitals reports LCP, the snippet sends its beacon
+
+    async def reported() -> bool:
+        vitals = await _vitals_report(base)
+        lcp = [p for p in vitals["pages"] if p["route"] == "/products" and "LCP" in p["vitals"]]
+        return bool(lcp) and any(t["route"] == "/products" for t in vitals["targets"].get("LCP", []))
+
+    await eventually(reported, timeout=20, what="the products page's LCP in the report", max_interval=0.5)
+    vitals = await _vitals_report(base)
+    lcp = next(p for p in vitals["pages"] if p["route"] == "/products")["vitals"]["LCP"]
+    assert lcp["rating"] == _rating(lcp["p75"]) and lcp["p75"] > 0, lcp
+    target = next(t["target"] for t in vitals["targets"]["LCP"] if t["route"] == "/products")
+
+    again = await context.new_page()  # the reported selector, looked up in the page: the /img image
+    await again.goto(f"{base}/products")
+    await again.wait_for_function("document.querySelector('figure img').complete")
+    found = await again.evaluate(
+        "(sel) => { const e = document.querySelector(sel); return e && [e.tagName, e.currentSrc,"
+        " e === document.querySelector('img[fetchpriority=high]'), e.naturalWidth]; }",
+        target,
+    )
+    assert found is not None, target
+    tag, src, first, width = found
+    assert tag == "IMG" and first and width > 0, found
+    assert src.split("?")[0] == entry["url"].split("?")[0] and "/img/" in src, (src, entry)
+
+    dash = await context.new_page()  # the dashboard: the row of /products, its LCP cell and target
+    await dash.goto(f"{base}/perf/#token=t")
+    row = dash.locator("#vitals tbody tr", has_text="/products").first
+    await row.locator(f"td.rating-{lcp['rating']}").first.wait_for(timeout=10_000)
+    assert f"LCP {target}" in await row.inner_text()
+    await context.close()
+    assert errors == [], errors
+
+
+@pytest.mark.timeout(120)
+def test_lighthouse_audits_the_products_page_with_budgets(
+    vitals_demo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`perfkit lighthouse` against the served demo's /products, with budgets: one run, every budget
+    met (exit 0), the performance score and the LCP audit (with its value and score) in the JSON."""
+    from perfkit import cli
+
+    folder = _npm.package("lighthouse", "^12")
+    out = tmp_path / "lighthouse.json"
+    argv = ["lighthouse", f"{vitals_demo}/products", "--lighthouse", str(folder.parent.parent),
+            "--json", str(out), "--budget", "performance>=50", "--budget", "lcp<4000ms",
+            "--budget", "cls<0.1"]  # fmt: skip
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "budget lcp<4000ms:" in captured.out
+    doc = json.loads(out.read_text())
+    assert 50 <= doc["scores"]["performance"] <= 100, doc["scores"]
+    lcp = doc["metrics"]["lcp"]
+    assert lcp["audit"] == "largest-contentful-paint" and lcp["unit"] == "ms", lcp
+    assert 0 < lcp["value"] < 4000 and lcp["score"] is not None, lcp
+    assert doc["metrics"]["cls"]["value"] < 0.1, doc["metrics"]["cls"]  # width/height: nothing shifts
+    assert {b["expression"]: b["passed"] for b in doc["budgets"]} == {
+        "performance>=50": True, "lcp<4000ms": True, "cls<0.1": True}  # fmt: skip
+    assert doc["passed"] is True

@@ -13,6 +13,7 @@ can_publish: `chat:*` only.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
@@ -65,6 +66,8 @@ def build(url: str, settings: dict[str, Any], origins: list[str] | None) -> Star
                 "channels": sorted(rt.fanout.channels),
                 "subscribers": {c: len(s.subscribers) for c, s in rt.fanout.channels.items()},
                 "max_queue": max((len(c.queue) for c in conns), default=0),
+                "writers": sum(1 for c in conns if c.writer is not None),
+                "tasks": len(asyncio.all_tasks()),
                 "rtt": [c.rtt for c in conns],
                 "dropped": {k[0]: v for k, v in hub.metrics.dropped.series.items()},
                 "closed": {k[0]: v for k, v in hub.metrics.closed.series.items()},

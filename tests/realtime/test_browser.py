@@ -238,6 +238,8 @@ async def test_falls_back_to_sse_when_websocket_is_blocked(
     page: Page = await pages()
     await page.open(server, "channel=room:s&ws=/no-websocket-here&sse=/events")
     assert await page.until("rt.state === 'open' && rt.transport") == "sse"
+    # `open` comes with `welcome`, before the connect URL's subscriptions are made: wait for those
+    await page.until("events.some(([e, v]) => e === 'subscribed' && v.channel === 'room:s')")
     await server.publish("room:s", *range(50))
     assert await page.received("room:s", 50) == list(range(50))
     frame = await page.js("rt.subscribe('room:t')")

@@ -48,7 +48,6 @@ async def test_dropped_resync_precedes_the_messages_after_it() -> None:
     transport = HeldTransport()
     config = HubConfig.resolve(batch_window=0, queue_size=3)
     conn = Connection(transport, config, RealtimeMetrics(Collector()))
-    writer = asyncio.create_task(conn.write_loop())
     try:
         conn.push("c:1", entry(1))
         await asyncio.wait_for(transport.entered.wait(), 5)  # the writer is sending message 1
@@ -61,7 +60,62 @@ async def test_dropped_resync_precedes_the_messages_after_it() -> None:
 
         await eventually(all_sent, what="five frames")
     finally:
-        writer.cancel()
+        conn.close((1000, "done"))
     kinds = [(f["type"], f["offset"]) for f in transport.frames]
     assert kinds == [("message", 1), ("resync", 2), ("message", 3), ("message", 4), ("message", 5)]
     assert transport.frames[1]["reason"] == "dropped"
+
+
+async def test_writer_task_only_while_there_is_something_to_send() -> None:
+    """A connection has no writer task until a message comes, and none again once it is sent."""
+    transport = HeldTransport()
+    transport.gate.set()
+    conn = Connection(transport, HubConfig.resolve(batch_window=0), RealtimeMetrics(Collector()))
+    assert conn.writer is None
+    conn.push("c:1", entry(1))
+    await _written(conn)
+    assert conn.writer is None and [f["offset"] for f in transport.frames] == [1]
+
+
+async def test_quiet_connection_sends_at_once_busy_one_once_per_window() -> None:
+    """With a window, a message on a quiet connection goes at once; the ones after it within the window
+    wait for its end and go together (one `batch`)."""
+    transport = HeldTransport()
+    transport.gate.set()
+    conn = Connection(transport, HubConfig.resolve(batch_window=0.2), RealtimeMetrics(Collector()))
+    started = time.monotonic()
+    conn.push("c:1", entry(1))
+    await _written(conn)
+    first = time.monotonic() - started
+    conn.push("c:1", entry(2))
+    conn.push("c:1", entry(3))
+    await _written(conn)
+    rest = time.monotonic() - started
+    assert first < 0.15 <= rest, (first, rest)
+    assert [f["type"] for f in transport.frames] == ["message", "batch"]
+    assert [m["offset"] for m in transport.frames[1]["messages"]] == [2, 3]  # type: ignore[attr-defined]
+
+
+async def _written(conn: Connection) -> None:
+    """Wait until the connection's writer has sent everything and ended."""
+    writer = conn.writer
+    assert writer is not None
+    await writer
+
+
+async def test_watchdog_closes_a_send_past_its_timeout() -> None:
+    """A send that has not returned after `send_timeout` is found by the hub's watchdog (`overdue`): the
+    connection closes 4409, the writer is cancelled and its waiting messages counted as dropped."""
+    transport = HeldTransport()  # the gate stays shut: the client never reads
+    metrics = RealtimeMetrics(Collector())
+    conn = Connection(transport, HubConfig.resolve(batch_window=0, send_timeout=0.5), metrics)
+    conn.push("c:1", entry(1))
+    await asyncio.wait_for(transport.entered.wait(), 5)
+    conn.push("c:1", entry(2))
+    writer = conn.writer
+    assert writer is not None
+    assert not conn.overdue(time.monotonic())  # not yet: the send has only just begun
+    assert conn.overdue(time.monotonic() + 1)
+    await asyncio.gather(writer, return_exceptions=True)
+    assert writer.cancelled() and conn.closing == (4409, "slow_consumer") and conn.writer is None
+    assert metrics.dropped.value(("send_timeout",)) == 1 and metrics.closed.value(("slow_consumer",)) == 1

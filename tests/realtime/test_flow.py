@@ -4,6 +4,7 @@ and what a connection holds in Redis (one subscription per channel per process, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -195,3 +196,26 @@ async def test_one_redis_subscription_per_channel_per_process(
     assert numsub == 2
     assert during - before <= 10, (before, during)  # per process: the pub/sub link and a pool of 4, not 15
     assert all(isinstance(e, Message) and e.data == "hello" for e in got)
+
+
+async def test_idle_connections_cost_one_task_each(servers: Callable[..., Server]) -> None:
+    """A connection with nothing left to send has no writer task: ten more subscribed connections that
+    got their messages add ten tasks to the server (their handlers), not thirty."""
+    server = servers("memory://", batch_window=0.05)
+    async with contextlib.AsyncExitStack() as stack:
+        first = await stack.enter_async_context(Client(f"{server.ws}?token=alice", channels=["idle:0"]))
+        await subscribed(first, "idle:0")
+        before = await server.stats()
+        clients = []
+        for i in range(1, 11):
+            client = await stack.enter_async_context(
+                Client(f"{server.ws}?token=alice", channels=[f"idle:{i}"])
+            )
+            await subscribed(client, f"idle:{i}")
+            clients.append(client)
+        for i, client in enumerate(clients, 1):
+            await server.publish(f"idle:{i}", i)
+            assert (await client.next(5)).data == i
+        after = await server.stats()
+    assert after["connections"] == before["connections"] + 10 and after["writers"] == 0, after
+    assert after["tasks"] - before["tasks"] <= 12, (before["tasks"], after["tasks"])

@@ -25,7 +25,7 @@ class HubConfig:
     history_size: int = 1500  # messages kept per channel
     history_ttl: float = 10.0  # age after which a message leaves the history
     meta_ttl: float = 86400.0  # a channel's epoch survives this long without a publish
-    batch_window: float = 0.1  # at most one frame per window per connection; 0 = each message at once
+    batch_window: float = 0.025  # at most one frame per window per connection; 0 = each message at once
     queue_size: int = 2000  # messages waiting per connection before `slow_policy` applies
     slow_policy: str = "drop-oldest"  # or "disconnect" (close 4409)
     send_timeout: float = 5.0  # every send, heartbeats included

@@ -1,21 +1,28 @@
-"""One client connection: a bounded queue of messages, coalesced into frames and written by its own
-task, every send bounded by `send_timeout`, so a slow client only ever slows itself.
+"""One client connection: a bounded queue of messages, coalesced into frames by a writer task that
+exists only while there is something to send, so a slow client only ever slows itself and an idle
+connection costs no task of its own (the endpoint's handler reads; the hub pings and watches sends).
 
 `push` is what the fan-out calls for each message: O(1), never awaits. A latest-value channel keeps one
 waiting message (the newest). When the queue is full the hub's `slow_policy` applies: `drop-oldest`
 drops the oldest waiting message and announces a `resync` (reason `dropped`) for its channel before
-the next frame; `disconnect` closes the connection (4409). The writer sends at most one frame per
-`batch_window`: a message that finds the connection idle goes at once, the ones that follow within
-the window go together.
+the next frame; `disconnect` closes the connection (4409).
+
+Batching (`batch_window` > 0): a connection sends at most one frame of messages per window. A message
+that finds it quiet (no frame within the last window) goes at once, with whatever joins it before the
+writer runs (the same turn of the event loop); what comes after that within the window goes together
+in one frame at the end of the window. A flush takes the whole queue, so while it is being written
+up to `queue_size` more messages can wait (two queues' worth at most). Every send is bounded
+by `send_timeout`: the writer marks when its send began and the hub's watchdog (`overdue`) closes the
+connection whose send has not returned in time, without a timer per send.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import time
-from collections import deque
 from typing import Any, NamedTuple, Protocol
 
 from perfkit.realtime import protocol as p
@@ -23,9 +30,12 @@ from perfkit.realtime.config import HubConfig
 from perfkit.realtime.metrics import RealtimeMetrics
 from perfkit.realtime.protocol import Entry, Mark, Position
 
+logger = logging.getLogger("perfkit.realtime")
 _ids = itertools.count(1)
 _PROCESS = os.urandom(3).hex()
 MAX_CONTROL = 100  # control frames waiting (pings, answers) before a connection counts as stalled
+_NONE: frozenset[str] = frozenset()
+_clock = time.monotonic
 
 
 class Transport(Protocol):
@@ -49,6 +59,13 @@ Item = tuple[str, "Entry | Resync | None"]  # (channel, message | resync | lates
 
 
 class Connection:
+    # slots and containers made on first use: 10,000 idle connections per process is the target
+    __slots__ = (
+        "channels", "closing", "config", "control", "dropped", "errors", "handler", "hold_until", "id",
+        "interrupted", "last_seen", "latest", "latest_waiting", "metrics", "positions", "queue",
+        "replaying", "rtt", "sending", "sent", "transport", "user", "writer",
+    )  # fmt: skip
+
     def __init__(
         self, transport: Transport, config: HubConfig, metrics: RealtimeMetrics, user: Any = None
     ) -> None:
@@ -60,20 +77,33 @@ class Connection:
         self.positions: dict[str, Mark] = {}
         self.sent: dict[str, Mark] = {}
         self.replaying: dict[str, list[Entry]] = {}  # live messages held while a subscribe reads history
-        self.latest: set[str] = set()  # subscribed latest-value channels
-        self.queue: deque[Item] = deque()
+        self.latest: frozenset[str] | set[str] = _NONE  # subscribed latest-value channels
+        self.queue: list[Item] = []
         self.latest_waiting: dict[str, Entry] = {}
         self.dropped: dict[str, Position] = {}
-        self.control: deque[tuple[str, str]] = deque()  # (text, "frame" | "comment" | "positioned")
-        self.wake = asyncio.Event()
+        self.control: list[tuple[str, str]] = []  # (text, "frame" | "comment" | "positioned")
         self.closing: tuple[int, str] | None = None
         self.last_seen = time.monotonic()
         self.rtt: float | None = None
         self.errors = 0
+        self.writer: asyncio.Task[None] | None = None  # only while there is something to send
+        self.handler: asyncio.Task[Any] | None = None  # the endpoint's task, while it reads the client
+        self.interrupted = False  # the hub cancelled the handler (`close`)
+        self.sending = 0.0  # time.monotonic() the current send began (0: none in progress)
+        self.hold_until = 0.0  # loop time before which a busy connection sends no new frame
+
+    def set_latest(self, channel: str, on: bool) -> None:
+        """Mark `channel` a latest-value channel of this connection (or not)."""
+        latest = set(self.latest)
+        if on:
+            latest.add(channel)
+        else:
+            latest.discard(channel)
+        self.latest = latest or _NONE
 
     # -- what the fan-out calls
     def push(self, channel: str, entry: Entry) -> None:
-        held = self.replaying.get(channel)
+        held = self.replaying.get(channel) if self.replaying else None
         if held is not None:
             held.append(entry)
             return
@@ -100,12 +130,13 @@ class Connection:
     def _append(self, item: Item) -> None:
         if self.closing is not None:
             return
-        if len(self.queue) >= self.config.queue_size:
+        queue = self.queue
+        if len(queue) >= self.config.queue_size:
             if self.config.slow_policy == "disconnect":
-                self.metrics.dropped.inc(("disconnect",), len(self.queue))
+                self.metrics.dropped.inc(("disconnect",), len(queue))
                 self.close(p.CLOSE_SLOW)
                 return
-            channel, old = self.queue.popleft()
+            channel, old = queue.pop(0)  # O(queue_size), only on overflow
             if old is None:
                 old = self.latest_waiting.pop(channel)
             if isinstance(old, Entry) and channel not in self.latest:
@@ -113,14 +144,19 @@ class Connection:
             elif isinstance(old, Resync):
                 self.dropped[channel] = old.position
             self.metrics.dropped.inc(("queue_full",))
-        self.queue.append(item)
-        self.wake.set()
+        queue.append(item)
+        if self.writer is None:
+            self._wake()
+
+    def _wake(self) -> None:
+        if self.writer is None and self.closing is None:
+            self.writer = asyncio.get_running_loop().create_task(self._write())
 
     # -- control frames
     def send_control(self, text: str, positioned: bool = False) -> None:
         """A frame sent before any waiting message; `positioned` gives it the SSE position (`subscribed`)."""
         self.control.append((text, "positioned" if positioned else "frame"))
-        self.wake.set()
+        self._wake()
 
     def ping(self) -> None:
         if len(self.control) > MAX_CONTROL:  # not even control frames get out: a stalled client
@@ -132,7 +168,7 @@ class Connection:
         else:
             rtt = None if self.rtt is None else round(self.rtt * 1000, 2)
             self.control.append((p.frame("ping", t=t, rtt=rtt), "frame"))
-        self.wake.set()
+        self._wake()
 
     def pong(self, t: Any) -> None:
         if isinstance(t, int | float) and not isinstance(t, bool):
@@ -141,47 +177,74 @@ class Connection:
                 self.rtt = rtt
                 self.metrics.rtt.observe((), rtt)
 
+    def overdue(self, now: float) -> bool:
+        """The hub's send watchdog (`now`: `time.monotonic()`): a send running past `send_timeout` closes the
+        connection 4409, its waiting messages counted as dropped (`send_timeout`)."""
+        if not self.sending or now - self.sending <= self.config.send_timeout or self.closing is not None:
+            return False
+        self.metrics.dropped.inc(("send_timeout",), len(self.queue))
+        self.close(p.CLOSE_SLOW)
+        return True
+
     def close(self, code_reason: tuple[int, str]) -> None:
-        """Ask the writer to stop; the endpoint then closes the transport with this code."""
+        """Stop writing and reading; the endpoint then closes the transport with this code."""
         if self.closing is None:
             self.closing = code_reason
             self.metrics.closed.inc((code_reason[1],))
-        self.wake.set()
+        self._stop()
 
-    # -- the writer task
-    async def write_loop(self) -> None:
+    def _stop(self) -> None:
+        current = asyncio.current_task()
+        if self.writer is not None and self.writer is not current:
+            self.writer.cancel()
+            self.writer = None
+        if self.handler is not None and self.handler is not current:
+            self.interrupted = True
+            self.handler.cancel()
+        self.handler = None
+
+    # -- the writer task, started by the first thing to send and gone once there is nothing left
+    async def _write(self) -> None:
         window = self.config.batch_window
-        last = -window
+        loop = asyncio.get_running_loop()
         try:
             while self.closing is None:
-                await self.wake.wait()
-                self.wake.clear()
-                await self._send_control()
-                if not (self.queue or self.dropped) or self.closing is not None:
-                    continue
-                wait = last + window - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                if self.control:
                     await self._send_control()
-                last = time.monotonic()
+                    continue
+                if not (self.queue or self.dropped):
+                    return
+                wait = self.hold_until - loop.time()
+                if wait > 0:  # a busy connection: at most one frame per window
+                    await asyncio.sleep(wait)
+                    continue
                 await self._flush()
-        except TimeoutError:
-            self.metrics.dropped.inc(("send_timeout",), len(self.queue))
-            self.close(p.CLOSE_SLOW)
+                if window:
+                    self.hold_until = loop.time() + window
         except OSError:  # the client went away mid-send (the server's ClientDisconnected)
             self.closing = self.closing or (0, "client")
+            self._stop()
+        except Exception:  # a bug: shown, and the connection ends rather than hangs
+            logger.exception("realtime: the writer of connection %s failed", self.id)
+            self.closing = self.closing or (1011, "internal_error")
+            self._stop()
+        finally:
+            self.writer = None  # a writer is only replaced once it is gone (or the connection closes)
 
     async def _send(self, text: str, position: str | None = None) -> None:
-        async with asyncio.timeout(self.config.send_timeout):
-            await self.transport.send(text, position)
+        self.sending = _clock()
+        await self.transport.send(text, position)
+        self.sending = 0.0
         self.metrics.frames.inc((self.transport.kind,))
 
     async def _send_control(self) -> None:
-        while self.control and self.closing is None:
-            text, kind = self.control.popleft()
+        control = self.control
+        while control and self.closing is None:
+            text, kind = control.pop(0)
             if kind == "comment":
-                async with asyncio.timeout(self.config.send_timeout):
-                    await self.transport.comment(text)
+                self.sending = _clock()
+                await self.transport.comment(text)
+                self.sending = 0.0
             else:
                 await self._send(text, self._position() if kind == "positioned" else None)
 
@@ -189,37 +252,43 @@ class Connection:
         return p.encode_position(self.sent) if self.transport.kind == "sse" else None
 
     async def _flush(self) -> None:
-        frames: list[str] = []
-        now = time.time()
+        """Send every waiting message (one frame, but for the resyncs between them)."""
         while self.queue or self.dropped:
             if self.dropped:  # dropped messages are older than every waiting one: announce them first
-                await self._send_batch(frames)
-                frames = []
                 dropped, self.dropped = self.dropped, {}
                 for channel, position in dropped.items():
                     self.sent[channel] = position
                     await self._send(p.resync(channel, position, p.DROPPED), self._position())
                 continue
-            channel, item = self.queue.popleft()
-            if item is None:
-                item = self.latest_waiting.pop(channel)
-            if isinstance(item, Resync):
-                await self._send_batch(frames)
-                frames = []
-                self.sent[channel] = item.position
-                await self._send(p.resync(channel, item.position, item.reason), self._position())
-                continue
-            frames.append(item.frame)
-            self.sent[channel] = item
-            self.metrics.lag.observe((), max(0.0, now - item.at))
-            if not self.config.batch_window:  # batching off: each message its own frame
-                await self._send_batch(frames)
-                frames = []
-        await self._send_batch(frames)
+            items, self.queue = self.queue, []
+            frames: list[str] = []
+            oldest = 0.0
+            for channel, item in items:
+                if item is None:
+                    item = self.latest_waiting.pop(channel)
+                if isinstance(item, Resync):
+                    await self._send_batch(frames, oldest)
+                    frames, oldest = [], 0.0
+                    self.sent[channel] = item.position
+                    await self._send(p.resync(channel, item.position, item.reason), self._position())
+                    continue
+                if not frames:
+                    oldest = item.at
+                frames.append(item.frame)
+                self.sent[channel] = item
+                if not self.config.batch_window:  # batching off: each message its own frame
+                    await self._send_batch(frames, oldest)
+                    frames = []
+            await self._send_batch(frames, oldest)
 
-    async def _send_batch(self, frames: list[str]) -> None:
+    async def _send_batch(self, frames: list[str], oldest: float) -> None:
+        """One frame of `frames` (the messages' own texts); metrics per frame, not per message: the lag
+        is the frame's oldest message's."""
         if not frames:
             return
-        self.metrics.batch.observe((), len(frames))
-        self.metrics.messages_out.inc((), len(frames))
-        await self._send(frames[0] if len(frames) == 1 else p.batch_frame(frames), self._position())
+        n = len(frames)
+        metrics = self.metrics
+        metrics.batch.observe((), n)
+        metrics.messages_out.inc((), n)
+        metrics.lag.observe((), max(0.0, time.time() - oldest))
+        await self._send(frames[0] if n == 1 else p.batch_frame(frames), self._position())

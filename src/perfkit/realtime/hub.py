@@ -55,6 +55,7 @@ class Hub:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._runtime: Runtime | None = None
         self._heartbeats: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self.outbox = Outbox(self.publish)
         self._sync: SyncHub | None = None
         self._sync_lock = threading.Lock()
@@ -119,10 +120,14 @@ class Hub:
     async def serve(
         self, conn: Connection, session: Session, reader: Coroutine[Any, Any, None], initial: Any
     ) -> None:
-        """Run one accepted connection until the client leaves or the hub closes it (the endpoints' core)."""
+        """Run one accepted connection until the client leaves or the hub closes it (the endpoints' core).
+
+        This task subscribes and then reads the client (`reader`); the connection's writer runs only
+        while it has something to send. A hub-side close (`conn.close`: slow consumer, heartbeat, a send
+        past its timeout, shutdown) cancels the reading, and the subscriptions are released here."""
         self.connections.add(conn)
         self.metrics.connected(conn.transport.kind, 1)
-        self._start_heartbeats()
+        self._start_timers()
         c = self.config
         conn.send_control(
             p.frame(
@@ -131,23 +136,30 @@ class Hub:
                 transport=conn.transport.kind,
             )
         )  # fmt: skip
-        writer = asyncio.create_task(conn.write_loop())
-        read = asyncio.create_task(reader)
+        task = asyncio.current_task()
+        conn.handler = task
         try:
             channels, resume = initial
             for channel in channels:
+                if conn.closing is not None:
+                    break
                 since = resume.get(channel)
                 request = {"type": "subscribe", "channel": channel}
                 if since is not None:
                     request.update(epoch=since.epoch, offset=since.offset)
                 await session.dispatch(request)
-            await asyncio.wait({writer, read}, return_when=asyncio.FIRST_COMPLETED)
+            if conn.closing is None:
+                await reader
+        except asyncio.CancelledError:
+            if not conn.interrupted or task is None or task.uncancel() > 0:
+                raise  # not (only) the hub's doing: the server is cancelling this handler
+        except Exception:  # a policy or auth function raised: the app's bug, shown
+            logger.exception("realtime: connection %s failed", conn.id)
         finally:
-            for task in (writer, read):
-                task.cancel()
-            for outcome in await asyncio.gather(writer, read, return_exceptions=True):
-                if isinstance(outcome, Exception):  # a policy or auth function raised: the app's bug, shown
-                    logger.error("realtime: connection %s failed", conn.id, exc_info=outcome)
+            reader.close()  # never started when the connection closed during the subscribes
+            conn.handler = None
+            conn.closing = conn.closing or (0, "client")
+            conn.close(conn.closing)  # stops the writer
             await session.leave_all()
             self.connections.discard(conn)
             self.metrics.connected(conn.transport.kind, -1)
@@ -155,10 +167,14 @@ class Hub:
                 self._all_closed.set()
             await close_quietly(conn)
 
-    def _start_heartbeats(self) -> None:
+    def _start_timers(self) -> None:
         if self._heartbeats is None or self._heartbeats.done():
             self._heartbeats = asyncio.get_running_loop().create_task(
                 self._beat(), name="perfkit-realtime-heartbeat"
+            )
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.get_running_loop().create_task(
+                self._watch_sends(), name="perfkit-realtime-send-watchdog"
             )
 
     async def _beat(self) -> None:
@@ -170,6 +186,17 @@ class Hub:
                     conn.close(p.CLOSE_HEARTBEAT)
                 else:
                     conn.ping()
+
+    async def _watch_sends(self) -> None:
+        """One timer for every connection's `send_timeout` (instead of a timeout per send): a send is
+        closed between `send_timeout` and `send_timeout` + one tick (a fifth of it, 50 ms-1 s)."""
+        tick = min(1.0, max(0.05, self.config.send_timeout / 5))
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            for conn in list(self.connections):
+                if conn.sending:
+                    conn.overdue(now)
 
     # -- fire-and-forget publishing, in order (job events, after-commit hooks)
     def publish_soon(self, channel: str, data: Any) -> None:
@@ -283,7 +310,7 @@ class Hub:
         twin = Hub.__new__(Hub)
         twin.__dict__.update(self.__dict__)
         twin.connections, twin.loop, twin._runtime = set(), None, None
-        twin._heartbeats = twin._sync = twin._probe = None
+        twin._heartbeats = twin._watchdog = twin._sync = twin._probe = None
         twin.outbox = Outbox(twin.publish)
         return twin
 
@@ -297,11 +324,12 @@ class Hub:
                 async with asyncio.timeout(SHUTDOWN_WAIT):
                     await self._all_closed.wait()
             self._all_closed = None
-        if self._heartbeats is not None:
-            self._heartbeats.cancel()
-            with contextlib.suppress(BaseException):
-                await self._heartbeats
-            self._heartbeats = None
+        for timer in (self._heartbeats, self._watchdog):
+            if timer is not None:
+                timer.cancel()
+                with contextlib.suppress(BaseException):
+                    await timer
+        self._heartbeats = self._watchdog = None
         await self.outbox.close()
         if self._runtime is not None:
             await self._runtime.fanout.close()

@@ -44,6 +44,8 @@ class Host(Protocol):
 
 
 class Session:
+    __slots__ = ("access", "conn", "limiter", "rt")
+
     def __init__(self, runtime: Runtime, conn: Connection, access: Access, limiter: GcraTable) -> None:
         self.rt, self.conn, self.access, self.limiter = runtime, conn, access, limiter
 
@@ -122,7 +124,7 @@ class Session:
         conn.replaying[channel] = []
         conn.channels.add(channel)
         if self.rt.config.is_latest(channel):
-            conn.latest.add(channel)
+            conn.set_latest(channel, True)
         try:
             await self.rt.fanout.join(channel, conn)
             history = await self.history(channel, since)
@@ -168,7 +170,8 @@ class Session:
     async def leave(self, channel: str) -> None:
         conn = self.conn
         conn.channels.discard(channel)
-        conn.latest.discard(channel)
+        if channel in conn.latest:
+            conn.set_latest(channel, False)
         conn.replaying.pop(channel, None)
         conn.positions.pop(channel, None)
         conn.sent.pop(channel, None)

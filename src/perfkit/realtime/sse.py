@@ -25,6 +25,7 @@ HEADERS = [
 
 
 class SseTransport:
+    __slots__ = ("_send",)
     kind = "sse"
 
     def __init__(self, send: Send) -> None:

@@ -2,9 +2,9 @@
 
 The handshake is refused (HTTP 403) for an `Origin` the endpoint does not allow. A connection whose
 `auth` returns None is accepted and closed at once with 4401, so a browser client can read why. Then
-two tasks per connection: this one reads client frames, the connection's writer sends; whichever ends
-first (the client left, or the hub closed the connection) ends the other, and the subscriptions are
-released.
+the endpoint's own task reads client frames and the connection's writer task, only while it has
+something to send, writes; the hub closing the connection ends the reading, the client leaving ends
+the writing, and the subscriptions are released.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ CLOSE_WAIT = 1.0  # seconds to wait for the close frame to go out
 
 
 class WebSocketTransport:
+    __slots__ = ("_send",)
     kind = "ws"
 
     def __init__(self, send: Send) -> None:
@@ -87,7 +88,7 @@ class WebSocketEndpoint:
 
     async def _read(self, conn: Connection, session: Session, receive: Receive) -> None:
         limit = self.rt.config.max_message
-        while True:
+        while conn.closing is None:
             message = await receive()
             if message["type"] == "websocket.disconnect":
                 conn.closing = conn.closing or (0, "client")

@@ -2,7 +2,9 @@
 
 Each product image is a `<picture>` (AVIF, WebP, then the negotiated `<img>`) with a ThumbHash
 placeholder painted at once, `srcset` over the allowed widths and lazy loading; the first one is the
-page's LCP image: eager, `fetchpriority="high"` and preloaded by a `Link` header. The pictures are drawn
+page's LCP image: eager, `fetchpriority="high"` and preloaded by a `Link` header. The page reports its
+real web vitals like /live does (`vitals.PAGE_SCRIPT`: web-vitals from npm and perfkit's RUM snippet), so
+the dashboard shows its LCP and which element it was. The pictures are drawn
 by Pillow on first start (the demo ships no binary files) into a folder of the machine's temp dir; the
 signing key is derived from the demo's monitoring token.
 """
@@ -19,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
 from perfkit.cache import Cache
+from perfkit.demo.app import vitals
 from perfkit.images import ImageService
 
 PRODUCTS = [("mug", "A mug", (180, 60, 40)), ("lamp", "A desk lamp", (40, 90, 170)),
@@ -62,10 +65,11 @@ def add_products(app: FastAPI, cache: Cache, token: str, folder: Path = FOLDER) 
             cards.append(f"<figure>{markup}<figcaption>{escape(title)}</figcaption></figure>")
             if i == 0:
                 preload = images.preload(f"{name}.jpg", placeholder=placeholder, sizes=sizes)
-        page = ("<!doctype html><html><head><meta charset=utf-8><title>perfkit demo: products</title>"
+        page = ("<!doctype html><html lang=en><head><meta charset=utf-8><title>perfkit demo: products</title>"
+                "<meta name=viewport content=\"width=device-width, initial-scale=1\">"
                 "<style>img{max-width:100%;height:auto}figure{display:inline-block;max-width:32%}"
-                "figure:first-child{display:block;max-width:100%}</style></head><body><h1>Products</h1>"
-                f"{''.join(cards)}</body></html>")  # fmt: skip
+                "figure:first-of-type{display:block;max-width:100%}</style></head><body><h1>Products</h1>"
+                f"{''.join(cards)}{vitals.PAGE_SCRIPT}</body></html>")  # fmt: skip
         return HTMLResponse(page, headers={"link": preload, "cache-control": "no-cache"})
 
     return images
