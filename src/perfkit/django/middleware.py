@@ -95,7 +95,7 @@ class PerfkitMiddleware:
         scope[_STATS], scope[_POLICIES] = stats, policies
         request.perfkit_scope = scope  # (SCOPE_ATTRIBUTE)
         tracer = policies.tracer
-        if tracer is not None and not policies.untraced(request.path):
+        if tracer is not None and tracer.active() and not policies.untraced(request.path):
             scope[_OTEL] = tracer.start(scope, UNMATCHED)  # (None: no SDK)
         return scope, stats, token, request_id
 

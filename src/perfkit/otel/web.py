@@ -55,6 +55,12 @@ class RequestTracer:
         self.telemetry = telemetry
         self._labels: dict[tuple[Any, ...], dict[str, Any]] = {}  # metric attributes, made once per set
 
+    def active(self) -> bool:
+        """Whether `start` would trace or record anything now (False without an SDK: one check)."""
+        t = self.telemetry
+        tracer, meters = t.now if t.final else t.current()
+        return tracer is not None or meters is not None
+
     def start(self, scope: Scope, route: str) -> Any:
         t = self.telemetry
         tracer, meters = t.now if t.final else t.current()
