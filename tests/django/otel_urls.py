@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.cache import caches
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.urls import include, path
 
 from perfkit.django.jobs import task
@@ -65,6 +65,11 @@ def naive(request: HttpRequest) -> HttpResponse:
     return HttpResponse(",".join(t.organization.name for t in Ticket.objects.all()))
 
 
+def stream(request: HttpRequest) -> StreamingHttpResponse:
+    """A streamed response of three chunks."""
+    return StreamingHttpResponse(iter([b"a", b"b", b"c"]))
+
+
 def fail(request: HttpRequest) -> HttpResponse:
     """Raises: Django answers 500."""
     raise LookupError("no such thing")
@@ -79,5 +84,6 @@ urlpatterns = [
     path("publish/", publish, name="publish"),
     path("naive/", naive, name="naive"),
     path("fail/", fail, name="fail"),
+    path("stream/", stream, name="stream"),
     path("perf/", include("perfkit.django.urls")),
 ]

@@ -122,6 +122,16 @@ def test_failure_unmatched_and_monitor_paths(client: Any, sdk: Sdk) -> None:
     assert missing.attributes["http.response.status_code"] == 404
 
 
+def test_a_streamed_response_span_ends_with_its_stream(client: Any, sdk: Sdk) -> None:
+    """A streamed response: the span is left when the view returns and ends when the stream is consumed."""
+    response = client.get("/stream/")
+    assert server_spans(sdk) == []  # (the stream is not consumed yet)
+    assert b"".join(response.streaming_content) == b"abc"
+    response.close()
+    [server] = server_spans(sdk)
+    assert server.name == "GET /stream/" and server.attributes["http.response.status_code"] == 200
+
+
 @pytest.mark.django_db
 def test_n_plus_one_is_an_event_on_the_request_span(client: Any, sdk: Sdk) -> None:
     """The N+1 a view makes is an event `perfkit.n_plus_one` on its span, with the fix."""
