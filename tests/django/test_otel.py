@@ -127,20 +127,23 @@ def test_a_streamed_response_span_ends_with_its_stream(client: Any, sdk: Sdk) ->
     response = client.get("/stream/")
     assert server_spans(sdk) == []  # (the stream is not consumed yet)
     assert b"".join(response.streaming_content) == b"abc"
-    response.close()
     [server] = server_spans(sdk)
     assert server.name == "GET /stream/" and server.attributes["http.response.status_code"] == 200
 
 
 @pytest.mark.django_db
-def test_n_plus_one_is_an_event_on_the_request_span(client: Any, sdk: Sdk) -> None:
-    """The N+1 a view makes is an event `perfkit.n_plus_one` on its span, with the fix."""
+def test_n_plus_one_and_slow_request_are_events_on_the_span(client: Any, sdk: Sdk, settings: Any) -> None:
+    """The N+1 a view makes is an event `perfkit.n_plus_one` on its span, with the fix; the slow-request
+    finding (logged after the response) an event `perfkit.slow_request` on it too."""
+    settings.PERFKIT = {**settings.PERFKIT, "web": {"slow_request": 1e-9}}
     org = Organization.objects.create(name="acme")
     Ticket.objects.bulk_create([Ticket(organization=org, title=f"t{i}") for i in range(4)])
     assert client.get("/naive/").status_code == 200
     [server] = server_spans(sdk)
     [event] = [e for e in server.events if e.name == "perfkit.n_plus_one"]
     assert "select_related" in str(event.attributes["perfkit.fix"])
+    [slow] = [e for e in server.events if e.name == "perfkit.slow_request"]
+    assert slow.attributes["perfkit.route"] == "/naive/"
 
 
 def test_cache_operations_are_children_of_the_request(client: Any, sdk: Sdk, settings: Any) -> None:

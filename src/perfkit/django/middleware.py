@@ -101,8 +101,8 @@ class PerfkitMiddleware:
 
     @staticmethod
     def _leave(scope: Scope) -> None:
-        """The view returned: leave the span's context here, where it was entered (its end may come later,
-        when a streamed response ends)."""
+        """Leave the span's context here, where it was entered (a streamed response's span ends later,
+        with its stream)."""
         traced = scope.get(_OTEL)
         if traced is not None:
             scope[_OTEL] = scope[_POLICIES].tracer.detach(traced)
@@ -136,8 +136,10 @@ class PerfkitMiddleware:
             raise
         finally:
             end_request(token)
+        try:  # the span stays current through the metrics and the slow-request log (its finding: an event)
+            return self._finish(policies, scope, stats, response, request_id, start)
+        finally:
             self._leave(scope)
-        return self._finish(policies, scope, stats, response, request_id, start)
 
     async def __acall__(self, request: Any) -> Any:
         policies = current()
@@ -157,8 +159,10 @@ class PerfkitMiddleware:
             raise
         finally:
             end_request(token)
+        try:  # the span stays current through the metrics and the slow-request log (its finding: an event)
+            return self._finish(policies, scope, stats, response, request_id, start)
+        finally:
             self._leave(scope)
-        return self._finish(policies, scope, stats, response, request_id, start)
 
     @staticmethod
     def _release(policies: Policies, scope: Scope, start: float) -> None:
