@@ -30,6 +30,7 @@ async def service(sdk: Sdk, tmp_path: Path) -> AsyncIterator[str]:
     config = ServeConfig.resolve(
         cache_url=f"sqlite:///{tmp_path}/cache.db", jobs_url=f"sqlite:///{tmp_path}/jobs.db",
         token_file=str(tmp_path / "tokens.txt"), tasks=("tests.serve.tasks:jobs",),
+        job_types=("video=remote",),
     )  # fmt: skip
     port = free_port()
     app = ServeApp(config, otel=sdk.config)
@@ -95,3 +96,26 @@ async def test_incoming_traceparent_and_unmatched_routes(service: str, sdk: Sdk)
     assert format(health.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
     assert format(health.parent.span_id, "016x") == "b7ad6b7169203331"
     assert missing.name == "GET" and missing.attributes["http.response.status_code"] == 404
+
+
+async def test_a_remote_worker_gets_the_trace_context_of_the_request_that_queued_it(
+    service: str, sdk: Sdk, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A remote job type: the claimed job carries `headers.traceparent` (the queuing request's span), its
+    CONSUMER span (claim to complete) links to that request, and no context is left dangling."""
+    client = ServeClient(service, SECRET)
+    tracer = sdk.config.tracer_provider.get_tracer("caller")
+    try:
+        with tracer.start_as_current_span("caller"):
+            job = await client.enqueue("video", "clip.mp4")
+        [claimed] = await client.claim(["video"])
+        await client.complete(claimed["id"], claimed["token"], {"ok": True})
+    finally:
+        await client.close()
+    [queued] = [s for s in servers(sdk) if s.name == "POST /v1/jobs"]
+    trace_id, span_id = format(queued.context.trace_id, "032x"), format(queued.context.span_id, "016x")
+    assert claimed["id"] == job["id"]
+    assert claimed["headers"]["traceparent"].startswith(f"00-{trace_id}-{span_id}-")
+    [run] = [s for s in sdk.finished() if s.kind is SpanKind.CONSUMER]
+    assert [link.context.span_id for link in run.links] == [queued.context.span_id]
+    assert not [r for r in caplog.records if "detach" in r.getMessage().lower()]

@@ -61,6 +61,7 @@ export interface ClaimedJob {
   token: number;
   lease_until: number;
   timeout: number | null;
+  headers?: Record<string, string> | null;
 }
 
 export interface Complete {

@@ -4,7 +4,8 @@
 the current trace context with the application's propagator (`traceparent`, `tracestate`, baggage);
 the job carries it in its payload. `event()` is the queue's hook (`JobQueue.on_event`): `started` opens
 the attempt's span, linked to the enqueuing request's span and current while the task runs (its SQL and
-cache spans are its children); `succeeded`, `failed` or `cancelled` ends it. Metrics:
+cache spans are its children); `succeeded`, `failed` or `cancelled` ends it (and leaves its context
+when still current: a remote worker's outcome comes in another request of `perfkit serve`). Metrics:
 `messaging.client.sent.messages`, `messaging.process.duration`, `perfkit.job.wait.duration`.
 """
 
@@ -34,7 +35,7 @@ class JobSpans:
 
     def __init__(self, telemetry: Telemetry) -> None:
         self.telemetry = telemetry
-        self._running: dict[tuple[str, int], tuple[Any, Any, int]] = {}
+        self._running: dict[tuple[str, int], tuple[Any, Any, Any]] = {}  # span, token, its context
 
     def carry(self) -> Mapping[str, str] | None:
         """The current trace context to put in a job being enqueued (None outside a span, or no SDK)."""
@@ -71,12 +72,13 @@ class JobSpans:
                 meters.job_duration.record(e.duration, outcome)
             running = self._running.pop((e.job_id, e.attempt), None)
             if running is not None:
-                span, token, _ = running
+                span, token, attached = running
                 if e.name != "succeeded":
                     span.set_attribute("error.type", e.error.partition(":")[0] if e.error else e.name)
                     span.set_status(Status(StatusCode.ERROR, e.error))
                 span.end()
-                context.detach(token)  # (the API logs, never raises, a token of another context)
+                if context.get_current() is attached:  # the worker's own task; not a remote worker's
+                    context.detach(token)  # outcome reported in another request (perfkit serve)
 
     def _start(self, tracer: Any, e: JobEvent) -> None:
         links = []
@@ -88,11 +90,12 @@ class JobSpans:
         span = tracer.start_span(
             f"process {e.queue}", context.Context(), SpanKind.CONSUMER, attributes, links
         )
-        token = context.attach(trace.set_span_in_context(span))
+        attached = trace.set_span_in_context(span)
+        token = context.attach(attached)
         if len(self._running) >= _MAX_RUNNING:
             stale_span, _, _ = self._running.pop(next(iter(self._running)))
             stale_span.end()
-        self._running[(e.job_id, e.attempt)] = (span, token, time_ns())
+        self._running[(e.job_id, e.attempt)] = (span, token, attached)
 
     @staticmethod
     def _attributes(e: JobEvent, op: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from perfkit.errors import PerfkitError
 from perfkit.jobs import JobQueue
-from perfkit.jobs.models import JobInfo, JobRecord, Outcome, Priority, Status
+from perfkit.jobs.models import JobInfo, JobRecord, Outcome, Priority, Status, unpack_payload
 from perfkit.serve import schemas as s
 from perfkit.serve.http import Request, Response, json_response
 from perfkit.serve.job_types import JobTypes
@@ -110,16 +110,18 @@ class JobsService:
         records: list[JobRecord] = await self._call(self.jobs.backend.claim(queues, body.limit, lease, now))
         claimed = []
         for r in records:
-            self.jobs.hooks.emit("started", r, wait=max(0.0, now - max(r.run_at, r.queued_at)))
-            try:
-                args, kwargs = self.jobs.serializer.loads(r.payload)
+            try:  # [args, kwargs], or [args, kwargs, headers]: the trace context of the queuing request
+                args, kwargs, r.headers = unpack_payload(self.jobs.serializer.loads(r.payload))
             except Exception as exc:  # an unreadable payload: dead-lettered, as a Python worker would
+                self.jobs.hooks.emit("started", r, wait=max(0.0, now - max(r.run_at, r.queued_at)))
                 await self._call(self.jobs.backend.finish([Outcome(
                     r.id, r.token, Status.DEAD, error=f"payload cannot be decoded: {exc}", completed_at=now
                 )]))  # fmt: skip
                 continue
+            self.jobs.hooks.emit("started", r, wait=max(0.0, now - max(r.run_at, r.queued_at)))
             claimed.append(s.ClaimedJob(
-                r.id, r.task, list(args), kwargs, r.attempts, r.max_attempts, r.token, now + lease, r.timeout
+                r.id, r.task, list(args), kwargs, r.attempts, r.max_attempts, r.token, now + lease, r.timeout,
+                r.headers,
             ))  # fmt: skip
         return json_response(s.Claimed(claimed))
 

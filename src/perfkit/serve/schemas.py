@@ -156,6 +156,7 @@ class ClaimedJob(Struct):
     token: int  # the lease token: send it back with heartbeat, complete and fail
     lease_until: float
     timeout: float | None
+    headers: dict[str, str] | None = None  # the W3C trace context of the request that queued it
 
 
 class Claimed(Struct):
