@@ -9,6 +9,7 @@ memory:// and memory+Redis through the async API.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -34,6 +35,14 @@ ASYNC_ONLY = (
 CLASSES = ("Memory", "SQLite", "Redis", "Tiered", "AsyncMemory", "AsyncTiered")
 
 
+def _pip_python() -> str:
+    """An interpreter with pip: this one, or, in a venv made `--without-pip` (tests/django/test_versions.py
+    makes its Django releases' venvs so), the interpreter the venv was made from."""
+    if importlib.util.find_spec("pip") is not None:
+        return sys.executable
+    return str(getattr(sys, "_base_executable", sys.executable))
+
+
 def _release_tests(version: str) -> Path:
     """The release's tests/ folder, downloaded and extracted on first use."""
     home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "perfkit-django-suite" / version
@@ -45,7 +54,7 @@ def _release_tests(version: str) -> Path:
     if not sdist.exists():
         try:
             subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                [_pip_python(), "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
                  f"Django=={version}", "-d", str(home)],
                 check=True, capture_output=True, timeout=180,
             )  # fmt: skip
