@@ -252,6 +252,7 @@ async def test_a_wrong_typed_queue_index_stops_only_its_queue(caplog: pytest.Log
 
         await eventually(settled, timeout=10, what="both jobs succeeded")
         await eventually(logged, what="the wrong-typed key logged")
+        assert sorted(runs) == ["broken", "good 7"]  # each job ran once, the other queue's too
         worker.stop()
         await running
     finally:
