@@ -11,10 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import TOKEN, Env, serve
+from tests._browser import CHROMIUM, chromium
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+from .conftest import TOKEN, Env, serve
 
 pytestmark = pytest.mark.skipif(
     not os.access(CHROMIUM, os.X_OK),
@@ -25,14 +24,8 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
     """Headless Chromium; closed after the test."""
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        chromium = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with chromium() as browser:
+        yield browser
 
 
 def console_errors(page: Any) -> list[str]:

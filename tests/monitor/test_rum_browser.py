@@ -27,11 +27,9 @@ from perfkit.metrics import Collector
 from perfkit.monitor import MonitorConfig
 from perfkit.monitor.rum import RumConfig
 from tests import _npm
+from tests._browser import CHROMIUM, chromium
 from tests.conftest import eventually, free_port
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 TOKEN = "rum-browser-token"
 LCP_DELAY = 2.7  # seconds the hero image takes: LCP needs improvement (2.5 s < LCP <= 4 s)
 LONG_TASK_MS = 600  # the click handler's busy loop: INP poor (> 500 ms)
@@ -137,14 +135,8 @@ async def served() -> AsyncIterator[Served]:
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
     """Headless Chromium (Debian's), closed after the test."""
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        chromium = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with chromium() as browser:
+        yield browser
 
 
 async def report(base: str) -> dict[str, Any]:

@@ -14,13 +14,11 @@ import httpx
 import pytest
 
 from perfkit.realtime import Hub
+from tests._browser import CHROMIUM, chromium
 from tests.conftest import eventually
 
 from .conftest import OwnRedis, ProcessServer
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 APP = "tests.realtime._page_app:from_environment"
 
 pytestmark = [
@@ -36,14 +34,8 @@ pytestmark = [
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
     """Headless Chromium (Debian's); closed after the test."""
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        chromium = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with chromium() as browser:
+        yield browser
 
 
 # what Chromium itself logs for a refused connection or a failed request (the tests cause those)
