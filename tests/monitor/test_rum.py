@@ -135,51 +135,45 @@ async def test_deltas_of_one_metric_id_are_summed_into_one_view() -> None:
     """web-vitals' repeated reports of one id (CLS growing) count once, with the deltas summed; a delta
     after the id was counted is dropped as late instead of counting the view twice."""
     async with make_client(settle=3600.0) as client:
-        await _deltas(client)
-
-
-async def _deltas(client: Client) -> None:
-    await post(client, body("/", metric("CLS", "c1", 0.05)))
-    await post(client, body("/", metric("CLS", "c1", 0.2, delta=0.15), metric("CLS", "c1", 0.22, delta=0.02)))
-    r = await client.get("/perf/report", headers=AUTH)
-    assert "CLS" not in r.json()["web_vitals"]["overall"]  # still within its settle time: not counted yet
-    client.monitor.settle_rum(everything=True)
-    cls = (await report(client))["web_vitals"]["overall"]["CLS"]
-    assert cls["views"] == 1 and cls["p75"] == pytest.approx(0.22) and cls["rating"] == "needs-improvement"
-    await post(client, body("/", metric("CLS", "c1", 0.3, delta=0.08)))
-    client.monitor.settle_rum(everything=True)
-    assert (await report(client))["web_vitals"]["overall"]["CLS"]["views"] == 1
-    assert (await outcomes(client))["late"] == 1
+        await post(client, body("/", metric("CLS", "c1", 0.05)))
+        growing = metric("CLS", "c1", 0.2, delta=0.15), metric("CLS", "c1", 0.22, delta=0.02)
+        await post(client, body("/", *growing))
+        r = await client.get("/perf/report", headers=AUTH)
+        assert "CLS" not in r.json()["web_vitals"]["overall"]  # still within its settle time: not counted yet
+        client.monitor.settle_rum(everything=True)
+        cls = (await report(client))["web_vitals"]["overall"]["CLS"]
+        assert cls["views"] == 1 and cls["p75"] == pytest.approx(0.22)
+        assert cls["rating"] == "needs-improvement"
+        await post(client, body("/", metric("CLS", "c1", 0.3, delta=0.08)))
+        client.monitor.settle_rum(everything=True)
+        assert (await report(client))["web_vitals"]["overall"]["CLS"]["views"] == 1
+        assert (await outcomes(client))["late"] == 1
 
 
 async def test_refusals_name_the_reason_and_are_counted() -> None:
     """Other origins, no origin, another content type, too large, bad schema, GET, over the rate: 4xx."""
     async with make_client(origins=["https://cdn.shop.test"], rate_limit="6/minute", max_body=2048) as client:
-        await _refusals(client)
-
-
-async def _refusals(client: Client) -> None:
-    good = body("/", metric("LCP", "l1", 900.0))
-    assert (await post(client, good, {**BEACON, "origin": "https://evil.test"})).status_code == 403
-    assert (await post(client, good, {"content-type": "text/plain"})).status_code == 403
-    assert (await post(client, good, {**BEACON, "origin": "https://cdn.shop.test"})).status_code == 204
-    assert (
-        await post(client, good, {**BEACON, "content-type": "application/x-www-form-urlencoded"})
-    ).status_code == 415
-    big = await post(client, b"{" + b" " * 4096 + b"}")
-    assert big.status_code == 413 and "2048 bytes" in big.json()["error"]
-    bad = await post(client, body("/", metric("LCP", "l1", -5.0)))
-    assert bad.status_code == 400 and "$.metrics[0].value" in bad.json()["error"]
-    unknown = await post(client, body("/", {"name": "XYZ", "id": "1", "value": 1, "delta": 1}))
-    assert unknown.status_code == 400 and "$.metrics[0].name" in unknown.json()["error"]
-    assert (await post(client, b"not json")).json()["error"].startswith("beacon: not JSON")
-    assert (await client.get("/perf/rum")).status_code == 405
-    limited = await post(client, good)  # the seventh request past the origin check within the minute
-    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
-    assert await outcomes(client) == {
-        "refused_origin": 2, "accepted": 1, "bad_type": 1, "too_large": 1, "invalid": 3,
-        "bad_method": 1, "rate_limited": 1,
-    }  # fmt: skip
+        good = body("/", metric("LCP", "l1", 900.0))
+        assert (await post(client, good, {**BEACON, "origin": "https://evil.test"})).status_code == 403
+        assert (await post(client, good, {"content-type": "text/plain"})).status_code == 403
+        assert (await post(client, good, {**BEACON, "origin": "https://cdn.shop.test"})).status_code == 204
+        assert (
+            await post(client, good, {**BEACON, "content-type": "application/x-www-form-urlencoded"})
+        ).status_code == 415
+        big = await post(client, b"{" + b" " * 4096 + b"}")
+        assert big.status_code == 413 and "2048 bytes" in big.json()["error"]
+        bad = await post(client, body("/", metric("LCP", "l1", -5.0)))
+        assert bad.status_code == 400 and "$.metrics[0].value" in bad.json()["error"]
+        unknown = await post(client, body("/", {"name": "XYZ", "id": "1", "value": 1, "delta": 1}))
+        assert unknown.status_code == 400 and "$.metrics[0].name" in unknown.json()["error"]
+        assert (await post(client, b"not json")).json()["error"].startswith("beacon: not JSON")
+        assert (await client.get("/perf/rum")).status_code == 405
+        limited = await post(client, good)  # the seventh request past the origin check within the minute
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+        assert await outcomes(client) == {
+            "refused_origin": 2, "accepted": 1, "bad_type": 1, "too_large": 1, "invalid": 3,
+            "bad_method": 1, "rate_limited": 1,
+        }  # fmt: skip
 
 
 async def test_a_streamed_body_over_the_cap_is_cut_off(client: Client) -> None:
@@ -196,17 +190,13 @@ async def test_a_streamed_body_over_the_cap_is_cut_off(client: Client) -> None:
 async def test_targets_and_routes_are_bounded() -> None:
     """Past `max_targets` (route, target) pairs a metric's targets fold into "other"; routes likewise."""
     async with make_client(max_targets=2, max_routes=1) as client:
-        await _bounded(client)
-
-
-async def _bounded(client: Client) -> None:
-    for i, target in enumerate(["img.a", "img.b", "img.c", "img.d"]):
-        await post(client, body("/", metric("LCP", f"l{i}", 3000.0, target=target)))
-    await post(client, body("/products/1", metric("LCP", "l9", 3000.0, target="img.a")))
-    vitals = (await report(client))["web_vitals"]
-    targets = {(t["route"], t["target"]): t["views"] for t in vitals["targets"]["LCP"]}
-    assert targets == {("/", "img.a"): 1, ("/", "img.b"): 1, ("/", "other"): 2, ("other", "other"): 1}
-    assert {p["route"] for p in vitals["pages"]} == {"/", "other"}
+        for i, target in enumerate(["img.a", "img.b", "img.c", "img.d"]):
+            await post(client, body("/", metric("LCP", f"l{i}", 3000.0, target=target)))
+        await post(client, body("/products/1", metric("LCP", "l9", 3000.0, target="img.a")))
+        vitals = (await report(client))["web_vitals"]
+        targets = {(t["route"], t["target"]): t["views"] for t in vitals["targets"]["LCP"]}
+        assert targets == {("/", "img.a"): 1, ("/", "img.b"): 1, ("/", "other"): 2, ("other", "other"): 1}
+        assert {p["route"] for p in vitals["pages"]} == {"/", "other"}
 
 
 async def test_device_class_falls_back_to_the_request(client: Client) -> None:
