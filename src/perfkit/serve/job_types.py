@@ -21,6 +21,7 @@ from typing import Any
 from perfkit.errors import ConfigurationError
 from perfkit.jobs import JobQueue
 from perfkit.jobs.task import Task, TaskOptions
+from perfkit.serve.specs import split_spec
 
 _OPTIONS = ("queue", "retries", "timeout", "priority", "backoff")
 
@@ -43,16 +44,9 @@ class JobTypeSpec:
 
 def parse_job_type(spec: str) -> JobTypeSpec:
     """`NAME=remote|URL [retries=N] [timeout=S] [priority=P] [queue=Q] [backoff=B]`."""
-    head, *opts = spec.split()
-    name, sep, target = head.partition("=")
-    if not sep or not name or not target:
-        raise ConfigurationError("job_type", f"{spec!r} is not NAME=remote or NAME=URL [option=value ...]")
-    raw: dict[str, Any] = {}
-    for opt in opts:
-        key, sep, value = opt.partition("=")
-        if not sep or key not in _OPTIONS:
-            raise ConfigurationError("job_type", f"{spec!r}: option {opt!r}: use one of {list(_OPTIONS)}")
-        raw[key] = value
+    name, target, given = split_spec("job_type", spec, _OPTIONS, "NAME=remote or NAME=URL")
+    raw: dict[str, Any] = dict(given)
+    for key, value in given.items():
         if key == "retries" and value.isdigit():
             raw[key] = int(value)
         elif key == "backoff" and value.replace(".", "", 1).isdigit():

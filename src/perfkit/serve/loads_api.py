@@ -26,6 +26,7 @@ from perfkit.errors import ConfigurationError, PerfkitError
 from perfkit.serve import schemas as s
 from perfkit.serve.http import Request, Response, json_response
 from perfkit.serve.problems import Problem
+from perfkit.serve.specs import split_spec
 
 KEEP, KEEP_FOR = 10_000, 600.0
 _LOADER_OPTIONS = {"max_batch": int, "window": str, "timeout": float, "shared": str, "ttl": float}
@@ -81,17 +82,9 @@ def parse_loader(spec: str, holder: dict[str, Any], caches: Callable[[str], Any]
     across requests (what preloading warms)."""
     from perfkit.loader import Loader
 
-    head, *opts = spec.split()
-    name, sep, target = head.partition("=")
-    if not sep or not name or not target:
-        raise ConfigurationError("loader", f"{spec!r} is not NAME=MODULE:FUNC or NAME=URL [option=value ...]")
+    name, target, given = split_spec("loader", spec, _LOADER_OPTIONS, "NAME=MODULE:FUNC or NAME=URL")
     options: dict[str, Any] = {}
-    for opt in opts:
-        key, sep, value = opt.partition("=")
-        if not sep or key not in _LOADER_OPTIONS:
-            raise ConfigurationError(
-                "loader", f"{spec!r}: option {opt!r}: use one of {list(_LOADER_OPTIONS)}"
-            )
+    for key, value in given.items():
         try:
             options[key] = _LOADER_OPTIONS[key](value)
         except ValueError:
