@@ -80,7 +80,9 @@ def worker(n: int) -> None:
         "traces": sorted({f"{s.context.trace_id:032x}" for s in finished}),
         "counted": requests_counted(reader),
     }  # fmt: skip
-    print(json.dumps(line), flush=True)
+    # one write(2) of the whole line: the two workers share the pipe, and `print` may split a line
+    # into two writes (the text, then its newline) that the other worker's line can land between
+    os.write(sys.stdout.fileno(), (json.dumps(line) + "\n").encode())
 
 
 def main() -> None:
