@@ -107,7 +107,7 @@ async def test_each_use_keeps_its_client_settings() -> None:
             _retries(client),
         )
     assert seen == {
-        "cache": ("Redis", 0.4, 0.4, None, None, 0),
+        "cache": ("Multiplexed", 0.4, 0.4, None, None, None),  # one connection, no retries at all
         "cache-cluster": ("RedisCluster", 0.4, 0.4, 0, None, 0),
         "jobs": ("Redis", 5.0, 5, 30, 2, None),
         "jobs-cluster": ("RedisCluster", 5.0, 5, 30, 2, clients["jobs-cluster"].retry.get_retries()),
@@ -117,8 +117,10 @@ async def test_each_use_keeps_its_client_settings() -> None:
         "monitor-cluster": ("RedisCluster", 2.0, 2.0, 0, None, 0),
     }
     assert connection_kwargs(clients["ratelimit"]).get("retry_on_timeout") is False
-    pool = clients["cache"].connection_pool
+    subscribers = make_client(one, cache_options(one, timeout=0.4))  # coherence's: a bounded pool
+    pool = subscribers.connection_pool
     assert isinstance(pool, BoundedPool) and pool.max_connections == 64
+    await close_client(subscribers)
     assert clients["jobs"].connection_pool.max_connections == 33
     assert [str(n) for n in clients["monitor-cluster"].nodes_manager.startup_nodes] == [
         "127.0.0.1:7000",
@@ -283,7 +285,6 @@ async def test_the_urls_driver_options_reach_every_client() -> None:
             kw = connection_kwargs(client)
             assert (name, kw.get("db"), kw.get("client_name")) == (name, 7, "perfkit-probe")
             assert "prefix" not in kw and "max_connections" not in kw, name
-        assert clients["cache"].connection_pool.max_connections == 9
         assert connection_kwargs(clients["cache"]).get("socket_timeout") == 0.4  # the cache's own still
     finally:
         for client in clients.values():

@@ -7,8 +7,9 @@ client: `redis://`, `rediss://` and `unix://` give a `Redis`, `redis+cluster://`
 is per node). The settings differ on purpose:
 
     use        timeouts (read / connect)  retries                  pool
-    cache      the cache's timeout (0.5)  none: an outage costs    bounded, 64; a burst waits
-                                          one timeout                  `timeout` for a connection
+    cache      the cache's timeout (0.5)  none: an outage costs    one node: one multiplexed
+                                          one timeout              connection (multiplex.py);
+                                                                   cluster: 64 per node
     jobs       5 s / 5 s, health checks   redis-py's default       `max_connections` (64), RESP2
     ratelimit  its timeout (0.25)         redis-py's default (one  redis-py's default
                                           node), none (cluster: 64 per node)
@@ -33,9 +34,10 @@ from perfkit.backends import BackendURL
 from perfkit.errors import ConfigurationError
 from perfkit.redisclient.cluster import driver_scheme, is_cluster, seed_names
 from perfkit.redisclient.errors import ErrorPolicy
+from perfkit.redisclient.multiplex import Multiplexed, Settings
 from perfkit.redisclient.pool import BoundedPool
 
-Client = aioredis.Redis | RedisCluster
+Client = aioredis.Redis | RedisCluster | Multiplexed
 _CLUSTER_OPTIONS = ("nodes", "max_connections")  # read by perfkit, never passed to redis-py
 
 
@@ -55,6 +57,9 @@ class ClientOptions:
     # as a cluster's always do; False drops them
     url_options: bool = True
     own: tuple[str, ...] = ("prefix",)  # URL options that are perfkit's, kept from redis-py
+    # one node: one connection shared by every caller of a loop (`perfkit.redisclient.multiplex`)
+    # instead of redis-py's pool; for users whose commands never block (the cache)
+    multiplexed: bool = False
     errors: ErrorPolicy = field(default_factory=ErrorPolicy)
 
     def driver_kwargs(self) -> dict[str, Any]:
@@ -83,9 +88,15 @@ def _per_node(url: BackendURL, given: int | None = None) -> int:
 
 
 def cache_options(
-    url: BackendURL, *, timeout: float, max_connections: int | None = None, protocol: int | None = None
+    url: BackendURL,
+    *,
+    timeout: float,
+    max_connections: int | None = None,
+    protocol: int | None = None,
+    multiplexed: bool = False,
 ) -> ClientOptions:
-    """The cache's: short timeouts, no retries (the cache front degrades), a bounded pool."""
+    """The cache's: short timeouts, no retries (the cache front degrades); on one node either one
+    multiplexed connection (the backend's commands) or a bounded pool (coherence's subscribers)."""
     return ClientOptions(
         socket_timeout=timeout,
         connect_timeout=timeout,
@@ -94,6 +105,7 @@ def cache_options(
         pool_wait=timeout,  # a burst waits this long for a free connection instead of failing at once
         protocol=protocol,
         errors=CACHE_ERRORS,
+        multiplexed=multiplexed,
     )
 
 
@@ -139,7 +151,7 @@ def make_client(url: BackendURL, options: ClientOptions) -> Any:
     return single_client(url, options)
 
 
-def single_client(url: BackendURL, options: ClientOptions) -> aioredis.Redis:
+def single_client(url: BackendURL, options: ClientOptions) -> aioredis.Redis | Multiplexed:
     if options.url_options:
         parts = urlsplit(url.raw)
         ours = {*options.own, "max_connections"}
@@ -147,6 +159,9 @@ def single_client(url: BackendURL, options: ClientOptions) -> aioredis.Redis:
         driver_url = urlunsplit(parts._replace(query=query))
     else:
         driver_url = url.raw.split("?", 1)[0]
+    if options.multiplexed:
+        timeouts = {"socket_timeout": options.socket_timeout, "socket_connect_timeout": options.connect_timeout}
+        return Multiplexed(Settings.from_url(driver_url, **timeouts))
     kwargs = options.driver_kwargs()
     if options.pool_wait is not None:
         pool = BoundedPool.from_url(driver_url, timeout=options.pool_wait, **kwargs)
@@ -175,6 +190,8 @@ def connection_kwargs(client: Client) -> dict[str, Any]:
     """The settings each connection of `client` is made with (after the URL's overrides)."""
     if isinstance(client, RedisCluster):
         return dict(client.nodes_manager.connection_kwargs)
+    if isinstance(client, Multiplexed):
+        return client.connection_kwargs
     return dict(client.connection_pool.connection_kwargs)
 
 
@@ -182,6 +199,8 @@ async def close_client(client: Client) -> None:
     """Close every connection of `client`, in use or idle. `RedisCluster.aclose()` alone skips its
     nodes after a connection error (the client is then marked for re-initialization)."""
     await client.aclose()
+    if isinstance(client, Multiplexed):
+        return
     if isinstance(client, RedisCluster):
         await client.nodes_manager.aclose()
         await client.nodes_manager.aclose("startup_nodes")

@@ -61,8 +61,10 @@ def run(args: argparse.Namespace) -> int:
     )
     app = ServeApp(config)
     options: dict[str, Any] = _fast_server_options()
+    # proxy_headers off: the service never reads the client's address (a token names the caller), and
+    # uvicorn's X-Forwarded-* middleware is one more layer on every request
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower(), access_log=False,
-                lifespan="on", **options)  # fmt: skip
+                lifespan="on", proxy_headers=False, **options)  # fmt: skip
     return 0
 
 

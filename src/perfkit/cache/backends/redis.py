@@ -28,13 +28,10 @@ if TYPE_CHECKING:
 _CHUNK = 1000
 
 
-def client_from_url(
-    url: BackendURL, *, timeout: float, max_connections: int | None = None, protocol: int | None = None
-) -> Any:
-    """A client with the cache's settings (`perfkit.redisclient.cache_options`): the backend's, and
-    coherence's one-connection subscribers."""
-    options = cache_options(url, timeout=timeout, max_connections=max_connections, protocol=protocol)
-    return make_client(url, options)
+def client_from_url(url: BackendURL, *, timeout: float) -> Any:
+    """The backend's client, with the cache's settings (`perfkit.redisclient.cache_options`): on one
+    node a multiplexed connection, on a cluster redis-py's cluster client."""
+    return make_client(url, cache_options(url, timeout=timeout, multiplexed=True))
 
 
 class RedisBackend:
