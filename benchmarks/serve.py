@@ -22,6 +22,13 @@ server's per request, and the direct client's per operation (redis-py, perfkit's
 depend on the load. They are turned into quiet-machine microseconds with this machine's rate for
 CPython measured in the same run (a fixed Python workload: its instruction count under callgrind over
 its fastest native time of 200 runs). User-space only: the kernel's share of the sockets is not counted.
+
+    python benchmarks/serve.py --throughput [--rounds 3] [--seconds 4] [--connections 32]
+
+measures ops/s per core under load, the way a service runs: the server pinned to core 0 and `wrk` (it
+must be installed) on core 1 with 32 keep-alive connections, one operation at a time for `--seconds`;
+ops/s per core = requests served / the server's CPU seconds (utime + stime from /proc) in that window,
+so it does not depend on how much of its core the server got on a shared machine.
 """
 
 from __future__ import annotations
@@ -111,6 +118,21 @@ def timed(n: int, op) -> list[float]:  # type: ignore[no-untyped-def]
     return out
 
 
+def timed_async(loop: asyncio.AbstractEventLoop, n: int, op) -> list[float]:  # type: ignore[no-untyped-def]
+    """`timed` for a coroutine operation, every call awaited inside one running loop (so the loop's
+    start and stop are not counted in the operation)."""
+
+    async def run() -> list[float]:
+        out = []
+        for i in range(n):
+            t0 = _ns()
+            await op(i)
+            out.append((_ns() - t0) / 1000)
+        return out
+
+    return loop.run_until_complete(run())
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
@@ -174,7 +196,13 @@ def main() -> None:
         "--redis", default=os.environ.get("PERFKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     )
     parser.add_argument("--instructions", action="store_true", help="count instructions with callgrind")
+    parser.add_argument("--throughput", action="store_true", help="ops/s per core under load (wrk)")
+    parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
+    if args.throughput:
+        throughput(args)
+        return
     if args.instructions:
         from serve_instructions import run  # type: ignore[import-not-found]  # beside this file
 
@@ -187,6 +215,11 @@ def main() -> None:
 
     direct_jobs = JobQueue(args.redis + "?prefix=pkbenchd" + NS)
     direct_jobs.task(name="render")(lambda ctx, i: i)
+    from perfkit.cache import Cache
+
+    # the service's own operations in this process: the same perfkit Cache (L2 only, the same tags) and
+    # JobQueue, so serve minus these is what the HTTP service itself adds
+    direct_cache = Cache(args.redis, namespace=NS + "-d", compression=None)
     loop = asyncio.new_event_loop()
     http = HttpConnection(port)
     body = json.dumps({"value": {"id": 1, "title": "slide"}, "ttl": 300, "tags": ["deck"]}).encode()
@@ -201,10 +234,16 @@ def main() -> None:
     direct_ops = {
         "cache get": lambda i: client.get(f"{{{NS}}}:d{i % 100}"),
         "cache set": lambda i: client.set(f"{{{NS}}}:d{i % 100}", body, ex=300),
-        "job enqueue": lambda i: loop.run_until_complete(direct_jobs.enqueue("render", args=[i])),
     }
+    in_process = {
+        "cache get": lambda i: direct_cache.get(f"k{i % 100}"),
+        "cache set": lambda i: direct_cache.set(f"k{i % 100}", {"id": i, "title": "slide"}, 300, tags=["deck"]),
+        "job enqueue": lambda i: direct_jobs.enqueue("render", args=[i]),
+    }
+    for i in range(100):
+        loop.run_until_complete(direct_cache.set(f"k{i}", {"id": i, "title": "slide"}, 300, tags=["deck"]))
     results: dict[str, dict[str, list[float]]] = {
-        op: {"serve": [], "direct": [], "cpu_us": []} for op in serve_ops
+        op: {"serve": [], "direct": [], "in_process": [], "cpu_us": []} for op in serve_ops
     }
     p99: dict[str, dict[str, list[float]]] = {op: {"serve": [], "direct": []} for op in serve_ops}
     for _ in range(args.rounds):
@@ -212,12 +251,14 @@ def main() -> None:
             cpu0 = server_cpu(proc.pid)
             served = timed(args.n, serve_ops[op])
             cpu = server_cpu(proc.pid) - cpu0
-            direct = timed(args.n, direct_ops[op])
+            direct = timed(args.n, direct_ops[op]) if op in direct_ops else []
+            own = timed_async(loop, args.n, in_process[op])
+            results[op]["in_process"].append(pct(own, 0.5))
             results[op]["serve"].append(pct(served, 0.5))
-            results[op]["direct"].append(pct(direct, 0.5))
+            results[op]["direct"].append(pct(direct or own, 0.5))
             results[op]["cpu_us"].append(cpu / args.n * 1e6)
             p99[op]["serve"].append(pct(served, 0.99))
-            p99[op]["direct"].append(pct(direct, 0.99))
+            p99[op]["direct"].append(pct(direct or own, 0.99))
     node_result = None
     if shutil.which("node"):
         script = tmp / "bench.mjs"
@@ -228,24 +269,90 @@ def main() -> None:
             node_result = json.loads(done.stdout)
     med = statistics.median
     print(f"perfkit serve vs Redis directly: n={args.n} sequential calls x {args.rounds} rounds (medians)")
-    print(f"{'operation':<12} {'serve p50':>10} {'direct p50':>11} {'overhead':>9} {'serve p99':>10} "
-          f"{'server CPU/op':>14} {'ops/s/core':>11} {'node p50':>9}")  # fmt: skip
+    print("direct: redis-py GET / SET EX (untagged); enqueue: perfkit's JobQueue.enqueue in process."
+          " in-process: the same perfkit Cache / JobQueue call in this process (set with the same tag)")
+    print(f"{'operation':<12} {'serve p50':>10} {'direct p50':>11} {'overhead':>9} {'in-process p50':>15} "
+          f"{'overhead vs in-process':>23} {'serve p99':>10} {'server CPU/op':>14} {'ops/s/core':>11} {'node p50':>9}")  # fmt: skip
     names = {"cache get": "get", "cache set": "set", "job enqueue": "enqueue"}
     for op, r in results.items():
-        s50, d50, cpu = med(r["serve"]), med(r["direct"]), med(r["cpu_us"])
+        s50, d50, cpu, i50 = med(r["serve"]), med(r["direct"]), med(r["cpu_us"]), med(r["in_process"])
         node = f"{node_result[names[op]][0]:.0f} us" if node_result else "-"
-        print(f"{op:<12} {s50:>7.0f} us {d50:>8.0f} us {s50 - d50:>6.0f} us {med(p99[op]['serve']):>7.0f} us "
+        print(f"{op:<12} {s50:>7.0f} us {d50:>8.0f} us {s50 - d50:>6.0f} us {i50:>12.0f} us {s50 - i50:>20.0f} us "
+              f"{med(p99[op]['serve']):>7.0f} us "
               f"{cpu:>11.1f} us {1e6 / cpu:>11,.0f} {node:>9}")  # fmt: skip
     print(f"(reconnections of the keep-alive connection: {http.reconnects})")
     http.sock.close()
     proc.terminate()
     proc.wait(10)
     loop.run_until_complete(direct_jobs.close())
+    loop.run_until_complete(direct_cache.clear())
+    loop.run_until_complete(direct_cache.close())
     cleanup = redis.Redis.from_url(args.redis)
     for pattern in (f"{{{NS}}}:*", f"*{NS}*", f"perfkit:tag*{NS}*"):
         keys = list(cleanup.scan_iter(pattern, count=1000))
         if keys:
             cleanup.delete(*keys)
+
+
+WRK_SCRIPT = """
+wrk.method = "{method}"
+wrk.headers["authorization"] = "Bearer {token}"
+wrk.headers["content-type"] = "application/json"
+wrk.body = '{body}'
+"""
+
+
+def throughput(args: argparse.Namespace) -> None:
+    """wrk against a pinned server, one operation at a time: requests/s and requests per CPU-second."""
+    if not shutil.which("wrk"):
+        raise SystemExit("--throughput needs wrk (apt-get install wrk)")
+    pinned = os.cpu_count() and os.cpu_count() >= 2  # type: ignore[operator]
+    tmp = Path(tempfile.mkdtemp(prefix="perfkit-serve-bench-"))
+    proc, port = start_server(args.redis, tmp, wrapper=("taskset", "-c", "0") if pinned else ())
+    http = HttpConnection(port)
+    body = json.dumps({"value": {"id": 1, "title": "slide"}, "ttl": 300, "tags": ["deck"]})
+    http.request("PUT", f"/v1/cache/{NS}/keys/k1", body.encode())
+    ops = {
+        "cache get": ("GET", f"/v1/cache/{NS}/keys/k1", ""),
+        "cache set": ("PUT", f"/v1/cache/{NS}/keys/k1", body),
+        "job enqueue": ("POST", "/v1/jobs", json.dumps({"type": "render", "args": [1]})),
+    }
+    results: dict[str, list[tuple[float, float, int]]] = {op: [] for op in ops}
+    try:
+        _load_rounds(args, proc, port, tmp, ops, results, pinned)
+    finally:
+        http.sock.close()
+        proc.terminate()
+        proc.wait(10)
+    print(f"perfkit serve under load: wrk -t1 -c{args.connections} -d{args.seconds}s per operation, "
+          f"{args.rounds} rounds, server {'pinned to core 0, wrk to core 1' if pinned else 'unpinned'} (medians)")  # fmt: skip
+    print(f"{'operation':<12} {'req/s':>9} {'server CPU/op':>14} {'ops/s/core':>11} {'rounds (ops/s/core)':>30} {'non-2xx':>8}")
+    for op, rows in results.items():
+        rps, per_core = statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows)
+        spread = ", ".join(f"{r[1]:,.0f}" for r in rows)
+        print(f"{op:<12} {rps:>9,.0f} {1e6 / per_core:>11.1f} us {per_core:>11,.0f} {spread:>30} {sum(r[2] for r in rows):>8}")
+    cleanup = redis.Redis.from_url(args.redis)
+    for pattern in (f"{{{NS}}}:*", f"*{NS}*", f"perfkit:tag*{NS}*"):
+        keys = list(cleanup.scan_iter(pattern, count=1000))
+        if keys:
+            cleanup.delete(*keys)
+
+
+def _load_rounds(args, proc, port, tmp, ops, results, pinned) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(args.rounds):
+        for op, (method, path, payload) in ops.items():
+            script = tmp / "op.lua"
+            script.write_text(WRK_SCRIPT.format(method=method, token=TOKEN, body=payload))
+            cpu0 = server_cpu(proc.pid)
+            done = subprocess.run(
+                [*(("taskset", "-c", "1") if pinned else ()), "wrk", "-t1", f"-c{args.connections}",
+                 f"-d{args.seconds}s", "-s", str(script), f"http://127.0.0.1:{port}{path}"],
+                capture_output=True, text=True, check=True, timeout=args.seconds + 30,
+            )  # fmt: skip
+            cpu = server_cpu(proc.pid) - cpu0
+            served = int(done.stdout.split(" requests in ")[0].split()[-1])
+            bad = int(done.stdout.split("Non-2xx or 3xx responses:")[1].split()[0]) if "Non-2xx" in done.stdout else 0
+            results[op].append((served / args.seconds, served / cpu, bad))
 
 
 if __name__ == "__main__":
