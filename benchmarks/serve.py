@@ -237,7 +237,9 @@ def main() -> None:
     }
     in_process = {
         "cache get": lambda i: direct_cache.get(f"k{i % 100}"),
-        "cache set": lambda i: direct_cache.set(f"k{i % 100}", {"id": i, "title": "slide"}, 300, tags=["deck"]),
+        "cache set": lambda i: direct_cache.set(
+            f"k{i % 100}", {"id": i, "title": "slide"}, 300, tags=["deck"]
+        ),
         "job enqueue": lambda i: direct_jobs.enqueue("render", args=[i]),
     }
     for i in range(100):
@@ -269,17 +271,22 @@ def main() -> None:
             node_result = json.loads(done.stdout)
     med = statistics.median
     print(f"perfkit serve vs Redis directly: n={args.n} sequential calls x {args.rounds} rounds (medians)")
-    print("direct: redis-py GET / SET EX (untagged); enqueue: perfkit's JobQueue.enqueue in process."
-          " in-process: the same perfkit Cache / JobQueue call in this process (set with the same tag)")
-    print(f"{'operation':<12} {'serve p50':>10} {'direct p50':>11} {'overhead':>9} {'in-process p50':>15} "
-          f"{'overhead vs in-process':>23} {'serve p99':>10} {'server CPU/op':>14} {'ops/s/core':>11} {'node p50':>9}")  # fmt: skip
+    print(
+        "direct: redis-py GET / SET EX (untagged); enqueue: perfkit's JobQueue.enqueue in process."
+        " in-process: the same perfkit Cache / JobQueue call in this process (set with the same tag)"
+    )
+    heads = ("operation", "serve p50", "direct p50", "overhead", "in-process p50", "overhead vs in-process",
+             "serve p99", "server CPU/op", "ops/s/core", "node p50")  # fmt: skip
+    widths = (12, 10, 11, 9, 15, 23, 10, 14, 11, 9)
+    print(" ".join(f"{h:<{w}}" if i == 0 else f"{h:>{w}}" for i, (h, w) in enumerate(zip(heads, widths, strict=True))))
     names = {"cache get": "get", "cache set": "set", "job enqueue": "enqueue"}
     for op, r in results.items():
         s50, d50, cpu, i50 = med(r["serve"]), med(r["direct"]), med(r["cpu_us"]), med(r["in_process"])
         node = f"{node_result[names[op]][0]:.0f} us" if node_result else "-"
-        print(f"{op:<12} {s50:>7.0f} us {d50:>8.0f} us {s50 - d50:>6.0f} us {i50:>12.0f} us {s50 - i50:>20.0f} us "
-              f"{med(p99[op]['serve']):>7.0f} us "
-              f"{cpu:>11.1f} us {1e6 / cpu:>11,.0f} {node:>9}")  # fmt: skip
+        cells = (f"{s50:.0f} us", f"{d50:.0f} us", f"{s50 - d50:.0f} us", f"{i50:.0f} us",
+                 f"{s50 - i50:.0f} us", f"{med(p99[op]['serve']):.0f} us", f"{cpu:.1f} us",
+                 f"{1e6 / cpu:,.0f}", node)  # fmt: skip
+        print(f"{op:<12} " + " ".join(f"{c:>{w}}" for c, w in zip(cells, widths[1:], strict=True)))
     print(f"(reconnections of the keep-alive connection: {http.reconnects})")
     http.sock.close()
     proc.terminate()
@@ -324,13 +331,16 @@ def throughput(args: argparse.Namespace) -> None:
         http.sock.close()
         proc.terminate()
         proc.wait(10)
+    where = "pinned to core 0, wrk to core 1" if pinned else "unpinned"
     print(f"perfkit serve under load: wrk -t1 -c{args.connections} -d{args.seconds}s per operation, "
-          f"{args.rounds} rounds, server {'pinned to core 0, wrk to core 1' if pinned else 'unpinned'} (medians)")  # fmt: skip
-    print(f"{'operation':<12} {'req/s':>9} {'server CPU/op':>14} {'ops/s/core':>11} {'rounds (ops/s/core)':>30} {'non-2xx':>8}")
+          f"{args.rounds} rounds, server {where} (medians)")  # fmt: skip
+    print(f"{'operation':<12} {'req/s':>9} {'server CPU/op':>14} {'ops/s/core':>11} "
+          f"{'rounds (ops/s/core)':>30} {'non-2xx':>8}")  # fmt: skip
     for op, rows in results.items():
         rps, per_core = statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows)
         spread = ", ".join(f"{r[1]:,.0f}" for r in rows)
-        print(f"{op:<12} {rps:>9,.0f} {1e6 / per_core:>11.1f} us {per_core:>11,.0f} {spread:>30} {sum(r[2] for r in rows):>8}")
+        bad = sum(r[2] for r in rows)
+        print(f"{op:<12} {rps:>9,.0f} {1e6 / per_core:>11.1f} us {per_core:>11,.0f} {spread:>30} {bad:>8}")
     cleanup = redis.Redis.from_url(args.redis)
     for pattern in (f"{{{NS}}}:*", f"*{NS}*", f"perfkit:tag*{NS}*"):
         keys = list(cleanup.scan_iter(pattern, count=1000))
@@ -351,7 +361,11 @@ def _load_rounds(args, proc, port, tmp, ops, results, pinned) -> None:  # type: 
             )  # fmt: skip
             cpu = server_cpu(proc.pid) - cpu0
             served = int(done.stdout.split(" requests in ")[0].split()[-1])
-            bad = int(done.stdout.split("Non-2xx or 3xx responses:")[1].split()[0]) if "Non-2xx" in done.stdout else 0
+            bad = (
+                int(done.stdout.split("Non-2xx or 3xx responses:")[1].split()[0])
+                if "Non-2xx" in done.stdout
+                else 0
+            )
             results[op].append((served / args.seconds, served / cpu, bad))
 
 

@@ -162,7 +162,9 @@ async def test_a_killed_connection_fails_in_flight_and_the_next_command_reconnec
     assert await client.execute_command("CLIENT", "ID") != my_id
 
 
-async def test_scripts_survive_a_script_flush_alone_and_in_pipelines(client: Multiplexed, prefix: str) -> None:
+async def test_scripts_survive_a_script_flush_alone_and_in_pipelines(
+    client: Multiplexed, prefix: str
+) -> None:
     """EVALSHA loads the script on NOSCRIPT, alone and in a pipeline (after SCRIPT FLUSH too)."""
     echo = client.register_script("return ARGV[1]")
     assert await echo(keys=[f"{prefix}k"], args=["x"]) == b"x"
@@ -175,7 +177,9 @@ async def test_scripts_survive_a_script_flush_alone_and_in_pipelines(client: Mul
         assert await pipe.execute() == [b"z", 1]
 
 
-async def test_a_pipeline_reads_every_reply_then_raises_the_first_error(client: Multiplexed, prefix: str) -> None:
+async def test_a_pipeline_reads_every_reply_then_raises_the_first_error(
+    client: Multiplexed, prefix: str
+) -> None:
     """An error reply in a pipeline is raised after the other commands ran (redis-py's raise_on_error)."""
     await client.set(f"{prefix}s", b"text")
     async with client.pipeline() as pipe:

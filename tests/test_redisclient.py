@@ -289,3 +289,30 @@ async def test_the_urls_driver_options_reach_every_client() -> None:
     finally:
         for client in clients.values():
             await close_client(client)
+
+
+async def test_pooled_clients_pack_with_hiredis_and_refuse_bad_arguments_as_before() -> None:
+    """The jobs client's connections pack commands with hiredis: multi-word commands and pipelines go
+    through, and an argument Redis cannot take is still redis-py's DataError (nothing is sent)."""
+    require_redis()
+    from redis.exceptions import DataError
+
+    from perfkit.redisclient.packing import HiredisConnection
+
+    url = parse_url(REDIS_URL)
+    client = JobsRedis(url, max_connections=4).client
+    key = f"pack-{uuid.uuid4().hex[:8]}"
+    try:
+        assert client.connection_pool.connection_class is HiredisConnection
+        assert await client.execute_command("CLIENT SETNAME", "perfkit-pack-probe")
+        assert await client.execute_command("CLIENT GETNAME") in ("perfkit-pack-probe", b"perfkit-pack-probe")
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.set(key, "é", ex=60)
+            pipe.get(key)
+            assert await pipe.execute() == [True, "é".encode()]
+        with pytest.raises(DataError):
+            await client.set(key, None)  # type: ignore[arg-type]  # the point: a bad argument
+        assert await client.get(key) == "é".encode()
+    finally:
+        await client.delete(key)
+        await close_client(client)

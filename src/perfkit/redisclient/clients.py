@@ -35,6 +35,7 @@ from perfkit.errors import ConfigurationError
 from perfkit.redisclient.cluster import driver_scheme, is_cluster, seed_names
 from perfkit.redisclient.errors import ErrorPolicy
 from perfkit.redisclient.multiplex import Multiplexed, Settings
+from perfkit.redisclient.packing import with_hiredis_packing
 from perfkit.redisclient.pool import BoundedPool
 
 Client = aioredis.Redis | RedisCluster | Multiplexed
@@ -160,13 +161,17 @@ def single_client(url: BackendURL, options: ClientOptions) -> aioredis.Redis | M
     else:
         driver_url = url.raw.split("?", 1)[0]
     if options.multiplexed:
-        timeouts = {"socket_timeout": options.socket_timeout, "socket_connect_timeout": options.connect_timeout}
+        timeouts = {
+            "socket_timeout": options.socket_timeout,
+            "socket_connect_timeout": options.connect_timeout,
+        }
         return Multiplexed(Settings.from_url(driver_url, **timeouts))
     kwargs = options.driver_kwargs()
     if options.pool_wait is not None:
-        pool = BoundedPool.from_url(driver_url, timeout=options.pool_wait, **kwargs)
-        return aioredis.Redis(connection_pool=pool)
-    return aioredis.Redis.from_url(driver_url, **kwargs)
+        bounded = BoundedPool.from_url(driver_url, timeout=options.pool_wait, **kwargs)
+        return aioredis.Redis(connection_pool=with_hiredis_packing(bounded))
+    pool = aioredis.ConnectionPool.from_url(driver_url, **kwargs)
+    return aioredis.Redis(connection_pool=with_hiredis_packing(pool))  # closed by close_client
 
 
 def cluster_client(url: BackendURL, options: ClientOptions) -> RedisCluster:

@@ -43,6 +43,7 @@ import hiredis
 from redis.exceptions import (
     AuthenticationError,
     BusyLoadingError,
+    DataError,
     NoPermissionError,
     NoScriptError,
     ReadOnlyError,
@@ -61,11 +62,22 @@ _ERRORS = {  # a reply's first word -> redis-py's class for it (the pooled clien
     "WRONGPASS": AuthenticationError,
     "NOPERM": NoPermissionError,
 }
+
+
+def pack(args: tuple[Any, ...]) -> bytes:
+    """One command in RESP (hiredis); an argument Redis cannot take is redis-py's `DataError`."""
+    try:
+        packed: bytes = hiredis.pack_command(args)
+        return packed
+    except TypeError as exc:
+        raise DataError(f"Invalid input for Redis command {str(args[0])!r}: {exc}") from None
+
+
 def reply_error(reply: ResponseError) -> ResponseError:
     """The error reply as redis-py's class for it (`NoScriptError` for NOSCRIPT ...)."""
     text = str(reply)
     cls = _ERRORS.get(text.split(" ", 1)[0], ResponseError)
-    return reply if cls is ResponseError else cls(text)
+    return reply if cls is ResponseError else cls(text)  # type: ignore[return-value]  # all ResponseErrors but one
 
 
 @dataclass(frozen=True)
@@ -96,7 +108,7 @@ class Settings:
         only makes sense for a pool (`?health_check_interval=` ...) is refused, naming it."""
         from redis.asyncio.connection import SSLConnection, parse_url
 
-        parsed = parse_url(url)
+        parsed: dict[str, Any] = dict(parse_url(url))
         tls = parsed.pop("connection_class", None) is SSLConnection
         unknown = sorted(set(parsed) - {"host", "port", "path", *cls.URL_OPTIONS})
         if unknown:
@@ -174,7 +186,9 @@ class _Wire(asyncio.Protocol):
                 future.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.fail(RedisConnectionError(f"Connection to Redis at {self.where} lost: {exc or 'closed by server'}"))
+        self.fail(
+            RedisConnectionError(f"Connection to Redis at {self.where} lost: {exc or 'closed by server'}")
+        )
 
     # commands
     def submit(self, packed: bytes) -> asyncio.Future[Any]:
@@ -272,7 +286,7 @@ class Multiplexed:
                     hello.append(("SELECT", s.db))
                 if s.client_name:
                     hello.append(("CLIENT", "SETNAME", s.client_name))
-                await _all([wire.submit(hiredis.pack_command(c)) for c in hello])
+                await _all([wire.submit(pack(c)) for c in hello])
         except BaseException as exc:
             wire.fail(RedisConnectionError("connect failed"))
             if isinstance(exc, ResponseError | RedisConnectionError | asyncio.CancelledError):
@@ -284,14 +298,14 @@ class Multiplexed:
 
     async def execute_command(self, *args: Any) -> Any:
         wire = await self.wire()
-        return await wire.submit(hiredis.pack_command(args))
+        return await wire.submit(pack(args))
 
     # the commands the cache sends, with redis-py's names and arguments
     async def get(self, key: str) -> Any:
         wire = self._wire
         if wire is None or wire.closed or wire.loop is not asyncio.get_running_loop():
             wire = await self.wire()
-        return await wire.submit(hiredis.pack_command(("GET", key)))
+        return await wire.submit(pack(("GET", key)))
 
     async def mget(self, keys: Sequence[Any]) -> Any:
         return await self.execute_command("MGET", *keys)
@@ -300,7 +314,7 @@ class Multiplexed:
         wire = self._wire
         if wire is None or wire.closed or wire.loop is not asyncio.get_running_loop():
             wire = await self.wire()
-        return await wire.submit(hiredis.pack_command(_set_args(key, value, px, nx)))
+        return await wire.submit(pack(_set_args(key, value, px, nx)))
 
     async def exists(self, *keys: Any) -> Any:
         return await self.execute_command("EXISTS", *keys)
@@ -336,11 +350,11 @@ class Multiplexed:
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         if script.sha in wire.scripts:
             try:
-                return await wire.submit(hiredis.pack_command(command))
+                return await wire.submit(pack(command))
             except NoScriptError:
                 wire.scripts.discard(script.sha)
-        loaded = wire.submit(hiredis.pack_command(("SCRIPT", "LOAD", script.source)))
-        _, result = await _all([loaded, wire.submit(hiredis.pack_command(command))])
+        loaded = wire.submit(pack(("SCRIPT", "LOAD", script.source)))
+        _, result = await _all([loaded, wire.submit(pack(command))])
         wire.scripts.add(script.sha)
         return result
 
@@ -441,8 +455,8 @@ class Pipeline:
         if reload:
             wire.scripts.clear()
         load = [s for sha, s in self.scripts.items() if sha not in wire.scripts]
-        loads = [wire.submit(hiredis.pack_command(("SCRIPT", "LOAD", s.source))) for s in load]
-        futures = [wire.submit(hiredis.pack_command(c)) for c in commands]
+        loads = [wire.submit(pack(("SCRIPT", "LOAD", s.source))) for s in load]
+        futures = [wire.submit(pack(c)) for c in commands]
         await _all(loads)
         wire.scripts.update(s.sha for s in load)
         return await _all(futures, replies_only=True)
