@@ -278,7 +278,8 @@ def main() -> None:
     heads = ("operation", "serve p50", "direct p50", "overhead", "in-process p50", "overhead vs in-process",
              "serve p99", "server CPU/op", "ops/s/core", "node p50")  # fmt: skip
     widths = (12, 10, 11, 9, 15, 23, 10, 14, 11, 9)
-    print(" ".join(f"{h:<{w}}" if i == 0 else f"{h:>{w}}" for i, (h, w) in enumerate(zip(heads, widths, strict=True))))
+    pairs = list(zip(heads, widths, strict=True))
+    print(" ".join(f"{h:<{w}}" if i == 0 else f"{h:>{w}}" for i, (h, w) in enumerate(pairs)))
     names = {"cache get": "get", "cache set": "set", "job enqueue": "enqueue"}
     for op, r in results.items():
         s50, d50, cpu, i50 = med(r["serve"]), med(r["direct"]), med(r["cpu_us"]), med(r["in_process"])
