@@ -3,15 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import create_engine, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, selectinload
 
-from perfkit.db import track
+from perfkit.db import instrument_engine, track, uninstrument_engine
+from perfkit.metrics import Collector
 
-from .conftest import AsyncDb, SyncDb
+from .conftest import AsyncDb, SyncDb, _config, make_models, seed
+
+
+@pytest.fixture
+def other(tmp_path: Path) -> Iterator[SyncDb]:
+    """A second seeded SQLite engine with models of its own, instrumented for a collector of its own."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'other.sqlite'}")
+    models = make_models()
+    models.Base.metadata.create_all(engine)
+    with Session(engine) as session:
+        seed(session, models)
+    collector = Collector()
+    instrument_engine(engine, config=_config(), collector=collector)
+    yield SyncDb(engine, models, collector)
+    uninstrument_engine(engine)
+    engine.dispose()
+
+
+def _lazy_comments(db: SyncDb, route: str) -> dict[tuple[str, str], int]:
+    """Every ticket's comments read lazily in one request on `db`; the request's lazy-load tally."""
+    with Session(db.engine) as session, track(route) as stats:
+        assert sum(len(t.comments) for t in session.scalars(select(db.models.Ticket)).all()) == 12
+    return stats.lazy_loads
 
 
 def test_sync_lazy_collection_flagged_with_fix(sync_db: SyncDb) -> None:
@@ -27,6 +52,37 @@ def test_sync_lazy_collection_flagged_with_fix(sync_db: SyncDb) -> None:
     assert finding["fix"] == "selectinload(Ticket.comments)"
     assert finding["route"] == "/tickets"
     assert stats.db_count == 7  # 1 + N: the accounting the Server-Timing header shows
+
+
+def test_two_engines_two_collectors_each_n_plus_one_reported_once_where_it_ran(
+    sync_db: SyncDb, other: SyncDb
+) -> None:
+    """With two engines instrumented for two collectors, each lazy load counts once and each engine's
+    N+1 is reported to its own collector only (each collector's detector once counted every load)."""
+    assert _lazy_comments(sync_db, "/here") == {("Ticket", "comments"): 6}
+    assert _lazy_comments(other, "/there") == {("Ticket", "comments"): 6}
+    assert [f["route"] for f in sync_db.collector.findings("n_plus_one")] == ["/here"]
+    assert [f["route"] for f in other.collector.findings("n_plus_one")] == ["/there"]
+
+
+def test_uninstrumented_engine_reports_nowhere_and_the_other_keeps_reporting(
+    sync_db: SyncDb, other: SyncDb
+) -> None:
+    """After uninstrument_engine(other), its lazy loads are nobody's finding; this engine's still are."""
+    uninstrument_engine(other.engine)
+    assert _lazy_comments(other, "/there") == {}
+    assert _lazy_comments(sync_db, "/here") == {("Ticket", "comments"): 6}
+    assert [f["route"] for f in sync_db.collector.findings("n_plus_one")] == ["/here"]
+    assert other.collector.findings("n_plus_one") == []
+
+
+def test_session_bound_to_a_connection_is_its_engines(sync_db: SyncDb) -> None:
+    """A Session(bind=connection) on the instrumented engine is counted and reported for that engine."""
+    m = sync_db.models
+    with sync_db.engine.connect() as conn, Session(bind=conn) as session, track("/conn") as stats:
+        assert sum(len(t.comments) for t in session.scalars(select(m.Ticket)).all()) == 12
+    assert stats.lazy_loads == {("Ticket", "comments"): 6}
+    assert [f["route"] for f in sync_db.collector.findings("n_plus_one")] == ["/conn"]
 
 
 def test_orm_dml_through_the_session_is_not_broken(sync_db: SyncDb) -> None:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from perfkit.db.config import DbConfig
-from perfkit.db.nplusone import NPlusOneDetector
+from perfkit.db.nplusone import LazyLoads, NPlusOneDetector
 from perfkit.db.pool import pool_status, sync_engine, track_pool_wait
 from perfkit.db.queries import QueryHooks
 from perfkit.metrics import Collector, RequestStats, default_collector, end_request, start_request
@@ -26,6 +26,14 @@ __all__ = ["DbConfig", "Instrumented", "instrument_engine", "pool_status", "trac
 
 _detectors: weakref.WeakKeyDictionary[Collector, NPlusOneDetector] = weakref.WeakKeyDictionary()
 _instrumented: weakref.WeakKeyDictionary[Any, Instrumented] = weakref.WeakKeyDictionary()
+
+
+def _detector_for(engine: Any) -> NPlusOneDetector | None:
+    done = _instrumented.get(engine) if engine is not None else None
+    return done.detector if done is not None else None
+
+
+_lazy_loads = LazyLoads(_detector_for)  # the one Session-wide listener, for every instrumented engine
 
 
 class Instrumented:
@@ -43,10 +51,10 @@ class Instrumented:
             return
         self.hooks.detach()
         _instrumented.pop(sync_engine(self.engine), None)
-        self.detector.users -= 1
-        if self.detector.users <= 0:
-            self.detector.detach()
+        if not any(other.detector is self.detector for other in _instrumented.values()):
             _detectors.pop(self.detector.collector, None)
+        if not _instrumented:
+            _lazy_loads.detach()
 
 
 def instrument_engine(
@@ -62,10 +70,9 @@ def instrument_engine(
     hooks = QueryHooks(target, config, collector)
     hooks.attach()
     detector = _detectors.get(collector)
-    if detector is None:  # one Session-wide listener per collector, however many engines
+    if detector is None:  # one detector per collector, however many engines report to it
         detector = _detectors[collector] = NPlusOneDetector(config, collector)
-        detector.attach()
-    detector.users += 1
+    _lazy_loads.attach()
     track_pool_wait(target, collector)
     done = Instrumented(engine, hooks, detector)
     _instrumented[target] = done
