@@ -64,7 +64,9 @@ class ServeApp:
         observers = [self.otel.cache.operation] if self.otel is not None else []
         self.cache = CacheService(config, self.purge, observers)
         self.jobs = JobQueue(config.jobs_url)
-        self.types = JobTypes(self.jobs)
+        self.types = JobTypes(
+            self.jobs, secrets=config.callback_secrets, allow_unsigned=config.allow_unsigned_callbacks
+        )
         for spec in config.tasks:
             self.types.add_python(_load_jobqueue(spec))
         for text in config.job_types:
