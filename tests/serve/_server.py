@@ -81,11 +81,14 @@ class Receiver:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def wait_for(self, path: str, timeout: float = 10.0) -> list[Any]:
-        """The bodies POSTed to `path` once there is at least one (waits on the receiver's condition)."""
+    def wait_for(self, path: str, timeout: float = 10.0, body: Any = None) -> list[Any]:
+        """The bodies POSTed to `path` once there is at least one (`body`: once it is among them; waits
+        on the receiver's condition)."""
         deadline = time.monotonic() + timeout
         with self.event:
-            while not (found := [b for p, b in self.posts if p == path]):
+            while not (found := [b for p, b in self.posts if p == path]) or (
+                body is not None and body not in found
+            ):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError(f"nothing was POSTed to {path} within {timeout}s")
