@@ -163,6 +163,24 @@ def test_rate_limit_per_route(client: Any, perfkit: Any) -> None:
     assert client.get("/big/").status_code == 200
 
 
+def test_unresolved_urls_are_rate_limited(client: Any, perfkit: Any) -> None:
+    """Requests that resolve to no URL pattern (404) spend the default limit too: a scan of unknown paths
+    is refused with 429 and Retry-After once over it."""
+    perfkit.PERFKIT = {"rate_limit": "2/minute"}
+    assert client.get("/no-such-page/").status_code == 404
+    assert client.get("/nor-this-one/").status_code == 404
+    refused = client.get("/nor-that/")
+    assert refused.status_code == 429 and int(refused["Retry-After"]) >= 1
+    assert count("ratelimit_decisions_total", ("default", "limited")) >= 1
+
+
+async def test_unresolved_urls_are_rate_limited_on_the_async_path(async_client: Any, perfkit: Any) -> None:
+    """The same under the async handler."""
+    perfkit.PERFKIT = {"rate_limit": "1/minute"}
+    assert (await async_client.get("/no-such-page/")).status_code == 404
+    assert (await async_client.get("/nor-this-one/")).status_code == 429
+
+
 def test_default_rate_limit_keyed_by_user_function(client: Any, perfkit: Any) -> None:
     """The default limit with a key function of the scope (here a header) budgets each key apart."""
     perfkit.PERFKIT = {

@@ -105,6 +105,32 @@ def test_actions_need_the_token_and_pass_csrf(client: Any, perfkit: Any) -> None
     assert response.status_code == 200
 
 
+@pytest.mark.parametrize(
+    "backend", [TEST_CACHE, {"BACKEND": "perfkit.django.cache.PerfkitCache", "LOCATION": "memory://"}]
+)
+def test_clear_cache_clears_the_perfkit_cache_alias(client: Any, perfkit: Any, backend: Any) -> None:
+    """POST api/cache/clear empties the perfkit cache behind PERFKIT['cache'] (it answered 404)."""
+    from django.core.cache import caches
+
+    perfkit.CACHES = {"default": backend}
+    store = caches["default"].perfkit_cache.sync
+    store.set("k", 1)
+    response = client.post("/perf/api/cache/clear", headers=TOKEN)
+    namespace = caches["default"].perfkit_cache.namespace
+    assert response.status_code == 200 and response.json() == {"cleared": 1, "namespace": namespace}
+    assert store.get("k") is None
+
+
+def test_clear_cache_leaves_a_cache_that_is_not_perfkit_alone(client: Any, perfkit: Any) -> None:
+    """A Django cache that is not a perfkit one (LocMem here) is not flushed: 404 saying why."""
+    from django.core.cache import caches
+
+    caches["default"].set("k", 1)
+    response = client.post("/perf/api/cache/clear", headers=TOKEN)
+    assert response.status_code == 404 and "not a perfkit cache" in response.json()["error"]
+    assert caches["default"].get("k") == 1
+
+
 def test_the_live_stream_streams_under_wsgi(client: Any, perfkit: Any) -> None:
     """/perf/live is a stream of server-sent events (here one frame) served by a sync iterator."""
     response = client.get("/perf/live?max=1", headers=TOKEN)

@@ -3,6 +3,7 @@ loader batches) that records what it was sent."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -32,20 +33,29 @@ admin  {TOKENS["admin"]}  admin
 limited {TOKENS["limited"]} write 3/minute
 """
 
+CALLBACK_SECRETS = {  # whsec_ + base64 of 32 bytes: the service's, and the badmail type's own
+    "service": "whsec_" + base64.b64encode(b"perfkit-serve-test-callback-key!").decode(),
+    "badmail": "whsec_" + base64.b64encode(b"the-badmail-type-has-its-own-key").decode(),
+}
+
 
 class Receiver:
-    """Records every POST (path, JSON body); answers `/jobs/*` with a result and `/batch/*` with values."""
+    """Records every POST (`posts`: path, JSON body; `raw`: path, headers, body bytes); answers `/jobs/*`
+    with a result and `/batch/*` with values."""
 
     def __init__(self) -> None:
         self.posts: list[tuple[str, Any]] = []
+        self.raw: list[tuple[str, dict[str, str], bytes]] = []
         self.event = threading.Condition()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
-                body = json.loads(self.rfile.read(length) or b"null")
+                data = self.rfile.read(length)
+                body = json.loads(data or b"null")
                 with receiver.event:
+                    receiver.raw.append((self.path, {k.lower(): v for k, v in self.headers.items()}, data))
                     receiver.posts.append((self.path, body))
                     receiver.event.notify_all()
                 if self.path.startswith("/jobs/fail"):
@@ -71,11 +81,14 @@ class Receiver:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def wait_for(self, path: str, timeout: float = 10.0) -> list[Any]:
-        """The bodies POSTed to `path` once there is at least one (waits on the receiver's condition)."""
+    def wait_for(self, path: str, timeout: float = 10.0, body: Any = None) -> list[Any]:
+        """The bodies POSTed to `path` once there is at least one (`body`: once it is among them; waits
+        on the receiver's condition)."""
         deadline = time.monotonic() + timeout
         with self.event:
-            while not (found := [b for p, b in self.posts if p == path]):
+            while not (found := [b for p, b in self.posts if p == path]) or (
+                body is not None and body not in found
+            ):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError(f"nothing was POSTed to {path} within {timeout}s")

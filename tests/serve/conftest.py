@@ -13,7 +13,7 @@ import pytest
 from perfkit.cache import generate_key
 from perfkit.serve import ServeClient
 from tests.conftest import REDIS_URL, require_redis
-from tests.serve._server import TOKEN_FILE, TOKENS, Receiver, serve_process
+from tests.serve._server import CALLBACK_SECRETS, TOKEN_FILE, TOKENS, Receiver, serve_process
 
 HAS_LOADER = importlib.util.find_spec("perfkit.loader") is not None
 LEASE = 2.0  # the service's job lease: an abandoned claim is re-delivered within about this
@@ -31,6 +31,8 @@ def serve_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("serve")
     (tmp / "tokens.txt").write_text(TOKEN_FILE)
     (tmp / "keys.txt").write_text(generate_key() + "\n")
+    (tmp / "callback-secrets.txt").write_text(f"# newest first\n{CALLBACK_SECRETS['service']}\n")
+    (tmp / "badmail-secret.txt").write_text(CALLBACK_SECRETS["badmail"] + "\n")
     return tmp
 
 
@@ -42,10 +44,12 @@ def server(serve_dir: Path, receiver: Receiver) -> Iterator[str]:
         "--cache", REDIS_URL, "--jobs", f"sqlite:///{serve_dir / 'jobs.db'}",
         "--token-file", str(serve_dir / "tokens.txt"), "--encryption-key-file", str(serve_dir / "keys.txt"),
         "--purge-url", receiver.url + "/purge", "--max-body", "64KiB",
+        "--callback-secret-file", str(serve_dir / "callback-secrets.txt"),
         "--tasks", "tests.serve.tasks:jobs",
         "--job-type", "video=remote retries=2 backoff=0",
         "--job-type", f"email={receiver.url}/jobs/email retries=1",
-        "--job-type", f"badmail={receiver.url}/jobs/fail retries=1 backoff=0",
+        "--job-type", f"badmail={receiver.url}/jobs/fail retries=1 backoff=0 "
+                      f"secret_file={serve_dir / 'badmail-secret.txt'}",
     ]  # fmt: skip
     if HAS_LOADER:
         args += [

@@ -15,6 +15,7 @@ from tests.serve._node import compile_with_client, run_node
 from tests.serve._server import ROOT, TOKENS
 
 E2E = Path(__file__).parent / "node" / "e2e.ts"
+TRACE = Path(__file__).parent / "node" / "trace.ts"
 
 
 def docs_example() -> str:
@@ -29,7 +30,8 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The client, this suite's Node script and the docs' example, compiled once by tsc --strict with
     the client's own tsconfig (a type error in any of them fails here)."""
     return compile_with_client(
-        tmp_path_factory.mktemp("ts"), {"e2e.ts": E2E.read_text(), "example.ts": docs_example()}
+        tmp_path_factory.mktemp("ts"),
+        {"e2e.ts": E2E.read_text(), "trace.ts": TRACE.read_text(), "example.ts": docs_example()},
     )
 
 
@@ -46,6 +48,21 @@ def test_the_typescript_client_runs_under_node(server: str, dist: Path, ns: str)
     assert {"email", "resize", "video"} <= set(seen["types"])
     assert seen["health"] is True
     httpx.delete(f"{server}/v1/cache/{ns}", headers={"authorization": f"Bearer {TOKENS['admin']}"})
+
+
+def test_the_typescript_client_sends_the_callers_trace_context(dist: Path) -> None:
+    """With `propagate`, every request carries the caller's traceparent and tracestate, never in place of
+    the client's authorization; a propagate that throws, or none, sends no trace header."""
+    done = run_node(dist, "trace.js", {})
+    assert done.returncode == 0, done.stderr
+    traced_enqueue, traced_set, throwing, plain = json.loads(done.stdout.strip().splitlines()[-1])
+    for headers in (traced_enqueue, traced_set):
+        assert headers["traceparent"] == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        assert headers["tracestate"] == "perfkit=1"
+        assert headers["authorization"] == "Bearer the-token"
+    assert traced_enqueue["content-type"] == "application/json"
+    for headers in (throwing, plain):
+        assert "traceparent" not in headers and headers["authorization"] == "Bearer the-token"
 
 
 def test_the_node_example_of_the_docs_runs(server: str, dist: Path) -> None:

@@ -11,6 +11,13 @@ export interface ClientOptions {
   token: string;
   namespace?: string;
   fetch?: typeof fetch;
+  /**
+   * Puts the caller's trace context in each request's headers (`traceparent`, `tracestate`, baggage), so
+   * the service's span, and a job it queues, continue the caller's trace. With OpenTelemetry JS:
+   * `propagate: (carrier) => propagation.inject(context.active(), carrier)`. It cannot replace the
+   * client's own headers (authorization, content-type); if it throws, the request goes without it.
+   */
+  propagate?: (carrier: Record<string, string>) => void;
 }
 
 /** An error answer of the service: its problem details (RFC 9457). */
@@ -42,12 +49,26 @@ export class PerfkitClient {
   readonly namespace: string;
   private readonly token: string;
   private readonly fetchImpl: typeof fetch;
+  private readonly propagate?: (carrier: Record<string, string>) => void;
 
   constructor(options: ClientOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
     this.token = options.token;
     this.namespace = options.namespace ?? "default";
     this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
+    this.propagate = options.propagate;
+  }
+
+  /** The caller's trace-context headers for one request (none without `propagate`, or if it throws). */
+  private traceHeaders(): Record<string, string> {
+    const carrier: Record<string, string> = {};
+    if (!this.propagate) return carrier;
+    try {
+      this.propagate(carrier);
+    } catch {
+      return {};
+    }
+    return carrier;
   }
 
   /** One operation of the document, by operationId: path parameters, JSON body, query. */
@@ -79,7 +100,7 @@ export class PerfkitClient {
     const response = await this.fetchImpl(url, {
       method,
       body: init.body,
-      headers: { authorization: `Bearer ${this.token}`, ...init.headers },
+      headers: { ...this.traceHeaders(), authorization: `Bearer ${this.token}`, ...init.headers },
     });
     if (!response.ok && !accept.includes(response.status)) {
       let problem: T.Problem;

@@ -17,14 +17,19 @@ def sync_engine(engine: Any) -> Any:
 
 
 def pool_status(engine: Any) -> dict[str, Any]:
-    """A snapshot of the pool: what `perfkit.db` reports and the monitoring part exports."""
+    """A snapshot of the pool: what `perfkit.db` reports and the monitoring part exports.
+
+    `overflow` is the connections checked out beyond `size` (0 up to `max_overflow`), not SQLAlchemy's
+    `QueuePool.overflow()`, which counts from `-size` while the pool fills (-5 for an idle pool of 5)
+    and stays up while an overflow connection waits checked in."""
     pool = sync_engine(engine).pool
     status: dict[str, Any] = {"class": type(pool).__name__}
-    for name, key in (("size", "size"), ("checkedout", "checked_out"), ("checkedin", "checked_in"),
-                      ("overflow", "overflow")):  # fmt: skip
+    for name, key in (("size", "size"), ("checkedout", "checked_out"), ("checkedin", "checked_in")):
         method = getattr(pool, name, None)
         if callable(method):
             status[key] = method()
+    if callable(getattr(pool, "overflow", None)) and isinstance(status.get("size"), int):
+        status["overflow"] = max(0, int(status.get("checked_out", 0)) - status["size"])
     max_overflow = getattr(pool, "_max_overflow", None)
     if max_overflow is not None:
         status["max_overflow"] = max_overflow

@@ -131,6 +131,8 @@ class PerfkitMiddleware:
             state: CacheState | None = scope.get(_CACHE)
             if state is not None:
                 policies.cache.finish(state, response)  # type: ignore[union-attr]  # a state implies a cache
+            if self._unrouted(policies, scope, stats):  # no view ran (a 404): the limit applies still
+                response = self._late(scope, response, self._decide(policies, scope))
         except BaseException:
             self._release(policies, scope, start)
             raise
@@ -154,6 +156,8 @@ class PerfkitMiddleware:
             state: CacheState | None = scope.get(_CACHE)
             if state is not None:
                 await policies.cache.afinish(state, response)  # type: ignore[union-attr]  # see __call__
+            if self._unrouted(policies, scope, stats):  # see __call__
+                response = self._late(scope, response, await self._adecide(policies, scope))
         except BaseException:
             self._release(policies, scope, start)
             raise
@@ -192,13 +196,8 @@ class PerfkitMiddleware:
             if traced is not None:
                 policies.tracer.end(traced, scope, response.status_code, perf_counter() - start)  # type: ignore[union-attr]
             return response
-        info = scope.get(SCOPE_KEY)
-        if info is None:  # not resolved (404), or a middleware below answered before the view
-            info = policies.rules.info(scope, getattr(scope.get("django.request"), "resolver_match", None))
-            if info.template is not None:
-                stats.route = info.template
-                if scope.get(_OTEL) is not None:
-                    scope[_OTEL] = policies.tracer.route(scope[_OTEL], info.template)  # type: ignore[union-attr]
+        if scope.get(SCOPE_KEY) is None:
+            self._name_late(policies, scope, stats)
         filters: list[Filter] = []
         for layer in policies.layers:
             f = layer.filter(scope)
@@ -215,6 +214,58 @@ class PerfkitMiddleware:
         if size is not None:
             self._record(policies, scope, stats, response.status_code, size, start)
         return response
+
+    @staticmethod
+    def _name_late(policies: Policies, scope: Scope, stats: RequestStats) -> None:
+        """The route of a request no view ran for: not resolved (404), or a middleware below answered
+        before the view (a rule may still match its path)."""
+        info = policies.rules.info(scope, getattr(scope.get("django.request"), "resolver_match", None))
+        if info.template is not None:
+            stats.route = info.template
+            if scope.get(_OTEL) is not None:
+                scope[_OTEL] = policies.tracer.route(scope[_OTEL], info.template)  # type: ignore[union-attr]
+
+    def _unrouted(self, policies: Policies, scope: Scope, stats: RequestStats) -> bool:
+        """True when the rate limit is still to be decided: a limiter is on, and `process_view` never ran
+        (the URL did not resolve, or a middleware below answered first), so it is named here."""
+        if policies.limiter is None or scope.get(SCOPE_KEY) is not None or scope.get(_SKIP):
+            return False
+        self._name_late(policies, scope, stats)
+        return True
+
+    @staticmethod
+    def _late(scope: Scope, response: Any, verdict: Any) -> Any:
+        """`response`, or the refusal in its place when the request was over its limit (`response` is
+        dropped unclosed: its close() would send `request_finished` a second time; Django closes the
+        refusal it is given)."""
+        headers, refusal = verdict
+        if refusal is None:
+            scope[_EXTRA] = headers
+            return response
+        return _refusal(refusal)
+
+    @staticmethod
+    def _decide(policies: Policies, scope: Scope) -> Any:
+        """The rate limiter's verdict for the request, from sync code."""
+        limiter = policies.limiter
+        if policies.limiter_in_process:  # no I/O: decided in this thread (a key function runs here)
+            with policies.lock:
+                return limiter.decide_now(scope) or background.drive(  # type: ignore[union-attr]
+                    limiter.decide(scope),  # type: ignore[union-attr]  # (a limiter: the caller checked)
+                    "PERFKIT['web']['rate_limit_key']",
+                )
+        return background.call(limiter.decide(scope))  # type: ignore[union-attr]
+
+    @staticmethod
+    async def _adecide(policies: Policies, scope: Scope) -> Any:
+        """The rate limiter's verdict for the request, from async code."""
+        limiter = policies.limiter
+        verdict = limiter.decide_now(scope)  # type: ignore[union-attr]  # (a limiter: the caller checked)
+        if verdict is None and policies.limiter_in_process:  # a key function: on this loop
+            verdict = await limiter.decide(scope)  # type: ignore[union-attr]
+        elif verdict is None:  # Redis: on perfkit's loop, which owns the limiter's connections
+            verdict = await background.run(limiter.decide(scope))  # type: ignore[union-attr]
+        return verdict
 
     @staticmethod
     def _record(
@@ -253,16 +304,8 @@ class PerfkitMiddleware:
         policies, scope, info = self._route(request, view_func, view_kwargs)
         if info is None:
             return None
-        limiter = policies.limiter
-        if limiter is not None:
-            if policies.limiter_in_process:  # no I/O: decided in this thread (a key function runs here)
-                with policies.lock:
-                    verdict = limiter.decide_now(scope) or background.drive(
-                        limiter.decide(scope), "PERFKIT['web']['rate_limit_key']"
-                    )
-            else:
-                verdict = background.call(limiter.decide(scope))
-            headers, refusal = verdict
+        if policies.limiter is not None:
+            headers, refusal = self._decide(policies, scope)
             if refusal is not None:
                 return _refusal(refusal)
             scope[_EXTRA] = headers
@@ -278,14 +321,8 @@ class PerfkitMiddleware:
         policies, scope, info = self._route(request, view_func, view_kwargs)
         if info is None:
             return None
-        limiter = policies.limiter
-        if limiter is not None:
-            verdict = limiter.decide_now(scope)
-            if verdict is None and policies.limiter_in_process:  # a key function: on this loop
-                verdict = await limiter.decide(scope)
-            elif verdict is None:  # Redis: on perfkit's loop, which owns the limiter's connections
-                verdict = await background.run(limiter.decide(scope))
-            headers, refusal = verdict
+        if policies.limiter is not None:
+            headers, refusal = await self._adecide(policies, scope)
             if refusal is not None:
                 return _refusal(refusal)
             scope[_EXTRA] = headers

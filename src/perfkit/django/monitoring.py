@@ -4,8 +4,10 @@ It reads the process's collector (what the middleware and the SQL hooks write), 
 monitor's shared store (`PERFKIT['monitor']['url']`; SQLite by default) every `publish_interval`, so
 `/perf/metrics` answered by any gunicorn worker sums every worker, and its readiness checks are Django's:
 a `SELECT 1` on each instrumented DATABASES alias, a set-and-get on the PERFKIT['cache'] alias, and the
-job queue of `perfkit.django.jobs.get_queue()` when there is one. The publisher starts with the first
-request (`PerfkitMiddleware`); a forked worker starts its own.
+job queue of `perfkit.django.jobs.get_queue()` when there is one. Its "clear cache" action clears the
+perfkit cache behind PERFKIT['cache'] (that cache's namespace only); a Django cache that is not a
+perfkit one is left alone (its `clear()` may flush a whole Redis database or memcached). The publisher
+starts with the first request (`PerfkitMiddleware`); a forked worker starts its own.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from perfkit.metrics import default_collector
 from perfkit.monitor import Check, CheckResult, Monitor
 
 __all__ = [
-    "DjangoMonitor", "cache_check", "database_check", "ensure_started", "get_monitor", "hub_checks",
-    "job_queue",
+    "CacheClear", "DjangoMonitor", "cache_check", "clear_action", "database_check", "ensure_started",
+    "get_monitor", "hub_checks", "job_queue",
 ]  # fmt: skip
 
 log = logging.getLogger("perfkit.django")
@@ -101,6 +103,40 @@ def job_queue() -> Any:
     return get_queue()
 
 
+class CacheClear:
+    """The monitor's "clear cache" action on a Django cache backend over a perfkit `Cache` (its
+    `perfkit_cache`): the namespace cleared through the blocking facade, in a worker thread (the monitor
+    runs on perfkit's background loop; the facade owns its connections)."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
+    @property
+    def namespace(self) -> str:
+        return str(self.backend.perfkit_cache.namespace)
+
+    async def clear(self) -> int:
+        # PerfkitCache's `sync` is this process's facade (made again after a fork); others: the cache's own
+        facade = getattr(self.backend, "sync", None) or self.backend.perfkit_cache.sync
+        return int(await asyncio.to_thread(facade.clear))
+
+
+def clear_action(alias: str) -> tuple[CacheClear | None, str]:
+    """The "clear cache" action for CACHES[alias], or None and why there is none."""
+    from django.conf import settings as django_settings
+    from django.core.cache import caches
+
+    if alias not in getattr(django_settings, "CACHES", {}):
+        return None, f"PERFKIT['cache'] is {alias!r}, which is not a CACHES alias"
+    backend = caches[alias]
+    if getattr(backend, "perfkit_cache", None) is None:
+        return None, (
+            f"CACHES[{alias!r}] is not a perfkit cache (perfkit.django.cache.PerfkitCache): the monitor "
+            "clears only a perfkit cache's namespace"
+        )
+    return CacheClear(backend), ""
+
+
 class DjangoMonitor(Monitor):
     """perfkit's `Monitor` with Django's readiness checks in front of its own."""
 
@@ -112,6 +148,8 @@ class DjangoMonitor(Monitor):
         aliases = settings.databases
         self.databases = tuple(aliases if aliases is not None else django_settings.DATABASES)
         self.cache_alias = settings.cache
+        self.cache, reason = clear_action(settings.cache)  # (no `ping`: Django's own cache check runs)
+        self.no_cache = reason or self.no_cache
 
     def checks(self) -> list[Check]:
         from django.conf import settings as django_settings

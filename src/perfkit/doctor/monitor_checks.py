@@ -143,7 +143,7 @@ def db_pool(ev: Evidence) -> Result:
     if size is None:
         why = NEEDS_TOKEN if not ev.token_given and ev.metrics is None else "no engine given to instrument()"
         return Result("db_pool", title, "skip", f"no pool figures ({why})")
-    overflow = max(0.0, overflow or 0.0)  # SQLAlchemy's overflow() is negative until the pool is full
+    overflow = max(0.0, overflow or 0.0)  # (older servers exported SQLAlchemy's overflow(), negative)
     detail = f"size {size:g}, checked out {used or 0:g}, overflow in use {overflow:g}"
     if size <= 1:
         return Result(

@@ -4,7 +4,9 @@ Carriers (`add_carrier`) put headers in a job at enqueue (perfkit.otel: the W3C 
 travel inside the payload and come back on the job's events as `JobEvent.headers`.
 
 Events: enqueued, started, progress, succeeded, failed (an attempt failed), retried (scheduled again),
-dead (dead-lettered: out of attempts or unrunnable), cancelled. A failing hook is logged and ignored:
+dead (dead-lettered: out of attempts or unrunnable), cancelled, interrupted (an attempt stopped with no
+outcome: its lease was lost, or its worker shut down and handed it back; `error` says which, and the
+job runs again as its next attempt). A failing hook is logged and ignored:
 monitoring never breaks the queue. `Hooks.emit` is the one place a `JobEvent` is built, and only when
 a hook listens, so callers never guard it.
 """
@@ -21,7 +23,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("perfkit.jobs")
 
-EVENTS = frozenset({"enqueued", "started", "progress", "succeeded", "failed", "retried", "dead", "cancelled"})
+EVENTS = frozenset(
+    {"enqueued", "started", "progress", "succeeded", "failed", "retried", "dead", "cancelled", "interrupted"}
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,7 +93,9 @@ class Runner:
                 current = asyncio.current_task()
                 if current is not None:
                     current.uncancel()
-                if job.stop_reason != "cancelled":
+                if job.stop_reason != "cancelled":  # no outcome to record: the job runs again
+                    why = "lease lost" if job.stop_reason == "lost" else "worker shutdown"
+                    emit("interrupted", r, duration=time.monotonic() - started, error=why)
                     return None
                 emit("cancelled", r, duration=time.monotonic() - started)
                 return Outcome(r.id, r.token, Status.CANCELLED, error="cancelled", completed_at=time.time())

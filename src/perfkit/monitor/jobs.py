@@ -29,7 +29,7 @@ class JobObserver:
         self.events.inc((event.queue, event.name))
         if event.name == "started" and event.wait is not None:
             self.wait.observe((event.queue,), event.wait)
-        elif event.duration is not None and event.name in ("succeeded", "failed", "cancelled"):
+        elif event.duration is not None and event.name in ("succeeded", "failed", "cancelled", "interrupted"):
             self.run.observe((event.queue, event.task), event.duration)
 
 

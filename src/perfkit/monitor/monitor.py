@@ -40,6 +40,7 @@ class Monitor:
         self.config = config or MonitorConfig()
         self.collector = collector or default_collector()
         self.cache, self.jobs, self.engine = cache, jobs, engine
+        self.no_cache = "no cache was given to instrument()"  # why "clear cache" has nothing to clear
         self._store: MonitorStore | None = None
         self._publisher: Publisher | None = None
         self._exporter: Any = None

@@ -137,7 +137,7 @@ class MonitorApp:
             await self._jobs(method, path, q, send)
         elif method == "POST" and path == "/api/cache/clear":
             if m.cache is None:
-                await error(send, 404, "no cache was given to instrument()")
+                await error(send, 404, m.no_cache)
                 return
             await respond_json(send, 200, {"cleared": await m.cache.clear(), "namespace": m.cache.namespace})
         else:

@@ -4,8 +4,10 @@
 the current trace context with the application's propagator (`traceparent`, `tracestate`, baggage);
 the job carries it in its payload. `event()` is the queue's hook (`JobQueue.on_event`): `started` opens
 the attempt's span, linked to the enqueuing request's span and current while the task runs (its SQL and
-cache spans are its children); `succeeded`, `failed` or `cancelled` ends it (and leaves its context
-when still current: a remote worker's outcome comes in another request of `perfkit serve`). Metrics:
+cache spans are its children); `succeeded`, `failed`, `cancelled` or `interrupted` (its lease lost, or
+its worker shut down) ends it (and leaves its context when still current: a remote worker's outcome
+comes in another request of `perfkit serve`). An attempt that ends with no event (a remote worker's
+lease that lapsed) is ended, as lost, when the job's next attempt starts or the job is dead. Metrics:
 `messaging.client.sent.messages`, `messaging.process.duration`, `perfkit.job.wait.duration`.
 """
 
@@ -26,7 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = ["JobSpans"]
 
-_ENDS = frozenset({"succeeded", "failed", "cancelled"})
+_ENDS = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+_LAPSED = "lease lost"  # the error of an attempt ended by its job's next attempt (or its death)
 _MAX_RUNNING = 10_000  # attempts whose span is open; past it (leases lost without an event) the oldest go
 
 
@@ -35,7 +38,7 @@ class JobSpans:
 
     def __init__(self, telemetry: Telemetry) -> None:
         self.telemetry = telemetry
-        self._running: dict[tuple[str, int], tuple[Any, Any, Any]] = {}  # span, token, its context
+        self._running: dict[str, tuple[int, Any, Any, Any]] = {}  # job id: attempt, span, token, context
 
     def carry(self) -> Mapping[str, str] | None:
         """The current trace context to put in a job being enqueued (None outside a span, or no SDK)."""
@@ -64,21 +67,30 @@ class JobSpans:
         elif e.name == "started":
             if meters is not None and e.wait is not None:
                 meters.job_wait.record(e.wait, labels)
+            self._end(e.job_id, e.attempt - 1, _LAPSED)  # an earlier attempt still open: its lease lapsed
             if tracer is not None:
                 self._start(tracer, e)
         elif e.name in _ENDS:
             if meters is not None and e.duration is not None:
                 outcome = labels if e.name == "succeeded" else {**labels, "error.type": e.name}
                 meters.job_duration.record(e.duration, outcome)
-            running = self._running.pop((e.job_id, e.attempt), None)
-            if running is not None:
-                span, token, attached = running
-                if e.name != "succeeded":
-                    span.set_attribute("error.type", e.error.partition(":")[0] if e.error else e.name)
-                    span.set_status(Status(StatusCode.ERROR, e.error))
-                span.end()
-                if context.get_current() is attached:  # the worker's own task; not a remote worker's
-                    context.detach(token)  # outcome reported in another request (perfkit serve)
+            self._end(e.job_id, e.attempt, None if e.name == "succeeded" else (e.error or e.name))
+        elif e.name == "dead":
+            self._end(e.job_id, e.attempt, _LAPSED)  # (one that failed was ended by `failed`)
+
+    def _end(self, job_id: str, attempt: int, error: str | None) -> None:
+        """End the open span of `job_id`'s attempt (or of an earlier one), as an error when `error`."""
+        running = self._running.get(job_id)
+        if running is None or running[0] > attempt:
+            return
+        del self._running[job_id]
+        _, span, token, attached = running
+        if error is not None:
+            span.set_attribute("error.type", error.partition(":")[0])
+            span.set_status(Status(StatusCode.ERROR, error))
+        span.end()
+        if context.get_current() is attached:  # the worker's own task; not a remote worker's
+            context.detach(token)  # outcome reported in another request (perfkit serve)
 
     def _start(self, tracer: Any, e: JobEvent) -> None:
         links = []
@@ -93,9 +105,9 @@ class JobSpans:
         attached = trace.set_span_in_context(span)
         token = context.attach(attached)
         if len(self._running) >= _MAX_RUNNING:
-            stale_span, _, _ = self._running.pop(next(iter(self._running)))
+            _, stale_span, _, _ = self._running.pop(next(iter(self._running)))
             stale_span.end()
-        self._running[(e.job_id, e.attempt)] = (span, token, attached)
+        self._running[e.job_id] = (e.attempt, span, token, attached)
 
     @staticmethod
     def _attributes(e: JobEvent, op: str) -> dict[str, Any]:

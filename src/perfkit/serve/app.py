@@ -21,6 +21,7 @@ from perfkit.errors import ConfigurationError
 from perfkit.jobs import JobQueue
 from perfkit.jobs.lease import LeaseKeeper
 from perfkit.jobs.worker import Worker
+from perfkit.metrics import default_collector
 from perfkit.monitor import Monitor
 from perfkit.serve.cache_api import CacheService
 from perfkit.serve.config import ServeConfig
@@ -60,25 +61,33 @@ class ServeApp:
             self.otel = OpenTelemetry(otel)
         self.tracer = self.otel.requests if self.otel is not None else None
         self.auth = Authenticator(list(config.tokens), config.rate_limit)
-        self.purge = PurgeHook(config.purge_url, token=config.purge_token) if config.purge_url else None
+        collector = default_collector()  # the Monitor's: its Prometheus text has the purge counts
+        self.purge = (
+            PurgeHook(config.purge_url, token=config.purge_token, collector=collector)
+            if config.purge_url
+            else None
+        )
         observers = [self.otel.cache.operation] if self.otel is not None else []
         self.cache = CacheService(config, self.purge, observers)
         self.jobs = JobQueue(config.jobs_url)
-        self.types = JobTypes(self.jobs)
+        self.types = JobTypes(
+            self.jobs, secrets=config.callback_secrets, allow_unsigned=config.allow_unsigned_callbacks
+        )
         for spec in config.tasks:
             self.types.add_python(_load_jobqueue(spec))
         for text in config.job_types:
             self.types.add(parse_job_type(text))
         self.jobs_api = JobsService(self.jobs, self.types)
         self.loads = LoadsService(config.loaders, self.cache.cache)
-        self.monitor = Monitor(cache=self.cache.cache("default"), jobs=self.jobs)
+        self.monitor = Monitor(cache=self.cache.cache("default"), jobs=self.jobs, collector=collector)
         self.counts = RequestCounts(self.monitor.collector)
         if self.otel is not None:
             self.otel.watch_jobs(self.jobs)
             self.otel.watch_findings(self.monitor.collector)
-        self.ops = OpsService(
-            self.monitor, self.counts, {"cache": self.cache.stats, "loads": self.loads.stats}
-        )
+        sections = {"cache": self.cache.stats, "loads": self.loads.stats}
+        if self.purge is not None:
+            sections["purge"] = self.purge.stats
+        self.ops = OpsService(self.monitor, self.counts, sections)
         self.routes = routes(
             self.cache, self.jobs_api, self.loads, self.ops, self.openapi, open_health=config.open_health
         )

@@ -236,9 +236,7 @@ class CacheService:
             if body.pattern is not None and problem.status == 422:
                 problem.field = "pattern"
             raise problem from None
-        purged = False
-        if self.purge is not None:
-            purged = await self.purge.purge(namespace, list(body.tags), body.pattern)
+        purged = self.purge is not None and self.purge.submit(namespace, list(body.tags), body.pattern)
         return json_response(s.Invalidated(removed, purged))
 
     async def clear(self, request: Request) -> Response:
@@ -247,9 +245,8 @@ class CacheService:
             removed = await self.cache(namespace).clear()
         except PerfkitError as exc:
             raise problem_from(exc) from None
-        if self.purge is not None:
-            await self.purge.purge(namespace, [], "*")
-        return json_response(s.Invalidated(removed, self.purge is not None))
+        purged = self.purge is not None and self.purge.submit(namespace, [], "*")
+        return json_response(s.Invalidated(removed, purged))
 
     def stats(self) -> dict[str, Any]:
         """Per namespace: the cache's counters (hits, misses, sets, ... per tier) and its hit ratio."""

@@ -26,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a job type handled by remote workers or an HTTP callback (repeatable)")  # fmt: skip
     add("--loader", action="append", default=[], metavar="'NAME=MODULE:FUNC|URL [opt=v ...]'",
         help="a batching loader for the lazy-load endpoints (repeatable)")  # fmt: skip
+    add("--callback-secret-file", metavar="PATH",
+        help="whsec_ secrets signing the callback job types' POSTs, newest first, one a line "
+             "(or PERFKIT_SERVE_CALLBACK_SECRET_FILE / PERFKIT_SERVE_CALLBACK_SECRET)")  # fmt: skip
+    add("--allow-unsigned-callbacks", action="store_true",
+        help="start even when a callback job type has no signing secret (it POSTs unsigned)")  # fmt: skip
     add("--concurrency", type=int, default=16, help="in-process job slots (16)")
     add("--max-namespaces", type=int, default=100, help="cache namespaces the service holds at most (100)")
     add("--default-ttl", type=float, default=300.0, help="seconds a value lives when no ttl is given (300)")
@@ -45,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
     config = ServeConfig.resolve(
         cache_url=args.cache_url, jobs_url=args.jobs_url, token_file=args.token_file,
         rate_limit=args.rate_limit, max_body=args.max_body, encryption_key_file=args.encryption_key_file,
-        purge_url=args.purge_url, tasks=tuple(args.tasks), job_types=tuple(args.job_type),
+        purge_url=args.purge_url, callback_secret_file=args.callback_secret_file,
+        allow_unsigned_callbacks=args.allow_unsigned_callbacks, tasks=tuple(args.tasks),
+        job_types=tuple(args.job_type),
         loaders=tuple(args.loader), concurrency=args.concurrency, open_health=args.open_health,
         max_namespaces=args.max_namespaces, default_ttl=args.default_ttl, otel=args.otel,
     )  # fmt: skip

@@ -2,7 +2,8 @@
 
 The defaults make `perfkit serve` work alone: the cache and the job queue on embedded SQLite files in
 the working directory. Nothing is open: without a token (file or environment) every endpoint answers
-401, and the command refuses to start without one unless `--allow-no-tokens` says so.
+401, and the command refuses to start without one unless `--allow-no-tokens` says so. Likewise a
+callback job type needs a signing secret (`perfkit.serve.signing`) unless `allow_unsigned_callbacks`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 
 from perfkit.config import parse_size
 from perfkit.errors import ConfigurationError
+from perfkit.serve.signing import Secrets, resolve_secrets
 from perfkit.serve.tokens import Token, load_tokens
 from perfkit.web.config import RateLimit
 
@@ -31,6 +33,8 @@ class ServeConfig:
     encryption_keys: tuple[str, ...] = ()
     purge_url: str | None = None
     purge_token: str | None = field(default=None, repr=False)
+    callback_secrets: Secrets = field(default=Secrets(), repr=False)  # for callback types without theirs
+    allow_unsigned_callbacks: bool = False  # callback types with no secret POST unsigned (else: refused)
     job_types: tuple[str, ...] = ()  # "NAME=remote", "NAME=http://app/hook?retries=3", ...
     tasks: tuple[str, ...] = ()  # MODULE:ATTR of JobQueues whose tasks are served in-process
     loaders: tuple[str, ...] = ()  # "NAME=MODULE:FUNC" or "NAME=http://app/batch"
@@ -49,6 +53,7 @@ class ServeConfig:
         max_body: str | int | None = None,
         encryption_key_file: str | None = None,
         purge_url: str | None = None,
+        callback_secret_file: str | None = None,
         otel: bool | None = None,
         **rest: object,
     ) -> ServeConfig:
@@ -79,6 +84,9 @@ class ServeConfig:
             encryption_keys=tuple(keys),
             purge_url=purge_url or env("PERFKIT_SERVE_PURGE_URL"),
             purge_token=env("PERFKIT_SERVE_PURGE_TOKEN"),
+            callback_secrets=resolve_secrets(
+                callback_secret_file, "PERFKIT_SERVE_CALLBACK_SECRET_FILE", "PERFKIT_SERVE_CALLBACK_SECRET"
+            ),
             otel=otel,
             **rest,  # type: ignore[arg-type]
         )

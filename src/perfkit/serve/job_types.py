@@ -3,9 +3,11 @@
 - `python`: the tasks of a `JobQueue` in a module (`--tasks myapp.tasks:jobs`), run in the service's
   own worker under their own names, queues and options;
 - `callback`: `--job-type "render=https://app.example/jobs/render retries=3 timeout=60"`: the service's
-  worker POSTs the job (`{"id", "type", "args", "kwargs", "attempt"}`) to the URL and records the answer
-  (`{"result": ...}`, or any JSON) as the result; a non-2xx answer or a timeout fails the attempt
-  (retried as any task is);
+  worker POSTs the job (`{"id", "type", "args", "kwargs", "attempt"}`) to the URL, signed as Standard
+  Webhooks sign (`perfkit.serve.signing`: the type's `secret_file=`, else the service's callback
+  secrets), and records the answer (`{"result": ...}`, or any JSON) as the result; a non-2xx answer or
+  a timeout fails the attempt (retried as any task is). A callback type without a secret is refused
+  unless unsigned callbacks are allowed (then it is sent unsigned, with a warning at start-up);
 - `remote`: `--job-type "video=remote retries=2"`: a worker in another language claims jobs over HTTP
   (claim / heartbeat / complete / fail) under perfkit.jobs' leases.
 
@@ -15,15 +17,19 @@ their own name, so a claim for a remote type takes only its jobs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from perfkit.errors import ConfigurationError
 from perfkit.jobs import JobQueue
 from perfkit.jobs.task import Task, TaskOptions
+from perfkit.serve.signing import Secrets, read_secrets
 from perfkit.serve.specs import split_spec
 
-_OPTIONS = ("queue", "retries", "timeout", "priority", "backoff")
+_OPTIONS = ("queue", "retries", "timeout", "priority", "backoff", "secret_file")
+log = logging.getLogger("perfkit.serve")
 
 
 class CallbackError(Exception):
@@ -40,11 +46,13 @@ class JobTypeSpec:
     handler: str  # "python", "callback", "remote"
     url: str | None
     options: TaskOptions
+    secrets: Secrets = field(default=Secrets(), repr=False)  # a callback's own (`secret_file=`)
 
 
 def parse_job_type(spec: str) -> JobTypeSpec:
-    """`NAME=remote|URL [retries=N] [timeout=S] [priority=P] [queue=Q] [backoff=B]`."""
+    """`NAME=remote|URL [retries=N] [timeout=S] [priority=P] [queue=Q] [backoff=B] [secret_file=PATH]`."""
     name, target, given = split_spec("job_type", spec, _OPTIONS, "NAME=remote or NAME=URL")
+    secret_file = given.pop("secret_file", None)
     raw: dict[str, Any] = dict(given)
     for key, value in given.items():
         if key == "retries" and value.isdigit():
@@ -57,15 +65,26 @@ def parse_job_type(spec: str) -> JobTypeSpec:
         handler, url = "callback", target
     else:
         raise ConfigurationError("job_type", f"{spec!r}: the handler is 'remote' or an http(s) URL")
+    if secret_file is not None and handler != "callback":
+        raise ConfigurationError("job_type", f"{spec!r}: secret_file= is for callback (URL) types")
+    secrets = read_secrets(f"job_type {name!r} secret_file", secret_file) if secret_file else Secrets()
     options = TaskOptions.check(raw.pop("queue", name), **raw)
-    return JobTypeSpec(name, handler, url, options)
+    return JobTypeSpec(name, handler, url, options, secrets)
 
 
 class JobTypes:
-    """The configured types, registered on `jobs`; `kind(name)` says how each is handled."""
+    """The configured types, registered on `jobs`; `kinds[name]` says how each is handled. Callbacks are
+    signed with their own secrets, else `secrets`; with neither, refused unless `allow_unsigned`."""
 
-    def __init__(self, jobs: JobQueue, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        jobs: JobQueue,
+        timeout: float = 30.0,
+        secrets: Secrets = Secrets(),  # noqa: B008 - frozen, empty
+        allow_unsigned: bool = False,
+    ) -> None:
         self.jobs = jobs
+        self.secrets, self.allow_unsigned = secrets, allow_unsigned
         self.kinds: dict[str, str] = {}
         self.timeout = timeout
         self._client: Any = None
@@ -96,6 +115,17 @@ class JobTypes:
 
     def _callback(self, spec: JobTypeSpec) -> Any:
         url = spec.url
+        secrets = spec.secrets or self.secrets
+        if not secrets:
+            if not self.allow_unsigned:
+                raise ConfigurationError(
+                    "callback_secret_file",
+                    f"callback type {spec.name!r} has no signing secret, so its app cannot tell the "
+                    "service's calls from anyone's: give --callback-secret-file (or "
+                    "PERFKIT_SERVE_CALLBACK_SECRET_FILE, PERFKIT_SERVE_CALLBACK_SECRET) or secret_file= "
+                    "on the type, or --allow-unsigned-callbacks",
+                )
+            log.warning("callback type %r POSTs its jobs unsigned (--allow-unsigned-callbacks)", spec.name)
 
         async def call_back(ctx: Any, *args: Any, **kwargs: Any) -> Any:
             import httpx
@@ -104,7 +134,11 @@ class JobTypes:
                 self._client = httpx.AsyncClient(timeout=self.timeout)
             body = {"id": ctx.job_id, "type": ctx.task, "args": list(args), "kwargs": kwargs,
                     "attempt": ctx.attempt}  # fmt: skip
-            response = await self._client.post(url, json=body)
+            data = json.dumps(body, separators=(",", ":")).encode()  # the bytes signed are the bytes sent
+            headers = {"content-type": "application/json"}
+            if secrets:
+                headers.update(secrets.headers(str(ctx.job_id), data))
+            response = await self._client.post(url, content=data, headers=headers)
             if response.status_code >= 300:
                 raise CallbackError(f"{url} answered {response.status_code}: {response.text[:200]}")
             if not response.content:

@@ -81,7 +81,7 @@ class Invalidate(Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 class Invalidated(Struct):
     removed: int
-    purged: bool  # the CDN purge hook was called (and answered 2xx)
+    purged: bool  # a purge was handed to the CDN purge hook (delivered in the background, retried)
 
 
 class JobCreate(Struct, forbid_unknown_fields=True, omit_defaults=True):
