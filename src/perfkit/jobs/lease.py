@@ -60,11 +60,14 @@ class LeaseKeeper:
         if not leases:
             return
         stop = await self.jobs.backend.renew(leases, self.lease, time.time())
+        sent = dict(leases)
         for job_id in stop:
             job = self.running.get(job_id)
             if job is None:
                 continue
             current = await self.jobs.backend.get(job_id)
+            if job.record.token != sent.get(job_id):  # claimed again meanwhile: a newer lease, held here
+                continue
             lost = current is None or current.token != job.record.token or current.status != "running"
             job.stop("lost" if lost else "cancelled")
 

@@ -32,6 +32,17 @@ class Running:
         self.task: asyncio.Task[None] | None = None
         self.stop_reason: str | None = None  # "cancelled", "lost" (lease) or "shutdown"
 
+    def adopt(self, record: JobRecord) -> bool:
+        """Carry on under `record`'s lease: this job, held here, was claimed again after its lease lapsed
+        (its worker's event loop blocked, say). Its outcome is then the new attempt's. False (nothing
+        taken) when this attempt is already stopping."""
+        if self.stop_reason is not None:
+            return False
+        r = self.record
+        r.token, r.attempts, r.stalls = record.token, record.attempts, record.stalls
+        r.lease_until = record.lease_until
+        return True
+
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason

@@ -31,6 +31,7 @@ from perfkit.jobs.scheduler import PeriodicJobs, run_periodic
 
 if TYPE_CHECKING:
     from perfkit.jobs.config import JobsConfig
+    from perfkit.jobs.models import JobRecord
     from perfkit.jobs.registry import TaskRegistry
     from perfkit.serialization import Serializer
 
@@ -230,9 +231,7 @@ class Worker:
                     self.stats.handed_back += len(records)
                 return
             for record in records:
-                job = Running(record)
-                self.running[record.id] = job
-                self._waiting.append(job)
+                self._hold(record)
             self._start_waiting()
             self.stats.claimed += len(records)
             if records:
@@ -272,13 +271,41 @@ class Worker:
         self._capacity = c + self.prefetch
         self._low_water = max(1, self._capacity // 4)
 
+    def _hold(self, record: JobRecord) -> None:
+        """Hold a claimed job. One this worker still runs (its lease lapsed and it was claimed again) keeps
+        its one task: that task carries on under the new lease or, when already stopping, is let finish
+        before the new attempt starts. Never two tasks of one job here, nor an outcome recorded twice."""
+        held = self.running.get(record.id)
+        if held is not None and held.adopt(record):
+            logger.warning(
+                "worker %s: job %s was claimed again while it runs here (its lease lapsed: was the event "
+                "loop blocked for over the %ss lease?); it carries on as attempt %d",
+                self.id, record.id, self.lease.lease, record.attempts,
+            )  # fmt: skip
+            return
+        job = self.running[record.id] = Running(record)
+        if held is not None and held.task is not None:
+            held.task.add_done_callback(lambda _: self._wait_in_line(job))
+        else:
+            self._waiting.append(job)
+
+    def _wait_in_line(self, job: Running) -> None:
+        """The stale attempt of `job`'s job has ended: `job` starts next."""
+        self._waiting.appendleft(job)
+        self._start_waiting()
+
+    def _let_go(self, job: Running) -> None:
+        """Forget `job`, unless the entry is already a newer attempt of the same job."""
+        if self.running.get(job.record.id) is job:
+            del self.running[job.record.id]
+        self._slot_free.set()
+
     def _start_waiting(self) -> None:
         """Start prefetched jobs while there are free slots (never once stopping: they go back)."""
         while self._waiting and self._executing < self.concurrency and not self._stop.is_set():
             job = self._waiting.popleft()
             if job.stop_reason is not None:  # cancelled, or its lease lost, while it waited here
-                self.running.pop(job.record.id, None)
-                self._slot_free.set()
+                self._let_go(job)
                 if job.stop_reason == "cancelled":
                     r = job.record
                     self.hooks.emit("cancelled", r)
@@ -306,8 +333,7 @@ class Worker:
             outcome = None
         finally:
             self._executing -= 1
-            self.running.pop(job.record.id, None)
-            self._slot_free.set()
+            self._let_go(job)
         if outcome is not None:
             self._record(outcome)
         self._start_waiting()
