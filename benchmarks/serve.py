@@ -29,6 +29,11 @@ measures ops/s per core under load, the way a service runs: the server pinned to
 must be installed) on core 1 with 32 keep-alive connections, one operation at a time for `--seconds`;
 ops/s per core = requests served / the server's CPU seconds (utime + stime from /proc) in that window,
 so it does not depend on how much of its core the server got on a shared machine.
+
+    python benchmarks/serve.py --floor [--n 1000] [--rounds 3]
+
+times a bare ASGI app under the same uvicorn, by the same client: the HTTP round trip any Python service
+pays here before doing anything, next to a redis-py GET.
 """
 
 from __future__ import annotations
@@ -197,11 +202,15 @@ def main() -> None:
     )
     parser.add_argument("--instructions", action="store_true", help="count instructions with callgrind")
     parser.add_argument("--throughput", action="store_true", help="ops/s per core under load (wrk)")
+    parser.add_argument("--floor", action="store_true", help="a bare uvicorn app's round trip, for scale")
     parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
     if args.throughput:
         throughput(args)
+        return
+    if args.floor:
+        floor(args)
         return
     if args.instructions:
         from serve_instructions import run  # type: ignore[import-not-found]  # beside this file
@@ -300,6 +309,51 @@ def main() -> None:
         keys = list(cleanup.scan_iter(pattern, count=1000))
         if keys:
             cleanup.delete(*keys)
+
+
+HELLO = """
+async def app(scope, receive, send):
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"24")]})
+        await send({"type": "http.response.body", "body": b'{"id":1,"title":"slide"}'})
+"""
+
+
+def floor(args: argparse.Namespace) -> None:
+    """The HTTP floor on this machine: a bare ASGI app under uvicorn (httptools, uvloop) answering the
+    same sequential keep-alive client, next to a redis-py GET, per round."""
+    tmp = Path(tempfile.mkdtemp(prefix="perfkit-serve-floor-"))
+    (tmp / "hello.py").write_text(HELLO)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "hello:app", "--port", str(port), "--http", "httptools",
+         "--loop", "uvloop", "--log-level", "warning", "--no-access-log"], cwd=tmp,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                http = HttpConnection(port)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        client = redis.Redis.from_url(args.redis)
+        client.set(f"{{{NS}}}:floor", b"1", ex=60)
+        for n in range(args.rounds):
+            bare = timed(args.n, lambda i: http.request("GET", "/"))
+            direct = timed(args.n, lambda i: client.get(f"{{{NS}}}:floor"))
+            b50, b99, d50 = pct(bare, 0.5), pct(bare, 0.99), pct(direct, 0.5)
+            print(f"round {n + 1}: bare uvicorn app p50 {b50:.0f} us (p99 {b99:.0f} us), "
+                  f"redis-py GET p50 {d50:.0f} us")  # fmt: skip
+        http.sock.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 WRK_SCRIPT = """
