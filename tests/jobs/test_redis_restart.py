@@ -100,3 +100,25 @@ async def test_first_commands_after_a_restart_succeed_on_stale_connections(serve
         assert await jobs.depth() == {("a", 2): 3}
     finally:
         await jobs.close()
+
+
+async def test_a_killed_script_connection_costs_no_job_and_no_duplicate(server: Server) -> None:
+    """The scripts' shared connection killed by Redis (CLIENT KILL TYPE normal, as a proxy or an admin
+    does): the next enqueue is retried on a new connection and stored once; pool-only URL options
+    (`?health_check_interval=`) still apply to the pool and do not stop the scripts' connection."""
+    import redis
+
+    jobs = queue_on(server.url + "&health_check_interval=10")
+    try:
+        first = await jobs.enqueue("a.work", args=(1,))
+        admin = redis.Redis(port=server.port)
+        assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+        admin.close()
+        again = await jobs.enqueue("a.work", args=(2,))
+        assert again.status is Status.QUEUED
+        listed, _ = await jobs.list()
+        assert sorted(j.id for j in listed) == sorted([first.id, again.id])
+        await jobs.worker(burst=True).run()
+        assert {(await jobs.get(j)).status for j in (first.id, again.id)} == {Status.SUCCEEDED}  # type: ignore[union-attr]
+    finally:
+        await jobs.close()

@@ -10,7 +10,9 @@ is per node). The settings differ on purpose:
     cache      the cache's timeout (0.5)  none: an outage costs    one node: one multiplexed
                                           one timeout              connection (multiplex.py);
                                                                    cluster: 64 per node
-    jobs       5 s / 5 s, health checks   redis-py's default       `max_connections` (64), RESP2
+    jobs       5 s / 5 s, health checks   redis-py's default       `max_connections` (64), RESP2;
+                                                                   its scripts: one multiplexed
+                                                                   connection
     ratelimit  its timeout (0.25)         redis-py's default (one  redis-py's default
                                           node), none (cluster: 64 per node)
     monitor    2 s / 2 s                  as ratelimit             as ratelimit
@@ -61,6 +63,9 @@ class ClientOptions:
     # one node: one connection shared by every caller of a loop (`perfkit.redisclient.multiplex`)
     # instead of redis-py's pool; for users whose commands never block (the cache)
     multiplexed: bool = False
+    # multiplexed: a URL option only a pool has is refused (True) or left out (False: a second client
+    # of a user whose pool takes it)
+    strict_url: bool = True
     errors: ErrorPolicy = field(default_factory=ErrorPolicy)
 
     def driver_kwargs(self) -> dict[str, Any]:
@@ -110,8 +115,9 @@ def cache_options(
     )
 
 
-def jobs_options(url: BackendURL, *, max_connections: int) -> ClientOptions:
-    """The job queue's: 5 s timeouts (`?socket_timeout=` overrides), health checks, RESP2 replies."""
+def jobs_options(url: BackendURL, *, max_connections: int, multiplexed: bool = False) -> ClientOptions:
+    """The job queue's: 5 s timeouts (`?socket_timeout=` overrides), health checks, RESP2 replies;
+    `multiplexed`: its scripts' one connection (options only a pool has are left to the pool)."""
     return ClientOptions(
         socket_timeout=JOBS_SOCKET_TIMEOUT,
         connect_timeout=5,
@@ -119,6 +125,8 @@ def jobs_options(url: BackendURL, *, max_connections: int) -> ClientOptions:
         protocol=2,  # replies are read as RESP2 (flat lists); redis-py 8 defaults to RESP3 maps
         max_connections=int(url.options.get("max_connections") or max_connections),
         errors=JOBS_ERRORS,
+        multiplexed=multiplexed,
+        strict_url=False,
     )
 
 
@@ -161,11 +169,13 @@ def single_client(url: BackendURL, options: ClientOptions) -> aioredis.Redis | M
     else:
         driver_url = url.raw.split("?", 1)[0]
     if options.multiplexed:
-        timeouts = {
-            "socket_timeout": options.socket_timeout,
-            "socket_connect_timeout": options.connect_timeout,
-        }
-        return Multiplexed(Settings.from_url(driver_url, **timeouts))
+        settings = Settings.from_url(
+            driver_url,
+            strict=options.strict_url,
+            socket_timeout=options.socket_timeout,
+            socket_connect_timeout=options.connect_timeout,
+        )
+        return Multiplexed(settings)
     kwargs = options.driver_kwargs()
     if options.pool_wait is not None:
         bounded = BoundedPool.from_url(driver_url, timeout=options.pool_wait, **kwargs)

@@ -102,16 +102,20 @@ class Settings:
     )  # fmt: skip
 
     @classmethod
-    def from_url(cls, url: str, **given: Any) -> Settings:
+    def from_url(cls, url: str, *, strict: bool = True, **given: Any) -> Settings:
         """The settings of a `redis://`, `rediss://` or `unix://` URL as redis-py reads it (its
         `parse_url`); `given` (the user's timeouts) fills what the URL leaves out. An option that
-        only makes sense for a pool (`?health_check_interval=` ...) is refused, naming it."""
+        only makes sense for a pool (`?health_check_interval=` ...) is refused, naming it (left out,
+        not `strict`)."""
         from redis.asyncio.connection import SSLConnection, parse_url
 
         parsed: dict[str, Any] = dict(parse_url(url))
         tls = parsed.pop("connection_class", None) is SSLConnection
         unknown = sorted(set(parsed) - {"host", "port", "path", *cls.URL_OPTIONS})
-        if unknown:
+        if not strict:
+            for name in unknown:
+                del parsed[name]
+        elif unknown:
             raise ConfigurationError(
                 "url", f"Redis URL option {unknown[0]!r} does not apply to the cache's connection"
             )

@@ -41,6 +41,7 @@ from perfkit.redisclient import (
     Translator,
     close_client,
     connection_kwargs,
+    is_cluster,
     jobs_options,
     make_client,
 )
@@ -96,7 +97,12 @@ class RedisBackend:
         self.translate = Translator(url.redacted(), JOBS_ERRORS)  # every driver error, in _call
         # 5 s timeouts (`?socket_timeout=` in the URL overrides), health checks, RESP2: see redisclient
         self.client = make_client(url, jobs_options(url, max_connections=max_connections))
-        self._scripts = {name: self.client.register_script(getattr(lua, name)) for name in _SCRIPTS}
+        # every job transition is a script: on one node they share one multiplexed connection (no pool
+        # checkout per call; the calls of one loop turn in one write); the pool keeps BLPOP and the rest
+        self.scripting = self.client
+        if not is_cluster(url):
+            self.scripting = make_client(url, jobs_options(url, max_connections=1, multiplexed=True))
+        self._scripts = {name: self.scripting.register_script(getattr(lua, name)) for name in _SCRIPTS}
         self._keys: dict[str, QueueKeys] = {}
         self._wrong_type_logged: dict[str, float] = {}  # queue -> when its wrong-typed key was logged
         self._pipeline = EnqueuePipeline(self.enqueue_many)
@@ -489,6 +495,8 @@ class RedisBackend:
         await self._pipeline.close()  # enqueues already accepted are sent before the connection goes
         blpops = self._take_blpops()
         await close_client(self.client)  # disconnects the connections in use too: a blocked BLPOP ends now
+        if self.scripting is not self.client:
+            await close_client(self.scripting)
         await _settled(blpops)
 
     def _take_blpops(self) -> Sequence[asyncio.Task[Any]]:
