@@ -22,7 +22,10 @@ from perfkit.db.pool import pool_status, sync_engine, track_pool_wait
 from perfkit.db.queries import QueryHooks
 from perfkit.metrics import Collector, RequestStats, default_collector, end_request, start_request
 
-__all__ = ["DbConfig", "Instrumented", "instrument_engine", "pool_status", "track", "uninstrument_engine"]
+__all__ = [
+    "DbConfig", "Instrumented", "instrument_engine", "is_instrumented", "pool_status", "track",
+    "uninstrument_engine",
+]  # fmt: skip
 
 _detectors: weakref.WeakKeyDictionary[Collector, NPlusOneDetector] = weakref.WeakKeyDictionary()
 _instrumented: weakref.WeakKeyDictionary[Any, Instrumented] = weakref.WeakKeyDictionary()
@@ -101,6 +104,11 @@ def instrument_engine(
     done = Instrumented(engine, hooks, detector)
     _instrumented[target] = done
     return done
+
+
+def is_instrumented(engine: Any) -> bool:
+    """Whether `engine` (an Engine or AsyncEngine) has perfkit's hooks on it now."""
+    return sync_engine(engine) in _instrumented
 
 
 def uninstrument_engine(engine: Any) -> None:
