@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from perfkit.errors import ConfigurationError
@@ -44,10 +44,23 @@ class Instrumentation:
     monitor: Any = None  # perfkit.monitor.Monitor, mounted under its prefix (default /perf)
     invalidator: Any = None  # perfkit.cache.orm.CacheInvalidator wired for `engine`'s sessions
     otel: Any = None  # perfkit.otel.OpenTelemetry, when `otel=` asked for it
+    # the perfkit.db.Instrumented this instrument() call put on `engine`; None when the engine was
+    # instrumented already (by `instrument_engine`, or another instrument() call): those hooks are theirs
+    engine_hooks: Any = field(default=None, repr=False)
 
     async def close(self) -> None:
         """Close what perfkit opened (the rate limiter's Redis client, the monitor's tasks and store,
-        the ORM invalidator's session listeners)."""
+        the ORM invalidator's session listeners, and `engine`'s query hooks if this `instrument()` call
+        is the one that instrumented it).
+
+        The engine's hooks are removed only when they are this call's (`engine_hooks`): an engine the
+        application instrumented itself first (`perfkit.db.instrument_engine`) keeps its hooks, which
+        the application removes (`uninstrument_engine`) when it wants. Hooks are one per engine, so
+        another app instrumented later on the same engine shares them, and loses them with this close.
+        """
+        if self.engine_hooks is not None:
+            self.engine_hooks.remove()  # a no-op if they were removed or replaced meanwhile
+            self.engine_hooks = None
         if self.invalidator is not None:
             self.invalidator.close()
             self.invalidator = None
@@ -97,7 +110,8 @@ def instrument(
 
     Starlette and FastAPI apps get the stack as middleware and are returned as they are; any other
     ASGI callable is wrapped and the wrapper is returned. `engine` (a SQLAlchemy Engine or AsyncEngine)
-    gets query instrumentation feeding the same collector; so do `jobs`' events (a `JobQueue`:
+    gets query instrumentation feeding the same collector (unless it has perfkit's hooks already;
+    the handle's `close()` removes only hooks it put on); so do `jobs`' events (a `JobQueue`:
     `jobs_events_total{queue,event}`, `jobs_wait_seconds`, `jobs_run_seconds`), once per collector.
     `monitor` (a `perfkit.monitor.MonitorConfig` or `Monitor`; default: one configured from
     `PERFKIT_MONITOR_*`; `False`: none) is mounted under its prefix, `/perf` by default.
@@ -147,9 +161,12 @@ def instrument(
     if cache is not None and hasattr(cache, "add_observer"):
         cache.add_observer(cache_observer(handle.collector))
     if engine is not None:
-        from perfkit.db import instrument_engine
+        from perfkit.db import instrument_engine, is_instrumented
 
+        ours = not is_instrumented(engine)
         instrumented = instrument_engine(engine, collector=handle.collector)
+        if ours:
+            handle.engine_hooks = instrumented
         if handle.otel is not None:
             handle.otel.watch_statements(instrumented.hooks)
         watched = getattr(cache, "invalidated_on_commit", True)  # not a perfkit Cache: nothing to wire

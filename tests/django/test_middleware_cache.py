@@ -170,3 +170,15 @@ def test_coalescing_threads_share_one_view_run(perfkit: Any) -> None:
             t.join(10)
     assert bodies == [b"slow run 1"] * 4
     assert web_views.calls["slow"] == 1
+
+
+def test_the_test_backend_takes_django_timeouts(cached: Any) -> None:
+    """tests' PerfkitTestCache reads Django timeouts as seconds: default and None keep the value, 0 none."""
+    from django.core.cache import caches
+
+    cache = caches["default"]
+    cache.set("default", 1)
+    cache.set("forever", 2, timeout=None)
+    cache.set("ten", 3, timeout=10)
+    cache.set("ten", 3, timeout=0)  # 0: not kept (and what was there goes)
+    assert [cache.get(k) for k in ("default", "forever", "ten")] == [1, 2, None]

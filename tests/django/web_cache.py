@@ -19,8 +19,14 @@ class PerfkitTestCache(BaseCache):
         return self.perfkit_cache.sync.get(self.make_key(key, version), default)
 
     def set(self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
-        ttl = self.get_backend_timeout(timeout)
-        self.perfkit_cache.sync.set(self.make_key(key, version), value, ttl=ttl)
+        """Django's timeout as perfkit's ttl in seconds (not `get_backend_timeout`, an absolute expiry
+        time): the alias's TIMEOUT by default, None for no expiry, 0 or less for not kept at all."""
+        if timeout is DEFAULT_TIMEOUT:
+            timeout = self.default_timeout
+        if timeout is not None and timeout <= 0:
+            self.delete(key, version)
+            return
+        self.perfkit_cache.sync.set(self.make_key(key, version), value, ttl=timeout)
 
     def delete(self, key: str, version: int | None = None) -> bool:
         return bool(self.perfkit_cache.sync.delete(self.make_key(key, version)))

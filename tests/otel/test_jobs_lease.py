@@ -1,18 +1,25 @@
 """An attempt that ends with no outcome still gets its span: a lost lease in a worker (the `interrupted`
-event), and a remote worker's lapsed lease (ended when the job's next attempt starts)."""
+event), and a remote worker's lapsed lease (ended when the job's next attempt starts); a remote claim
+of an undecodable job opens none."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
+from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 from perfkit.jobs import Context, JobQueue
 from perfkit.jobs.hooks import JobEvent
 from perfkit.otel import OpenTelemetry
+from perfkit.serve.app import ServeApp
+from perfkit.serve.config import ServeConfig
 from tests.otel.conftest import Sdk
 
 
@@ -74,3 +81,48 @@ def test_a_lapsed_remote_attempt_ends_when_the_next_one_starts(sdk: Sdk) -> None
     runs = sorted(sdk.named("process video"), key=lambda s: s.start_time or 0)
     assert [dict(s.attributes or {})["perfkit.job.attempt"] for s in runs] == [1, 2]
     assert runs[1].status.status_code is StatusCode.UNSET
+
+
+class OpenSpans(SpanProcessor):
+    """Counts the CONSUMER spans started and not (yet) ended."""
+
+    def __init__(self) -> None:
+        self.open = 0
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.open += span.kind is SpanKind.CONSUMER
+
+    def on_end(self, span: Any) -> None:
+        self.open -= span.kind is SpanKind.CONSUMER
+
+
+async def test_a_remote_claim_of_an_undecodable_payload_leaves_no_span_open(sdk: Sdk, tmp_path: Path) -> None:
+    """`perfkit serve` claiming a job whose payload cannot be decoded: `dead` (with the reason) as a
+    Python worker emits it, no `started`, the job DEAD, and no attempt span left open."""
+    (tmp_path / "tokens.txt").write_text("w secret-token-0123456789abcdef admin\n")
+    config = ServeConfig.resolve(
+        cache_url=f"sqlite:///{tmp_path}/cache.db", jobs_url=f"sqlite:///{tmp_path}/jobs.db",
+        token_file=str(tmp_path / "tokens.txt"), job_types=("video=remote",),
+    )  # fmt: skip
+    opened = OpenSpans()
+    sdk.config.tracer_provider.add_span_processor(opened)
+    app = ServeApp(config, otel=sdk.config)
+    events: list[JobEvent] = []
+    app.jobs.on_event(events.append)
+    headers = {"authorization": "Bearer secret-token-0123456789abcdef"}
+    transport = httpx.ASGITransport(app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers) as http:
+            job = (await http.post("/v1/jobs", json={"type": "video", "args": ["clip.mp4"]})).json()
+            backend: Any = app.jobs.backend
+            with sqlite3.connect(backend.path) as conn:  # msgpack has no 0xc1: not decodable
+                conn.execute(f"UPDATE {backend.table} SET payload = ? WHERE id = ?", (b"\xc1", job["id"]))
+            claimed = await http.post("/v1/workers/claim", json={"types": ["video"]})
+            assert claimed.status_code == 200 and claimed.json()["jobs"] == []
+            info = (await http.get(f"/v1/jobs/{job['id']}")).json()
+    finally:
+        await app.close()
+    assert [e.name for e in events] == ["enqueued", "dead"]
+    assert "cannot be decoded" in (events[1].error or "") and events[1].job_id == job["id"]
+    assert info["status"] == "dead" and "cannot be decoded" in info["error"]
+    assert opened.open == 0

@@ -33,9 +33,10 @@ admin  {TOKENS["admin"]}  admin
 limited {TOKENS["limited"]} write 3/minute
 """
 
-CALLBACK_SECRETS = {  # whsec_ + base64 of 32 bytes: the service's, and the badmail type's own
+CALLBACK_SECRETS = {  # whsec_ + base64 of 32 bytes: the service's, the badmail type's and warm loader's own
     "service": "whsec_" + base64.b64encode(b"perfkit-serve-test-callback-key!").decode(),
     "badmail": "whsec_" + base64.b64encode(b"the-badmail-type-has-its-own-key").decode(),
+    "warm": "whsec_" + base64.b64encode(b"the-warm-loader-has-its-own-key!").decode(),
 }
 
 

@@ -33,6 +33,7 @@ def serve_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (tmp / "keys.txt").write_text(generate_key() + "\n")
     (tmp / "callback-secrets.txt").write_text(f"# newest first\n{CALLBACK_SECRETS['service']}\n")
     (tmp / "badmail-secret.txt").write_text(CALLBACK_SECRETS["badmail"] + "\n")
+    (tmp / "warm-secret.txt").write_text(CALLBACK_SECRETS["warm"] + "\n")
     return tmp
 
 
@@ -55,7 +56,8 @@ def server(serve_dir: Path, receiver: Receiver) -> Iterator[str]:
         args += [
             "--loader", f"slides={receiver.url}/batch/slides max_batch=50",
             "--loader", f"broken={receiver.url}/batch-broken",
-            "--loader", f"warm={receiver.url}/batch/warm shared=loaders ttl=60",
+            "--loader", f"warm={receiver.url}/batch/warm shared=loaders ttl=60 "
+                        f"secret_file={serve_dir / 'warm-secret.txt'}",
         ]  # fmt: skip
     with serve_process(serve_dir, *args, env={"PERFKIT_JOBS_LEASE": str(LEASE)}) as url:
         yield url

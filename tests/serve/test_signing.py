@@ -1,9 +1,11 @@
-"""Signed HTTP callbacks (Standard Webhooks): the spec's test vector, the service's POSTs verified by
-docs/service.md's snippet, per-type secrets, and no callback type without a secret unless allowed."""
+"""Signed HTTP callbacks (Standard Webhooks): the spec's test vector, the service's POSTs (callback jobs
+and loader batches) verified by docs/service.md's snippet, per-type and per-loader secrets, and no
+callback type or HTTP loader without a secret unless allowed."""
 
 from __future__ import annotations
 
 import base64
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from perfkit.jobs import JobQueue
 from perfkit.serve import ServeClient
 from perfkit.serve.config import ServeConfig
 from perfkit.serve.job_types import JobTypes, parse_job_type
+from perfkit.serve.loads_api import LoadsService
 from perfkit.serve.signing import Secrets, parse_secret, read_secrets
 from tests.serve._server import CALLBACK_SECRETS, ROOT, Receiver
 from tests.serve.test_jobs import finished
@@ -112,3 +115,39 @@ def test_the_config_repr_shows_no_secret(monkeypatch: Any) -> None:
     assert config.callback_secrets
     key = parse_secret("s", CALLBACK_SECRETS["service"])
     assert repr(key) not in repr(config) and CALLBACK_SECRETS["service"] not in repr(config)
+
+
+async def test_the_service_signs_each_loader_batch(app: ServeClient, receiver: Receiver) -> None:
+    """An HTTP loader's batch POST is signed like a callback (a fresh `batch_` webhook-id per call), with
+    the service's secret, or with the loader's own secret_file."""
+    verify = doc_verify()
+    slides, warm = [f"{app.namespace}-s"], [f"{app.namespace}-w"]
+    await app.load("slides", slides, wait=True)
+    await app.load("warm", warm, wait=True)
+    sent = {p: (h, b) for p, h, b in receiver.raw if p.startswith("/batch/") and app.namespace.encode() in b}
+    headers, body = sent["/batch/slides"]
+    assert headers["webhook-id"].startswith("batch_") and headers["content-type"] == "application/json"
+    assert json.loads(body) == {"loader": "slides", "keys": slides}
+    assert verify(CALLBACK_SECRETS["service"], headers, body)
+    assert not verify(CALLBACK_SECRETS["warm"], headers, body)
+    headers, body = sent["/batch/warm"]
+    assert verify(CALLBACK_SECRETS["warm"], headers, body)
+    assert not verify(CALLBACK_SECRETS["service"], headers, body)
+    assert headers["webhook-id"] != sent["/batch/slides"][0]["webhook-id"]
+
+
+def test_an_http_loader_without_a_secret_is_refused_unless_allowed(tmp_path: Path) -> None:
+    """No secret for a URL loader: a ConfigurationError naming it and the way out; allowed, or a Python
+    batch function (nothing is POSTed): it is configured."""
+    spec = "pages=http://127.0.0.1:1/batch"
+    with pytest.raises(ConfigurationError, match="--allow-unsigned-callbacks") as refused:
+        LoadsService((spec,), _no_cache)
+    assert "loader 'pages'" in str(refused.value)
+    assert set(LoadsService((spec,), _no_cache, allow_unsigned=True).loaders) == {"pages"}
+    assert set(LoadsService(("fn=tests.serve.test_signing:_no_cache",), _no_cache).loaders) == {"fn"}
+    with pytest.raises(ConfigurationError, match="secret_file= is for HTTP"):
+        LoadsService((f"fn=tests.serve.test_signing:_no_cache secret_file={tmp_path}/s",), _no_cache)
+
+
+def _no_cache(name: str) -> Any:
+    raise AssertionError("no shared cache is asked for")

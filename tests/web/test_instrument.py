@@ -155,3 +155,46 @@ async def test_instrument_feeds_job_events_to_the_collector(tmp_path: Path, moni
     }
     runs = collector.families["jobs_run_seconds"]
     assert isinstance(runs, Histogram) and runs.count(("mail", "send_mail")) == 1
+
+
+def _counted(engine: Any) -> int:
+    """How many statements perfkit counts for one `SELECT 1` on `engine` (0: no hooks on it)."""
+    from sqlalchemy import text
+
+    from perfkit.db import track
+
+    with engine.connect() as conn, track() as stats:
+        conn.execute(text("SELECT 1"))
+    return stats.db_count
+
+
+@pytest.mark.sqlite
+async def test_close_uninstruments_the_engine_instrument_instrumented(tmp_path: Path) -> None:
+    """instrument(app, engine=e) put the query hooks on e: its handle's close() takes them off."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(f"sqlite:///{tmp_path}/a.db")
+    app = perfkit.instrument(make_starlette(), engine=engine, collector=Collector(), monitor=False)
+    assert _counted(engine) == 1
+    await app.state.perfkit.close()
+    assert _counted(engine) == 0
+    engine.dispose()
+
+
+@pytest.mark.sqlite
+async def test_close_leaves_the_hooks_of_an_engine_instrumented_before(tmp_path: Path) -> None:
+    """An engine the application instrumented itself first keeps its hooks (and collector) after close()."""
+    from sqlalchemy import create_engine
+
+    from perfkit.db import instrument_engine, uninstrument_engine
+
+    engine = create_engine(f"sqlite:///{tmp_path}/b.db")
+    mine = Collector()
+    instrument_engine(engine, collector=mine)
+    app = perfkit.instrument(make_starlette(), engine=engine, collector=Collector(), monitor=False)
+    await app.state.perfkit.close()
+    assert _counted(engine) == 1
+    latency = mine.families["db_query_duration_seconds"]
+    assert isinstance(latency, Histogram) and latency.count(("SELECT",)) == 1
+    uninstrument_engine(engine)
+    engine.dispose()

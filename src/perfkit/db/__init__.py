@@ -22,7 +22,10 @@ from perfkit.db.pool import pool_status, sync_engine, track_pool_wait
 from perfkit.db.queries import QueryHooks
 from perfkit.metrics import Collector, RequestStats, default_collector, end_request, start_request
 
-__all__ = ["DbConfig", "Instrumented", "instrument_engine", "pool_status", "track", "uninstrument_engine"]
+__all__ = [
+    "DbConfig", "Instrumented", "instrument_engine", "is_instrumented", "pool_status", "track",
+    "uninstrument_engine",
+]  # fmt: skip
 
 _detectors: weakref.WeakKeyDictionary[Collector, NPlusOneDetector] = weakref.WeakKeyDictionary()
 _instrumented: weakref.WeakKeyDictionary[Any, Instrumented] = weakref.WeakKeyDictionary()
@@ -37,24 +40,48 @@ _lazy_loads = LazyLoads(_detector_for)  # the one Session-wide listener, for eve
 
 
 class Instrumented:
-    """The hooks installed on one engine; `remove()` takes them off again."""
+    """The hooks installed on one engine; `remove()` takes them off again.
+
+    It holds the engine weakly (it is the value of a registry keyed weakly by the engine), so an engine
+    nobody uninstruments is still freed once the application drops it; its detector is then forgotten
+    too, unless another engine reports to the same collector."""
 
     def __init__(self, engine: Any, hooks: QueryHooks, detector: NPlusOneDetector) -> None:
-        self.engine, self.hooks, self.detector = engine, hooks, detector
+        self.hooks, self.detector = hooks, detector
+        target = sync_engine(engine)
+        self._engine, self._target = weakref.ref(engine), weakref.ref(target)
+        # runs inside the garbage collector: bookkeeping only, no SQLAlchemy event is touched there
+        # (the Session-wide listener stays until a `remove()` leaves no engine; it counts nothing meanwhile)
+        self._finalizer = weakref.finalize(target, _forget, self, False)
+
+    @property
+    def engine(self) -> Any:
+        """The engine given (or its sync engine, while only that is alive); None once it is freed."""
+        return self._engine() or self._target()
 
     def status(self) -> dict[str, Any]:
-        return pool_status(self.engine)
+        target = self._target()
+        return pool_status(target) if target is not None else {}
 
     def remove(self) -> None:
         """Take the hooks off; safe to call twice."""
-        if _instrumented.get(sync_engine(self.engine)) is not self:
+        target = self._target()
+        if target is None or _instrumented.get(target) is not self:
             return
-        self.hooks.detach()
-        _instrumented.pop(sync_engine(self.engine), None)
-        if not any(other.detector is self.detector for other in _instrumented.values()):
-            _detectors.pop(self.detector.collector, None)
-        if not _instrumented:
-            _lazy_loads.detach()
+        self._finalizer.detach()
+        self.hooks.detach(target)
+        del _instrumented[target]
+        _forget(self, True)
+
+
+def _forget(done: Instrumented, listener: bool) -> None:
+    """Drop what only `done` needed (uninstrumented, or its engine freed): its collector's detector,
+    and with `listener` and no engine left, the Session-wide listener."""
+    others = [other for other in _instrumented.values() if other is not done]
+    if not any(other.detector is done.detector for other in others):
+        _detectors.pop(done.detector.collector, None)
+    if listener and not others:
+        _lazy_loads.detach()
 
 
 def instrument_engine(
@@ -67,8 +94,8 @@ def instrument_engine(
         return existing
     config = config or DbConfig()
     collector = collector or default_collector()
-    hooks = QueryHooks(target, config, collector)
-    hooks.attach()
+    hooks = QueryHooks(target.dialect.name, config, collector)
+    hooks.attach(target)
     detector = _detectors.get(collector)
     if detector is None:  # one detector per collector, however many engines report to it
         detector = _detectors[collector] = NPlusOneDetector(config, collector)
@@ -77,6 +104,11 @@ def instrument_engine(
     done = Instrumented(engine, hooks, detector)
     _instrumented[target] = done
     return done
+
+
+def is_instrumented(engine: Any) -> bool:
+    """Whether `engine` (an Engine or AsyncEngine) has perfkit's hooks on it now."""
+    return sync_engine(engine) in _instrumented
 
 
 def uninstrument_engine(engine: Any) -> None:

@@ -9,9 +9,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import Any
 
-from perfkit.db.config import DbConfig
 from perfkit.db.observe import StatementObserver
-from perfkit.metrics import Collector
 
 _START = "_perfkit_start"
 
@@ -26,23 +24,20 @@ def dbapi_connection(conn: Any, cursor: Any) -> Any:
 
 
 class QueryHooks(StatementObserver):
-    """The event handlers for one engine; `attach()` and `detach()` add and remove them."""
+    """The event handlers for one engine; `attach(engine)` and `detach(engine)` add and remove them.
+    They hold no reference to the engine (the engine holds them), so they never keep it alive."""
 
-    def __init__(self, engine: Any, config: DbConfig, collector: Collector) -> None:
-        super().__init__(engine.dialect.name, config, collector)
-        self.engine = engine
-
-    def attach(self) -> None:
+    def attach(self, engine: Any) -> None:
         from sqlalchemy import event
 
-        event.listen(self.engine, "before_cursor_execute", self.before)
-        event.listen(self.engine, "after_cursor_execute", self.after)
+        event.listen(engine, "before_cursor_execute", self.before)
+        event.listen(engine, "after_cursor_execute", self.after)
 
-    def detach(self) -> None:
+    def detach(self, engine: Any) -> None:
         from sqlalchemy import event
 
-        event.remove(self.engine, "before_cursor_execute", self.before)
-        event.remove(self.engine, "after_cursor_execute", self.after)
+        event.remove(engine, "before_cursor_execute", self.before)
+        event.remove(engine, "after_cursor_execute", self.after)
 
     def before(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
         context._perfkit_start = perf_counter()  # one attribute on SQLAlchemy's per-execution context

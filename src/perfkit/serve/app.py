@@ -78,7 +78,9 @@ class ServeApp:
         for text in config.job_types:
             self.types.add(parse_job_type(text))
         self.jobs_api = JobsService(self.jobs, self.types)
-        self.loads = LoadsService(config.loaders, self.cache.cache)
+        self.loads = LoadsService(
+            config.loaders, self.cache.cache, config.callback_secrets, config.allow_unsigned_callbacks
+        )
         self.monitor = Monitor(cache=self.cache.cache("default"), jobs=self.jobs, collector=collector)
         self.counts = RequestCounts(self.monitor.collector)
         if self.otel is not None:

@@ -27,10 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--loader", action="append", default=[], metavar="'NAME=MODULE:FUNC|URL [opt=v ...]'",
         help="a batching loader for the lazy-load endpoints (repeatable)")  # fmt: skip
     add("--callback-secret-file", metavar="PATH",
-        help="whsec_ secrets signing the callback job types' POSTs, newest first, one a line "
-             "(or PERFKIT_SERVE_CALLBACK_SECRET_FILE / PERFKIT_SERVE_CALLBACK_SECRET)")  # fmt: skip
+        help="whsec_ secrets signing the POSTs of callback job types and HTTP loaders, newest first, "
+             "one a line (or PERFKIT_SERVE_CALLBACK_SECRET_FILE / PERFKIT_SERVE_CALLBACK_SECRET)"
+        )  # fmt: skip
     add("--allow-unsigned-callbacks", action="store_true",
-        help="start even when a callback job type has no signing secret (it POSTs unsigned)")  # fmt: skip
+        help="start even when a callback job type or HTTP loader has no signing secret "
+             "(it POSTs unsigned)")  # fmt: skip
     add("--concurrency", type=int, default=16, help="in-process job slots (16)")
     add("--max-namespaces", type=int, default=100, help="cache namespaces the service holds at most (100)")
     add("--default-ttl", type=float, default=300.0, help="seconds a value lives when no ttl is given (300)")

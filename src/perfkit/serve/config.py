@@ -3,7 +3,8 @@
 The defaults make `perfkit serve` work alone: the cache and the job queue on embedded SQLite files in
 the working directory. Nothing is open: without a token (file or environment) every endpoint answers
 401, and the command refuses to start without one unless `--allow-no-tokens` says so. Likewise a
-callback job type needs a signing secret (`perfkit.serve.signing`) unless `allow_unsigned_callbacks`.
+callback job type or HTTP loader needs a signing secret (`perfkit.serve.signing`) unless
+`allow_unsigned_callbacks`.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ class ServeConfig:
     encryption_keys: tuple[str, ...] = ()
     purge_url: str | None = None
     purge_token: str | None = field(default=None, repr=False)
-    callback_secrets: Secrets = field(default=Secrets(), repr=False)  # for callback types without theirs
-    allow_unsigned_callbacks: bool = False  # callback types with no secret POST unsigned (else: refused)
+    callback_secrets: Secrets = field(default=Secrets(), repr=False)  # callbacks/loaders without theirs
+    allow_unsigned_callbacks: bool = False  # no secret: POST unsigned (else: refused)
     job_types: tuple[str, ...] = ()  # "NAME=remote", "NAME=http://app/hook?retries=3", ...
     tasks: tuple[str, ...] = ()  # MODULE:ATTR of JobQueues whose tasks are served in-process
     loaders: tuple[str, ...] = ()  # "NAME=MODULE:FUNC" or "NAME=http://app/batch"

@@ -17,19 +17,16 @@ their own name, so a claim for a remote type takes only its jobs.
 
 from __future__ import annotations
 
-import json
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from perfkit.errors import ConfigurationError
 from perfkit.jobs import JobQueue
 from perfkit.jobs.task import Task, TaskOptions
-from perfkit.serve.signing import Secrets, read_secrets
+from perfkit.serve.signing import Secrets, read_secrets, require, signed_post
 from perfkit.serve.specs import split_spec
 
 _OPTIONS = ("queue", "retries", "timeout", "priority", "backoff", "secret_file")
-log = logging.getLogger("perfkit.serve")
 
 
 class CallbackError(Exception):
@@ -116,16 +113,7 @@ class JobTypes:
     def _callback(self, spec: JobTypeSpec) -> Any:
         url = spec.url
         secrets = spec.secrets or self.secrets
-        if not secrets:
-            if not self.allow_unsigned:
-                raise ConfigurationError(
-                    "callback_secret_file",
-                    f"callback type {spec.name!r} has no signing secret, so its app cannot tell the "
-                    "service's calls from anyone's: give --callback-secret-file (or "
-                    "PERFKIT_SERVE_CALLBACK_SECRET_FILE, PERFKIT_SERVE_CALLBACK_SECRET) or secret_file= "
-                    "on the type, or --allow-unsigned-callbacks",
-                )
-            log.warning("callback type %r POSTs its jobs unsigned (--allow-unsigned-callbacks)", spec.name)
+        require(secrets, f"callback type {spec.name!r}", self.allow_unsigned)
 
         async def call_back(ctx: Any, *args: Any, **kwargs: Any) -> Any:
             import httpx
@@ -134,10 +122,7 @@ class JobTypes:
                 self._client = httpx.AsyncClient(timeout=self.timeout)
             body = {"id": ctx.job_id, "type": ctx.task, "args": list(args), "kwargs": kwargs,
                     "attempt": ctx.attempt}  # fmt: skip
-            data = json.dumps(body, separators=(",", ":")).encode()  # the bytes signed are the bytes sent
-            headers = {"content-type": "application/json"}
-            if secrets:
-                headers.update(secrets.headers(str(ctx.job_id), data))
+            data, headers = signed_post(secrets, str(ctx.job_id), body)
             response = await self._client.post(url, content=data, headers=headers)
             if response.status_code >= 300:
                 raise CallbackError(f"{url} answered {response.status_code}: {response.text[:200]}")

@@ -112,11 +112,13 @@ class JobsService:
         for r in records:
             try:  # [args, kwargs], or [args, kwargs, headers]: the trace context of the queuing request
                 args, kwargs, r.headers = unpack_payload(self.jobs.serializer.loads(r.payload))
-            except Exception as exc:  # an unreadable payload: dead-lettered, as a Python worker would
-                self.jobs.hooks.emit("started", r, wait=max(0.0, now - max(r.run_at, r.queued_at)))
-                await self._call(self.jobs.backend.finish([Outcome(
-                    r.id, r.token, Status.DEAD, error=f"payload cannot be decoded: {exc}", completed_at=now
-                )]))  # fmt: skip
+            except Exception as exc:
+                # an unreadable payload: dead-lettered as a Python worker does it, `dead` and no
+                # `started` (it never ran, so no attempt span is opened to be left open)
+                error = f"payload of task {r.task!r} cannot be decoded: {exc}"
+                dead = Outcome(r.id, r.token, Status.DEAD, error=error, completed_at=now)
+                await self._call(self.jobs.backend.finish([dead]))
+                self.jobs.hooks.emit("dead", r, error=error)
                 continue
             self.jobs.hooks.emit("started", r, wait=max(0.0, now - max(r.run_at, r.queued_at)))
             claimed.append(s.ClaimedJob(

@@ -5,6 +5,9 @@ batch function `fn(keys) -> values`) or `--loader "slides=https://app.example/ba
 service POSTs `{"loader", "keys"}` and reads `{"values": [...]}` in key order, or `{key: value}`).
 `POST /v1/loads` loads keys (one batch call for the keys of a request, critical ones first when a
 batch is bounded), after other loads (`after`: their ids), with a fallback value on error or timeout;
+An HTTP batch is signed as callback jobs are (`perfkit.serve.signing`: the loader's `secret_file=`,
+else the service's callback secrets; `webhook-id` is a fresh `batch_...` per call), and a URL loader
+without a secret is refused unless unsigned callbacks are allowed.
 `GET /v1/loads/{id}` is a load's status; `POST /v1/loads/preload` warms keys at low priority.
 Load statuses are kept in this process (the newest 10,000, for 10 minutes after they finish).
 """
@@ -26,10 +29,13 @@ from perfkit.errors import ConfigurationError, PerfkitError
 from perfkit.serve import schemas as s
 from perfkit.serve.http import Request, Response, json_response
 from perfkit.serve.problems import Problem
+from perfkit.serve.signing import Secrets, read_secrets, require, signed_post
 from perfkit.serve.specs import split_spec
 
 KEEP, KEEP_FOR = 10_000, 600.0
-_LOADER_OPTIONS = {"max_batch": int, "window": str, "timeout": float, "shared": str, "ttl": float}
+_LOADER_OPTIONS = {
+    "max_batch": int, "window": str, "timeout": float, "shared": str, "ttl": float, "secret_file": str,
+}  # fmt: skip
 
 
 class LoadCallbackError(Exception):
@@ -56,13 +62,15 @@ class LoadState:
         )  # fmt: skip
 
 
-def _http_batch(name: str, url: str, holder: dict[str, Any]) -> Any:
+def _http_batch(name: str, url: str, holder: dict[str, Any], secrets: Secrets) -> Any:
     async def batch(keys: list[str]) -> Any:
         import httpx
 
         if holder.get("client") is None:
             holder["client"] = httpx.AsyncClient(timeout=30.0)
-        response = await holder["client"].post(url, json={"loader": name, "keys": list(keys)})
+        body = {"loader": name, "keys": list(keys)}
+        data, headers = signed_post(secrets, f"batch_{os.urandom(12).hex()}", body)
+        response = await holder["client"].post(url, content=data, headers=headers)
         if response.status_code >= 300:
             raise LoadCallbackError(f"{url} answered {response.status_code}: {response.text[:200]}")
         values = response.json().get("values")
@@ -76,13 +84,21 @@ def _http_batch(name: str, url: str, holder: dict[str, Any]) -> Any:
     return batch
 
 
-def parse_loader(spec: str, holder: dict[str, Any], caches: Callable[[str], Any]) -> Any:
+def parse_loader(
+    spec: str,
+    holder: dict[str, Any],
+    caches: Callable[[str], Any],
+    secrets: Secrets = Secrets(),  # noqa: B008 - frozen, empty
+    allow_unsigned: bool = False,
+) -> Any:
     """A `perfkit.loader.Loader` from `NAME=MODULE:FUNC|URL [max_batch=N] [window=D] [timeout=S]
-    [shared=NAMESPACE ttl=S]`: `shared` keeps loaded values in that cache namespace for `ttl` seconds,
-    across requests (what preloading warms)."""
+    [shared=NAMESPACE ttl=S] [secret_file=PATH]`: `shared` keeps loaded values in that cache namespace
+    for `ttl` seconds, across requests (what preloading warms). A URL's batches are signed with
+    `secret_file`'s secrets, else `secrets`; with neither, refused unless `allow_unsigned`."""
     from perfkit.loader import Loader
 
     name, target, given = split_spec("loader", spec, _LOADER_OPTIONS, "NAME=MODULE:FUNC or NAME=URL")
+    secret_file = given.pop("secret_file", None)
     options: dict[str, Any] = {}
     for key, value in given.items():
         try:
@@ -92,7 +108,12 @@ def parse_loader(spec: str, holder: dict[str, Any], caches: Callable[[str], Any]
                 "loader", f"{spec!r}: {key}={value!r} is not a {_LOADER_OPTIONS[key].__name__}"
             ) from None
     if target.startswith(("http://", "https://")):
-        fn = _http_batch(name, target, holder)
+        if secret_file:
+            secrets = read_secrets(f"loader {name!r} secret_file", secret_file)
+        require(secrets, f"loader {name!r}", allow_unsigned)
+        fn = _http_batch(name, target, holder, secrets)
+    elif secret_file is not None:
+        raise ConfigurationError("loader", f"{spec!r}: secret_file= is for HTTP (URL) loaders")
     else:
         module_name, sep, attr = target.partition(":")
         if not sep:
@@ -112,11 +133,19 @@ def parse_loader(spec: str, holder: dict[str, Any], caches: Callable[[str], Any]
 
 
 class LoadsService:
-    def __init__(self, specs: tuple[str, ...], caches: Callable[[str], Any]) -> None:
+    """The configured loaders; HTTP ones signed with `secrets` unless they have their own."""
+
+    def __init__(
+        self,
+        specs: tuple[str, ...],
+        caches: Callable[[str], Any],
+        secrets: Secrets = Secrets(),  # noqa: B008 - frozen, empty
+        allow_unsigned: bool = False,
+    ) -> None:
         self.holder: dict[str, Any] = {}
         self.loaders: dict[str, Any] = {}
         for spec in specs:
-            loader = parse_loader(spec, self.holder, caches)
+            loader = parse_loader(spec, self.holder, caches, secrets, allow_unsigned)
             name = spec.split("=", 1)[0]
             if name in self.loaders:
                 raise ConfigurationError("loader", f"loader {name!r} is configured twice")

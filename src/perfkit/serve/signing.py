@@ -1,5 +1,7 @@
 """Signed HTTP callbacks, as the Standard Webhooks spec signs them (https://www.standardwebhooks.com).
 
+What the service POSTs to an app is signed here: callback job types' jobs and HTTP loaders' batches
+(`signed_post` makes the bytes and headers; `require` refuses one without a secret unless allowed).
 Each callback carries `webhook-id` (the job's id: the same on every attempt, for the receiver's
 idempotency), `webhook-timestamp` (Unix seconds of this attempt) and `webhook-signature`:
 `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, one per configured secret, space-separated (so a
@@ -17,14 +19,19 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from perfkit.errors import ConfigurationError
 
 PREFIX = "whsec_"
 _MIN, _MAX = 24, 64  # bytes of key, as the spec recommends
+_WAYS = "--callback-secret-file (or PERFKIT_SERVE_CALLBACK_SECRET_FILE, PERFKIT_SERVE_CALLBACK_SECRET)"
+log = logging.getLogger("perfkit.serve")
 
 
 @dataclass(frozen=True)
@@ -92,3 +99,27 @@ def resolve_secrets(path: str | None, env_file: str, env_value: str) -> Secrets:
     text = os.environ.get(env_value, "")
     keys = [parse_secret(env_value, part) for part in text.split(",") if part.strip()]
     return Secrets(tuple(keys))
+
+
+def require(secrets: Secrets, what: str, allow_unsigned: bool) -> None:
+    """Refuse `what` (`callback type 'x'`, `loader 'y'`) when it has no secret, unless `allow_unsigned`
+    (then it is sent unsigned, with a warning now, at start-up)."""
+    if secrets:
+        return
+    if not allow_unsigned:
+        raise ConfigurationError(
+            "callback_secret_file",
+            f"{what} has no signing secret, so its app cannot tell the service's calls from anyone's: "
+            f"give {_WAYS} or secret_file= on it, or --allow-unsigned-callbacks",
+        )
+    log.warning("%s POSTs unsigned (--allow-unsigned-callbacks)", what)
+
+
+def signed_post(secrets: Secrets, msg_id: str, body: Any) -> tuple[bytes, dict[str, str]]:
+    """The JSON bytes of `body` and the headers to POST them with: the webhook headers too when there
+    are secrets (the bytes signed are the bytes sent)."""
+    data = json.dumps(body, separators=(",", ":")).encode()
+    headers = {"content-type": "application/json"}
+    if secrets:
+        headers.update(secrets.headers(msg_id, data))
+    return data, headers
