@@ -153,12 +153,13 @@ async def test_a_killed_connection_fails_in_flight_and_the_next_command_reconnec
     await client.set(f"{prefix}k", b"1")
     my_id = await client.execute_command("CLIENT", "ID")
     await raw.execute_command("CLIENT", "KILL", "ID", my_id)
-    for _ in range(100):
-        try:
-            assert await client.get(f"{prefix}k") == b"1"
-            break
-        except RedisConnectionError:
-            await asyncio.sleep(0.01)  # the kill reaches us asynchronously: at most one command fails
+    # Redis closed the socket before answering the kill; whether this side has read that EOF yet or
+    # not, at most the first command fails (with ConnectionError) and the next one reconnects
+    try:
+        first = await client.get(f"{prefix}k")
+    except RedisConnectionError:
+        first = await client.get(f"{prefix}k")
+    assert first == b"1"
     assert await client.execute_command("CLIENT", "ID") != my_id
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import ForeignKey, MetaData, String, create_engine, text
+from sqlalchemy import Engine, ForeignKey, MetaData, String, create_engine, text
 from sqlalchemy.ext.asyncio import AsyncAttrs, AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
@@ -103,6 +103,17 @@ def _config() -> DbConfig:
     return DbConfig(slow_query=60.0, nplusone_threshold=3, repeat_threshold=3)
 
 
+def seeded_sync_db(engine: Engine, schema: str | None = None) -> SyncDb:
+    """The test models on `engine` (in `schema`), seeded; the engine instrumented for its own collector."""
+    models = make_models(schema)
+    models.Base.metadata.create_all(engine)
+    with Session(engine) as session:
+        seed(session, models)
+    collector = Collector()
+    instrument_engine(engine, config=_config(), collector=collector)
+    return SyncDb(engine, models, collector)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, needs_pg])])
 def sync_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SyncDb]:
     """A seeded, instrumented sync engine on SQLite or PostgreSQL (psycopg 3); its schema is dropped after."""
@@ -116,13 +127,7 @@ def sync_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SyncDb]:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     try:
         assert engine.dialect.name == ("sqlite" if request.param == "sqlite" else "postgresql")
-        models = make_models(schema)
-        models.Base.metadata.create_all(engine)
-        with Session(engine) as session:
-            seed(session, models)
-        collector = Collector()
-        instrument_engine(engine, config=_config(), collector=collector)
-        yield SyncDb(engine, models, collector)
+        yield seeded_sync_db(engine, schema)
     finally:
         uninstrument_engine(engine)
         if schema is not None:

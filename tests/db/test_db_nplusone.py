@@ -11,23 +11,16 @@ from sqlalchemy import create_engine, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, selectinload
 
-from perfkit.db import instrument_engine, track, uninstrument_engine
-from perfkit.metrics import Collector
+from perfkit.db import track, uninstrument_engine
 
-from .conftest import AsyncDb, SyncDb, _config, make_models, seed
+from .conftest import AsyncDb, SyncDb, seeded_sync_db
 
 
 @pytest.fixture
 def other(tmp_path: Path) -> Iterator[SyncDb]:
     """A second seeded SQLite engine with models of its own, instrumented for a collector of its own."""
     engine = create_engine(f"sqlite:///{tmp_path / 'other.sqlite'}")
-    models = make_models()
-    models.Base.metadata.create_all(engine)
-    with Session(engine) as session:
-        seed(session, models)
-    collector = Collector()
-    instrument_engine(engine, config=_config(), collector=collector)
-    yield SyncDb(engine, models, collector)
+    yield seeded_sync_db(engine)
     uninstrument_engine(engine)
     engine.dispose()
 

@@ -4,11 +4,12 @@ and another worker's sweep queued the job again) runs one task of that job at a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from perfkit.jobs import Context, JobQueue, Status
+from perfkit.jobs import Context, JobQueue, Status, Worker
 from perfkit.jobs.models import JobRecord
 
 from .conftest import EventLog
@@ -44,6 +45,36 @@ async def sweep(other: JobQueue) -> None:
 WORKER: dict[str, Any] = {"concurrency": 2, "heartbeat": 30, "idle_wait": 0.02, "grace": 5}
 
 
+class Held:
+    """A task of `jobs` that signals `entered`, then runs until `release`; each run's Context in `runs`,
+    its result the number of runs so far."""
+
+    def __init__(self, jobs: JobQueue) -> None:
+        self.entered, self.release = asyncio.Event(), asyncio.Event()
+        self.runs: list[Context] = []
+
+        @jobs.task(queue=QUEUE)
+        async def slow(ctx: Context) -> int:
+            self.runs.append(ctx)
+            self.entered.set()
+            await self.release.wait()
+            return len(self.runs)
+
+        self.task = slow
+
+
+@contextlib.asynccontextmanager
+async def running(jobs: JobQueue) -> AsyncIterator[Worker]:
+    """A worker of `jobs` on the queue (`WORKER`'s settings), stopped and awaited on the way out."""
+    worker = jobs.worker([QUEUE], **WORKER)
+    run = asyncio.create_task(worker.run())
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        await asyncio.wait_for(run, 10)
+
+
 async def test_a_job_claimed_again_while_it_runs_keeps_its_one_task(
     make_queue: Callable[..., JobQueue],
 ) -> None:
@@ -51,21 +82,11 @@ async def test_a_job_claimed_again_while_it_runs_keeps_its_one_task(
     recorded once, as the new attempt; no second task of the job starts."""
     jobs, other = make_queue(lease=30), make_queue(lease=30)
     events = EventLog(jobs)
-    entered, release = asyncio.Event(), asyncio.Event()
-    runs: list[Context] = []
-
-    @jobs.task(queue=QUEUE)
-    async def slow(ctx: Context) -> int:
-        runs.append(ctx)
-        entered.set()
-        await release.wait()
-        return len(runs)
-
-    info = await slow.enqueue()
+    held = Held(jobs)
+    runs, entered, release = held.runs, held.entered, held.release
+    info = await held.task.enqueue()
     reclaimed = spy_on_claims(jobs, info.id)
-    worker = jobs.worker([QUEUE], **WORKER)
-    run = asyncio.create_task(worker.run())
-    try:
+    async with running(jobs) as worker:
         await asyncio.wait_for(entered.wait(), 10)
         await sweep(other)
         await asyncio.wait_for(reclaimed.wait(), 10)
@@ -73,9 +94,6 @@ async def test_a_job_claimed_again_while_it_runs_keeps_its_one_task(
         assert not runs[0].cancelled
         release.set()
         await events.wait("succeeded", info.id)
-    finally:
-        worker.stop()
-        await asyncio.wait_for(run, 10)
     done = await jobs.get(info.id)
     assert done is not None
     assert len(runs) == 1
@@ -89,17 +107,9 @@ async def test_a_heartbeat_racing_the_claim_again_stops_nothing(make_queue: Call
     drops the job: its new lease is this worker's."""
     jobs, other = make_queue(lease=30), make_queue(lease=30)
     events = EventLog(jobs)
-    entered, release = asyncio.Event(), asyncio.Event()
-    runs: list[Context] = []
-
-    @jobs.task(queue=QUEUE)
-    async def slow(ctx: Context) -> int:
-        runs.append(ctx)
-        entered.set()
-        await release.wait()
-        return len(runs)
-
-    info = await slow.enqueue()
+    held = Held(jobs)
+    runs, entered, release = held.runs, held.entered, held.release
+    info = await held.task.enqueue()
     reclaimed = spy_on_claims(jobs, info.id)
     renew = jobs.backend.renew
     sent: list[Sequence[tuple[str, int]]] = []
@@ -109,9 +119,7 @@ async def test_a_heartbeat_racing_the_claim_again_stops_nothing(make_queue: Call
         await reclaimed.wait()  # the renewal left before the claim and is answered after it
         return await renew(leases, lease, now)
 
-    worker = jobs.worker([QUEUE], **WORKER)
-    run = asyncio.create_task(worker.run())
-    try:
+    async with running(jobs) as worker:
         await asyncio.wait_for(entered.wait(), 10)
         jobs.backend.renew = late_renew  # type: ignore[method-assign]
         heartbeat = asyncio.create_task(worker.lease.renew_once())
@@ -121,9 +129,6 @@ async def test_a_heartbeat_racing_the_claim_again_stops_nothing(make_queue: Call
         assert not runs[0].cancelled
         release.set()
         await events.wait("succeeded", info.id)
-    finally:
-        worker.stop()
-        await asyncio.wait_for(run, 10)
     done = await jobs.get(info.id)
     assert done is not None
     assert len(runs) == 1
@@ -160,9 +165,7 @@ async def test_a_job_claimed_again_while_its_attempt_stops_waits_for_it(
     claims = asyncio.Event()
     claims.set()
     reclaimed = spy_on_claims(jobs, info.id, claims)
-    worker = jobs.worker([QUEUE], **WORKER)
-    run = asyncio.create_task(worker.run())
-    try:
+    async with running(jobs) as worker:  # the task above reads `worker` once attempt 2 runs
         await asyncio.wait_for(entered.wait(), 10)
         claims.clear()  # the worker gets no claim's answer until attempt 1 is stopping
         await sweep(other)
@@ -171,9 +174,6 @@ async def test_a_job_claimed_again_while_its_attempt_stops_waits_for_it(
         await asyncio.wait_for(reclaimed.wait(), 10)
         cleaned.set()
         await events.wait("succeeded", info.id)
-    finally:
-        worker.stop()
-        await asyncio.wait_for(run, 10)
     done = await jobs.get(info.id)
     assert done is not None
     assert runs == [1, 2]
