@@ -95,10 +95,10 @@ class Settings:
     socket_connect_timeout: float | None = None
     ssl: ssl.SSLContext | None = None
 
-    # redis-py URL options that mean something for one multiplexed connection
+    # redis-py URL options that mean something for one multiplexed connection (the TLS ones make `ssl`)
+    TLS_OPTIONS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
     URL_OPTIONS = (
-        "db", "username", "password", "client_name", "socket_timeout", "socket_connect_timeout",
-        "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname",
+        "db", "username", "password", "client_name", "socket_timeout", "socket_connect_timeout", *TLS_OPTIONS,
     )  # fmt: skip
 
     @classmethod
@@ -120,7 +120,7 @@ class Settings:
                 "url", f"Redis URL option {unknown[0]!r} does not apply to the cache's connection"
             )
         context = _tls_context(parsed) if tls else None
-        for name in ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname"):
+        for name in cls.TLS_OPTIONS:
             parsed.pop(name, None)
         return cls(**{**given, **parsed, "ssl": context})
 
@@ -213,6 +213,10 @@ class _Wire(asyncio.Protocol):
             self.deadlines.append(0.0)
         return future
 
+    def serves(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Open, and made on `loop` (a connection belongs to the loop it was made on)."""
+        return not self.closed and self.loop is loop
+
     def flush(self) -> None:
         out, self.out = self.out, []
         if out and not self.closed and self.transport is not None:
@@ -263,15 +267,20 @@ class Multiplexed:
         """The connection of the running loop, opened (once, for every caller waiting) if need be."""
         loop = asyncio.get_running_loop()
         wire = self._wire
-        if wire is not None and not wire.closed and wire.loop is loop:
+        if wire is not None and wire.serves(loop):
             return wire
         if self._connecting is None or self._connecting_loop is not loop:
             self._connecting, self._connecting_loop = asyncio.Lock(), loop
         async with self._connecting:  # callers that arrive meanwhile wait for the same attempt
             wire = self._wire
-            if wire is None or wire.closed or wire.loop is not loop:
+            if wire is None or not wire.serves(loop):
                 self._wire = wire = await self._connect()
             return wire
+
+    def _live(self) -> _Wire | None:
+        """The connection, if it serves the running loop now (the hot path's check, no coroutine)."""
+        wire = self._wire
+        return wire if wire is not None and wire.serves(asyncio.get_running_loop()) else None
 
     async def _connect(self) -> _Wire:
         s = self.settings
@@ -301,23 +310,19 @@ class Multiplexed:
         return wire
 
     async def execute_command(self, *args: Any) -> Any:
-        wire = await self.wire()
+        wire = self._live() or await self.wire()
         return await wire.submit(pack(args))
 
     # the commands the cache sends, with redis-py's names and arguments
     async def get(self, key: str) -> Any:
-        wire = self._wire
-        if wire is None or wire.closed or wire.loop is not asyncio.get_running_loop():
-            wire = await self.wire()
+        wire = self._live() or await self.wire()
         return await wire.submit(pack(("GET", key)))
 
     async def mget(self, keys: Sequence[Any]) -> Any:
         return await self.execute_command("MGET", *keys)
 
     async def set(self, key: str, value: Any, *, px: int | None = None, nx: bool = False) -> Any:
-        wire = self._wire
-        if wire is None or wire.closed or wire.loop is not asyncio.get_running_loop():
-            wire = await self.wire()
+        wire = self._live() or await self.wire()
         return await wire.submit(pack(_set_args(key, value, px, nx)))
 
     async def exists(self, *keys: Any) -> Any:
@@ -350,7 +355,7 @@ class Multiplexed:
     async def run_script(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """EVALSHA; if Redis does not know the script (first use, SCRIPT FLUSH, a restart), load it
         and run it, in one write."""
-        wire = await self.wire()
+        wire = self._live() or await self.wire()
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         if script.sha in wire.scripts:
             try:
@@ -364,7 +369,7 @@ class Multiplexed:
 
     async def aclose(self) -> None:
         wire, self._wire = self._wire, None
-        if wire is not None and not wire.closed and wire.loop is asyncio.get_running_loop():
+        if wire is not None and wire.serves(asyncio.get_running_loop()):
             wire.fail(RedisConnectionError(f"the client for Redis at {self.where} was closed"))
 
 
