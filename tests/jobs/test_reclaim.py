@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from perfkit.jobs import Context, JobQueue, Status, Worker
-from perfkit.jobs.models import JobRecord
+from perfkit.jobs.models import JobRecord, Outcome
 
 from .conftest import EventLog
 
@@ -34,6 +34,27 @@ def spy_on_claims(jobs: JobQueue, job_id: str, gate: asyncio.Event | None = None
 
     backend.claim = claiming  # type: ignore[method-assign]
     return reclaimed
+
+
+def spy_on_outcomes(jobs: JobQueue) -> set[tuple[str, int]]:
+    """The (job id, token) of the outcomes `jobs`' backend is asked to record, by `finish` or riding on
+    a claim (which may hand them on to `finish`: a set, so each is there once)."""
+    recorded: set[tuple[str, int]] = set()
+    backend = jobs.backend
+    claim, finish = backend.claim, backend.finish
+
+    async def claiming(
+        queues: Sequence[str], limit: int, lease: float, now: float, acks: Sequence[Outcome] = ()
+    ) -> list[JobRecord]:
+        recorded.update((o.id, o.token) for o in acks)
+        return await claim(queues, limit, lease, now, acks)
+
+    async def finishing(outcomes: Sequence[Outcome]) -> None:
+        recorded.update((o.id, o.token) for o in outcomes)
+        await finish(outcomes)
+
+    backend.claim, backend.finish = claiming, finishing  # type: ignore[method-assign]
+    return recorded
 
 
 async def sweep(other: JobQueue) -> None:
@@ -79,24 +100,29 @@ async def test_a_job_claimed_again_while_it_runs_keeps_its_one_task(
     make_queue: Callable[..., JobQueue],
 ) -> None:
     """The running task carries on under the new lease (its heartbeats keep it) and its outcome is
-    recorded once, as the new attempt; no second task of the job starts."""
+    recorded once, as the new attempt, with the new lease's token; its `ctx.attempt` is the new
+    attempt's number too; no second task of the job starts."""
     jobs, other = make_queue(lease=30), make_queue(lease=30)
     events = EventLog(jobs)
     held = Held(jobs)
     runs, entered, release = held.runs, held.entered, held.release
     info = await held.task.enqueue()
+    recorded = spy_on_outcomes(jobs)
     reclaimed = spy_on_claims(jobs, info.id)
     async with running(jobs) as worker:
         await asyncio.wait_for(entered.wait(), 10)
+        assert runs[0].attempt == 1
         await sweep(other)
         await asyncio.wait_for(reclaimed.wait(), 10)
         await worker.lease.renew_once()  # a heartbeat now renews the new lease: nothing is stopped
         assert not runs[0].cancelled
+        assert (runs[0].attempt, worker.running[info.id].record.attempts) == (2, 2)
         release.set()
         await events.wait("succeeded", info.id)
     done = await jobs.get(info.id)
     assert done is not None
     assert len(runs) == 1
+    assert recorded == {(info.id, 2)}
     assert (done.status, done.result, done.attempts) == (Status.SUCCEEDED, 1, 2)
     assert events.names(info.id) == ["enqueued", "started", "succeeded"]
     assert events.events[-1].attempt == 2

@@ -35,11 +35,17 @@ class Context:
         self.task = record.task
         self.queue = record.queue
         self.priority = record.priority
-        self.attempt = record.attempts
         self.max_attempts = record.max_attempts
         self._loop = loop
         self._cancelled = False  # set by the worker's lease keeper; a bool is enough across threads
         self.state: dict[str, Any] = {}
+
+    @property
+    def attempt(self) -> int:
+        """The number of the attempt whose lease holds the job now, as recorded (1 first). A job its
+        worker claims again while it runs carries on under the new lease: this is then the new number,
+        as in its events and outcome."""
+        return self._record.attempts
 
     @property
     def cancelled(self) -> bool:

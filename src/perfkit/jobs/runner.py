@@ -34,7 +34,8 @@ class Running:
 
     def adopt(self, record: JobRecord) -> bool:
         """Carry on under `record`'s lease: this job, held here, was claimed again after its lease lapsed
-        (its worker's event loop blocked, say). Its outcome is then the new attempt's. False (nothing
+        (its worker's event loop blocked, say). Its outcome, its events and its `ctx.attempt` are then
+        the new attempt's: the record is updated in place, and the context reads it. False (nothing
         taken) when this attempt is already stopping."""
         if self.stop_reason is not None:
             return False
