@@ -44,22 +44,24 @@ class Instrumentation:
     monitor: Any = None  # perfkit.monitor.Monitor, mounted under its prefix (default /perf)
     invalidator: Any = None  # perfkit.cache.orm.CacheInvalidator wired for `engine`'s sessions
     otel: Any = None  # perfkit.otel.OpenTelemetry, when `otel=` asked for it
-    # the perfkit.db.Instrumented this instrument() call put on `engine`; None when the engine was
-    # instrumented already (by `instrument_engine`, or another instrument() call): those hooks are theirs
+    # this instrument() call's hold (a perfkit.db.Instrumented) on `engine`'s hooks, which it shares
+    # with whoever else instrumented the engine (`instrument_engine`, another instrument() call)
     engine_hooks: Any = field(default=None, repr=False)
 
     async def close(self) -> None:
         """Close what perfkit opened (the rate limiter's Redis client, the monitor's tasks and store,
-        the ORM invalidator's session listeners, and `engine`'s query hooks if this `instrument()` call
-        is the one that instrumented it).
+        the ORM invalidator's session listeners, its SQL spans) and let go of `engine`'s query hooks;
+        safe to call twice.
 
-        The engine's hooks are removed only when they are this call's (`engine_hooks`): an engine the
-        application instrumented itself first (`perfkit.db.instrument_engine`) keeps its hooks, which
-        the application removes (`uninstrument_engine`) when it wants. Hooks are one per engine, so
-        another app instrumented later on the same engine shares them, and loses them with this close.
+        The hooks are one per engine, shared by everyone who instrumented it: they come off once the
+        last holder lets go. Another `instrument()` call on the same engine keeps counting until its
+        own close; an engine the application instrumented itself (`perfkit.db.instrument_engine`)
+        keeps its hooks, which the application removes (`uninstrument_engine`) when it wants.
         """
         if self.engine_hooks is not None:
-            self.engine_hooks.remove()  # a no-op if they were removed or replaced meanwhile
+            if self.otel is not None:  # the hooks may stay (shared): this call's SQL spans end here
+                self.otel.unwatch_statements(self.engine_hooks.hooks)
+            self.engine_hooks.remove()  # a no-op if `uninstrument_engine` took them off meanwhile
             self.engine_hooks = None
         if self.invalidator is not None:
             self.invalidator.close()
@@ -110,9 +112,10 @@ def instrument(
 
     Starlette and FastAPI apps get the stack as middleware and are returned as they are; any other
     ASGI callable is wrapped and the wrapper is returned. `engine` (a SQLAlchemy Engine or AsyncEngine)
-    gets query instrumentation feeding the same collector (unless it has perfkit's hooks already;
-    the handle's `close()` removes only hooks it put on); so do `jobs`' events (a `JobQueue`:
-    `jobs_events_total{queue,event}`, `jobs_wait_seconds`, `jobs_run_seconds`), once per collector.
+    gets query instrumentation feeding the same collector (unless it has perfkit's hooks already:
+    they are shared, and the handle's `close()` lets go of this call's hold on them); so do `jobs`'
+    events (a `JobQueue`: `jobs_events_total{queue,event}`, `jobs_wait_seconds`, `jobs_run_seconds`),
+    once per collector.
     `monitor` (a `perfkit.monitor.MonitorConfig` or `Monitor`; default: one configured from
     `PERFKIT_MONITOR_*`; `False`: none) is mounted under its prefix, `/perf` by default.
 
@@ -161,12 +164,9 @@ def instrument(
     if cache is not None and hasattr(cache, "add_observer"):
         cache.add_observer(cache_observer(handle.collector))
     if engine is not None:
-        from perfkit.db import instrument_engine, is_instrumented
+        from perfkit.db import instrument_engine
 
-        ours = not is_instrumented(engine)
-        instrumented = instrument_engine(engine, collector=handle.collector)
-        if ours:
-            handle.engine_hooks = instrumented
+        instrumented = handle.engine_hooks = instrument_engine(engine, collector=handle.collector)
         if handle.otel is not None:
             handle.otel.watch_statements(instrumented.hooks)
         watched = getattr(cache, "invalidated_on_commit", True)  # not a perfkit Cache: nothing to wire

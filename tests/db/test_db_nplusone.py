@@ -11,7 +11,8 @@ from sqlalchemy import create_engine, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, selectinload
 
-from perfkit.db import track, uninstrument_engine
+from perfkit.db import DbConfig, instrument_engine, is_instrumented, track, uninstrument_engine
+from perfkit.metrics import Collector
 
 from .conftest import AsyncDb, SyncDb, seeded_sync_db
 
@@ -67,6 +68,24 @@ def test_uninstrumented_engine_reports_nowhere_and_the_other_keeps_reporting(
     assert _lazy_comments(sync_db, "/here") == {("Ticket", "comments"): 6}
     assert [f["route"] for f in sync_db.collector.findings("n_plus_one")] == ["/here"]
     assert other.collector.findings("n_plus_one") == []
+
+
+def test_two_holds_on_one_engine_keep_its_hooks_until_both_let_go(sync_db: SyncDb) -> None:
+    """Two instrument_engine calls on one engine share its hooks: removing one (twice, even) leaves
+    statements and lazy loads counted and N+1 reported; they come off with the second's remove()."""
+    uninstrument_engine(sync_db.engine)  # the fixture's hold: these two are the only ones
+    config = DbConfig(nplusone_threshold=3)
+    first = instrument_engine(sync_db.engine, config=config, collector=sync_db.collector)
+    second = instrument_engine(sync_db.engine, collector=Collector())
+    first.remove()
+    first.remove()
+    assert is_instrumented(sync_db.engine)
+    assert _lazy_comments(sync_db, "/still") == {("Ticket", "comments"): 6}
+    assert [f["route"] for f in sync_db.collector.findings("n_plus_one")] == ["/still"]
+    second.remove()
+    assert not is_instrumented(sync_db.engine)
+    assert _lazy_comments(sync_db, "/gone") == {}
+    assert len(sync_db.collector.findings("n_plus_one")) == 1
 
 
 def test_session_bound_to_a_connection_is_its_engines(sync_db: SyncDb) -> None:

@@ -182,6 +182,27 @@ async def test_close_uninstruments_the_engine_instrument_instrumented(tmp_path: 
 
 
 @pytest.mark.sqlite
+async def test_two_instrument_calls_on_one_engine_each_count_until_their_own_close(tmp_path: Path) -> None:
+    """Two instrument() calls sharing an engine: closing one (twice, even) leaves the other counting;
+    the engine's hooks come off when the last one closes."""
+    from sqlalchemy import create_engine, event
+
+    from perfkit.db import is_instrumented
+
+    engine = create_engine(f"sqlite:///{tmp_path}/c.db")
+    first = perfkit.instrument(make_starlette(), engine=engine, collector=Collector(), monitor=False)
+    second = perfkit.instrument(make_starlette(), engine=engine, collector=Collector(), monitor=False)
+    hooks = first.state.perfkit.engine_hooks.hooks
+    await first.state.perfkit.close()
+    await first.state.perfkit.close()
+    assert _counted(engine) == 1 and is_instrumented(engine)
+    await second.state.perfkit.close()
+    assert _counted(engine) == 0 and not is_instrumented(engine)
+    assert not event.contains(engine, "after_cursor_execute", hooks.after)
+    engine.dispose()
+
+
+@pytest.mark.sqlite
 async def test_close_leaves_the_hooks_of_an_engine_instrumented_before(tmp_path: Path) -> None:
     """An engine the application instrumented itself first keeps its hooks (and collector) after close()."""
     from sqlalchemy import create_engine

@@ -28,56 +28,85 @@ __all__ = [
 ]  # fmt: skip
 
 _detectors: weakref.WeakKeyDictionary[Collector, NPlusOneDetector] = weakref.WeakKeyDictionary()
-_instrumented: weakref.WeakKeyDictionary[Any, Instrumented] = weakref.WeakKeyDictionary()
+_engines: weakref.WeakKeyDictionary[Any, _EngineHooks] = weakref.WeakKeyDictionary()
 
 
 def _detector_for(engine: Any) -> NPlusOneDetector | None:
-    done = _instrumented.get(engine) if engine is not None else None
-    return done.detector if done is not None else None
+    hooked = _engines.get(engine) if engine is not None else None
+    return hooked.detector if hooked is not None else None
 
 
 _lazy_loads = LazyLoads(_detector_for)  # the one Session-wide listener, for every instrumented engine
 
 
-class Instrumented:
-    """The hooks installed on one engine; `remove()` takes them off again.
+class _EngineHooks:
+    """The hooks on one (sync) engine, shared by every `Instrumented` handle given out for it; they
+    come off when the last handle holding them is removed, or at once by `uninstrument_engine`.
 
     It holds the engine weakly (it is the value of a registry keyed weakly by the engine), so an engine
     nobody uninstruments is still freed once the application drops it; its detector is then forgotten
     too, unless another engine reports to the same collector."""
 
-    def __init__(self, engine: Any, hooks: QueryHooks, detector: NPlusOneDetector) -> None:
+    def __init__(self, target: Any, hooks: QueryHooks, detector: NPlusOneDetector) -> None:
         self.hooks, self.detector = hooks, detector
-        target = sync_engine(engine)
-        self._engine, self._target = weakref.ref(engine), weakref.ref(target)
+        self.target = weakref.ref(target)
+        self.holds = 0  # the handles not removed yet
         # runs inside the garbage collector: bookkeeping only, no SQLAlchemy event is touched there
-        # (the Session-wide listener stays until a `remove()` leaves no engine; it counts nothing meanwhile)
-        self._finalizer = weakref.finalize(target, _forget, self, False)
+        # (the Session-wide listener stays until a take-off leaves no engine; it counts nothing meanwhile)
+        self.finalizer = weakref.finalize(target, _forget, self, False)
+
+    def release(self) -> None:
+        """One handle lets go; the last one takes the hooks off."""
+        self.holds -= 1
+        if self.holds <= 0:
+            self.take_off()
+
+    def take_off(self) -> None:
+        """Take the hooks off the engine (a no-op once they are off, or the engine is freed)."""
+        target = self.target()
+        if target is None or _engines.get(target) is not self:
+            return
+        self.finalizer.detach()
+        self.hooks.detach(target)
+        del _engines[target]
+        _forget(self, True)
+
+
+class Instrumented:
+    """One `instrument_engine` call's hold on an engine's hooks; `remove()` lets go of it.
+
+    The hooks are one per engine, shared by every call that instrumented it (`instrument_engine`,
+    `perfkit.instrument(app, engine=...)`): they stay on until each holder has let go. The handle
+    holds the engine weakly, like the hooks do."""
+
+    def __init__(self, engine: Any, shared: _EngineHooks) -> None:
+        self.hooks, self.detector = shared.hooks, shared.detector
+        self._shared = shared
+        self._engine = weakref.ref(engine)
+        self._held = True
+        shared.holds += 1
 
     @property
     def engine(self) -> Any:
         """The engine given (or its sync engine, while only that is alive); None once it is freed."""
-        return self._engine() or self._target()
+        return self._engine() or self._shared.target()
 
     def status(self) -> dict[str, Any]:
-        target = self._target()
+        target = self._shared.target()
         return pool_status(target) if target is not None else {}
 
     def remove(self) -> None:
-        """Take the hooks off; safe to call twice."""
-        target = self._target()
-        if target is None or _instrumented.get(target) is not self:
-            return
-        self._finalizer.detach()
-        self.hooks.detach(target)
-        del _instrumented[target]
-        _forget(self, True)
+        """Let go of the hooks: they come off the engine once no other holder is left (another
+        `instrument_engine` call, another `instrument()`); safe to call twice."""
+        if self._held:
+            self._held = False
+            self._shared.release()
 
 
-def _forget(done: Instrumented, listener: bool) -> None:
-    """Drop what only `done` needed (uninstrumented, or its engine freed): its collector's detector,
+def _forget(done: _EngineHooks, listener: bool) -> None:
+    """Drop what only `done` needed (taken off, or its engine freed): its collector's detector,
     and with `listener` and no engine left, the Session-wide listener."""
-    others = [other for other in _instrumented.values() if other is not done]
+    others = [other for other in _engines.values() if other is not done]
     if not any(other.detector is done.detector for other in others):
         _detectors.pop(done.detector.collector, None)
     if listener and not others:
@@ -87,11 +116,15 @@ def _forget(done: Instrumented, listener: bool) -> None:
 def instrument_engine(
     engine: Any, *, config: DbConfig | None = None, collector: Collector | None = None
 ) -> Instrumented:
-    """Instrument a sync `Engine` or an `AsyncEngine`; calling it twice on one engine is a no-op."""
+    """Instrument a sync `Engine` or an `AsyncEngine`; returns this call's hold on its hooks.
+
+    An engine instrumented already keeps the hooks it has (their config and collector; statements
+    are never counted twice): the call returns another hold on them, and they stay on until every
+    hold is removed (`Instrumented.remove()`) or `uninstrument_engine` takes them off."""
     target = sync_engine(engine)
-    existing = _instrumented.get(target)
+    existing = _engines.get(target)
     if existing is not None:
-        return existing
+        return Instrumented(engine, existing)
     config = config or DbConfig()
     collector = collector or default_collector()
     hooks = QueryHooks(target.dialect.name, config, collector)
@@ -101,21 +134,21 @@ def instrument_engine(
         detector = _detectors[collector] = NPlusOneDetector(config, collector)
     _lazy_loads.attach()
     track_pool_wait(target, collector)
-    done = Instrumented(engine, hooks, detector)
-    _instrumented[target] = done
-    return done
+    shared = _engines[target] = _EngineHooks(target, hooks, detector)
+    return Instrumented(engine, shared)
 
 
 def is_instrumented(engine: Any) -> bool:
     """Whether `engine` (an Engine or AsyncEngine) has perfkit's hooks on it now."""
-    return sync_engine(engine) in _instrumented
+    return sync_engine(engine) in _engines
 
 
 def uninstrument_engine(engine: Any) -> None:
-    """Remove perfkit's hooks from `engine` (whatever instrumented it last); a no-op if none."""
-    current = _instrumented.get(sync_engine(engine))
+    """Take perfkit's hooks off `engine` now, whoever holds them (their handles' `remove()` is then
+    a no-op); a no-op if it has none."""
+    current = _engines.get(sync_engine(engine))
     if current is not None:
-        current.remove()
+        current.take_off()
 
 
 @contextmanager
