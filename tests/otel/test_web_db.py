@@ -187,6 +187,24 @@ async def test_n_plus_one_is_a_span_event_with_its_fix(sdk: Sdk, tmp_path: Path)
     assert len([s for s in sdk.finished() if s.kind is SpanKind.CLIENT]) >= 4  # the lazy loads' SQL
 
 
+async def test_a_closed_instrument_makes_no_more_sql_spans_on_a_shared_engine(
+    sdk: Sdk, tmp_path: Path
+) -> None:
+    """Two instrument(otel=...) calls on one engine: once one is closed, the engine's hooks stay (the
+    other holds them) but only the open one still makes SQL spans."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'shared.db'}")
+    first, second = (
+        perfkit.instrument(Starlette(), engine=engine, collector=Collector(), monitor=False, otel=sdk.config)
+        for _ in range(2)
+    )
+    await first.state.perfkit.close()
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    assert [s.name for s in sdk.finished() if s.kind is SpanKind.CLIENT] == ["SELECT"]
+    await second.state.perfkit.close()
+    engine.dispose()
+
+
 @pytest.fixture
 async def tiered_cache() -> AsyncIterator[Cache]:
     """An L1 (memory) + L2 (the real Redis) cache in a namespace of its own, cleared afterwards."""

@@ -62,6 +62,11 @@ class StatementObserver:
         if listener not in self.listeners:
             self.listeners.append(listener)
 
+    def remove_listener(self, listener: StatementListener) -> None:
+        """Stop calling `listener` (a no-op if it is not listening)."""
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+
     @property
     def shapes_explained(self) -> int:
         """How many statement shapes are remembered as explained (never more than `max_shapes`)."""

@@ -48,6 +48,11 @@ class OpenTelemetry:
         """Spans for the statements of a `perfkit.db.observe.StatementObserver` (an engine's hooks)."""
         observer.add_listener(self.statements.statement)
 
+    def unwatch_statements(self, observer: Any) -> None:
+        """No more spans for `observer`'s statements (its engine's hooks outlive this instrumentation
+        when another one shares them)."""
+        observer.remove_listener(self.statements.statement)
+
     def watch_cache(self, cache: Any) -> None:
         """Spans and counts for a `perfkit.Cache`'s tier operations."""
         if self._first(cache):
