@@ -66,6 +66,7 @@ def assert_optimised_do_less(doc: dict[str, Any], *, p95: bool) -> None:
     assert report["score"] is not None
 
 
+@pytest.mark.timeout(150)  # run_demo's own bound is 120 s; pytest's 60 s default would cut it first
 def test_quick_demo_on_the_embedded_default(tmp_path: Path) -> None:
     """At full volume on SQLite: every optimised variant runs fewer queries and has a lower p95, the
     checks pass, and the monitoring report finds the N+1 and the 11-query statistics by itself."""
