@@ -18,6 +18,7 @@ import sys
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -33,6 +34,9 @@ ASYNC_ONLY = (
     "test_cache_write_for_model_instance_with_deferred",
     "test_cache_read_for_model_instance_with_deferred",
 )
+# the suite's Redis database, of its own: its clear() after every test scans the database for the run's
+# namespace, so keys anybody else left in the shared one would make each test's tearDown scan them all
+SUITE_REDIS_DB = 11
 CLASSES = ("Memory", "SQLite", "Redis", "Tiered", "AsyncMemory", "AsyncTiered")
 
 
@@ -76,7 +80,7 @@ def _run_class(tests: Path, name: str, tmp_path: Path) -> tuple[subprocess.Compl
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
-        "PERFKIT_SUITE_REDIS_URL": REDIS_URL,
+        "PERFKIT_SUITE_REDIS_URL": urlunsplit(urlsplit(REDIS_URL)._replace(path=f"/{SUITE_REDIS_DB}")),
         "PERFKIT_SUITE_SQLITE_PATH": str(tmp_path / f"suite-{name}.db"),
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
