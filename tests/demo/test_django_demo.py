@@ -15,7 +15,7 @@ from perfkit.demo import folder, processes
 from perfkit.demo.prepare import prepare
 from perfkit.demo.settings import SECRET_KEY_ENV, DemoSettings
 
-from .test_command import assert_optimised_do_less, run_demo
+from .test_command import SMALL, assert_optimised_do_less, run_demo
 
 
 def assert_django_terms(doc: dict[str, Any]) -> None:
@@ -31,7 +31,7 @@ def test_quick_django_demo_on_the_embedded_default(tmp_path: Path) -> None:
     """The Django project on SQLite (scale 0.01): every pair measured, the optimised variants run fewer
     queries, the cached dashboard hits, the checks pass through the API (the write visible after ORM
     invalidation, the jobs' output identical), the report finds the N+1 by itself; exit 0."""
-    doc = run_demo(tmp_path, "--django", "--scale", "0.01")
+    doc = run_demo(tmp_path, "--django", *SMALL)
     assert doc["stores"] == {"database": "sqlite", "cache": "sqlite", "jobs": "sqlite", "monitor": "sqlite"}
     tickets = doc["pairs"][1]
     assert (tickets["naive"]["queries_per_request"], tickets["fast"]["queries_per_request"]) == (26, 2)
@@ -44,8 +44,7 @@ def test_quick_django_demo_on_postgres_and_redis(
 ) -> None:
     """The Django project with its data on PostgreSQL (the demo's schema) and the cache, the jobs and the
     monitoring store on Redis: the same savings and checks (the write check through Redis)."""
-    doc = run_demo(tmp_path, "--django", "--postgres", demo_postgres_url, "--redis", demo_redis_url,
-                   "--scale", "0.01")  # fmt: skip
+    doc = run_demo(tmp_path, "--django", "--postgres", demo_postgres_url, "--redis", demo_redis_url, *SMALL)
     assert doc["stores"] == {"database": "postgresql", "cache": "redis", "jobs": "redis", "monitor": "redis"}
     assert_optimised_do_less(doc, p95=False)
     assert_django_terms(doc)
