@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,14 +45,16 @@ class Project:
             return response.cookies[SESSION_COOKIE], int(response.json()["id"])
 
 
-@pytest.fixture(params=["perfkit", "channels"])
-def project(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Project]:
+@pytest.fixture(scope="module", params=["perfkit", "channels"])
+def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     """uvicorn serving the Django project with the hub on the real Redis (a prefix of its own, deleted
-    afterwards), routed by `request.param`; stopped by pid."""
+    afterwards), routed by `request.param`; one per router for the module's tests (each logs in afresh,
+    and only test_logged_in_user_hears_the_commit publishes); stopped by pid."""
     require_redis()
     prefix = f"t-rtdj-{uuid.uuid4().hex[:10]}:"
     port = free_port()
-    env = {**os.environ, "PERFKIT_TEST_RT_DB": str(tmp_path / "db.sqlite3"), "RT_ROUTER": request.param,
+    db = tmp_path_factory.mktemp(f"rtdj-{request.param}") / "db.sqlite3"
+    env = {**os.environ, "PERFKIT_TEST_RT_DB": str(db), "RT_ROUTER": request.param,
            "RT_URL": f"{REDIS_URL}?prefix={prefix}",
            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}  # fmt: skip
     proc = subprocess.Popen(
@@ -62,6 +65,7 @@ def project(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Project]
     )  # fmt: skip
     assert proc.stderr is not None
     log: list[str] = []
+    drain: threading.Thread | None = None
     try:
         for line in proc.stderr:  # uvicorn logs this once the socket is listening
             log.append(line)
@@ -69,10 +73,15 @@ def project(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Project]
                 break
         else:
             raise RuntimeError(f"uvicorn exited with {proc.wait(timeout=10)}: {''.join(log)}")
+        # the server lives for several tests: keep reading its log, so a full pipe never blocks it
+        drain = threading.Thread(target=log.extend, args=(proc.stderr,), daemon=True)
+        drain.start()
         yield Project(f"http://127.0.0.1:{port}")
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+        if drain is not None:
+            drain.join(timeout=5)
         proc.stderr.close()
         client = redis.Redis.from_url(REDIS_URL)
         try:
