@@ -30,7 +30,7 @@ async def raw_redis(namespace: str) -> AsyncIterator[Redis]:
     require_redis()
     client = Redis.from_url(REDIS_URL)
     yield client
-    async for key in client.scan_iter(match=f"*{namespace}*"):
+    async for key in client.scan_iter(match=f"*{namespace}*", count=1000):
         await client.delete(key)
     await client.aclose()
 
@@ -56,7 +56,7 @@ async def test_redis_index_loses_a_deleted_or_retagged_key(
         ]
         assert await raw_redis.exists(index(namespace, "b")) == 0
         await cache.clear()
-    assert [k async for k in raw_redis.scan_iter(match=f"*{namespace}*")] == []
+    assert [k async for k in raw_redis.scan_iter(match=f"*{namespace}*", count=1000)] == []
 
 
 @pytest.mark.redis
@@ -68,7 +68,7 @@ async def test_redis_invalidating_one_tag_clears_the_keys_other_indexes(
         await cache.set_many({"k1": 1, "k2": 2}, ttl=None, tags=["a", "b"])
         assert await cache.invalidate_tags(["a"]) == 2
         assert await raw_redis.exists(index(namespace, "a"), index(namespace, "b")) == 0
-        left = [k async for k in raw_redis.scan_iter(match=f"*{namespace}*")]
+        left = [k async for k in raw_redis.scan_iter(match=f"*{namespace}*", count=1000)]
         assert sorted(left) == [f"perfkit:tagv:{namespace_prefix(namespace)}a".encode()]  # the version only
         await cache.clear()
 

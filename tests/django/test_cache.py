@@ -228,7 +228,7 @@ def test_pickles_not_signed_here_or_moved_are_refused(
     raw = redis.Redis.from_url(REDIS_URL)
     try:
         ours.set("a", Flag(), 60)
-        stored = [k for k in raw.scan_iter(match=f"*{namespace}*") if k.endswith(b":1:a")]
+        stored = [k for k in raw.scan_iter(match=f"*{namespace}*", count=1000) if k.endswith(b":1:a")]
         assert len(stored) == 1
         blob = raw.get(stored[0])
         raw.set(stored[0][:-1] + b"b", blob)  # moved to key "b"
@@ -422,7 +422,7 @@ async def test_get_or_set_runs_the_default_once_across_processes(tmp_path: Any, 
                 p.kill()
                 await p.wait()
         raw = redis.Redis.from_url(REDIS_URL)
-        for key in raw.scan_iter(match=f"*{namespace}*"):
+        for key in raw.scan_iter(match=f"*{namespace}*", count=1000):
             raw.delete(key)
         raw.close()
 

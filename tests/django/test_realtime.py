@@ -35,7 +35,7 @@ def hub() -> Iterator[Hub]:
     made.sync.close()  # its Redis connection (the hub itself never ran on a loop here)
     client = redis.Redis.from_url(REDIS_URL)
     try:
-        keys = list(client.scan_iter(f"{prefix}*"))
+        keys = list(client.scan_iter(f"{prefix}*", count=1000))
         if keys:
             client.delete(*keys)
     finally:

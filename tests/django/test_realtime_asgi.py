@@ -85,7 +85,7 @@ def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         proc.stderr.close()
         client = redis.Redis.from_url(REDIS_URL)
         try:
-            keys = list(client.scan_iter(f"{prefix}*"))
+            keys = list(client.scan_iter(f"{prefix}*", count=1000))
             if keys:
                 client.delete(*keys)
         finally:

@@ -152,7 +152,7 @@ def prefix() -> Iterator[str]:
     value = f"perfkit:test:{uuid.uuid4().hex}:"
     yield value
     client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=value + "*"))
+    keys = list(client.scan_iter(match=value + "*", count=1000))
     if keys:
         client.delete(*keys)
     client.close()
