@@ -37,6 +37,15 @@ class Priority(enum.IntEnum):
         raise ConfigurationError(setting, f"{value!r} is not a priority; use one of {names}")
 
 
+_PRIORITIES = {int(p): p for p in Priority}
+
+
+def priority_of(value: int) -> Priority:
+    """`Priority(value)` by a dict lookup, not the Enum call; a value that is no priority raises the same."""
+    found = _PRIORITIES.get(value)
+    return found if found is not None else Priority(value)
+
+
 class Status(enum.StrEnum):
     """Where a job is in its life; the last four are terminal."""
 
