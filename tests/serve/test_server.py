@@ -98,31 +98,38 @@ async def test_flow_control_and_extra_info_are_the_wrapped_transports() -> None:
     assert transport.is_closing() is False
 
 
-async def answer(protocol_class: type[HttpToolsProtocol], request: bytes) -> list[bytes]:
-    """What `protocol_class` (uvicorn's real protocol) writes to its socket for `request`."""
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/plain"), (b"content-length", b"5")]})  # fmt: skip
-        await send({"type": "http.response.body", "body": b"hello"})
-
+async def start(protocol_class: type[HttpToolsProtocol], app: Any) -> tuple[HttpToolsProtocol, Recording]:
+    """uvicorn's real protocol `protocol_class` serving `app` on a recording transport."""
     config = Config(app=app, lifespan="off", access_log=False, log_level="warning")
     config.load()
     protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
     raw = Recording()
     protocol.connection_made(raw)
+    return protocol, raw
+
+
+async def hello(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"5")]})  # fmt: skip
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+async def answer(protocol_class: type[HttpToolsProtocol], request: bytes) -> list[bytes]:
+    """What `protocol_class` has written to its socket for `request` when the response completes."""
+    protocol, raw = await start(protocol_class, hello)
     protocol.data_received(request)
-    for _ in range(20):  # the app's task runs, then the flush: a few turns
+    for _ in range(20):  # the app's task runs: a few turns
         await one_turn()
-        if protocol.cycle is not None and protocol.cycle.response_complete and raw.writes:
+        if protocol.cycle is not None and protocol.cycle.response_complete:
             break
-    await one_turn()
+    writes = list(raw.writes)
     protocol.connection_lost(None)
-    return raw.writes
+    return writes
 
 
 async def test_uvicorn_answers_with_one_write_per_response_on_the_coalescing_protocol() -> None:
-    """Plain httptools writes head and body apart; perfkit's protocol sends the whole response at once."""
+    """Plain httptools writes head and body apart; perfkit's protocol sends the whole response at once,
+    as soon as it is complete (not a loop turn later)."""
     request = b"GET / HTTP/1.1\r\nhost: test\r\n\r\n"
     plain = await answer(HttpToolsProtocol, request)
     assert len(plain) == 2 and plain[1] == b"hello"  # the cost being removed: two writes
@@ -130,6 +137,35 @@ async def test_uvicorn_answers_with_one_write_per_response_on_the_coalescing_pro
     assert len(coalesced) == 1
     head, _, body = coalesced[0].partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK") and b"content-length: 5" in head and body == b"hello"
+
+
+async def test_a_streamed_body_still_streams_each_chunk_within_its_loop_turn() -> None:
+    """A body sent in parts reaches the socket part by part: the first is out before the second exists."""
+    go_on = asyncio.Event()
+
+    async def stream(scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+        )
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        await go_on.wait()
+        await send({"type": "http.response.body", "body": b"second"})
+
+    protocol, raw = await start(server_options()["http"], stream)
+    protocol.data_received(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+    for _ in range(20):
+        await one_turn()
+        if raw.writes:
+            break
+    sent = b"".join(raw.writes)
+    assert sent.startswith(b"HTTP/1.1 200 OK") and sent.endswith(b"5\r\nfirst\r\n")  # chunked
+    go_on.set()
+    for _ in range(20):
+        await one_turn()
+        if protocol.cycle.response_complete:
+            break
+    assert b"".join(raw.writes).endswith(b"6\r\nsecond\r\n0\r\n\r\n")
+    protocol.connection_lost(None)
 
 
 def read_response(sock: socket.socket, buffer: bytes) -> tuple[int, bytes, bytes]:
