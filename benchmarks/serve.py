@@ -319,29 +319,36 @@ async def app(scope, receive, send):
 """
 
 
-def floor(args: argparse.Namespace) -> None:
-    """The HTTP floor on this machine: a bare ASGI app under uvicorn (httptools, uvloop) answering the
-    same sequential keep-alive client, next to a redis-py GET, per round."""
-    tmp = Path(tempfile.mkdtemp(prefix="perfkit-serve-floor-"))
+def start_bare(tmp: Path, wrapper: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], int]:
+    """The bare ASGI app (`HELLO`) under uvicorn with httptools and uvloop, once it answers."""
     (tmp / "hello.py").write_text(HELLO)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "hello:app", "--port", str(port), "--http", "httptools",
+        [*wrapper, sys.executable, "-m", "uvicorn", "hello:app", "--port", str(port), "--http", "httptools",
          "--loop", "uvloop", "--log-level", "warning", "--no-access-log"], cwd=tmp,
     )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            HttpConnection(port).sock.close()
+            return proc, port
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.1)
+
+
+def floor(args: argparse.Namespace) -> None:
+    """The HTTP floor on this machine: a bare ASGI app under uvicorn (httptools, uvloop) answering the
+    same sequential keep-alive client, next to a redis-py GET, per round."""
+    tmp = Path(tempfile.mkdtemp(prefix="perfkit-serve-floor-"))
+    proc, port = start_bare(tmp)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                http = HttpConnection(port)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        http = HttpConnection(port)
         client = redis.Redis.from_url(args.redis)
         client.set(f"{{{NS}}}:floor", b"1", ex=60)
         for n in range(args.rounds):
@@ -380,22 +387,32 @@ def throughput(args: argparse.Namespace) -> None:
         "job enqueue": ("POST", "/v1/jobs", json.dumps({"type": "render", "args": [1]})),
     }
     results: dict[str, list[tuple[float, float, int]]] = {op: [] for op in ops}
-    try:
-        _load_rounds(args, proc, port, tmp, ops, results, pinned)
+    bare: dict[str, list[tuple[float, float, int]]] = {"bare app": []}
+    wrapper = ("taskset", "-c", "0") if pinned else ()
+    bare_proc, bare_port = start_bare(tmp, wrapper)
+    try:  # the perfkit rounds and the bare app's alternate, so a change in the machine's speed hits both
+        for _ in range(args.rounds):
+            _load_round(args, proc, port, tmp, ops, results, pinned)
+            _load_round(args, bare_proc, bare_port, tmp, {"bare app": ("GET", "/", "")}, bare, pinned)
     finally:
         http.sock.close()
-        proc.terminate()
-        proc.wait(10)
+        for running in (proc, bare_proc):
+            running.terminate()
+            running.wait(10)
     where = "pinned to core 0, wrk to core 1" if pinned else "unpinned"
     print(f"perfkit serve under load: wrk -t1 -c{args.connections} -d{args.seconds}s per operation, "
           f"{args.rounds} rounds, server {where} (medians)")  # fmt: skip
     print(f"{'operation':<12} {'req/s':>9} {'server CPU/op':>14} {'ops/s/core':>11} "
-          f"{'rounds (ops/s/core)':>30} {'non-2xx':>8}")  # fmt: skip
-    for op, rows in results.items():
+          f"{'rounds (ops/s/core)':>30} {'non-2xx':>8} {'x bare':>7}")  # fmt: skip
+    floor_cpu = 1 / statistics.median(r[1] for r in bare["bare app"])
+    for op, rows in {**results, **bare}.items():
         rps, per_core = statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows)
         spread = ", ".join(f"{r[1]:,.0f}" for r in rows)
         bad = sum(r[2] for r in rows)
-        print(f"{op:<12} {rps:>9,.0f} {1e6 / per_core:>11.1f} us {per_core:>11,.0f} {spread:>30} {bad:>8}")
+        print(f"{op:<12} {rps:>9,.0f} {1e6 / per_core:>11.1f} us {per_core:>11,.0f} {spread:>30} {bad:>8} "
+              f"{1 / per_core / floor_cpu:>7.2f}")  # fmt: skip
+    print("bare app: an ASGI app answering 24 bytes under the same uvicorn (httptools, uvloop): the cost of "
+          "any Python HTTP service here before it does anything")  # fmt: skip
     cleanup = redis.Redis.from_url(args.redis)
     for pattern in (f"{{{NS}}}:*", f"*{NS}*", f"perfkit:tag*{NS}*"):
         keys = list(cleanup.scan_iter(pattern, count=1000))
@@ -403,25 +420,25 @@ def throughput(args: argparse.Namespace) -> None:
             cleanup.delete(*keys)
 
 
-def _load_rounds(args, proc, port, tmp, ops, results, pinned) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(args.rounds):
-        for op, (method, path, payload) in ops.items():
-            script = tmp / "op.lua"
-            script.write_text(WRK_SCRIPT.format(method=method, token=TOKEN, body=payload))
-            cpu0 = server_cpu(proc.pid)
-            done = subprocess.run(
-                [*(("taskset", "-c", "1") if pinned else ()), "wrk", "-t1", f"-c{args.connections}",
-                 f"-d{args.seconds}s", "-s", str(script), f"http://127.0.0.1:{port}{path}"],
-                capture_output=True, text=True, check=True, timeout=args.seconds + 30,
-            )  # fmt: skip
-            cpu = server_cpu(proc.pid) - cpu0
-            served = int(done.stdout.split(" requests in ")[0].split()[-1])
-            bad = (
-                int(done.stdout.split("Non-2xx or 3xx responses:")[1].split()[0])
-                if "Non-2xx" in done.stdout
-                else 0
-            )
-            results[op].append((served / args.seconds, served / cpu, bad))
+def _load_round(args, proc, port, tmp, ops, results, pinned) -> None:  # type: ignore[no-untyped-def]
+    """Each of `ops` under wrk for `args.seconds`: (requests/s, requests per server CPU-second, non-2xx)."""
+    for op, (method, path, payload) in ops.items():
+        script = tmp / "op.lua"
+        script.write_text(WRK_SCRIPT.format(method=method, token=TOKEN, body=payload))
+        cpu0 = server_cpu(proc.pid)
+        done = subprocess.run(
+            [*(("taskset", "-c", "1") if pinned else ()), "wrk", "-t1", f"-c{args.connections}",
+             f"-d{args.seconds}s", "-s", str(script), f"http://127.0.0.1:{port}{path}"],
+            capture_output=True, text=True, check=True, timeout=args.seconds + 30,
+        )  # fmt: skip
+        cpu = server_cpu(proc.pid) - cpu0
+        served = int(done.stdout.split(" requests in ")[0].split()[-1])
+        bad = (
+            int(done.stdout.split("Non-2xx or 3xx responses:")[1].split()[0])
+            if "Non-2xx" in done.stdout
+            else 0
+        )
+        results[op].append((served / args.seconds, served / cpu, bad))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import redis
 from sqlalchemy import create_engine
 
 from perfkit.demo import processes
+from perfkit.demo.app import vitals
 from perfkit.demo.app.seed import seed
 from perfkit.demo.settings import DemoSettings
 from tests import _npm
@@ -174,6 +175,22 @@ async def test_live_page_follows_tickets_and_job_progress(
         for tab in tabs:
             await tab.close()
     assert errors == [], errors
+
+
+def test_pages_load_web_vitals_only_where_it_is_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without web-vitals in any folder the pages leave its import out (no 404 in the console on a fresh
+    machine); once a folder has its build, they load it."""
+    monkeypatch.delenv("PERFKIT_DEMO_WEB_VITALS", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.cache/perfkit-npm
+    monkeypatch.chdir(tmp_path)  # no ./node_modules
+    assert "/live/vendor/web-vitals.js" not in vitals.page_script()
+    build = tmp_path / "web-vitals" / vitals.BUILD
+    build.parent.mkdir(parents=True)
+    build.write_text("export function onLCP() {}\n")
+    monkeypatch.setenv("PERFKIT_DEMO_WEB_VITALS", str(tmp_path / "web-vitals"))
+    assert vitals.page_script() == vitals.PAGE_SCRIPT and "/live/vendor/web-vitals.js" in vitals.PAGE_SCRIPT
 
 
 @pytest.fixture(scope="module")

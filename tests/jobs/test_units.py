@@ -16,7 +16,7 @@ from perfkit.cli import build_parser
 from perfkit.errors import BackendUnavailableError, ConfigurationError, MissingDependencyError
 from perfkit.jobs import Exponential, Fixed, JobQueue, Priority, Status
 from perfkit.jobs.cron import Cron
-from perfkit.jobs.models import queue_of
+from perfkit.jobs.models import new_job_id, priority_of, queue_of
 from perfkit.jobs.retry import make_policy
 
 
@@ -38,6 +38,23 @@ def test_cron_rejects_bad_expressions(expr: str) -> None:
     """Malformed or impossible cron expressions fail with a ConfigurationError naming 'cron'."""
     with pytest.raises(ConfigurationError, match="cron"):
         Cron(expr).next_after(0)
+
+
+def test_priority_of_is_the_enum_call_without_its_cost() -> None:
+    """priority_of gives every stored value the member Priority() gives, and refuses the same others."""
+    assert [priority_of(v) for v in range(4)] == [Priority(v) for v in range(4)]
+    assert priority_of(0) is Priority.CRITICAL
+    for bad in (4, -1, 99):
+        with pytest.raises(ValueError, match=str(bad)):
+            priority_of(bad)
+
+
+def test_job_ids_are_time_ordered_distinct_and_keep_their_shape() -> None:
+    """10,000 ids made at once are distinct, sort in the order made, and are '<queue>:' + 24 hex digits."""
+    ids = [new_job_id("mail") for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert [i[:19] for i in ids] == sorted(i[:19] for i in ids)  # the time part (µs) never goes back
+    assert all(queue_of(i) == "mail" and len(i) == 29 and int(i[5:], 16) >= 0 for i in ids)
 
 
 def test_retry_policies() -> None:

@@ -7,12 +7,14 @@ every backend, so a record read from SQLite, PostgreSQL or Redis compares the sa
 from __future__ import annotations
 
 import enum
-import os
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from perfkit.errors import ConfigurationError
+
+_bits = random.getrandbits
 
 
 class Priority(enum.IntEnum):
@@ -33,6 +35,15 @@ class Priority(enum.IntEnum):
             return cls(value)
         names = [p.name.lower() for p in cls]
         raise ConfigurationError(setting, f"{value!r} is not a priority; use one of {names}")
+
+
+_PRIORITIES = {int(p): p for p in Priority}
+
+
+def priority_of(value: int) -> Priority:
+    """`Priority(value)` by a dict lookup, not the Enum call; a value that is no priority raises the same."""
+    found = _PRIORITIES.get(value)
+    return found if found is not None else Priority(value)
 
 
 class Status(enum.StrEnum):
@@ -87,8 +98,11 @@ def unpack_payload(data: Any) -> tuple[list[Any], dict[str, Any], dict[str, str]
 
 
 def new_job_id(queue: str) -> str:
-    """`<queue>:<time-ordered hex>`: the queue is part of the id so any backend finds a job in one step."""
-    return f"{queue}:{time.time_ns() // 1000:014x}{os.urandom(5).hex()}"
+    """`<queue>:<time-ordered hex>`: the queue is part of the id so any backend finds a job in one step.
+
+    The 40 random bits only keep ids made in the same microsecond apart (an id is no secret: reading a
+    job takes a token), so they come from `random` (reseeded in a forked child), not a system call."""
+    return f"{queue}:{time.time_ns() // 1000:014x}{_bits(40):010x}"
 
 
 def queue_of(job_id: str) -> str:

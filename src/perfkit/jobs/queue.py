@@ -28,6 +28,7 @@ from perfkit.jobs.models import (
     Status,
     new_job_id,
     pack_payload,
+    priority_of,
     queue_of,
     unpack_payload,
 )
@@ -410,8 +411,9 @@ class JobQueue:
             except Exception:
                 result = r.result
         return JobInfo(
-            id=r.id, type=r.task, queue=r.queue, priority=Priority(r.priority), status=r.effective_status(),
-            args=args, kwargs=kwargs, progress=r.progress, progress_message=r.progress_message, result=result,
+            id=r.id, type=r.task, queue=r.queue, priority=priority_of(r.priority),
+            status=r.effective_status(), args=args, kwargs=kwargs, progress=r.progress,
+            progress_message=r.progress_message, result=result,
             error=r.corrupt_error or r.error, traceback=r.traceback, attempts=r.attempts,
             max_attempts=r.max_attempts, key=r.key,
             queued_at=r.queued_at, run_at=r.run_at, started_at=r.started_at, completed_at=r.completed_at,

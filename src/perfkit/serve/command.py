@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
 
 from perfkit.errors import ConfigurationError
 
@@ -48,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     from perfkit.serve.app import ServeApp
     from perfkit.serve.config import ServeConfig
+    from perfkit.serve.server import server_options
 
     config = ServeConfig.resolve(
         cache_url=args.cache_url, jobs_url=args.jobs_url, token_file=args.token_file,
@@ -69,27 +69,9 @@ def run(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app = ServeApp(config)
-    options: dict[str, Any] = _fast_server_options()
+    options = server_options()
     # proxy_headers off: the service never reads the client's address (a token names the caller), and
     # uvicorn's X-Forwarded-* middleware is one more layer on every request
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower(), access_log=False,
                 lifespan="on", proxy_headers=False, **options)  # fmt: skip
     return 0
-
-
-def _fast_server_options() -> dict[str, str]:
-    """httptools and uvloop when installed (the `serve` extra brings them): several times h11's rate."""
-    options: dict[str, str] = {}
-    try:
-        import httptools  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        options["http"] = "httptools"
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        options["loop"] = "uvloop"
-    return options

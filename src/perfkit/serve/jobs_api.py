@@ -21,11 +21,14 @@ from perfkit.serve.http import Request, Response, json_response
 from perfkit.serve.job_types import JobTypes
 from perfkit.serve.problems import Problem, problem_from
 
+_PRIORITY_NAMES = {p: p.name.lower() for p in Priority}  # an Enum's .name and .value are slow properties
+_STATUS_NAMES: dict[Status, s.JobStatus] = {st: st.value for st in Status}
+
 
 def job_view(info: JobInfo) -> s.Job:
     return s.Job(
-        id=info.id, type=info.type, queue=info.queue, priority=info.priority.name.lower(),  # type: ignore[arg-type]
-        status=info.status.value, args=list(info.args), kwargs=info.kwargs,
+        id=info.id, type=info.type, queue=info.queue, priority=_PRIORITY_NAMES[info.priority],  # type: ignore[arg-type]
+        status=_STATUS_NAMES[info.status], args=list(info.args), kwargs=info.kwargs,
         progress=info.progress, progress_message=info.progress_message, result=info.result,
         error=info.error, attempts=info.attempts, max_attempts=info.max_attempts, key=info.key,
         queued_at=info.queued_at, run_at=info.run_at, started_at=info.started_at,
@@ -191,4 +194,4 @@ class JobsService:
 
 
 def priority_name(value: int) -> str:
-    return Priority(value).name.lower()
+    return _PRIORITY_NAMES[Priority(value)]

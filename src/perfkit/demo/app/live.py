@@ -41,7 +41,6 @@ def add_live(app: FastAPI, hub: Hub) -> None:
     page = resources.files(__package__).joinpath("live.html").read_text()
     page = page.replace("{{script}}", f"/live/static/{script.path('js')}")
     page = page.replace("{{jobs_live}}", "false" if hub.url.startswith("memory://") else "true")
-    page = page.replace("{{rum}}", vitals.PAGE_SCRIPT)
     app.router.routes += [  # the endpoints are plain ASGI apps: starlette routes take them as they are
         WebSocketRoute("/live/ws", hub.websocket(auth=None, can_subscribe=may_follow)),
         Route("/live/events", hub.sse(auth=None, can_subscribe=may_follow)),
@@ -50,5 +49,7 @@ def add_live(app: FastAPI, hub: Hub) -> None:
     ]
 
     @app.get("/live", name="live_page", response_class=HTMLResponse, include_in_schema=False)
-    async def live_page() -> HTMLResponse:
-        return HTMLResponse(page, headers={"cache-control": "no-cache"})
+    async def live_page() -> HTMLResponse:  # web-vitals may be installed while the demo runs
+        return HTMLResponse(
+            page.replace("{{rum}}", vitals.page_script()), headers={"cache-control": "no-cache"}
+        )

@@ -3,7 +3,7 @@
 Each product image is a `<picture>` (AVIF, WebP, then the negotiated `<img>`) with a ThumbHash
 placeholder painted at once, `srcset` over the allowed widths and lazy loading; the first one is the
 page's LCP image: eager, `fetchpriority="high"` and preloaded by a `Link` header. The page reports its
-real web vitals like /live does (`vitals.PAGE_SCRIPT`: web-vitals from npm and perfkit's RUM snippet), so
+real web vitals like /live does (`vitals.page_script()`: web-vitals from npm and perfkit's RUM snippet), so
 the dashboard shows its LCP and which element it was. The pictures are drawn
 by Pillow on first start (the demo ships no binary files) into a folder of the machine's temp dir; the
 signing key is derived from the demo's monitoring token.
@@ -69,7 +69,7 @@ def add_products(app: FastAPI, cache: Cache, token: str, folder: Path = FOLDER) 
                 "<meta name=viewport content=\"width=device-width, initial-scale=1\">"
                 "<style>img{max-width:100%;height:auto}figure{display:inline-block;max-width:32%}"
                 "figure:first-of-type{display:block;max-width:100%}</style></head><body><h1>Products</h1>"
-                f"{''.join(cards)}{vitals.PAGE_SCRIPT}</body></html>")  # fmt: skip
+                f"{''.join(cards)}{vitals.page_script()}</body></html>")  # fmt: skip
         return HTMLResponse(page, headers={"link": preload, "cache-control": "no-cache"})
 
     return images

@@ -3,8 +3,9 @@ shipped with perfkit) and perfkit's RUM snippet (`/perf/rum.js`), so its page vi
 
 `/live/vendor/web-vitals.js` serves the attribution build from the first folder that has it:
 `PERFKIT_DEMO_WEB_VITALS`, `./node_modules/web-vitals`, `~/.cache/perfkit-npm/web-vitals/node_modules/
-web-vitals` (where perfkit's tests install it). Without one it answers 404 with the install hint, and
-the page goes on without RUM (`npm install web-vitals` turns it on).
+web-vitals` (where perfkit's tests install it). Without one the pages leave the RUM script out (a
+request for it would be a 404 in the browser's console) and the route answers 404 with the install
+hint; `npm install web-vitals` turns it on.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ def folders() -> list[Path]:
 def find() -> Path | None:
     """The attribution build of the first web-vitals folder that has one."""
     return next((f / BUILD for f in folders() if (f / BUILD).is_file()), None)
+
+
+def page_script() -> str:
+    """`PAGE_SCRIPT` when web-vitals is installed, else a comment saying how to turn RUM on."""
+    return PAGE_SCRIPT if find() is not None else "<!-- no RUM: npm install web-vitals (docs/rum.md) -->"
 
 
 async def web_vitals(request: Request) -> Response:

@@ -51,9 +51,11 @@ class EnqueuePipeline:
             while self._pending:
                 batch, self._pending = self._pending, []
                 batch = [item for item in batch if not item[1].done()]  # a caller cancelled before sending
-                await asyncio.gather(
-                    *(self._send(chunk) for chunk in chunks(batch, [r.payload for r, _ in batch]))
-                )
+                calls = chunks(batch, [r.payload for r, _ in batch])
+                if len(calls) == 1:  # the usual case: no gather (a task per call) needed
+                    await self._send(calls[0])
+                else:
+                    await asyncio.gather(*(self._send(chunk) for chunk in calls))
         except BaseException as exc:  # cancelled (loop shutting down): no caller may wait forever
             for _, future in [*batch, *self._pending]:
                 if future.done():
