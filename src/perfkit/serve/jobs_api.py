@@ -191,7 +191,3 @@ class JobsService:
             status = "failed"
         await self._call(self.jobs.backend.finish([outcome]))
         return json_response(s.Reported(status))  # type: ignore[arg-type]
-
-
-def priority_name(value: int) -> str:
-    return _PRIORITY_NAMES[Priority(value)]

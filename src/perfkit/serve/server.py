@@ -51,7 +51,7 @@ class CoalescingTransport:
             self._later.cancel()
             self._later = None
         pending, self._pending = self._pending, []
-        if pending and not self.transport.is_closing():
+        if pending and not self.is_closing():
             self.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     def close(self) -> None:
@@ -59,10 +59,8 @@ class CoalescingTransport:
         self.transport.close()
 
     def abort(self) -> None:
-        if self._later is not None:
-            self._later.cancel()
-            self._later = None
-        self._pending = []
+        self._pending = []  # dropped: the flush only calls off the end-of-turn one
+        self.flush()
         self.transport.abort()
 
     def __getattr__(self, name: str) -> Any:
