@@ -53,9 +53,11 @@ async def test_no_loss_across_a_redis_restart_with_persistence(
             before = await collect(client, 10)
             redis_server.stop()
             redis_server.start()
-            await publish_when_up(publisher, "room:r", list(range(10, 30)))
+            await publish_when_up(
+                publisher, "room:r", [*range(10, 30), "end"]
+            )  # a duplicate comes before "end"
             after = await collect(client, 20, wait=15)
-            await asyncio.sleep(0.2)
+            (end,) = await collect(client, 1)
             extra = client.drain()
     finally:
         await publisher.close()
@@ -64,6 +66,7 @@ async def test_no_loss_across_a_redis_restart_with_persistence(
     assert [e.data for e in events] == list(range(30))
     assert [e.offset for e in events] == list(range(1, 31))
     assert len({e.epoch for e in events}) == 1 and extra == []
+    assert isinstance(end, Message) and end.data == "end"
 
 
 async def test_redis_restart_without_persistence_is_a_resync(
@@ -107,12 +110,12 @@ async def test_no_loss_across_a_server_process_restart(
             await publisher.publish("room:w", 0)
             first = await collect(client, 1)
             server.kill()
-            for value in range(1, 20):
+            for value in [*range(1, 20), "end"]:  # a duplicate would come before "end"
                 await publisher.publish("room:w", value)
             again = start_server(redis_url, port=server.port, batch_window=0)
             try:
                 rest = await collect(client, 19, wait=20)
-                await asyncio.sleep(0.2)
+                (end,) = await collect(client, 1)
                 extra = client.drain()
             finally:
                 again.stop()
@@ -121,6 +124,7 @@ async def test_no_loss_across_a_server_process_restart(
         await publisher.close()
     assert [e.data for e in first + rest] == list(range(20))
     assert [e.offset for e in first + rest] == list(range(1, 21)) and extra == []
+    assert isinstance(end, Message) and end.data == "end"
 
 
 async def test_health_fails_while_redis_is_down(
